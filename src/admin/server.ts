@@ -1,0 +1,105 @@
+/**
+ * The admin API: health, readiness, routes, upstreams, redacted config,
+ * reload, info and Prometheus metrics, served by Hono on `Deno.serve`.
+ *
+ * @module
+ */
+
+import { Hono } from "hono";
+import type { AdminConfig } from "../config/types.ts";
+import { logger } from "../observability/logger.ts";
+import { basicAuth } from "./auth.ts";
+import { redactConfig } from "./redact.ts";
+import type { AdminBackend } from "./types.ts";
+
+/** Content type of the Prometheus text exposition format. */
+export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+/** Paths that never require credentials (probes run without them). */
+const PUBLIC_PATHS: ReadonlySet<string> = new Set(["/health", "/ready"]);
+
+const log = logger.child({ component: "admin" });
+
+/**
+ * Builds the admin Hono app. The metrics path and on/off switch are read
+ * from `backend.config().metrics.prometheus` per request, so a reload that
+ * moves the path takes effect without restarting the admin server.
+ */
+export function createAdminApp(backend: AdminBackend, cfg: AdminConfig): Hono {
+  const app = new Hono();
+
+  app.onError((err, c) => {
+    // Details go to the log only: responses never carry stack traces.
+    log.error("admin request failed", { method: c.req.method, path: c.req.path, error: err });
+    return c.json({ error: "internal server error" }, 500);
+  });
+  app.notFound((c) => c.json({ error: "not found" }, 404));
+
+  if (cfg.auth?.enabled) {
+    app.use(
+      "*",
+      basicAuth({ users: cfg.auth.users, realm: cfg.auth.realm || "Loom", publicPaths: PUBLIC_PATHS }),
+    );
+  }
+
+  app.use("*", async (c, next) => {
+    if (c.req.method !== "GET" && c.req.method !== "HEAD") return next();
+    const prom = backend.config().metrics?.prometheus;
+    if (prom?.enabled === false || c.req.path !== (prom?.path || "/metrics")) return next();
+    return c.body(await backend.metrics(), 200, { "Content-Type": PROMETHEUS_CONTENT_TYPE });
+  });
+
+  app.get("/health", (c) => c.json({ status: "ok" }));
+  app.get("/ready", (c) => {
+    const ready = backend.ready();
+    return c.json({ ready }, ready ? 200 : 503);
+  });
+  app.get("/routes", (c) => c.json(backend.routes()));
+  app.get("/upstreams", async (c) => c.json(await backend.upstreams()));
+  app.get("/config", (c) => c.json(redactConfig(backend.config())));
+  app.get("/info", (c) => c.json(backend.info()));
+  app.post("/reload", async (c) => {
+    const result = await backend.reload();
+    if (result.ok) {
+      log.info("config reloaded via admin API");
+      return c.json({ result: "success" }, 200);
+    }
+    log.warn("config reload via admin API failed", { errors: result.errors });
+    return c.json({ result: "failure", errors: result.errors }, 400);
+  });
+
+  return app;
+}
+
+/** A running admin server. */
+export interface AdminServer {
+  /** The bound address (useful with port 0). */
+  addr: Deno.NetAddr;
+  /** Settles once the server has stopped. */
+  finished: Promise<void>;
+  /** Stops accepting and waits for in-flight requests. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Serves the admin API on `cfg.hostname:cfg.port` ("" = all interfaces).
+ * Callers check `cfg.enabled`; aborting `signal` shuts the server down.
+ */
+export function startAdminServer(backend: AdminBackend, cfg: AdminConfig, signal?: AbortSignal): AdminServer {
+  const app = createAdminApp(backend, cfg);
+  const server = Deno.serve({
+    hostname: cfg.hostname || "0.0.0.0",
+    port: cfg.port,
+    signal,
+    onListen: (addr) => log.info("admin API listening", { address: `${addr.hostname}:${addr.port}` }),
+    onError: (err) => {
+      log.error("admin server error", { error: err });
+      return Response.json({ error: "internal server error" }, { status: 500 });
+    },
+  }, app.fetch);
+  return {
+    addr: server.addr,
+    finished: server.finished,
+    shutdown: () => server.shutdown(),
+  };
+}

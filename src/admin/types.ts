@@ -1,0 +1,67 @@
+/**
+ * The admin API's view of the gateway. The admin server knows nothing of
+ * sockets, listeners or workers: the gateway hands it an {@link AdminBackend}.
+ *
+ * @module
+ */
+
+import type { LoomConfig, RedirectConfig } from "../config/types.ts";
+
+/** A configured route as the admin API lists it. */
+export interface RouteInfo {
+  id: string;
+  host?: string;
+  path: string;
+  /** Undefined = all methods. */
+  methods?: string[];
+  upstream?: string;
+  priority: number;
+  plugins: string[];
+  strip_prefix: boolean;
+  rewrite?: string;
+  redirect?: RedirectConfig;
+}
+
+/** One endpoint of an upstream, with its live state. */
+export interface EndpointInfo {
+  address: string;
+  weight: number;
+  /** Requests currently in flight to it (summed over workers). */
+  in_flight: number;
+  healthy: boolean;
+  /** Being removed after a reload; finishes its in-flight requests. */
+  draining: boolean;
+}
+
+/** An upstream with its endpoints. */
+export interface UpstreamInfo {
+  name: string;
+  load_balancer: string;
+  endpoints: EndpointInfo[];
+}
+
+/** Gateway facts for `GET /info`. */
+export interface GatewayInfo {
+  version: string;
+  workers: number;
+  /** ISO 8601. */
+  started_at: string;
+  config_file: string;
+}
+
+/** Outcome of a configuration reload. */
+export type ReloadResult = { ok: true } | { ok: false; errors: string[] };
+
+/** What the admin API needs from the gateway. */
+export interface AdminBackend {
+  /** False while starting or draining. */
+  ready(): boolean;
+  routes(): RouteInfo[];
+  upstreams(): Promise<UpstreamInfo[]>;
+  /** The current configuration (the admin API redacts secrets itself). */
+  config(): LoomConfig;
+  reload(): Promise<ReloadResult>;
+  /** Prometheus text, already merged across workers. */
+  metrics(): Promise<string>;
+  info(): GatewayInfo;
+}

@@ -1,0 +1,116 @@
+/**
+ * The `loom` command line:
+ *
+ *   loom run      -c config.yaml [--log-level debug|info|warn|error]
+ *   loom validate -c config.yaml
+ *   loom version
+ *
+ * Exit codes: 0 ok, 1 runtime failure, 2 invalid config or usage.
+ */
+import { formatErrors, loadConfig } from "../config/mod.ts";
+import { logger, type LogLevel, setLogLevel } from "../observability/logger.ts";
+import { ConfigInvalidError, Supervisor } from "../runtime/supervisor.ts";
+import { VERSION } from "../version.ts";
+
+const USAGE = `loom ${VERSION}: an API gateway
+
+Usage:
+  loom run [-c config.yaml] [--log-level debug|info|warn|error]   serve the config
+  loom validate [-c config.yaml]                                   check a config, print every error
+  loom version                                                     print the version
+
+Default config: config/loom.yaml`;
+
+const LEVELS = new Set(["debug", "info", "warn", "error"]);
+
+/** Parsed command-line flags. */
+export interface CliArgs {
+  command: string;
+  config: string;
+  logLevel: LogLevel;
+}
+
+/** Parses argv; returns an error message on bad usage. */
+export function parseArgs(argv: string[]): CliArgs | string {
+  const out: CliArgs = { command: argv[0] ?? "", config: "config/loom.yaml", logLevel: "info" };
+  for (let i = 1; i < argv.length; i++) {
+    const a = argv[i];
+    const [flag, inline] = a.includes("=")
+      ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)]
+      : [a, undefined];
+    const value = () => inline ?? argv[++i];
+    switch (flag) {
+      case "-c":
+      case "--config":
+      case "-config": {
+        const v = value();
+        if (!v) return `${flag} needs a file path`;
+        out.config = v;
+        break;
+      }
+      case "--log-level":
+      case "-log-level": {
+        const v = value();
+        if (!v || !LEVELS.has(v)) return `--log-level must be one of debug, info, warn, error`;
+        out.logLevel = v as LogLevel;
+        break;
+      }
+      default:
+        return `unknown argument "${a}"`;
+    }
+  }
+  return out;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv);
+  if (typeof args === "string") {
+    console.error(`loom: ${args}\n\n${USAGE}`);
+    return 2;
+  }
+  switch (args.command) {
+    case "version":
+    case "--version":
+      console.log(`loom ${VERSION} (deno ${Deno.version.deno})`);
+      return 0;
+    case "validate": {
+      const res = await loadConfig(args.config);
+      if (!res.ok) {
+        console.error(formatErrors(res.errors, args.config));
+        console.error(`${args.config}: ${res.errors.length} error(s)`);
+        return 2;
+      }
+      console.log(`${args.config}: configuration is valid`);
+      return 0;
+    }
+    case "run": {
+      setLogLevel(args.logLevel);
+      try {
+        await Supervisor.start({ configPath: args.config, logLevel: args.logLevel, signals: true });
+      } catch (e) {
+        if (e instanceof ConfigInvalidError) {
+          console.error(e.message);
+          console.error("loom: refusing to start with an invalid configuration");
+          return 2;
+        }
+        logger.error("loom failed to start", { error: String(e) });
+        return 1;
+      }
+      return -1; // keep running
+    }
+    case "":
+    case "help":
+    case "--help":
+    case "-h":
+      console.log(USAGE);
+      return argv.length === 0 ? 2 : 0;
+    default:
+      console.error(`loom: unknown command "${args.command}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+if (import.meta.main) {
+  const code = await main(Deno.args);
+  if (code >= 0) Deno.exit(code);
+}

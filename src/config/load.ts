@@ -1,0 +1,46 @@
+/** Entry points: load a config file, or parse config text, into a {@link LoadResult}. */
+
+import { LineCounter, parseDocument } from "yaml";
+import type { ConfigError, LoadResult } from "./types.ts";
+import type { EnvLookup } from "./env.ts";
+import { validateDocument } from "./validate.ts";
+
+/**
+ * Parses and validates config `text`. Pure apart from reading `Deno.env` when no
+ * `env` is given (only the variables the config references are read).
+ * `file` names the source; it is returned as `source` on success.
+ */
+export function parseConfig(
+  text: string,
+  file: string,
+  env?: Record<string, string | undefined>,
+): LoadResult {
+  const lookup: EnvLookup = env ? (name) => env[name] : (name) => Deno.env.get(name);
+  const lineCounter = new LineCounter();
+  // uniqueKeys (the default) makes duplicate keys syntax errors rather than silent overrides.
+  const doc = parseDocument(text, { lineCounter, prettyErrors: true });
+  const { config, errors } = validateDocument(doc, lineCounter, lookup);
+  return config ? { ok: true, config, source: file } : { ok: false, errors };
+}
+
+/** Reads and validates the config file at `path`; an unreadable file is a single error at line 0. */
+export async function loadConfig(path: string): Promise<LoadResult> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    return {
+      ok: false,
+      errors: [{ path: "", line: 0, column: 0, message: `cannot read config: ${(e as Error).message}` }],
+    };
+  }
+  return parseConfig(text, path);
+}
+
+/** One line per error: `config/loom.yaml:12:5: routes[2].upstream: upstream "billing" is not defined`. */
+export function formatErrors(errors: readonly ConfigError[], file: string): string {
+  return errors.map((e) => {
+    const where = e.line > 0 ? `${file}:${e.line}:${e.column}` : file;
+    return e.path ? `${where}: ${e.path}: ${e.message}` : `${where}: ${e.message}`;
+  }).join("\n");
+}

@@ -1,0 +1,376 @@
+/**
+ * The Loom configuration format, declared once. `normalise.ts` validates and
+ * normalises against it; `json_schema.ts` turns it into config/loom.schema.json.
+ *
+ * Compatibility blocks (`rate_limit`, `tracing`, `cors`, `cache`) are validated
+ * field by field but get no defaults: they are kept as written except that
+ * durations become milliseconds and sizes bytes, like everywhere else.
+ */
+
+import { opt, req, t, type Type } from "./dsl.ts";
+import { ENDPOINT_PATTERN, LISTEN_ADDRESS_PATTERN, parseAddress } from "./address.ts";
+import type { EndpointConfig, RedirectConfig, ValueMatcher } from "./types.ts";
+
+/** RFC 9110 token characters: what a method or header name may contain. */
+const TOKEN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+
+const checkRegex = (pattern: string): string | undefined => {
+  try {
+    new RegExp(pattern);
+    return undefined;
+  } catch (e) {
+    return (e as Error).message; // already "Invalid regular expression: /x/: why"
+  }
+};
+
+const listenAddress = (description: string) =>
+  t.string({
+    description,
+    pattern: LISTEN_ADDRESS_PATTERN,
+    check: (s) => {
+      const r = parseAddress(s, false);
+      return r.ok ? undefined : r.error;
+    },
+  });
+
+/** Adds `hostname`/`port` parsed from an already validated `address`. */
+const withHostPort = (v: { address: string }) => {
+  const r = parseAddress(v.address, false);
+  return r.ok ? { ...v, ...r.value } : v;
+};
+
+const endpointAddress = t.string({
+  description: 'Backend "host:port" (no scheme); IPv6 as "[::1]:8080".',
+  pattern: ENDPOINT_PATTERN,
+  check: (s) => {
+    const r = parseAddress(s, true);
+    return r.ok ? undefined : r.error;
+  },
+});
+
+const toEndpoint = (address: string, weight: number): EndpointConfig => {
+  const r = parseAddress(address, true);
+  return { address, hostname: r.ok ? r.value.hostname : "", port: r.ok ? r.value.port : 0, weight };
+};
+
+const endpoint = t.oneOf([
+  t.string({ ...endpointAddress, normalize: (s: string) => toEndpoint(s, 1) }),
+  t.object({
+    address: req(endpointAddress),
+    weight: opt(t.int({ min: 1 }), 1, "Relative share of traffic for weighted balancing (≥ 1)."),
+  }, { normalize: (v: { address: string; weight: number }) => toEndpoint(v.address, v.weight) }),
+], { description: 'An endpoint: "host:port", or {address, weight}.' });
+
+const matcher = t.oneOf([
+  t.string({
+    coerce: true,
+    description: "Exact value to match.",
+    normalize: (value: string): ValueMatcher => ({ kind: "exact", value }),
+  }),
+  t.object({
+    exact: opt(t.string({ coerce: true }), undefined, "Exact value."),
+    regex: opt(
+      t.string({ check: checkRegex }),
+      undefined,
+      "JavaScript regular expression the value must match.",
+    ),
+    present: opt(t.enum([true]), undefined, "Only require that it is present."),
+  }, {
+    minFields: 1,
+    maxFields: 1,
+    normalize: (v: { exact?: string; regex?: string; present?: true }): ValueMatcher =>
+      v.exact !== undefined
+        ? { kind: "exact", value: v.exact }
+        : v.regex !== undefined
+        ? { kind: "regex", pattern: v.regex }
+        : { kind: "present" },
+  }),
+], { description: "A string (exact match) or exactly one of {exact, regex, present: true}." });
+
+const redirectCode = t.enum([301, 302, 307, 308], { description: "HTTP status of the redirect." });
+
+const redirect = t.oneOf([
+  t.string({
+    description: "Target URL (302).",
+    normalize: (url: string): RedirectConfig => ({ url, code: 302 }),
+  }),
+  t.object({
+    url: req(t.string(), "Target URL or path; may use {param} captures of the route path."),
+    code: opt(redirectCode, 302),
+  }),
+], { description: "Answer with a redirect instead of proxying: a URL (302) or {url, code}." });
+
+const tlsFiles = {
+  cert_file: req(t.string(), "PEM certificate (chain) file."),
+  key_file: req(t.string(), "PEM private key file."),
+};
+
+const tls = t.object({
+  ...tlsFiles,
+  min_version: opt(
+    t.string({ coerce: true, pattern: "^1\\.[0-3]$", patternMessage: 'min_version must be "1.0" to "1.3"' }),
+    undefined,
+    'Lowest TLS version accepted: "1.2" or "1.3".',
+  ),
+  alpn: opt(t.list(t.string()), undefined, "ALPN protocols to offer, e.g. [h2, http/1.1]."),
+  certificates: opt(t.list(t.object(tlsFiles)), undefined, "Extra certificates, chosen by SNI."),
+  client_auth: opt(
+    t.enum(["none", "request", "require", "verify_if_given", "require_and_verify"]),
+    undefined,
+    "Client certificate policy (mTLS).",
+  ),
+  client_ca_file: opt(t.string(), undefined, "CA bundle for verifying client certificates."),
+}, { description: "TLS settings; required for https, grpcs and http3." });
+
+const listener = t.object({
+  name: req(t.string(), "Unique listener name."),
+  address: req(listenAddress('Listen address "[host]:port": ":8080", "0.0.0.0:8080", "[::1]:8080".')),
+  protocol: req(
+    t.enum(["http", "https", "h2c", "http3", "grpc", "grpcs"]),
+    "Protocol served on this listener.",
+  ),
+  tls: opt(tls),
+  read_header_timeout: opt(t.duration(), "10s", "Time allowed to receive a complete request head."),
+  idle_timeout: opt(t.duration(), "60s", "Keep-alive idle time between requests."),
+  body_timeout: opt(t.duration(), "30s", "Longest pause while receiving a request body."),
+  max_connections: opt(t.int({ min: 0 }), 10000, "Concurrent connections per worker; 0 = unlimited."),
+  max_header_bytes: opt(t.size(), "64KB", "Largest request head; beyond it the answer is 431."),
+}, { normalize: withHostPort });
+
+const route = t.object({
+  id: req(t.string(), "Unique route id."),
+  host: opt(t.string(), undefined, 'Exact host or "*.example.com"; any host when absent.'),
+  path: req(
+    t.string({ pattern: "^/\\S*$", patternMessage: 'path must start with "/" and contain no spaces' }),
+    'Path pattern: "/exact", "/api/*", "/users/:id" or "/users/{id}".',
+  ),
+  methods: opt(
+    t.list(
+      t.string({
+        pattern: TOKEN,
+        patternMessage: "not a valid HTTP method token",
+        normalize: (s: string) => s.toUpperCase(),
+      }),
+    ),
+    undefined,
+    "Allowed methods; all when absent.",
+  ),
+  headers: opt(t.map(matcher), undefined, "Request headers that must match."),
+  query_params: opt(t.map(matcher), undefined, "Query parameters that must match."),
+  upstream: opt(t.string(), undefined, "Upstream to proxy to (required unless redirect is set)."),
+  plugins: opt(t.list(t.string()), [], "Names of plugins (defined under top-level plugins) to run."),
+  strip_prefix: opt(t.bool(), false, "Remove the matched prefix before proxying."),
+  rewrite: opt(
+    t.string({ pattern: "^/", patternMessage: 'rewrite must start with "/"' }),
+    undefined,
+    'Path sent upstream, may use captures: "/v2/users/{id}".',
+  ),
+  redirect: opt(redirect),
+  timeout: opt(t.duration(), "30s", "Total request time including retries."),
+  connect_timeout: opt(t.duration(), undefined, "Overrides the upstream's connect_timeout."),
+  per_try_timeout: opt(t.duration(), undefined, "Overrides the upstream's per_try_timeout."),
+  priority: opt(t.int(), 0, "Higher priority routes are matched first."),
+  preserve_host: opt(
+    t.bool(),
+    true,
+    "Send the client's Host header upstream (false: the endpoint's host:port).",
+  ),
+  host_rewrite: opt(t.string(), undefined, "Explicit Host header sent upstream; wins over preserve_host."),
+});
+
+const upstream = t.object({
+  name: req(t.string(), "Unique upstream name."),
+  endpoints: req(t.list(endpoint, { minItems: 1 }), "Backend endpoints."),
+  load_balancer: opt(
+    t.enum(["round_robin", "weighted", "least_conn", "random", "p2c", "consistent_hash"]),
+    "round_robin",
+    "Load balancing algorithm.",
+  ),
+  consistent_hash: opt(
+    t.object({
+      hash_key: opt(t.string(), "", 'Header ("X-User-ID"), "cookie:name", or "" / "ip" for the client IP.'),
+      replicas: opt(t.int({ min: 1 }), 150, "Virtual nodes per endpoint (ring)."),
+      algorithm: opt(t.enum(["maglev", "ring"]), "maglev"),
+    }),
+    {},
+  ),
+  health_check: opt(
+    t.object({
+      enabled: opt(t.bool(), true),
+      path: opt(t.string(), "/health"),
+      interval: opt(t.duration(), "10s"),
+      timeout: opt(t.duration(), "2s"),
+      healthy_threshold: opt(t.int({ min: 1 }), 2),
+      unhealthy_threshold: opt(t.int({ min: 1 }), 3),
+      method: opt(t.string({ pattern: TOKEN, patternMessage: "not a valid HTTP method token" })),
+      expected_status: opt(t.oneOf([t.int({ min: 100, max: 599 }), t.list(t.int({ min: 100, max: 599 }))])),
+      body_contains: opt(t.string()),
+      host: opt(t.string()),
+      type: opt(t.enum(["http", "tcp", "grpc"])),
+      jitter: opt(t.duration()),
+    }),
+    undefined,
+    "Active health checking; on when the block is present.",
+  ),
+  circuit_breaker: opt(t.object({
+    enabled: opt(t.bool(), true),
+    failure_threshold: opt(t.int({ min: 1 }), 5, "Failures before opening."),
+    success_threshold: opt(t.int({ min: 1 }), 3, "Successes (half-open) before closing."),
+    timeout: opt(t.duration(), "30s", "Open time before half-open."),
+    failure_ratio: opt(t.number({ min: 0, max: 1 })),
+    window: opt(t.duration()),
+    min_requests: opt(t.int({ min: 0 })),
+    half_open_max: opt(t.int({ min: 1 })),
+  })),
+  retry: opt(t.object({
+    max_retries: opt(t.int({ min: 0 }), 3),
+    backoff_base: opt(t.duration(), "100ms"),
+    backoff_max: opt(t.duration(), "10s"),
+    retryable_codes: opt(t.list(t.int({ min: 100, max: 599 })), [502, 503, 504]),
+    per_try_timeout: opt(t.duration()),
+    retry_non_idempotent: opt(t.bool()),
+    max_body_size: opt(t.size(), undefined, "Largest request body buffered for replay."),
+    budget: opt(t.number({ min: 0, max: 1 }), undefined, "Fraction of requests that may be retries."),
+  })),
+  bulkhead: opt(t.object({
+    enabled: opt(t.bool(), true),
+    max_concurrent: opt(t.int({ min: 1 }), 100),
+    queue_size: opt(t.int({ min: 0 }), 0),
+    timeout: opt(t.duration(), 0, "Wait for a slot; 0 = no limit."),
+  })),
+  service_discovery: opt(t.map(t.any()), undefined, "Dynamic discovery settings (kept as written)."),
+  pool: opt(
+    t.object({
+      max_idle: opt(t.int({ min: 0 }), 128, "Idle keep-alive connections kept per endpoint."),
+      idle_timeout: opt(t.duration(), "60s"),
+      max_connections: opt(t.int({ min: 0 }), 0, "Open connections per endpoint; 0 = unlimited."),
+    }),
+    {},
+  ),
+  connect_timeout: opt(t.duration(), "5s"),
+  per_try_timeout: opt(t.duration(), "30s", "Wait for the response head, per attempt."),
+});
+
+const plugin = t.object({
+  name: req(t.string(), "Unique plugin name, referenced by routes."),
+  path: req(t.string(), "Path of the .wasm file."),
+  phase: opt(
+    t.enum(["on_request_headers", "on_request_body", "on_response_headers", "on_response_body", "on_log"]),
+    "on_request_headers",
+  ),
+  priority: opt(t.int(), 0, "Higher runs first."),
+  config: opt(t.any(), undefined, "Plugin configuration (string or mapping, passed as JSON)."),
+  memory_limit: opt(t.size(), "16MB"),
+  timeout: opt(t.duration(), "50ms"),
+  failure_policy: opt(
+    t.enum(["fail_closed", "fail_open"]),
+    "fail_closed",
+    "What happens when the plugin fails.",
+  ),
+});
+
+const stringList = t.list(t.string());
+
+/** The whole Loom configuration file. */
+export const loomSchema: Type = t.object({
+  workers: opt(
+    t.oneOf([t.enum(["auto"]), t.int({ min: 1 })], {
+      normalize: (v: "auto" | number) => v === "auto" ? navigator.hardwareConcurrency : v,
+    }),
+    1,
+    'Worker isolates: a number or "auto" (one per CPU).',
+  ),
+  listeners: req(t.list(listener, { minItems: 1 }), "Network listeners."),
+  routes: opt(t.list(route), [], "Routing rules."),
+  upstreams: opt(t.list(upstream), [], "Backend services."),
+  plugins: opt(t.list(plugin), [], "WASM plugins."),
+  admin: opt(
+    t.object({
+      enabled: opt(t.bool(), true),
+      address: opt(listenAddress("Admin API listen address."), "127.0.0.1:9091"),
+      auth: opt(t.object({
+        enabled: opt(t.bool(), true, "On when the block is present."),
+        users: opt(t.map(t.string()), {}, "User name → password hash."),
+        realm: opt(t.string(), "Loom Admin"),
+      })),
+    }, { normalize: withHostPort }),
+    {},
+    "Admin API.",
+  ),
+  metrics: opt(
+    t.object({
+      prometheus: opt(t.object({ enabled: opt(t.bool(), true), path: opt(t.string(), "/metrics") }), {}),
+      opentelemetry: opt(t.object({ enabled: opt(t.bool(), false), endpoint: opt(t.string(), "") }), {}),
+    }),
+    {},
+  ),
+  access_log: opt(
+    t.object({
+      enabled: opt(t.bool(), true),
+      path: opt(t.string(), "stdout", '"stdout" or a file path.'),
+    }),
+    {},
+  ),
+  demo: opt(
+    t.object({
+      echo: opt(
+        t.object({ address: opt(listenAddress("Where the echo service listens."), "127.0.0.1:18080") }, {
+          normalize: withHostPort,
+        }),
+        undefined,
+        "Echo service Loom starts itself (for the default config).",
+      ),
+    }),
+    {},
+    "Services Loom starts itself.",
+  ),
+  drain_timeout: opt(t.duration(), "30s", "Time to finish in-flight requests on SIGTERM."),
+  rate_limit: opt(
+    t.object({
+      enabled: opt(t.bool()),
+      rate: opt(t.number({ min: 0 }), undefined, "Requests per second."),
+      burst: opt(t.int({ min: 0 })),
+      cleanup_interval: opt(t.duration()),
+    }),
+    undefined,
+    "Global rate limiting (accepted for compatibility).",
+  ),
+  tracing: opt(
+    t.object({
+      enabled: opt(t.bool()),
+      endpoint: opt(t.string()),
+      service_name: opt(t.string()),
+      sample_rate: opt(t.number({ min: 0, max: 1 })),
+      batch_timeout: opt(t.duration()),
+    }),
+    undefined,
+    "Distributed tracing (accepted for compatibility).",
+  ),
+  cors: opt(
+    t.object({
+      enabled: opt(t.bool()),
+      allow_origins: opt(stringList),
+      allow_methods: opt(stringList),
+      allow_headers: opt(stringList),
+      expose_headers: opt(stringList),
+      max_age: opt(t.int({ min: 0 }), undefined, "Preflight cache time in seconds."),
+      allow_credentials: opt(t.bool()),
+    }),
+    undefined,
+    "CORS (accepted for compatibility).",
+  ),
+  cache: opt(
+    t.object({
+      enabled: opt(t.bool()),
+      max_size: opt(t.size()),
+      default_ttl: opt(t.duration()),
+      cleanup_interval: opt(t.duration()),
+      stale_while_revalidate: opt(t.duration()),
+      excluded_paths: opt(stringList),
+      included_paths: opt(stringList),
+      bypass_header: opt(t.string()),
+    }),
+    undefined,
+    "Response caching (accepted for compatibility).",
+  ),
+}, { description: "Loom API gateway configuration." });

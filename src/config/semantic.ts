@@ -1,0 +1,154 @@
+/**
+ * Cross-field checks the per-field schema cannot express: references between
+ * routes, upstreams and plugins, uniqueness, port clashes and path captures.
+ * Runs on the (possibly partial) normalised value, so it reads defensively.
+ */
+
+import type { ConfigError } from "./types.ts";
+import { type Position, UNKNOWN_POSITION } from "./position.ts";
+
+type Obj = Record<string, unknown>;
+
+const list = (v: unknown): Obj[] =>
+  Array.isArray(v) ? v.filter((x): x is Obj => typeof x === "object" && x !== null) : [];
+const str = (v: unknown): string | undefined => typeof v === "string" ? v : undefined;
+
+/** Names captured by a route path: `:id`, `{id}`, `{rest...}`, `*rest`. */
+export function pathCaptures(path: string): Set<string> {
+  const names = new Set<string>();
+  for (
+    const m of path.matchAll(
+      /:([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)(?:\.\.\.)?\}|\*([A-Za-z_][A-Za-z0-9_]*)/g,
+    )
+  ) {
+    names.add(m[1] ?? m[2] ?? m[3]);
+  }
+  return names;
+}
+
+/** `{param}` names used by a rewrite or redirect template. */
+export function templateParams(template: string): string[] {
+  return [...template.matchAll(/\{([^{}]*)\}/g)].map((m) => m[1].replace(/\.\.\.$/, ""));
+}
+
+const WILDCARD_HOSTS = new Set(["", "0.0.0.0", "::"]);
+
+/** Runs every cross-field check over the normalised config. */
+export function checkSemantics(config: Obj, positions: Map<string, Position>): ConfigError[] {
+  const errors: ConfigError[] = [];
+  const at = (path: string, message: string, posPath = path) => {
+    const pos = positions.get(posPath) ?? positions.get(path.replace(/(\.[^.[]+|\[[^\]]*\])$/, "")) ??
+      UNKNOWN_POSITION;
+    errors.push({ path, line: pos.line, column: pos.column, message });
+  };
+  const lineOf = (path: string) => positions.get(path)?.line ?? 0;
+
+  const unique = (section: string, key: string, what: string) => {
+    const first = new Map<string, number>();
+    list(config[section]).forEach((item, i) => {
+      const name = str(item[key]);
+      if (name === undefined) return;
+      const prev = first.get(name);
+      if (prev === undefined) first.set(name, i);
+      else {
+        const prevPath = `${section}[${prev}].${key}`;
+        at(
+          `${section}[${i}].${key}`,
+          `duplicate ${what} "${name}" (first defined at ${prevPath}, line ${lineOf(prevPath)})`,
+        );
+      }
+    });
+    return first;
+  };
+  unique("listeners", "name", "listener name");
+  const upstreams = unique("upstreams", "name", "upstream name");
+  const plugins = unique("plugins", "name", "plugin name");
+  unique("routes", "id", "route id");
+
+  list(config.routes).forEach((route, i) => {
+    const p = `routes[${i}]`;
+    const upstream = str(route.upstream);
+    // Written-but-invalid values were already reported: test presence by position, not value.
+    const written = (key: string) => route[key] !== undefined || positions.has(`${p}.${key}`);
+    if (!written("upstream") && !written("redirect")) {
+      at(p, 'route needs "upstream" or "redirect"');
+    }
+    if (upstream !== undefined && route.redirect !== undefined) {
+      at(
+        `${p}.redirect`,
+        'route has both "upstream" and "redirect"; a redirect route never reaches an upstream',
+      );
+    }
+    if (upstream !== undefined && !upstreams.has(upstream)) {
+      at(`${p}.upstream`, `upstream "${upstream}" is not defined${known(upstreams)}`);
+    }
+    (Array.isArray(route.plugins) ? route.plugins : []).forEach((name, j) => {
+      if (typeof name === "string" && !plugins.has(name)) {
+        at(`${p}.plugins[${j}]`, `plugin "${name}" is not defined under top-level plugins${known(plugins)}`);
+      }
+    });
+    const path = str(route.path);
+    if (path === undefined) return;
+    const captures = pathCaptures(path);
+    const templates: [string, string | undefined][] = [
+      [`${p}.rewrite`, str(route.rewrite)],
+      [`${p}.redirect`, str((route.redirect as Obj | undefined)?.url)],
+    ];
+    for (const [tp, template] of templates) {
+      if (template === undefined) continue;
+      for (const name of templateParams(template)) {
+        if (!captures.has(name)) {
+          const have = captures.size
+            ? `captures only ${[...captures].map((c) => `{${c}}`).join(", ")}`
+            : "captures nothing";
+          at(tp, `uses {${name}} but path "${path}" ${have}`, positions.has(`${tp}.url`) ? `${tp}.url` : tp);
+        }
+      }
+    }
+  });
+
+  list(config.listeners).forEach((l, i) => {
+    const protocol = str(l.protocol);
+    if ((protocol === "https" || protocol === "grpcs" || protocol === "http3") && l.tls === undefined) {
+      at(
+        `listeners[${i}].tls`,
+        `protocol "${protocol}" requires a tls block (cert_file, key_file)`,
+        `listeners[${i}].protocol`,
+      );
+    }
+  });
+
+  checkPorts(config, at);
+  return errors;
+}
+
+function known(names: Map<string, number>): string {
+  return names.size ? ` (defined: ${[...names.keys()].join(", ")})` : "";
+}
+
+/** Two sockets clash on the same port when hosts are equal or either is a wildcard. HTTP/3 is UDP. */
+function checkPorts(config: Obj, at: (path: string, message: string) => void): void {
+  const sockets: { path: string; transport: string; hostname: string; port: number; address: string }[] = [];
+  const add = (path: string, v: unknown, transport: string) => {
+    const o = v as Obj | undefined;
+    if (typeof o?.port === "number" && typeof o.hostname === "string") {
+      sockets.push({ path, transport, hostname: o.hostname, port: o.port, address: String(o.address) });
+    }
+  };
+  list(config.listeners).forEach((l, i) => add(`listeners[${i}]`, l, l.protocol === "http3" ? "udp" : "tcp"));
+  const admin = config.admin as Obj | undefined;
+  if (admin?.enabled !== false) add("admin", admin, "tcp");
+  add("demo.echo", (config.demo as Obj | undefined)?.echo, "tcp");
+  sockets.forEach((s, i) => {
+    const clash = sockets.slice(0, i).find((o) =>
+      o.transport === s.transport && o.port === s.port &&
+      (o.hostname === s.hostname || WILDCARD_HOSTS.has(o.hostname) || WILDCARD_HOSTS.has(s.hostname))
+    );
+    if (clash) {
+      at(
+        `${s.path}.address`,
+        `"${s.address}" clashes with ${clash.path}.address "${clash.address}" (same port ${s.port})`,
+      );
+    }
+  });
+}

@@ -1,0 +1,240 @@
+/**
+ * The normalised, validated Loom configuration: what `loadConfig` returns.
+ *
+ * Field names follow Loom's published YAML format (snake_case). Durations are
+ * milliseconds, sizes are bytes, and every optional field that has a default is
+ * filled in, so the rest of the gateway never re-parses or re-defaults config.
+ * These objects are plain data (structured-clonable) so they can be posted to
+ * worker isolates unchanged.
+ */
+
+/** Listener protocols of Loom's format. */
+export type ListenerProtocol = "http" | "https" | "h2c" | "http3" | "grpc" | "grpcs";
+
+export interface TlsConfig {
+  cert_file: string;
+  key_file: string;
+  /** Extra fields (SNI certificates, client auth, ...) arrive with the protocols issue. */
+  [extra: string]: unknown;
+}
+
+export interface ListenerConfig {
+  name: string;
+  /** As written: ":8080", "0.0.0.0:8080", "[::1]:8080". */
+  address: string;
+  /** Resolved from `address`; "" means all interfaces ("0.0.0.0"). */
+  hostname: string;
+  port: number;
+  protocol: ListenerProtocol;
+  tls?: TlsConfig;
+  /** Time allowed to receive a complete request head (slowloris guard). Default 10s. */
+  read_header_timeout: number;
+  /** Keep-alive idle time between requests. Default 60s. */
+  idle_timeout: number;
+  /** Longest pause while receiving a request body. Default 30s. */
+  body_timeout: number;
+  /** Concurrent client connections per worker; 0 = unlimited. Default 10000. */
+  max_connections: number;
+  /** Largest request head (request line + headers). Default 64KiB; beyond it 431. */
+  max_header_bytes: number;
+}
+
+/** A header or query matcher: exact value, regular expression, or mere presence. */
+export type ValueMatcher =
+  | { kind: "exact"; value: string }
+  | { kind: "regex"; pattern: string }
+  | { kind: "present" };
+
+export interface RedirectConfig {
+  /** Target URL or path; may use `{param}` captures like `rewrite`. */
+  url: string;
+  /** 301, 302, 307 or 308. Default 302. */
+  code: 301 | 302 | 307 | 308;
+}
+
+export interface RouteConfig {
+  id: string;
+  /** Exact host or `*.example.com`; undefined = any host. */
+  host?: string;
+  path: string;
+  /** Upper-case method names; undefined = all methods. */
+  methods?: string[];
+  headers?: Record<string, ValueMatcher>;
+  query_params?: Record<string, ValueMatcher>;
+  /** Required unless `redirect` is set. */
+  upstream?: string;
+  plugins: string[];
+  strip_prefix: boolean;
+  /** Path template sent upstream, e.g. "/v2/users/{id}" or "/files/{path}". */
+  rewrite?: string;
+  redirect?: RedirectConfig;
+  /** Total time for the request including retries (ms). Default 30s. */
+  timeout: number;
+  /** Overrides of the upstream's connect/per-try timeouts (ms). */
+  connect_timeout?: number;
+  per_try_timeout?: number;
+  priority: number;
+  /** Keep the client's Host header (default true); false sends the endpoint's host:port. */
+  preserve_host: boolean;
+  /** Explicit Host value sent upstream; wins over preserve_host. */
+  host_rewrite?: string;
+  /** Position in the YAML list, used as the last tie-breaker. */
+  order: number;
+}
+
+export type LoadBalancerKind =
+  | "round_robin"
+  | "weighted"
+  | "least_conn"
+  | "random"
+  | "p2c"
+  | "consistent_hash";
+
+export interface EndpointConfig {
+  /** "host:port" (IPv6 as "[::1]:8080"). */
+  address: string;
+  hostname: string;
+  port: number;
+  weight: number;
+}
+
+export interface ConsistentHashConfig {
+  /** "X-User-ID" or "header:X-User-ID" (header), "cookie:session" / "Cookie:session" (cookie), "" or "ip" (client IP). */
+  hash_key: string;
+  /** Virtual nodes per endpoint for the ring. Default 150. */
+  replicas: number;
+  /** Default "maglev". */
+  algorithm: "ring" | "maglev";
+}
+
+export interface HealthCheckConfig {
+  enabled: boolean;
+  path: string;
+  interval: number;
+  timeout: number;
+  healthy_threshold: number;
+  unhealthy_threshold: number;
+  [extra: string]: unknown;
+}
+
+export interface CircuitBreakerConfig {
+  enabled: boolean;
+  failure_threshold: number;
+  success_threshold: number;
+  timeout: number;
+  [extra: string]: unknown;
+}
+
+export interface RetryConfig {
+  max_retries: number;
+  backoff_base: number;
+  backoff_max: number;
+  retryable_codes: number[];
+  [extra: string]: unknown;
+}
+
+export interface BulkheadConfig {
+  enabled: boolean;
+  max_concurrent: number;
+  queue_size: number;
+  timeout: number;
+}
+
+export interface PoolConfig {
+  /** Idle keep-alive connections kept per endpoint. Default 128. */
+  max_idle: number;
+  /** Idle connections are closed after this (ms). Default 60s. */
+  idle_timeout: number;
+  /** Open connections per endpoint (busy + idle); 0 = unlimited. Default 0. */
+  max_connections: number;
+}
+
+export interface UpstreamConfig {
+  name: string;
+  endpoints: EndpointConfig[];
+  load_balancer: LoadBalancerKind;
+  consistent_hash: ConsistentHashConfig;
+  health_check?: HealthCheckConfig;
+  circuit_breaker?: CircuitBreakerConfig;
+  retry?: RetryConfig;
+  bulkhead?: BulkheadConfig;
+  service_discovery?: Record<string, unknown>;
+  pool: PoolConfig;
+  /** ms. Default 5s. */
+  connect_timeout: number;
+  /** Per-try timeout waiting for the response head (ms). Default 30s. */
+  per_try_timeout: number;
+}
+
+export interface PluginConfig {
+  name: string;
+  path: string;
+  phase: "on_request_headers" | "on_request_body" | "on_response_headers" | "on_response_body" | "on_log";
+  priority: number;
+  /** Plugin configuration as written (string, or object to be sent as JSON). */
+  config?: unknown;
+  /** Bytes. Default 16MB. */
+  memory_limit: number;
+  /** ms. Default 50ms. */
+  timeout: number;
+  failure_policy: "fail_closed" | "fail_open";
+}
+
+export interface AdminConfig {
+  enabled: boolean;
+  /** Default "127.0.0.1:9091". */
+  address: string;
+  hostname: string;
+  port: number;
+  auth?: { enabled: boolean; users: Record<string, string>; realm: string };
+}
+
+export interface MetricsConfig {
+  prometheus: { enabled: boolean; path: string };
+  opentelemetry: { enabled: boolean; endpoint: string };
+}
+
+export interface AccessLogConfig {
+  enabled: boolean;
+  /** "stdout" or a file path. */
+  path: string;
+}
+
+/** Services Loom starts itself (the demo echo upstream of the default config). */
+export interface DemoConfig {
+  echo?: { address: string; hostname: string; port: number };
+}
+
+export interface LoomConfig {
+  /** Resolved worker count (auto = number of CPUs). Default 1. */
+  workers: number;
+  listeners: ListenerConfig[];
+  routes: RouteConfig[];
+  upstreams: UpstreamConfig[];
+  plugins: PluginConfig[];
+  admin: AdminConfig;
+  metrics: MetricsConfig;
+  access_log: AccessLogConfig;
+  demo: DemoConfig;
+  /** SIGTERM drain time (ms). Default 30s. */
+  drain_timeout: number;
+  /** Accepted and validated for compatibility with Loom configs; implemented by later issues. */
+  rate_limit?: Record<string, unknown>;
+  tracing?: Record<string, unknown>;
+  cors?: Record<string, unknown>;
+  cache?: Record<string, unknown>;
+}
+
+/** One validation problem, located in the YAML source. */
+export interface ConfigError {
+  /** YAML path such as "routes[2].upstream". */
+  path: string;
+  /** 1-based line (0 when unknown, e.g. file not found). */
+  line: number;
+  column: number;
+  message: string;
+}
+
+export type LoadResult =
+  | { ok: true; config: LoomConfig; source: string }
+  | { ok: false; errors: ConfigError[] };

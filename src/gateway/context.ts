@@ -1,0 +1,121 @@
+/**
+ * The protocol-agnostic request context. Every engine (HTTP/1.1, HTTP/2, ...)
+ * fills one per request; routing, middleware, plugins and the proxy only ever
+ * see this object, never a socket. Request/Response objects are not created on
+ * the hot path; `toRequest()` builds one lazily for middleware that wants it.
+ */
+import type { BodyReader, ResponseWriter } from "./body.ts";
+import type { HeaderList } from "./headers.ts";
+
+/** The route fields the context exposes to later phases (see snapshot.ts). */
+export interface RouteRef {
+  readonly id: string;
+}
+
+const NO_PARAMS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+
+/** One request in flight. */
+export class RequestContext {
+  /** Request id (X-Request-ID from the client when valid, else generated). */
+  id = "";
+  method: string;
+  /** The request-target as received. */
+  target: string;
+  /** Normalised path used for routing and forwarding (set by the gateway). */
+  path = "";
+  /** Raw query string without "?" ("" when none). */
+  query = "";
+  /** Lower-cased host without port, for routing. */
+  host = "";
+  /** Host as received (Host header or :authority), port included. */
+  authority: string;
+  scheme: "http" | "https";
+  protocol: string;
+  headers: HeaderList;
+  body: BodyReader;
+  res: ResponseWriter;
+  clientIp: string;
+  clientPort: number;
+  listener: string;
+  /** Upgrade protocol requested (e.g. "websocket"), when Connection lists upgrade. */
+  upgrade: string | undefined = undefined;
+
+  // Routing results.
+  route: RouteRef | null = null;
+  params: Record<string, string> = NO_PARAMS;
+
+  // Response facts, for logs and metrics.
+  status = 0;
+  bytesIn = 0;
+  bytesOut = 0;
+  upstreamAddr = "";
+  /** performance.now() at arrival. */
+  readonly start: number;
+
+  /** Set once the client went away; `onAbort` lets the proxy stop work. */
+  aborted = false;
+  onAbort: (() => void) | null = null;
+
+  private _vars: Map<string, unknown> | null = null;
+
+  constructor(
+    method: string,
+    target: string,
+    authority: string,
+    scheme: "http" | "https",
+    protocol: string,
+    headers: HeaderList,
+    body: BodyReader,
+    res: ResponseWriter,
+    clientIp: string,
+    clientPort: number,
+    listener: string,
+  ) {
+    this.method = method;
+    this.target = target;
+    this.authority = authority;
+    this.scheme = scheme;
+    this.protocol = protocol;
+    this.headers = headers;
+    this.body = body;
+    this.res = res;
+    this.clientIp = clientIp;
+    this.clientPort = clientPort;
+    this.listener = listener;
+    this.start = performance.now();
+  }
+
+  /** A request header by lower-case name (all values joined). Router input. */
+  header(name: string): string | undefined {
+    return this.headers.getJoined(name);
+  }
+
+  /** Per-request values shared between middleware (Hono's c.set/c.get). */
+  get vars(): Map<string, unknown> {
+    return this._vars ??= new Map();
+  }
+
+  /** Marks the client as gone and runs the abort hook once. */
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    const f = this.onAbort;
+    this.onAbort = null;
+    f?.();
+  }
+
+  /** Builds a fetch-API Request on demand (costly: only for middleware that needs it). */
+  toRequest(): Request {
+    const url = `${this.scheme}://${this.authority || "localhost"}${this.target}`;
+    const headers = new Headers();
+    for (let i = 0; i < this.headers.size; i++) headers.append(this.headers.names[i], this.headers.values[i]);
+    const body = this.body.length === 0 ? null : new ReadableStream<Uint8Array>({
+      pull: async (ctrl) => {
+        const chunk = await this.body.read();
+        if (chunk === null) ctrl.close();
+        else ctrl.enqueue(chunk.slice());
+      },
+    });
+    return new Request(url, { method: this.method, headers, body });
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * The gateway's request path, in named phases (after Pingora):
+ *
+ *   request id → normalise target → route (snapshot) → redirect | proxy → log
+ *
+ * Engines call `handle(ctx)`; the snapshot is read once per request, so a
+ * reload never changes the routes under a request in flight.
+ */
+import type { RequestContext } from "./context.ts";
+import type { Snapshot } from "./snapshot.ts";
+import { HeaderList } from "./headers.ts";
+import { encodePath, normalizePath, splitTarget, stripPrefix } from "../router/mod.ts";
+import { forward } from "../proxy/forward.ts";
+import { respond, respondError } from "../proxy/errors.ts";
+import type { GatewayMetrics } from "../observability/gateway_metrics.ts";
+import type { AccessLog } from "../observability/access_log.ts";
+import { requestIdFrom } from "../observability/request_id.ts";
+import { logger } from "../observability/logger.ts";
+
+/** Strips the port and lower-cases a Host / :authority value. */
+export function hostForRouting(authority: string): string {
+  let h = authority;
+  if (h.charCodeAt(0) === 91 /* [ */) {
+    const end = h.indexOf("]");
+    h = end === -1 ? h : h.slice(0, end + 1);
+  } else {
+    const colon = h.indexOf(":");
+    if (colon !== -1) h = h.slice(0, colon);
+  }
+  // Fast path: most hosts are already lower-case.
+  for (let i = 0; i < h.length; i++) {
+    const c = h.charCodeAt(i);
+    if (c >= 65 && c <= 90) return h.toLowerCase();
+  }
+  return h.endsWith(".") ? h.slice(0, -1) : h;
+}
+
+/** The protocol-agnostic gateway core. */
+export class Gateway {
+  /** The current snapshot; replaced whole on reload. */
+  snapshot: Snapshot;
+
+  constructor(
+    snapshot: Snapshot,
+    readonly metrics: GatewayMetrics | null,
+    readonly accessLog: AccessLog | null,
+  ) {
+    this.snapshot = snapshot;
+  }
+
+  async handle(ctx: RequestContext): Promise<void> {
+    const snap = this.snapshot;
+    try {
+      await this.route(ctx, snap);
+    } catch (e) {
+      logger.error("request failed", { error: String(e), request_id: ctx.id });
+      if (!ctx.res.headSent && !ctx.aborted) await respondError(ctx, 500, "internal error");
+      else ctx.res.abort();
+    } finally {
+      this.record(ctx);
+    }
+  }
+
+  private async route(ctx: RequestContext, snap: Snapshot): Promise<void> {
+    ctx.id = requestIdFrom(ctx.headers.get("x-request-id"));
+    const { path: rawPath, query } = splitTarget(ctx.target);
+    const path = normalizePath(rawPath);
+    if (path === null) return respondError(ctx, 400, "invalid request path");
+    ctx.path = path;
+    ctx.query = query;
+    ctx.host = hostForRouting(ctx.authority);
+    const m = snap.router.match(ctx);
+    if (m === null) return respondError(ctx, 404, "no route matched");
+    const rt = m.route.data;
+    ctx.route = rt;
+    ctx.params = m.params as Record<string, string>;
+    if (rt.redirect !== null) {
+      const location = rt.redirect.target(m.params, m.rest);
+      const h = new HeaderList(["location", "content-type"], ["location", "content-type"], [
+        location,
+        "text/plain",
+      ]);
+      return respond(ctx, rt.redirect.code, h, "");
+    }
+    if (rt.upstream === null) return respondError(ctx, 503, "route has no upstream");
+    const upPath = rt.rewrite !== null
+      ? rt.rewrite(m.params, m.rest)
+      : rt.stripPrefix
+      ? encodePath(stripPrefix(path, m.prefix))
+      : encodePath(path);
+    await forward(ctx, rt.upstream, query === "" ? upPath : upPath + "?" + query, rt.forward, this.metrics);
+  }
+
+  private record(ctx: RequestContext): void {
+    const routeId = ctx.route?.id ?? "";
+    const seconds = (performance.now() - ctx.start) / 1000;
+    this.metrics?.request(routeId, ctx.method, ctx.status, seconds);
+    this.accessLog?.log({
+      request_id: ctx.id,
+      route: routeId,
+      method: ctx.method,
+      path: ctx.target,
+      status: ctx.status,
+      bytes_in: ctx.bytesIn,
+      bytes_out: ctx.bytesOut,
+      duration_ms: seconds * 1000,
+      upstream: ctx.upstreamAddr,
+      client_ip: ctx.clientIp,
+      protocol: ctx.protocol,
+      user_agent: ctx.headers.get("user-agent") ?? "",
+    });
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * The routing snapshot: config compiled once into plain objects (router,
+ * per-route forwarding options, upstreams with their pools). A snapshot is
+ * immutable; reload builds a new one and swaps a single reference, so a
+ * request that started on the old snapshot finishes on it.
+ */
+import type { LoomConfig, RouteConfig } from "../config/types.ts";
+import { compileRedirect, compileRewrite, Router, type Substitute } from "../router/mod.ts";
+import { type CounterSlots } from "../upstream/counters.ts";
+import { Upstream } from "../upstream/upstream.ts";
+import type { Endpoint } from "../upstream/endpoint.ts";
+import { ConnectionPool } from "../upstream/pool.ts";
+import type { ForwardOptions, ProxyUpstream } from "../proxy/forward.ts";
+import type { RouteRef } from "./context.ts";
+
+/** An upstream plus one connection pool per endpoint. */
+export class UpstreamRuntime implements ProxyUpstream {
+  readonly name: string;
+  private pools = new Map<Endpoint, ConnectionPool>();
+
+  constructor(readonly upstream: Upstream, previous?: UpstreamRuntime) {
+    this.name = upstream.name;
+    const cfg = upstream.config;
+    for (const ep of upstream.endpoints) {
+      // An endpoint kept across a reload keeps its warm connections.
+      let pool = previous?.poolByAddress(ep.address);
+      if (pool !== undefined) pool.cfg = cfg.pool;
+      else pool = new ConnectionPool(ep.hostname, ep.port, cfg.pool);
+      this.pools.set(ep, pool);
+    }
+  }
+
+  select(
+    input: { header(name: string): string | undefined; clientIp: string },
+    exclude?: Endpoint,
+  ): Endpoint | null {
+    return this.upstream.select(input, exclude);
+  }
+
+  pool(ep: Endpoint): ConnectionPool {
+    return this.pools.get(ep)!;
+  }
+
+  poolByAddress(address: string): ConnectionPool | undefined {
+    for (const [ep, p] of this.pools) if (ep.address === address) return p;
+    return undefined;
+  }
+
+  /** Pools this runtime has that `next` does not reuse. */
+  poolsDroppedBy(next: UpstreamRuntime | undefined): ConnectionPool[] {
+    const out: ConnectionPool[] = [];
+    for (const [ep, p] of this.pools) if (next?.poolByAddress(ep.address) !== p) out.push(p);
+    return out;
+  }
+}
+
+/** A route compiled for the request path. */
+export interface RouteRuntime extends RouteRef {
+  readonly id: string;
+  readonly config: RouteConfig;
+  readonly upstream: UpstreamRuntime | null;
+  readonly stripPrefix: boolean;
+  readonly rewrite: Substitute | null;
+  readonly redirect: { target: Substitute; code: number } | null;
+  readonly forward: ForwardOptions;
+}
+
+/** One immutable, compiled configuration. */
+export interface Snapshot {
+  readonly version: number;
+  readonly config: LoomConfig;
+  readonly router: Router<RouteRuntime>;
+  readonly routes: readonly RouteRuntime[];
+  readonly upstreams: ReadonlyMap<string, UpstreamRuntime>;
+}
+
+let versions = 0;
+
+/**
+ * Compiles `config` into a snapshot. Endpoints present in `previous` keep
+ * their pools (and, through CounterSlots, their in-flight counts).
+ */
+export function buildSnapshot(config: LoomConfig, counters: CounterSlots, previous?: Snapshot): Snapshot {
+  const upstreams = new Map<string, UpstreamRuntime>();
+  for (const u of config.upstreams) {
+    upstreams.set(u.name, new UpstreamRuntime(new Upstream(u, counters), previous?.upstreams.get(u.name)));
+  }
+  const routes: RouteRuntime[] = [];
+  const specs = config.routes.map((r) => {
+    const up = r.upstream !== undefined ? upstreams.get(r.upstream) ?? null : null;
+    const ucfg = up?.upstream.config;
+    const rt: RouteRuntime = {
+      id: r.id,
+      config: r,
+      upstream: up,
+      stripPrefix: r.strip_prefix,
+      rewrite: r.rewrite !== undefined ? compileRewrite(r.rewrite) : null,
+      redirect: r.redirect !== undefined
+        ? { target: compileRedirect(r.redirect.url), code: r.redirect.code }
+        : null,
+      forward: {
+        preserveHost: r.preserve_host,
+        hostRewrite: r.host_rewrite,
+        connectTimeout: r.connect_timeout ?? ucfg?.connect_timeout ?? 5000,
+        perTryTimeout: r.per_try_timeout ?? ucfg?.per_try_timeout ?? 30000,
+        totalTimeout: r.timeout,
+      },
+    };
+    routes.push(rt);
+    return {
+      id: r.id,
+      host: r.host,
+      path: r.path,
+      methods: r.methods,
+      headers: r.headers,
+      query: r.query_params,
+      priority: r.priority,
+      order: r.order,
+      data: rt,
+    };
+  });
+  return { version: ++versions, config, router: new Router(specs), routes, upstreams };
+}
+
+/** Closes the pools of `old` that `next` no longer uses (busy connections close when released). */
+export function retireSnapshot(old: Snapshot, next: Snapshot): void {
+  for (const [name, u] of old.upstreams) {
+    for (const p of u.poolsDroppedBy(next.upstreams.get(name))) p.close();
+  }
+}

@@ -1,0 +1,376 @@
+/**
+ * Strict HTTP/1.1 message-head parsing (RFC 9112) at the byte level.
+ *
+ * Why strict: a gateway that is more lenient than its upstreams can be used to
+ * smuggle requests. We reject bare LF, obs-fold, whitespace before a colon,
+ * control bytes, conflicting or malformed framing headers, and missing or
+ * duplicate Host. The head is validated on bytes with lookup tables, decoded to
+ * one string once, and fields are sliced out of it (V8 slices are cheap).
+ */
+import { HeaderList } from "../gateway/headers.ts";
+
+/** RFC 9110 tchar. */
+const TOKEN = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+  TOKEN[c.charCodeAt(0)] = 1;
+}
+/** field-value bytes: HTAB, SP, VCHAR, obs-text. */
+const FIELD = new Uint8Array(256);
+FIELD[9] = 1;
+for (let i = 0x20; i < 0x7f; i++) FIELD[i] = 1;
+for (let i = 0x80; i < 0x100; i++) FIELD[i] = 1;
+
+const CR = 13, LF = 10, SP = 32, HTAB = 9, COLON = 58;
+
+/** A rejected head: the status to answer and a short reason. */
+export interface HeadError {
+  error: true;
+  status: number;
+  reason: string;
+}
+
+/** Parsed framing and connection facts shared by requests and responses. */
+export interface ParsedHead {
+  error: false;
+  headers: HeaderList;
+  /** Content-Length, or -1 when absent. */
+  contentLength: number;
+  chunked: boolean;
+  /** HTTP minor version (0 or 1). */
+  minor: number;
+  /** Lower-cased tokens of the Connection header (null when absent). */
+  connection: string[] | null;
+  /** The connection must close after this message. */
+  close: boolean;
+}
+
+export interface ParsedRequest extends ParsedHead {
+  method: string;
+  target: string;
+  /** Raw Host field value (undefined when absent). */
+  host: string | undefined;
+  /** Upgrade field value when Connection lists "upgrade". */
+  upgrade: string | undefined;
+  expectContinue: boolean;
+}
+
+export interface ParsedResponse extends ParsedHead {
+  status: number;
+  reason: string;
+}
+
+const ascii = new TextDecoder();
+
+function fail(status: number, reason: string): HeadError {
+  return { error: true, status, reason };
+}
+
+/**
+ * Finds the end of a message head in `buf[from, to)`: the index just past the
+ * empty line. Returns -1 when more bytes are needed and -2 when a bare LF
+ * appears (rejected at once instead of waiting for a CRLFCRLF that never comes).
+ */
+export function findHeadEnd(buf: Uint8Array, from: number, to: number): number {
+  let i = buf.indexOf(LF, from);
+  while (i !== -1 && i < to) {
+    if (i === from || buf[i - 1] !== CR) {
+      // A bare LF; but allow leading CRLFs before a request line (RFC 9112 2.2) to be checked by caller.
+      return -2;
+    }
+    // CRLF CRLF: previous line empty.
+    if (i >= from + 3 && buf[i - 2] === LF && buf[i - 3] === CR) return i + 1;
+    i = buf.indexOf(LF, i + 1);
+  }
+  return -1;
+}
+
+/** Decodes bytes 1:1 into a string (ISO-8859-1), keeping byte offsets valid. */
+function latin1(buf: Uint8Array, start: number, end: number): string {
+  let s = "";
+  for (let i = start; i < end; i += 4096) {
+    s += String.fromCharCode.apply(null, buf.subarray(i, Math.min(end, i + 4096)) as unknown as number[]);
+  }
+  return s;
+}
+
+// Module-level scratch for field offsets: [nameStart, nameEnd, valueStart, valueEnd, lowerFlag] per field.
+let offs = new Int32Array(5 * 128);
+
+/**
+ * Validates and splits the header fields in `buf[pos, end)` (pos at the first
+ * field line, end just past the final CRLFCRLF). Fills `offs` relative to
+ * `base`; returns the field count, or a HeadError.
+ */
+function scanFields(
+  buf: Uint8Array,
+  pos: number,
+  end: number,
+  base: number,
+  maxFields: number,
+): number | HeadError {
+  let n = 0;
+  const last = end - 2; // the final empty line's CR
+  while (pos < last) {
+    const c0 = buf[pos];
+    if (c0 === SP || c0 === HTAB) return fail(400, "obsolete line folding");
+    const nameStart = pos;
+    let upper = 0;
+    let c = c0;
+    while (TOKEN[c] === 1) {
+      if (c >= 65 && c <= 90) upper = 1;
+      c = buf[++pos];
+    }
+    if (c !== COLON) {
+      return fail(400, c === SP || c === HTAB ? "whitespace before colon" : "invalid header name");
+    }
+    if (pos === nameStart) return fail(400, "empty header name");
+    const nameEnd = pos++;
+    while (buf[pos] === SP || buf[pos] === HTAB) pos++;
+    const valueStart = pos;
+    c = buf[pos];
+    while (c !== CR) {
+      if (FIELD[c] !== 1) return fail(400, c === LF ? "bare LF" : "invalid character in header value");
+      c = buf[++pos];
+    }
+    if (buf[pos + 1] !== LF) return fail(400, "bare CR");
+    let valueEnd = pos;
+    while (valueEnd > valueStart && (buf[valueEnd - 1] === SP || buf[valueEnd - 1] === HTAB)) valueEnd--;
+    if (n === maxFields) return fail(431, "too many header fields");
+    if (offs.length < (n + 1) * 5) {
+      const grown = new Int32Array(offs.length * 2);
+      grown.set(offs);
+      offs = grown;
+    }
+    const o = n * 5;
+    offs[o] = nameStart - base;
+    offs[o + 1] = nameEnd - base;
+    offs[o + 2] = valueStart - base;
+    offs[o + 3] = valueEnd - base;
+    offs[o + 4] = upper;
+    n++;
+    pos += 2;
+  }
+  return n;
+}
+
+function hasHighBytes(buf: Uint8Array, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (buf[i] > 0x7f) return true;
+  return false;
+}
+
+/** Parses a Content-Length value strictly: 1*DIGIT, no sign, no list. */
+function parseLength(v: string): number {
+  if (v.length === 0 || v.length > 15) return -2;
+  let n = 0;
+  for (let i = 0; i < v.length; i++) {
+    const d = v.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -2;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
+/** Splits a comma-separated token list, lower-cased, empty elements dropped. */
+export function tokenList(v: string): string[] {
+  const out: string[] = [];
+  for (const part of v.split(",")) {
+    const t = part.trim();
+    if (t) out.push(t.toLowerCase());
+  }
+  return out;
+}
+
+/**
+ * Builds the HeaderList and framing facts from the scanned offsets.
+ * `isRequest` enables request-only rules (Host, TE in HTTP/1.0).
+ */
+function buildHead(
+  text: string,
+  n: number,
+  minor: number,
+  isRequest: boolean,
+): (ParsedHead & { host: string | undefined; upgrade: string | undefined; expect: boolean }) | HeadError {
+  const names = new Array<string>(n), keys = new Array<string>(n), values = new Array<string>(n);
+  let contentLength = -1, chunked = false, teSeen = false;
+  let host: string | undefined, hostCount = 0;
+  let connection: string[] | null = null;
+  let upgrade: string | undefined;
+  let expect = false;
+  for (let i = 0; i < n; i++) {
+    const o = i * 5;
+    const name = text.slice(offs[o], offs[o + 1]);
+    const key = offs[o + 4] === 1 ? name.toLowerCase() : name;
+    const value = text.slice(offs[o + 2], offs[o + 3]);
+    names[i] = name;
+    keys[i] = key;
+    values[i] = value;
+    switch (key) {
+      case "content-length": {
+        if (contentLength !== -1) return fail(400, "duplicate Content-Length");
+        const len = parseLength(value);
+        if (len < 0) return fail(400, "invalid Content-Length");
+        contentLength = len;
+        break;
+      }
+      case "transfer-encoding":
+        if (teSeen) return fail(400, "duplicate Transfer-Encoding");
+        teSeen = true;
+        if (value.toLowerCase() !== "chunked") return fail(501, "unsupported Transfer-Encoding");
+        chunked = true;
+        break;
+      case "host":
+        hostCount++;
+        host = value;
+        break;
+      case "connection":
+        connection = connection === null ? tokenList(value) : connection.concat(tokenList(value));
+        break;
+      case "upgrade":
+        upgrade = value;
+        break;
+      case "expect":
+        if (value.toLowerCase() === "100-continue") expect = true;
+        else if (isRequest) return fail(417, "unsupported expectation");
+        break;
+    }
+  }
+  if (chunked && contentLength !== -1) return fail(400, "both Content-Length and Transfer-Encoding");
+  if (isRequest) {
+    if (chunked && minor === 0) return fail(400, "Transfer-Encoding in HTTP/1.0");
+    if (hostCount > 1) return fail(400, "duplicate Host");
+    if (hostCount === 0 && minor === 1) return fail(400, "missing Host");
+    if (host !== undefined && !validHost(host)) return fail(400, "invalid Host");
+  }
+  let close = minor === 0;
+  if (connection !== null) {
+    if (connection.includes("close")) close = true;
+    else if (minor === 0 && connection.includes("keep-alive")) close = false;
+    if (!connection.includes("upgrade")) upgrade = undefined;
+  } else upgrade = undefined;
+  return {
+    error: false,
+    headers: new HeaderList(names, keys, values),
+    contentLength,
+    chunked,
+    minor,
+    connection,
+    close,
+    host,
+    upgrade,
+    expect,
+  };
+}
+
+/** Host = uri-host [ ":" port ]: reg-name chars, or an IP-literal in brackets. */
+function validHost(h: string): boolean {
+  if (h.length === 0) return true; // empty Host is allowed when the target has no authority
+  let i = 0;
+  if (h.charCodeAt(0) === 91 /* [ */) {
+    const close = h.indexOf("]");
+    if (close < 0) return false;
+    for (let j = 1; j < close; j++) {
+      const c = h.charCodeAt(j);
+      if (!((c >= 48 && c <= 58) || (c >= 97 && c <= 102) || (c >= 65 && c <= 70) || c === 46)) return false;
+    }
+    i = close + 1;
+  } else {
+    for (; i < h.length; i++) {
+      const c = h.charCodeAt(i);
+      if (c === 58) break;
+      // unreserved / sub-delims / pct-encoded
+      if (
+        !((c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 45 || c === 46 ||
+          c === 95 || c === 126 || c === 37 || c === 33 || c === 36 || (c >= 38 && c <= 44) || c === 59 ||
+          c === 61)
+      ) return false;
+    }
+  }
+  if (i === h.length) return true;
+  if (h.charCodeAt(i) !== 58) return false;
+  for (let j = i + 1; j < h.length; j++) {
+    const c = h.charCodeAt(j);
+    if (c < 48 || c > 57) return false;
+  }
+  return h.length - i - 1 <= 5;
+}
+
+/**
+ * Parses a request head in `buf[start, end)` (end as returned by findHeadEnd).
+ * Leading empty lines must have been skipped by the caller.
+ */
+export function parseRequestHead(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  maxFields = 100,
+): ParsedRequest | HeadError {
+  // Request line: method SP target SP HTTP/1.x CRLF
+  let p = start;
+  while (TOKEN[buf[p]] === 1) p++;
+  if (p === start || buf[p] !== SP) return fail(400, "malformed request line");
+  const methodEnd = p++;
+  const targetStart = p;
+  let c = buf[p];
+  while (c > 0x20 && c < 0x7f) c = buf[++p];
+  if (p === targetStart || c !== SP) return fail(400, "malformed request target");
+  const targetEnd = p++;
+  if (
+    buf[p] !== 72 || buf[p + 1] !== 84 || buf[p + 2] !== 84 || buf[p + 3] !== 80 || buf[p + 4] !== 47 ||
+    buf[p + 6] !== 46 || buf[p + 8] !== CR || buf[p + 9] !== LF
+  ) return fail(400, "malformed HTTP version");
+  const major = buf[p + 5] - 48, minorDigit = buf[p + 7] - 48;
+  if (major < 0 || major > 9 || minorDigit < 0 || minorDigit > 9) return fail(400, "malformed HTTP version");
+  if (major !== 1) return fail(505, "HTTP version not supported");
+  const minor = minorDigit === 0 ? 0 : 1;
+  const n = scanFields(buf, p + 10, end, start, maxFields);
+  if (typeof n !== "number") return n;
+  const text = hasHighBytes(buf, start, end)
+    ? latin1(buf, start, end)
+    : ascii.decode(buf.subarray(start, end));
+  const head = buildHead(text, n, minor, true);
+  if (head.error) return head;
+  const req = head as unknown as ParsedRequest;
+  req.method = text.slice(0, methodEnd - start);
+  req.target = text.slice(targetStart - start, targetEnd - start);
+  req.expectContinue = head.expect && minor === 1;
+  return req;
+}
+
+/** Parses an upstream response head in `buf[start, end)`. */
+export function parseResponseHead(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  maxFields = 200,
+): ParsedResponse | HeadError {
+  const p = start;
+  if (
+    buf[p] !== 72 || buf[p + 1] !== 84 || buf[p + 2] !== 84 || buf[p + 3] !== 80 || buf[p + 4] !== 47 ||
+    buf[p + 5] !== 49 || buf[p + 6] !== 46 || buf[p + 8] !== SP
+  ) return fail(502, "malformed status line");
+  const minor = buf[p + 7] === 48 ? 0 : 1;
+  const d0 = buf[p + 9] - 48, d1 = buf[p + 10] - 48, d2 = buf[p + 11] - 48;
+  if (d0 < 1 || d0 > 5 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9) return fail(502, "malformed status code");
+  const status = d0 * 100 + d1 * 10 + d2;
+  let q = p + 12;
+  if (buf[q] === SP) {
+    q++;
+    while (buf[q] !== CR) {
+      if (FIELD[buf[q]] !== 1) return fail(502, "malformed reason phrase");
+      q++;
+    }
+  } else if (buf[q] !== CR) return fail(502, "malformed status line");
+  const reasonEnd = q;
+  if (buf[q + 1] !== LF) return fail(502, "malformed status line");
+  const n = scanFields(buf, q + 2, end, start, maxFields);
+  if (typeof n !== "number") return fail(502, "invalid upstream header: " + n.reason);
+  const text = hasHighBytes(buf, start, end)
+    ? latin1(buf, start, end)
+    : ascii.decode(buf.subarray(start, end));
+  const head = buildHead(text, n, minor, false);
+  if (head.error) return fail(502, "invalid upstream framing: " + head.reason);
+  const res = head as unknown as ParsedResponse;
+  res.status = status;
+  res.reason = reasonEnd > p + 13 ? text.slice(p + 13 - start, reasonEnd - start) : "";
+  return res;
+}

@@ -1,0 +1,267 @@
+/**
+ * Buffered reading of HTTP/1.1 messages from a connection, and the body
+ * readers for each framing (Content-Length, chunked, read-until-close).
+ *
+ * Body readers hand out views into the connection buffer (no copies); a view is
+ * valid until the next `read()`, which is how the proxy uses them: write, await,
+ * read again.
+ */
+import { HeaderList } from "../gateway/headers.ts";
+import type { BodyReader } from "../gateway/body.ts";
+
+/** Raised for malformed framing; `status` is what the peer should be told. */
+export class FramingError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+/** A connection plus its read buffer window `buf[start, end)`. */
+export class ConnReader {
+  buf: Uint8Array;
+  start = 0;
+  end = 0;
+  /** Set when the peer closed its side (read returned EOF). */
+  eof = false;
+
+  constructor(readonly conn: Deno.Conn, size = 64 * 1024) {
+    this.buf = new Uint8Array(size);
+  }
+
+  get available(): number {
+    return this.end - this.start;
+  }
+
+  /**
+   * Reads more bytes after `end`, compacting or growing the buffer (up to
+   * `maxSize`) when full. Resolves with the number of bytes read; 0 on EOF.
+   */
+  async fill(maxSize = this.buf.length): Promise<number> {
+    if (this.end === this.buf.length) {
+      if (this.start > 0) {
+        this.buf.copyWithin(0, this.start, this.end);
+        this.end -= this.start;
+        this.start = 0;
+      } else if (this.buf.length < maxSize) {
+        const grown = new Uint8Array(Math.min(maxSize, this.buf.length * 2));
+        grown.set(this.buf.subarray(0, this.end));
+        this.buf = grown;
+      } else {
+        throw new FramingError(431, "message head too large");
+      }
+    }
+    const n = await this.conn.read(this.buf.subarray(this.end));
+    if (n === null) {
+      this.eof = true;
+      return 0;
+    }
+    this.end += n;
+    return n;
+  }
+
+  /** Drops consumed bytes so a fresh message starts at offset 0 when the buffer is empty. */
+  reset(): void {
+    if (this.start === this.end) this.start = this.end = 0;
+  }
+}
+
+/** Reads exactly `length` body bytes. */
+export class LengthBodyReader implements BodyReader {
+  remaining: number;
+  trailers: HeaderList | null = null;
+  /** Called before the first read (HTTP/1.1 `Expect: 100-continue`). */
+  onFirstRead: (() => Promise<void>) | null = null;
+  /** Called after each read with the byte count (timeouts, accounting). */
+  onProgress: ((n: number) => void) | null = null;
+
+  constructor(readonly r: ConnReader, readonly length: number) {
+    this.remaining = length;
+  }
+
+  async read(): Promise<Uint8Array | null> {
+    if (this.remaining === 0) return null;
+    const r = this.r;
+    if (r.available === 0) {
+      if (this.onFirstRead !== null) {
+        const f = this.onFirstRead;
+        this.onFirstRead = null;
+        await f();
+      }
+      r.reset();
+      if (await r.fill() === 0) throw new FramingError(400, "body ended early");
+    }
+    const n = Math.min(r.available, this.remaining);
+    const view = r.buf.subarray(r.start, r.start + n);
+    r.start += n;
+    this.remaining -= n;
+    this.onProgress?.(n);
+    return view;
+  }
+}
+
+/** Reads until the peer closes (HTTP/1.0-style response bodies). */
+export class CloseDelimitedReader implements BodyReader {
+  readonly length = -1;
+  trailers: HeaderList | null = null;
+  done = false;
+
+  constructor(readonly r: ConnReader) {}
+
+  async read(): Promise<Uint8Array | null> {
+    if (this.done) return null;
+    const r = this.r;
+    if (r.available === 0) {
+      r.reset();
+      if (await r.fill() === 0) {
+        this.done = true;
+        return null;
+      }
+    }
+    const view = r.buf.subarray(r.start, r.end);
+    r.start = r.end;
+    return view;
+  }
+}
+
+const HEX = new Int8Array(256).fill(-1);
+for (let i = 0; i < 10; i++) HEX[48 + i] = i;
+for (let i = 0; i < 6; i++) HEX[97 + i] = HEX[65 + i] = 10 + i;
+
+/**
+ * Strict chunked decoder (RFC 9112 7.1): 1–12 hex digits, chunk extensions
+ * validated and dropped, CRLF required after each chunk, trailers parsed into
+ * a HeaderList. Yields decoded data only; the framing is never forwarded.
+ */
+export class ChunkedBodyReader implements BodyReader {
+  readonly length = -1;
+  trailers: HeaderList | null = null;
+  /** Bytes left in the current chunk; -1 = expecting a size line; -2 = expecting the CRLF after data. */
+  private left = -1;
+  private done = false;
+  onFirstRead: (() => Promise<void>) | null = null;
+  onProgress: ((n: number) => void) | null = null;
+
+  constructor(readonly r: ConnReader, readonly maxTrailerBytes = 16 * 1024, readonly isRequest = true) {}
+
+  private get errStatus(): number {
+    return this.isRequest ? 400 : 502;
+  }
+
+  private async more(): Promise<void> {
+    if (this.onFirstRead !== null) {
+      const f = this.onFirstRead;
+      this.onFirstRead = null;
+      await f();
+    }
+    if (await this.r.fill() === 0) throw new FramingError(this.errStatus, "chunked body ended early");
+  }
+
+  /** Reads a CRLF-terminated line; returns [start, end) of its content within r.buf. */
+  private async line(limit: number): Promise<number> {
+    const r = this.r;
+    for (;;) {
+      const lf = r.buf.indexOf(10, r.start);
+      if (lf !== -1 && lf < r.end) {
+        if (lf === r.start || r.buf[lf - 1] !== 13) {
+          throw new FramingError(this.errStatus, "bare LF in chunked body");
+        }
+        return lf - 1;
+      }
+      if (r.end - r.start > limit) throw new FramingError(this.errStatus, "chunk line too long");
+      await this.more();
+    }
+  }
+
+  async read(): Promise<Uint8Array | null> {
+    if (this.done) return null;
+    const r = this.r;
+    if (this.left === -2) {
+      // Data is handed out before its trailing CRLF is verified so the view stays valid;
+      // a bad CRLF still fails the body before it completes, so nothing is smuggled.
+      while (r.available < 2) {
+        r.reset();
+        await this.more();
+      }
+      if (r.buf[r.start] !== 13 || r.buf[r.start + 1] !== 10) {
+        throw new FramingError(this.errStatus, "missing CRLF after chunk data");
+      }
+      r.start += 2;
+      this.left = -1;
+    }
+    if (this.left === -1) {
+      const end = await this.line(4096);
+      let p = r.start, size = 0, digits = 0;
+      for (; p < end; p++) {
+        const h = HEX[r.buf[p]];
+        if (h < 0) break;
+        size = size * 16 + h;
+        if (++digits > 12) throw new FramingError(this.errStatus, "chunk size too large");
+      }
+      if (digits === 0) throw new FramingError(this.errStatus, "malformed chunk size");
+      if (p < end) {
+        // chunk-ext: BWS ";" ... — validate it holds no control bytes, then ignore it.
+        while (p < end && (r.buf[p] === 32 || r.buf[p] === 9)) p++;
+        if (r.buf[p] !== 59) throw new FramingError(this.errStatus, "malformed chunk size");
+        for (; p < end; p++) {
+          const c = r.buf[p];
+          if ((c < 32 && c !== 9) || c === 127) {
+            throw new FramingError(this.errStatus, "invalid chunk extension");
+          }
+        }
+      }
+      r.start = end + 2;
+      if (size === 0) {
+        await this.readTrailers();
+        this.done = true;
+        return null;
+      }
+      this.left = size;
+    }
+    if (r.available === 0) {
+      r.reset();
+      await this.more();
+    }
+    const n = Math.min(r.available, this.left);
+    const view = r.buf.subarray(r.start, r.start + n);
+    r.start += n;
+    this.left -= n;
+    if (this.left === 0) this.left = -2; // the CRLF after the data is checked on the next read
+    this.onProgress?.(n);
+    return view;
+  }
+
+  private async readTrailers(): Promise<void> {
+    const r = this.r;
+    let total = 0;
+    const trailers = new HeaderList();
+    for (;;) {
+      const end = await this.line(this.maxTrailerBytes);
+      if (end === r.start) {
+        r.start = end + 2;
+        break;
+      }
+      total += end - r.start + 2;
+      if (total > this.maxTrailerBytes) throw new FramingError(this.errStatus, "trailers too large");
+      const lineText = String.fromCharCode.apply(null, r.buf.subarray(r.start, end) as unknown as number[]);
+      const colon = lineText.indexOf(":");
+      const c0 = lineText.charCodeAt(0);
+      if (colon <= 0 || c0 === 32 || c0 === 9 || /[\s]/.test(lineText.slice(0, colon))) {
+        throw new FramingError(this.errStatus, "malformed trailer field");
+      }
+      const value = lineText.slice(colon + 1).trim();
+      // deno-lint-ignore no-control-regex
+      if (/[\x00-\x08\x0a-\x1f\x7f]/.test(value)) {
+        throw new FramingError(this.errStatus, "invalid trailer value");
+      }
+      trailers.append(lineText.slice(0, colon), value);
+      r.start = end + 2;
+    }
+    this.trailers = trailers.size > 0 ? trailers : null;
+  }
+}
+
+/** Writes all of `data`, looping over partial writes. */
+export async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.length) off += await conn.write(off === 0 ? data : data.subarray(off));
+}

@@ -1,0 +1,176 @@
+/**
+ * Loom's metric set and the fast recording methods the proxy calls per request.
+ *
+ * Label conventions:
+ * - `route` is the matched route's id, never the raw path (bounded
+ *   cardinality). Requests that match no route use {@link UNMATCHED_ROUTE}
+ *   (the empty string): route ids are non-empty, so it can never collide.
+ * - `method` is one of the standard methods or "OTHER", so arbitrary client
+ *   methods cannot create unbounded series.
+ *
+ * @module
+ */
+
+import {
+  type Counter,
+  type CounterChild,
+  type Gauge,
+  type GaugeChild,
+  type Histogram,
+  type HistogramChild,
+  Registry,
+} from "./metrics.ts";
+
+/** `route` label value of requests that matched no route. */
+export const UNMATCHED_ROUTE = "";
+
+/** `method` label value of non-standard methods. */
+export const OTHER_METHOD = "OTHER";
+
+const STANDARD_METHODS = new Set([
+  "GET",
+  "HEAD",
+  "POST",
+  "PUT",
+  "DELETE",
+  "CONNECT",
+  "OPTIONS",
+  "TRACE",
+  "PATCH",
+]);
+
+/** Maps a request method to its metric label: standard methods as-is, anything else "OTHER". */
+export function methodLabel(method: string): string {
+  return STANDARD_METHODS.has(method) ? method : OTHER_METHOD;
+}
+
+/** Per (route, method) or (upstream, endpoint) pair: its histogram and its counters by status. */
+interface PairCache {
+  duration: HistogramChild;
+  byStatus: Map<number, CounterChild>;
+}
+
+/** Loom's gateway metrics, registered on one registry (one per isolate). */
+export class GatewayMetrics {
+  /** The registry holding these metrics; render or snapshot it. */
+  readonly registry: Registry;
+  readonly requestsTotal: Counter;
+  readonly requestDuration: Histogram;
+  readonly upstreamRequestsTotal: Counter;
+  readonly upstreamDuration: Histogram;
+  readonly upstreamErrorsTotal: Counter;
+  readonly configReloadsTotal: Counter;
+  readonly activeConnections: Gauge;
+  readonly buildInfo: Gauge;
+
+  // Two-level caches (outer name -> inner name -> children): lookups by the
+  // caller's strings directly, no key concatenation per request.
+  readonly #requests = new Map<string, Map<string, PairCache>>();
+  readonly #upstreams = new Map<string, Map<string, PairCache>>();
+  readonly #connections = new Map<string, GaugeChild>();
+  readonly #reloadOk: CounterChild;
+  readonly #reloadFailed: CounterChild;
+
+  /**
+   * @param version reported by `loom_build_info{version}` (value 1).
+   * @param registry where to register; a fresh one by default.
+   */
+  constructor(version: string, registry: Registry = new Registry()) {
+    this.registry = registry;
+    const r = registry;
+    this.requestsTotal = r.counter("loom_requests_total", "Requests handled, by route, method and status.", [
+      "route",
+      "method",
+      "status",
+    ]);
+    this.requestDuration = r.histogram(
+      "loom_request_duration_seconds",
+      "Request duration in seconds, from request head to response end.",
+      ["route", "method"],
+    );
+    this.upstreamRequestsTotal = r.counter(
+      "loom_upstream_requests_total",
+      "Requests sent to upstream endpoints, by response status.",
+      ["upstream", "endpoint", "status"],
+    );
+    this.upstreamDuration = r.histogram(
+      "loom_upstream_duration_seconds",
+      "Upstream request duration in seconds, until the response head.",
+      ["upstream", "endpoint"],
+    );
+    this.upstreamErrorsTotal = r.counter(
+      "loom_upstream_errors_total",
+      "Upstream requests that failed without a response, by error type.",
+      ["upstream", "endpoint", "error_type"],
+    );
+    this.configReloadsTotal = r.counter("loom_config_reloads_total", "Configuration reloads, by result.", [
+      "result",
+    ]);
+    this.activeConnections = r.gauge("loom_active_connections", "Open client connections, by listener.", [
+      "listener",
+    ]);
+    // "max": every isolate reports 1; summing would show the worker count.
+    this.buildInfo = r.gauge("loom_build_info", "Loom build information (always 1).", ["version"], {
+      aggregate: "max",
+    });
+    this.buildInfo.labels(version).set(1);
+    this.#reloadOk = this.configReloadsTotal.labels("success");
+    this.#reloadFailed = this.configReloadsTotal.labels("failure");
+  }
+
+  /** Records a finished client request. Use {@link UNMATCHED_ROUTE} when no route matched. */
+  request(routeId: string, method: string, status: number, seconds: number): void {
+    const m = STANDARD_METHODS.has(method) ? method : OTHER_METHOD;
+    const pair = this.#pair(this.#requests, this.requestDuration, routeId, m);
+    pair.duration.observe(seconds);
+    let c = pair.byStatus.get(status);
+    if (c === undefined) pair.byStatus.set(status, c = this.requestsTotal.labels(routeId, m, status));
+    c.value++;
+  }
+
+  /** Records an upstream response (`endpoint` is the endpoint's address). */
+  upstream(upstream: string, endpoint: string, status: number, seconds: number): void {
+    const pair = this.#pair(this.#upstreams, this.upstreamDuration, upstream, endpoint);
+    pair.duration.observe(seconds);
+    let c = pair.byStatus.get(status);
+    if (c === undefined) {
+      pair.byStatus.set(status, c = this.upstreamRequestsTotal.labels(upstream, endpoint, status));
+    }
+    c.value++;
+  }
+
+  /** Records an upstream failure; `type` must come from a small fixed set (e.g. "connect", "timeout", "reset"). */
+  upstreamError(upstream: string, endpoint: string, type: string): void {
+    // Rare path: the generic per-label lookup is fast enough.
+    this.upstreamErrorsTotal.labels(upstream, endpoint, type).value++;
+  }
+
+  /** Records a configuration reload attempt. */
+  reload(ok: boolean): void {
+    (ok ? this.#reloadOk : this.#reloadFailed).value++;
+  }
+
+  /** A client connection was accepted on `listener`. */
+  connectionOpened(listener: string): void {
+    this.#connection(listener).value++;
+  }
+
+  /** A client connection on `listener` closed. */
+  connectionClosed(listener: string): void {
+    this.#connection(listener).value--;
+  }
+
+  #connection(listener: string): GaugeChild {
+    let g = this.#connections.get(listener);
+    if (g === undefined) this.#connections.set(listener, g = this.activeConnections.labels(listener));
+    return g;
+  }
+
+  #pair(cache: Map<string, Map<string, PairCache>>, hist: Histogram, a: string, b: string): PairCache {
+    let inner = cache.get(a);
+    if (inner === undefined) cache.set(a, inner = new Map());
+    let pair = inner.get(b);
+    if (pair === undefined) inner.set(b, pair = { duration: hist.labels(a, b), byStatus: new Map() });
+    return pair;
+  }
+}

@@ -1,0 +1,403 @@
+/**
+ * The proxy core: sends a request to an upstream endpoint over a pooled
+ * HTTP/1.1 connection and streams the response back through the context's
+ * ResponseWriter.
+ *
+ * Bodies stream both ways without being held whole: request chunks are
+ * re-framed (chunked bodies re-encoded, never forwarded verbatim) and written
+ * as they arrive; the response is read and written chunk by chunk. The upload
+ * runs concurrently with reading the response so an early upstream answer
+ * (say 413 during an upload) is relayed instead of becoming a 502.
+ */
+import type { RequestContext } from "../gateway/context.ts";
+import type { BodyReader } from "../gateway/body.ts";
+import type { HeaderList } from "../gateway/headers.ts";
+import { arm, disarm, type Expirable } from "../gateway/deadline.ts";
+import { findHeadEnd, type ParsedResponse, parseResponseHead } from "../http1/parse.ts";
+import {
+  ChunkedBodyReader,
+  CloseDelimitedReader,
+  FramingError,
+  LengthBodyReader,
+  writeAll,
+} from "../http1/reader.ts";
+import { encodeLatin1Into, headText } from "../http1/serialize.ts";
+import { ConnectError, type ConnectionPool, type PooledConn } from "../upstream/pool.ts";
+import type { Endpoint } from "../upstream/endpoint.ts";
+import { filterResponseHeaders, upstreamRequestHead } from "./headers.ts";
+import { respondError } from "./errors.ts";
+import { tunnel } from "./tunnel.ts";
+
+/** What the proxy needs of an upstream: selection and a pool per endpoint. */
+export interface ProxyUpstream {
+  readonly name: string;
+  select(
+    input: { header(name: string): string | undefined; clientIp: string },
+    exclude?: Endpoint,
+  ): Endpoint | null;
+  pool(endpoint: Endpoint): ConnectionPool;
+}
+
+/** Per-route forwarding options, compiled from config once. */
+export interface ForwardOptions {
+  /** Keep the client's Host (true) or send the endpoint address. */
+  preserveHost: boolean;
+  hostRewrite: string | undefined;
+  connectTimeout: number;
+  perTryTimeout: number;
+  totalTimeout: number;
+}
+
+/** Upstream-side metrics the proxy reports. */
+export interface ProxyObserver {
+  upstream(upstream: string, endpoint: string, status: number, seconds: number): void;
+  upstreamError(upstream: string, endpoint: string, type: string): void;
+}
+
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+const MAX_RESPONSE_HEAD = 64 * 1024;
+
+/** Why an exchange failed. */
+class UpstreamFailure extends Error {
+  constructor(
+    readonly kind: "refused" | "reset" | "timeout" | "protocol" | "client",
+    message: string,
+    /** Nothing was received: a fresh connection may retry (idempotent only). */
+    readonly retryableStale = false,
+    readonly status = 0,
+  ) {
+    super(message);
+  }
+}
+
+/** Deadline + abort state of one exchange, swept by the deadline timer. */
+class Exchange implements Expirable {
+  deadline = 0;
+  timedOut = false;
+  clientGone = false;
+  /** Set by the upload when it fails because of the client (bad framing, disconnect). */
+  uploadError: unknown = null;
+  uploadDone = false;
+  constructor(public pc: PooledConn) {}
+  expire(): void {
+    this.timedOut = true;
+    this.pc.close();
+  }
+}
+
+/**
+ * Forwards `ctx` to `up`, sending `target` (path + query) upstream.
+ * Always finishes the response (or aborts the client stream) before resolving.
+ */
+export async function forward(
+  ctx: RequestContext,
+  up: ProxyUpstream,
+  target: string,
+  opt: ForwardOptions,
+  obs: ProxyObserver | null,
+): Promise<void> {
+  const ep = up.select(ctx);
+  if (ep === null) return respondError(ctx, 503, "no healthy upstream endpoint");
+  ctx.upstreamAddr = ep.address;
+  const host = opt.hostRewrite ?? (opt.preserveHost && ctx.authority !== "" ? ctx.authority : hostOf(ep));
+  const body = ctx.body;
+  const framing = body.length === 0
+    ? (ctx.method === "POST" || ctx.method === "PUT" || ctx.method === "PATCH" ? "content-length: 0\r\n" : "")
+    : body.length > 0
+    ? "content-length: " + body.length + "\r\n"
+    : "transfer-encoding: chunked\r\n";
+  const head = upstreamRequestHead(ctx, {
+    method: ctx.method,
+    target,
+    host,
+    framing,
+    upgrade: ctx.upgrade,
+    requestId: ctx.id,
+  });
+  const pool = up.pool(ep);
+  const totalDeadline = Date.now() + opt.totalTimeout;
+  ep.begin();
+  const t0 = performance.now();
+  let status = 0;
+  try {
+    for (let attempt = 0;; attempt++) {
+      let pc: PooledConn;
+      try {
+        pc = await pool.acquire(Math.min(opt.connectTimeout, Math.max(1, totalDeadline - Date.now())));
+      } catch (e) {
+        const kind = e instanceof ConnectError ? e.kind : "refused";
+        obs?.upstreamError(up.name, ep.address, "connect_" + kind);
+        return await respondError(
+          ctx,
+          kind === "timeout" ? 504 : 502,
+          kind === "timeout" ? "upstream connect timeout" : "upstream connection refused",
+        );
+      }
+      try {
+        status = await exchange(ctx, pc, head, opt, totalDeadline);
+        return;
+      } catch (e) {
+        if (!(e instanceof UpstreamFailure)) throw e;
+        // A kept-alive connection the upstream closed meanwhile: retry once, fresh, if safe.
+        if (
+          e.retryableStale && pc.reused && attempt === 0 && body.length === 0 && IDEMPOTENT.has(ctx.method) &&
+          !ctx.aborted
+        ) continue;
+        if (e.kind === "client" || ctx.aborted) {
+          if (e.status > 0 && !ctx.res.headSent && !ctx.aborted) {
+            return await respondError(ctx, e.status, e.message, [["connection", "close"]]);
+          }
+          ctx.res.abort();
+          return;
+        }
+        obs?.upstreamError(up.name, ep.address, e.kind);
+        status = e.kind === "timeout" ? 504 : 502;
+        return await respondError(
+          ctx,
+          status,
+          e.kind === "timeout"
+            ? "upstream timeout"
+            : e.kind === "reset"
+            ? "upstream connection reset"
+            : e.message,
+        );
+      }
+    }
+  } finally {
+    ep.end();
+    if (status > 0) obs?.upstream(up.name, ep.address, status, (performance.now() - t0) / 1000);
+  }
+}
+
+function hostOf(ep: Endpoint): string {
+  return ep.port === 80
+    ? ep.hostname
+    : (ep.hostname.includes(":") ? "[" + ep.hostname + "]" : ep.hostname) + ":" +
+      ep.port;
+}
+
+/** One request/response exchange on `pc`. Returns the upstream status. */
+async function exchange(
+  ctx: RequestContext,
+  pc: PooledConn,
+  head: string,
+  opt: ForwardOptions,
+  totalDeadline: number,
+): Promise<number> {
+  const x = new Exchange(pc);
+  const tryDeadline = Math.min(totalDeadline, Date.now() + opt.perTryTimeout);
+  ctx.onAbort = () => {
+    x.clientGone = true;
+    pc.close();
+  };
+  let reusable = false;
+  try {
+    // Head, plus the first body bytes when they are at hand, in one write.
+    let o = encodeLatin1Into(head, pc.out, 0);
+    if (o === -1) {
+      pc.out = new Uint8Array(head.length + 16 * 1024);
+      o = encodeLatin1Into(head, pc.out, 0);
+    }
+    const body = ctx.body;
+    x.deadline = tryDeadline;
+    arm(x, tryDeadline - Date.now());
+    let upload: Promise<void> | null = null;
+    if (body.length === 0) {
+      await writeOrFail(pc, pc.out.subarray(0, o), x);
+      x.uploadDone = true;
+    } else {
+      upload = sendBody(body, pc, o, x);
+    }
+    const res = await readResponseHead(pc, x, ctx);
+    if (res.status === 101) {
+      if (ctx.upgrade === undefined) throw new UpstreamFailure("protocol", "unexpected 101 from upstream");
+      disarm(x);
+      filterResponseHeaders(res.headers, res.connection, "1.1", true);
+      await tunnel(ctx, pc, res);
+      return 101;
+    }
+    const noBody = ctx.method === "HEAD" || res.status === 204 || res.status === 304;
+    filterResponseHeaders(res.headers, res.connection, ctx.protocol === "HTTP/2" ? "2" : "1.1", false);
+    let reader: BodyReader | null = null;
+    let length = 0;
+    if (!noBody) {
+      if (res.chunked) {
+        reader = new ChunkedBodyReader(pc.r, 16 * 1024, false);
+        length = -1;
+      } else if (res.contentLength >= 0) {
+        length = res.contentLength;
+        if (length > 0) reader = new LengthBodyReader(pc.r, length);
+      } else {
+        reader = new CloseDelimitedReader(pc.r);
+        length = -1;
+      }
+    } else {
+      // HEAD and 304 keep the representation's length; the writer sends no body.
+      length = res.chunked ? -1 : res.contentLength;
+    }
+    ctx.res.writeHead(res.status, res.headers, length, res.reason);
+    let trailers: HeaderList | null = null;
+    if (reader !== null) {
+      for (;;) {
+        let chunk: Uint8Array | null;
+        try {
+          arm(x, Math.max(1, Math.min(opt.perTryTimeout, totalDeadline - Date.now())));
+          chunk = await reader.read();
+        } catch (e) {
+          throw x.clientGone ? new UpstreamFailure("client", "client went away") : toFailure(e, x);
+        }
+        if (chunk === null) break;
+        try {
+          await ctx.res.write(chunk);
+        } catch {
+          throw new UpstreamFailure("client", "client went away");
+        }
+      }
+      trailers = reader.trailers;
+    }
+    disarm(x);
+    await ctx.res.end(trailers);
+    if (upload !== null && !x.uploadDone) {
+      // Early response: stop the upload; the client connection cannot be reused.
+      pc.close();
+      await upload;
+      ctx.res.abort();
+    }
+    reusable = x.uploadDone && !res.close && !(reader instanceof CloseDelimitedReader) &&
+      pc.r.available === 0 && res.minor === 1 && !pc.closed;
+    return res.status;
+  } finally {
+    disarm(x);
+    ctx.onAbort = null;
+    pc.pool.release(pc, reusable);
+  }
+}
+
+function toFailure(e: unknown, x: Exchange): UpstreamFailure {
+  if (e instanceof UpstreamFailure) return e;
+  if (x.clientGone) return new UpstreamFailure("client", "client went away");
+  if (x.timedOut) return new UpstreamFailure("timeout", "upstream timeout");
+  if (e instanceof FramingError) {
+    return new UpstreamFailure("protocol", "invalid upstream response: " + e.message);
+  }
+  return new UpstreamFailure("reset", "upstream connection reset");
+}
+
+async function writeOrFail(pc: PooledConn, data: Uint8Array, x: Exchange): Promise<void> {
+  try {
+    await writeAll(pc.conn, data);
+  } catch (e) {
+    const f = toFailure(e, x);
+    throw new UpstreamFailure(f.kind, f.message, f.kind === "reset");
+  }
+}
+
+/**
+ * Streams the request body upstream after the head (already encoded in
+ * pc.out[0, headLen)). Chunked/unknown-length bodies are re-encoded.
+ * Never throws: failures are recorded on `x` and close the upstream connection
+ * so the response side notices.
+ */
+async function sendBody(body: BodyReader, pc: PooledConn, headLen: number, x: Exchange): Promise<void> {
+  const chunked = body.length < 0;
+  let pending = headLen;
+  try {
+    for (;;) {
+      let chunk: Uint8Array | null;
+      try {
+        chunk = await body.read();
+      } catch (e) {
+        x.uploadError = e;
+        pc.close();
+        return;
+      }
+      if (chunk === null) break;
+      if (chunk.length === 0) continue;
+      const frame = chunked ? chunk.length.toString(16) + "\r\n" : "";
+      const need = pending + frame.length + chunk.length + 2;
+      if (need <= 64 * 1024) {
+        if (pc.out.length < need) {
+          const grown = new Uint8Array(Math.max(need, pc.out.length * 2));
+          grown.set(pc.out.subarray(0, pending));
+          pc.out = grown;
+        }
+        let o = pending;
+        if (frame !== "") o = encodeLatin1Into(frame, pc.out, o);
+        pc.out.set(chunk, o);
+        o += chunk.length;
+        if (chunked) {
+          pc.out[o++] = 13;
+          pc.out[o++] = 10;
+        }
+        await writeAll(pc.conn, pc.out.subarray(0, o));
+        pending = 0;
+      } else {
+        if (pending > 0) await writeAll(pc.conn, pc.out.subarray(0, pending));
+        pending = 0;
+        if (frame !== "") await writeAll(pc.conn, new TextEncoder().encode(frame));
+        await writeAll(pc.conn, chunk);
+        if (chunked) await writeAll(pc.conn, CRLF);
+      }
+    }
+    let tail = pending;
+    if (chunked) {
+      const t = body.trailers;
+      const last = t !== null && t.size > 0 ? headText("0\r\n", t, "") : "0\r\n\r\n";
+      if (pc.out.length < tail + last.length) {
+        const grown = new Uint8Array(tail + last.length + 1024);
+        grown.set(pc.out.subarray(0, tail));
+        pc.out = grown;
+      }
+      tail = encodeLatin1Into(last, pc.out, tail);
+    }
+    if (tail > 0) await writeAll(pc.conn, pc.out.subarray(0, tail));
+    x.uploadDone = true;
+  } catch {
+    // Upstream write failed (closed, reset, early response): the response side reports it.
+    pc.close();
+  }
+}
+
+const CRLF = new Uint8Array([13, 10]);
+
+/** Reads the final response head (skipping 1xx other than 101). */
+async function readResponseHead(pc: PooledConn, x: Exchange, ctx: RequestContext): Promise<ParsedResponse> {
+  const r = pc.r;
+  let received = false;
+  for (;;) {
+    if (r.available > 0) {
+      const end = findHeadEnd(r.buf, r.start, r.end);
+      if (end === -2) throw new UpstreamFailure("protocol", "invalid upstream response: bare LF");
+      if (end > 0) {
+        const res = parseResponseHead(r.buf, r.start, end);
+        if (res.error) throw new UpstreamFailure("protocol", res.reason);
+        r.start = end;
+        if (res.status >= 100 && res.status < 200 && res.status !== 101) continue;
+        return res;
+      }
+      if (r.available > MAX_RESPONSE_HEAD) {
+        throw new UpstreamFailure("protocol", "upstream response head too large");
+      }
+    }
+    let n: number;
+    try {
+      n = await r.fill(MAX_RESPONSE_HEAD + 4);
+    } catch (e) {
+      if (x.uploadError !== null) throw clientUploadFailure(x.uploadError);
+      const f = toFailure(e, x);
+      throw new UpstreamFailure(f.kind, f.message, !received && f.kind === "reset");
+    }
+    if (n === 0) {
+      if (x.uploadError !== null) throw clientUploadFailure(x.uploadError);
+      if (x.clientGone || ctx.aborted) throw new UpstreamFailure("client", "client went away");
+      if (x.timedOut) throw new UpstreamFailure("timeout", "upstream timeout");
+      throw new UpstreamFailure("reset", "upstream closed the connection", !received);
+    }
+    received = true;
+  }
+}
+
+function clientUploadFailure(e: unknown): UpstreamFailure {
+  if (e instanceof FramingError) return new UpstreamFailure("client", e.message, false, e.status);
+  return new UpstreamFailure("client", "client went away");
+}

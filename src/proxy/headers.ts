@@ -1,0 +1,133 @@
+/**
+ * Header rules of a forwarding proxy (RFC 9110 7.6): hop-by-hop fields are
+ * dropped, X-Forwarded-*, Forwarded and Via are added, Host is kept or
+ * rewritten. The upstream request head is produced as text in one pass.
+ */
+import type { RequestContext } from "../gateway/context.ts";
+import type { HeaderList } from "../gateway/headers.ts";
+import { tokenList } from "../http1/parse.ts";
+
+/** Fields that never cross the proxy (besides those listed in Connection). */
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "te",
+  "transfer-encoding",
+  "upgrade",
+  // Framing and routing fields the proxy re-emits itself.
+  "content-length",
+  "host",
+]);
+
+/** Fields the proxy appends to or replaces. */
+const FORWARDING = new Set(["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "via"]);
+
+function viaVersion(protocol: string): string {
+  return protocol === "HTTP/1.1"
+    ? "1.1"
+    : protocol === "HTTP/1.0"
+    ? "1.0"
+    : protocol === "HTTP/2"
+    ? "2"
+    : "3";
+}
+
+/** `for=` / `host=` values of Forwarded: quoted when not a plain token (RFC 7239). */
+function forwardedValue(v: string): string {
+  if (/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(v)) return v;
+  return '"' + v.replace(/(["\\])/g, "\\$1") + '"';
+}
+
+/** Options for the upstream head. */
+export interface UpstreamHeadOptions {
+  method: string;
+  /** Path and query sent upstream. */
+  target: string;
+  /** Host field value sent upstream. */
+  host: string;
+  /** Framing line(s): "content-length: N\r\n", "transfer-encoding: chunked\r\n" or "". */
+  framing: string;
+  /** Keep Upgrade/Connection: upgrade (WebSocket). */
+  upgrade: string | undefined;
+  requestId: string;
+}
+
+/**
+ * Builds the HTTP/1.1 request head sent upstream from the client's request.
+ * Connection-nominated fields are dropped; TE is kept only as "trailers".
+ */
+export function upstreamRequestHead(ctx: RequestContext, o: UpstreamHeadOptions): string {
+  const { names, keys, values } = ctx.headers;
+  let nominated: string[] | null = null;
+  let te = false;
+  let xff: string | undefined, fwd: string | undefined, via: string | undefined;
+  let hasRequestId = false;
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i];
+    if (k === "connection") {
+      nominated = nominated === null ? tokenList(values[i]) : nominated.concat(tokenList(values[i]));
+    } else if (k === "te") te = te || tokenList(values[i]).includes("trailers");
+  }
+  let s = o.method + " " + o.target + " HTTP/1.1\r\nhost: " + o.host + "\r\n";
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i];
+    if (HOP_BY_HOP.has(k)) continue;
+    if (FORWARDING.has(k)) {
+      const v = values[i];
+      if (k === "x-forwarded-for") xff = xff === undefined ? v : xff + ", " + v;
+      else if (k === "forwarded") fwd = fwd === undefined ? v : fwd + ", " + v;
+      else if (k === "via") via = via === undefined ? v : via + ", " + v;
+      continue; // x-forwarded-proto/host are replaced
+    }
+    if (nominated !== null && nominated.includes(k)) continue;
+    if (k === "x-request-id") hasRequestId = true;
+    s += names[i] + ": " + values[i] + "\r\n";
+  }
+  const ip = ctx.clientIp;
+  s += "x-forwarded-for: " + (xff === undefined ? ip : xff + ", " + ip) + "\r\n";
+  s += "x-forwarded-proto: " + ctx.scheme + "\r\n";
+  if (ctx.authority !== "") s += "x-forwarded-host: " + ctx.authority + "\r\n";
+  let f = "for=" + forwardedValue(ip.includes(":") ? "[" + ip + "]" : ip) + ";proto=" + ctx.scheme;
+  if (ctx.authority !== "") f += ";host=" + forwardedValue(ctx.authority);
+  s += "forwarded: " + (fwd === undefined ? f : fwd + ", " + f) + "\r\n";
+  const v = viaVersion(ctx.protocol) + " loom";
+  s += "via: " + (via === undefined ? v : via + ", " + v) + "\r\n";
+  if (!hasRequestId && o.requestId !== "") s += "x-request-id: " + o.requestId + "\r\n";
+  if (te) s += "te: trailers\r\n";
+  if (o.upgrade !== undefined) s += "connection: upgrade\r\nupgrade: " + o.upgrade + "\r\n";
+  return s + o.framing + "\r\n";
+}
+
+/**
+ * Drops hop-by-hop fields from an upstream response in place and adds Via.
+ * `connection` is the parsed Connection token list of the response.
+ */
+export function filterResponseHeaders(
+  h: HeaderList,
+  connection: string[] | null,
+  protocolVersion: string,
+  keepUpgrade: boolean,
+): void {
+  const { names, keys, values } = h;
+  let w = 0;
+  let via: string | undefined;
+  for (let r = 0; r < keys.length; r++) {
+    const k = keys[r];
+    if (k === "via") {
+      via = via === undefined ? values[r] : via + ", " + values[r];
+      continue;
+    }
+    if (
+      (HOP_BY_HOP.has(k) && k !== "host" && !(keepUpgrade && (k === "upgrade" || k === "connection"))) ||
+      (connection !== null && !keepUpgrade && connection.includes(k))
+    ) continue;
+    names[w] = names[r];
+    keys[w] = k;
+    values[w] = values[r];
+    w++;
+  }
+  names.length = keys.length = values.length = w;
+  const v = protocolVersion + " loom";
+  h.append("via", via === undefined ? v : via + ", " + v);
+}

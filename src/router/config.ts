@@ -1,0 +1,23 @@
+/**
+ * Adapter from Loom's validated config routes to router specs.
+ *
+ * @module
+ */
+
+import type { RouteConfig } from "../config/types.ts";
+import type { RouteSpec } from "./types.ts";
+
+/** Turns config routes into {@link RouteSpec}s carrying the `RouteConfig` as payload. */
+export function specsFromConfig(routes: readonly RouteConfig[]): RouteSpec<RouteConfig>[] {
+  return routes.map((r) => ({
+    id: r.id,
+    host: r.host,
+    path: r.path,
+    methods: r.methods,
+    headers: r.headers,
+    query: r.query_params,
+    priority: r.priority,
+    order: r.order,
+    data: r,
+  }));
+}

@@ -1,0 +1,130 @@
+/**
+ * Uniform handles on gateway instances, whether they run in this isolate or in
+ * a worker isolate (messages). The supervisor and the admin API use these.
+ */
+import type { LoomConfig } from "../config/types.ts";
+import type { MetricsSnapshot } from "../observability/metrics.ts";
+import type { CounterSlotsSnapshot } from "../upstream/counters.ts";
+import type { UpstreamInfo } from "../upstream/upstream.ts";
+import { GatewayInstance, type InstanceOptions } from "./instance.ts";
+
+/** Control surface of one instance. */
+export interface InstanceHandle {
+  reload(config: LoomConfig, counters: CounterSlotsSnapshot): Promise<void>;
+  metrics(): Promise<MetricsSnapshot>;
+  upstreams(): Promise<UpstreamInfo[]>;
+  shutdown(drainMs: number): Promise<void>;
+  addresses(): Record<string, Deno.NetAddr>;
+}
+
+/** An instance in this isolate. */
+export class LocalHandle implements InstanceHandle {
+  constructor(readonly instance: GatewayInstance) {}
+  static start(opts: InstanceOptions): LocalHandle {
+    return new LocalHandle(GatewayInstance.start(opts));
+  }
+  reload(config: LoomConfig, counters: CounterSlotsSnapshot): Promise<void> {
+    this.instance.reload(config, counters);
+    return Promise.resolve();
+  }
+  metrics(): Promise<MetricsSnapshot> {
+    return Promise.resolve(this.instance.metricsSnapshot());
+  }
+  upstreams(): Promise<UpstreamInfo[]> {
+    return Promise.resolve(this.instance.upstreams());
+  }
+  shutdown(drainMs: number): Promise<void> {
+    return this.instance.shutdown(drainMs);
+  }
+  addresses(): Record<string, Deno.NetAddr> {
+    return this.instance.addresses();
+  }
+}
+
+/** Messages to a worker. */
+export type ToWorker =
+  | { type: "start"; opts: InstanceOptions; logLevel: string; worker: number }
+  | { type: "reload"; id: number; config: LoomConfig; counters: CounterSlotsSnapshot }
+  | { type: "metrics"; id: number }
+  | { type: "upstreams"; id: number }
+  | { type: "shutdown"; id: number; drainMs: number };
+
+/** Messages from a worker. */
+export type FromWorker =
+  | { type: "started"; addresses: Record<string, Deno.NetAddr> }
+  | { type: "failed"; error: string }
+  | { type: "reply"; id: number; data?: unknown; error?: string };
+
+/** An instance in a worker isolate. */
+export class WorkerHandle implements InstanceHandle {
+  private nextId = 1;
+  private calls = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
+  private addrs: Record<string, Deno.NetAddr> = {};
+
+  private constructor(private worker: Worker) {
+    worker.addEventListener("message", (e: MessageEvent<FromWorker>) => {
+      const m = e.data;
+      if (m.type !== "reply") return;
+      const call = this.calls.get(m.id);
+      if (call === undefined) return;
+      this.calls.delete(m.id);
+      if (m.error !== undefined) call.reject(new Error(m.error));
+      else call.resolve(m.data);
+    });
+  }
+
+  /** Spawns a worker and starts an instance in it. */
+  static start(opts: InstanceOptions, logLevel: string, index: number): Promise<WorkerHandle> {
+    const worker = new Worker(new URL("./worker.ts", import.meta.url), {
+      type: "module",
+      name: `loom-${index}`,
+    });
+    const h = new WorkerHandle(worker);
+    return new Promise((resolve, reject) => {
+      const onMessage = (e: MessageEvent<FromWorker>) => {
+        if (e.data.type === "started") {
+          worker.removeEventListener("message", onMessage);
+          h.addrs = e.data.addresses;
+          resolve(h);
+        } else if (e.data.type === "failed") {
+          worker.removeEventListener("message", onMessage);
+          worker.terminate();
+          reject(new Error(e.data.error));
+        }
+      };
+      worker.addEventListener("message", onMessage);
+      worker.addEventListener("error", (e) => {
+        e.preventDefault();
+        reject(new Error(`worker ${index} crashed: ${e.message}`));
+      });
+      worker.postMessage({ type: "start", opts, logLevel, worker: index } satisfies ToWorker);
+    });
+  }
+
+  private call<T>(msg: ToWorker & { id: number }): Promise<T> {
+    return new Promise((resolve, reject) => {
+      this.calls.set(msg.id, { resolve: resolve as (v: unknown) => void, reject });
+      this.worker.postMessage(msg);
+    });
+  }
+
+  reload(config: LoomConfig, counters: CounterSlotsSnapshot): Promise<void> {
+    return this.call({ type: "reload", id: this.nextId++, config, counters });
+  }
+  metrics(): Promise<MetricsSnapshot> {
+    return this.call({ type: "metrics", id: this.nextId++ });
+  }
+  upstreams(): Promise<UpstreamInfo[]> {
+    return this.call({ type: "upstreams", id: this.nextId++ });
+  }
+  async shutdown(drainMs: number): Promise<void> {
+    try {
+      await this.call({ type: "shutdown", id: this.nextId++, drainMs });
+    } finally {
+      this.worker.terminate();
+    }
+  }
+  addresses(): Record<string, Deno.NetAddr> {
+    return this.addrs;
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * One gateway instance: the listeners and the gateway core of one isolate
+ * (the main one, or a worker). It owns its snapshot, metrics registry and
+ * access log; reload swaps the snapshot.
+ */
+import type { ListenerConfig, LoomConfig } from "../config/types.ts";
+import { Gateway } from "../gateway/gateway.ts";
+import { buildSnapshot, retireSnapshot } from "../gateway/snapshot.ts";
+import { Http1Listener } from "../listeners/http1.ts";
+import { Http2Listener } from "../listeners/http2.ts";
+import { GatewayMetrics } from "../observability/gateway_metrics.ts";
+import { createAccessLog } from "../observability/access_log.ts";
+import { logger } from "../observability/logger.ts";
+import type { MetricsSnapshot } from "../observability/metrics.ts";
+import { CounterSlots, type CounterSlotsSnapshot } from "../upstream/counters.ts";
+import type { UpstreamInfo } from "../upstream/upstream.ts";
+import { VERSION } from "../version.ts";
+
+/** A listener of any engine. */
+interface RunningListener {
+  readonly cfg: ListenerConfig;
+  readonly addr: Deno.NetAddr;
+  close(): void;
+  drained(): Promise<void>;
+  closeAll(): void;
+}
+
+/** Options for starting an instance. */
+export interface InstanceOptions {
+  config: LoomConfig;
+  counters: CounterSlotsSnapshot;
+  /** Several isolates share the ports (SO_REUSEPORT). */
+  reusePort: boolean;
+}
+
+/** The gateway of one isolate. */
+export class GatewayInstance {
+  readonly gateway: Gateway;
+  readonly metrics: GatewayMetrics;
+  private listeners: RunningListener[] = [];
+  private counters: CounterSlots;
+
+  private constructor(opts: InstanceOptions) {
+    this.counters = CounterSlots.attach(opts.counters);
+    this.metrics = new GatewayMetrics(VERSION);
+    const snapshot = buildSnapshot(opts.config, this.counters);
+    this.gateway = new Gateway(snapshot, this.metrics, createAccessLog(opts.config.access_log));
+  }
+
+  /** Builds the instance and opens its listeners; throws (closing what opened) on failure. */
+  static start(opts: InstanceOptions): GatewayInstance {
+    const inst = new GatewayInstance(opts);
+    try {
+      for (const l of opts.config.listeners) {
+        const running = inst.open(l, opts.reusePort);
+        if (running !== null) inst.listeners.push(running);
+      }
+    } catch (e) {
+      for (const l of inst.listeners) l.closeAll();
+      throw e;
+    }
+    return inst;
+  }
+
+  /** Bound addresses by listener name (port 0 resolves here). */
+  addresses(): Record<string, Deno.NetAddr> {
+    return Object.fromEntries(this.listeners.map((l) => [l.cfg.name, l.addr]));
+  }
+
+  private open(l: ListenerConfig, reusePort: boolean): RunningListener | null {
+    const hooks = {
+      opened: (name: string) => this.metrics.connectionOpened(name),
+      closed: (name: string) => this.metrics.connectionClosed(name),
+    };
+    const hostname = l.hostname || "0.0.0.0";
+    switch (l.protocol) {
+      case "http": {
+        const opts: Deno.TcpListenOptions & { reusePort?: boolean } = { hostname, port: l.port };
+        if (reusePort) opts.reusePort = true;
+        return new Http1Listener(Deno.listen(opts), l, this.gateway, hooks);
+      }
+      case "https": {
+        const tls = l.tls!;
+        const opts: Deno.ListenTlsOptions & Deno.TlsCertifiedKeyPem & { reusePort?: boolean } = {
+          hostname,
+          port: l.port,
+          transport: "tcp",
+          cert: Deno.readTextFileSync(tls.cert_file),
+          key: Deno.readTextFileSync(tls.key_file),
+          alpnProtocols: ["http/1.1"],
+        };
+        if (reusePort) opts.reusePort = true;
+        return new Http1Listener(Deno.listenTls(opts), l, this.gateway, hooks);
+      }
+      case "h2c":
+        return new Http2Listener(l, this.gateway, hooks, reusePort);
+      default:
+        logger.warn("listener protocol not available yet; listener skipped", {
+          listener: l.name,
+          protocol: l.protocol,
+        });
+        return null;
+    }
+  }
+
+  /** Swaps in a new snapshot; requests in flight finish on the old one. */
+  reload(config: LoomConfig, counters: CounterSlotsSnapshot): void {
+    this.counters = CounterSlots.attach(counters);
+    const old = this.gateway.snapshot;
+    const next = buildSnapshot(config, this.counters, old);
+    this.gateway.snapshot = next;
+    retireSnapshot(old, next);
+  }
+
+  metricsSnapshot(): MetricsSnapshot {
+    return this.metrics.registry.snapshot();
+  }
+
+  upstreams(): UpstreamInfo[] {
+    return [...this.gateway.snapshot.upstreams.values()].map((u) => u.upstream.describe());
+  }
+
+  /** Stops accepting, lets busy connections finish up to `drainMs`, then closes everything. */
+  async shutdown(drainMs: number): Promise<void> {
+    for (const l of this.listeners) l.close();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(this.listeners.map((l) => l.drained())),
+      new Promise((r) => timer = setTimeout(r, drainMs)),
+    ]);
+    clearTimeout(timer);
+    for (const l of this.listeners) l.closeAll();
+    await this.gateway.accessLog?.close();
+  }
+}

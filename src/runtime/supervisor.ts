@@ -1,0 +1,246 @@
+/**
+ * The supervisor runs in the main isolate: it loads and validates config,
+ * starts the gateway instances (in this isolate for `workers: 1`, else one
+ * Worker each sharing the ports with SO_REUSEPORT), the admin API and the demo
+ * service, and drives reloads (file watch, SIGHUP, POST /reload) and shutdown.
+ *
+ * State per worker: listeners, snapshot (router, upstreams, pools), metrics
+ * registry, access-log buffer. Shared: the config (sent whole on each reload),
+ * in-flight counters per endpoint (a SharedArrayBuffer, so least_conn and
+ * /upstreams see every worker's requests). Metrics are merged on scrape.
+ */
+import type { LoomConfig } from "../config/types.ts";
+import { formatErrors, loadConfig } from "../config/mod.ts";
+import { CounterSlots } from "../upstream/counters.ts";
+import { GatewayMetrics } from "../observability/gateway_metrics.ts";
+import { renderMerged } from "../observability/metrics.ts";
+import { logger } from "../observability/logger.ts";
+import type { AdminBackend, GatewayInfo, ReloadResult, RouteInfo, UpstreamInfo } from "../admin/types.ts";
+import { type AdminServer, startAdminServer } from "../admin/server.ts";
+import { startEcho } from "../demo/echo.ts";
+import { type InstanceHandle, LocalHandle, WorkerHandle } from "./handles.ts";
+import { VERSION } from "../version.ts";
+
+/** Options of `Supervisor.start`. */
+export interface SupervisorOptions {
+  configPath: string;
+  logLevel?: string;
+  /** Watch the config file and reload on change (default true). */
+  watch?: boolean;
+  /** Install SIGHUP/SIGTERM/SIGINT handlers (default false; the CLI turns them on). */
+  signals?: boolean;
+}
+
+/** Thrown when the initial config is invalid. */
+export class ConfigInvalidError extends Error {}
+
+/** The main-isolate controller of a running Loom. */
+export class Supervisor implements AdminBackend {
+  private handles: InstanceHandle[] = [];
+  private admin: AdminServer | null = null;
+  private echo: Deno.HttpServer | null = null;
+  private watcher: Deno.FsWatcher | null = null;
+  private isReady = false;
+  private stopping: Promise<void> | null = null;
+  private reloading: Promise<ReloadResult> = Promise.resolve({ ok: true });
+  private readonly counters = new CounterSlots();
+  /** Reload counts live here (the main isolate); request metrics come from instances. */
+  private readonly ownMetrics = new GatewayMetrics(VERSION);
+  private readonly startedAt = new Date().toISOString();
+  private signalHandlers: [Deno.Signal, () => void][] = [];
+
+  private constructor(private cfg: LoomConfig, readonly opts: SupervisorOptions) {}
+
+  /** Loads the config and starts everything; throws ConfigInvalidError with all errors. */
+  static async start(opts: SupervisorOptions): Promise<Supervisor> {
+    const res = await loadConfig(opts.configPath);
+    if (!res.ok) throw new ConfigInvalidError(formatErrors(res.errors, opts.configPath));
+    const s = new Supervisor(res.config, opts);
+    try {
+      await s.boot();
+    } catch (e) {
+      await s.shutdown(0);
+      throw e;
+    }
+    return s;
+  }
+
+  private async boot(): Promise<void> {
+    const cfg = this.cfg;
+    if (cfg.demo.echo) this.echo = startEcho(cfg.demo.echo.hostname || "127.0.0.1", cfg.demo.echo.port);
+    this.counters.reserve(cfg.upstreams);
+    const n = Math.max(1, cfg.workers);
+    const instOpts = { config: cfg, counters: this.counters.snapshot(), reusePort: n > 1 };
+    if (n === 1) this.handles.push(LocalHandle.start(instOpts));
+    else {
+      for (let i = 0; i < n; i++) {
+        this.handles.push(await WorkerHandle.start(instOpts, this.opts.logLevel ?? "info", i));
+      }
+    }
+    if (cfg.admin.enabled) this.admin = startAdminServer(this, cfg.admin);
+    if (this.opts.watch !== false) this.watch();
+    if (this.opts.signals) this.installSignals();
+    this.isReady = true;
+    logger.info("loom started", {
+      version: VERSION,
+      workers: n,
+      listeners: Object.fromEntries(
+        Object.entries(this.handles[0].addresses()).map(([k, a]) => [k, `${a.hostname}:${a.port}`]),
+      ),
+    });
+  }
+
+  /** Listener addresses of the first instance (tests use them). */
+  addresses(): Record<string, Deno.NetAddr> {
+    return this.handles[0]?.addresses() ?? {};
+  }
+
+  get adminAddr(): Deno.NetAddr | null {
+    return this.admin?.addr ?? null;
+  }
+
+  private watch(): void {
+    const path = this.opts.configPath;
+    let watcher: Deno.FsWatcher;
+    try {
+      watcher = Deno.watchFs(path);
+    } catch (e) {
+      logger.warn("cannot watch config file", { path, error: String(e) });
+      return;
+    }
+    this.watcher = watcher;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    (async () => {
+      try {
+        for await (const ev of watcher) {
+          if (ev.kind === "access") continue;
+          clearTimeout(timer);
+          // Editors write in several steps: debounce.
+          timer = setTimeout(() => this.reload(), 100);
+        }
+      } catch { /* watcher closed */ }
+    })();
+  }
+
+  private installSignals(): void {
+    const on = (sig: Deno.Signal, f: () => void) => {
+      Deno.addSignalListener(sig, f);
+      this.signalHandlers.push([sig, f]);
+    };
+    on("SIGHUP", () => void this.reload());
+    let signalled = false;
+    const stop = () => {
+      if (signalled) {
+        logger.warn("second signal: exiting now");
+        Deno.exit(1);
+      }
+      signalled = true;
+      logger.info("shutting down", { drain_timeout_ms: this.cfg.drain_timeout });
+      this.shutdown(this.cfg.drain_timeout).then(() => Deno.exit(0));
+    };
+    on("SIGTERM", stop);
+    on("SIGINT", stop);
+  }
+
+  // --- AdminBackend -------------------------------------------------------
+
+  ready(): boolean {
+    return this.isReady;
+  }
+
+  routes(): RouteInfo[] {
+    return this.cfg.routes.map((r) => ({
+      id: r.id,
+      host: r.host,
+      path: r.path,
+      methods: r.methods,
+      upstream: r.upstream,
+      priority: r.priority,
+      plugins: r.plugins,
+      strip_prefix: r.strip_prefix,
+      rewrite: r.rewrite,
+      redirect: r.redirect,
+    }));
+  }
+
+  async upstreams(): Promise<UpstreamInfo[]> {
+    // In-flight counts are shared memory, so any instance reports the total.
+    return await this.handles[0].upstreams();
+  }
+
+  config(): LoomConfig {
+    return this.cfg;
+  }
+
+  /** Re-reads, validates and applies the config file; serialised. */
+  reload(): Promise<ReloadResult> {
+    this.reloading = this.reloading.then(() => this.doReload());
+    return this.reloading;
+  }
+
+  private async doReload(): Promise<ReloadResult> {
+    const res = await loadConfig(this.opts.configPath);
+    if (!res.ok) {
+      this.ownMetrics.reload(false);
+      const text = formatErrors(res.errors, this.opts.configPath);
+      logger.error("config reload rejected; keeping the current config", { errors: text.split("\n") });
+      return { ok: false, errors: text.split("\n") };
+    }
+    const next = res.config;
+    const changed = restartOnly(this.cfg, next);
+    if (changed.length > 0) {
+      logger.warn("config changes that need a restart were not applied", { fields: changed });
+    }
+    try {
+      this.counters.reserve(next.upstreams);
+      const counters = this.counters.snapshot();
+      await Promise.all(this.handles.map((h) => h.reload(next, counters)));
+    } catch (e) {
+      this.ownMetrics.reload(false);
+      logger.error("config reload failed", { error: String(e) });
+      return { ok: false, errors: [String(e)] };
+    }
+    this.cfg = next;
+    this.ownMetrics.reload(true);
+    logger.info("config reloaded", { routes: next.routes.length, upstreams: next.upstreams.length });
+    return { ok: true };
+  }
+
+  async metrics(): Promise<string> {
+    const snaps = await Promise.all(this.handles.map((h) => h.metrics()));
+    snaps.push(this.ownMetrics.registry.snapshot());
+    return renderMerged(snaps);
+  }
+
+  info(): GatewayInfo {
+    return {
+      version: VERSION,
+      workers: this.handles.length,
+      started_at: this.startedAt,
+      config_file: this.opts.configPath,
+    };
+  }
+
+  /** Readiness off, listeners closed, in-flight requests drained (up to `drainMs`). */
+  shutdown(drainMs: number): Promise<void> {
+    this.stopping ??= (async () => {
+      this.isReady = false;
+      for (const [sig, f] of this.signalHandlers) Deno.removeSignalListener(sig, f);
+      this.watcher?.close();
+      await Promise.all(this.handles.map((h) => h.shutdown(drainMs)));
+      await this.admin?.shutdown();
+      await this.echo?.shutdown();
+    })();
+    return this.stopping;
+  }
+}
+
+/** Config fields a reload cannot change in place (listeners, admin, workers). */
+function restartOnly(a: LoomConfig, b: LoomConfig): string[] {
+  const out: string[] = [];
+  if (JSON.stringify(a.listeners) !== JSON.stringify(b.listeners)) out.push("listeners");
+  if (JSON.stringify(a.admin) !== JSON.stringify(b.admin)) out.push("admin");
+  if (a.workers !== b.workers) out.push("workers");
+  if (JSON.stringify(a.demo) !== JSON.stringify(b.demo)) out.push("demo");
+  return out;
+}

@@ -1,0 +1,44 @@
+/**
+ * Entry point of a worker isolate: runs one GatewayInstance and answers the
+ * supervisor's messages (reload, metrics, upstreams, shutdown).
+ */
+/// <reference lib="deno.worker" />
+import { GatewayInstance } from "./instance.ts";
+import type { FromWorker, ToWorker } from "./handles.ts";
+import { logger, type LogLevel, setLogLevel } from "../observability/logger.ts";
+
+let instance: GatewayInstance | null = null;
+
+function send(m: FromWorker): void {
+  self.postMessage(m);
+}
+
+self.onmessage = async (e: MessageEvent<ToWorker>) => {
+  const m = e.data;
+  try {
+    switch (m.type) {
+      case "start":
+        setLogLevel(m.logLevel as LogLevel);
+        try {
+          instance = GatewayInstance.start(m.opts);
+          send({ type: "started", addresses: instance.addresses() });
+        } catch (err) {
+          send({ type: "failed", error: String(err) });
+        }
+        return;
+      case "reload":
+        instance!.reload(m.config, m.counters);
+        return send({ type: "reply", id: m.id });
+      case "metrics":
+        return send({ type: "reply", id: m.id, data: instance!.metricsSnapshot() });
+      case "upstreams":
+        return send({ type: "reply", id: m.id, data: instance!.upstreams() });
+      case "shutdown":
+        await instance?.shutdown(m.drainMs);
+        return send({ type: "reply", id: m.id });
+    }
+  } catch (err) {
+    logger.error("worker message failed", { error: String(err) });
+    if ("id" in m) send({ type: "reply", id: m.id, error: String(err) });
+  }
+};

@@ -1,0 +1,199 @@
+/**
+ * Keep-alive connection pool for one upstream endpoint.
+ *
+ * LIFO reuse (the most recently used connection is the least likely to have
+ * been closed by the upstream), `max_idle` idle connections kept, idle ones
+ * closed after `idle_timeout`, and at most `max_connections` open at once
+ * (callers wait for a free one, bounded by their connect timeout).
+ */
+import type { PoolConfig } from "../config/types.ts";
+import { ConnReader } from "../http1/reader.ts";
+
+/** A pooled upstream connection with its own read and write buffers. */
+export class PooledConn {
+  readonly r: ConnReader;
+  /** Scratch for the request head (+ first body bytes), grown on demand. */
+  out: Uint8Array;
+  /** True when this connection served an earlier request (it may be stale). */
+  reused = false;
+  idleSince = 0;
+  closed = false;
+
+  constructor(readonly conn: Deno.TcpConn, readonly pool: ConnectionPool) {
+    this.r = new ConnReader(conn, 16 * 1024);
+    this.out = new Uint8Array(8 * 1024);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.conn.close();
+    } catch { /* already closed */ }
+  }
+}
+
+/** Raised when a connection could not be obtained. */
+export class ConnectError extends Error {
+  constructor(readonly kind: "refused" | "timeout", message: string) {
+    super(message);
+  }
+}
+
+interface Waiter {
+  resolve(c: PooledConn | null): void;
+}
+
+const pools = new Set<ConnectionPool>();
+let sweeper: ReturnType<typeof setInterval> | undefined;
+
+function sweepIdle(): void {
+  const now = Date.now();
+  for (const p of pools) p.closeIdle(now);
+}
+
+/** One endpoint's pool. */
+export class ConnectionPool {
+  private idle: PooledConn[] = [];
+  private waiters: Waiter[] = [];
+  /** Open connections (busy + idle + connecting). */
+  open = 0;
+  private closedForGood = false;
+
+  constructor(readonly hostname: string, readonly port: number, public cfg: PoolConfig) {
+    pools.add(this);
+    if (sweeper === undefined) {
+      const t = setInterval(sweepIdle, 1000);
+      Deno.unrefTimer(t);
+      sweeper = t;
+    }
+  }
+
+  get idleCount(): number {
+    return this.idle.length;
+  }
+
+  /** Takes an idle connection or opens one; waits when `max_connections` is reached. */
+  async acquire(connectTimeoutMs: number): Promise<PooledConn> {
+    const now = Date.now();
+    const idle = this.idle;
+    while (idle.length > 0) {
+      const c = idle.pop()!;
+      if (now - c.idleSince >= this.cfg.idle_timeout || c.closed) {
+        this.dispose(c);
+        continue;
+      }
+      c.reused = true;
+      return c;
+    }
+    if (this.cfg.max_connections > 0 && this.open >= this.cfg.max_connections) {
+      const c = await this.wait(connectTimeoutMs);
+      if (c === null) throw new ConnectError("timeout", "timed out waiting for a pooled connection");
+      return c;
+    }
+    return await this.connect(connectTimeoutMs);
+  }
+
+  private wait(ms: number): Promise<PooledConn | null> {
+    return new Promise((resolve) => {
+      const w: Waiter = {
+        resolve: (c) => {
+          clearTimeout(t);
+          resolve(c);
+        },
+      };
+      const t = setTimeout(() => {
+        const i = this.waiters.indexOf(w);
+        if (i !== -1) this.waiters.splice(i, 1);
+        resolve(null);
+      }, ms);
+      this.waiters.push(w);
+    });
+  }
+
+  private async connect(ms: number): Promise<PooledConn> {
+    this.open++;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timedOut = false;
+    const connecting = Deno.connect({ hostname: this.hostname, port: this.port, transport: "tcp" });
+    try {
+      const conn = await Promise.race([
+        connecting,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            timedOut = true;
+            reject(new ConnectError("timeout", `connect to ${this.hostname}:${this.port} timed out`));
+          }, ms);
+        }),
+      ]);
+      clearTimeout(timer);
+      conn.setNoDelay(true);
+      return new PooledConn(conn, this);
+    } catch (e) {
+      clearTimeout(timer);
+      this.open--;
+      this.wakeWaiter();
+      if (timedOut) connecting.then((c) => c.close(), () => {});
+      if (e instanceof ConnectError) throw e;
+      throw new ConnectError(
+        "refused",
+        `connect to ${this.hostname}:${this.port} failed: ${(e as Error).message}`,
+      );
+    }
+  }
+
+  /** Returns a connection: kept idle when `reusable`, closed otherwise. */
+  release(c: PooledConn, reusable: boolean): void {
+    if (reusable && !c.closed && !this.closedForGood) {
+      const w = this.waiters.shift();
+      if (w !== undefined) {
+        c.reused = true;
+        w.resolve(c);
+        return;
+      }
+      if (this.idle.length < this.cfg.max_idle) {
+        c.idleSince = Date.now();
+        c.r.reset();
+        this.idle.push(c);
+        return;
+      }
+    }
+    this.dispose(c);
+  }
+
+  private dispose(c: PooledConn): void {
+    c.close();
+    this.open--;
+    this.wakeWaiter();
+  }
+
+  /** A freed slot lets one waiter open a new connection. */
+  private wakeWaiter(): void {
+    const w = this.waiters.shift();
+    if (w === undefined) return;
+    this.connect(5000).then((c) => w.resolve(c), () => w.resolve(null));
+  }
+
+  /** Closes idle connections older than the idle timeout. */
+  closeIdle(now: number): void {
+    const idle = this.idle;
+    let w = 0;
+    for (let i = 0; i < idle.length; i++) {
+      const c = idle[i];
+      if (now - c.idleSince >= this.cfg.idle_timeout || c.closed) {
+        c.close();
+        this.open--;
+      } else idle[w++] = c;
+    }
+    idle.length = w;
+  }
+
+  /** Closes idle connections and stops pooling (the endpoint left the config). */
+  close(): void {
+    this.closedForGood = true;
+    for (const c of this.idle) c.close();
+    this.open -= this.idle.length;
+    this.idle.length = 0;
+    pools.delete(this);
+  }
+}
