@@ -21,6 +21,10 @@
  * exceeds the best priority found so far; with uniform priorities the walk
  * stops at the first accepted route.
  *
+ * Fully static patterns are also indexed in a hash map by path: such a leaf
+ * is the most specific possible match, so when one of its routes accepts the
+ * request at the highest priority in use, the tree walk is skipped.
+ *
  * All parsing, sorting and regex compilation happens in the constructor; a
  * match allocates only the result (none for param-less static routes) and
  * its params.
@@ -30,7 +34,7 @@
 
 import { LazyQuery } from "./query.ts";
 import { Route } from "./route.ts";
-import { finalizeTree, insertRoute, Node } from "./tree.ts";
+import { finalizeTree, findExactLeaf, insertRoute, Node } from "./tree.ts";
 import type { CompiledRoute, MatchInput, RouteMatch, RouteSpec } from "./types.ts";
 
 const SLASH = 0x2f;
@@ -41,6 +45,10 @@ export class Router<T> {
   readonly routes: readonly CompiledRoute<T>[];
   readonly #root = new Node<T>("");
   readonly #query = new LazyQuery();
+  /** Leaves of fully static patterns by path: the most specific possible match. */
+  readonly #statics = new Map<string, Route<T>[]>();
+  /** Highest priority of all routes: a static hit at this priority is final. */
+  readonly #maxPriority: number;
   // Per-match scratch state: matching is synchronous, so one set suffices.
   #input: MatchInput | null = null;
   #path = "";
@@ -68,7 +76,13 @@ export class Router<T> {
         insertRoute(this.#root, route, "exact");
       }
     }
-    finalizeTree(this.#root);
+    this.#maxPriority = finalizeTree(this.#root);
+    for (const r of routes) {
+      if (r.paramNames.length > 0) continue;
+      const text = (r.parsed.tokens[0] as { text: string }).text;
+      // Leaves are shared with the tree, so they are already sorted.
+      if (!this.#statics.has(text)) this.#statics.set(text, findExactLeaf(this.#root, text));
+    }
     this.routes = Object.freeze(routes);
     this.#caps = new Int32Array(maxParams * 2);
     this.#bestCaps = new Int32Array(maxParams * 2);
@@ -83,6 +97,15 @@ export class Router<T> {
     this.#best = null;
     this.#bestPriority = -Infinity;
     this.#query.reset(input.query);
+    const leaf = this.#statics.get(path);
+    if (leaf !== undefined) {
+      this.#tryLeaf(leaf, 0, -1);
+      const hit = this.#best as Route<T> | null;
+      if (hit !== null && hit.priority >= this.#maxPriority) {
+        this.#input = null;
+        return hit.staticMatch;
+      }
+    }
     this.#walk(this.#root, 0, 0);
     // The walk mutates #best; TypeScript cannot see that through the call.
     const best = this.#best as Route<T> | null;

@@ -73,6 +73,21 @@ for (const [name, input] of Object.entries(inputs)) {
   });
 }
 
+const mixed = Object.values(inputs);
+let next = 0;
+Deno.bench("match mixed (all of the above, round robin)", { group: "match" }, () => {
+  router.match(mixed[next++ % mixed.length]);
+});
+
+// Real requests carry a fresh path string whose hash is not cached yet.
+const freshBase = "x/api/v1/webhooks/search";
+Deno.bench("match static, fresh path string", { group: "fresh" }, () => {
+  router.match(req(freshBase.slice(1)));
+});
+Deno.bench("baseline: build the fresh input only", { group: "fresh", baseline: true }, () => {
+  req(freshBase.slice(1));
+});
+
 const rawPaths = {
   fast: "/api/v1/users/12345/history",
   encoded: "/api/v1/files/caf%C3%A9/a%2Fb",

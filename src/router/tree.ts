@@ -100,3 +100,15 @@ export function finalizeTree<T>(node: Node<T>): number {
   node.maxPriority = max;
   return max;
 }
+
+/** The `exact` leaf at static path `s` (which must have been inserted). */
+export function findExactLeaf<T>(root: Node<T>, s: string): Route<T>[] {
+  let node = root;
+  let pos = 0;
+  while (pos < s.length) {
+    const idx = node.keys.indexOf(s.charCodeAt(pos));
+    node = node.statics[idx];
+    pos += node.label.length;
+  }
+  return node.exact!;
+}

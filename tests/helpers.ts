@@ -1,0 +1,138 @@
+/**
+ * Shared helpers for integration tests: real servers on loopback, a Loom
+ * supervisor started in-process from YAML, raw TCP clients.
+ */
+import { Supervisor } from "../src/runtime/supervisor.ts";
+import { setLogLevel } from "../src/observability/logger.ts";
+
+setLogLevel((Deno.env.get("LOOM_TEST_LOG") as "debug" | undefined) ?? "error");
+
+/** Deno.test without the op/resource sanitizers (pools and timers outlive a test by design). */
+export function itest(name: string, fn: () => Promise<void>, opts: { ignore?: boolean } = {}): void {
+  Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false, ...opts });
+}
+
+/** A free TCP port on 127.0.0.1 (bind to 0, close, reuse). */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** Writes `text` to a temp .yaml file; returns its path. */
+export function writeTempConfig(text: string): string {
+  const path = Deno.makeTempFileSync({ suffix: ".yaml" });
+  Deno.writeTextFileSync(path, text);
+  return path;
+}
+
+/** A running Loom for a test. */
+export interface TestLoom {
+  sup: Supervisor;
+  configPath: string;
+  port: number;
+  adminPort: number;
+  /** http://127.0.0.1:port + path */
+  url(path: string): string;
+  admin(path: string): string;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts Loom in-process. `yaml` may contain `${PORT}` and `${ADMIN_PORT}`,
+ * replaced by free ports; unless the YAML sets them, access logs are off.
+ */
+export async function startLoom(yaml: string, opts: { watch?: boolean } = {}): Promise<TestLoom> {
+  const port = freePort();
+  const adminPort = freePort();
+  let text = yaml.replaceAll("${PORT}", String(port)).replaceAll("${ADMIN_PORT}", String(adminPort));
+  if (!/^access_log:/m.test(text)) text += "\naccess_log:\n  enabled: false\n";
+  if (!/^admin:/m.test(text)) text += `\nadmin:\n  address: "127.0.0.1:${adminPort}"\n`;
+  const configPath = writeTempConfig(text);
+  const sup = await Supervisor.start({ configPath, watch: opts.watch ?? false });
+  return {
+    sup,
+    configPath,
+    port,
+    adminPort,
+    url: (p) => `http://127.0.0.1:${port}${p}`,
+    admin: (p) => `http://127.0.0.1:${adminPort}${p}`,
+    close: async () => {
+      await sup.shutdown(2000);
+      try {
+        Deno.removeSync(configPath);
+      } catch { /* gone */ }
+    },
+  };
+}
+
+/** A test upstream on Deno.serve. */
+export interface TestUpstream {
+  port: number;
+  address: string;
+  /** Requests seen, newest last. */
+  seen: { method: string; url: string; headers: Headers }[];
+  close(): Promise<void>;
+}
+
+/** Starts an upstream on 127.0.0.1 with `handler` (default: 200 "ok:<port>"). */
+export function startUpstream(handler?: (req: Request) => Response | Promise<Response>): TestUpstream {
+  const seen: TestUpstream["seen"] = [];
+  let port = 0;
+  const server: Deno.HttpServer<Deno.NetAddr> = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    (req): Response | Promise<Response> => {
+      seen.push({ method: req.method, url: req.url, headers: req.headers });
+      return handler ? handler(req) : new Response(`ok:${port}`);
+    },
+  );
+  port = server.addr.port;
+  return {
+    port: server.addr.port,
+    address: `127.0.0.1:${server.addr.port}`,
+    seen,
+    close: () => server.shutdown(),
+  };
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/**
+ * Sends raw bytes to 127.0.0.1:port and returns everything received until
+ * the server closes or `idleMs` passes without data.
+ */
+export async function rawExchange(
+  port: number,
+  data: string | Uint8Array,
+  idleMs = 1000,
+): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(typeof data === "string" ? enc.encode(data) : data);
+    let out = "";
+    const buf = new Uint8Array(64 * 1024);
+    for (;;) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const n = await Promise.race([
+        conn.read(buf),
+        new Promise<"idle">((r) => timer = setTimeout(() => r("idle"), idleMs)),
+      ]).catch(() => null);
+      clearTimeout(timer);
+      if (n === null || n === "idle") break;
+      out += dec.decode(buf.subarray(0, n));
+    }
+    return out;
+  } finally {
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }
+}
+
+/** Status code of the first response in a raw HTTP/1.1 reply ("" if none). */
+export function statusOf(raw: string): string {
+  const m = /^HTTP\/1\.[01] (\d{3})/.exec(raw);
+  return m ? m[1] : "";
+}
