@@ -61,7 +61,8 @@ export class Gateway {
     }
   }
 
-  private async route(ctx: RequestContext, snap: Snapshot): Promise<void> {
+  /** Not async: returns the phase's promise directly (one promise less per request). */
+  private route(ctx: RequestContext, snap: Snapshot): Promise<void> {
     ctx.id = requestIdFrom(ctx.headers.get("x-request-id"));
     const { path: rawPath, query } = splitTarget(ctx.target);
     const path = normalizePath(rawPath);
@@ -88,7 +89,7 @@ export class Gateway {
       : rt.stripPrefix
       ? encodePath(stripPrefix(path, m.prefix))
       : encodePath(path);
-    await forward(ctx, rt.upstream, query === "" ? upPath : upPath + "?" + query, rt.forward, this.metrics);
+    return forward(ctx, rt.upstream, query === "" ? upPath : upPath + "?" + query, rt.forward, this.metrics);
   }
 
   private record(ctx: RequestContext): void {

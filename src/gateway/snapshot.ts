@@ -6,7 +6,7 @@
  */
 import type { LoomConfig, RouteConfig } from "../config/types.ts";
 import { compileRedirect, compileRewrite, Router, type Substitute } from "../router/mod.ts";
-import { type CounterSlots } from "../upstream/counters.ts";
+import type { CounterSlots } from "../upstream/counters.ts";
 import { Upstream } from "../upstream/upstream.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import { ConnectionPool } from "../upstream/pool.ts";

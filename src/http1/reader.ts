@@ -265,3 +265,11 @@ export async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void>
   let off = 0;
   while (off < data.length) off += await conn.write(off === 0 ? data : data.subarray(off));
 }
+
+/**
+ * Finishes a partial write: hot paths do `const n = await conn.write(d)` inline
+ * (one promise instead of two) and call this only when `n < d.length`.
+ */
+export async function writeRest(conn: Deno.Conn, data: Uint8Array, done: number): Promise<void> {
+  while (done < data.length) done += await conn.write(data.subarray(done));
+}

@@ -7,8 +7,15 @@
  * parses strictly, fills a RequestContext and hands it to the gateway; it knows
  * nothing of routes or upstreams.
  */
-import { ChunkedBodyReader, ConnReader, FramingError, LengthBodyReader, writeAll } from "../http1/reader.ts";
-import { findHeadEnd, type HeadError, parseRequestHead } from "../http1/parse.ts";
+import {
+  ChunkedBodyReader,
+  ConnReader,
+  FramingError,
+  LengthBodyReader,
+  writeAll,
+  writeRest,
+} from "../http1/reader.ts";
+import { findHeadEnd, parseRequestHead } from "../http1/parse.ts";
 import { EMPTY_BODY, type RawStream, type UpgradableWriter } from "../gateway/body.ts";
 import { RequestContext } from "../gateway/context.ts";
 import type { HeaderList } from "../gateway/headers.ts";
@@ -279,14 +286,18 @@ class Http1Connection implements Expirable {
     const r = this.r;
     r.reset();
     if (r.end === r.buf.length) return; // pipelined bytes fill the buffer: nothing to watch with
-    this.pending = r.fill().then((n) => {
-      if (n === 0 && this.ctx !== null) this.ctx.abort();
-      return n;
-    }, () => {
-      this.ctx?.abort();
-      return 0;
-    });
+    this.pending = r.fill().then(this.onWatchRead, this.onWatchError);
   }
+
+  // Bound once per connection: watchClient runs per request.
+  private readonly onWatchRead = (n: number): number => {
+    if (n === 0 && this.ctx !== null) this.ctx.abort();
+    return n;
+  };
+  private readonly onWatchError = (): number => {
+    this.ctx?.abort();
+    return 0;
+  };
 
   /** Answers a protocol error and closes (the stream position is unknown). */
   private async reject(status: number, reason: string): Promise<void> {
@@ -418,7 +429,9 @@ class Http1Writer implements UpgradableWriter {
         out[o++] = 10;
       }
       this.pending = 0;
-      await writeAll(c.conn, out.subarray(0, o));
+      const data = out.subarray(0, o);
+      const n = await c.conn.write(data);
+      if (n < o) await writeRest(c.conn, data, n);
       this.count(o);
       return;
     }
@@ -431,8 +444,8 @@ class Http1Writer implements UpgradableWriter {
     this.count(o + chunk.length + (this.chunked ? 2 : 0));
   }
 
-  async end(trailers?: HeaderList | null): Promise<void> {
-    if (this.finished) return;
+  end(trailers?: HeaderList | null): Promise<void> {
+    if (this.finished) return RESOLVED;
     if (!this.headSent) throw new Error("end before writeHead");
     const c = this.c;
     let o = this.pending;
@@ -444,11 +457,10 @@ class Http1Writer implements UpgradableWriter {
         o += 5;
       }
     }
-    if (o > 0) {
-      await writeAll(c.conn, c.out.subarray(0, o));
-      this.count(o);
-    }
     this.finished = true;
+    if (o === 0) return RESOLVED; // the common case: the body already carried everything
+    this.count(o);
+    return writeAll(c.conn, c.out.subarray(0, o));
   }
 
   abort(): void {
@@ -476,5 +488,6 @@ class Http1Writer implements UpgradableWriter {
 }
 
 const CRLF = new Uint8Array([13, 10]);
+const RESOLVED: Promise<void> = Promise.resolve();
 /** Largest head+body written with one copy and one syscall. */
 const MAX_COALESCE = 64 * 1024;

@@ -18,14 +18,14 @@ class StreamBodyReader implements BodyReader {
   constructor(
     stream: ReadableStream<Uint8Array>,
     readonly length: number,
-    private ctx: () => RequestContext,
+    private ctx: RequestContext,
   ) {
     this.reader = stream.getReader();
   }
   async read(): Promise<Uint8Array | null> {
     const { value, done } = await this.reader.read();
     if (done) return null;
-    this.ctx().bytesIn += value.length;
+    this.ctx.bytesIn += value.length;
     return value;
   }
 }
@@ -108,23 +108,20 @@ export class Http2Listener {
       for (const [k, v] of req.headers) headers.append(k, v);
       const url = new URL(req.url);
       const cl = req.headers.get("content-length");
-      let ctx!: RequestContext;
-      const body = req.body === null
-        ? EMPTY_BODY
-        : new StreamBodyReader(req.body, cl !== null ? Number(cl) : -1, () => ctx);
-      ctx = new RequestContext(
+      const ctx = new RequestContext(
         req.method,
         url.pathname + url.search,
         req.headers.get("host") ?? url.host,
         scheme,
         req.headers.has("host") ? "HTTP/1.1" : "HTTP/2",
         headers,
-        body,
+        EMPTY_BODY,
         w,
         info.remoteAddr.hostname,
         info.remoteAddr.port,
         cfg.name,
       );
+      if (req.body !== null) ctx.body = new StreamBodyReader(req.body, cl !== null ? Number(cl) : -1, ctx);
       w.ctx = ctx;
       req.signal.addEventListener("abort", () => ctx.abort(), { once: true });
       handler.handle(ctx).catch(() => w.abort());

@@ -11,15 +11,14 @@
  */
 import type { RequestContext } from "../gateway/context.ts";
 import type { BodyReader } from "../gateway/body.ts";
-import type { HeaderList } from "../gateway/headers.ts";
-import { arm, disarm, type Expirable } from "../gateway/deadline.ts";
+import { armAt, disarm } from "../gateway/deadline.ts";
 import { findHeadEnd, type ParsedResponse, parseResponseHead } from "../http1/parse.ts";
 import {
   ChunkedBodyReader,
   CloseDelimitedReader,
   FramingError,
-  LengthBodyReader,
   writeAll,
+  writeRest,
 } from "../http1/reader.ts";
 import { encodeLatin1Into, headText } from "../http1/serialize.ts";
 import { ConnectError, type ConnectionPool, type PooledConn } from "../upstream/pool.ts";
@@ -70,21 +69,6 @@ class UpstreamFailure extends Error {
   }
 }
 
-/** Deadline + abort state of one exchange, swept by the deadline timer. */
-class Exchange implements Expirable {
-  deadline = 0;
-  timedOut = false;
-  clientGone = false;
-  /** Set by the upload when it fails because of the client (bad framing, disconnect). */
-  uploadError: unknown = null;
-  uploadDone = false;
-  constructor(public pc: PooledConn) {}
-  expire(): void {
-    this.timedOut = true;
-    this.pc.close();
-  }
-}
-
 /**
  * Forwards `ctx` to `up`, sending `target` (path + query) upstream.
  * Always finishes the response (or aborts the client stream) before resolving.
@@ -115,23 +99,27 @@ export async function forward(
     requestId: ctx.id,
   });
   const pool = up.pool(ep);
-  const totalDeadline = Date.now() + opt.totalTimeout;
+  const now = Date.now();
+  const totalDeadline = now + opt.totalTimeout;
   ep.begin();
-  const t0 = performance.now();
+  const t0 = ctx.start;
   let status = 0;
   try {
     for (let attempt = 0;; attempt++) {
-      let pc: PooledConn;
-      try {
-        pc = await pool.acquire(Math.min(opt.connectTimeout, Math.max(1, totalDeadline - Date.now())));
-      } catch (e) {
-        const kind = e instanceof ConnectError ? e.kind : "refused";
-        obs?.upstreamError(up.name, ep.address, "connect_" + kind);
-        return await respondError(
-          ctx,
-          kind === "timeout" ? 504 : 502,
-          kind === "timeout" ? "upstream connect timeout" : "upstream connection refused",
-        );
+      // Synchronous idle take first: no promise on the common path.
+      let pc = attempt === 0 ? pool.takeIdle(now) : null;
+      if (pc === null) {
+        try {
+          pc = await pool.openNew(Math.min(opt.connectTimeout, Math.max(1, totalDeadline - Date.now())));
+        } catch (e) {
+          const kind = e instanceof ConnectError ? e.kind : "refused";
+          obs?.upstreamError(up.name, ep.address, "connect_" + kind);
+          return await respondError(
+            ctx,
+            kind === "timeout" ? 504 : 502,
+            kind === "timeout" ? "upstream connect timeout" : "upstream connection refused",
+          );
+        }
       }
       try {
         status = await exchange(ctx, pc, head, opt, totalDeadline);
@@ -184,12 +172,8 @@ async function exchange(
   opt: ForwardOptions,
   totalDeadline: number,
 ): Promise<number> {
-  const x = new Exchange(pc);
-  const tryDeadline = Math.min(totalDeadline, Date.now() + opt.perTryTimeout);
-  ctx.onAbort = () => {
-    x.clientGone = true;
-    pc.close();
-  };
+  pc.begin();
+  ctx.onAbort = pc.onClientAbort;
   let reusable = false;
   try {
     // Head, plus the first body bytes when they are at hand, in one write.
@@ -199,97 +183,116 @@ async function exchange(
       o = encodeLatin1Into(head, pc.out, 0);
     }
     const body = ctx.body;
-    x.deadline = tryDeadline;
-    arm(x, tryDeadline - Date.now());
+    armAt(pc, Math.min(totalDeadline, Date.now() + opt.perTryTimeout));
     let upload: Promise<void> | null = null;
     if (body.length === 0) {
-      await writeOrFail(pc, pc.out.subarray(0, o), x);
-      x.uploadDone = true;
+      try {
+        const data = pc.out.subarray(0, o);
+        const n = await pc.conn.write(data);
+        if (n < o) await writeRest(pc.conn, data, n);
+      } catch (e) {
+        const f = toFailure(e, pc);
+        throw new UpstreamFailure(f.kind, f.message, f.kind === "reset");
+      }
+      pc.uploadDone = true;
     } else {
-      upload = sendBody(body, pc, o, x);
+      upload = sendBody(body, pc, o);
     }
-    const res = await readResponseHead(pc, x, ctx);
+    const res = await readResponseHead(pc, ctx);
     if (res.status === 101) {
       if (ctx.upgrade === undefined) throw new UpstreamFailure("protocol", "unexpected 101 from upstream");
-      disarm(x);
+      disarm(pc);
       filterResponseHeaders(res.headers, res.connection, "1.1", true);
       await tunnel(ctx, pc, res);
       return 101;
     }
     const noBody = ctx.method === "HEAD" || res.status === 204 || res.status === 304;
     filterResponseHeaders(res.headers, res.connection, ctx.protocol === "HTTP/2" ? "2" : "1.1", false);
-    let reader: BodyReader | null = null;
-    let length = 0;
-    if (!noBody) {
-      if (res.chunked) {
-        reader = new ChunkedBodyReader(pc.r, 16 * 1024, false);
-        length = -1;
-      } else if (res.contentLength >= 0) {
-        length = res.contentLength;
-        if (length > 0) reader = new LengthBodyReader(pc.r, length);
-      } else {
-        reader = new CloseDelimitedReader(pc.r);
-        length = -1;
-      }
-    } else {
+    const r = pc.r;
+    let closeDelimited = false;
+    if (noBody) {
       // HEAD and 304 keep the representation's length; the writer sends no body.
-      length = res.chunked ? -1 : res.contentLength;
-    }
-    ctx.res.writeHead(res.status, res.headers, length, res.reason);
-    let trailers: HeaderList | null = null;
-    if (reader !== null) {
+      ctx.res.writeHead(res.status, res.headers, res.chunked ? -1 : res.contentLength, res.reason);
+      await ctx.res.end(null);
+    } else if (!res.chunked && res.contentLength >= 0) {
+      // Content-Length: pass views of the connection buffer straight through.
+      ctx.res.writeHead(res.status, res.headers, res.contentLength, res.reason);
+      let remaining = res.contentLength;
+      while (remaining > 0) {
+        if (r.available === 0) {
+          r.reset();
+          let n: number;
+          try {
+            armAt(pc, Math.min(totalDeadline, Date.now() + opt.perTryTimeout));
+            n = await r.fill();
+          } catch (e) {
+            throw toFailure(e, pc);
+          }
+          if (n === 0) {
+            throw pc.clientGone ? CLIENT_GONE : new UpstreamFailure("reset", "upstream closed mid-body");
+          }
+        }
+        const take = r.available < remaining ? r.available : remaining;
+        const view = r.buf.subarray(r.start, r.start + take);
+        r.start += take;
+        remaining -= take;
+        try {
+          await ctx.res.write(view);
+        } catch {
+          throw CLIENT_GONE;
+        }
+      }
+      await ctx.res.end(null);
+    } else {
+      const reader: BodyReader = res.chunked
+        ? new ChunkedBodyReader(r, 16 * 1024, false)
+        : new CloseDelimitedReader(r);
+      closeDelimited = !res.chunked;
+      ctx.res.writeHead(res.status, res.headers, -1, res.reason);
       for (;;) {
         let chunk: Uint8Array | null;
         try {
-          arm(x, Math.max(1, Math.min(opt.perTryTimeout, totalDeadline - Date.now())));
+          armAt(pc, Math.min(totalDeadline, Date.now() + opt.perTryTimeout));
           chunk = await reader.read();
         } catch (e) {
-          throw x.clientGone ? new UpstreamFailure("client", "client went away") : toFailure(e, x);
+          throw pc.clientGone ? CLIENT_GONE : toFailure(e, pc);
         }
         if (chunk === null) break;
         try {
           await ctx.res.write(chunk);
         } catch {
-          throw new UpstreamFailure("client", "client went away");
+          throw CLIENT_GONE;
         }
       }
-      trailers = reader.trailers;
+      await ctx.res.end(reader.trailers);
     }
-    disarm(x);
-    await ctx.res.end(trailers);
-    if (upload !== null && !x.uploadDone) {
+    disarm(pc);
+    if (upload !== null && !pc.uploadDone) {
       // Early response: stop the upload; the client connection cannot be reused.
       pc.close();
       await upload;
       ctx.res.abort();
     }
-    reusable = x.uploadDone && !res.close && !(reader instanceof CloseDelimitedReader) &&
-      pc.r.available === 0 && res.minor === 1 && !pc.closed;
+    reusable = pc.uploadDone && !res.close && !closeDelimited && r.available === 0 && res.minor === 1 &&
+      !pc.closed;
     return res.status;
   } finally {
-    disarm(x);
+    disarm(pc);
     ctx.onAbort = null;
     pc.pool.release(pc, reusable);
   }
 }
 
-function toFailure(e: unknown, x: Exchange): UpstreamFailure {
+const CLIENT_GONE = new UpstreamFailure("client", "client went away");
+
+function toFailure(e: unknown, pc: PooledConn): UpstreamFailure {
   if (e instanceof UpstreamFailure) return e;
-  if (x.clientGone) return new UpstreamFailure("client", "client went away");
-  if (x.timedOut) return new UpstreamFailure("timeout", "upstream timeout");
+  if (pc.clientGone) return CLIENT_GONE;
+  if (pc.timedOut) return new UpstreamFailure("timeout", "upstream timeout");
   if (e instanceof FramingError) {
     return new UpstreamFailure("protocol", "invalid upstream response: " + e.message);
   }
   return new UpstreamFailure("reset", "upstream connection reset");
-}
-
-async function writeOrFail(pc: PooledConn, data: Uint8Array, x: Exchange): Promise<void> {
-  try {
-    await writeAll(pc.conn, data);
-  } catch (e) {
-    const f = toFailure(e, x);
-    throw new UpstreamFailure(f.kind, f.message, f.kind === "reset");
-  }
 }
 
 /**
@@ -298,7 +301,7 @@ async function writeOrFail(pc: PooledConn, data: Uint8Array, x: Exchange): Promi
  * Never throws: failures are recorded on `x` and close the upstream connection
  * so the response side notices.
  */
-async function sendBody(body: BodyReader, pc: PooledConn, headLen: number, x: Exchange): Promise<void> {
+async function sendBody(body: BodyReader, pc: PooledConn, headLen: number): Promise<void> {
   const chunked = body.length < 0;
   let pending = headLen;
   try {
@@ -307,7 +310,7 @@ async function sendBody(body: BodyReader, pc: PooledConn, headLen: number, x: Ex
       try {
         chunk = await body.read();
       } catch (e) {
-        x.uploadError = e;
+        pc.uploadError = e;
         pc.close();
         return;
       }
@@ -351,7 +354,7 @@ async function sendBody(body: BodyReader, pc: PooledConn, headLen: number, x: Ex
       tail = encodeLatin1Into(last, pc.out, tail);
     }
     if (tail > 0) await writeAll(pc.conn, pc.out.subarray(0, tail));
-    x.uploadDone = true;
+    pc.uploadDone = true;
   } catch {
     // Upstream write failed (closed, reset, early response): the response side reports it.
     pc.close();
@@ -361,7 +364,7 @@ async function sendBody(body: BodyReader, pc: PooledConn, headLen: number, x: Ex
 const CRLF = new Uint8Array([13, 10]);
 
 /** Reads the final response head (skipping 1xx other than 101). */
-async function readResponseHead(pc: PooledConn, x: Exchange, ctx: RequestContext): Promise<ParsedResponse> {
+async function readResponseHead(pc: PooledConn, ctx: RequestContext): Promise<ParsedResponse> {
   const r = pc.r;
   let received = false;
   for (;;) {
@@ -383,14 +386,14 @@ async function readResponseHead(pc: PooledConn, x: Exchange, ctx: RequestContext
     try {
       n = await r.fill(MAX_RESPONSE_HEAD + 4);
     } catch (e) {
-      if (x.uploadError !== null) throw clientUploadFailure(x.uploadError);
-      const f = toFailure(e, x);
+      if (pc.uploadError !== null) throw clientUploadFailure(pc.uploadError);
+      const f = toFailure(e, pc);
       throw new UpstreamFailure(f.kind, f.message, !received && f.kind === "reset");
     }
     if (n === 0) {
-      if (x.uploadError !== null) throw clientUploadFailure(x.uploadError);
-      if (x.clientGone || ctx.aborted) throw new UpstreamFailure("client", "client went away");
-      if (x.timedOut) throw new UpstreamFailure("timeout", "upstream timeout");
+      if (pc.uploadError !== null) throw clientUploadFailure(pc.uploadError);
+      if (pc.clientGone || ctx.aborted) throw CLIENT_GONE;
+      if (pc.timedOut) throw new UpstreamFailure("timeout", "upstream timeout");
       throw new UpstreamFailure("reset", "upstream closed the connection", !received);
     }
     received = true;

@@ -33,9 +33,19 @@ function viaVersion(protocol: string): string {
     : "3";
 }
 
+const TCHAR = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+  TCHAR[c.charCodeAt(0)] = 1;
+}
+
 /** `for=` / `host=` values of Forwarded: quoted when not a plain token (RFC 7239). */
-function forwardedValue(v: string): string {
-  if (/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(v)) return v;
+export function forwardedValue(v: string): string {
+  let plain = v.length > 0;
+  for (let i = 0; i < v.length && plain; i++) {
+    const c = v.charCodeAt(i);
+    plain = c < 128 && TCHAR[c] === 1;
+  }
+  if (plain) return v;
   return '"' + v.replace(/(["\\])/g, "\\$1") + '"';
 }
 

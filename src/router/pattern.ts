@@ -48,7 +48,8 @@ export function parsePattern(pattern: string): ParsedPattern {
     throw new Error(`path pattern "${pattern}": ${why}`);
   };
   const addName = (name: string) => {
-    if (!NAME.test(name)) fail(`invalid param name "${name}"`);
+    // "__proto__" would not become an own property of the params object.
+    if (!NAME.test(name) || name === "__proto__") fail(`invalid param name "${name}"`);
     if (paramNames.includes(name)) fail(`duplicate param name "${name}"`);
     paramNames.push(name);
   };

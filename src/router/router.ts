@@ -39,7 +39,11 @@ import type { CompiledRoute, MatchInput, RouteMatch, RouteSpec } from "./types.t
 
 const SLASH = 0x2f;
 
-/** Matches requests against a fixed set of routes. Immutable after construction. */
+/**
+ * Matches requests against a fixed set of routes. Immutable after construction.
+ * `match` is synchronous and not re-entrant (it reuses scratch state), which
+ * holds as long as `MatchInput.header` does not call back into the router.
+ */
 export class Router<T> {
   /** Compiled routes, in the order given. */
   readonly routes: readonly CompiledRoute<T>[];

@@ -480,6 +480,7 @@ Deno.test("router: invalid specs are rejected at construction", async (t) => {
     ["empty param name", [{ id: "x", path: "/{}" }]],
     ["bad param name", [{ id: "x", path: "/:1x" }]],
     ["duplicate param", [{ id: "x", path: "/{a}/{a}" }]],
+    ["reserved param name", [{ id: "x", path: "/{__proto__}" }]],
     ["empty segment", [{ id: "x", path: "/a//b" }]],
     ["dot segment", [{ id: "x", path: "/a/../b" }]],
     ["star inside segment", [{ id: "x", path: "/a*" }]],

@@ -9,8 +9,24 @@
 import type { PoolConfig } from "../config/types.ts";
 import { ConnReader } from "../http1/reader.ts";
 
-/** A pooled upstream connection with its own read and write buffers. */
+/**
+ * A pooled upstream connection with its own read and write buffers. It also
+ * carries the state of the exchange running on it (deadline, abort flags), so
+ * a proxied request allocates no extra timer or closure objects.
+ */
 export class PooledConn {
+  /** Expirable: absolute deadline of the current exchange (0 = none). */
+  deadline = 0;
+  timedOut = false;
+  clientGone = false;
+  /** Why the request-body upload failed (client framing error or disconnect). */
+  uploadError: unknown = null;
+  uploadDone = false;
+  /** Bound once: the context's abort hook for exchanges on this connection. */
+  readonly onClientAbort = (): void => {
+    this.clientGone = true;
+    this.close();
+  };
   readonly r: ConnReader;
   /** Scratch for the request head (+ first body bytes), grown on demand. */
   out: Uint8Array;
@@ -22,6 +38,18 @@ export class PooledConn {
   constructor(readonly conn: Deno.TcpConn, readonly pool: ConnectionPool) {
     this.r = new ConnReader(conn, 16 * 1024);
     this.out = new Uint8Array(8 * 1024);
+  }
+
+  /** Resets the per-exchange state. */
+  begin(): void {
+    this.timedOut = this.clientGone = this.uploadDone = false;
+    this.uploadError = null;
+  }
+
+  /** Deadline expiry closes the connection so pending I/O fails at once. */
+  expire(): void {
+    this.timedOut = true;
+    this.close();
   }
 
   close(): void {
@@ -73,9 +101,8 @@ export class ConnectionPool {
     return this.idle.length;
   }
 
-  /** Takes an idle connection or opens one; waits when `max_connections` is reached. */
-  async acquire(connectTimeoutMs: number): Promise<PooledConn> {
-    const now = Date.now();
+  /** Takes an idle connection if one is fresh enough (synchronous: the hot path). */
+  takeIdle(now: number): PooledConn | null {
     const idle = this.idle;
     while (idle.length > 0) {
       const c = idle.pop()!;
@@ -86,6 +113,18 @@ export class ConnectionPool {
       c.reused = true;
       return c;
     }
+    return null;
+  }
+
+  /** Takes an idle connection or opens one; waits when `max_connections` is reached. */
+  async acquire(connectTimeoutMs: number): Promise<PooledConn> {
+    const c = this.takeIdle(Date.now());
+    if (c !== null) return c;
+    return await this.openNew(connectTimeoutMs);
+  }
+
+  /** Opens a new connection (or waits for a free slot). */
+  async openNew(connectTimeoutMs: number): Promise<PooledConn> {
     if (this.cfg.max_connections > 0 && this.open >= this.cfg.max_connections) {
       const c = await this.wait(connectTimeoutMs);
       if (c === null) throw new ConnectError("timeout", "timed out waiting for a pooled connection");
