@@ -36,8 +36,8 @@ export function within<T>(p: Promise<T>, ms: number, what = "operation"): Promis
 }
 
 /** Deno.test without op/resource sanitizers, failing when `fn` runs longer than `ms`. */
-export function btest(name: string, ms: number, fn: () => Promise<void>): void {
-  Deno.test({ name, sanitizeOps: false, sanitizeResources: false, fn: () => within(fn(), ms, name) });
+export function btest(name: string, ms: number, fn: (t: Deno.TestContext) => Promise<void>): void {
+  Deno.test({ name, sanitizeOps: false, sanitizeResources: false, fn: (t) => within(fn(t), ms, name) });
 }
 
 /** A resolvable promise. */
@@ -230,6 +230,7 @@ export async function rawRequest(
   port: number,
   data: string | Uint8Array,
   ms = 3000,
+  waitClose = true,
 ): Promise<{ res: Message | null; close: CloseKind; text: string }> {
   const c = await RawClient.connect(port);
   try {
@@ -237,7 +238,7 @@ export async function rawRequest(
     await c.until((b) => parseMessage(b, {}) !== null, ms).catch(() => {});
     const text = c.buf;
     const p = parseMessage(c.buf, { eof: c.closedBy !== null });
-    const close = await c.waitClose(ms);
+    const close = waitClose ? await c.waitClose(ms) : c.closedBy ?? "timeout";
     return { res: p?.msg ?? null, close, text };
   } finally {
     c.close();
@@ -311,7 +312,7 @@ export function startRawUpstream(handler?: (c: RawUpstreamConn) => Promise<void>
       up.raw[idx] = "";
       let parsedUpTo = 0;
       let eof = false;
-      let wake: (() => void) | null = null;
+      let wake = null as (() => void) | null;
       const closed = deferred();
       const buf = new Uint8Array(64 * 1024);
       (async () => {

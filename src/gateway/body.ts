@@ -68,8 +68,14 @@ export interface RawStream {
   close(): void;
 }
 
+/** Implemented by the HTTP/1.1 engine: takes a head already serialised as bytes. */
+export interface RawHeadWriter extends ResponseWriter {
+  /** `prefix` = status line + field lines (no framing, no final CRLF). */
+  writeHeadRaw(status: number, prefix: Uint8Array, bodyLength: number): void;
+}
+
 /** Implemented by engines that can switch protocols (HTTP/1.1). */
-export interface UpgradableWriter extends ResponseWriter {
+export interface UpgradableWriter extends RawHeadWriter {
   /** Sends the 101 head and hands over the client stream. */
   upgrade(headers: HeaderList): Promise<RawStream>;
 }

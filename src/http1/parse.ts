@@ -57,6 +57,8 @@ export interface ParsedRequest extends ParsedHead {
 export interface ParsedResponse extends ParsedHead {
   status: number;
   reason: string;
+  /** Absolute offsets in the parsed buffer: head start, status line end, then [lineStart, lineEnd) per field. */
+  lines: Int32Array;
 }
 
 const ascii = new TextDecoder();
@@ -93,8 +95,9 @@ function latin1(buf: Uint8Array, start: number, end: number): string {
   return s;
 }
 
-// Module-level scratch for field offsets: [nameStart, nameEnd, valueStart, valueEnd, lowerFlag] per field.
-let offs = new Int32Array(5 * 128);
+// Module-level scratch for field offsets: [nameStart, nameEnd, valueStart, valueEnd, lowerFlag, lineEnd] per field.
+const F = 6;
+let offs = new Int32Array(F * 128);
 
 /**
  * Validates and splits the header fields in `buf[pos, end)` (pos at the first
@@ -136,17 +139,18 @@ function scanFields(
     let valueEnd = pos;
     while (valueEnd > valueStart && (buf[valueEnd - 1] === SP || buf[valueEnd - 1] === HTAB)) valueEnd--;
     if (n === maxFields) return fail(431, "too many header fields");
-    if (offs.length < (n + 1) * 5) {
+    if (offs.length < (n + 1) * F) {
       const grown = new Int32Array(offs.length * 2);
       grown.set(offs);
       offs = grown;
     }
-    const o = n * 5;
+    const o = n * F;
     offs[o] = nameStart - base;
     offs[o + 1] = nameEnd - base;
     offs[o + 2] = valueStart - base;
     offs[o + 3] = valueEnd - base;
     offs[o + 4] = upper;
+    offs[o + 5] = pos + 2 - base;
     n++;
     pos += 2;
   }
@@ -197,7 +201,7 @@ function buildHead(
   let upgrade: string | undefined;
   let expect = false;
   for (let i = 0; i < n; i++) {
-    const o = i * 5;
+    const o = i * F;
     const name = text.slice(offs[o], offs[o + 1]);
     const key = offs[o + 4] === 1 ? name.toLowerCase() : name;
     const value = text.slice(offs[o + 2], offs[o + 3]);
@@ -372,5 +376,14 @@ export function parseResponseHead(
   const res = head as unknown as ParsedResponse;
   res.status = status;
   res.reason = reasonEnd > p + 13 ? text.slice(p + 13 - start, reasonEnd - start) : "";
+  // Raw field line ranges let an HTTP/1.1 proxy copy kept lines as bytes instead of re-encoding them.
+  const lines = new Int32Array(2 + 2 * n);
+  lines[0] = start;
+  lines[1] = reasonEnd + 2;
+  for (let i = 0; i < n; i++) {
+    lines[2 + 2 * i] = offs[i * F] + start;
+    lines[3 + 2 * i] = offs[i * F + 5] + start;
+  }
+  res.lines = lines;
   return res;
 }

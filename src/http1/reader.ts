@@ -225,7 +225,17 @@ export class ChunkedBodyReader implements BodyReader {
     const view = r.buf.subarray(r.start, r.start + n);
     r.start += n;
     this.left -= n;
-    if (this.left === 0) this.left = -2; // the CRLF after the data is checked on the next read
+    if (this.left === 0) {
+      // The CRLF after the data: checked now when already buffered (so bad framing fails before
+      // the data is forwarded), else on the next read. Moving r.start keeps `view` valid.
+      if (r.available >= 2) {
+        if (r.buf[r.start] !== 13 || r.buf[r.start + 1] !== 10) {
+          throw new FramingError(this.errStatus, "missing CRLF after chunk data");
+        }
+        r.start += 2;
+        this.left = -1;
+      } else this.left = -2;
+    }
     this.onProgress?.(n);
     return view;
   }

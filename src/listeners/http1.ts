@@ -200,6 +200,8 @@ class Http1Connection implements Expirable {
         if (end === -3) return await this.reject(431, "request head too large");
         const head = parseRequestHead(r.buf, r.start, end);
         if (head.error) return await this.reject(head.status, head.reason);
+        // Any CONNECT, whatever its target form, would turn the upstream connection into a tunnel.
+        if (head.method === "CONNECT") return await this.reject(501, "CONNECT not supported");
         const headBytes = end - r.start;
         r.start = end;
         disarm(this);
@@ -376,6 +378,29 @@ class Http1Writer implements UpgradableWriter {
   }
 
   writeHead(status: number, headers: HeaderList, bodyLength: number, reason?: string): void {
+    const framing = this.begin(status, bodyLength);
+    const text = headText(
+      "HTTP/1.1 " + status + " " + (reason || reasonPhrase(status)) + "\r\n",
+      headers,
+      framing,
+    );
+    this.pending = this.c.put(text, 0);
+  }
+
+  /**
+   * Starts the response from a ready head prefix (status line + field lines,
+   * already free of hop-by-hop fields), adding only framing. Used by the proxy
+   * to pass an upstream head through as bytes.
+   */
+  writeHeadRaw(status: number, prefix: Uint8Array, bodyLength: number): void {
+    const framing = this.begin(status, bodyLength);
+    const c = this.c;
+    c.reserve(prefix.length + framing.length + 2).set(prefix, 0);
+    this.pending = c.put(framing + "\r\n", prefix.length);
+  }
+
+  /** Records the status and decides framing; returns the framing/connection lines. */
+  private begin(status: number, bodyLength: number): string {
     if (this.headSent) throw new Error("response head already sent");
     this.headSent = true;
     const ctx = this.c.ctx;
@@ -398,12 +423,7 @@ class Http1Writer implements UpgradableWriter {
       this.mustClose = true;
       framing += "connection: close\r\n";
     } else if (this.minor === 0) framing += "connection: keep-alive\r\n";
-    const text = headText(
-      "HTTP/1.1 " + status + " " + (reason || reasonPhrase(status)) + "\r\n",
-      headers,
-      framing,
-    );
-    this.pending = this.c.put(text, 0);
+    return framing;
   }
 
   private count(n: number): void {

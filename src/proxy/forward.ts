@@ -10,7 +10,7 @@
  * (say 413 during an upload) is relayed instead of becoming a 502.
  */
 import type { RequestContext } from "../gateway/context.ts";
-import type { BodyReader } from "../gateway/body.ts";
+import type { BodyReader, RawHeadWriter, ResponseWriter } from "../gateway/body.ts";
 import { armAt, disarm } from "../gateway/deadline.ts";
 import { findHeadEnd, type ParsedResponse, parseResponseHead } from "../http1/parse.ts";
 import {
@@ -23,7 +23,7 @@ import {
 import { encodeLatin1Into, headText } from "../http1/serialize.ts";
 import { ConnectError, type ConnectionPool, type PooledConn } from "../upstream/pool.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
-import { filterResponseHeaders, upstreamRequestHead } from "./headers.ts";
+import { copyResponseHead, filterResponseHeaders, upstreamRequestHead } from "./headers.ts";
 import { respondError } from "./errors.ts";
 import { tunnel } from "./tunnel.ts";
 
@@ -207,16 +207,15 @@ async function exchange(
       return 101;
     }
     const noBody = ctx.method === "HEAD" || res.status === 204 || res.status === 304;
-    filterResponseHeaders(res.headers, res.connection, ctx.protocol === "HTTP/2" ? "2" : "1.1", false);
     const r = pc.r;
+    const length = noBody ? (res.chunked ? -1 : res.contentLength) : res.chunked ? -1 : res.contentLength;
+    writeResponseHead(ctx, res, r.buf, length);
     let closeDelimited = false;
     if (noBody) {
       // HEAD and 304 keep the representation's length; the writer sends no body.
-      ctx.res.writeHead(res.status, res.headers, res.chunked ? -1 : res.contentLength, res.reason);
       await ctx.res.end(null);
     } else if (!res.chunked && res.contentLength >= 0) {
       // Content-Length: pass views of the connection buffer straight through.
-      ctx.res.writeHead(res.status, res.headers, res.contentLength, res.reason);
       let remaining = res.contentLength;
       while (remaining > 0) {
         if (r.available === 0) {
@@ -248,7 +247,6 @@ async function exchange(
         ? new ChunkedBodyReader(r, 16 * 1024, false)
         : new CloseDelimitedReader(r);
       closeDelimited = !res.chunked;
-      ctx.res.writeHead(res.status, res.headers, -1, res.reason);
       for (;;) {
         let chunk: Uint8Array | null;
         try {
@@ -284,6 +282,30 @@ async function exchange(
 }
 
 const CLIENT_GONE = new UpstreamFailure("client", "client went away");
+const VIA_11 = new TextEncoder().encode("via: 1.1 loom\r\n");
+let headScratch = new Uint8Array(16 * 1024);
+
+/**
+ * Starts the client response. An HTTP/1.1 client gets the upstream's head as
+ * bytes (kept lines copied, no string building); others get the filtered list.
+ */
+function writeResponseHead(ctx: RequestContext, res: ParsedResponse, src: Uint8Array, length: number): void {
+  const w = ctx.res as Partial<RawHeadWriter> & ResponseWriter;
+  if (w.writeHeadRaw !== undefined) {
+    let n = copyResponseHead(src, res.lines, res.headers, res.connection, headScratch, VIA_11);
+    if (n === -1 && headScratch.length < 256 * 1024) {
+      headScratch = new Uint8Array(256 * 1024);
+      n = copyResponseHead(src, res.lines, res.headers, res.connection, headScratch, VIA_11);
+    }
+    if (n !== -1) {
+      // The writer copies the prefix at once, so the shared scratch is free again on return.
+      w.writeHeadRaw(res.status, headScratch.subarray(0, n), length);
+      return;
+    }
+  }
+  filterResponseHeaders(res.headers, res.connection, ctx.protocol === "HTTP/2" ? "2" : "1.1", false);
+  w.writeHead(res.status, res.headers, length, res.reason);
+}
 
 function toFailure(e: unknown, pc: PooledConn): UpstreamFailure {
   if (e instanceof UpstreamFailure) return e;

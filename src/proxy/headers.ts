@@ -7,21 +7,51 @@ import type { RequestContext } from "../gateway/context.ts";
 import type { HeaderList } from "../gateway/headers.ts";
 import { tokenList } from "../http1/parse.ts";
 
-/** Fields that never cross the proxy (besides those listed in Connection). */
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "te",
-  "transfer-encoding",
-  "upgrade",
-  // Framing and routing fields the proxy re-emits itself.
-  "content-length",
-  "host",
-]);
+/**
+ * Fields that never cross the proxy (besides those listed in Connection):
+ * connection, keep-alive, proxy-connection, te, transfer-encoding, upgrade,
+ * plus content-length and host, which the proxy re-emits itself.
+ */
 
-/** Fields the proxy appends to or replaces. */
-const FORWARDING = new Set(["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "via"]);
+/** HOP_BY_HOP.has(k) without hashing a fresh string: switch on length, then compare. */
+export function isHopByHop(k: string): boolean {
+  switch (k.length) {
+    case 2:
+      return k === "te";
+    case 4:
+      return k === "host";
+    case 7:
+      return k === "upgrade";
+    case 10:
+      return k === "connection" || k === "keep-alive";
+    case 14:
+      return k === "content-length";
+    case 16:
+      return k === "proxy-connection";
+    case 17:
+      return k === "transfer-encoding";
+    default:
+      return false;
+  }
+}
+
+/** Whether `k` is one of the forwarding fields the proxy rewrites. */
+function isForwarding(k: string): boolean {
+  switch (k.length) {
+    case 3:
+      return k === "via";
+    case 9:
+      return k === "forwarded";
+    case 15:
+      return k === "x-forwarded-for";
+    case 16:
+      return k === "x-forwarded-host";
+    case 17:
+      return k === "x-forwarded-proto";
+    default:
+      return false;
+  }
+}
 
 function viaVersion(protocol: string): string {
   return protocol === "HTTP/1.1"
@@ -38,8 +68,17 @@ for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKL
   TCHAR[c.charCodeAt(0)] = 1;
 }
 
+let lastIn = "", lastOut = "";
+
 /** `for=` / `host=` values of Forwarded: quoted when not a plain token (RFC 7239). */
 export function forwardedValue(v: string): string {
+  // Clients repeat the same address and authority: a one-entry cache skips the scan.
+  if (v === lastIn) return lastOut;
+  lastIn = v;
+  return lastOut = quoteForwarded(v);
+}
+
+function quoteForwarded(v: string): string {
   let plain = v.length > 0;
   for (let i = 0; i < v.length && plain; i++) {
     const c = v.charCodeAt(i);
@@ -82,8 +121,8 @@ export function upstreamRequestHead(ctx: RequestContext, o: UpstreamHeadOptions)
   let s = o.method + " " + o.target + " HTTP/1.1\r\nhost: " + o.host + "\r\n";
   for (let i = 0; i < keys.length; i++) {
     const k = keys[i];
-    if (HOP_BY_HOP.has(k)) continue;
-    if (FORWARDING.has(k)) {
+    if (isHopByHop(k)) continue;
+    if (isForwarding(k)) {
       const v = values[i];
       if (k === "x-forwarded-for") xff = xff === undefined ? v : xff + ", " + v;
       else if (k === "forwarded") fwd = fwd === undefined ? v : fwd + ", " + v;
@@ -129,7 +168,7 @@ export function filterResponseHeaders(
       continue;
     }
     if (
-      (HOP_BY_HOP.has(k) && k !== "host" && !(keepUpgrade && (k === "upgrade" || k === "connection"))) ||
+      (isHopByHop(k) && k !== "host" && !(keepUpgrade && (k === "upgrade" || k === "connection"))) ||
       (connection !== null && !keepUpgrade && connection.includes(k))
     ) continue;
     names[w] = names[r];
@@ -140,4 +179,42 @@ export function filterResponseHeaders(
   names.length = keys.length = values.length = w;
   const v = protocolVersion + " loom";
   h.append("via", via === undefined ? v : via + ", " + v);
+}
+
+/**
+ * HTTP/1.1 fast path: copies the upstream's status line and kept field lines
+ * as bytes from `src` (the upstream read buffer) into `dst`, then adds Via.
+ * Returns the byte count, or -1 when `dst` is too small. Equivalent to
+ * filterResponseHeaders + serialisation, without building or encoding strings.
+ */
+export function copyResponseHead(
+  src: Uint8Array,
+  lines: Int32Array,
+  h: HeaderList,
+  connection: string[] | null,
+  dst: Uint8Array,
+  via: Uint8Array,
+): number {
+  const start = lines[0];
+  let o = lines[1] - start;
+  if (o + via.length > dst.length) return -1;
+  dst.set(src.subarray(start, lines[1]), 0);
+  dst[7] = 49; // "HTTP/1.0" upstream: we answer as HTTP/1.1
+  const keys = h.keys;
+  let viaSeen = false;
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i];
+    if (isHopByHop(k) || (connection !== null && connection.includes(k))) continue;
+    if (k === "via") {
+      viaSeen = true;
+      continue;
+    }
+    const a = lines[2 + 2 * i], b = lines[3 + 2 * i];
+    if (o + (b - a) + via.length > dst.length) return -1;
+    dst.set(src.subarray(a, b), o);
+    o += b - a;
+  }
+  if (viaSeen) return -1; // joining Via values: take the string path
+  dst.set(via, o);
+  return o + via.length;
 }

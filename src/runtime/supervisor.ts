@@ -9,6 +9,7 @@
  * in-flight counters per endpoint (a SharedArrayBuffer, so least_conn and
  * /upstreams see every worker's requests). Metrics are merged on scrape.
  */
+import { basename, dirname, resolve } from "node:path";
 import type { LoomConfig } from "../config/types.ts";
 import { formatErrors, loadConfig } from "../config/mod.ts";
 import { CounterSlots } from "../upstream/counters.ts";
@@ -101,9 +102,14 @@ export class Supervisor implements AdminBackend {
 
   private watch(): void {
     const path = this.opts.configPath;
+    // Watch the directory, not the file: editors and config managers save by
+    // renaming a new file over the old one, and a watch on the file's inode
+    // would miss every later change.
+    const abs = resolve(path);
+    const name = basename(abs);
     let watcher: Deno.FsWatcher;
     try {
-      watcher = Deno.watchFs(path);
+      watcher = Deno.watchFs(dirname(abs), { recursive: false });
     } catch (e) {
       logger.warn("cannot watch config file", { path, error: String(e) });
       return;
@@ -113,10 +119,12 @@ export class Supervisor implements AdminBackend {
     (async () => {
       try {
         for await (const ev of watcher) {
-          if (ev.kind === "access") continue;
+          if (ev.kind === "access" || !ev.paths.some((p) => basename(p) === name)) continue;
           clearTimeout(timer);
           // Editors write in several steps: debounce.
-          timer = setTimeout(() => this.reload(), 100);
+          timer = setTimeout(() => {
+            if (this.stopping === null) this.reload();
+          }, 100);
         }
       } catch { /* watcher closed */ }
     })();
@@ -172,9 +180,17 @@ export class Supervisor implements AdminBackend {
     return this.cfg;
   }
 
-  /** Re-reads, validates and applies the config file; serialised. */
+  /** Re-reads, validates and applies the config file; serialised. Never rejects. */
   reload(): Promise<ReloadResult> {
-    this.reloading = this.reloading.then(() => this.doReload());
+    // A throw (e.g. from the loader) must neither poison the chain for later
+    // reloads nor become an unhandled rejection (watcher / SIGHUP callers).
+    this.reloading = this.reloading.then(() =>
+      this.doReload().catch((e): ReloadResult => {
+        this.ownMetrics.reload(false);
+        logger.error("config reload failed", { error: String(e) });
+        return { ok: false, errors: [String(e)] };
+      })
+    );
     return this.reloading;
   }
 
