@@ -5,7 +5,7 @@
  * shared/notes/http1-fast-path.md; see bench/README.md.
  *
  *   deno task bench [--rounds N] [--duration S] [--warmup S] [--quick]
- *                   [--only direct,nginx,loom-1w,loom-auto] [--idle-timeout S]
+ *                   [--only direct,nginx,loom-1w,loom-auto] [--idle-timeout S] [--no-nginx]
  *
  * Everything it starts is killed on exit (also on Ctrl-C) and its temp dir is
  * removed. Results go to stdout and to bench/results/<timestamp>.md.
@@ -43,6 +43,8 @@ interface Options {
   idleTimeout: number;
   only: Set<string> | null;
   quick: boolean;
+  /** Behave as if nginx were not installed (tests the CI fallback). */
+  noNginx: boolean;
 }
 
 const VARIANT_IDS = ["direct", "nginx", "loom-1w", "loom-auto"];
@@ -55,10 +57,19 @@ const USAGE = `Usage: deno task bench [flags]
   --quick            smoke run: 1 round of 3 s, 1 s warm-up, short idle wait
   --only LIST        comma-separated subset of ${VARIANT_IDS.join(",")}
   --idle-timeout S   longest wait for an idle machine before each run (default 20)
+  --no-nginx         act as if nginx were missing (Deno upstream, no nginx proxy)
   -h, --help         this text`;
 
 function parseOptions(argv: string[]): Options | string {
-  const o: Options = { rounds: 3, duration: 8, warmup: 3, idleTimeout: 20, only: null, quick: false };
+  const o: Options = {
+    rounds: 3,
+    duration: 8,
+    warmup: 3,
+    idleTimeout: 20,
+    only: null,
+    quick: false,
+    noNginx: false,
+  };
   const set: Partial<Record<"rounds" | "duration" | "warmup" | "idleTimeout", boolean>> = {};
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].includes("=")
@@ -99,6 +110,9 @@ function parseOptions(argv: string[]): Options | string {
       }
       case "--quick":
         o.quick = true;
+        break;
+      case "--no-nginx":
+        o.noNginx = true;
         break;
       case "-h":
       case "--help":
@@ -792,7 +806,7 @@ async function main(): Promise<number> {
     return 0;
   }
   wrkBin = wrk;
-  const nginx = which("nginx");
+  const nginx = opts.noNginx ? null : which("nginx");
   taskset = which("taskset");
   const ncpu = navigator.hardwareConcurrency;
   if (!taskset) console.log("bench: taskset not found (util-linux); running everything unpinned.");
@@ -802,7 +816,9 @@ async function main(): Promise<number> {
   }
   if (!nginx) {
     console.log(
-      "bench: nginx not installed: skipping the nginx reverse-proxy variant (and the Loom/nginx ratios);\n" +
+      `bench: nginx ${
+        opts.noNginx ? "disabled by --no-nginx" : "not installed"
+      }: skipping the nginx reverse-proxy variant (and the Loom/nginx ratios);\n` +
         "  the upstream is a Deno.serve server instead of nginx. Install nginx (apt-get install nginx) for the full comparison.",
     );
   }
@@ -823,7 +839,7 @@ async function main(): Promise<number> {
     : await startDenoUpstream(upstreamPort);
   const upstreamDesc = nginx
     ? `nginx static 1 KiB file, 1 worker, pinned to CPU 0`
-    : `Deno.serve returning 1 KiB, pinned to CPU 0 (nginx not installed)`;
+    : `Deno.serve returning 1 KiB, pinned to CPU 0 (no nginx)`;
   console.log(`bench: upstream ${upstreamDesc} on 127.0.0.1:${upstreamPort}`);
 
   const add = async (

@@ -65,7 +65,11 @@ itest("admin: /upstreams shows endpoints, weights and in-flight counts during sl
       },
       { name: "other", endpoints: [{ address: fast.address, weight: 7 }] },
     ],
-    routes: [{ id: "slow", path: "/slow", upstream: "pool" }, { id: "fast", path: "/fast", upstream: "other" }],
+    routes: [{ id: "slow", path: "/slow", upstream: "pool" }, {
+      id: "fast",
+      path: "/fast",
+      upstream: "other",
+    }],
   }));
   const upstreams = async () => JSON.parse((await get(loom.admin("/upstreams"))).text) as UpstreamsBody[];
   try {
@@ -89,7 +93,10 @@ itest("admin: /upstreams shows endpoints, weights and in-flight counts during sl
     }, 3000);
     assert.equal((await upstreams())[1].endpoints[0].in_flight, 0);
     for (const r of await Promise.all(inflight)) assert.equal(r.status, 200);
-    await waitFor("in-flight back to 0", async () => (await upstreams())[0].endpoints[0].in_flight === 0 || undefined);
+    await waitFor(
+      "in-flight back to 0",
+      async () => (await upstreams())[0].endpoints[0].in_flight === 0 || undefined,
+    );
   } finally {
     await loom.close();
     await slow.close();
@@ -164,7 +171,10 @@ itest("admin: /metrics counts requests by route id (never raw path) and moves wi
     assert.equal(d("loom_request_duration_seconds_count", { route: "api", method: "GET" }), 7);
     assert.equal(d("loom_request_duration_seconds_bucket", { route: "api", method: "GET", le: "+Inf" }), 7);
     assert.ok(d("loom_request_duration_seconds_sum", { route: "api", method: "GET" }) > 0);
-    assert.equal(d("loom_upstream_requests_total", { upstream: "up", endpoint: up.address, status: "200" }), 11);
+    assert.equal(
+      d("loom_upstream_requests_total", { upstream: "up", endpoint: up.address, status: "200" }),
+      11,
+    );
     assert.equal(d("loom_upstream_duration_seconds_count", { upstream: "up", endpoint: up.address }), 11);
     assert.ok(!/item-|\/users\/u|missing-/.test(text), "raw paths never appear in labels");
 

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { itest, startLoom, type TestLoom, type TestUpstream } from "./helpers.ts";
-import { echo, echoUpstream, postReload, writeConfig, yamlOf } from "./gateway_util.ts";
+import { echo, echoUpstream, get, postReload, waitFor, writeConfig, yamlOf } from "./gateway_util.ts";
 
 interface Balanced {
   loom: TestLoom;
@@ -114,44 +114,53 @@ for (const kind of ["random", "p2c"]) {
   });
 }
 
-itest("balancing: consistent_hash by header is sticky; removing an endpoint moves only its keys", async () => {
-  const b = await balanced(4, { load_balancer: "consistent_hash", consistent_hash: { hash_key: "X-User-ID" } });
-  try {
-    const keys = Array.from({ length: 200 }, (_, i) => `user-${i}`);
-    const before = new Map<string, string>();
-    for (const k of keys) before.set(k, await b.hit({ headers: { "X-User-ID": k } }));
-    for (const k of keys.slice(0, 50)) {
-      assert.equal(await b.hit({ headers: { "x-user-id": k } }), before.get(k), `${k} is sticky`);
-    }
-    const t = tally([...before.values()]);
-    assert.equal(Object.keys(t).length, 4, JSON.stringify(t));
-    for (const n of Object.values(t)) assert.ok(n >= 20, JSON.stringify(t));
-
-    // Drop u3 via a reload.
-    writeConfig(
-      b.loom,
-      lbYaml(b.ups.slice(0, 3), { load_balancer: "consistent_hash", consistent_hash: { hash_key: "X-User-ID" } }),
-    );
-    const rel = await postReload(b.loom);
-    assert.equal(rel.status, 200, JSON.stringify(rel.body));
-
-    let moved = 0;
-    let movedFromKept = 0;
-    for (const k of keys) {
-      const now = await b.hit({ headers: { "X-User-ID": k } });
-      assert.notEqual(now, "u3");
-      if (now !== before.get(k)) {
-        moved++;
-        if (before.get(k) !== "u3") movedFromKept++;
+itest(
+  "balancing: consistent_hash by header is sticky; removing an endpoint moves only its keys",
+  async () => {
+    const b = await balanced(4, {
+      load_balancer: "consistent_hash",
+      consistent_hash: { hash_key: "X-User-ID" },
+    });
+    try {
+      const keys = Array.from({ length: 200 }, (_, i) => `user-${i}`);
+      const before = new Map<string, string>();
+      for (const k of keys) before.set(k, await b.hit({ headers: { "X-User-ID": k } }));
+      for (const k of keys.slice(0, 50)) {
+        assert.equal(await b.hit({ headers: { "x-user-id": k } }), before.get(k), `${k} is sticky`);
       }
+      const t = tally([...before.values()]);
+      assert.equal(Object.keys(t).length, 4, JSON.stringify(t));
+      for (const n of Object.values(t)) assert.ok(n >= 20, JSON.stringify(t));
+
+      // Drop u3 via a reload.
+      writeConfig(
+        b.loom,
+        lbYaml(b.ups.slice(0, 3), {
+          load_balancer: "consistent_hash",
+          consistent_hash: { hash_key: "X-User-ID" },
+        }),
+      );
+      const rel = await postReload(b.loom);
+      assert.equal(rel.status, 200, JSON.stringify(rel.body));
+
+      let moved = 0;
+      let movedFromKept = 0;
+      for (const k of keys) {
+        const now = await b.hit({ headers: { "X-User-ID": k } });
+        assert.notEqual(now, "u3");
+        if (now !== before.get(k)) {
+          moved++;
+          if (before.get(k) !== "u3") movedFromKept++;
+        }
+      }
+      assert.ok(moved >= t.u3, "every key of the removed endpoint moved");
+      assert.ok(moved <= 200 / 4 + 20, `only ~1/N of the keys move: ${moved} moved, ${t.u3} were on u3`);
+      assert.ok(movedFromKept <= 15, `keys of kept endpoints stay: ${movedFromKept} moved`);
+    } finally {
+      await b.close();
     }
-    assert.ok(moved >= t.u3, "every key of the removed endpoint moved");
-    assert.ok(moved <= 200 / 4 + 20, `only ~1/N of the keys move: ${moved} moved, ${t.u3} were on u3`);
-    assert.ok(movedFromKept <= 15, `keys of kept endpoints stay: ${movedFromKept} moved`);
-  } finally {
-    await b.close();
-  }
-});
+  },
+);
 
 itest("balancing: consistent_hash by cookie is sticky and spreads keys", async () => {
   const b = await balanced(3, {
@@ -184,3 +193,54 @@ itest("balancing: consistent_hash by client IP keeps one client on one endpoint"
     await b.close();
   }
 });
+
+itest(
+  "balancing: upstream per_try_timeout and connect_timeout (pool wait) give 504; route overrides win",
+  async () => {
+    const slow = echoUpstream("slow", 1000);
+    const capped = echoUpstream("capped", 800);
+    const loom = await startLoom(yamlOf({
+      upstreams: [
+        { name: "slow", endpoints: [slow.address], per_try_timeout: "300ms" },
+        {
+          name: "capped",
+          endpoints: [capped.address],
+          connect_timeout: "200ms",
+          pool: { max_connections: 1 },
+        },
+      ],
+      routes: [
+        { id: "slow", path: "/slow", upstream: "slow" },
+        { id: "slow-patient", path: "/slow-patient", upstream: "slow", per_try_timeout: "5s" },
+        { id: "capped", path: "/capped", upstream: "capped" },
+        { id: "capped-patient", path: "/capped-patient", upstream: "capped", connect_timeout: "5s" },
+      ],
+    }));
+    const timed = async (path: string) => {
+      const t0 = performance.now();
+      const r = await get(loom.url(path));
+      return { ...r, ms: performance.now() - t0 };
+    };
+    try {
+      const s = await timed("/slow");
+      assert.equal(s.status, 504, s.text);
+      assert.ok(s.ms >= 250 && s.ms < 900, `504 after ${s.ms} ms`);
+      assert.match(s.headers.get("content-type") ?? "", /json/);
+      assert.equal((await timed("/slow-patient")).status, 200);
+
+      // The pool's only connection is busy: the next request waits connect_timeout for it.
+      const busy = timed("/capped");
+      await waitFor("the first request upstream", () => capped.seen.length === 1 || undefined);
+      const c = await timed("/capped");
+      assert.equal(c.status, 504, c.text);
+      assert.ok(c.ms >= 150 && c.ms < 700, `504 after ${c.ms} ms`);
+      const patient = timed("/capped-patient"); // waits for the busy connection instead
+      assert.equal((await busy).status, 200);
+      assert.equal((await patient).status, 200);
+    } finally {
+      await loom.close();
+      await slow.close();
+      await capped.close();
+    }
+  },
+);

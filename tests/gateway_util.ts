@@ -153,15 +153,23 @@ export function metricValue(text: string, name: string, labels: Record<string, s
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)/.exec(line);
     if (m === null || m[1] !== name) continue;
     const got: Record<string, string> = {};
-    for (const lm of (m[3] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) got[lm[1]] = lm[2];
+    for (const lm of (m[3] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
+      got[lm[1]] = lm[2];
+    }
     if (Object.entries(labels).every(([k, v]) => got[k] === v)) total += Number(m[4]);
   }
   return total;
 }
 
 /** Rewrites a running test Loom's config file the way startLoom wrote it (ports substituted, admin kept). */
-export function writeConfig(loom: { configPath: string; port: number; adminPort: number }, yaml: string): void {
-  let text = yaml.replaceAll("${PORT}", String(loom.port)).replaceAll("${ADMIN_PORT}", String(loom.adminPort));
+export function writeConfig(
+  loom: { configPath: string; port: number; adminPort: number },
+  yaml: string,
+): void {
+  let text = yaml.replaceAll("${PORT}", String(loom.port)).replaceAll(
+    "${ADMIN_PORT}",
+    String(loom.adminPort),
+  );
   if (!/^access_log:/m.test(text)) text += "\naccess_log:\n  enabled: false\n";
   if (!/^admin:/m.test(text)) text += `\nadmin:\n  address: "127.0.0.1:${loom.adminPort}"\n`;
   // Write then rename: a watcher never sees a half-written file.

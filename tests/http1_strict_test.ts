@@ -40,7 +40,11 @@ const CASES: [string, string, number][] = [
   ["TE with leading SP line", `POST / HTTP/1.1\r\n Transfer-Encoding: chunked\r\n${H}\r\n0\r\n\r\n`, 400],
   ["TE vertical tab", post("Transfer-Encoding:\x0bchunked\r\n", "0\r\n\r\n"), 400],
   ["TE form feed", post("Transfer-Encoding: chunked\x0c\r\n", "0\r\n\r\n"), 400],
-  ["TE duplicate header", post("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\n"), 400],
+  [
+    "TE duplicate header",
+    post("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\n"),
+    400,
+  ],
   ["TE in HTTP/1.0", `POST / HTTP/1.0\r\n${H}Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, 400],
   // Line structure
   ["obs-fold SP", get(`${H}X-A: b\r\n c\r\n`), 400],
@@ -82,7 +86,11 @@ const CASES: [string, string, number][] = [
   ["invalid Host: backslash", get(`Host: a\\b\r\n`), 400],
   // Chunked bodies (head is valid; the body framing is not)
   ["chunk size zz", post("Transfer-Encoding: chunked\r\n", "zz\r\nhello\r\n0\r\n\r\n"), 400],
-  ["chunk size 13 hex digits", post("Transfer-Encoding: chunked\r\n", "0000000000005\r\nhello\r\n0\r\n\r\n"), 400],
+  [
+    "chunk size 13 hex digits",
+    post("Transfer-Encoding: chunked\r\n", "0000000000005\r\nhello\r\n0\r\n\r\n"),
+    400,
+  ],
   ["chunk size huge", post("Transfer-Encoding: chunked\r\n", "fffffffffffffffff\r\nhello\r\n0\r\n\r\n"), 400],
   ["chunk size negative", post("Transfer-Encoding: chunked\r\n", "-5\r\nhello\r\n0\r\n\r\n"), 400],
   ["chunk size 0x prefix", post("Transfer-Encoding: chunked\r\n", "0x5\r\nhello\r\n0\r\n\r\n"), 400],
@@ -95,7 +103,11 @@ const CASES: [string, string, number][] = [
   ["chunk-ext with bare CR", post("Transfer-Encoding: chunked\r\n", "5;a=\rb\r\nhello\r\n0\r\n\r\n"), 400],
   ["chunk-ext with ESC", post("Transfer-Encoding: chunked\r\n", "5;a=\x1b\r\nhello\r\n0\r\n\r\n"), 400],
   ["last chunk with bad trailer", post("Transfer-Encoding: chunked\r\n", "0\r\nX A: b\r\n\r\n"), 400],
-  ["last chunk with folded trailer", post("Transfer-Encoding: chunked\r\n", "0\r\nX-A: b\r\n c\r\n\r\n"), 400],
+  [
+    "last chunk with folded trailer",
+    post("Transfer-Encoding: chunked\r\n", "0\r\nX-A: b\r\n c\r\n\r\n"),
+    400,
+  ],
   // Request line
   ["request line without version", `GET /\r\n${H}\r\n`, 400],
   ["double SP after method", `GET  / HTTP/1.1\r\n${H}\r\n`, 400],
@@ -123,46 +135,50 @@ const CASES: [string, string, number][] = [
   ["unsupported expectation", post("Expect: 200-ok\r\nContent-Length: 5\r\n", "hello"), 417],
 ];
 
-btest("http1 strict: smuggling and malformed shapes are rejected and never reach the upstream", 60_000, async (t) => {
-  const up = startRawUpstream();
-  const loom = await startLoomWith({ endpoints: [up.address] });
-  const totalReceived = () => up.raw.reduce((n, s) => n + s.length, 0);
-  try {
-    for (const [name, req, status] of CASES) {
-      await t.step(`${status} ${name}`, async () => {
-        const before = totalReceived(), beforeReqs = up.requests.length;
-        const { res, close, text } = await rawRequest(loom.port, req);
-        assert.ok(res !== null, `no response: ${JSON.stringify(text)}`);
-        assert.equal((res as Message).status, status, (res as Message).raw);
-        assert.match((res as Message).raw, /\r\nconnection: close\r\n/i);
-        assert.notEqual(close, "timeout", "the connection must be closed after a framing error");
-        assert.equal(up.requests.length, beforeReqs, "a request reached the upstream");
-        assert.equal(totalReceived(), before, `upstream received bytes: ${JSON.stringify(up.raw.at(-1))}`);
-      });
-    }
-    await t.step("controls: valid framing shapes do reach the upstream", async () => {
-      const ok: [string, string][] = [
-        ["chunked", post("Transfer-Encoding: chunked\r\n", "5\r\nhello\r\n0\r\n\r\n")],
-        ["Chunked (case-insensitive)", post("Transfer-Encoding: Chunked\r\n", "5\r\nhello\r\n0\r\n\r\n")],
-        ["TE with OWS", post("Transfer-Encoding: \t chunked \t\r\n", "5\r\nhello\r\n0\r\n\r\n")],
-        ["CL with OWS", post("Content-Length:  5 \r\n", "hello")],
-        ["leading empty line", `\r\nGET / HTTP/1.1\r\n${H}\r\n`],
-        ["HTTP/1.0 without Host", `GET / HTTP/1.0\r\n\r\n`],
-        ["IPv6 literal Host", get(`Host: [::1]:8080\r\n`)],
-        ["empty Host", get(`Host:\r\n`)],
-        ["obs-text in a value", get(`${H}X-A: caf\xe9\r\n`)],
-      ];
-      for (const [name, req] of ok) {
-        const before = up.requests.length;
-        const { res } = await rawRequest(loom.port, req, 3000, false);
-        assert.equal(res?.status, 200, `${name}: ${res?.raw}`);
-        assert.equal(up.requests.length, before + 1, name);
-        const seen = up.requests[before];
-        if (req.startsWith("POST")) assert.equal(new TextDecoder().decode(seen.body), "hello", name);
+btest(
+  "http1 strict: smuggling and malformed shapes are rejected and never reach the upstream",
+  60_000,
+  async (t) => {
+    const up = startRawUpstream();
+    const loom = await startLoomWith({ endpoints: [up.address] });
+    const totalReceived = () => up.raw.reduce((n, s) => n + s.length, 0);
+    try {
+      for (const [name, req, status] of CASES) {
+        await t.step(`${status} ${name}`, async () => {
+          const before = totalReceived(), beforeReqs = up.requests.length;
+          const { res, close, text } = await rawRequest(loom.port, req);
+          assert.ok(res !== null, `no response: ${JSON.stringify(text)}`);
+          assert.equal((res as Message).status, status, (res as Message).raw);
+          assert.match((res as Message).raw, /\r\nconnection: close\r\n/i);
+          assert.notEqual(close, "timeout", "the connection must be closed after a framing error");
+          assert.equal(up.requests.length, beforeReqs, "a request reached the upstream");
+          assert.equal(totalReceived(), before, `upstream received bytes: ${JSON.stringify(up.raw.at(-1))}`);
+        });
       }
-    });
-  } finally {
-    await loom.close();
-    up.close();
-  }
-});
+      await t.step("controls: valid framing shapes do reach the upstream", async () => {
+        const ok: [string, string][] = [
+          ["chunked", post("Transfer-Encoding: chunked\r\n", "5\r\nhello\r\n0\r\n\r\n")],
+          ["Chunked (case-insensitive)", post("Transfer-Encoding: Chunked\r\n", "5\r\nhello\r\n0\r\n\r\n")],
+          ["TE with OWS", post("Transfer-Encoding: \t chunked \t\r\n", "5\r\nhello\r\n0\r\n\r\n")],
+          ["CL with OWS", post("Content-Length:  5 \r\n", "hello")],
+          ["leading empty line", `\r\nGET / HTTP/1.1\r\n${H}\r\n`],
+          ["HTTP/1.0 without Host", `GET / HTTP/1.0\r\n\r\n`],
+          ["IPv6 literal Host", get(`Host: [::1]:8080\r\n`)],
+          ["empty Host", get(`Host:\r\n`)],
+          ["obs-text in a value", get(`${H}X-A: caf\xe9\r\n`)],
+        ];
+        for (const [name, req] of ok) {
+          const before = up.requests.length;
+          const { res } = await rawRequest(loom.port, req, 3000, false);
+          assert.equal(res?.status, 200, `${name}: ${res?.raw}`);
+          assert.equal(up.requests.length, before + 1, name);
+          const seen = up.requests[before];
+          if (req.startsWith("POST")) assert.equal(new TextDecoder().decode(seen.body), "hello", name);
+        }
+      });
+    } finally {
+      await loom.close();
+      up.close();
+    }
+  },
+);

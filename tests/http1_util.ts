@@ -271,6 +271,8 @@ export interface RawUpstream {
   requests: Message[];
   /** Raw bytes received per connection, latin1. */
   raw: string[];
+  /** Per connection: the peer closed or reset it. */
+  ended: boolean[];
   close(): void;
 }
 
@@ -287,6 +289,7 @@ export function startRawUpstream(handler?: (c: RawUpstreamConn) => Promise<void>
     conns: 0,
     requests: [],
     raw: [],
+    ended: [],
     close: () => {
       try {
         listener.close();
@@ -310,6 +313,7 @@ export function startRawUpstream(handler?: (c: RawUpstreamConn) => Promise<void>
       open.add(conn);
       const idx = up.conns++;
       up.raw[idx] = "";
+      up.ended[idx] = false;
       let parsedUpTo = 0;
       let eof = false;
       let wake = null as (() => void) | null;
@@ -325,6 +329,7 @@ export function startRawUpstream(handler?: (c: RawUpstreamConn) => Promise<void>
           }
         } catch { /* reset */ }
         eof = true;
+        up.ended[idx] = true;
         open.delete(conn);
         closed.resolve();
         wake?.();

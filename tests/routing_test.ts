@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { itest, startLoom, type TestLoom, type TestUpstream } from "./helpers.ts";
-import { type Echo, echoUpstream, type RawResponse, rawRequest, yamlOf } from "./gateway_util.ts";
+import { type Echo, echoUpstream, rawRequest, type RawResponse, yamlOf } from "./gateway_util.ts";
 
 type Route = Record<string, unknown> & { id: string };
 
@@ -17,7 +17,10 @@ interface RoutedGateway {
     RawResponse & { echo?: Echo }
   >;
   /** The tag of the route that served `target`, or "<status>" when no upstream answered. */
-  which(target: string, opts?: { method?: string; headers?: Record<string, string>; host?: string }): Promise<string>;
+  which(
+    target: string,
+    opts?: { method?: string; headers?: Record<string, string>; host?: string },
+  ): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -185,7 +188,9 @@ itest("routing: header matchers (exact, regex, present) and query matchers", asy
       [{ "X-Debug": "" }, "h-present"], // an empty value counts as present
       [{ "X-Debug": "1" }, "h-present"],
     ];
-    for (const [headers, tag] of hcases) assert.equal(await g.which("/hdr", { headers }), tag, JSON.stringify(headers));
+    for (const [headers, tag] of hcases) {
+      assert.equal(await g.which("/hdr", { headers }), tag, JSON.stringify(headers));
+    }
 
     const qcases: [string, string][] = [
       ["/q", "q-default"],

@@ -5,7 +5,15 @@
  * timeouts that turn into 504.
  */
 import assert from "node:assert/strict";
-import { btest, deferred, field, RawClient, rawRequest, startLoomWith, startRawUpstream } from "./http1_util.ts";
+import {
+  btest,
+  deferred,
+  field,
+  RawClient,
+  rawRequest,
+  startLoomWith,
+  startRawUpstream,
+} from "./http1_util.ts";
 import { startUpstream } from "./helpers.ts";
 
 const HEAD = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
@@ -44,32 +52,36 @@ btest("timeouts: slowloris head trickled past read_header_timeout is closed", 10
   }
 });
 
-btest("timeouts: idle keep-alive connection is closed after idle_timeout, busy one is not", 10_000, async () => {
-  const up = startUpstream();
-  const loom = await startLoomWith({
-    endpoints: [up.address],
-    listener: { idle_timeout: "300ms", read_header_timeout: "5s" },
-  });
-  const c = await RawClient.connect(loom.port);
-  try {
-    // Requests 200 ms apart keep the connection (each resets the idle timer).
-    for (let i = 0; i < 3; i++) {
-      await c.write(HEAD);
-      assert.equal((await c.response()).status, 200);
-      assert.equal(await c.waitClose(200), "timeout", "closed while requests kept coming");
+btest(
+  "timeouts: idle keep-alive connection is closed after idle_timeout, busy one is not",
+  10_000,
+  async () => {
+    const up = startUpstream();
+    const loom = await startLoomWith({
+      endpoints: [up.address],
+      listener: { idle_timeout: "300ms", read_header_timeout: "5s" },
+    });
+    const c = await RawClient.connect(loom.port);
+    try {
+      // Requests 200 ms apart keep the connection (each resets the idle timer).
+      for (let i = 0; i < 3; i++) {
+        await c.write(HEAD);
+        assert.equal((await c.response()).status, 200);
+        assert.equal(await c.waitClose(200), "timeout", "closed while requests kept coming");
+      }
+      const t0 = Date.now();
+      const kind = await c.waitClose(3000);
+      const elapsed = Date.now() - t0;
+      assert.equal(kind, "eof");
+      assert.ok(elapsed < 1000, `idle close took ${elapsed + 200} ms`);
+      assert.equal(up.seen.length, 3);
+    } finally {
+      c.close();
+      await loom.close();
+      await up.close();
     }
-    const t0 = Date.now();
-    const kind = await c.waitClose(3000);
-    const elapsed = Date.now() - t0;
-    assert.equal(kind, "eof");
-    assert.ok(elapsed < 1000, `idle close took ${elapsed + 200} ms`);
-    assert.equal(up.seen.length, 3);
-  } finally {
-    c.close();
-    await loom.close();
-    await up.close();
-  }
-});
+  },
+);
 
 btest("timeouts: a fresh connection that never sends is closed after idle_timeout", 10_000, async () => {
   const up = startUpstream();
@@ -86,36 +98,40 @@ btest("timeouts: a fresh connection that never sends is closed after idle_timeou
   }
 });
 
-btest("timeouts: request body stalled mid-way beyond body_timeout is closed, upstream sees the abort", 10_000, async () => {
-  const upstreamDone = deferred<string>();
-  const up = startUpstream(async (req) => {
+btest(
+  "timeouts: request body stalled mid-way beyond body_timeout is closed, upstream sees the abort",
+  10_000,
+  async () => {
+    const upstreamDone = deferred<string>();
+    const up = startUpstream(async (req) => {
+      try {
+        await req.arrayBuffer();
+        upstreamDone.resolve("complete");
+      } catch {
+        upstreamDone.resolve("aborted");
+      }
+      return new Response("ok");
+    });
+    const loom = await startLoomWith({
+      endpoints: [up.address],
+      listener: { body_timeout: "300ms", read_header_timeout: "5s", idle_timeout: "5s" },
+    });
+    const c = await RawClient.connect(loom.port);
     try {
-      await req.arrayBuffer();
-      upstreamDone.resolve("complete");
-    } catch {
-      upstreamDone.resolve("aborted");
+      await c.write("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789");
+      const t0 = Date.now();
+      const kind = await c.waitClose(3000);
+      const elapsed = Date.now() - t0;
+      assert.notEqual(kind, "timeout");
+      assert.ok(elapsed >= 250 && elapsed < 1500, `closed after ${elapsed} ms`);
+      assert.equal(await upstreamDone.promise, "aborted");
+    } finally {
+      c.close();
+      await loom.close();
+      await up.close();
     }
-    return new Response("ok");
-  });
-  const loom = await startLoomWith({
-    endpoints: [up.address],
-    listener: { body_timeout: "300ms", read_header_timeout: "5s", idle_timeout: "5s" },
-  });
-  const c = await RawClient.connect(loom.port);
-  try {
-    await c.write("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789");
-    const t0 = Date.now();
-    const kind = await c.waitClose(3000);
-    const elapsed = Date.now() - t0;
-    assert.notEqual(kind, "timeout");
-    assert.ok(elapsed >= 250 && elapsed < 1500, `closed after ${elapsed} ms`);
-    assert.equal(await upstreamDone.promise, "aborted");
-  } finally {
-    c.close();
-    await loom.close();
-    await up.close();
-  }
-});
+  },
+);
 
 btest("timeouts: body_timeout applies before the first body byte too", 10_000, async () => {
   const up = startRawUpstream();
@@ -140,32 +156,36 @@ btest("timeouts: body_timeout applies before the first body byte too", 10_000, a
   }
 });
 
-btest("timeouts: body_timeout does not cut a slow upstream answer after the body was sent", 10_000, async () => {
-  const up = startUpstream(async (req) => {
-    const body = await req.text();
-    await new Promise((r) => setTimeout(r, 800));
-    return new Response("got:" + body);
-  });
-  const loom = await startLoomWith({
-    endpoints: [up.address],
-    listener: { body_timeout: "200ms", read_header_timeout: "5s", idle_timeout: "5s" },
-  });
-  try {
-    const res = await fetch(loom.url("/"), { method: "POST", body: "hello" });
-    assert.equal(res.status, 200);
-    assert.equal(await res.text(), "got:hello");
-    // Chunked too.
-    const res2 = await fetch(loom.url("/"), {
-      method: "POST",
-      body: new Blob(["hel", "lo"]).stream(),
+btest(
+  "timeouts: body_timeout does not cut a slow upstream answer after the body was sent",
+  10_000,
+  async () => {
+    const up = startUpstream(async (req) => {
+      const body = await req.text();
+      await new Promise((r) => setTimeout(r, 800));
+      return new Response("got:" + body);
     });
-    assert.equal(res2.status, 200);
-    assert.equal(await res2.text(), "got:hello");
-  } finally {
-    await loom.close();
-    await up.close();
-  }
-});
+    const loom = await startLoomWith({
+      endpoints: [up.address],
+      listener: { body_timeout: "200ms", read_header_timeout: "5s", idle_timeout: "5s" },
+    });
+    try {
+      const res = await fetch(loom.url("/"), { method: "POST", body: "hello" });
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), "got:hello");
+      // Chunked too.
+      const res2 = await fetch(loom.url("/"), {
+        method: "POST",
+        body: new Blob(["hel", "lo"]).stream(),
+      });
+      assert.equal(res2.status, 200);
+      assert.equal(await res2.text(), "got:hello");
+    } finally {
+      await loom.close();
+      await up.close();
+    }
+  },
+);
 
 btest("timeouts: max_connections: the extra connection gets 503 and close", 10_000, async () => {
   const up = startUpstream();
@@ -205,10 +225,18 @@ btest("timeouts: max_header_bytes is enforced even when the head arrives in one 
   const up = startRawUpstream();
   const loom = await startLoomWith({ endpoints: [up.address], listener: { max_header_bytes: 4096 } });
   try {
-    const small = await rawRequest(loom.port, `GET / HTTP/1.1\r\nHost: a\r\nX-A: ${"a".repeat(3000)}\r\n\r\n`, 3000, false);
+    const small = await rawRequest(
+      loom.port,
+      `GET / HTTP/1.1\r\nHost: a\r\nX-A: ${"a".repeat(3000)}\r\n\r\n`,
+      3000,
+      false,
+    );
     assert.equal(small.res?.status, 200);
     for (const size of [5000, 10_000, 15_000, 40_000]) {
-      const { res, close } = await rawRequest(loom.port, `GET / HTTP/1.1\r\nHost: a\r\nX-A: ${"a".repeat(size)}\r\n\r\n`);
+      const { res, close } = await rawRequest(
+        loom.port,
+        `GET / HTTP/1.1\r\nHost: a\r\nX-A: ${"a".repeat(size)}\r\n\r\n`,
+      );
       assert.equal(res?.status, 431, `head of ${size} bytes: ${res?.raw}`);
       assert.notEqual(close, "timeout");
     }

@@ -35,7 +35,10 @@ itest("workers: 2 workers serve, metrics are summed over both, a reload reaches 
     );
     assert.deepEqual(statuses, Array(N).fill(200));
     const metrics = (await get(loom.admin("/metrics"))).text;
-    assert.equal(metricValue(metrics, "loom_requests_total", { route: "one", method: "GET", status: "200" }), N);
+    assert.equal(
+      metricValue(metrics, "loom_requests_total", { route: "one", method: "GET", status: "200" }),
+      N,
+    );
     assert.equal(metricValue(metrics, "loom_upstream_requests_total", { upstream: "a", status: "200" }), N);
     assert.equal(metricValue(metrics, "loom_build_info"), 1, "build info is not summed");
 
@@ -48,9 +51,16 @@ itest("workers: 2 workers serve, metrics are summed over both, a reload reaches 
       const r = await rawRequest(loom.port, i % 2 ? "/one" : "/two");
       return r.status === 200 ? JSON.parse(r.body).tag : String(r.status);
     }));
-    assert.deepEqual(after, Array.from({ length: N }, (_, i) => i % 2 ? "b" : "a"), "every connection sees it");
+    assert.deepEqual(
+      after,
+      Array.from({ length: N }, (_, i) => i % 2 ? "b" : "a"),
+      "every connection sees it",
+    );
     const m2 = (await get(loom.admin("/metrics"))).text;
-    assert.equal(metricValue(m2, "loom_requests_total", { route: "two", method: "GET", status: "200" }), N / 2);
+    assert.equal(
+      metricValue(m2, "loom_requests_total", { route: "two", method: "GET", status: "200" }),
+      N / 2,
+    );
     assert.equal(metricValue(m2, "loom_config_reloads_total", { result: "success" }), 1);
   } finally {
     await loom.close();
@@ -70,7 +80,11 @@ itest("workers: least_conn in-flight counts in /upstreams cover every worker", a
   try {
     const k = 12;
     const inflight = Array.from({ length: k }, () => rawRequest(loom.port, "/slow"));
-    await waitFor("all requests at the upstreams", () => s1.seen.length + s2.seen.length === k || undefined, 5000);
+    await waitFor(
+      "all requests at the upstreams",
+      () => s1.seen.length + s2.seen.length === k || undefined,
+      5000,
+    );
     const ups = JSON.parse((await get(loom.admin("/upstreams"))).text) as {
       endpoints: { in_flight: number }[];
     }[];

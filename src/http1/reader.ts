@@ -71,7 +71,7 @@ export class LengthBodyReader implements BodyReader {
   trailers: HeaderList | null = null;
   /** Called before the first read (HTTP/1.1 `Expect: 100-continue`). */
   onFirstRead: (() => Promise<void>) | null = null;
-  /** Called after each read with the byte count (timeouts, accounting). */
+  /** Called after each read with the byte count (timeouts, accounting), and with 0 once complete. */
   onProgress: ((n: number) => void) | null = null;
 
   constructor(readonly r: ConnReader, readonly length: number) {
@@ -95,6 +95,7 @@ export class LengthBodyReader implements BodyReader {
     r.start += n;
     this.remaining -= n;
     this.onProgress?.(n);
+    if (this.remaining === 0) this.onProgress?.(0); // complete
     return view;
   }
 }
@@ -213,6 +214,7 @@ export class ChunkedBodyReader implements BodyReader {
       if (size === 0) {
         await this.readTrailers();
         this.done = true;
+        this.onProgress?.(0); // complete
         return null;
       }
       this.left = size;

@@ -106,9 +106,10 @@ export class Http1Listener {
   }
 }
 
+const REFUSED_BODY = '{"error":"too many connections","status":503}\n';
 const REFUSED = new TextEncoder().encode(
-  "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 49\r\nconnection: close\r\n\r\n" +
-    '{"error":"too many connections","status":503}\n\n'.slice(0, 49),
+  "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: " +
+    REFUSED_BODY.length + "\r\nconnection: close\r\n\r\n" + REFUSED_BODY,
 );
 
 /** Serves the requests of one client connection, in order. */
@@ -164,7 +165,8 @@ class Http1Connection implements Expirable {
       while (r.available >= 2 && r.buf[r.start] === 13 && r.buf[r.start + 1] === 10) r.start += 2;
       if (r.available > 0) {
         const end = findHeadEnd(r.buf, r.start, r.end);
-        if (end !== -1) return end;
+        // A head that arrived whole in one read must respect the limit too.
+        if (end !== -1) return end - r.start > cfg.max_header_bytes ? -3 : end;
         if (r.available >= cfg.max_header_bytes) return -3;
       }
       let n: number;
@@ -227,10 +229,13 @@ class Http1Connection implements Expirable {
         const cfg = this.server.cfg;
         if (head.chunked || head.contentLength > 0) {
           const br = head.chunked ? new ChunkedBodyReader(r) : new LengthBodyReader(r, head.contentLength);
-          if (head.expectContinue) br.onFirstRead = () => writeAll(this.conn, CONTINUE);
+          // The first wait for body bytes starts the body timer (and sends 100 Continue when asked).
+          br.onFirstRead = head.expectContinue ? this.armBodyContinue : this.armBody;
           const onProgress = (n: number) => {
             ctx.bytesIn += n;
-            arm(this, cfg.body_timeout);
+            // 0 = body complete: the timer must not cut a slow upstream answer.
+            if (n === 0) disarm(this);
+            else arm(this, cfg.body_timeout);
           };
           br.onProgress = onProgress;
           body = br;
@@ -290,6 +295,16 @@ class Http1Connection implements Expirable {
     if (r.end === r.buf.length) return; // pipelined bytes fill the buffer: nothing to watch with
     this.pending = r.fill().then(this.onWatchRead, this.onWatchError);
   }
+
+  // Bound once per connection: body readers' first-wait hooks.
+  private readonly armBody = (): Promise<void> => {
+    arm(this, this.server.cfg.body_timeout);
+    return Promise.resolve();
+  };
+  private readonly armBodyContinue = (): Promise<void> => {
+    arm(this, this.server.cfg.body_timeout);
+    return writeAll(this.conn, CONTINUE);
+  };
 
   // Bound once per connection: watchClient runs per request.
   private readonly onWatchRead = (n: number): number => {

@@ -123,12 +123,17 @@ export class Http2Listener {
       );
       if (req.body !== null) ctx.body = new StreamBodyReader(req.body, cl !== null ? Number(cl) : -1, ctx);
       w.ctx = ctx;
-      req.signal.addEventListener("abort", () => ctx.abort(), { once: true });
+      // `completed` rejects when the client goes away before the response is delivered.
+      info.completed.catch(() => ctx.abort());
       handler.handle(ctx).catch(() => w.abort());
       return await w.response;
     });
     this.addr = this.server.addr;
+    this.server.finished.then(() => this.done = true, () => this.done = true);
   }
+
+  /** The server has fully stopped (aborting it then would throw inside Deno). */
+  private done = false;
 
   close(): void {
     this.server.shutdown();
@@ -139,6 +144,6 @@ export class Http2Listener {
   }
 
   closeAll(): void {
-    this.ac.abort();
+    if (!this.done) this.ac.abort();
   }
 }

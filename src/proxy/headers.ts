@@ -68,17 +68,25 @@ for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKL
   TCHAR[c.charCodeAt(0)] = 1;
 }
 
-let lastIn = "", lastOut = "";
+// Two one-entry caches (client address, authority): clients repeat both.
+let lastIp = "", lastIpOut = "", lastHost = "", lastHostOut = "";
 
-/** `for=` / `host=` values of Forwarded: quoted when not a plain token (RFC 7239). */
-export function forwardedValue(v: string): string {
-  // Clients repeat the same address and authority: a one-entry cache skips the scan.
-  if (v === lastIn) return lastOut;
-  lastIn = v;
-  return lastOut = quoteForwarded(v);
+/** `for=` value of Forwarded: IPv6 bracketed and quoted (RFC 7239). */
+export function forwardedFor(ip: string): string {
+  if (ip === lastIp) return lastIpOut;
+  lastIp = ip;
+  return lastIpOut = quoteForwarded(ip.includes(":") ? "[" + ip + "]" : ip);
 }
 
-function quoteForwarded(v: string): string {
+/** `host=` value of Forwarded: quoted when not a plain token. */
+export function forwardedHost(authority: string): string {
+  if (authority === lastHost) return lastHostOut;
+  lastHost = authority;
+  return lastHostOut = quoteForwarded(authority);
+}
+
+/** Quotes a Forwarded parameter value unless it is a plain token. */
+export function quoteForwarded(v: string): string {
   let plain = v.length > 0;
   for (let i = 0; i < v.length && plain; i++) {
     const c = v.charCodeAt(i);
@@ -130,15 +138,19 @@ export function upstreamRequestHead(ctx: RequestContext, o: UpstreamHeadOptions)
       continue; // x-forwarded-proto/host are replaced
     }
     if (nominated !== null && nominated.includes(k)) continue;
-    if (k === "x-request-id") hasRequestId = true;
+    if (k === "x-request-id") {
+      // The gateway's id wins: a client id it rejected (or a second one) is not forwarded.
+      if (o.requestId !== "" && (hasRequestId || values[i] !== o.requestId)) continue;
+      hasRequestId = true;
+    }
     s += names[i] + ": " + values[i] + "\r\n";
   }
   const ip = ctx.clientIp;
   s += "x-forwarded-for: " + (xff === undefined ? ip : xff + ", " + ip) + "\r\n";
   s += "x-forwarded-proto: " + ctx.scheme + "\r\n";
   if (ctx.authority !== "") s += "x-forwarded-host: " + ctx.authority + "\r\n";
-  let f = "for=" + forwardedValue(ip.includes(":") ? "[" + ip + "]" : ip) + ";proto=" + ctx.scheme;
-  if (ctx.authority !== "") f += ";host=" + forwardedValue(ctx.authority);
+  let f = "for=" + forwardedFor(ip) + ";proto=" + ctx.scheme;
+  if (ctx.authority !== "") f += ";host=" + forwardedHost(ctx.authority);
   s += "forwarded: " + (fwd === undefined ? f : fwd + ", " + f) + "\r\n";
   const v = viaVersion(ctx.protocol) + " loom";
   s += "via: " + (via === undefined ? v : via + ", " + v) + "\r\n";
