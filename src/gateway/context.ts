@@ -51,6 +51,8 @@ export class RequestContext {
   upstreamAddr = "";
   /** performance.now() at arrival. */
   readonly start: number;
+  /** performance.now() when the proxy finished (0 = not set): saves a clock read when logging. */
+  endTime = 0;
 
   /** Set once the client went away; `onAbort` lets the proxy stop work. */
   aborted = false;

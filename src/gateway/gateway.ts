@@ -94,7 +94,7 @@ export class Gateway {
 
   private record(ctx: RequestContext): void {
     const routeId = ctx.route?.id ?? "";
-    const seconds = (performance.now() - ctx.start) / 1000;
+    const seconds = ((ctx.endTime > 0 ? ctx.endTime : performance.now()) - ctx.start) / 1000;
     this.metrics?.request(routeId, ctx.method, ctx.status, seconds);
     this.accessLog?.log({
       request_id: ctx.id,

@@ -44,21 +44,43 @@ export interface ParsedHead {
   close: boolean;
 }
 
-export interface ParsedRequest extends ParsedHead {
-  method: string;
-  target: string;
+const EMPTY_HEADERS = new HeaderList();
+const EMPTY_LINES = new Int32Array(2);
+
+// Classes with every field set in the constructor: one stable shape per kind (adding
+// properties after creation costs map transitions on the hot path).
+
+/** A parsed request head. */
+export class ParsedRequest implements ParsedHead {
+  readonly error = false as const;
+  headers: HeaderList = EMPTY_HEADERS;
+  contentLength = -1;
+  chunked = false;
+  minor = 1;
+  connection: string[] | null = null;
+  close = false;
+  method = "";
+  target = "";
   /** Raw Host field value (undefined when absent). */
-  host: string | undefined;
+  host: string | undefined = undefined;
   /** Upgrade field value when Connection lists "upgrade". */
-  upgrade: string | undefined;
-  expectContinue: boolean;
+  upgrade: string | undefined = undefined;
+  expectContinue = false;
 }
 
-export interface ParsedResponse extends ParsedHead {
-  status: number;
-  reason: string;
+/** A parsed response head. */
+export class ParsedResponse implements ParsedHead {
+  readonly error = false as const;
+  headers: HeaderList = EMPTY_HEADERS;
+  contentLength = -1;
+  chunked = false;
+  minor = 1;
+  connection: string[] | null = null;
+  close = false;
+  status = 0;
+  reason = "";
   /** Absolute offsets in the parsed buffer: head start, status line end, then [lineStart, lineEnd) per field. */
-  lines: Int32Array;
+  lines: Int32Array = EMPTY_LINES;
 }
 
 const ascii = new TextDecoder();
@@ -95,6 +117,9 @@ function latin1(buf: Uint8Array, start: number, end: number): string {
   return s;
 }
 
+/** Set by scanFields: some field value held a byte >= 0x80 (obs-text). */
+let sawHigh = false;
+
 // Module-level scratch for field offsets: [nameStart, nameEnd, valueStart, valueEnd, lowerFlag, lineEnd] per field.
 const F = 6;
 let offs = new Int32Array(F * 128);
@@ -112,6 +137,7 @@ function scanFields(
   maxFields: number,
 ): number | HeadError {
   let n = 0;
+  let high = 0;
   const last = end - 2; // the final empty line's CR
   while (pos < last) {
     const c0 = buf[pos];
@@ -133,6 +159,7 @@ function scanFields(
     c = buf[pos];
     while (c !== CR) {
       if (FIELD[c] !== 1) return fail(400, c === LF ? "bare LF" : "invalid character in header value");
+      high |= c;
       c = buf[++pos];
     }
     if (buf[pos + 1] !== LF) return fail(400, "bare CR");
@@ -154,6 +181,7 @@ function scanFields(
     n++;
     pos += 2;
   }
+  sawHigh = (high & 0x80) !== 0;
   return n;
 }
 
@@ -174,8 +202,14 @@ function parseLength(v: string): number {
   return n;
 }
 
-/** Splits a comma-separated token list, lower-cased, empty elements dropped. */
+const KEEP_ALIVE: string[] = ["keep-alive"];
+const CLOSE: string[] = ["close"];
+
+/** Splits a comma-separated token list, lower-cased, empty elements dropped (treat as read-only). */
 export function tokenList(v: string): string[] {
+  // The overwhelmingly common values, without split/trim/lower-case allocations.
+  if (v === "keep-alive" || v === "Keep-Alive") return KEEP_ALIVE;
+  if (v === "close" || v === "Close") return CLOSE;
   const out: string[] = [];
   for (const part of v.split(",")) {
     const t = part.trim();
@@ -193,7 +227,8 @@ function buildHead(
   n: number,
   minor: number,
   isRequest: boolean,
-): (ParsedHead & { host: string | undefined; upgrade: string | undefined; expect: boolean }) | HeadError {
+  out: ParsedHead,
+): HeadError | null {
   const names = new Array<string>(n), keys = new Array<string>(n), values = new Array<string>(n);
   let contentLength = -1, chunked = false, teSeen = false;
   let host: string | undefined, hostCount = 0;
@@ -251,19 +286,22 @@ function buildHead(
     else if (minor === 0 && connection.includes("keep-alive")) close = false;
     if (!connection.includes("upgrade")) upgrade = undefined;
   } else upgrade = undefined;
-  return {
-    error: false,
-    headers: new HeaderList(names, keys, values),
-    contentLength,
-    chunked,
-    minor,
-    connection,
-    close,
-    host,
-    upgrade,
-    expect,
-  };
+  out.headers = new HeaderList(names, keys, values);
+  out.contentLength = contentLength;
+  out.chunked = chunked;
+  out.minor = minor;
+  out.connection = connection;
+  out.close = close;
+  lastHost = host;
+  lastUpgrade = upgrade;
+  lastExpect = expect;
+  return null;
 }
+
+// Request-only facts of the last buildHead call (read at once by parseRequestHead).
+let lastHost: string | undefined;
+let lastUpgrade: string | undefined;
+let lastExpect = false;
 
 /** Host = uri-host [ ":" port ]: reg-name chars, or an IP-literal in brackets. */
 function validHost(h: string): boolean {
@@ -328,15 +366,16 @@ export function parseRequestHead(
   const minor = minorDigit === 0 ? 0 : 1;
   const n = scanFields(buf, p + 10, end, start, maxFields);
   if (typeof n !== "number") return n;
-  const text = hasHighBytes(buf, start, end)
-    ? latin1(buf, start, end)
-    : ascii.decode(buf.subarray(start, end));
-  const head = buildHead(text, n, minor, true);
-  if (head.error) return head;
-  const req = head as unknown as ParsedRequest;
+  // Method and target are ASCII-checked above; only field values may hold obs-text.
+  const text = sawHigh ? latin1(buf, start, end) : ascii.decode(buf.subarray(start, end));
+  const req = new ParsedRequest();
+  const err = buildHead(text, n, minor, true, req);
+  if (err !== null) return err;
   req.method = text.slice(0, methodEnd - start);
   req.target = text.slice(targetStart - start, targetEnd - start);
-  req.expectContinue = head.expect && minor === 1;
+  req.host = lastHost;
+  req.upgrade = lastUpgrade;
+  req.expectContinue = lastExpect && minor === 1;
   return req;
 }
 
@@ -368,12 +407,13 @@ export function parseResponseHead(
   if (buf[q + 1] !== LF) return fail(502, "malformed status line");
   const n = scanFields(buf, q + 2, end, start, maxFields);
   if (typeof n !== "number") return fail(502, "invalid upstream header: " + n.reason);
-  const text = hasHighBytes(buf, start, end)
+  // The reason phrase may hold obs-text too.
+  const text = sawHigh || hasHighBytes(buf, p + 12, reasonEnd)
     ? latin1(buf, start, end)
     : ascii.decode(buf.subarray(start, end));
-  const head = buildHead(text, n, minor, false);
-  if (head.error) return fail(502, "invalid upstream framing: " + head.reason);
-  const res = head as unknown as ParsedResponse;
+  const res = new ParsedResponse();
+  const err = buildHead(text, n, minor, false, res);
+  if (err !== null) return fail(502, "invalid upstream framing: " + err.reason);
   res.status = status;
   res.reason = reasonEnd > p + 13 ? text.slice(p + 13 - start, reasonEnd - start) : "";
   // Raw field line ranges let an HTTP/1.1 proxy copy kept lines as bytes instead of re-encoding them.

@@ -23,6 +23,11 @@ export class ConnReader {
   end = 0;
   /** Set when the peer closed its side (read returned EOF). */
   eof = false;
+  /**
+   * A read issued early (the HTTP/1.1 engine's disconnect detector). The next
+   * fill() joins it instead of starting a second read into the same buffer.
+   */
+  pending: Promise<number> | null = null;
 
   constructor(readonly conn: Deno.Conn, size = 64 * 1024) {
     this.buf = new Uint8Array(size);
@@ -37,6 +42,11 @@ export class ConnReader {
    * `maxSize`) when full. Resolves with the number of bytes read; 0 on EOF.
    */
   async fill(maxSize = this.buf.length): Promise<number> {
+    if (this.pending !== null) {
+      const p = this.pending;
+      this.pending = null;
+      return await p;
+    }
     if (this.end === this.buf.length) {
       if (this.start > 0) {
         this.buf.copyWithin(0, this.start, this.end);
@@ -61,7 +71,8 @@ export class ConnReader {
 
   /** Drops consumed bytes so a fresh message starts at offset 0 when the buffer is empty. */
   reset(): void {
-    if (this.start === this.end) this.start = this.end = 0;
+    // Not while a read is in flight: it writes at the old `end`.
+    if (this.start === this.end && this.pending === null) this.start = this.end = 0;
   }
 }
 

@@ -64,7 +64,13 @@ export function headText(startLine: string, headers: HeaderList, extra: string):
  * -1 when `buf` is too small.
  */
 export function encodeLatin1Into(text: string, buf: Uint8Array, offset: number): number {
-  if (buf.length - offset < text.length) return -1;
+  const len = text.length;
+  if (buf.length - offset < len) return -1;
+  if (len < 96) {
+    // Short strings (framing lines): a loop beats the encodeInto op call.
+    for (let i = 0; i < len; i++) buf[offset + i] = text.charCodeAt(i);
+    return offset + len;
+  }
   const { read, written } = encoder.encodeInto(text, buf.subarray(offset));
   if (read === text.length && written === text.length) return offset + written;
   for (let i = 0; i < text.length; i++) buf[offset + i] = text.charCodeAt(i) & 0xff;

@@ -122,8 +122,6 @@ class Http1Connection implements Expirable {
   draining = false;
   /** Output buffer for heads and coalesced small bodies (grown on demand). */
   out: Uint8Array = new Uint8Array(0);
-  /** A read issued early that doubles as a disconnect detector. */
-  private pending: Promise<number> | null = null;
   ctx: RequestContext | null = null;
   private readonly remoteIp: string;
   private readonly remotePort: number;
@@ -169,15 +167,9 @@ class Http1Connection implements Expirable {
         if (end !== -1) return end - r.start > cfg.max_header_bytes ? -3 : end;
         if (r.available >= cfg.max_header_bytes) return -3;
       }
-      let n: number;
-      if (this.pending !== null) {
-        const p = this.pending;
-        this.pending = null;
-        n = await p;
-      } else {
-        r.reset();
-        n = await r.fill(cfg.max_header_bytes + 4);
-      }
+      r.reset();
+      // Joins the disconnect detector's read when one is in flight (see watchClient).
+      const n = await r.fill(cfg.max_header_bytes + 4);
       if (n === 0) return -1;
       if (!sawBytes) {
         sawBytes = true;
@@ -289,11 +281,12 @@ class Http1Connection implements Expirable {
    * while the upstream works tells us the client went away.
    */
   watchClient(): void {
-    if (this.pending !== null || this.closed) return;
     const r = this.r;
+    if (r.pending !== null || this.closed) return;
     r.reset();
     if (r.end === r.buf.length) return; // pipelined bytes fill the buffer: nothing to watch with
-    this.pending = r.fill().then(this.onWatchRead, this.onWatchError);
+    // Parked on the reader: whoever reads next (head or a pipelined body) joins this read.
+    r.pending = r.fill().then(this.onWatchRead, this.onWatchError);
   }
 
   // Bound once per connection: body readers' first-wait hooks.

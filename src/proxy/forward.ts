@@ -153,7 +153,8 @@ export async function forward(
     }
   } finally {
     ep.end();
-    if (status > 0) obs?.upstream(up.name, ep.address, status, (performance.now() - t0) / 1000);
+    const end = ctx.endTime = performance.now();
+    if (status > 0) obs?.upstream(up.name, ep.address, status, (end - t0) / 1000);
   }
 }
 

@@ -207,26 +207,32 @@ export function copyResponseHead(
   dst: Uint8Array,
   via: Uint8Array,
 ): number {
-  const start = lines[0];
-  let o = lines[1] - start;
-  if (o + via.length > dst.length) return -1;
-  dst.set(src.subarray(start, lines[1]), 0);
-  dst[7] = 49; // "HTTP/1.0" upstream: we answer as HTTP/1.1
+  // Kept lines are copied in contiguous runs: usually one or two copies per head.
   const keys = h.keys;
-  let viaSeen = false;
+  let o = 0;
+  let runStart = lines[0];
+  let runEnd = lines[1];
   for (let i = 0; i < keys.length; i++) {
     const k = keys[i];
-    if (isHopByHop(k) || (connection !== null && connection.includes(k))) continue;
-    if (k === "via") {
-      viaSeen = true;
-      continue;
-    }
     const a = lines[2 + 2 * i], b = lines[3 + 2 * i];
-    if (o + (b - a) + via.length > dst.length) return -1;
-    dst.set(src.subarray(a, b), o);
-    o += b - a;
+    const drop = isHopByHop(k) || (connection !== null && connection.includes(k));
+    if (!drop && k === "via") return -1; // joining Via values: take the string path
+    if (drop) {
+      if (runEnd > runStart) {
+        if (o + (runEnd - runStart) > dst.length) return -1;
+        dst.set(src.subarray(runStart, runEnd), o);
+        o += runEnd - runStart;
+      }
+      runStart = runEnd = b;
+    } else runEnd = b;
   }
-  if (viaSeen) return -1; // joining Via values: take the string path
+  if (runEnd > runStart) {
+    if (o + (runEnd - runStart) > dst.length) return -1;
+    dst.set(src.subarray(runStart, runEnd), o);
+    o += runEnd - runStart;
+  }
+  if (o + via.length > dst.length) return -1;
+  dst[7] = 49; // an "HTTP/1.0" upstream: we answer as HTTP/1.1
   dst.set(via, o);
   return o + via.length;
 }

@@ -72,6 +72,17 @@ interface Waiter {
   resolve(c: PooledConn | null): void;
 }
 
+/** Opens a TCP connection; replaceable for in-process benchmarks of the JS path. */
+export type Dialer = (hostname: string, port: number) => Promise<Deno.TcpConn>;
+let dial: Dialer = (hostname, port) => Deno.connect({ hostname, port, transport: "tcp" });
+
+/** Replaces how pools open connections (bench/inproc only); returns the previous dialer. */
+export function setDialer(d: Dialer): Dialer {
+  const prev = dial;
+  dial = d;
+  return prev;
+}
+
 const pools = new Set<ConnectionPool>();
 let sweeper: ReturnType<typeof setInterval> | undefined;
 
@@ -154,7 +165,7 @@ export class ConnectionPool {
     this.open++;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let timedOut = false;
-    const connecting = Deno.connect({ hostname: this.hostname, port: this.port, transport: "tcp" });
+    const connecting = dial(this.hostname, this.port);
     try {
       const conn = await Promise.race([
         connecting,
