@@ -415,4 +415,4 @@ itest("routing: rewrite and redirect with the anonymous catch-all {*}", async ()
   } finally {
     await g.close();
   }
-}, { ignore: true });
+});

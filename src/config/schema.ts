@@ -35,6 +35,8 @@ const listenAddress = (description: string) =>
 
 /** Adds `hostname`/`port` parsed from an already validated `address`. */
 const withHostPort = (v: { address: string }) => {
+  // The address may be missing when it failed validation (e.g. an unset ${VAR}).
+  if (typeof v.address !== "string") return v;
   const r = parseAddress(v.address, false);
   return r.ok ? { ...v, ...r.value } : v;
 };

@@ -4,6 +4,7 @@
  * Runs on the (possibly partial) normalised value, so it reads defensively.
  */
 
+import { parsePattern } from "../router/pattern.ts";
 import type { ConfigError } from "./types.ts";
 import { type Position, UNKNOWN_POSITION } from "./position.ts";
 
@@ -13,16 +14,15 @@ const list = (v: unknown): Obj[] =>
   Array.isArray(v) ? v.filter((x): x is Obj => typeof x === "object" && x !== null) : [];
 const str = (v: unknown): string | undefined => typeof v === "string" ? v : undefined;
 
-/** Names captured by a route path: `:id`, `{id}`, `{rest...}`, `*rest`. */
+/**
+ * Names a route path captures, as the router parses it: `:id`, `{id}`,
+ * `{rest...}`, and "*" for an unnamed trailing catch-all (used as `{*}`).
+ * Throws the router's own error for a pattern it would reject.
+ */
 export function pathCaptures(path: string): Set<string> {
-  const names = new Set<string>();
-  for (
-    const m of path.matchAll(
-      /:([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)(?:\.\.\.)?\}|\*([A-Za-z_][A-Za-z0-9_]*)/g,
-    )
-  ) {
-    names.add(m[1] ?? m[2] ?? m[3]);
-  }
+  const parsed = parsePattern(path);
+  const names = new Set<string>(parsed.paramNames);
+  if (parsed.catchAll !== null) names.add(parsed.catchAll);
   return names;
 }
 
@@ -89,7 +89,13 @@ export function checkSemantics(config: Obj, positions: Map<string, Position>): C
     });
     const path = str(route.path);
     if (path === undefined) return;
-    const captures = pathCaptures(path);
+    let captures: Set<string>;
+    try {
+      captures = pathCaptures(path);
+    } catch (e) {
+      at(`${p}.path`, (e as Error).message);
+      return;
+    }
     const templates: [string, string | undefined][] = [
       [`${p}.rewrite`, str(route.rewrite)],
       [`${p}.redirect`, str((route.redirect as Obj | undefined)?.url)],

@@ -184,7 +184,7 @@ Deno.test("validate: rewrite and redirect captures", () => {
     "  - {id: d, path: '/d/{id}', redirect: {url: 'https://e.com/{uid}'}}", // 10
     "  - {id: e, path: '/e', redirect: 'https://e.com/', upstream: u}", // 11
   ]);
-  assertError(errors, "routes[2].rewrite", 9, /uses \{path\} but path "\/c\/\*" captures nothing/);
+  assertError(errors, "routes[2].rewrite", 9, /uses \{path\} but path "\/c\/\*" captures only \{\*\}/);
   assertError(errors, "routes[3].redirect", 10, /uses \{uid\}/);
   assertError(errors, "routes[4].redirect", 11, /both "upstream" and "redirect"/);
   assert.equal(errors.length, 3, JSON.stringify(errors, null, 1));
@@ -317,4 +317,26 @@ Deno.test("validate: compatibility blocks keep their fields, durations and sizes
   const errors = errorsOf([...LISTENER, "tracing: {sample_rate: 2}", "cors: {max_age: 1d}"]);
   assertError(errors, "tracing.sample_rate", 5, /at most 1/);
   assertError(errors, "cors.max_age", 6, /expected an integer/);
+});
+
+Deno.test("validate: {*} names an unnamed catch-all; invalid router patterns are config errors", () => {
+  const errors = errorsOf([
+    ...LISTENER,
+    "upstreams: [{name: u, endpoints: ['u:1']}]", // 5
+    "routes:", // 6
+    "  - {id: a, path: '/a/*', upstream: u, rewrite: '/x/{*}'}", // 7 ok
+    "  - {id: b, path: '/b/*/c', upstream: u}", // 8: catch-all not last
+  ]);
+  assertError(errors, "routes[1].path", 8, /catch-all/);
+  assert.equal(errors.length, 1, JSON.stringify(errors, null, 1));
+});
+
+Deno.test("validate: an unset ${VAR} in an address is a located error, not a crash", () => {
+  const errors = errorsOf([
+    "listeners:", // 1
+    "  - name: a", // 2
+    '    address: "127.0.0.1:${LOOM_TEST_UNSET_VAR_1}"', // 3
+    "    protocol: http", // 4
+  ]);
+  assertError(errors, "listeners[0].address", 3, /LOOM_TEST_UNSET_VAR_1 is not set/);
 });

@@ -214,7 +214,7 @@ export function copyResponseHead(
   let runEnd = lines[1];
   for (let i = 0; i < keys.length; i++) {
     const k = keys[i];
-    const a = lines[2 + 2 * i], b = lines[3 + 2 * i];
+    const b = lines[3 + 2 * i];
     const drop = isHopByHop(k) || (connection !== null && connection.includes(k));
     if (!drop && k === "via") return -1; // joining Via values: take the string path
     if (drop) {
