@@ -767,7 +767,7 @@ function allRunsTable(variants: Variant[], runs: Run[]): string {
   );
 }
 
-async function machineDescription(nginx: string | null): Promise<string[]> {
+async function machineDescription(nginx: string | null, noNginx: boolean): Promise<string[]> {
   const cpuinfo = readText("/proc/cpuinfo") ?? "";
   const model = /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? "unknown";
   const nproc = (await output("nproc", [])) || String(navigator.hardwareConcurrency);
@@ -777,7 +777,13 @@ async function machineDescription(nginx: string | null): Promise<string[]> {
     `- nproc: ${nproc}; CPU: ${model}; memory: ${mem ? Math.round(Number(mem) / 1024) + " MiB" : "?"}`,
     `- kernel: ${Deno.osRelease()} (${Deno.build.target})`,
     `- deno: ${Deno.version.deno} (V8 ${Deno.version.v8})`,
-    `- nginx: ${nginx ? (await output(nginx, ["-v"])).replace(/^nginx version:\s*/, "") : "not installed"}`,
+    `- nginx: ${
+      nginx
+        ? (await output(nginx, ["-v"])).replace(/^nginx version:\s*/, "")
+        : noNginx
+        ? "not used (--no-nginx)"
+        : "not installed"
+    }`,
     `- wrk: ${(await output(wrkBin, ["--version"])).split("\n")[0].replace(/\s+Copyright.*$/, "")}`,
     `- Loom tree: ${git || "unknown"}`,
   ];
@@ -937,7 +943,7 @@ async function main(): Promise<number> {
   }
 
   const summary = summarise(variants, runs, variants.some((v) => v.id === "nginx"));
-  const machine = await machineDescription(nginx);
+  const machine = await machineDescription(nginx, opts.noNginx);
   const stamp = started.toISOString().replace(/\.\d+Z$/, "Z").replaceAll(":", "-");
   const setup = [
     `- Upstream: ${upstreamDesc}; requests are \`GET /file\`.`,
@@ -993,7 +999,7 @@ if (import.meta.main) {
   try {
     code = await main();
   } catch (e) {
-    console.error(`bench: ${(e as Error).stack ?? e}`);
+    if (!cleaning) console.error(`bench: ${(e as Error).stack ?? e}`); // else: interrupted, onSignal exits
   } finally {
     await cleanup();
   }

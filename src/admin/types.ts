@@ -6,6 +6,7 @@
  */
 
 import type { LoomConfig, RedirectConfig } from "../config/types.ts";
+import type { UpstreamInfo } from "../upstream/upstream.ts";
 
 /** A configured route as the admin API lists it. */
 export interface RouteInfo {
@@ -22,23 +23,8 @@ export interface RouteInfo {
   redirect?: RedirectConfig;
 }
 
-/** One endpoint of an upstream, with its live state. */
-export interface EndpointInfo {
-  address: string;
-  weight: number;
-  /** Requests currently in flight to it (summed over workers). */
-  in_flight: number;
-  healthy: boolean;
-  /** Being removed after a reload; finishes its in-flight requests. */
-  draining: boolean;
-}
-
-/** An upstream with its endpoints. */
-export interface UpstreamInfo {
-  name: string;
-  load_balancer: string;
-  endpoints: EndpointInfo[];
-}
+/** Upstreams as listed by `GET /upstreams` (in-flight counts are summed over workers). */
+export type { EndpointInfo, UpstreamInfo } from "../upstream/upstream.ts";
 
 /** Gateway facts for `GET /info`. */
 export interface GatewayInfo {

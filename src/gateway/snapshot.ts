@@ -5,7 +5,7 @@
  * request that started on the old snapshot finishes on it.
  */
 import type { LoomConfig, RouteConfig } from "../config/types.ts";
-import { compileRedirect, compileRewrite, Router, type Substitute } from "../router/mod.ts";
+import { compileRedirect, compileRewrite, Router, specsFromConfig, type Substitute } from "../router/mod.ts";
 import type { CounterSlots } from "../upstream/counters.ts";
 import { Upstream } from "../upstream/upstream.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
@@ -86,7 +86,7 @@ export function buildSnapshot(config: LoomConfig, counters: CounterSlots, previo
     upstreams.set(u.name, new UpstreamRuntime(new Upstream(u, counters), previous?.upstreams.get(u.name)));
   }
   const routes: RouteRuntime[] = [];
-  const specs = config.routes.map((r) => {
+  const specs = specsFromConfig(config.routes, (r) => {
     const up = r.upstream !== undefined ? upstreams.get(r.upstream) ?? null : null;
     const ucfg = up?.upstream.config;
     const rt: RouteRuntime = {
@@ -107,17 +107,7 @@ export function buildSnapshot(config: LoomConfig, counters: CounterSlots, previo
       },
     };
     routes.push(rt);
-    return {
-      id: r.id,
-      host: r.host,
-      path: r.path,
-      methods: r.methods,
-      headers: r.headers,
-      query: r.query_params,
-      priority: r.priority,
-      order: r.order,
-      data: rt,
-    };
+    return rt;
   });
   return { version: ++versions, config, router: new Router(specs), routes, upstreams };
 }

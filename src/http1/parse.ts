@@ -29,36 +29,29 @@ export interface HeadError {
   reason: string;
 }
 
-/** Parsed framing and connection facts shared by requests and responses. */
-export interface ParsedHead {
-  error: false;
-  headers: HeaderList;
-  /** Content-Length, or -1 when absent. */
-  contentLength: number;
-  chunked: boolean;
-  /** HTTP minor version (0 or 1). */
-  minor: number;
-  /** Lower-cased tokens of the Connection header (null when absent). */
-  connection: string[] | null;
-  /** The connection must close after this message. */
-  close: boolean;
-}
-
 const EMPTY_HEADERS = new HeaderList();
 const EMPTY_LINES = new Int32Array(2);
 
-// Classes with every field set in the constructor: one stable shape per kind (adding
-// properties after creation costs map transitions on the hot path).
+// Classes with every field initialised at construction: one stable shape per kind
+// (adding properties after creation costs map transitions on the hot path).
 
-/** A parsed request head. */
-export class ParsedRequest implements ParsedHead {
+/** Parsed framing and connection facts shared by requests and responses. */
+export class ParsedHead {
   readonly error = false as const;
   headers: HeaderList = EMPTY_HEADERS;
+  /** Content-Length, or -1 when absent. */
   contentLength = -1;
   chunked = false;
+  /** HTTP minor version (0 or 1). */
   minor = 1;
+  /** Lower-cased tokens of the Connection header (null when absent). */
   connection: string[] | null = null;
+  /** The connection must close after this message. */
   close = false;
+}
+
+/** A parsed request head. */
+export class ParsedRequest extends ParsedHead {
   method = "";
   target = "";
   /** Raw Host field value (undefined when absent). */
@@ -69,14 +62,7 @@ export class ParsedRequest implements ParsedHead {
 }
 
 /** A parsed response head. */
-export class ParsedResponse implements ParsedHead {
-  readonly error = false as const;
-  headers: HeaderList = EMPTY_HEADERS;
-  contentLength = -1;
-  chunked = false;
-  minor = 1;
-  connection: string[] | null = null;
-  close = false;
+export class ParsedResponse extends ParsedHead {
   status = 0;
   reason = "";
   /** Absolute offsets in the parsed buffer: head start, status line end, then [lineStart, lineEnd) per field. */

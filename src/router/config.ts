@@ -7,8 +7,19 @@
 import type { RouteConfig } from "../config/types.ts";
 import type { RouteSpec } from "./types.ts";
 
-/** Turns config routes into {@link RouteSpec}s carrying the `RouteConfig` as payload. */
-export function specsFromConfig(routes: readonly RouteConfig[]): RouteSpec<RouteConfig>[] {
+/**
+ * Turns config routes into {@link RouteSpec}s. The payload is the
+ * `RouteConfig` itself, or what `payload` builds from it.
+ */
+export function specsFromConfig(routes: readonly RouteConfig[]): RouteSpec<RouteConfig>[];
+export function specsFromConfig<T>(
+  routes: readonly RouteConfig[],
+  payload: (r: RouteConfig) => T,
+): RouteSpec<T>[];
+export function specsFromConfig<T>(
+  routes: readonly RouteConfig[],
+  payload?: (r: RouteConfig) => T,
+): RouteSpec<T | RouteConfig>[] {
   return routes.map((r) => ({
     id: r.id,
     host: r.host,
@@ -18,6 +29,6 @@ export function specsFromConfig(routes: readonly RouteConfig[]): RouteSpec<Route
     query: r.query_params,
     priority: r.priority,
     order: r.order,
-    data: r,
+    data: payload ? payload(r) : r,
   }));
 }
