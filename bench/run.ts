@@ -724,7 +724,8 @@ function summarise(variants: Variant[], runs: Run[], hasNginx: boolean): string 
       "\n\nRatios Loom / nginx proxy (median of the per-round ratios; req/s: higher is better, CPU: lower is better):\n\n";
     md += markdownTable(["", ...loomIds.map(label)], rrows);
   } else if (!hasNginx) {
-    md += "\n\n(No Loom/nginx ratios: nginx is not installed.)";
+    md +=
+      "\n\n(No Loom/nginx ratios: the nginx proxy was not measured, because nginx is missing or not selected.)";
   }
   return md;
 }
@@ -767,12 +768,11 @@ function allRunsTable(variants: Variant[], runs: Run[]): string {
   );
 }
 
-async function machineDescription(nginx: string | null, noNginx: boolean): Promise<string[]> {
+async function machineDescription(nginx: string | null, noNginx: boolean, git: string): Promise<string[]> {
   const cpuinfo = readText("/proc/cpuinfo") ?? "";
   const model = /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? "unknown";
   const nproc = (await output("nproc", [])) || String(navigator.hardwareConcurrency);
   const mem = /^MemTotal:\s+(\d+)/m.exec(readText("/proc/meminfo") ?? "")?.[1];
-  const git = await output("git", ["-C", REPO, "describe", "--always", "--dirty"]);
   return [
     `- nproc: ${nproc}; CPU: ${model}; memory: ${mem ? Math.round(Number(mem) / 1024) + " MiB" : "?"}`,
     `- kernel: ${Deno.osRelease()} (${Deno.build.target})`,
@@ -785,7 +785,7 @@ async function machineDescription(nginx: string | null, noNginx: boolean): Promi
         : "not installed"
     }`,
     `- wrk: ${(await output(wrkBin, ["--version"])).split("\n")[0].replace(/\s+Copyright.*$/, "")}`,
-    `- Loom tree: ${git || "unknown"}`,
+    `- Loom tree when the proxies started: ${git || "unknown"} (git describe --always --dirty)`,
   ];
 }
 
@@ -830,6 +830,8 @@ async function main(): Promise<number> {
   }
   CLK_TCK = Number(await output("getconf", ["CLK_TCK"])) || 100;
 
+  // Loom runs the working tree as it is now; record that, not the tree at the end of the run.
+  const git = await output("git", ["-C", REPO, "describe", "--always", "--dirty"]);
   tmpDir = Deno.makeTempDirSync({ prefix: "loom-bench-" });
   Deno.chmodSync(tmpDir, 0o755); // nginx workers run as "nobody" when started by root
   wrkLuaPath = `${tmpDir}/report.lua`;
@@ -943,7 +945,7 @@ async function main(): Promise<number> {
   }
 
   const summary = summarise(variants, runs, variants.some((v) => v.id === "nginx"));
-  const machine = await machineDescription(nginx, opts.noNginx);
+  const machine = await machineDescription(nginx, opts.noNginx, git);
   const stamp = started.toISOString().replace(/\.\d+Z$/, "Z").replaceAll(":", "-");
   const setup = [
     `- Upstream: ${upstreamDesc}; requests are \`GET /file\`.`,
