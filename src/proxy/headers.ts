@@ -201,7 +201,7 @@ export function filterResponseHeaders(
  */
 export function copyResponseHead(
   src: Uint8Array,
-  lines: Int32Array,
+  lines: readonly number[],
   h: HeaderList,
   connection: string[] | null,
   dst: Uint8Array,
