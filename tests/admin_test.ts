@@ -78,12 +78,30 @@ itest("admin: /upstreams shows endpoints, weights and in-flight counts during sl
       {
         name: "pool",
         load_balancer: "weighted",
-        endpoints: [{ address: slow.address, weight: 1, in_flight: 0, healthy: true, draining: false }],
+        panic: false,
+        endpoints: [{
+          address: slow.address,
+          weight: 1,
+          in_flight: 0,
+          healthy: true,
+          draining: false,
+          ejected: false,
+          circuit: "closed",
+        }],
       },
       {
         name: "other",
         load_balancer: "round_robin",
-        endpoints: [{ address: fast.address, weight: 7, in_flight: 0, healthy: true, draining: false }],
+        panic: false,
+        endpoints: [{
+          address: fast.address,
+          weight: 7,
+          in_flight: 0,
+          healthy: true,
+          draining: false,
+          ejected: false,
+          circuit: "closed",
+        }],
       },
     ]);
     const inflight = Array.from({ length: 3 }, () => get(loom.url("/slow")));

@@ -136,3 +136,88 @@ export function statusOf(raw: string): string {
   const m = /^HTTP\/1\.[01] (\d{3})/.exec(raw);
   return m ? m[1] : "";
 }
+
+/** A Loom running as a child process (for listeners whose runtime may abort the process). */
+export interface TestLoomProcess {
+  child: Deno.ChildProcess;
+  configPath: string;
+  port: number;
+  adminPort: number;
+  url(path: string): string;
+  admin(path: string): string;
+  /** stderr collected so far (for assertion messages). */
+  log(): string;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts `loom run` as a subprocess with the same `${PORT}`/`${ADMIN_PORT}`
+ * substitution as startLoom, and waits (bounded) until /ready answers 200.
+ * Why: Deno's node:http2 server can abort the whole process under load
+ * (see README); in a child process that fails one test, not the test runner.
+ */
+export async function startLoomProcess(yaml: string, readyMs = 15_000): Promise<TestLoomProcess> {
+  const port = freePort();
+  const adminPort = freePort();
+  let text = yaml.replaceAll("${PORT}", String(port)).replaceAll("${ADMIN_PORT}", String(adminPort));
+  if (!/^access_log:/m.test(text)) text += "\naccess_log:\n  enabled: false\n";
+  if (!/^admin:/m.test(text)) text += `\nadmin:\n  address: "127.0.0.1:${adminPort}"\n`;
+  const configPath = writeTempConfig(text);
+  const main = new URL("../src/cli/main.ts", import.meta.url).pathname;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--unstable-net", main, "run", "-c", configPath, "--log-level", "error"],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let stderr = "";
+  const drained = (async () => {
+    const dec = new TextDecoder();
+    for await (const chunk of child.stderr) stderr += dec.decode(chunk);
+  })();
+  let exited = false;
+  const status = child.status.then((s) => {
+    exited = true;
+    return s;
+  });
+  const deadline = Date.now() + readyMs;
+  for (;;) {
+    if (exited) throw new Error(`loom exited during start-up:\n${stderr}`);
+    try {
+      const res = await fetch(`http://127.0.0.1:${adminPort}/ready`);
+      await res.body?.cancel();
+      if (res.status === 200) break;
+    } catch { /* not listening yet */ }
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`loom not ready within ${readyMs} ms:\n${stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    child,
+    configPath,
+    port,
+    adminPort,
+    url: (p) => `http://127.0.0.1:${port}${p}`,
+    admin: (p) => `http://127.0.0.1:${adminPort}${p}`,
+    log: () => stderr,
+    close: async () => {
+      if (!exited) {
+        try {
+          child.kill("SIGTERM");
+        } catch { /* gone */ }
+        const timer = setTimeout(() => {
+          try {
+            child.kill("SIGKILL");
+          } catch { /* gone */ }
+        }, 5000);
+        await status;
+        clearTimeout(timer);
+      }
+      await drained;
+      try {
+        Deno.removeSync(configPath);
+      } catch { /* gone */ }
+    },
+  };
+}

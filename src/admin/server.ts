@@ -11,6 +11,7 @@ import { logger } from "../observability/logger.ts";
 import { basicAuth } from "./auth.ts";
 import { redactConfig } from "./redact.ts";
 import type { AdminBackend } from "./types.ts";
+import { currentPluginManager } from "../wasm/mod.ts";
 
 /** Content type of the Prometheus text exposition format. */
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -58,6 +59,10 @@ export function createAdminApp(backend: AdminBackend, cfg: AdminConfig): Hono {
   app.get("/upstreams", async (c) => c.json(await backend.upstreams()));
   app.get("/config", (c) => c.json(redactConfig(backend.config())));
   app.get("/info", (c) => c.json(backend.info()));
+  // Plugins of this isolate's gateway unless the backend merges workers itself.
+  app.get("/plugins", async (c) => {
+    return c.json(await backend.plugins?.() ?? currentPluginManager()?.describe() ?? []);
+  });
   app.post("/reload", async (c) => {
     const result = await backend.reload();
     if (result.ok) {
@@ -67,6 +72,17 @@ export function createAdminApp(backend: AdminBackend, cfg: AdminConfig): Hono {
     log.warn("config reload via admin API failed", { errors: result.errors });
     return c.json({ result: "failure", errors: result.errors }, 400);
   });
+  for (const action of ["drain", "enable"] as const) {
+    app.post(`/upstreams/:name/endpoints/:endpoint/${action}`, async (c) => {
+      if (backend.setEndpointDraining === undefined) return c.json({ error: "not supported" }, 501);
+      const name = c.req.param("name");
+      const endpoint = c.req.param("endpoint");
+      if (!(await backend.setEndpointDraining(name, endpoint, action === "drain"))) {
+        return c.json({ error: `no endpoint ${endpoint} in upstream ${name}` }, 404);
+      }
+      return c.json({ upstream: name, endpoint, draining: action === "drain" });
+    });
+  }
 
   return app;
 }

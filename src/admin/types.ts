@@ -7,6 +7,7 @@
 
 import type { LoomConfig, RedirectConfig } from "../config/types.ts";
 import type { UpstreamInfo } from "../upstream/upstream.ts";
+import type { PluginInfo } from "../wasm/mod.ts";
 
 /** A configured route as the admin API lists it. */
 export interface RouteInfo {
@@ -47,6 +48,13 @@ export interface AdminBackend {
   /** The current configuration (the admin API redacts secrets itself). */
   config(): LoomConfig;
   reload(): Promise<ReloadResult>;
+  /**
+   * Drains (true) or re-enables an upstream endpoint on every worker; false
+   * when unknown. Optional: backends without it answer 501.
+   */
+  setEndpointDraining?(upstream: string, endpoint: string, draining: boolean): boolean | Promise<boolean>;
+  /** Proxy-Wasm plugins (GET /plugins); optional: without it the admin isolate's own are listed. */
+  plugins?(): PluginInfo[] | Promise<PluginInfo[]>;
   /** Prometheus text, already merged across workers. */
   metrics(): Promise<string>;
   info(): GatewayInfo;

@@ -117,9 +117,9 @@ const tls = t.object({
   alpn: opt(t.list(t.string()), undefined, "ALPN protocols to offer, e.g. [h2, http/1.1]."),
   certificates: opt(t.list(t.object(tlsFiles)), undefined, "Extra certificates, chosen by SNI."),
   client_auth: opt(
-    t.enum(["none", "request", "require", "verify_if_given", "require_and_verify"]),
+    t.enum(["none", "optional", "request", "require", "verify_if_given", "require_and_verify"]),
     undefined,
-    "Client certificate policy (mTLS).",
+    "Client certificate policy (mTLS): require (verified certificate needed) or optional (verified when sent).",
   ),
   client_ca_file: opt(t.string(), undefined, "CA bundle for verifying client certificates."),
 }, { description: "TLS settings; required for https, grpcs and http3." });
@@ -137,7 +137,27 @@ const listener = t.object({
   body_timeout: opt(t.duration(), "30s", "Longest pause while receiving a request body."),
   max_connections: opt(t.int({ min: 0 }), 10000, "Concurrent connections per worker; 0 = unlimited."),
   max_header_bytes: opt(t.size(), "64KB", "Largest request head; beyond it the answer is 431."),
+  http2: opt(
+    t.object({
+      max_concurrent_streams: opt(t.int({ min: 1 }), 100, "Streams a client may open at once."),
+      max_header_list_size: opt(t.size(), "64KB", "Largest decoded header list of a request."),
+    }),
+    undefined,
+    "HTTP/2 limits (grpc, grpcs, and TLS listeners offering h2).",
+  ),
 }, { normalize: withHostPort });
+
+const upstreamTls = t.object({
+  ca_file: opt(
+    t.string(),
+    undefined,
+    "PEM CA bundle trusted for the upstream's certificate (system roots when absent).",
+  ),
+  server_name: opt(t.string(), undefined, "SNI and verified name; default: the endpoint host."),
+  cert_file: opt(t.string(), undefined, "Client certificate (mTLS towards the upstream)."),
+  key_file: opt(t.string(), undefined, "Client certificate key."),
+  insecure_skip_verify: opt(t.bool(), false, "Do not verify the upstream certificate (tests only)."),
+}, { description: "TLS towards the upstream's endpoints; verification is on unless insecure_skip_verify." });
 
 const route = t.object({
   id: req(t.string(), "Unique route id."),
@@ -178,7 +198,26 @@ const route = t.object({
     "Send the client's Host header upstream (false: the endpoint's host:port).",
   ),
   host_rewrite: opt(t.string(), undefined, "Explicit Host header sent upstream; wins over preserve_host."),
+  retry_non_idempotent: opt(
+    t.bool(),
+    undefined,
+    "Let the upstream's retry policy retry this route's non-idempotent methods (POST, PATCH).",
+  ),
 });
+
+/** A status ("200"), range ("200-299") or class ("2xx"), normalised to [lo, hi]. */
+const statusRange = t.oneOf([
+  t.int({ min: 100, max: 599, normalize: (n: number): [number, number] => [n, n] }),
+  t.string({
+    pattern: "^([1-5]xx|[1-5][0-9]{2}(-[1-5][0-9]{2})?)$",
+    patternMessage: 'expected a status range like "200-299" or "2xx"',
+    normalize: (s: string): [number, number] => {
+      if (s.endsWith("xx")) return [Number(s[0]) * 100, Number(s[0]) * 100 + 99];
+      const [lo, hi] = s.split("-").map(Number);
+      return [lo, hi ?? lo];
+    },
+  }),
+]);
 
 const upstream = t.object({
   name: req(t.string(), "Unique upstream name."),
@@ -199,40 +238,88 @@ const upstream = t.object({
   health_check: opt(
     t.object({
       enabled: opt(t.bool(), true),
-      path: opt(t.string(), "/health"),
-      interval: opt(t.duration(), "10s"),
-      timeout: opt(t.duration(), "2s"),
-      healthy_threshold: opt(t.int({ min: 1 }), 2),
-      unhealthy_threshold: opt(t.int({ min: 1 }), 3),
-      method: opt(t.string({ pattern: TOKEN, patternMessage: "not a valid HTTP method token" })),
-      expected_status: opt(t.oneOf([t.int({ min: 100, max: 599 }), t.list(t.int({ min: 100, max: 599 }))])),
-      body_contains: opt(t.string()),
-      host: opt(t.string()),
-      type: opt(t.enum(["http", "tcp", "grpc"])),
-      jitter: opt(t.duration()),
+      type: opt(
+        t.string({
+          pattern: "^(http|tcp|grpc)$",
+          patternMessage: "type must be http, tcp or grpc",
+          // TODO(grpc): grpc.health.v1 probes once upstream gRPC (HTTP/2) exists.
+          check: (s) =>
+            s === "grpc" ? "gRPC health checks are not implemented yet; use type http or tcp" : undefined,
+        }),
+        "http",
+        "Probe kind: http (request, check status/body) or tcp (connect only). grpc: not yet.",
+      ),
+      path: opt(t.string(), "/health", "HTTP probe path."),
+      method: opt(
+        t.string({
+          pattern: TOKEN,
+          patternMessage: "not a valid HTTP method token",
+          normalize: (s: string) => s.toUpperCase(),
+        }),
+        "GET",
+        "HTTP probe method.",
+      ),
+      expected_status: opt(
+        t.oneOf([statusRange, t.list(statusRange, { minItems: 1 })], {
+          normalize: (v: [number, number] | [number, number][]) => typeof v[0] === "number" ? [v] : v,
+        }),
+        "200-399",
+        'Healthy answers: a status, a range "200-299", a class "2xx", or a list of them.',
+      ),
+      body_contains: opt(t.string(), undefined, "The probe's response body must contain this."),
+      host: opt(t.string(), undefined, "Host header of HTTP probes (default: the endpoint address)."),
+      interval: opt(t.duration(), "10s", "Time between probes of one endpoint."),
+      jitter: opt(t.duration(), undefined, "Random extra delay up to this per probe (default interval/10)."),
+      timeout: opt(t.duration(), "2s", "Probe timeout."),
+      healthy_threshold: opt(t.int({ min: 1 }), 2, "Consecutive successes to mark healthy."),
+      unhealthy_threshold: opt(t.int({ min: 1 }), 3, "Consecutive failures to mark unhealthy."),
     }),
     undefined,
     "Active health checking; on when the block is present.",
   ),
+  outlier_detection: opt(
+    t.object({
+      enabled: opt(t.bool(), true),
+      consecutive_failures: opt(t.int({ min: 1 }), 5, "Failures in a row (5xx, connect errors) that eject."),
+      base_ejection_time: opt(t.duration(), "30s", "First ejection; ×N for the N-th ejection."),
+      max_ejection_time: opt(t.duration(), "300s", "Longest ejection."),
+      max_ejection_percent: opt(
+        t.int({ min: 0, max: 100 }),
+        50,
+        "Most endpoints ejected at once (%); one always may be.",
+      ),
+    }),
+    undefined,
+    "Passive health: eject endpoints that keep failing; on when the block is present.",
+  ),
+  panic_threshold: opt(
+    t.int({ min: 0, max: 100 }),
+    50,
+    "Below this % of healthy endpoints, unhealthy/ejected ones get traffic too (0 = never).",
+  ),
   circuit_breaker: opt(t.object({
     enabled: opt(t.bool(), true),
-    failure_threshold: opt(t.int({ min: 1 }), 5, "Failures before opening."),
+    failure_threshold: opt(t.int({ min: 1 }), 5, "Consecutive failures before opening."),
     success_threshold: opt(t.int({ min: 1 }), 3, "Successes (half-open) before closing."),
     timeout: opt(t.duration(), "30s", "Open time before half-open."),
-    failure_ratio: opt(t.number({ min: 0, max: 1 })),
-    window: opt(t.duration()),
-    min_requests: opt(t.int({ min: 0 })),
-    half_open_max: opt(t.int({ min: 1 })),
+    failure_ratio: opt(
+      t.number({ min: 0, max: 1 }),
+      undefined,
+      "Also open at this failure share of the window.",
+    ),
+    window: opt(t.duration(), "10s", "Rolling window of failure_ratio."),
+    min_requests: opt(t.int({ min: 0 }), 10, "Requests in the window before failure_ratio applies."),
+    half_open_max: opt(t.int({ min: 1 }), 1, "Probe requests at once while half-open."),
   })),
   retry: opt(t.object({
     max_retries: opt(t.int({ min: 0 }), 3),
     backoff_base: opt(t.duration(), "100ms"),
     backoff_max: opt(t.duration(), "10s"),
     retryable_codes: opt(t.list(t.int({ min: 100, max: 599 })), [502, 503, 504]),
-    per_try_timeout: opt(t.duration()),
-    retry_non_idempotent: opt(t.bool()),
-    max_body_size: opt(t.size(), undefined, "Largest request body buffered for replay."),
-    budget: opt(t.number({ min: 0, max: 1 }), undefined, "Fraction of requests that may be retries."),
+    per_try_timeout: opt(t.duration(), undefined, "Per-attempt timeout (default: the upstream's)."),
+    retry_non_idempotent: opt(t.bool(), false, "Also retry POST/PATCH (routes may override)."),
+    max_body_size: opt(t.size(), "64KB", "Largest request body kept for replay; bigger: not retried."),
+    budget: opt(t.number({ min: 0, max: 1 }), 0.2, "Share of active requests that may be retries."),
   })),
   bulkhead: opt(t.object({
     enabled: opt(t.bool(), true),
@@ -251,6 +338,12 @@ const upstream = t.object({
   ),
   connect_timeout: opt(t.duration(), "5s"),
   per_try_timeout: opt(t.duration(), "30s", "Wait for the response head, per attempt."),
+  protocol: opt(
+    t.enum(["http1", "h2", "h2c"]),
+    undefined,
+    "Upstream protocol: http1 (default), h2 (HTTP/2 over TLS) or h2c (cleartext HTTP/2). gRPC always uses HTTP/2.",
+  ),
+  tls: opt(upstreamTls),
 });
 
 const plugin = t.object({

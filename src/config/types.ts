@@ -14,8 +14,33 @@ export type ListenerProtocol = "http" | "https" | "h2c" | "http3" | "grpc" | "gr
 export interface TlsConfig {
   cert_file: string;
   key_file: string;
-  /** Extra fields (SNI certificates, client auth, ...) arrive with the protocols issue. */
+  /** "1.2" or "1.3" (rustls offers nothing older). */
+  min_version?: string;
+  /** ALPN protocols offered; ["h2", "http/1.1"] serves HTTP/2 and HTTP/1.1 on one port. */
+  alpn?: string[];
+  /** Extra certificates, chosen by SNI (exact or `*.` wildcard names from their SANs/CN). */
+  certificates?: { cert_file: string; key_file: string }[];
+  /** Client certificates (mTLS): "require" and "optional" (plus Loom's aliases). */
+  client_auth?: "none" | "optional" | "request" | "require" | "verify_if_given" | "require_and_verify";
+  /** CA bundle that client certificates must chain to. */
+  client_ca_file?: string;
   [extra: string]: unknown;
+}
+
+/** HTTP/2 limits of a listener. */
+export interface Http2Limits {
+  max_concurrent_streams: number;
+  /** Bytes. */
+  max_header_list_size: number;
+}
+
+/** TLS towards an upstream. */
+export interface UpstreamTlsConfig {
+  ca_file?: string;
+  server_name?: string;
+  cert_file?: string;
+  key_file?: string;
+  insecure_skip_verify: boolean;
 }
 
 export interface ListenerConfig {
@@ -37,6 +62,8 @@ export interface ListenerConfig {
   max_connections: number;
   /** Largest request head (request line + headers). Default 64KiB; beyond it 431. */
   max_header_bytes: number;
+  /** HTTP/2 limits; defaults apply when absent. */
+  http2?: Http2Limits;
 }
 
 /** A header or query matcher: exact value, regular expression, or mere presence. */
@@ -78,6 +105,8 @@ export interface RouteConfig {
   preserve_host: boolean;
   /** Explicit Host value sent upstream; wins over preserve_host. */
   host_rewrite?: string;
+  /** Overrides the upstream retry policy's retry_non_idempotent for this route. */
+  retry_non_idempotent?: boolean;
   /** Position in the YAML list, used as the last tie-breaker. */
   order: number;
 }
@@ -107,22 +136,57 @@ export interface ConsistentHashConfig {
   algorithm: "ring" | "maglev";
 }
 
+/** Active health checks of an upstream's endpoints (probes run once, in the main isolate). */
 export interface HealthCheckConfig {
   enabled: boolean;
+  /** "http" or "tcp" ("grpc" is rejected by validation until gRPC upstreams exist). */
+  type: "http" | "tcp" | "grpc";
   path: string;
+  method: string;
+  /** Healthy status ranges, inclusive [lo, hi]. Default [[200, 399]]. */
+  expected_status: [number, number][];
+  body_contains?: string;
+  /** Host header of HTTP probes; default the endpoint address. */
+  host?: string;
+  /** ms. Default 10s. */
   interval: number;
+  /** Random extra delay per probe, ms; default interval/10. */
+  jitter?: number;
+  /** ms. Default 2s. */
   timeout: number;
   healthy_threshold: number;
   unhealthy_threshold: number;
-  [extra: string]: unknown;
+}
+
+/** Passive health: eject endpoints after consecutive failures. */
+export interface OutlierDetectionConfig {
+  enabled: boolean;
+  /** Default 5. */
+  consecutive_failures: number;
+  /** ms; the N-th ejection lasts N × this. Default 30s. */
+  base_ejection_time: number;
+  /** ms. Default 300s. */
+  max_ejection_time: number;
+  /** Default 50. */
+  max_ejection_percent: number;
 }
 
 export interface CircuitBreakerConfig {
   enabled: boolean;
+  /** Consecutive failures that open the circuit. Default 5. */
   failure_threshold: number;
+  /** Half-open successes that close it. Default 3. */
   success_threshold: number;
+  /** Open time before half-open, ms. Default 30s. */
   timeout: number;
-  [extra: string]: unknown;
+  /** Also open when this share of the window's requests failed. */
+  failure_ratio?: number;
+  /** Rolling window of failure_ratio, ms. Default 10s. */
+  window: number;
+  /** Requests in the window before failure_ratio applies. Default 10. */
+  min_requests: number;
+  /** Concurrent half-open probes. Default 1. */
+  half_open_max: number;
 }
 
 export interface RetryConfig {
@@ -130,7 +194,14 @@ export interface RetryConfig {
   backoff_base: number;
   backoff_max: number;
   retryable_codes: number[];
-  [extra: string]: unknown;
+  /** Per-attempt timeout, ms (default: the route's/upstream's per_try_timeout). */
+  per_try_timeout?: number;
+  /** Retry POST/PATCH too. Default false. */
+  retry_non_idempotent: boolean;
+  /** Largest request body kept for replay, bytes. Default 64KiB. */
+  max_body_size: number;
+  /** Share of active requests that may be retries. Default 0.2. */
+  budget: number;
 }
 
 export interface BulkheadConfig {
@@ -155,6 +226,9 @@ export interface UpstreamConfig {
   load_balancer: LoadBalancerKind;
   consistent_hash: ConsistentHashConfig;
   health_check?: HealthCheckConfig;
+  outlier_detection?: OutlierDetectionConfig;
+  /** Percent of healthy endpoints below which unhealthy ones are used too; 0 = never. Default 50. */
+  panic_threshold: number;
   circuit_breaker?: CircuitBreakerConfig;
   retry?: RetryConfig;
   bulkhead?: BulkheadConfig;
@@ -164,6 +238,9 @@ export interface UpstreamConfig {
   connect_timeout: number;
   /** Per-try timeout waiting for the response head (ms). Default 30s. */
   per_try_timeout: number;
+  /** Upstream protocol; absent = http1. gRPC requests always use HTTP/2 (h2 with tls, else h2c). */
+  protocol?: "http1" | "h2" | "h2c";
+  tls?: UpstreamTlsConfig;
 }
 
 export interface PluginConfig {

@@ -235,7 +235,10 @@ Deno.test("validate: normalised shapes and defaults", () => {
   assert.deepEqual(u.consistent_hash, { hash_key: "", replicas: 150, algorithm: "maglev" });
   assert.deepEqual(u.health_check, {
     enabled: true,
+    type: "http",
     path: "/health",
+    method: "GET",
+    expected_status: [[200, 399]],
     interval: 90_000,
     timeout: 2000,
     healthy_threshold: 2,
@@ -247,7 +250,9 @@ Deno.test("validate: normalised shapes and defaults", () => {
     backoff_base: 100,
     backoff_max: 10_000,
     retryable_codes: [502, 503, 504],
+    retry_non_idempotent: false,
     max_body_size: 1024 ** 2,
+    budget: 0.2,
   });
   assert.equal(u.circuit_breaker, undefined);
   assert.deepEqual(u.pool, { max_idle: 128, idle_timeout: 60_000, max_connections: 0 });

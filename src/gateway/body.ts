@@ -66,6 +66,8 @@ export interface RawStream {
   read(buf: Uint8Array): Promise<number | null>;
   write(data: Uint8Array): Promise<number>;
   close(): void;
+  /** Close the tunnel after this many ms without bytes either way (the listener's idle_timeout); 0 = never. */
+  readonly idleTimeout?: number;
 }
 
 /** Implemented by the HTTP/1.1 engine: takes a head already serialised as bytes. */

@@ -7,6 +7,19 @@
 import type { BodyReader, ResponseWriter } from "./body.ts";
 import type { HeaderList } from "./headers.ts";
 
+/** A verified TLS client certificate (mTLS), as routing, headers and plugins see it. */
+export interface ClientCertificate {
+  /** Subject distinguished name, e.g. "CN=client-1,O=Example". */
+  readonly subject: string;
+  /** Subject alternative names as written by OpenSSL: "DNS:a.example", "URI:spiffe://...", "IP Address:10.0.0.1". */
+  readonly sans: readonly string[];
+  /** SHA-256 fingerprint (colon-separated hex). */
+  readonly fingerprint256: string;
+}
+
+/** gRPC flavour of a request: 0 none, 1 native gRPC, 2 gRPC-Web binary, 3 gRPC-Web text. */
+export type GrpcKind = 0 | 1 | 2 | 3;
+
 /** The route fields the context exposes to later phases (see snapshot.ts). */
 export interface RouteRef {
   readonly id: string;
@@ -39,6 +52,12 @@ export class RequestContext {
   listener: string;
   /** Upgrade protocol requested (e.g. "websocket"), when Connection lists upgrade. */
   upgrade: string | undefined = undefined;
+  /** gRPC flavour (set by the gateway for POSTs): gateway errors then become gRPC statuses. */
+  grpc: GrpcKind = 0;
+  /** The verified client certificate on an mTLS listener, else null. */
+  clientCert: ClientCertificate | null = null;
+  /** SNI server name the client asked for on a TLS listener ("" when none). */
+  sni = "";
 
   // Routing results.
   route: RouteRef | null = null;

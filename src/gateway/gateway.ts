@@ -11,11 +11,17 @@ import type { Snapshot } from "./snapshot.ts";
 import { HeaderList } from "./headers.ts";
 import { encodePath, normalizePath, splitTarget, stripPrefix } from "../router/mod.ts";
 import { forward } from "../proxy/forward.ts";
+import { forwardH2 } from "../proxy/h2_forward.ts";
+import { grpcKindOf } from "../proxy/grpc.ts";
+import { grpcWebPreflight } from "../proxy/grpc_web.ts";
+import { TUNNEL_OBSERVER } from "../proxy/tunnel.ts";
 import { respond, respondError } from "../proxy/errors.ts";
 import type { GatewayMetrics } from "../observability/gateway_metrics.ts";
 import type { AccessLog } from "../observability/access_log.ts";
 import { requestIdFrom } from "../observability/request_id.ts";
 import { logger } from "../observability/logger.ts";
+import { runPlugins } from "../wasm/mod.ts";
+import type { RouteRuntime, UpstreamRuntime } from "./snapshot.ts";
 
 /** Strips the port and lower-cases a Host / :authority value. */
 export function hostForRouting(authority: string): string {
@@ -46,6 +52,8 @@ export class Gateway {
     readonly accessLog: AccessLog | null,
   ) {
     this.snapshot = snapshot;
+    // Plugin-defined metrics and loom_plugin_* go to this gateway's registry.
+    snapshot.plugins.attachMetrics(metrics?.registry ?? null);
   }
 
   async handle(ctx: RequestContext): Promise<void> {
@@ -64,6 +72,8 @@ export class Gateway {
   /** Not async: returns the phase's promise directly (one promise less per request). */
   private route(ctx: RequestContext, snap: Snapshot): Promise<void> {
     ctx.id = requestIdFrom(ctx.headers.get("x-request-id"));
+    // gRPC is always POST: other methods skip the content-type lookup.
+    if (ctx.method === "POST") ctx.grpc = grpcKindOf(ctx.headers.get("content-type"));
     const { path: rawPath, query } = splitTarget(ctx.target);
     const path = normalizePath(rawPath);
     if (path === null) return respondError(ctx, 400, "invalid request path");
@@ -75,6 +85,12 @@ export class Gateway {
     const rt = m.route.data;
     ctx.route = rt;
     ctx.params = m.params as Record<string, string>;
+    if (ctx.method === "OPTIONS") {
+      const preflight = grpcWebPreflight(ctx);
+      if (preflight !== null) return preflight;
+    }
+    // Upgrades are rare: only they pay for the vars map that lets the tunnel count itself.
+    if (ctx.upgrade !== undefined && this.metrics !== null) ctx.vars.set(TUNNEL_OBSERVER, this.metrics);
     if (rt.redirect !== null) {
       const location = rt.redirect.target(m.params, m.rest);
       const h = new HeaderList(["location", "content-type"], ["location", "content-type"], [
@@ -89,7 +105,26 @@ export class Gateway {
       : rt.stripPrefix
       ? encodePath(stripPrefix(path, m.prefix))
       : encodePath(path);
-    return forward(ctx, rt.upstream, query === "" ? upPath : upPath + "?" + query, rt.forward, this.metrics);
+    const upTarget = query === "" ? upPath : upPath + "?" + query;
+    if (rt.plugins !== null) {
+      // Plugins may pause, answer locally or rewrite :path before the upstream phase.
+      const up = rt.upstream;
+      const proceed = (t: string) => this.proxy(ctx, rt, up, t);
+      return runPlugins(ctx, rt.plugins, rt.forward.totalTimeout, upTarget, proceed);
+    }
+    return this.proxy(ctx, rt, rt.upstream, upTarget);
+  }
+
+  /** The upstream phase: HTTP/1.1 or HTTP/2 forwarding. */
+  private proxy(ctx: RequestContext, rt: RouteRuntime, up: UpstreamRuntime, upTarget: string): Promise<void> {
+    // gRPC (and gRPC-Web) need HTTP/2 upstream for trailers; so do upstreams declared h2/h2c.
+    if (ctx.grpc !== 0 || up.upstream.config.protocol !== undefined) {
+      const p = up.upstream.config.protocol;
+      if (ctx.grpc !== 0 || p === "h2" || p === "h2c") {
+        return forwardH2(ctx, up, upTarget, rt.forward, this.metrics);
+      }
+    }
+    return forward(ctx, up, upTarget, rt.forward, this.metrics);
   }
 
   private record(ctx: RequestContext): void {

@@ -10,22 +10,33 @@ import type { CounterSlots } from "../upstream/counters.ts";
 import { Upstream } from "../upstream/upstream.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import { ConnectionPool } from "../upstream/pool.ts";
+import { loadUpstreamTls } from "../upstream/tls.ts";
 import type { ForwardOptions, ProxyUpstream } from "../proxy/forward.ts";
+import { buildResilience, type Resilience } from "../upstream/resilience.ts";
+import { compileRetry } from "../upstream/retry.ts";
 import type { RouteRef } from "./context.ts";
+import { type PluginChain, PluginManager } from "../wasm/mod.ts";
 
 /** An upstream plus one connection pool per endpoint. */
 export class UpstreamRuntime implements ProxyUpstream {
   readonly name: string;
   private pools = new Map<Endpoint, ConnectionPool>();
+  /** Bulkhead, retry budget, outlier settings; null when the upstream has none (plain path). */
+  readonly resilience: Resilience | null;
 
   constructor(readonly upstream: Upstream, previous?: UpstreamRuntime) {
     this.name = upstream.name;
+    this.resilience = buildResilience(upstream, previous?.resilience);
     const cfg = upstream.config;
+    // Read per snapshot, so a reload picks up renewed upstream CA/client certificates.
+    const tls = loadUpstreamTls(cfg.tls, cfg.protocol);
     for (const ep of upstream.endpoints) {
       // An endpoint kept across a reload keeps its warm connections.
       let pool = previous?.poolByAddress(ep.address);
-      if (pool !== undefined) pool.cfg = cfg.pool;
-      else pool = new ConnectionPool(ep.hostname, ep.port, cfg.pool);
+      if (pool !== undefined) {
+        pool.cfg = cfg.pool;
+        pool.tls = tls;
+      } else pool = new ConnectionPool(ep.hostname, ep.port, cfg.pool, tls);
       this.pools.set(ep, pool);
     }
   }
@@ -63,6 +74,8 @@ export interface RouteRuntime extends RouteRef {
   readonly rewrite: Substitute | null;
   readonly redirect: { target: Substitute; code: number } | null;
   readonly forward: ForwardOptions;
+  /** Proxy-Wasm plugins of this route in run order; null = none (no cost on the request path). */
+  readonly plugins: PluginChain | null;
 }
 
 /** One immutable, compiled configuration. */
@@ -72,6 +85,8 @@ export interface Snapshot {
   readonly router: Router<RouteRuntime>;
   readonly routes: readonly RouteRuntime[];
   readonly upstreams: ReadonlyMap<string, UpstreamRuntime>;
+  /** Plugin VMs of this isolate; carried over by reload so unchanged plugins keep their state. */
+  readonly plugins: PluginManager;
 }
 
 let versions = 0;
@@ -83,8 +98,11 @@ let versions = 0;
 export function buildSnapshot(config: LoomConfig, counters: CounterSlots, previous?: Snapshot): Snapshot {
   const upstreams = new Map<string, UpstreamRuntime>();
   for (const u of config.upstreams) {
-    upstreams.set(u.name, new UpstreamRuntime(new Upstream(u, counters), previous?.upstreams.get(u.name)));
+    const prev = previous?.upstreams.get(u.name);
+    upstreams.set(u.name, new UpstreamRuntime(new Upstream(u, counters, undefined, prev?.upstream), prev));
   }
+  const plugins = previous?.plugins ?? new PluginManager();
+  plugins.update(config, upstreams);
   const routes: RouteRuntime[] = [];
   const specs = specsFromConfig(config.routes, (r) => {
     const up = r.upstream !== undefined ? upstreams.get(r.upstream) ?? null : null;
@@ -104,12 +122,15 @@ export function buildSnapshot(config: LoomConfig, counters: CounterSlots, previo
         connectTimeout: r.connect_timeout ?? ucfg?.connect_timeout ?? 5000,
         perTryTimeout: r.per_try_timeout ?? ucfg?.per_try_timeout ?? 30000,
         totalTimeout: r.timeout,
+        resilient: up?.resilience != null,
+        retry: compileRetry(ucfg?.retry, r.retry_non_idempotent),
       },
+      plugins: plugins.chain(r.plugins),
     };
     routes.push(rt);
     return rt;
   });
-  return { version: ++versions, config, router: new Router(specs), routes, upstreams };
+  return { version: ++versions, config, router: new Router(specs), routes, upstreams, plugins };
 }
 
 /** Closes the pools of `old` that `next` no longer uses (busy connections close when released). */
@@ -117,4 +138,5 @@ export function retireSnapshot(old: Snapshot, next: Snapshot): void {
   for (const [name, u] of old.upstreams) {
     for (const p of u.poolsDroppedBy(next.upstreams.get(name))) p.close();
   }
+  next.plugins.retireReplaced();
 }

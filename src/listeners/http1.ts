@@ -511,6 +511,7 @@ class Http1Writer implements UpgradableWriter {
       read: (b) => c.conn.read(b),
       write: (d) => c.conn.write(d),
       close: () => c.destroy(),
+      idleTimeout: c.server.cfg.idle_timeout,
     };
   }
 }

@@ -10,6 +10,7 @@ import { RequestContext } from "../gateway/context.ts";
 import { HeaderList } from "../gateway/headers.ts";
 import type { ListenerConfig } from "../config/types.ts";
 import type { ConnectionHooks, RequestHandler } from "./http1.ts";
+import { grpcKindOf, respondGrpcError } from "../proxy/grpc.ts";
 
 /** Reads a ReadableStream as a BodyReader. */
 class StreamBodyReader implements BodyReader {
@@ -123,6 +124,16 @@ export class Http2Listener {
       );
       if (req.body !== null) ctx.body = new StreamBodyReader(req.body, cl !== null ? Number(cl) : -1, ctx);
       w.ctx = ctx;
+      if (req.method === "POST" && grpcKindOf(req.headers.get("content-type") ?? undefined) === 1) {
+        // Native gRPC needs trailers, which Deno.serve cannot send: say so as a gRPC status.
+        ctx.grpc = 1;
+        respondGrpcError(
+          ctx,
+          404,
+          "gRPC needs a grpc or grpcs listener (this h2c listener cannot send trailers)",
+        );
+        return await w.response;
+      }
       // `completed` rejects when the client goes away before the response is delivered.
       info.completed.catch(() => ctx.abort());
       handler.handle(ctx).catch(() => w.abort());

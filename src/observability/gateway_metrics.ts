@@ -62,6 +62,11 @@ export class GatewayMetrics {
   readonly configReloadsTotal: Counter;
   readonly activeConnections: Gauge;
   readonly buildInfo: Gauge;
+  readonly upstreamRetriesTotal: Counter;
+  readonly circuitBreakerState: Gauge;
+  readonly upstreamHealthStatus: Gauge;
+  readonly websocketsTotal: Counter;
+  readonly websocketsActive: Gauge;
 
   // Two-level caches (outer name -> inner name -> children): lookups by the
   // caller's strings directly, no key concatenation per request.
@@ -114,6 +119,38 @@ export class GatewayMetrics {
       aggregate: "max",
     });
     this.buildInfo.labels(version).set(1);
+    this.upstreamRetriesTotal = r.counter(
+      "loom_upstream_retries_total",
+      "Retries sent to an upstream, by reason (connect, reset, timeout or the retried status).",
+      ["upstream", "reason"],
+    );
+    // "max" over workers: each isolate has its own breaker; the worst state shows.
+    this.circuitBreakerState = r.gauge(
+      "loom_circuit_breaker_state",
+      "Circuit breaker state per endpoint: 0 closed, 1 open, 2 half-open (worst over workers).",
+      ["upstream", "endpoint"],
+      { aggregate: "max" },
+    );
+    this.upstreamHealthStatus = r.gauge(
+      "loom_upstream_health_status",
+      "Active health check verdict per endpoint (1 healthy, 0 unhealthy).",
+      ["upstream", "endpoint"],
+      { aggregate: "max" },
+    );
+    this.websocketsTotal = r.counter(
+      "loom_websocket_connections_total",
+      "WebSocket tunnels opened, by route.",
+      [
+        "route",
+      ],
+    );
+    this.websocketsActive = r.gauge(
+      "loom_websocket_connections_active",
+      "Open WebSocket tunnels, by route.",
+      [
+        "route",
+      ],
+    );
     this.#reloadOk = this.configReloadsTotal.labels("success");
     this.#reloadFailed = this.configReloadsTotal.labels("failure");
   }
@@ -143,6 +180,32 @@ export class GatewayMetrics {
   upstreamError(upstream: string, endpoint: string, type: string): void {
     // Rare path: the generic per-label lookup is fast enough.
     this.upstreamErrorsTotal.labels(upstream, endpoint, type).value++;
+  }
+
+  /** Records a retry to `upstream` (`reason` from a small fixed set, or a status). */
+  retry(upstream: string, reason: string): void {
+    this.upstreamRetriesTotal.labels(upstream, reason).value++;
+  }
+
+  /** Publishes a circuit breaker's state (0 closed, 1 open, 2 half-open). */
+  circuitState(upstream: string, endpoint: string, state: number): void {
+    this.circuitBreakerState.labels(upstream, endpoint).set(state);
+  }
+
+  /** Publishes an active health check verdict. */
+  healthStatus(upstream: string, endpoint: string, healthy: boolean): void {
+    this.upstreamHealthStatus.labels(upstream, endpoint).set(healthy ? 1 : 0);
+  }
+
+  /** A WebSocket (HTTP/1.1 Upgrade) tunnel opened on `route`. */
+  websocketOpened(route: string): void {
+    this.websocketsTotal.labels(route).value++;
+    this.websocketsActive.labels(route).value++;
+  }
+
+  /** A WebSocket tunnel on `route` ended. */
+  websocketClosed(route: string): void {
+    this.websocketsActive.labels(route).value--;
   }
 
   /** Records a configuration reload attempt. */

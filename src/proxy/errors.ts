@@ -4,6 +4,7 @@
  */
 import type { RequestContext } from "../gateway/context.ts";
 import { HeaderList } from "../gateway/headers.ts";
+import { respondGrpcError } from "./grpc.ts";
 
 const encoder = new TextEncoder();
 
@@ -31,6 +32,8 @@ export function respondError(
     ctx.res.abort();
     return Promise.resolve();
   }
+  // gRPC clients need HTTP 200 with a grpc-status, not an HTTP error.
+  if (ctx.grpc !== 0) return respondGrpcError(ctx, status, message);
   const h = new HeaderList(["content-type"], ["content-type"], ["application/json"]);
   if (ctx.id !== "") h.append("x-request-id", ctx.id);
   if (extra) { for (const [n, v] of extra) h.append(n, v); }

@@ -29,7 +29,7 @@ const MAX_RESPONSE_HEAD = 64 * 1024;
 /** Why an exchange failed. */
 export class UpstreamFailure extends Error {
   constructor(
-    readonly kind: "refused" | "reset" | "timeout" | "protocol" | "client",
+    readonly kind: "refused" | "reset" | "timeout" | "protocol" | "client" | "status",
     message: string,
     /** Nothing was received: a fresh connection may retry (idempotent only). */
     readonly retryableStale = false,
@@ -43,6 +43,8 @@ export class UpstreamFailure extends Error {
  * One request/response exchange on `pc`: request head (+ body) out, response
  * streamed back to the client. Returns the upstream status; throws
  * UpstreamFailure when it fails before the response head was relayed.
+ * A status in `discard` (a retry will follow) is not relayed: the connection
+ * is dropped and UpstreamFailure("status", ..., status) thrown.
  */
 export async function exchange(
   ctx: RequestContext,
@@ -50,6 +52,7 @@ export async function exchange(
   head: string,
   perTryTimeout: number,
   totalDeadline: number,
+  discard: ReadonlySet<number> | null = null,
 ): Promise<number> {
   pc.begin();
   ctx.onAbort = pc.onClientAbort;
@@ -84,6 +87,10 @@ export async function exchange(
       filterResponseHeaders(res.headers, res.connection, "1.1", true);
       await tunnel(ctx, pc, res);
       return 101;
+    }
+    if (discard !== null && discard.has(res.status)) {
+      // Not reusable (reusable stays false): the unread body goes with the connection.
+      throw new UpstreamFailure("status", "upstream answered " + res.status, false, res.status);
     }
     const noBody = ctx.method === "HEAD" || res.status === 204 || res.status === 304;
     const r = pc.r;

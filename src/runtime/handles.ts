@@ -6,11 +6,11 @@ import type { LoomConfig } from "../config/types.ts";
 import type { MetricsSnapshot } from "../observability/metrics.ts";
 import type { CounterSlotsSnapshot } from "../upstream/counters.ts";
 import type { UpstreamInfo } from "../upstream/upstream.ts";
-import { GatewayInstance, type InstanceOptions } from "./instance.ts";
+import { GatewayInstance, type InstanceOptions, type ReloadReport } from "./instance.ts";
 
 /** Control surface of one instance. */
 export interface InstanceHandle {
-  reload(config: LoomConfig, counters: CounterSlotsSnapshot): Promise<void>;
+  reload(config: LoomConfig, counters: CounterSlotsSnapshot): Promise<ReloadReport>;
   metrics(): Promise<MetricsSnapshot>;
   upstreams(): Promise<UpstreamInfo[]>;
   shutdown(drainMs: number): Promise<void>;
@@ -23,9 +23,8 @@ export class LocalHandle implements InstanceHandle {
   static start(opts: InstanceOptions): LocalHandle {
     return new LocalHandle(GatewayInstance.start(opts));
   }
-  reload(config: LoomConfig, counters: CounterSlotsSnapshot): Promise<void> {
-    this.instance.reload(config, counters);
-    return Promise.resolve();
+  reload(config: LoomConfig, counters: CounterSlotsSnapshot): Promise<ReloadReport> {
+    return Promise.resolve(this.instance.reload(config, counters));
   }
   metrics(): Promise<MetricsSnapshot> {
     return Promise.resolve(this.instance.metricsSnapshot());
@@ -108,8 +107,10 @@ export class WorkerHandle implements InstanceHandle {
     });
   }
 
-  reload(config: LoomConfig, counters: CounterSlotsSnapshot): Promise<void> {
-    return this.call({ type: "reload", id: this.nextId++, config, counters });
+  async reload(config: LoomConfig, counters: CounterSlotsSnapshot): Promise<ReloadReport> {
+    const report = await this.call<ReloadReport>({ type: "reload", id: this.nextId++, config, counters });
+    this.addrs = report.addresses;
+    return report;
   }
   metrics(): Promise<MetricsSnapshot> {
     return this.call({ type: "metrics", id: this.nextId++ });

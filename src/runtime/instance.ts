@@ -8,6 +8,8 @@ import { Gateway } from "../gateway/gateway.ts";
 import { buildSnapshot, retireSnapshot } from "../gateway/snapshot.ts";
 import { Http1Listener } from "../listeners/http1.ts";
 import { Http2Listener } from "../listeners/http2.ts";
+import { NodeH2Listener } from "../listeners/node_h2.ts";
+import { needsNodeTls } from "../listeners/tls.ts";
 import { GatewayMetrics } from "../observability/gateway_metrics.ts";
 import { createAccessLog } from "../observability/access_log.ts";
 import { logger } from "../observability/logger.ts";
@@ -23,6 +25,15 @@ interface RunningListener {
   close(): void;
   drained(): Promise<void>;
   closeAll(): void;
+  reloadTls?(cfg: ListenerConfig): void;
+}
+
+/** What a reload did to an instance's listeners. */
+export interface ReloadReport {
+  /** Bound addresses by listener name, after the reload. */
+  addresses: Record<string, Deno.NetAddr>;
+  /** Listeners that could not be opened (the rest of the reload applied). */
+  errors: string[];
 }
 
 /** Options for starting an instance. */
@@ -39,8 +50,12 @@ export class GatewayInstance {
   readonly metrics: GatewayMetrics;
   private listeners: RunningListener[] = [];
   private counters: CounterSlots;
+  private readonly reusePort: boolean;
+  /** Listeners closed by a reload that still drain their connections. */
+  private retiring = new Set<RunningListener>();
 
   private constructor(opts: InstanceOptions) {
+    this.reusePort = opts.reusePort;
     this.counters = CounterSlots.attach(opts.counters);
     this.metrics = new GatewayMetrics(VERSION);
     const snapshot = buildSnapshot(opts.config, this.counters);
@@ -81,6 +96,9 @@ export class GatewayInstance {
       }
       case "https": {
         const tls = l.tls!;
+        // h2 via ALPN, SNI certificates and client certificates need node:http2 (see listeners/node_h2.ts);
+        // plain HTTP/1.1 over TLS keeps Loom's own engine.
+        if (needsNodeTls(tls)) return new NodeH2Listener(l, this.gateway, hooks);
         const opts: Deno.ListenTlsOptions & Deno.TlsCertifiedKeyPem & { reusePort?: boolean } = {
           hostname,
           port: l.port,
@@ -94,6 +112,9 @@ export class GatewayInstance {
       }
       case "h2c":
         return new Http2Listener(l, this.gateway, hooks, reusePort);
+      case "grpc":
+      case "grpcs":
+        return new NodeH2Listener(l, this.gateway, hooks);
       default:
         logger.warn("listener protocol not available yet; listener skipped", {
           listener: l.name,
@@ -103,13 +124,62 @@ export class GatewayInstance {
     }
   }
 
-  /** Swaps in a new snapshot; requests in flight finish on the old one. */
-  reload(config: LoomConfig, counters: CounterSlotsSnapshot): void {
+  /**
+   * Swaps in a new snapshot (requests in flight finish on the old one) and
+   * opens/closes the listeners the new config adds/removes. A changed listener
+   * (same name, other settings) is closed and reopened; untouched listeners and
+   * their connections are not disturbed. Closed listeners stop accepting at
+   * once and let their connections finish, up to `drain_timeout`.
+   */
+  reload(config: LoomConfig, counters: CounterSlotsSnapshot): ReloadReport {
     this.counters = CounterSlots.attach(counters);
     const old = this.gateway.snapshot;
     const next = buildSnapshot(config, this.counters, old);
     this.gateway.snapshot = next;
     retireSnapshot(old, next);
+    return { errors: this.reloadListeners(config), addresses: this.addresses() };
+  }
+
+  private reloadListeners(config: LoomConfig): string[] {
+    const wanted = new Map(config.listeners.map((l) => [l.name, l]));
+    const kept: RunningListener[] = [];
+    for (const l of this.listeners) {
+      const w = wanted.get(l.cfg.name);
+      if (w !== undefined && JSON.stringify(w) === JSON.stringify(l.cfg)) {
+        kept.push(l);
+        // Same settings, maybe renewed files: TLS listeners re-read their certificates in place.
+        l.reloadTls?.(w);
+      } else this.retire(l, config.drain_timeout);
+    }
+    const errors: string[] = [];
+    const have = new Set(kept.map((l) => l.cfg.name));
+    for (const l of config.listeners) {
+      if (have.has(l.name)) continue;
+      try {
+        const running = this.open(l, this.reusePort);
+        if (running !== null) {
+          kept.push(running);
+          logger.info("listener opened by reload", { listener: l.name, address: l.address });
+        }
+      } catch (e) {
+        errors.push(`listener ${l.name} (${l.address}): ${String(e)}`);
+      }
+    }
+    this.listeners = kept;
+    return errors;
+  }
+
+  /** Stops accepting on `l`; its connections finish (up to `drainMs`) in the background. */
+  private retire(l: RunningListener, drainMs: number): void {
+    l.close();
+    logger.info("listener closed by reload", { listener: l.cfg.name, address: l.cfg.address });
+    this.retiring.add(l);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    Promise.race([l.drained(), new Promise((r) => timer = setTimeout(r, drainMs))]).then(() => {
+      clearTimeout(timer);
+      l.closeAll();
+      this.retiring.delete(l);
+    });
   }
 
   metricsSnapshot(): MetricsSnapshot {
@@ -122,6 +192,8 @@ export class GatewayInstance {
 
   /** Stops accepting, lets busy connections finish up to `drainMs`, then closes everything. */
   async shutdown(drainMs: number): Promise<void> {
+    this.listeners.push(...this.retiring);
+    this.retiring.clear();
     for (const l of this.listeners) l.close();
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([

@@ -4,15 +4,19 @@
  * Worker each sharing the ports with SO_REUSEPORT), the admin API and the demo
  * service, and drives reloads (file watch, SIGHUP, POST /reload) and shutdown.
  *
- * State per worker: listeners, snapshot (router, upstreams, pools), metrics
- * registry, access-log buffer. Shared: the config (sent whole on each reload),
- * in-flight counters per endpoint (a SharedArrayBuffer, so least_conn and
- * /upstreams see every worker's requests). Metrics are merged on scrape.
+ * State per worker: listeners, snapshot (router, upstreams, pools), circuit
+ * breakers, bulkheads, retry budgets, metrics registry, access-log buffer.
+ * Shared: the config (sent whole on each reload), and per endpoint in
+ * SharedArrayBuffers: in-flight counters (least_conn, /upstreams) and health
+ * cells (active-check verdict, outlier ejection, admin drain). Health probes
+ * run here, once, not per worker. Metrics are merged on scrape.
  */
 import { basename, dirname, resolve } from "node:path";
 import type { LoomConfig } from "../config/types.ts";
 import { formatErrors, loadConfig } from "../config/mod.ts";
-import { CounterSlots } from "../upstream/counters.ts";
+import { counterKey, CounterSlots } from "../upstream/counters.ts";
+import { Endpoint } from "../upstream/endpoint.ts";
+import { HealthMonitor } from "../upstream/health_check.ts";
 import { GatewayMetrics } from "../observability/gateway_metrics.ts";
 import { renderMerged } from "../observability/metrics.ts";
 import { logger } from "../observability/logger.ts";
@@ -45,8 +49,12 @@ export class Supervisor implements AdminBackend {
   private stopping: Promise<void> | null = null;
   private reloading: Promise<ReloadResult> = Promise.resolve({ ok: true });
   private readonly counters = new CounterSlots();
-  /** Reload counts live here (the main isolate); request metrics come from instances. */
+  /** Reload counts and health verdicts live here (the main isolate); request metrics come from instances. */
   private readonly ownMetrics = new GatewayMetrics(VERSION);
+  private readonly health = new HealthMonitor(
+    this.counters,
+    (u, e, healthy) => this.ownMetrics.healthStatus(u, e, healthy),
+  );
   private readonly startedAt = new Date().toISOString();
   private signalHandlers: [Deno.Signal, () => void][] = [];
 
@@ -78,6 +86,7 @@ export class Supervisor implements AdminBackend {
         this.handles.push(await WorkerHandle.start(instOpts, this.opts.logLevel ?? "info", i));
       }
     }
+    this.health.update(cfg);
     if (cfg.admin.enabled) this.admin = startAdminServer(this, cfg.admin);
     if (this.opts.watch !== false) this.watch();
     if (this.opts.signals) this.installSignals();
@@ -172,8 +181,35 @@ export class Supervisor implements AdminBackend {
   }
 
   async upstreams(): Promise<UpstreamInfo[]> {
-    // In-flight counts are shared memory, so any instance reports the total.
-    return await this.handles[0].upstreams();
+    // In-flight counts and health are shared memory, so any instance reports
+    // them; circuit breakers are per worker: show the worst state.
+    const all = await Promise.all(this.handles.map((h) => h.upstreams()));
+    const out = all[0];
+    const rank = { closed: 0, half_open: 1, open: 2 } as const;
+    for (const other of all.slice(1)) {
+      for (const [i, u] of out.entries()) {
+        for (const [j, e] of u.endpoints.entries()) {
+          const c = other[i]?.endpoints[j]?.circuit;
+          if (c !== undefined && rank[c] > rank[e.circuit ?? "closed"]) e.circuit = c;
+        }
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Drains (no new requests) or re-enables an endpoint on every worker at once
+   * (a flag in shared memory; it survives reloads while the endpoint exists).
+   * @returns false when the upstream or endpoint is unknown.
+   */
+  setEndpointDraining(upstream: string, endpoint: string, draining: boolean): boolean {
+    const u = this.cfg.upstreams.find((x) => x.name === upstream);
+    const e = u?.endpoints.find((x) => x.address === endpoint);
+    if (u === undefined || e === undefined) return false;
+    const slot = this.counters.slot(counterKey(u.name, e.address));
+    new Endpoint(e, this.counters.counters, slot, this.counters.health).draining = draining;
+    logger.info(draining ? "endpoint drained" : "endpoint enabled", { upstream, endpoint });
+    return true;
   }
 
   config(): LoomConfig {
@@ -207,16 +243,25 @@ export class Supervisor implements AdminBackend {
     if (changed.length > 0) {
       logger.warn("config changes that need a restart were not applied", { fields: changed });
     }
+    let listenerErrors: string[];
     try {
       this.counters.reserve(next.upstreams);
       const counters = this.counters.snapshot();
-      await Promise.all(this.handles.map((h) => h.reload(next, counters)));
+      const reports = await Promise.all(this.handles.map((h) => h.reload(next, counters)));
+      listenerErrors = [...new Set(reports.flatMap((r) => r.errors))];
     } catch (e) {
       this.ownMetrics.reload(false);
       logger.error("config reload failed", { error: String(e) });
       return { ok: false, errors: [String(e)] };
     }
     this.cfg = next;
+    this.health.update(next);
+    if (listenerErrors.length > 0) {
+      // Routes and upstreams are applied; only these listeners failed to open.
+      this.ownMetrics.reload(false);
+      logger.error("config reloaded, but listeners failed to open", { errors: listenerErrors });
+      return { ok: false, errors: listenerErrors };
+    }
     this.ownMetrics.reload(true);
     logger.info("config reloaded", { routes: next.routes.length, upstreams: next.upstreams.length });
     return { ok: true };
@@ -243,6 +288,7 @@ export class Supervisor implements AdminBackend {
       this.isReady = false;
       for (const [sig, f] of this.signalHandlers) Deno.removeSignalListener(sig, f);
       this.watcher?.close();
+      this.health.stop();
       await Promise.all(this.handles.map((h) => h.shutdown(drainMs)));
       await this.admin?.shutdown();
       await this.echo?.shutdown();
@@ -251,10 +297,9 @@ export class Supervisor implements AdminBackend {
   }
 }
 
-/** Config fields a reload cannot change in place (listeners, admin, workers). */
+/** Config fields a reload cannot change in place (admin, workers, demo); listeners can. */
 function restartOnly(a: LoomConfig, b: LoomConfig): string[] {
   const out: string[] = [];
-  if (JSON.stringify(a.listeners) !== JSON.stringify(b.listeners)) out.push("listeners");
   if (JSON.stringify(a.admin) !== JSON.stringify(b.admin)) out.push("admin");
   if (a.workers !== b.workers) out.push("workers");
   if (JSON.stringify(a.demo) !== JSON.stringify(b.demo)) out.push("demo");

@@ -27,8 +27,7 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
         }
         return;
       case "reload":
-        instance!.reload(m.config, m.counters);
-        return send({ type: "reply", id: m.id });
+        return send({ type: "reply", id: m.id, data: instance!.reload(m.config, m.counters) });
       case "metrics":
         return send({ type: "reply", id: m.id, data: instance!.metricsSnapshot() });
       case "upstreams":

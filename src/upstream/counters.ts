@@ -19,7 +19,54 @@ export interface CounterSlotsSnapshot {
   buffer: SharedArrayBuffer | ArrayBuffer;
   /** `[key, slot]` pairs (pairs rather than an object so no key can collide with Object.prototype). */
   slots: [string, number][];
+  /** Health cells (same slots); absent in snapshots of older callers, then local cells are made. */
+  health?: SharedArrayBuffer | ArrayBuffer;
 }
+
+/**
+ * Per-endpoint health state shared by every isolate, indexed by the same slot
+ * as the in-flight counters. Shared: the flags (active-check verdict, outlier
+ * ejection, admin drain), the outlier detector's consecutive-failure count,
+ * its ejection count and the time the current ejection ends. Probes run once,
+ * in the main isolate, and write `flags`; workers read them on every pick and
+ * update the outlier cells with Atomics. Circuit breakers, bulkheads and
+ * retry budgets are per isolate (see their files).
+ */
+export class HealthCells {
+  /** Bit set of {@linkcode FLAG_UNHEALTHY}, {@linkcode FLAG_EJECTED}, {@linkcode FLAG_DRAINING}. */
+  readonly flags: Int32Array;
+  /** Consecutive passive failures (outlier detection). */
+  readonly fails: Int32Array;
+  /** Times the endpoint was ejected (the ejection time grows with it). */
+  readonly ejections: Int32Array;
+  /** Date.now() at which the current ejection ends (plain writes: a torn read only shifts a deadline). */
+  readonly until: Float64Array;
+  /** The memory, to post to workers. */
+  readonly buffer: SharedArrayBuffer | ArrayBuffer;
+
+  /** Views `buffer` (made by {@linkcode HealthCells.allocate}). */
+  constructor(buffer: SharedArrayBuffer | ArrayBuffer) {
+    const cap = buffer.byteLength / 20;
+    this.buffer = buffer;
+    this.flags = new Int32Array(buffer, 0, cap);
+    this.fails = new Int32Array(buffer, 4 * cap, cap);
+    this.ejections = new Int32Array(buffer, 8 * cap, cap);
+    this.until = new Float64Array(buffer, 12 * cap, cap);
+  }
+
+  /** New zeroed cells for `capacity` slots (capacity must be even so the Float64 view is aligned). */
+  static allocate(capacity: number, shared = true): HealthCells {
+    const cap = capacity + (capacity & 1);
+    return new HealthCells(shared ? new SharedArrayBuffer(20 * cap) : new ArrayBuffer(20 * cap));
+  }
+}
+
+/** Flag: active health checks consider the endpoint down. */
+export const FLAG_UNHEALTHY = 1;
+/** Flag: ejected by outlier detection until `HealthCells.until`. */
+export const FLAG_EJECTED = 2;
+/** Flag: drained by an admin (no new requests). */
+export const FLAG_DRAINING = 4;
 
 /** Options of the {@linkcode CounterSlots} constructor. */
 export interface CounterSlotsOptions {
@@ -40,6 +87,8 @@ export function counterKey(upstream: string, address: string): string {
 export class CounterSlots {
   /** The counters, indexed by slot; `Endpoint` updates them with Atomics. */
   readonly counters: Int32Array;
+  /** Shared health state, same slots. */
+  readonly health: HealthCells;
   readonly #slots = new Map<string, number>();
   // Attached copies must not allocate: a slot chosen by a worker could collide
   // with one the main thread hands out for another key.
@@ -59,6 +108,9 @@ export class CounterSlots {
         }
         this.#slots.set(key, slot);
       }
+      this.health = snapshot.health !== undefined
+        ? new HealthCells(snapshot.health)
+        : HealthCells.allocate(this.counters.length, false);
       this.#owner = false;
       return;
     }
@@ -70,6 +122,7 @@ export class CounterSlots {
     this.counters = new Int32Array(
       options.shared === false ? new ArrayBuffer(bytes) : new SharedArrayBuffer(bytes),
     );
+    this.health = HealthCells.allocate(capacity, options.shared !== false);
     this.#owner = true;
   }
 
@@ -136,6 +189,10 @@ export class CounterSlots {
 
   /** The buffer and assignment map, to post to workers. */
   snapshot(): CounterSlotsSnapshot {
-    return { buffer: this.counters.buffer as SharedArrayBuffer | ArrayBuffer, slots: [...this.#slots] };
+    return {
+      buffer: this.counters.buffer as SharedArrayBuffer | ArrayBuffer,
+      slots: [...this.#slots],
+      health: this.health.buffer,
+    };
   }
 }

@@ -8,6 +8,7 @@
  */
 import type { PoolConfig } from "../config/types.ts";
 import { ConnReader } from "../http1/reader.ts";
+import { dialTls, type UpstreamTlsMaterial } from "./tls.ts";
 
 /**
  * A pooled upstream connection with its own read and write buffers. It also
@@ -99,7 +100,16 @@ export class ConnectionPool {
   open = 0;
   private closedForGood = false;
 
-  constructor(readonly hostname: string, readonly port: number, public cfg: PoolConfig) {
+  /** Runs once when the pool closes for good (HTTP/2 sessions of the endpoint hang off it). */
+  readonly closeHooks: (() => void)[] = [];
+
+  constructor(
+    readonly hostname: string,
+    readonly port: number,
+    public cfg: PoolConfig,
+    /** TLS towards the endpoint (null = plain TCP); replaced on reload. */
+    public tls: UpstreamTlsMaterial | null = null,
+  ) {
     pools.add(this);
     if (sweeper === undefined) {
       const t = setInterval(sweepIdle, 1000);
@@ -165,7 +175,9 @@ export class ConnectionPool {
     this.open++;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let timedOut = false;
-    const connecting = dial(this.hostname, this.port);
+    const connecting = this.tls === null
+      ? dial(this.hostname, this.port)
+      : dialTls(this.hostname, this.port, this.tls);
     try {
       const conn = await Promise.race([
         connecting,
@@ -245,5 +257,6 @@ export class ConnectionPool {
     this.open -= this.idle.length;
     this.idle.length = 0;
     pools.delete(this);
+    for (const f of this.closeHooks.splice(0)) f();
   }
 }

@@ -35,6 +35,7 @@ export function upstreamConfig(
       weight,
     })),
     load_balancer: kind,
+    panic_threshold: 50,
     consistent_hash: { hash_key: "", replicas: 150, algorithm: "maglev", ...hash },
     pool: { max_idle: 128, idle_timeout: 60_000, max_connections: 0 },
     connect_timeout: 5_000,

@@ -7,8 +7,9 @@
  */
 
 import type { LoadBalancerKind, UpstreamConfig } from "../config/types.ts";
-import { counterKey, type CounterSlots } from "./counters.ts";
-import { Endpoint } from "./endpoint.ts";
+import { CircuitBreaker, STATE_NAMES } from "./circuit_breaker.ts";
+import { counterKey, type CounterSlots, FLAG_UNHEALTHY } from "./counters.ts";
+import { Endpoint, inPanic } from "./endpoint.ts";
 import { type Balancer, createBalancer, type SelectInput } from "./selection.ts";
 
 /** One endpoint in {@linkcode UpstreamInfo}. */
@@ -18,12 +19,18 @@ export interface EndpointInfo {
   in_flight: number;
   healthy: boolean;
   draining: boolean;
+  /** Ejected by outlier detection (until the ejection ends). */
+  ejected?: boolean;
+  /** Circuit breaker state ("closed" when the upstream has none). */
+  circuit?: "closed" | "open" | "half_open";
 }
 
 /** An upstream's state as shown by `GET /upstreams`. */
 export interface UpstreamInfo {
   name: string;
   load_balancer: LoadBalancerKind;
+  /** Too few healthy endpoints: unhealthy ones get traffic too. */
+  panic?: boolean;
   endpoints: EndpointInfo[];
 }
 
@@ -42,14 +49,31 @@ export class Upstream {
    * @param counters in-flight counter slots; an endpoint keeps its slot (and
    *   count) across reloads because the key is `"name|address"`.
    * @param rand uniform [0, 1) source for the random balancers (tests pass a seeded one).
+   * @param previous the same upstream in the previous snapshot: endpoints kept
+   *   across the reload keep their circuit breakers (health lives in shared memory).
    */
-  constructor(cfg: UpstreamConfig, counters: CounterSlots, rand?: () => number) {
+  constructor(cfg: UpstreamConfig, counters: CounterSlots, rand?: () => number, previous?: Upstream) {
     this.name = cfg.name;
     this.config = cfg;
-    const endpoints = cfg.endpoints.map((e) =>
-      new Endpoint(e, counters.counters, counters.slot(counterKey(cfg.name, e.address)))
-    );
+    const endpoints = cfg.endpoints.map((e) => {
+      const slot = counters.slot(counterKey(cfg.name, e.address));
+      return new Endpoint(e, counters.counters, slot, counters.health);
+    });
     this.endpoints = endpoints;
+    // The panic rule only matters when something marks endpoints down.
+    const watched = cfg.health_check?.enabled === true || cfg.outlier_detection?.enabled === true;
+    const group = watched && cfg.panic_threshold > 0
+      ? { endpoints, panicThreshold: cfg.panic_threshold }
+      : null;
+    const cb = cfg.circuit_breaker?.enabled === true ? cfg.circuit_breaker : undefined;
+    for (const ep of endpoints) {
+      ep.group = group;
+      if (cb !== undefined) {
+        const kept = previous?.endpoints.find((p) => p.address === ep.address)?.breaker;
+        ep.breaker = kept ?? new CircuitBreaker(cb);
+        ep.breaker.cfg = cb;
+      }
+    }
     this.#balancer = createBalancer(cfg, endpoints, rand);
   }
 
@@ -67,12 +91,15 @@ export class Upstream {
     return {
       name: this.name,
       load_balancer: this.config.load_balancer,
+      panic: this.endpoints[0]?.group != null && inPanic(this.endpoints[0].group),
       endpoints: this.endpoints.map((e) => ({
         address: e.address,
         weight: e.weight,
         in_flight: e.inFlight,
-        healthy: e.healthy,
+        healthy: (e.cells.flags[e.cell] & FLAG_UNHEALTHY) === 0,
         draining: e.draining,
+        ejected: e.ejected,
+        circuit: STATE_NAMES[e.breaker?.state ?? 0],
       })),
     };
   }

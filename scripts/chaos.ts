@@ -1,0 +1,289 @@
+/**
+ * Chaos run of the resilience scenarios, longer and at higher concurrency than
+ * the acceptance tests, against real servers on loopback. Prints a table.
+ *
+ *   deno task chaos        (CHAOS_SECONDS=20 per load phase, LOOM_SSE_SECONDS=30)
+ *
+ * Scenarios: an endpoint of three killed and revived under load (retries,
+ * outlier ejection, health checks; 2 workers); a reload storm (40 reloads, one
+ * invalid, 2 workers); a 30 s SSE stream across 5 reloads; a flapping upstream
+ * behind a circuit breaker (fail-fast 503s are expected and counted apart);
+ * SIGTERM under load (requests accepted before the signal must all complete).
+ */
+import { freePort, startLoom, writeTempConfig } from "../tests/helpers.ts";
+import { postReload, writeConfig, yamlOf } from "../tests/gateway_util.ts";
+import { controlledUpstream, type LoadResult, runLoad, until } from "../tests/resilience_util.ts";
+import { setLogLevel } from "../src/observability/logger.ts";
+
+setLogLevel("error");
+const SECONDS = Number(Deno.env.get("CHAOS_SECONDS") ?? "20");
+const SSE_SECONDS = Number(Deno.env.get("LOOM_SSE_SECONDS") ?? "30");
+const rows: { scenario: string; sent: number; failed: number; p99: number; notes: string }[] = [];
+const row = (scenario: string, r: LoadResult, notes: string) =>
+  rows.push({ scenario, sent: r.sent, failed: r.failed, p99: r.p99, notes });
+
+async function failover(): Promise<void> {
+  const ups = [controlledUpstream(), controlledUpstream(), controlledUpstream()];
+  const loom = await startLoom(yamlOf({
+    upstreams: [{
+      name: "svc",
+      endpoints: ups.map((u) => u.address),
+      health_check: { interval: "200ms", timeout: "200ms", healthy_threshold: 2, unhealthy_threshold: 2 },
+      outlier_detection: { consecutive_failures: 3, base_ejection_time: "1s" },
+      retry: { max_retries: 2, backoff_base: "2ms", backoff_max: "50ms", budget: 1 },
+    }],
+    routes: [{ id: "r", path: "/*", upstream: "svc" }],
+    extra: "workers: 2",
+  }));
+  let kills = 0;
+  const chaos = (async () => {
+    const end = Date.now() + SECONDS * 1000;
+    while (Date.now() < end - 2000) {
+      const victim = ups[kills % 3];
+      await new Promise((r) => setTimeout(r, 1500));
+      await victim.stop();
+      kills++;
+      await new Promise((r) => setTimeout(r, 1500));
+      victim.start();
+    }
+  })();
+  const r = await runLoad({ url: loom.url("/x"), concurrency: 64, durationMs: SECONDS * 1000 });
+  await chaos;
+  row(
+    "endpoint killed/revived (3 eps, 2 workers)",
+    r,
+    `${kills} kills; retry budget 1.0, ejection, health checks${
+      r.failed ? "; e.g. " + r.samples.slice(0, 3).join(" | ") : ""
+    }`,
+  );
+  await loom.close();
+  for (const u of ups) await u.stop();
+}
+
+async function reloadStorm(): Promise<void> {
+  const ups = [controlledUpstream(), controlledUpstream(), controlledUpstream()];
+  const variant = (i: number) =>
+    yamlOf({
+      upstreams: [{
+        name: "svc",
+        endpoints: i % 3 === 2 ? ups.slice(0, 2).map((u) => u.address) : ups.map((u) => u.address),
+        load_balancer: i % 2 === 0 ? "round_robin" : "least_conn",
+        ...(i % 4 === 1 ? { retry: { max_retries: 1 } } : {}),
+      }],
+      routes: [{ id: "main", path: "/x", upstream: "svc" }, { id: `e${i}`, path: `/e${i}`, upstream: "svc" }],
+      extra: "workers: 2",
+    });
+  const loom = await startLoom(variant(0));
+  let ok = 0;
+  let rejected = 0;
+  const storm = (async () => {
+    for (let i = 1; i <= 40; i++) {
+      await new Promise((r) => setTimeout(r, (SECONDS * 1000) / 42));
+      writeConfig(
+        loom,
+        i === 20 ? variant(i).replaceAll('"upstream":"svc"', '"upstream":"nope"') : variant(i),
+      );
+      if ((await postReload(loom)).status === 200) ok++;
+      else rejected++;
+    }
+  })();
+  const r = await runLoad({ url: loom.url("/x"), concurrency: 64, durationMs: SECONDS * 1000 });
+  await storm;
+  row("reload storm (2 workers)", r, `${ok} reloads applied, ${rejected} invalid rejected`);
+  await loom.close();
+  for (const u of ups) await u.stop();
+}
+
+async function sse(): Promise<void> {
+  const events = SSE_SECONDS * 10;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => {
+    let n = 0;
+    let timer: ReturnType<typeof setInterval> | undefined;
+    return new Response(
+      new ReadableStream<Uint8Array>({
+        start(c) {
+          timer = setInterval(() => {
+            if (n === events) {
+              clearInterval(timer);
+              c.close();
+              return;
+            }
+            c.enqueue(new TextEncoder().encode(`id: ${n++}\ndata: x\n\n`));
+          }, 100);
+        },
+        cancel: () => clearInterval(timer),
+      }),
+      { headers: { "content-type": "text/event-stream" } },
+    );
+  });
+  const cfg = (i: number) =>
+    yamlOf({
+      upstreams: [{ name: "sse", endpoints: [`127.0.0.1:${server.addr.port}`] }],
+      // The route timeout bounds a whole response: long streams need a longer one.
+      routes: [
+        { id: "ev", path: "/ev", upstream: "sse", timeout: "10m" },
+        { id: `r${i}`, path: `/r${i}`, upstream: "sse" },
+      ],
+    });
+  const loom = await startLoom(cfg(0));
+  const t0 = performance.now();
+  const res = await fetch(loom.url("/ev"));
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  let reloads = 0;
+  let next = Date.now() + (SSE_SECONDS * 1000) / 6;
+  let broken = false;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += value;
+      if (reloads < 5 && Date.now() >= next) {
+        reloads++;
+        next += (SSE_SECONDS * 1000) / 6;
+        writeConfig(loom, cfg(reloads));
+        await postReload(loom);
+      }
+    }
+  } catch {
+    broken = true;
+  }
+  const got = [...text.matchAll(/^id: (\d+)$/gm)].length;
+  const failed = broken || got !== events ? 1 : 0;
+  rows.push({
+    scenario: `SSE stream ${SSE_SECONDS} s`,
+    sent: 1,
+    failed,
+    p99: performance.now() - t0,
+    notes: `${got}/${events} events, ${reloads} reloads during the stream`,
+  });
+  await loom.close();
+  await server.shutdown();
+}
+
+async function circuit(): Promise<void> {
+  const up = controlledUpstream();
+  const loom = await startLoom(yamlOf({
+    upstreams: [{
+      name: "svc",
+      endpoints: [up.address],
+      circuit_breaker: { failure_threshold: 5, success_threshold: 3, timeout: "500ms" },
+    }],
+    routes: [{ id: "r", path: "/*", upstream: "svc" }],
+  }));
+  let flips = 0;
+  const flap = (async () => {
+    const end = Date.now() + SECONDS * 1000;
+    while (Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 2000));
+      up.mode = up.mode === "ok" ? "fail" : "ok";
+      flips++;
+    }
+    up.mode = "ok";
+  })();
+  const r = await runLoad({ url: loom.url("/x"), concurrency: 32, durationMs: SECONDS * 1000 });
+  await flap;
+  // Failures here are the upstream's 500s and fail-fast 503s while it is down: expected.
+  const open = await runLoad({ url: loom.url("/x"), concurrency: 1, total: 1 });
+  row(
+    "flapping upstream + circuit breaker",
+    r,
+    `${flips} flips; failures expected while down; after: ${open.failed === 0 ? "closed" : "still failing"}`,
+  );
+  await loom.close();
+  await up.stop();
+}
+
+async function sigterm(): Promise<void> {
+  const up = controlledUpstream({ delayMs: 50 });
+  const port = freePort();
+  const admin = freePort();
+  const cfg = writeTempConfig(
+    [
+      `listeners: [{name: http, address: "127.0.0.1:${port}", protocol: http}]`,
+      `upstreams: [{name: svc, endpoints: ["${up.address}"]}]`,
+      'routes: [{id: r, path: "/*", upstream: svc}]',
+      `admin: {address: "127.0.0.1:${admin}"}`,
+      "access_log: {enabled: false}",
+      "drain_timeout: 10s",
+      "workers: 2",
+    ].join("\n") + "\n",
+  );
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--unstable-net",
+      new URL("../src/cli/main.ts", import.meta.url).pathname,
+      "run",
+      "-c",
+      cfg,
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  await until(
+    "ready",
+    () => fetch(`http://127.0.0.1:${admin}/ready`).then((r) => r.text().then(() => r.ok), () => false),
+    20_000,
+    50,
+  );
+  // Every request carries an id; the upstream counts it accepted when it arrives.
+  let id = 0;
+  const results = new Map<string, number>();
+  const signalled = { at: 0 };
+  setTimeout(() => {
+    signalled.at = Date.now();
+    child.kill("SIGTERM");
+  }, Math.min(5000, SECONDS * 250));
+  const latencies: number[] = [];
+  await Promise.all(Array.from({ length: 64 }, async () => {
+    while (signalled.at === 0 || Date.now() - signalled.at < 200) {
+      const key = String(id++);
+      const t0 = performance.now();
+      try {
+        const r = await fetch(`http://127.0.0.1:${port}/${key}`);
+        await r.text();
+        results.set(key, r.status);
+        latencies.push(performance.now() - t0);
+      } catch {
+        results.set(key, 0);
+        if (signalled.at !== 0) break;
+      }
+    }
+  }));
+  const { code } = await child.status;
+  const accepted = [...results.entries()].filter(([, s]) => s !== 0 || false);
+  const failed = [...results.values()].filter((s) => s !== 0 && s !== 200).length;
+  latencies.sort((a, b) => a - b);
+  rows.push({
+    scenario: "SIGTERM under load (2 workers)",
+    sent: accepted.length,
+    failed,
+    p99: latencies[Math.floor(latencies.length * 0.99)] ?? 0,
+    notes: `exit ${code}; ${results.size - accepted.length} refused after the signal (not accepted)`,
+  });
+  await up.stop();
+}
+
+for (
+  const [name, f] of [["failover", failover], ["reload", reloadStorm], ["sse", sse], ["circuit", circuit], [
+    "sigterm",
+    sigterm,
+  ]] as const
+) {
+  const only = Deno.env.get("CHAOS_ONLY");
+  if (only !== undefined && !only.split(",").includes(name)) continue;
+  await f();
+}
+
+const pad = (s: string, n: number) => s.padEnd(n);
+console.log(`\n${pad("scenario", 44)} ${pad("requests", 9)} ${pad("failed", 7)} ${pad("p99 ms", 9)} notes`);
+for (const r of rows) {
+  console.log(
+    `${pad(r.scenario, 44)} ${pad(String(r.sent), 9)} ${pad(String(r.failed), 7)} ${
+      pad(r.p99.toFixed(1), 9)
+    } ${r.notes}`,
+  );
+}
+Deno.exit(0);

@@ -1,0 +1,148 @@
+/**
+ * Listener TLS material: the default certificate, extra certificates chosen
+ * by SNI (exact names and `*.` wildcards, taken from each certificate's SANs,
+ * else its CN), the minimum version, and client certificate verification.
+ *
+ * Why client certificates are verified here: node:tls in Deno requests and
+ * exposes the client certificate but does not check it against `ca`
+ * (`authorized` stays false with UNABLE_TO_GET_ISSUER_CERT even for a good
+ * certificate; measured), so the chain check (issuer signature, validity
+ * period, CA:FALSE leaf) is done with node:crypto's X509Certificate.
+ */
+import tls from "node:tls";
+import { X509Certificate } from "node:crypto";
+import type { TlsConfig } from "../config/types.ts";
+import type { ClientCertificate } from "../gateway/context.ts";
+
+/** How client certificates are treated. */
+export type ClientAuthMode = "none" | "optional" | "require";
+
+/** Everything a TLS listener needs, re-read from disk on reload. */
+export interface ListenerTls {
+  cert: string;
+  key: string;
+  /** SNI entries in config order: lower-case names (maybe "*.suffix") → context. */
+  sni: { names: string[]; ctx: tls.SecureContext }[];
+  defaultCtx: tls.SecureContext;
+  clientAuth: ClientAuthMode;
+  clientCas: X509Certificate[];
+  /** node:tls minVersion ("TLSv1.2" / "TLSv1.3"). */
+  minVersion: "TLSv1.2" | "TLSv1.3";
+  alpn: string[];
+}
+
+/** Maps Loom's client_auth values onto require / optional / none. */
+export function clientAuthMode(v: TlsConfig["client_auth"]): ClientAuthMode {
+  switch (v) {
+    case "require":
+    case "require_and_verify":
+      return "require";
+    case "optional":
+    case "request":
+    case "verify_if_given":
+      return "optional";
+    default:
+      return "none";
+  }
+}
+
+/** DNS names a certificate serves: its DNS SANs, else its CN. */
+export function certNames(pem: string): string[] {
+  const x = new X509Certificate(pem);
+  const names: string[] = [];
+  for (const part of (x.subjectAltName ?? "").split(",")) {
+    const p = part.trim();
+    if (p.startsWith("DNS:")) names.push(p.slice(4).toLowerCase());
+  }
+  if (names.length === 0) {
+    const cn = /(?:^|\n|,)\s*CN=([^,\n]+)/.exec(x.subject);
+    if (cn) names.push(cn[1].trim().toLowerCase());
+  }
+  return names;
+}
+
+/** Whether `host` is served by certificate name `name` (a wildcard covers exactly one label). */
+export function nameMatches(name: string, host: string): boolean {
+  if (name === host) return true;
+  if (!name.startsWith("*.")) return false;
+  const dot = host.indexOf(".");
+  return dot > 0 && host.slice(dot + 1) === name.slice(2);
+}
+
+/** Reads and checks every file of `cfg` (throws with the file name when one is bad). */
+export function loadListenerTls(cfg: TlsConfig, defaultAlpn: string[]): ListenerTls {
+  const read = (f: string) => {
+    try {
+      return Deno.readTextFileSync(f);
+    } catch (e) {
+      throw new Error(`cannot read ${f}: ${(e as Error).message}`);
+    }
+  };
+  const cert = read(cfg.cert_file), key = read(cfg.key_file);
+  const minVersion = cfg.min_version === "1.3" ? "TLSv1.3" : "TLSv1.2";
+  const defaultCtx = tls.createSecureContext({ cert, key, minVersion });
+  const sni: ListenerTls["sni"] = [];
+  // The default certificate takes part in SNI matching too, after the listed ones.
+  for (const c of [...(cfg.certificates ?? []), { cert_file: cfg.cert_file, key_file: cfg.key_file }]) {
+    const pem = read(c.cert_file);
+    sni.push({
+      names: certNames(pem),
+      ctx: tls.createSecureContext({ cert: pem, key: read(c.key_file), minVersion }),
+    });
+  }
+  const clientAuth = clientAuthMode(cfg.client_auth);
+  const clientCas: X509Certificate[] = [];
+  if (clientAuth !== "none") {
+    if (cfg.client_ca_file === undefined) throw new Error("client_auth needs client_ca_file");
+    const bundle = read(cfg.client_ca_file);
+    for (const m of bundle.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)) {
+      clientCas.push(new X509Certificate(m[0]));
+    }
+    if (clientCas.length === 0) throw new Error(`${cfg.client_ca_file}: no certificate found`);
+  }
+  return { cert, key, sni, defaultCtx, clientAuth, clientCas, minVersion, alpn: cfg.alpn ?? defaultAlpn };
+}
+
+/** The context for an SNI name: exact names first, then wildcards, else the default. */
+export function contextFor(t: ListenerTls, servername: string): tls.SecureContext {
+  const host = servername.toLowerCase();
+  for (const e of t.sni) if (e.names.includes(host)) return e.ctx;
+  for (const e of t.sni) if (e.names.some((n) => nameMatches(n, host))) return e.ctx;
+  return t.defaultCtx;
+}
+
+/**
+ * Verifies a client's certificate (DER) against the configured CAs: issued
+ * and signed by one of them, inside its validity period, not itself a CA.
+ * Returns the identity, or null when absent or not valid.
+ */
+export function verifyClientCert(t: ListenerTls, raw: Uint8Array | undefined): ClientCertificate | null {
+  if (raw === undefined || raw.length === 0) return null;
+  let x: X509Certificate;
+  try {
+    x = new X509Certificate(raw);
+  } catch {
+    return null;
+  }
+  const now = Date.now();
+  if (Date.parse(x.validFrom) > now || Date.parse(x.validTo) < now || x.ca) return null;
+  const trusted = t.clientCas.some((ca) => {
+    try {
+      return x.checkIssued(ca) && x.verify(ca.publicKey);
+    } catch {
+      return false;
+    }
+  });
+  if (!trusted) return null;
+  return {
+    subject: x.subject.split("\n").join(","),
+    sans: (x.subjectAltName ?? "").split(",").map((s) => s.trim()).filter((s) => s !== ""),
+    fingerprint256: x.fingerprint256,
+  };
+}
+
+/** Whether an https listener needs the node:http2 engine (h2 ALPN, SNI certificates or client certificates). */
+export function needsNodeTls(cfg: TlsConfig): boolean {
+  return (cfg.alpn?.includes("h2") ?? false) || (cfg.certificates?.length ?? 0) > 0 ||
+    clientAuthMode(cfg.client_auth) !== "none";
+}

@@ -1,0 +1,226 @@
+/**
+ * gRPC at the gateway: request classification, gateway errors as gRPC
+ * statuses, `grpc-timeout`, and the gRPC health checking protocol for
+ * upstream health checks. Forwarding itself is in h2_forward.ts.
+ */
+import http2 from "node:http2";
+import type { GrpcKind, RequestContext } from "../gateway/context.ts";
+import { HeaderList } from "../gateway/headers.ts";
+import { ConnectionPool } from "../upstream/pool.ts";
+import { loadUpstreamTls } from "../upstream/tls.ts";
+import { h2PoolFor } from "./h2_client.ts";
+import type { UpstreamTlsConfig } from "../config/types.ts";
+
+/** gRPC status codes used by the gateway. */
+export const GrpcStatus = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  UNAUTHENTICATED: 16,
+} as const;
+
+/** The gRPC flavour of a request from its content-type (only POSTs are gRPC). */
+export function grpcKindOf(contentType: string | undefined): GrpcKind {
+  if (contentType === undefined || !contentType.startsWith("application/grpc")) return 0;
+  const rest = contentType.slice(16);
+  if (rest === "" || rest[0] === "+" || rest[0] === ";") return 1;
+  if (rest.startsWith("-web-text")) return 3;
+  if (rest.startsWith("-web")) return 2;
+  return 0;
+}
+
+/**
+ * The gRPC status for a gateway-produced HTTP status (the mapping of
+ * gRPC's "HTTP to gRPC Status Code Mapping", plus 504 → DEADLINE_EXCEEDED and
+ * 404 → UNIMPLEMENTED, since an unrouted method is an unknown method).
+ */
+export function grpcStatusForHttp(status: number): number {
+  switch (status) {
+    case 400:
+      return GrpcStatus.INTERNAL;
+    case 401:
+      return GrpcStatus.UNAUTHENTICATED;
+    case 403:
+      return GrpcStatus.PERMISSION_DENIED;
+    case 404:
+      return GrpcStatus.UNIMPLEMENTED;
+    case 408:
+    case 504:
+      return GrpcStatus.DEADLINE_EXCEEDED;
+    case 413:
+    case 429:
+      return GrpcStatus.RESOURCE_EXHAUSTED;
+    case 502:
+    case 503:
+      return GrpcStatus.UNAVAILABLE;
+    default:
+      return GrpcStatus.UNKNOWN;
+  }
+}
+
+/** Percent-encodes a grpc-message value (gRPC spec: printable ASCII except "%"). */
+export function encodeGrpcMessage(m: string): string {
+  let out = "";
+  for (const b of new TextEncoder().encode(m)) {
+    out += b >= 0x20 && b <= 0x7e && b !== 0x25
+      ? String.fromCharCode(b)
+      : "%" + b.toString(16).toUpperCase().padStart(2, "0");
+  }
+  return out;
+}
+
+/** The response content-type for a gRPC flavour. */
+export function grpcContentType(kind: GrpcKind): string {
+  return kind === 3
+    ? "application/grpc-web-text"
+    : kind === 2
+    ? "application/grpc-web+proto"
+    : "application/grpc";
+}
+
+/** CORS fields a browser needs to read a gRPC-Web response. */
+export function addGrpcWebCors(ctx: RequestContext, h: HeaderList): void {
+  const origin = ctx.headers.get("origin");
+  if (origin === undefined) return;
+  h.set("access-control-allow-origin", origin);
+  h.set("access-control-allow-credentials", "true");
+  h.set("access-control-expose-headers", "grpc-status,grpc-message,grpc-status-details-bin,x-request-id");
+  h.append("vary", "Origin");
+}
+
+/**
+ * Answers a gRPC request with a trailers-only response: HTTP 200 and
+ * grpc-status/grpc-message in the one HEADERS frame (HTTP/2), or in the
+ * response head (gRPC-Web). Used for errors the gateway produces itself.
+ */
+export function respondGrpcError(ctx: RequestContext, httpStatus: number, message: string): Promise<void> {
+  if (ctx.res.headSent || ctx.aborted) {
+    ctx.res.abort();
+    return Promise.resolve();
+  }
+  const code = grpcStatusForHttp(httpStatus);
+  const h = new HeaderList();
+  h.append("content-type", grpcContentType(ctx.grpc));
+  h.append("grpc-status", String(code));
+  h.append("grpc-message", encodeGrpcMessage(message));
+  if (ctx.id !== "") h.append("x-request-id", ctx.id);
+  if (ctx.grpc >= 2) addGrpcWebCors(ctx, h);
+  ctx.res.writeHead(200, h, 0);
+  return ctx.res.end();
+}
+
+/** `grpc-timeout` in milliseconds (TimeoutValue + unit H M S m u n), or -1 when absent or invalid. */
+export function parseGrpcTimeout(v: string | undefined): number {
+  if (v === undefined || v.length < 2 || v.length > 9) return -1;
+  const n = Number(v.slice(0, -1));
+  if (!Number.isInteger(n) || n < 0) return -1;
+  switch (v[v.length - 1]) {
+    case "H":
+      return n * 3_600_000;
+    case "M":
+      return n * 60_000;
+    case "S":
+      return n * 1000;
+    case "m":
+      return n;
+    case "u":
+      return Math.ceil(n / 1000);
+    case "n":
+      return Math.ceil(n / 1_000_000);
+    default:
+      return -1;
+  }
+}
+
+/** `grpc-timeout` value for `ms` milliseconds (at most 8 digits, as the spec demands). */
+export function formatGrpcTimeout(ms: number): string {
+  const m = Math.max(1, Math.floor(ms));
+  return m < 100_000_000 ? m + "m" : Math.ceil(m / 1000) + "S";
+}
+
+/** A gRPC message frame: flag byte, 4-byte big-endian length, payload. */
+export function grpcFrame(payload: Uint8Array, flags = 0): Uint8Array {
+  const out = new Uint8Array(5 + payload.length);
+  out[0] = flags;
+  new DataView(out.buffer).setUint32(1, payload.length);
+  out.set(payload, 5);
+  return out;
+}
+
+/**
+ * gRPC health checking protocol (grpc.health.v1.Health/Check) against one
+ * endpoint: true only when the call returns OK with status SERVING.
+ * `endpoint` is "host:port"; `tls` makes it h2 over TLS (else h2c).
+ * For the upstream health checker (src/upstream/health_check.ts).
+ */
+export async function grpcHealthCheck(
+  endpoint: string,
+  service: string,
+  timeout: number,
+  tls?: UpstreamTlsConfig,
+): Promise<boolean> {
+  const colon = endpoint.lastIndexOf(":");
+  let hostname = endpoint.slice(0, colon);
+  if (hostname.startsWith("[")) hostname = hostname.slice(1, -1);
+  const port = Number(endpoint.slice(colon + 1));
+  // A throwaway pool: health checks must not share (or be blocked by) the proxy's sessions.
+  const pool = new ConnectionPool(
+    hostname,
+    port,
+    { max_idle: 0, idle_timeout: 1000, max_connections: 0 },
+    loadUpstreamTls(tls),
+  );
+  const deadline = Date.now() + timeout;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const { session, done } = await h2PoolFor(pool).acquire(timeout);
+    const name = new TextEncoder().encode(service);
+    // HealthCheckRequest { string service = 1; } (length < 128 for any sane name).
+    const req = name.length === 0 ? new Uint8Array(0) : new Uint8Array([0x0a, name.length, ...name]);
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/grpc.health.v1.Health/Check",
+      "content-type": "application/grpc",
+      te: "trailers",
+      "grpc-timeout": formatGrpcTimeout(deadline - Date.now()),
+    });
+    stream.end(grpcFrame(req));
+    const chunks: Uint8Array[] = [];
+    let grpcStatus: string | undefined;
+    const ok = await new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => {
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        resolve(false);
+      }, Math.max(1, deadline - Date.now()));
+      stream.on("response", (h) => {
+        if (h["grpc-status"] !== undefined) grpcStatus = String(h["grpc-status"]);
+      });
+      stream.on("trailers", (h) => grpcStatus = String(h["grpc-status"]));
+      stream.on("data", (d: Uint8Array) => chunks.push(d));
+      stream.on("error", () => resolve(false));
+      stream.on("close", () => {
+        done();
+        if (grpcStatus !== "0") return resolve(false);
+        const body = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+        let o = 0;
+        for (const c of chunks) (body.set(c, o), o += c.length);
+        // HealthCheckResponse { ServingStatus status = 1; } SERVING = 1: bytes 08 01 after the 5-byte prefix.
+        resolve(body.length >= 7 && body[5] === 0x08 && body[6] === 0x01);
+      });
+    });
+    return ok;
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+    pool.close();
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * The per-request resilience state of an upstream, compiled once per snapshot:
+ * bulkhead, retry budget, outlier detection settings, whether endpoints have
+ * circuit breakers. Null for an upstream with none of those blocks, so its
+ * requests take the plain forwarding path and pay nothing for them (active
+ * health checks need nothing per request: balancers read the shared flags).
+ *
+ * @module
+ */
+
+import type { OutlierDetectionConfig } from "../config/types.ts";
+import { Bulkhead } from "./bulkhead.ts";
+import type { Endpoint } from "./endpoint.ts";
+import { RetryBudget } from "./retry.ts";
+import type { Upstream } from "./upstream.ts";
+
+/** What the resilient forwarding path needs of an upstream. */
+export interface Resilience {
+  /** Concurrency limit (per isolate), or null. */
+  readonly bulkhead: Bulkhead | null;
+  /** Active requests and retries (per isolate), kept across reloads. */
+  readonly budget: RetryBudget;
+  /** Passive health settings, or null. */
+  readonly outlier: OutlierDetectionConfig | null;
+  /** The upstream's endpoints (the ejection budget counts them). */
+  readonly endpoints: readonly Endpoint[];
+  /** Whether endpoints carry circuit breakers. */
+  readonly breakers: boolean;
+  /** Whether the upstream has a retry block (routes compile their own policy). */
+  readonly retries: boolean;
+}
+
+/**
+ * Compiles `up`'s resilience state, reusing the bulkhead and budget of
+ * `previous` (the same upstream before a reload) so in-flight requests keep
+ * counting. Null when the upstream has no resilience block.
+ */
+export function buildResilience(up: Upstream, previous: Resilience | null | undefined): Resilience | null {
+  const c = up.config;
+  const bh = c.bulkhead?.enabled === true ? c.bulkhead : undefined;
+  const od = c.outlier_detection?.enabled === true ? c.outlier_detection : undefined;
+  const cb = c.circuit_breaker?.enabled === true;
+  const retries = c.retry !== undefined && c.retry.max_retries > 0;
+  if (bh === undefined && od === undefined && !cb && !retries) return null;
+  let bulkhead: Bulkhead | null = null;
+  if (bh !== undefined) {
+    bulkhead = previous?.bulkhead ?? new Bulkhead(bh);
+    bulkhead.cfg = bh;
+  }
+  return {
+    bulkhead,
+    budget: previous?.budget ?? new RetryBudget(),
+    outlier: od ?? null,
+    endpoints: up.endpoints,
+    breakers: cb,
+    retries,
+  };
+}

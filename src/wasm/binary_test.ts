@@ -1,0 +1,109 @@
+import assert from "node:assert/strict";
+import wabtInit from "wabt";
+import { instrument, WasmLoadError } from "./binary.ts";
+
+const wabt = await wabtInit();
+
+function wat(text: string): Uint8Array {
+  const m = wabt.parseWat("t.wat", text, { bulk_memory: true, reference_types: true });
+  try {
+    m.resolveNames();
+    m.validate();
+    return new Uint8Array(m.toBinary({ write_debug_names: true }).buffer);
+  } finally {
+    m.destroy();
+  }
+}
+
+const SAMPLE = wat(`(module
+  (type $t (func (result i32)))
+  (import "env" "h" (func $h (param i32) (result i32)))
+  (memory (export "memory") 1 100)
+  (table 3 funcref)
+  (elem (i32.const 0) $a $b)
+  (elem declare func $b)
+  (global $g (mut i32) (i32.const 5))
+  (global $r funcref (ref.func $a))
+  (func $a (result i32) (i32.const 1))
+  (func $b (result i32) (i32.const 2))
+  (func $init (global.set $g (i32.const 7)))
+  (start $init)
+  (func (export "sum") (param $n i32) (result i32) (local $acc i32)
+    (loop $l
+      (local.set $acc (i32.add (local.get $acc) (call $h (local.get $n))))
+      (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+      (br_if $l (local.get $n)))
+    (i32.add (local.get $acc)
+      (i32.add (call_indirect (type $t) (i32.const 0)) (call_indirect (type $t) (i32.const 1)))))
+  (func (export "spin") (loop $x (br $x)))
+  (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0)))
+  (func (export "direct") (result i32) (call $b))
+  (func (export "viaref") (result i32)
+    (table.set (i32.const 2) (ref.func $b))
+    (call_indirect (type $t) (i32.const 2)))
+  (func (export "g") (result i32) (global.get $g)))`);
+
+function load(bytes: Uint8Array, check: () => number) {
+  const m = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
+  const env = { h: (x: number) => x };
+  const inst = new WebAssembly.Instance(m, { env, loom: { check } });
+  return inst.exports as Record<string, (...a: number[]) => number> & { memory: WebAssembly.Memory };
+}
+
+Deno.test("instrument: behaviour preserved, function indices renumbered everywhere", () => {
+  const plain = load(SAMPLE, () => 0);
+  const r = instrument(SAMPLE, { maxPages: 50 });
+  assert.equal(r.loops, 2);
+  assert.equal(r.initialPages, 1);
+  const ins = load(r.bytes, () => 1000);
+  for (const ex of [plain, ins]) {
+    assert.equal(ex.sum(3), 9);
+    assert.equal(ex.direct(), 2);
+    assert.equal(ex.viaref(), 2);
+    assert.equal(ex.g(), 7, "start function ran");
+  }
+  const imports = WebAssembly.Module.imports(new WebAssembly.Module(r.bytes as Uint8Array<ArrayBuffer>));
+  assert.deepEqual(imports.map((i) => `${i.module}.${i.name}`), ["env.h", "loom.check"]);
+});
+
+Deno.test("instrument: loops call the check every mask+1 iterations; a throwing check stops an endless loop", () => {
+  let calls = 0;
+  const r = instrument(SAMPLE, { maxPages: 50, loopMask: 15, fuelChunk: 3 });
+  const ex = load(r.bytes, () => {
+    if (++calls === 5) throw new Error("deadline");
+    return 3;
+  });
+  assert.throws(() => ex.spin(), /deadline/);
+  assert.equal(calls, 5);
+  const fresh = load(r.bytes, () => (calls++, 3));
+  calls = 0;
+  assert.equal(fresh.sum(40), 40 * 41 / 2 + 3);
+  assert.equal(calls, 2, "40 iterations at 16 per check: two checks");
+  // Calls of loop-containing functions count against the global fuel (3 per check here).
+  calls = 0;
+  for (let i = 0; i < 9; i++) fresh.sum(1);
+  assert.equal(calls, 3);
+});
+
+Deno.test("instrument: memory maximum capped at the limit; over-large initial memory refused", () => {
+  const ex = load(instrument(SAMPLE, { maxPages: 50 }).bytes, () => 1);
+  assert.equal(ex.grow(48), 1);
+  assert.equal(ex.grow(2), -1);
+  assert.equal(ex.memory.buffer.byteLength, 49 * 65536);
+  assert.throws(() => instrument(SAMPLE, { maxPages: 0 }), WasmLoadError);
+  const noMax = wat(`(module (memory (export "memory") 2) (func (export "grow") (param i32) (result i32)
+    (memory.grow (local.get 0))))`);
+  const ex2 = load(instrument(noMax, { maxPages: 4 }).bytes, () => 1);
+  assert.equal(ex2.grow(2), 2);
+  assert.equal(ex2.grow(1), -1);
+});
+
+Deno.test("instrument: modules without globals or imports; bad input rejected", () => {
+  const bare = wat(`(module (memory (export "memory") 1) (func (export "f") (result i32) (local i32)
+    (loop (local.set 0 (i32.add (local.get 0) (i32.const 1))) (br_if 0 (i32.lt_u (local.get 0) (i32.const 5))))
+    (local.get 0)))`);
+  const r = instrument(bare, { maxPages: 2 });
+  assert.equal(load(r.bytes, () => 1).f(), 5);
+  assert.throws(() => instrument(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]), { maxPages: 1 }), /magic/);
+  assert.throws(() => instrument(SAMPLE.subarray(0, SAMPLE.length - 3), { maxPages: 50 }), WasmLoadError);
+});

@@ -1,0 +1,592 @@
+/**
+ * Runs a route's plugin chain around one request, driving the Proxy-Wasm
+ * stream lifecycle as the reference host does:
+ *
+ *   on_context_create → on_request_headers → on_request_body* → on_request_trailers
+ *   → (upstream) → on_response_headers → on_response_body* → on_done → on_log → on_delete
+ *
+ * A non-zero action pauses the request until the plugin resumes it
+ * (continue_stream, typically from on_http_call_response); a local response
+ * ends the stream. Bodies are only buffered for plugins whose phase asks for
+ * them (`on_request_body`, `on_response_body`); response-side plugins see the
+ * response through a ResponseWriter wrapper that holds the head back until
+ * they are done with it.
+ *
+ * @module
+ */
+import type { RequestContext } from "../gateway/context.ts";
+import { bytesBody, type ResponseWriter } from "../gateway/body.ts";
+import { HeaderList } from "../gateway/headers.ts";
+import { respond, respondError } from "../proxy/errors.ts";
+import { BufferType, MapType } from "./abi.ts";
+import type { Plugin, PluginChain } from "./plugin.ts";
+import {
+  type Callback,
+  encodePairs,
+  headerListView,
+  type LocalResponse,
+  type MapView,
+  type PluginVM,
+  type StreamHost,
+} from "./vm.ts";
+
+const enc = new TextEncoder();
+/** Largest body buffered for plugins (bytes). */
+const MAX_BUFFERED_BODY = 16 * 1024 * 1024;
+
+/** Why a request stops early. */
+class Stop {
+  constructor(readonly kind: "local" | "fail" | "reset") {}
+}
+
+function i64(n: number): Uint8Array {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigInt64(0, BigInt(Math.trunc(n)), true);
+  return b;
+}
+
+function pairsOf(h: HeaderList): Uint8Array {
+  const out: [string, string][] = [];
+  for (let i = 0; i < h.keys.length; i++) out.push([h.keys[i], h.values[i]]);
+  // Envoy encodes map-valued properties in the pairs format.
+  return encodePairs(out);
+}
+
+/** One plugin's stream context for one request. */
+class Stream implements StreamHost {
+  readonly id: number;
+  dead = false;
+  paused: { resolve: () => void; reject: (e: Stop) => void } | null = null;
+  local: LocalResponse | null = null;
+  reset = false;
+  failure: Error | null = null;
+  released = 0;
+  resumedEarly = false;
+  props: Map<string, Uint8Array> | null = null;
+
+  constructor(readonly run: ChainRun, readonly plugin: Plugin, readonly vm: PluginVM) {
+    this.id = vm.newContextId();
+    vm.streams.set(this.id, this);
+  }
+
+  map(type: number): MapView | null {
+    return this.run.map(type);
+  }
+  buffer(type: number): Uint8Array | null {
+    if (type === BufferType.HTTP_REQUEST_BODY) return this.run.reqBody?.subarray(this.released) ?? null;
+    if (type === BufferType.HTTP_RESPONSE_BODY) return this.run.resBody?.subarray(this.released) ?? null;
+    return null;
+  }
+  setBuffer(type: number, data: Uint8Array): boolean {
+    const r = this.run;
+    if (type === BufferType.HTTP_REQUEST_BODY && r.reqBody !== null) {
+      r.reqBody = joinAt(r.reqBody, this.released, data);
+      return true;
+    }
+    if (type === BufferType.HTTP_RESPONSE_BODY && r.resBody !== null) {
+      r.resBody = joinAt(r.resBody, this.released, data);
+      return true;
+    }
+    return false;
+  }
+  property(path: string[]): Uint8Array | null | undefined {
+    const key = path.join(".");
+    const custom = this.props?.get(key);
+    if (custom !== undefined) return custom;
+    return this.run.property(key);
+  }
+  setProperty(path: string, value: Uint8Array): void {
+    (this.props ??= new Map()).set(path, value);
+  }
+  localResponse(r: LocalResponse): void {
+    this.local = r;
+    this.paused?.reject(new Stop("local"));
+  }
+  resume(_type: number): void {
+    const p = this.paused;
+    this.paused = null;
+    // Resumed inside the very callback that is about to return Pause: do not wait then.
+    if (p === null) this.resumedEarly = true;
+    else p.resolve();
+  }
+  close(_type: number): void {
+    this.reset = true;
+    this.paused?.reject(new Stop("reset"));
+  }
+  vmFailed(e: Error): void {
+    this.failure = e;
+    this.paused?.reject(new Stop("fail"));
+  }
+}
+
+function joinAt(base: Uint8Array, at: number, data: Uint8Array): Uint8Array {
+  if (at === 0) return data;
+  const out = new Uint8Array(at + data.length);
+  out.set(base.subarray(0, at));
+  out.set(data, at);
+  return out;
+}
+
+/** One request through a chain. */
+class ChainRun {
+  streams: Stream[] = [];
+  reqBody: Uint8Array | null = null;
+  resBody: Uint8Array | null = null;
+  target: string;
+  resStatus = 0;
+  resHeaders: HeaderList | null = null;
+  private reqView: MapView | null = null;
+  private resView: MapView | null = null;
+
+  constructor(readonly ctx: RequestContext, readonly chain: PluginChain, readonly pauseTimeout: number) {
+    this.target = ctx.target;
+  }
+
+  map(type: number): MapView | null {
+    const ctx = this.ctx;
+    if (type === MapType.REQUEST_HEADERS) {
+      return this.reqView ??= headerListView(ctx.headers, {
+        get: (k) =>
+          k === ":method"
+            ? ctx.method
+            : k === ":path"
+            ? this.target
+            : k === ":authority"
+            ? ctx.authority
+            : k === ":scheme"
+            ? ctx.scheme
+            : undefined,
+        set: (k, v) => {
+          if (k === ":path") this.target = v;
+          else if (k === ":authority") ctx.authority = v;
+          else if (k === ":method") ctx.method = v;
+        },
+        list: () => [[":authority", ctx.authority], [":path", this.target], [":method", ctx.method], [
+          ":scheme",
+          ctx.scheme,
+        ]],
+      });
+    }
+    if (type === MapType.RESPONSE_HEADERS && this.resHeaders !== null) {
+      return this.resView ??= headerListView(this.resHeaders, {
+        get: (k) => k === ":status" ? String(this.resStatus) : undefined,
+        set: (k, v) => {
+          if (k === ":status" && /^\d{3}$/.test(v)) this.resStatus = Number(v);
+        },
+        list: () => [[":status", String(this.resStatus)]],
+      });
+    }
+    if (type === MapType.REQUEST_TRAILERS) {
+      const t = ctx.body.trailers;
+      return t === null ? null : headerListView(t, NO_PSEUDO);
+    }
+    return null;
+  }
+
+  property(key: string): Uint8Array | null | undefined {
+    const ctx = this.ctx;
+    switch (key) {
+      case "request.path":
+        return enc.encode(this.target);
+      case "request.url_path":
+        return enc.encode(ctx.path || this.target.split("?")[0]);
+      case "request.host":
+        return enc.encode(ctx.authority);
+      case "request.scheme":
+        return enc.encode(ctx.scheme);
+      case "request.method":
+        return enc.encode(ctx.method);
+      case "request.headers":
+        return pairsOf(ctx.headers);
+      case "request.referer":
+        return str(ctx.headers.get("referer"));
+      case "request.useragent":
+        return str(ctx.headers.get("user-agent"));
+      case "request.id":
+        return enc.encode(ctx.id);
+      case "request.protocol":
+        return enc.encode(ctx.protocol);
+      case "request.query":
+        return enc.encode(ctx.query);
+      case "request.time":
+        return i64((performance.timeOrigin + ctx.start) * 1e6);
+      case "request.duration":
+        return i64((performance.now() - ctx.start) * 1e6);
+      case "request.size":
+        return ctx.body.length >= 0 ? i64(ctx.body.length) : null;
+      case "response.code":
+        return this.resStatus > 0 ? i64(this.resStatus) : null;
+      case "response.code_details":
+        return this.resStatus > 0 ? enc.encode("via_upstream") : null;
+      case "response.headers":
+        return this.resHeaders !== null ? pairsOf(this.resHeaders) : null;
+      case "response.size":
+        return i64(ctx.bytesOut);
+      case "source.address":
+        return enc.encode(
+          ctx.clientIp.includes(":")
+            ? `[${ctx.clientIp}]:${ctx.clientPort}`
+            : `${ctx.clientIp}:${ctx.clientPort}`,
+        );
+      case "source.port":
+        return i64(ctx.clientPort);
+      case "destination.address":
+        return enc.encode(ctx.authority);
+      case "destination.port": {
+        const m = /:(\d+)$/.exec(ctx.authority);
+        return i64(m ? Number(m[1]) : ctx.scheme === "https" ? 443 : 80);
+      }
+      case "connection.mtls":
+        return new Uint8Array([0]);
+      case "connection.requested_server_name":
+        return ctx.scheme === "https" ? enc.encode(ctx.host) : null;
+      case "upstream.address":
+        return ctx.upstreamAddr !== "" ? enc.encode(ctx.upstreamAddr) : null;
+      case "upstream.port": {
+        const m = /:(\d+)$/.exec(ctx.upstreamAddr);
+        return m ? i64(Number(m[1])) : null;
+      }
+      case "route_name":
+        return ctx.route !== null ? enc.encode(ctx.route.id) : null;
+      case "cluster_name": {
+        const up = (ctx.route as { config?: { upstream?: string } } | null)?.config?.upstream;
+        return up !== undefined ? enc.encode(up) : null;
+      }
+      default:
+        return undefined;
+    }
+  }
+
+  /**
+   * Calls `cb` on every live stream in chain order. Returns after every
+   * plugin continued; throws Stop when the request must end here.
+   */
+  async phase(
+    cb: Callback,
+    phase: string,
+    want: (p: Plugin) => boolean,
+    a: number,
+    b: number,
+  ): Promise<void> {
+    for (const s of this.streams) {
+      if (s.dead || !want(s.plugin)) continue;
+      const action = this.invoke(s, cb, phase, a, b);
+      if (action === -1) continue; // failed open
+      await this.afterAction(s, action);
+    }
+  }
+
+  /** One callback; -1 = the plugin failed and is skipped (fail_open). */
+  invoke(s: Stream, cb: Callback, phase: string, a: number, b: number): number {
+    s.resumedEarly = false;
+    const t0 = performance.now();
+    let action: number;
+    try {
+      action = s.vm.call(cb, s.id, s.id, a, b);
+    } catch (e) {
+      s.failure ??= e instanceof Error ? e : new Error(String(e));
+      return this.failed(s);
+    } finally {
+      s.plugin.observe(phase, (performance.now() - t0) / 1000);
+    }
+    if (s.failure !== null) return this.failed(s);
+    return action;
+  }
+
+  private failed(s: Stream): number {
+    s.dead = true;
+    if (s.plugin.cfg.failure_policy === "fail_open") return -1;
+    throw new Stop("fail");
+  }
+
+  async afterAction(s: Stream, action: number): Promise<void> {
+    if (s.local !== null) throw new Stop("local");
+    if (s.reset) throw new Stop("reset");
+    if (action === 0) return;
+    if (s.resumedEarly) {
+      s.resumedEarly = false;
+      return;
+    }
+    // Paused: wait for continue_stream, a local response, close_stream or a VM failure.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        s.paused = { resolve, reject };
+        timer = setTimeout(() => reject(new Stop("fail")), this.pauseTimeout);
+      });
+    } catch (e) {
+      if (e instanceof Stop && e.kind === "fail" && s.failure === null) {
+        s.failure = new Error("plugin paused the request and never resumed it");
+      }
+      if (e instanceof Stop && e.kind === "fail" && s.plugin.cfg.failure_policy === "fail_open") {
+        s.dead = true;
+        return;
+      }
+      throw e;
+    } finally {
+      clearTimeout(timer);
+      s.paused = null;
+    }
+  }
+
+  /** The local response of the stream that sent one, if any. */
+  localResponse(): LocalResponse | null {
+    for (const s of this.streams) if (s.local !== null) return s.local;
+    return null;
+  }
+
+  finish(): void {
+    for (const s of this.streams) {
+      const vm = s.vm;
+      if (vm.failed === null) {
+        try {
+          vm.call("proxy_on_done", s.id, s.id);
+          vm.call("proxy_on_log", s.id, s.id);
+          vm.call("proxy_on_delete", s.id, s.id);
+        } catch { /* recorded on the plugin */ }
+      }
+      vm.streams.delete(s.id);
+    }
+  }
+}
+
+const NO_PSEUDO = { get: () => undefined, set: () => {}, list: (): [string, string][] => [] };
+
+function str(v: string | undefined): Uint8Array | null {
+  return v === undefined ? null : enc.encode(v);
+}
+
+const notLogOnly = (p: Plugin) => !p.onlyLog;
+const wantsReqBody = (p: Plugin) => p.wantsRequestBody;
+
+/**
+ * Runs `chain` around `proceed` (which forwards to the upstream with the
+ * possibly rewritten target). Always finishes the response.
+ */
+export async function runPlugins(
+  ctx: RequestContext,
+  chain: PluginChain,
+  pauseTimeout: number,
+  target: string,
+  proceed: (target: string) => Promise<void>,
+): Promise<void> {
+  const run = new ChainRun(ctx, chain, pauseTimeout);
+  const originalTarget = ctx.target;
+  try {
+    for (const p of chain.plugins) {
+      const vm = p.getVM();
+      if (vm === null) {
+        if (p.cfg.failure_policy === "fail_open") continue;
+        throw new Stop("fail");
+      }
+      const s = new Stream(run, p, vm);
+      run.streams.push(s);
+      try {
+        vm.call("proxy_on_context_create", s.id, s.id, vm.rootContextId);
+      } catch (e) {
+        s.failure = e instanceof Error ? e : new Error(String(e));
+        s.dead = true;
+        if (p.cfg.failure_policy !== "fail_open") throw new Stop("fail");
+      }
+    }
+    const noBody = ctx.body.length === 0;
+    await run.phase(
+      "proxy_on_request_headers",
+      "on_request_headers",
+      notLogOnly,
+      ctx.headers.size + 4,
+      noBody ? 1 : 0,
+    );
+    if (chain.requestBody && !noBody) await bufferRequestBody(run);
+    if (chain.responseSide && ctx.upgrade === undefined) ctx.res = new PluginResponseWriter(ctx.res, run);
+    await proceed(run.target === originalTarget ? target : run.target);
+  } catch (e) {
+    if (!(e instanceof Stop)) throw e;
+    await stopWith(run, e);
+  } finally {
+    run.finish();
+  }
+}
+
+async function stopWith(run: ChainRun, e: Stop): Promise<void> {
+  const ctx = run.ctx;
+  if (e.kind === "local") {
+    const l = run.localResponse()!;
+    const h = new HeaderList();
+    for (const [k, v] of l.headers) h.append(k, v);
+    if (!h.has("content-type") && l.body.length > 0) h.append("content-type", "text/plain");
+    if (ctx.res.headSent) ctx.res.abort();
+    else await respond(ctx, l.status || 500, h, l.body);
+  } else if (e.kind === "reset") {
+    ctx.res.abort();
+  } else {
+    await respondError(ctx, 500, "plugin failed");
+  }
+}
+
+async function bufferRequestBody(run: ChainRun): Promise<void> {
+  const ctx = run.ctx;
+  // One growing buffer (sized from Content-Length when known): chunks are copied once.
+  let store = new Uint8Array(ctx.body.length > 0 ? Math.min(ctx.body.length, MAX_BUFFERED_BODY) : 16 * 1024);
+  let size = 0;
+  run.reqBody = store.subarray(0, 0);
+  for (;;) {
+    const chunk = await ctx.body.read();
+    const eos = chunk === null;
+    if (chunk !== null) {
+      if (chunk.length === 0) continue;
+      const cur = run.reqBody;
+      if (cur.buffer !== store.buffer || cur.byteOffset !== 0) {
+        // A plugin replaced the body (set_buffer_bytes): keep appending to its version.
+        store = new Uint8Array(Math.max(store.length, cur.length + chunk.length));
+        store.set(cur);
+      }
+      size = cur.length + chunk.length;
+      if (size > MAX_BUFFERED_BODY) {
+        await respondError(ctx, 413, "request body too large for plugin buffering");
+        throw new Stop("reset");
+      }
+      if (size > store.length) {
+        const grown = new Uint8Array(Math.min(MAX_BUFFERED_BODY, Math.max(size, store.length * 2)));
+        grown.set(store.subarray(0, cur.length));
+        store = grown;
+      }
+      store.set(chunk, cur.length); // the reader reuses its buffer: copied here, once
+      run.reqBody = store.subarray(0, size);
+    }
+    for (const s of run.streams) {
+      if (s.dead || !s.plugin.wantsRequestBody) continue;
+      const visible = run.reqBody.length - s.released;
+      const action = run.invoke(s, "proxy_on_request_body", "on_request_body", visible, eos ? 1 : 0);
+      if (action === -1) continue;
+      if (s.local !== null) throw new Stop("local");
+      if (s.reset) throw new Stop("reset");
+      if (action === 0) {
+        // Continue before the end: what it saw is passed on; it sees only new data next time.
+        if (!eos) s.released = run.reqBody.length;
+      } else if (eos) {
+        // Paused at the end of the body: wait for the plugin to resume.
+        await run.afterAction(s, action);
+      }
+    }
+    if (eos) break;
+  }
+  const trailers = ctx.body.trailers;
+  if (trailers !== null && trailers.size > 0) {
+    await run.phase("proxy_on_request_trailers", "on_request_trailers", wantsReqBody, trailers.size, 0);
+  }
+  const final = run.reqBody;
+  ctx.body = { ...bytesBody(final), trailers };
+}
+
+/**
+ * Holds the response head back until response-side plugins ran on it
+ * (they may pause, edit headers or answer locally), and buffers the body only
+ * when a plugin's phase is on_response_body.
+ */
+class PluginResponseWriter implements ResponseWriter {
+  headSent = false;
+  private ready: Promise<boolean> | null = null;
+  private length = -1;
+  private buffering = false;
+  private chunks: Uint8Array[] = [];
+  private size = 0;
+  private status = 0;
+  private headers: HeaderList | null = null;
+
+  constructor(readonly inner: ResponseWriter, readonly run: ChainRun) {}
+
+  writeHead(status: number, headers: HeaderList, bodyLength: number, _reason?: string): void {
+    this.headSent = true;
+    this.length = bodyLength;
+    this.status = status;
+    this.headers = headers;
+    this.ready = this.onHead();
+    this.ready.catch(() => {});
+  }
+
+  /** Runs on_response_headers; false = the response was replaced (local reply / failure). */
+  private async onHead(): Promise<boolean> {
+    const run = this.run;
+    run.resStatus = this.status;
+    run.resHeaders = this.headers;
+    const respSide = (p: Plugin) => p.wantsResponseHeaders;
+    this.buffering = run.streams.some((s) => !s.dead && s.plugin.wantsResponseBody);
+    try {
+      await run.phase(
+        "proxy_on_response_headers",
+        "on_response_headers",
+        respSide,
+        this.headers!.size + 1,
+        this.length === 0 ? 1 : 0,
+      );
+    } catch (e) {
+      if (!(e instanceof Stop)) throw e;
+      await this.replace(e);
+      return false;
+    }
+    if (!this.buffering) this.inner.writeHead(run.resStatus, this.headers!, this.length);
+    return true;
+  }
+
+  private async replace(e: Stop): Promise<void> {
+    const run = this.run;
+    const inner = this.inner;
+    const ctx = run.ctx;
+    ctx.res = inner; // error/local replies go straight to the client
+    if (e.kind === "reset") {
+      inner.abort();
+      return;
+    }
+    if (e.kind === "local") {
+      const l = run.localResponse()!;
+      const h = new HeaderList();
+      for (const [k, v] of l.headers) h.append(k, v);
+      await respond(ctx, l.status || 500, h, l.body);
+    } else await respondError(ctx, 500, "plugin failed");
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (!(await this.ready)) return;
+    if (this.buffering) {
+      this.size += chunk.length;
+      if (this.size > MAX_BUFFERED_BODY) throw new Error("response body too large for plugin buffering");
+      this.chunks.push(chunk.slice());
+      return;
+    }
+    return this.inner.write(chunk);
+  }
+
+  async end(trailers?: HeaderList | null): Promise<void> {
+    if (!(await this.ready)) return;
+    if (!this.buffering) return this.inner.end(trailers);
+    const run = this.run;
+    let body: Uint8Array = new Uint8Array(this.size);
+    let o = 0;
+    for (const c of this.chunks) body.set(c, o), o += c.length;
+    run.resBody = body;
+    try {
+      for (const s of run.streams) {
+        if (s.dead || !s.plugin.wantsResponseBody) continue;
+        const action = run.invoke(s, "proxy_on_response_body", "on_response_body", run.resBody.length, 1);
+        if (action === -1) continue;
+        if (s.local !== null) throw new Stop("local");
+        if (s.reset) throw new Stop("reset");
+        if (action !== 0) await run.afterAction(s, action);
+      }
+    } catch (e) {
+      if (!(e instanceof Stop)) throw e;
+      await this.replace(e);
+      return;
+    }
+    body = run.resBody;
+    const noBody = this.size === 0 && this.length > 0; // HEAD / 304 keep their length
+    this.inner.writeHead(run.resStatus, this.headers!, noBody ? this.length : body.length);
+    if (body.length > 0 && !noBody) await this.inner.write(body);
+    await this.inner.end(trailers);
+  }
+
+  abort(): void {
+    this.inner.abort();
+  }
+}

@@ -1,0 +1,527 @@
+/**
+ * Plugins, their VMs and the per-isolate plugin manager.
+ *
+ * - A module is read, instrumented (binary.ts) and compiled once per
+ *   (path, memory limit); each plugin gets one VM per isolate (worker),
+ *   reused by every request; a request gets one stream context per plugin.
+ * - A VM that traps, times out or exits is dropped; the next request creates
+ *   a fresh one (at most one attempt per second after a failed start).
+ * - Shared data, shared queues and plugin-defined metrics are isolate-wide,
+ *   as in Envoy (per worker); http_call goes to a configured upstream.
+ *
+ * @module
+ */
+import type { LoomConfig, PluginConfig } from "../config/types.ts";
+import type { Counter, Gauge, Histogram, HistogramChild, Registry } from "../observability/metrics.ts";
+import { logger } from "../observability/logger.ts";
+import { type AbiVersion, detectAbi, MetricType } from "./abi.ts";
+import { instrument, WasmLoadError } from "./binary.ts";
+import { type HttpCallResult, PluginVM, type SharedStores, type VmHost } from "./vm.ts";
+
+const enc = new TextEncoder();
+const log = logger.child({ component: "wasm" });
+
+/** What the manager needs of an upstream for http_call. */
+export interface CallUpstream {
+  select(input: { header(name: string): string | undefined; clientIp: string }): { address: string } | null;
+}
+
+/** `GET /plugins` entry. */
+export interface PluginInfo {
+  name: string;
+  path: string;
+  phase: string;
+  priority: number;
+  abi_version: string | null;
+  failure_policy: string;
+  /** VMs created so far in this isolate (1 + recreations). */
+  vms: number;
+  /** Whether a VM is currently running. */
+  running: boolean;
+  errors: number;
+  last_error: string | null;
+  loops_instrumented: number;
+}
+
+interface CompiledModule {
+  module: WebAssembly.Module;
+  abi: AbiVersion;
+  loops: number;
+}
+
+/** A configured plugin in one isolate. */
+export class Plugin implements VmHost {
+  readonly pluginName: string;
+  readonly rootId = "";
+  readonly vmId = "";
+  readonly vmConfig = new Uint8Array(0);
+  readonly pluginConfig: Uint8Array;
+  readonly timeout: number;
+  readonly key: string;
+  compiled: CompiledModule | null = null;
+  loadError: string | null = null;
+  vm: PluginVM | null = null;
+  vms = 0;
+  errors = 0;
+  lastError: string | null = null;
+  retired = false;
+  /** Request side: body callbacks wanted. */
+  readonly wantsRequestBody: boolean;
+  readonly wantsResponseHeaders: boolean;
+  readonly wantsResponseBody: boolean;
+  readonly onlyLog: boolean;
+  private retryAt = 0;
+  private tickTimer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(readonly cfg: PluginConfig, readonly manager: PluginManager) {
+    this.pluginName = cfg.name;
+    this.timeout = cfg.timeout > 0 ? cfg.timeout : 50;
+    this.key = pluginKey(cfg);
+    const c = cfg.config;
+    this.pluginConfig = c === undefined || c === null
+      ? new Uint8Array(0)
+      : enc.encode(typeof c === "string" ? c : JSON.stringify(c));
+    this.wantsRequestBody = cfg.phase === "on_request_body";
+    this.wantsResponseBody = cfg.phase === "on_response_body";
+    this.wantsResponseHeaders = this.wantsResponseBody || cfg.phase === "on_response_headers";
+    this.onlyLog = cfg.phase === "on_log";
+  }
+
+  get shared(): SharedStores {
+    return this.manager.shared;
+  }
+
+  /** Compiles the module (cached per path and limit) and starts the first VM. */
+  load(): void {
+    try {
+      this.compiled = this.manager.compile(this.cfg.path, this.cfg.memory_limit);
+    } catch (e) {
+      this.loadError = e instanceof Error ? e.message : String(e);
+      this.recordError(this.loadError);
+      log.error("plugin failed to load", {
+        plugin: this.cfg.name,
+        path: this.cfg.path,
+        error: this.loadError,
+      });
+      return;
+    }
+    this.getVM();
+  }
+
+  /** The running VM, created (and configured) on demand; null when it cannot start. */
+  getVM(): PluginVM | null {
+    if (this.vm !== null && this.vm.failed === null) return this.vm;
+    if (this.compiled === null || this.retired) return null;
+    const now = performance.now();
+    if (now < this.retryAt) return null;
+    this.vm = null;
+    this.stopTicks();
+    let vm: PluginVM | undefined;
+    try {
+      vm = new PluginVM(this.compiled.module, this.compiled.abi, this);
+      this.vms++;
+      vm.onFail = (e) => this.vmFailed(vm!, e);
+      vm.start();
+      const root = vm.rootContextId;
+      vm.call("proxy_on_context_create", root, root, 0);
+      if (
+        vm.has("proxy_on_vm_start") && vm.call("proxy_on_vm_start", root, root, this.vmConfig.length) === 0
+      ) {
+        throw new Error("proxy_on_vm_start returned false");
+      }
+      if (
+        vm.has("proxy_on_configure") &&
+        vm.call("proxy_on_configure", root, root, this.pluginConfig.length) === 0
+      ) {
+        throw new Error("proxy_on_configure returned false (plugin rejected its configuration)");
+      }
+      this.vm = vm;
+      return vm;
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      if (vm !== undefined && vm.failed === null) vm.fail(new Error(msg));
+      else if (vm === undefined) this.recordError(msg);
+      this.retryAt = now + 1000;
+      this.stopTicks();
+      log.error("plugin VM failed to start", { plugin: this.cfg.name, error: msg });
+      return null;
+    }
+  }
+
+  private vmFailed(vm: PluginVM, e: Error): void {
+    this.recordError(e.message);
+    log.error("plugin VM failed; it will be recreated", { plugin: this.cfg.name, error: e.message });
+    if (this.vm === vm) {
+      this.vm = null;
+      this.stopTicks();
+    }
+    // Its streams fail cleanly; streams of other plugins are untouched.
+    for (const s of [...vm.streams.values()]) (s as { vmFailed?: (e: Error) => void }).vmFailed?.(e);
+  }
+
+  private durations = new Map<string, HistogramChild | null>();
+
+  /** Records the time of one callback in loom_plugin_duration_seconds{plugin,phase}. */
+  observe(phase: string, seconds: number): void {
+    let c = this.durations.get(phase);
+    if (c === undefined) this.durations.set(phase, c = this.manager.durationChild(this.cfg.name, phase));
+    c?.observe(seconds);
+  }
+
+  recordError(msg: string): void {
+    this.errors++;
+    this.lastError = msg;
+    this.manager.errorCounter(this.cfg.name);
+  }
+
+  tickPeriod(ms: number): void {
+    this.stopTicks();
+    if (ms === 0 || this.retired) return;
+    const vm = this.vm ?? undefined;
+    this.tickTimer = setInterval(() => {
+      const cur = this.vm;
+      if (cur === null || cur.failed !== null || (vm !== undefined && cur !== vm)) return;
+      try {
+        cur.call("proxy_on_tick", cur.rootContextId, cur.rootContextId);
+      } catch { /* recorded by vmFailed */ }
+    }, Math.max(1, ms));
+    // Ticks must not keep a draining process alive.
+    Deno.unrefTimer(this.tickTimer as unknown as number);
+  }
+
+  private stopTicks(): void {
+    if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
+    this.tickTimer = undefined;
+  }
+
+  /** Stops background work; VMs stay usable by requests still in flight. */
+  retire(): void {
+    this.retired = true;
+    this.stopTicks();
+  }
+
+  property(path: string[]): Uint8Array | null | undefined {
+    const p = path.join(".");
+    switch (p) {
+      case "plugin_name":
+        return enc.encode(this.cfg.name);
+      case "plugin_vm_id":
+        return enc.encode(this.vmId);
+      case "node.id":
+        return enc.encode("loom");
+      case "node.cluster":
+        return enc.encode("loom");
+      default:
+        return undefined;
+    }
+  }
+
+  httpCall(
+    vm: PluginVM,
+    upstream: string,
+    headers: [string, string][],
+    body: Uint8Array,
+    trailers: [string, string][],
+    timeoutMs: number,
+  ): number | null {
+    return this.manager.httpCall(vm, upstream, headers, body, trailers, timeoutMs);
+  }
+
+  info(): PluginInfo {
+    return {
+      name: this.cfg.name,
+      path: this.cfg.path,
+      phase: this.cfg.phase,
+      priority: this.cfg.priority,
+      abi_version: this.compiled?.abi ?? null,
+      failure_policy: this.cfg.failure_policy,
+      vms: this.vms,
+      running: this.vm !== null && this.vm.failed === null,
+      errors: this.errors,
+      last_error: this.lastError,
+      loops_instrumented: this.compiled?.loops ?? 0,
+    };
+  }
+}
+
+/** The plugins of one route, in execution order (priority, higher first). */
+export interface PluginChain {
+  readonly plugins: readonly Plugin[];
+  readonly responseSide: boolean;
+  readonly requestBody: boolean;
+}
+
+interface MetricEntry {
+  type: number;
+  name: string;
+  value: bigint;
+  counter?: Counter;
+  gauge?: Gauge;
+  hist?: HistogramChild;
+  get(): bigint;
+  add(v: bigint): void;
+  record(v: bigint): void;
+}
+
+let lastManager: PluginManager | null = null;
+
+/** The plugin manager of the most recently started gateway in this isolate (admin API). */
+export function currentPluginManager(): PluginManager | null {
+  return lastManager;
+}
+
+/** All plugins of one gateway isolate, carried from snapshot to snapshot across reloads. */
+export class PluginManager {
+  private plugins = new Map<string, Plugin>();
+  private modules = new Map<string, CompiledModule>();
+  private upstreams: ReadonlyMap<string, CallUpstream> = new Map();
+  private registry: Registry | null = null;
+  private durations: Histogram | null = null;
+  private errorsTotal: Counter | null = null;
+  private metricList: MetricEntry[] = [];
+  private metricByName = new Map<string, number>();
+  private nextToken = 1;
+  readonly shared: SharedStores;
+
+  constructor() {
+    lastManager = this;
+    this.shared = {
+      data: new Map(),
+      nextCas: 1,
+      queues: new Map(),
+      queueByName: new Map(),
+      nextQueue: 1,
+      defineMetric: (type, name) => this.defineMetric(type, name),
+      metric: (id) => this.metricList[id - 1],
+    };
+  }
+
+  /**
+   * Applies a config: plugins whose definition is unchanged keep their VM
+   * (and state); changed or new ones are loaded. Never throws: load errors
+   * are recorded on the plugin (GET /plugins) and fail its requests.
+   */
+  update(config: LoomConfig, upstreams: ReadonlyMap<string, CallUpstream>): void {
+    this.upstreams = upstreams;
+    const next = new Map<string, Plugin>();
+    for (const cfg of config.plugins) {
+      const old = this.plugins.get(cfg.name);
+      if (old !== undefined && old.key === pluginKey(cfg) && old.loadError === null) {
+        next.set(cfg.name, old);
+        continue;
+      }
+      const p = new Plugin(cfg, this);
+      p.load();
+      next.set(cfg.name, p);
+    }
+    this.pending = [...this.plugins.values()].filter((p) => next.get(p.cfg.name) !== p);
+    this.plugins = next;
+  }
+
+  private pending: Plugin[] = [];
+
+  /** After the snapshot swap: stops plugins the new config dropped or replaced. */
+  retireReplaced(): void {
+    for (const p of this.pending) p.retire();
+    this.pending = [];
+  }
+
+  /** The chain for a route's `plugins:` list, or null when it has none. */
+  chain(names: readonly string[] | undefined): PluginChain | null {
+    if (names === undefined || names.length === 0) return null;
+    const plugins = names.map((n) => this.plugins.get(n)).filter((p): p is Plugin => p !== undefined);
+    if (plugins.length === 0) return null;
+    // Stable sort: equal priorities keep the route's order.
+    plugins.sort((a, b) => b.cfg.priority - a.cfg.priority);
+    return {
+      plugins,
+      responseSide: plugins.some((p) => p.wantsResponseHeaders),
+      requestBody: plugins.some((p) => p.wantsRequestBody),
+    };
+  }
+
+  /** Reads, instruments and compiles a module (cached by path and limit). */
+  compile(path: string, memoryLimit: number): CompiledModule {
+    // The file's mtime is part of the key: a rebuilt module is picked up by the next reload.
+    const key = path + "\0" + memoryLimit + "\0" + mtimeOf(path);
+    const cached = this.modules.get(key);
+    if (cached !== undefined) return cached;
+    let bytes: Uint8Array;
+    try {
+      bytes = Deno.readFileSync(path);
+    } catch (e) {
+      throw new WasmLoadError(`cannot read ${path}: ${e instanceof Error ? e.message : e}`);
+    }
+    const maxPages = Math.max(1, Math.floor(memoryLimit / 65536));
+    const inst = instrument(bytes, { maxPages });
+    const module = new WebAssembly.Module(inst.bytes as Uint8Array<ArrayBuffer>);
+    const abi = detectAbi(WebAssembly.Module.exports(module).map((e) => e.name));
+    if (abi === null) {
+      throw new WasmLoadError(
+        `${path}: not a Proxy-Wasm module (no proxy_abi_version_0_1_0/0_2_0/0_2_1 export)`,
+      );
+    }
+    const out = { module, abi, loops: inst.loops };
+    this.modules.set(key, out);
+    return out;
+  }
+
+  /** Plugin metrics and the loom_plugin_* metrics go to `registry` (once). */
+  attachMetrics(registry: Registry | null): void {
+    if (registry === null || this.registry !== null) return;
+    this.registry = registry;
+    try {
+      this.durations = registry.histogram(
+        "loom_plugin_duration_seconds",
+        "Time spent in plugin callbacks, by plugin and phase.",
+        ["plugin", "phase"],
+        [0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.001, 0.005, 0.025, 0.1],
+      );
+      this.errorsTotal = registry.counter(
+        "loom_plugin_errors_total",
+        "Plugin failures (load errors, traps, timeouts), by plugin.",
+        ["plugin"],
+      );
+      for (const p of this.plugins.values()) {
+        if (p.errors > 0) this.errorsTotal.labels(p.cfg.name).inc(p.errors);
+      }
+      for (const m of this.metricList) this.register(m);
+    } catch (e) {
+      log.warn("plugin metrics not registered", { error: String(e) });
+    }
+  }
+
+  /** The loom_plugin_duration_seconds series of (plugin, phase); null before metrics are attached. */
+  durationChild(plugin: string, phase: string): HistogramChild | null {
+    return this.durations?.labels(plugin, phase) ?? null;
+  }
+
+  errorCounter(plugin: string): void {
+    this.errorsTotal?.labels(plugin).inc();
+  }
+
+  private defineMetric(type: number, name: string): number {
+    const prom = "wasm_" + name.replace(/[^a-zA-Z0-9_:]/g, "_");
+    const existing = this.metricByName.get(prom);
+    if (existing !== undefined) return this.metricList[existing - 1].type === type ? existing : -1;
+    const m: MetricEntry = {
+      type,
+      name: prom,
+      value: 0n,
+      get: () => m.value,
+      add: (v) => {
+        m.value += v;
+        if (m.type === MetricType.COUNTER && m.value < 0n) m.value = 0n;
+        this.publish(m);
+      },
+      record: (v) => {
+        if (m.type === MetricType.HISTOGRAM) m.hist?.observe(Number(v));
+        else {
+          m.value = v;
+          this.publish(m);
+        }
+      },
+    };
+    this.metricList.push(m);
+    const id = this.metricList.length;
+    this.metricByName.set(prom, id);
+    if (this.registry !== null) this.register(m);
+    return id;
+  }
+
+  private register(m: MetricEntry): void {
+    const r = this.registry!;
+    try {
+      if (m.type === MetricType.COUNTER) m.counter = r.counter(m.name, "Proxy-Wasm plugin counter.");
+      else if (m.type === MetricType.GAUGE) m.gauge = r.gauge(m.name, "Proxy-Wasm plugin gauge.");
+      else {
+        m.hist = r.histogram(m.name, "Proxy-Wasm plugin histogram.", [], [
+          1,
+          5,
+          10,
+          50,
+          100,
+          500,
+          1000,
+          5000,
+          10000,
+        ]).labels();
+      }
+      this.publish(m);
+    } catch (e) {
+      log.warn("plugin metric not registered", { metric: m.name, error: String(e) });
+    }
+  }
+
+  private publish(m: MetricEntry): void {
+    if (m.counter !== undefined) m.counter.labels().value = Number(m.value);
+    else if (m.gauge !== undefined) m.gauge.labels().set(Number(m.value));
+  }
+
+  /** Dispatches an http_call; the answer goes to the VM's root context. */
+  httpCall(
+    vm: PluginVM,
+    upstream: string,
+    headers: [string, string][],
+    body: Uint8Array,
+    _trailers: [string, string][],
+    timeoutMs: number,
+  ): number | null {
+    const up = this.upstreams.get(upstream);
+    if (up === undefined) return null;
+    const token = this.nextToken++;
+    let method = "GET", path = "/", authority = "";
+    const h = new Headers();
+    for (const [k, v] of headers) {
+      if (k === ":method") method = v;
+      else if (k === ":path") path = v;
+      else if (k === ":authority") authority = v;
+      else if (k.charCodeAt(0) !== 58) h.append(k, v);
+    }
+    if (authority !== "") h.set("host", authority);
+    const ep = up.select({ header: (n) => h.get(n) ?? undefined, clientIp: "" });
+    const deliver = (r: HttpCallResult) => vm.deliverHttpCall(token, r);
+    if (ep === null) {
+      setTimeout(() => deliver({ headers: [], body: new Uint8Array(0), trailers: [] }), 0);
+      return token;
+    }
+    const signal = AbortSignal.timeout(timeoutMs > 0 ? timeoutMs : 5000);
+    (async () => {
+      try {
+        const res = await fetch(`http://${ep.address}${path}`, {
+          method,
+          headers: h,
+          body: body.length > 0 ? body as Uint8Array<ArrayBuffer> : undefined,
+          signal,
+          redirect: "manual",
+        });
+        const data = new Uint8Array(await res.arrayBuffer());
+        const pairs: [string, string][] = [[":status", String(res.status)]];
+        res.headers.forEach((v, k) => pairs.push([k, v]));
+        deliver({ headers: pairs, body: data, trailers: [] });
+      } catch {
+        // As Envoy: a failed call is delivered with no headers.
+        deliver({ headers: [], body: new Uint8Array(0), trailers: [] });
+      }
+    })();
+    return token;
+  }
+
+  /** Plugins for `GET /plugins`. */
+  describe(): PluginInfo[] {
+    return [...this.plugins.values()].map((p) => p.info());
+  }
+}
+
+function mtimeOf(path: string): number {
+  try {
+    return Deno.statSync(path).mtime?.getTime() ?? 0;
+  } catch {
+    return -1;
+  }
+}
+
+/** Identity of a plugin definition: its config and its module file's version. */
+function pluginKey(cfg: PluginConfig): string {
+  return JSON.stringify(cfg) + "\0" + mtimeOf(cfg.path);
+}

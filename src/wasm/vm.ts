@@ -1,0 +1,853 @@
+/**
+ * One Proxy-Wasm VM: an instance of a plugin module plus the host functions
+ * it imports. The host functions act on the *effective context* (the stream
+ * or root context the current callback belongs to, or the one picked with
+ * `proxy_set_effective_context`), as in proxy-wasm-cpp-host.
+ *
+ * A VM is poisoned by the first trap, timeout or `proc_exit`: it is never
+ * called again, and every stream still attached to it fails (see plugin.ts,
+ * which recreates VMs).
+ *
+ * @module
+ */
+import {
+  type AbiVersion,
+  BufferType,
+  Errno,
+  LogLevel,
+  MapType,
+  MetricType,
+  Status,
+  StreamType,
+} from "./abi.ts";
+import { logger } from "../observability/logger.ts";
+import { DEFAULT_FUEL_CHUNK } from "./binary.ts";
+import type { HeaderList } from "../gateway/headers.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const EMPTY = new Uint8Array(0);
+
+/** Thrown from `loom.check` when a callback ran past its deadline. */
+export class PluginTimeout extends Error {
+  constructor(ms: number) {
+    super(`plugin callback exceeded its ${ms} ms timeout`);
+  }
+}
+
+/** Thrown by WASI `proc_exit`: ends the VM, never the process. */
+export class ProcExit extends Error {
+  constructor(readonly code: number) {
+    super(`plugin called proc_exit(${code})`);
+  }
+}
+
+/** A header map as the plugin sees it (pseudo headers included). */
+export interface MapView {
+  pairs(): [string, string][];
+  get(key: string): string | undefined;
+  add(key: string, value: string): void;
+  replace(key: string, value: string): void;
+  remove(key: string): void;
+  setAll(pairs: [string, string][]): void;
+}
+
+/** A local response a plugin asked for. */
+export interface LocalResponse {
+  status: number;
+  headers: [string, string][];
+  body: Uint8Array;
+}
+
+/** What the VM needs of a stream (one HTTP request through this plugin). */
+export interface StreamHost {
+  readonly id: number;
+  map(type: number): MapView | null;
+  buffer(type: number): Uint8Array | null;
+  setBuffer(type: number, data: Uint8Array): boolean;
+  property(path: string[]): Uint8Array | null | undefined;
+  setProperty(path: string, value: Uint8Array): void;
+  localResponse(r: LocalResponse): void;
+  resume(type: number): void;
+  close(type: number): void;
+}
+
+/** What the VM needs of its plugin and the isolate-wide stores. */
+export interface VmHost {
+  readonly pluginName: string;
+  readonly rootId: string;
+  readonly vmId: string;
+  readonly vmConfig: Uint8Array;
+  readonly pluginConfig: Uint8Array;
+  readonly timeout: number;
+  property(path: string[]): Uint8Array | null | undefined;
+  tickPeriod(ms: number): void;
+  httpCall(
+    vm: PluginVM,
+    upstream: string,
+    headers: [string, string][],
+    body: Uint8Array,
+    trailers: [string, string][],
+    timeoutMs: number,
+  ): number | null;
+  shared: SharedStores;
+}
+
+/** Shared data, queues and metrics: one set per gateway isolate, across all plugins and VMs. */
+export interface SharedStores {
+  data: Map<string, { value: Uint8Array; cas: number }>;
+  nextCas: number;
+  queues: Map<number, { vmId: string; name: string; items: Uint8Array[]; owner: (token: number) => void }>;
+  queueByName: Map<string, number>;
+  nextQueue: number;
+  defineMetric(type: number, name: string): number;
+  metric(
+    id: number,
+  ): { type: number; get(): bigint; add(v: bigint): void; record(v: bigint): void } | undefined;
+}
+
+type Exports = Record<string, unknown> & { memory: WebAssembly.Memory };
+type Fn = (...a: number[]) => number;
+
+/** The http-call response a root context is being told about. */
+export interface HttpCallResult {
+  headers: [string, string][];
+  body: Uint8Array;
+  trailers: [string, string][];
+}
+
+/** A pairs list ([name, value]) as a MapView (http-call responses, send_local_response). */
+export function pairsView(list: [string, string][]): MapView {
+  return {
+    pairs: () => list,
+    get: (k) => list.find((p) => p[0] === k)?.[1],
+    add: (k, v) => void list.push([k, v]),
+    replace: (k, v) => {
+      const i = list.findIndex((p) => p[0] === k);
+      if (i === -1) list.push([k, v]);
+      else {
+        list[i][1] = v;
+        for (let j = list.length - 1; j > i; j--) if (list[j][0] === k) list.splice(j, 1);
+      }
+    },
+    remove: (k) => {
+      for (let j = list.length - 1; j >= 0; j--) if (list[j][0] === k) list.splice(j, 1);
+    },
+    setAll: (p) => void list.splice(0, list.length, ...p),
+  };
+}
+
+/** Pairs encoding of the reference host: count, (key len, value len)*, then key\0value\0 each. */
+export function encodePairs(pairs: [string, string][]): Uint8Array {
+  const bytes = pairs.map(([k, v]) => [enc.encode(k), enc.encode(v)]);
+  let size = 4;
+  for (const [k, v] of bytes) size += 8 + k.length + v.length + 2;
+  const out = new Uint8Array(size);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, pairs.length, true);
+  let o = 4;
+  for (const [k, v] of bytes) {
+    dv.setUint32(o, k.length, true);
+    dv.setUint32(o + 4, v.length, true);
+    o += 8;
+  }
+  for (const [k, v] of bytes) {
+    out.set(k, o);
+    o += k.length + 1;
+    out.set(v, o);
+    o += v.length + 1;
+  }
+  return out;
+}
+
+/** Decodes the pairs encoding; null when malformed. */
+export function decodePairs(b: Uint8Array): [string, string][] | null {
+  if (b.length === 0) return [];
+  if (b.length < 4) return null;
+  const dv = new DataView(b.buffer, b.byteOffset, b.length);
+  const n = dv.getUint32(0, true);
+  if (4 + n * 8 > b.length) return null;
+  const out: [string, string][] = [];
+  let data = 4 + n * 8;
+  for (let i = 0; i < n; i++) {
+    const kl = dv.getUint32(4 + i * 8, true);
+    const vl = dv.getUint32(8 + i * 8, true);
+    if (data + kl + vl + 2 > b.length) return null;
+    const k = dec.decode(b.subarray(data, data + kl));
+    data += kl + 1;
+    const v = dec.decode(b.subarray(data, data + vl));
+    data += vl + 1;
+    out.push([k, v]);
+  }
+  return out;
+}
+
+/** Guest exports the host calls, by name. */
+const CALLBACKS = [
+  "proxy_on_context_create",
+  "proxy_on_vm_start",
+  "proxy_on_configure",
+  "proxy_on_tick",
+  "proxy_on_queue_ready",
+  "proxy_on_request_headers",
+  "proxy_on_request_body",
+  "proxy_on_request_trailers",
+  "proxy_on_response_headers",
+  "proxy_on_response_body",
+  "proxy_on_response_trailers",
+  "proxy_on_http_call_response",
+  "proxy_on_done",
+  "proxy_on_log",
+  "proxy_on_delete",
+  "proxy_on_grpc_receive_initial_metadata",
+  "proxy_on_grpc_receive",
+  "proxy_on_grpc_receive_trailing_metadata",
+  "proxy_on_grpc_close",
+  "proxy_on_foreign_function",
+] as const;
+/** A guest callback name. */
+export type Callback = typeof CALLBACKS[number];
+
+const LEVELS = ["debug", "debug", "info", "warn", "error", "error"] as const;
+
+/** One instantiated plugin module. */
+export class PluginVM {
+  readonly instance: WebAssembly.Instance;
+  readonly memory: WebAssembly.Memory;
+  /** Root context id (ids come from one counter per VM; 0 is the VM itself). */
+  readonly rootContextId: number;
+  /** Set on the first trap/timeout: the VM is never called again. */
+  failed: Error | null = null;
+  /** Stream contexts attached to this VM, by context id. */
+  readonly streams = new Map<number, StreamHost>();
+  /** Called once when the VM fails (so the plugin can fail its streams). */
+  onFail: ((e: Error) => void) | null = null;
+  private nextId = 1;
+  private effective = 0;
+  private deadline = 0;
+  private callDepth = 0;
+  private httpCallResult: HttpCallResult | null = null;
+  private fns: Partial<Record<Callback, Fn>> = {};
+  private alloc: Fn;
+
+  constructor(module: WebAssembly.Module, readonly abi: AbiVersion, readonly host: VmHost) {
+    this.instance = new WebAssembly.Instance(module, this.imports(module));
+    const ex = this.instance.exports as Exports;
+    if (!(ex.memory instanceof WebAssembly.Memory)) throw new Error("module exports no memory");
+    this.memory = ex.memory;
+    for (const name of CALLBACKS) if (typeof ex[name] === "function") this.fns[name] = ex[name] as Fn;
+    const alloc = ex.proxy_on_memory_allocate ?? ex.malloc;
+    if (typeof alloc !== "function") {
+      throw new Error("module exports neither malloc nor proxy_on_memory_allocate");
+    }
+    this.alloc = alloc as Fn;
+    this.rootContextId = this.nextId++;
+  }
+
+  /** Runs the module's start code: `_initialize` (+ `main`) or `_start`. */
+  start(): void {
+    const ex = this.instance.exports as Record<string, unknown>;
+    this.guard(() => {
+      if (typeof ex._initialize === "function") {
+        (ex._initialize as Fn)();
+        if (typeof ex.main === "function") (ex.main as Fn)(0, 0);
+        else if (typeof ex.__main_void === "function") (ex.__main_void as Fn)();
+      } else if (typeof ex._start === "function") (ex._start as Fn)();
+      return 0;
+    });
+  }
+
+  /** A fresh stream context id. */
+  newContextId(): number {
+    return this.nextId++;
+  }
+
+  has(cb: Callback): boolean {
+    return this.fns[cb] !== undefined;
+  }
+
+  /**
+   * Calls a guest callback with `effective` as the current context. Returns
+   * its result (0 when the export is missing); throws the VM's failure when it
+   * traps, times out or was poisoned before.
+   */
+  call(cb: Callback, effective: number, a = 0, b = 0, c = 0, d = 0, e = 0): number {
+    if (this.failed !== null) throw this.failed;
+    const f = this.fns[cb];
+    if (f === undefined) return 0;
+    const prev = this.effective;
+    this.effective = effective;
+    try {
+      return this.guard(() => f(a, b, c, d, e));
+    } finally {
+      this.effective = prev;
+    }
+  }
+
+  /** Delivers an http_call answer to the root context. */
+  deliverHttpCall(token: number, res: HttpCallResult): void {
+    if (this.failed !== null) return;
+    this.httpCallResult = res;
+    try {
+      this.call(
+        "proxy_on_http_call_response",
+        this.rootContextId,
+        this.rootContextId,
+        token,
+        res.headers.length,
+        res.body.length,
+        res.trailers.length,
+      );
+    } catch {
+      /* the VM is failed now; its streams were told */
+    } finally {
+      this.httpCallResult = null;
+    }
+  }
+
+  private guard(f: () => number): number {
+    const outer = this.callDepth === 0;
+    if (outer) this.deadline = performance.now() + this.host.timeout;
+    this.callDepth++;
+    try {
+      return f() | 0;
+    } catch (e) {
+      this.fail(e instanceof Error ? e : new Error(String(e)));
+      throw this.failed;
+    } finally {
+      this.callDepth--;
+    }
+  }
+
+  /** Poisons the VM (idempotent). */
+  fail(e: Error): void {
+    if (this.failed !== null) return;
+    this.failed = e instanceof WebAssembly.RuntimeError || e instanceof PluginTimeout || e instanceof ProcExit
+      ? e
+      : e instanceof RangeError
+      ? new Error("plugin trapped: " + e.message)
+      : e;
+    this.onFail?.(this.failed);
+  }
+
+  // ---- memory helpers (views re-created per call: memory.grow detaches buffers) ----
+
+  private u8(): Uint8Array {
+    return new Uint8Array(this.memory.buffer);
+  }
+  private read(ptr: number, len: number): Uint8Array {
+    ptr >>>= 0, len >>>= 0;
+    const m = this.u8();
+    if (ptr + len > m.length) throw new RangeError("out of bounds");
+    return m.subarray(ptr, ptr + len);
+  }
+  private str(ptr: number, len: number): string {
+    const b = this.read(ptr, len);
+    // Header names and values are short and ASCII: building the string directly beats TextDecoder.
+    if (b.length <= 64) {
+      let out = "";
+      for (let i = 0; i < b.length; i++) {
+        const c = b[i];
+        if (c >= 0x80) return dec.decode(b);
+        out += String.fromCharCode(c);
+      }
+      return out;
+    }
+    return dec.decode(b);
+  }
+  private setU32(ptr: number, v: number): void {
+    new DataView(this.memory.buffer).setUint32(ptr >>> 0, v >>> 0, true);
+  }
+  /** Copies `data` into guest memory (via its allocator) and writes ptr/size. */
+  private give(data: Uint8Array, ptrPtr: number, sizePtr: number): void {
+    let p = 0;
+    if (data.length > 0) {
+      p = this.alloc(data.length) >>> 0;
+      if (p === 0) throw new Error("plugin allocator returned NULL");
+      this.u8().set(data, p);
+    }
+    this.setU32(ptrPtr, p);
+    this.setU32(sizePtr, data.length);
+  }
+
+  private stream(): StreamHost | null {
+    return this.streams.get(this.effective) ?? null;
+  }
+
+  private map(type: number): MapView | null {
+    if (type === MapType.HTTP_CALL_RESPONSE_HEADERS || type === MapType.HTTP_CALL_RESPONSE_TRAILERS) {
+      const r = this.httpCallResult;
+      if (r === null) return null;
+      return pairsView(type === MapType.HTTP_CALL_RESPONSE_HEADERS ? r.headers : r.trailers);
+    }
+    return this.stream()?.map(type) ?? null;
+  }
+
+  private buffer(type: number): Uint8Array | null {
+    switch (type) {
+      case BufferType.VM_CONFIGURATION:
+        return this.host.vmConfig;
+      case BufferType.PLUGIN_CONFIGURATION:
+        return this.host.pluginConfig;
+      case BufferType.HTTP_CALL_RESPONSE_BODY:
+        return this.httpCallResult?.body ?? null;
+      default:
+        return this.stream()?.buffer(type) ?? null;
+    }
+  }
+
+  private property(path: string[]): Uint8Array | null | undefined {
+    const s = this.stream();
+    if (s !== null) {
+      const v = s.property(path);
+      if (v !== undefined) return v;
+    }
+    if (path.length === 1 && path[0] === "plugin_root_id") return enc.encode(this.host.rootId);
+    return this.host.property(path);
+  }
+
+  // ---- imports ----
+
+  private imports(module: WebAssembly.Module): WebAssembly.Imports {
+    const env = this.envFunctions();
+    const wasi = this.wasiFunctions();
+    const out: Record<string, Record<string, WebAssembly.ImportValue>> = {};
+    for (const imp of WebAssembly.Module.imports(module)) {
+      const ns = out[imp.module] ??= {};
+      if (imp.module === "loom" && imp.name === "check") {
+        ns.check = () => {
+          if (performance.now() > this.deadline) throw new PluginTimeout(this.host.timeout);
+          return DEFAULT_FUEL_CHUNK;
+        };
+        continue;
+      }
+      if (imp.kind !== "function") {
+        throw new Error(`unsupported import ${imp.module}.${imp.name} (${imp.kind})`);
+      }
+      if (imp.module === "env") {
+        ns[imp.name] = env[imp.name] ?? (() => {
+          logger.warn("plugin called an unimplemented host function", {
+            plugin: this.host.pluginName,
+            function: imp.name,
+          });
+          return Status.UNIMPLEMENTED;
+        });
+      } else if (imp.module === "wasi_snapshot_preview1" || imp.module === "wasi_unstable") {
+        ns[imp.name] = wasi[imp.name] ?? (() => Errno.NOSYS);
+      } else {
+        throw new Error(`unsupported import module ${imp.module} (function ${imp.name})`);
+      }
+    }
+    return out;
+  }
+
+  private envFunctions(): Record<string, (...a: never[]) => number> {
+    const S = Status;
+    const mapOp = (type: number) => this.map(type);
+    const continueStream = (t: number) => {
+      const s = this.stream();
+      if (s === null) return S.NOT_FOUND;
+      s.resume(t);
+      return S.OK;
+    };
+    const closeStream = (t: number) => {
+      const s = this.stream();
+      if (s === null) return S.NOT_FOUND;
+      s.close(t);
+      return S.OK;
+    };
+    const httpCall = (
+      up: number,
+      upLen: number,
+      hp: number,
+      hl: number,
+      bp: number,
+      bl: number,
+      tp: number,
+      tl: number,
+      timeout: number,
+      tokenPtr: number,
+    ) => {
+      const headers = decodePairs(this.read(hp, hl));
+      const trailers = decodePairs(this.read(tp, tl));
+      if (headers === null || trailers === null) return S.BAD_ARGUMENT;
+      const has = (k: string) => headers.some((p) => p[0] === k);
+      if (!has(":method") || !has(":path") || !has(":authority")) return S.BAD_ARGUMENT;
+      const token = this.host.httpCall(
+        this,
+        this.str(up, upLen),
+        headers,
+        this.read(bp, bl).slice(),
+        trailers,
+        timeout >>> 0,
+      );
+      if (token === null) return S.BAD_ARGUMENT;
+      this.setU32(tokenPtr, token);
+      return S.OK;
+    };
+    return {
+      proxy_log: (level: number, p: number, l: number) => {
+        const msg = this.str(p, l);
+        logger[LEVELS[level] ?? "info"]("plugin: " + msg, { plugin: this.host.pluginName });
+        return S.OK;
+      },
+      proxy_get_log_level: (ptr: number) => {
+        this.setU32(ptr, LogLevel.INFO);
+        return S.OK;
+      },
+      proxy_get_current_time_nanoseconds: (ptr: number) => {
+        const ns = BigInt(Date.now()) * 1_000_000n;
+        new DataView(this.memory.buffer).setBigUint64(ptr >>> 0, ns, true);
+        return S.OK;
+      },
+      proxy_set_tick_period_milliseconds: (ms: number) => {
+        this.host.tickPeriod(ms >>> 0);
+        return S.OK;
+      },
+      proxy_get_configuration: (pp: number, sp: number) => {
+        this.give(this.host.pluginConfig, pp, sp);
+        return S.OK;
+      },
+      proxy_get_buffer_bytes: (type: number, start: number, max: number, pp: number, sp: number) => {
+        const b = this.buffer(type);
+        if (b === null) return S.NOT_FOUND;
+        start >>>= 0, max >>>= 0;
+        if (start > b.length) return S.BAD_ARGUMENT;
+        this.give(b.subarray(start, Math.min(b.length, start + max)), pp, sp);
+        return S.OK;
+      },
+      proxy_get_buffer_status: (type: number, lenPtr: number, flagsPtr: number) => {
+        const b = this.buffer(type);
+        if (b === null) return S.NOT_FOUND;
+        this.setU32(lenPtr, b.length);
+        this.setU32(flagsPtr, 0);
+        return S.OK;
+      },
+      proxy_set_buffer_bytes: (type: number, start: number, size: number, dp: number, dl: number) => {
+        const b = this.buffer(type);
+        if (b === null) return S.NOT_FOUND;
+        const data = this.read(dp, dl);
+        start >>>= 0, size >>>= 0;
+        let next: Uint8Array;
+        if (start === 0xffffffff) next = concat(b, data); // append (SIZE_MAX)
+        else if (start === 0 && size >= b.length) next = data.slice(); // replace all
+        else if (start === 0 && size === 0) next = concat(data, b); // prepend
+        else {
+          if (start > b.length) return S.BAD_ARGUMENT;
+          const end = Math.min(b.length, start + size);
+          next = concat(concat(b.subarray(0, start), data), b.subarray(end));
+        }
+        const s = this.stream();
+        if (s === null || !s.setBuffer(type, next)) return S.NOT_FOUND;
+        return S.OK;
+      },
+      proxy_get_header_map_pairs: (type: number, pp: number, sp: number) => {
+        const m = mapOp(type);
+        if (m === null) return S.NOT_FOUND;
+        this.give(encodePairs(m.pairs()), pp, sp);
+        return S.OK;
+      },
+      proxy_set_header_map_pairs: (type: number, p: number, l: number) => {
+        const m = mapOp(type);
+        if (m === null) return S.NOT_FOUND;
+        const pairs = decodePairs(this.read(p, l));
+        if (pairs === null) return S.BAD_ARGUMENT;
+        m.setAll(pairs.map(([k, v]) => [k.toLowerCase(), v]));
+        return S.OK;
+      },
+      proxy_get_header_map_size: (type: number, sp: number) => {
+        const m = mapOp(type);
+        if (m === null) return S.NOT_FOUND;
+        this.setU32(sp, encodePairs(m.pairs()).length);
+        return S.OK;
+      },
+      proxy_get_header_map_value: (type: number, kp: number, kl: number, pp: number, sp: number) => {
+        const m = mapOp(type);
+        if (m === null) return S.NOT_FOUND;
+        const v = m.get(this.str(kp, kl).toLowerCase());
+        if (v === undefined) return S.NOT_FOUND;
+        this.give(enc.encode(v), pp, sp);
+        return S.OK;
+      },
+      proxy_add_header_map_value: (type: number, kp: number, kl: number, vp: number, vl: number) => {
+        const m = mapOp(type);
+        if (m === null) return S.NOT_FOUND;
+        m.add(this.str(kp, kl).toLowerCase(), this.str(vp, vl));
+        return S.OK;
+      },
+      proxy_replace_header_map_value: (type: number, kp: number, kl: number, vp: number, vl: number) => {
+        const m = mapOp(type);
+        if (m === null) return S.NOT_FOUND;
+        m.replace(this.str(kp, kl).toLowerCase(), this.str(vp, vl));
+        return S.OK;
+      },
+      proxy_remove_header_map_value: (type: number, kp: number, kl: number) => {
+        const m = mapOp(type);
+        if (m === null) return S.NOT_FOUND;
+        m.remove(this.str(kp, kl).toLowerCase());
+        return S.OK;
+      },
+      proxy_get_property: (p: number, l: number, pp: number, sp: number) => {
+        let raw = this.str(p, l);
+        if (raw.endsWith("\0")) raw = raw.slice(0, -1);
+        const v = this.property(raw.split("\0"));
+        if (v === undefined || v === null) return S.NOT_FOUND;
+        this.give(v, pp, sp);
+        return S.OK;
+      },
+      proxy_set_property: (p: number, l: number, vp: number, vl: number) => {
+        const s = this.stream();
+        if (s === null) return S.NOT_FOUND;
+        s.setProperty(this.str(p, l).replaceAll("\0", "."), this.read(vp, vl).slice());
+        return S.OK;
+      },
+      proxy_send_local_response: (
+        status: number,
+        _dp: number,
+        _dl: number,
+        bp: number,
+        bl: number,
+        hp: number,
+        hl: number,
+        _grpc: number,
+      ) => {
+        const s = this.stream();
+        if (s === null) return S.NOT_FOUND;
+        const headers = decodePairs(this.read(hp, hl));
+        if (headers === null) return S.BAD_ARGUMENT;
+        s.localResponse({ status: status >>> 0, headers, body: this.read(bp, bl).slice() });
+        return S.OK;
+      },
+      proxy_continue_stream: continueStream,
+      proxy_close_stream: closeStream,
+      proxy_continue_request: () => continueStream(StreamType.HTTP_REQUEST),
+      proxy_continue_response: () => continueStream(StreamType.HTTP_RESPONSE),
+      proxy_resume_http_request: () => continueStream(StreamType.HTTP_REQUEST),
+      proxy_resume_http_response: () => continueStream(StreamType.HTTP_RESPONSE),
+      proxy_resume_downstream: () => S.OK,
+      proxy_resume_upstream: () => S.OK,
+      proxy_reset_http_request: () => closeStream(StreamType.HTTP_REQUEST),
+      proxy_reset_http_response: () => closeStream(StreamType.HTTP_RESPONSE),
+      proxy_close_downstream: () => S.OK,
+      proxy_close_upstream: () => S.OK,
+      proxy_clear_route_cache: () => S.OK,
+      proxy_http_call: httpCall,
+      proxy_dispatch_http_call: httpCall,
+      // gRPC is not implemented: statuses the SDKs accept without trapping.
+      proxy_grpc_call: () => S.INTERNAL_FAILURE,
+      proxy_dispatch_grpc_call: () => S.INTERNAL_FAILURE,
+      proxy_grpc_stream: () => S.INTERNAL_FAILURE,
+      proxy_open_grpc_stream: () => S.INTERNAL_FAILURE,
+      proxy_grpc_send: () => S.NOT_FOUND,
+      proxy_send_grpc_stream_message: () => S.NOT_FOUND,
+      proxy_grpc_cancel: () => S.NOT_FOUND,
+      proxy_cancel_grpc_call: () => S.NOT_FOUND,
+      proxy_grpc_close: () => S.NOT_FOUND,
+      proxy_close_grpc_call: () => S.NOT_FOUND,
+      proxy_get_status: (codePtr: number, pp: number, sp: number) => {
+        this.setU32(codePtr, 0);
+        this.give(EMPTY, pp, sp);
+        return S.OK;
+      },
+      proxy_set_shared_data: (kp: number, kl: number, vp: number, vl: number, cas: number) => {
+        const key = this.str(kp, kl);
+        const store = this.host.shared;
+        const cur = store.data.get(key);
+        cas >>>= 0;
+        if (cas !== 0 && (cur === undefined || cur.cas !== cas)) return S.CAS_MISMATCH;
+        store.data.set(key, { value: this.read(vp, vl).slice(), cas: store.nextCas++ });
+        return S.OK;
+      },
+      proxy_get_shared_data: (kp: number, kl: number, pp: number, sp: number, casPtr: number) => {
+        const cur = this.host.shared.data.get(this.str(kp, kl));
+        if (cur === undefined) return S.NOT_FOUND;
+        this.give(cur.value, pp, sp);
+        this.setU32(casPtr, cur.cas);
+        return S.OK;
+      },
+      proxy_register_shared_queue: (np: number, nl: number, tokenPtr: number) => {
+        const store = this.host.shared;
+        const key = this.host.vmId + "\0" + this.str(np, nl);
+        let token = store.queueByName.get(key);
+        const root = this.rootContextId;
+        const owner = (t: number) => {
+          if (this.failed === null) {
+            try {
+              this.call("proxy_on_queue_ready", root, root, t);
+            } catch { /* VM failed; recorded */ }
+          }
+        };
+        if (token === undefined) {
+          token = store.nextQueue++;
+          store.queueByName.set(key, token);
+          store.queues.set(token, { vmId: this.host.vmId, name: key, items: [], owner });
+        } else store.queues.get(token)!.owner = owner;
+        this.setU32(tokenPtr, token);
+        return S.OK;
+      },
+      proxy_resolve_shared_queue: (_vp: number, _vl: number, np: number, nl: number, tokenPtr: number) => {
+        const vmId = this.str(_vp, _vl);
+        const token = this.host.shared.queueByName.get(vmId + "\0" + this.str(np, nl));
+        if (token === undefined) return S.NOT_FOUND;
+        this.setU32(tokenPtr, token);
+        return S.OK;
+      },
+      proxy_enqueue_shared_queue: (token: number, dp: number, dl: number) => {
+        const q = this.host.shared.queues.get(token >>> 0);
+        if (q === undefined) return S.NOT_FOUND;
+        q.items.push(this.read(dp, dl).slice());
+        // Delivered after the current callback, never re-entrantly.
+        setTimeout(() => q.owner(token >>> 0), 0);
+        return S.OK;
+      },
+      proxy_dequeue_shared_queue: (token: number, pp: number, sp: number) => {
+        const q = this.host.shared.queues.get(token >>> 0);
+        if (q === undefined) return S.NOT_FOUND;
+        const item = q.items.shift();
+        if (item === undefined) return S.EMPTY;
+        this.give(item, pp, sp);
+        return S.OK;
+      },
+      proxy_define_metric: (type: number, np: number, nl: number, idPtr: number) => {
+        if (type < MetricType.COUNTER || type > MetricType.HISTOGRAM) return S.BAD_ARGUMENT;
+        const id = this.host.shared.defineMetric(type, this.str(np, nl));
+        if (id < 0) return S.BAD_ARGUMENT;
+        this.setU32(idPtr, id);
+        return S.OK;
+      },
+      proxy_increment_metric: ((id: number, offset: bigint) => {
+        const m = this.host.shared.metric(id >>> 0);
+        if (m === undefined) return S.NOT_FOUND;
+        if (m.type === MetricType.HISTOGRAM) return S.BAD_ARGUMENT;
+        m.add(BigInt(offset));
+        return S.OK;
+      }) as unknown as (...a: never[]) => number,
+      proxy_record_metric: ((id: number, value: bigint) => {
+        const m = this.host.shared.metric(id >>> 0);
+        if (m === undefined) return S.NOT_FOUND;
+        m.record(BigInt.asUintN(64, BigInt(value)));
+        return S.OK;
+      }) as unknown as (...a: never[]) => number,
+      proxy_get_metric: (id: number, resultPtr: number) => {
+        const m = this.host.shared.metric(id >>> 0);
+        if (m === undefined) return S.NOT_FOUND;
+        if (m.type === MetricType.HISTOGRAM) return S.BAD_ARGUMENT;
+        new DataView(this.memory.buffer).setBigUint64(resultPtr >>> 0, BigInt.asUintN(64, m.get()), true);
+        return S.OK;
+      },
+      proxy_set_effective_context: (id: number) => {
+        id >>>= 0;
+        if (id !== this.rootContextId && !this.streams.has(id)) return S.BAD_ARGUMENT;
+        this.effective = id;
+        return S.OK;
+      },
+      proxy_done: () => S.OK,
+      proxy_call_foreign_function: () => S.NOT_FOUND,
+    };
+  }
+
+  private wasiFunctions(): Record<string, (...a: never[]) => number> {
+    const E = Errno;
+    return {
+      fd_write: (fd: number, iovs: number, n: number, nwritten: number) => {
+        if (fd !== 1 && fd !== 2) return E.BADF;
+        const dv = new DataView(this.memory.buffer);
+        let text = "";
+        let total = 0;
+        for (let i = 0; i < n; i++) {
+          const p = dv.getUint32((iovs >>> 0) + i * 8, true);
+          const l = dv.getUint32((iovs >>> 0) + i * 8 + 4, true);
+          text += this.str(p, l);
+          total += l;
+        }
+        const line = text.replace(/\n$/, "");
+        if (line !== "") {
+          logger[fd === 2 ? "warn" : "info"]("plugin: " + line, { plugin: this.host.pluginName });
+        }
+        this.setU32(nwritten, total);
+        return E.SUCCESS;
+      },
+      fd_read: () => E.BADF,
+      fd_close: () => E.SUCCESS,
+      fd_seek: () => E.BADF,
+      fd_fdstat_get: (fd: number, ptr: number) => {
+        if (fd > 2) return E.BADF;
+        const m = this.u8();
+        m.fill(0, ptr >>> 0, (ptr >>> 0) + 24);
+        m[ptr >>> 0] = 2; // character device
+        return E.SUCCESS;
+      },
+      // EBADF (not ENOSYS) tells wasi-libc there are no preopened directories.
+      fd_prestat_get: () => E.BADF,
+      fd_prestat_dir_name: () => E.BADF,
+      clock_time_get: ((id: number, _precision: bigint, ptr: number) => {
+        const ns = id === 0
+          ? BigInt(Date.now()) * 1_000_000n
+          : BigInt(Math.round(performance.now() * 1_000_000));
+        new DataView(this.memory.buffer).setBigUint64(ptr >>> 0, ns, true);
+        return E.SUCCESS;
+      }) as unknown as (...a: never[]) => number,
+      clock_res_get: (_id: number, ptr: number) => {
+        new DataView(this.memory.buffer).setBigUint64(ptr >>> 0, 1000n, true);
+        return E.SUCCESS;
+      },
+      random_get: (ptr: number, len: number) => {
+        const view = this.read(ptr, len);
+        for (let o = 0; o < view.length; o += 65536) crypto.getRandomValues(view.subarray(o, o + 65536));
+        return E.SUCCESS;
+      },
+      environ_sizes_get: (countPtr: number, sizePtr: number) => {
+        this.setU32(countPtr, 0);
+        this.setU32(sizePtr, 0);
+        return E.SUCCESS;
+      },
+      environ_get: () => E.SUCCESS,
+      args_sizes_get: (countPtr: number, sizePtr: number) => {
+        this.setU32(countPtr, 0);
+        this.setU32(sizePtr, 0);
+        return E.SUCCESS;
+      },
+      args_get: () => E.SUCCESS,
+      sched_yield: () => E.SUCCESS,
+      proc_exit: (code: number) => {
+        throw new ProcExit(code);
+      },
+    };
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** Adapts a HeaderList plus pseudo headers to a MapView. */
+export function headerListView(
+  h: HeaderList,
+  pseudo: { get(k: string): string | undefined; set(k: string, v: string): void; list(): [string, string][] },
+): MapView {
+  return {
+    pairs: () => {
+      const out = pseudo.list();
+      for (let i = 0; i < h.keys.length; i++) out.push([h.keys[i], h.values[i]]);
+      return out;
+    },
+    get: (k) => k.charCodeAt(0) === 58 ? pseudo.get(k) : h.getJoined(k),
+    add: (k, v) => k.charCodeAt(0) === 58 ? pseudo.set(k, v) : h.append(k, v),
+    replace: (k, v) => k.charCodeAt(0) === 58 ? pseudo.set(k, v) : h.set(k, v),
+    remove: (k) => {
+      if (k.charCodeAt(0) !== 58) h.delete(k);
+    },
+    setAll: (pairs) => {
+      h.names.length = h.keys.length = h.values.length = 0;
+      for (const [k, v] of pairs) {
+        if (k.charCodeAt(0) === 58) pseudo.set(k, v);
+        else h.append(k, v);
+      }
+    },
+  };
+}
+
+export { BufferType, MapType };

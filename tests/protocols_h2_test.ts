@@ -1,0 +1,130 @@
+/**
+ * HTTP/2 at the edge with nghttp2's own tools: nghttp and h2load through the
+ * h2c listener (Deno.serve) and a TLS listener offering ALPN h2 (node:http2),
+ * the header-list limit, gRPC on the TLS listener, the h2c listener's answer
+ * to native gRPC, and the gRPC health check used for upstream health checks.
+ */
+import assert from "node:assert/strict";
+import { freePort, itest, startLoomProcess, startUpstream } from "./helpers.ts";
+import { TestCa } from "./tls_util.ts";
+import { assertScenarios, runPeer, startGrpcServer } from "./grpc_util.ts";
+import { grpcHealthCheck } from "../src/proxy/grpc.ts";
+
+async function run(cmd: string, args: string[]): Promise<{ ok: boolean; out: string }> {
+  const child = new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).spawn();
+  const t = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  const o = await child.output();
+  clearTimeout(t);
+  return { ok: o.success, out: new TextDecoder().decode(o.stdout) + new TextDecoder().decode(o.stderr) };
+}
+
+itest("h2c and h2 (ALPN) listeners: nghttp and h2load succeed; header list limit enforced", async () => {
+  const dir = Deno.makeTempDirSync();
+  const ca = await TestCa.create(dir);
+  const cert = await ca.leaf("server", "localhost", ["DNS:localhost", "IP:127.0.0.1"]);
+  const up = startUpstream((req) => new Response(`ok ${new URL(req.url).pathname}`));
+  const tlsPort = freePort();
+  const loom = await startLoomProcess(`
+listeners:
+  - name: h2c
+    address: "127.0.0.1:\${PORT}"
+    protocol: h2c
+  - name: h2
+    address: "127.0.0.1:${tlsPort}"
+    protocol: https
+    tls: { cert_file: "${cert.cert}", key_file: "${cert.key}", alpn: [h2, http/1.1] }
+    http2: { max_concurrent_streams: 50, max_header_list_size: 16KB }
+upstreams:
+  - name: up
+    endpoints: ["${up.address}"]
+routes:
+  - { id: all, path: "/*", upstream: up }
+`);
+  try {
+    for (const url of [loom.url("/n"), `https://127.0.0.1:${tlsPort}/n`]) {
+      const n = await run("nghttp", ["-v", url]);
+      assert.ok(n.ok, n.out);
+      assert.match(n.out, /recv \(stream_id=\d+\) :status: 200/);
+      assert.match(n.out, /ok \/n/);
+      const h = await run("h2load", ["-n", "200", "-c", "4", "-m", "5", url]);
+      assert.ok(h.ok, h.out);
+      assert.match(h.out, /200 succeeded, 0 failed, 0 errored/, h.out);
+    }
+    // The TLS listener advertises our limits and refuses a header list above 16 KiB.
+    const settings = await run("nghttp", ["-v", `https://127.0.0.1:${tlsPort}/n`]);
+    assert.match(settings.out, /SETTINGS_MAX_CONCURRENT_STREAMS\(0x03\):50/);
+    const big = await run("nghttp", [
+      "-v",
+      "-t",
+      "5",
+      "-H",
+      `x-big: ${"a".repeat(20_000)}`,
+      `https://127.0.0.1:${tlsPort}/n`,
+    ]);
+    // Normally a 431 from Loom's own check; under load Deno's node:http2 has also been seen to drop
+    // the stream instead. Either way the request must not be served.
+    assert.doesNotMatch(big.out, /:status: 200/);
+  } finally {
+    await loom.close();
+    await up.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+itest(
+  "gRPC on a TLS listener offering h2; native gRPC on an h2c listener gets a clear gRPC status",
+  async () => {
+    const dir = Deno.makeTempDirSync();
+    const ca = await TestCa.create(dir);
+    const cert = await ca.leaf("server", "api.loom.test", ["DNS:api.loom.test"]);
+    const up = await startGrpcServer(freePort());
+    const h2cPort = freePort();
+    const loom = await startLoomProcess(`
+listeners:
+  - name: tls
+    address: "127.0.0.1:\${PORT}"
+    protocol: https
+    tls: { cert_file: "${cert.cert}", key_file: "${cert.key}", alpn: [h2, http/1.1] }
+  - name: h2c
+    address: "127.0.0.1:${h2cPort}"
+    protocol: h2c
+upstreams:
+  - name: svc
+    endpoints: ["127.0.0.1:${up.port}"]
+  - name: down
+    endpoints: ["127.0.0.1:${freePort()}"]
+routes:
+  - { id: echo, path: "/test.Echo/*", upstream: svc }
+  - { id: down, path: "/test.Down/*", upstream: down }
+`);
+    try {
+      assertScenarios(await runPeer(["client", `127.0.0.1:${loom.port}`, "tls", ca.cert, "api.loom.test"]));
+      // deno-lint-ignore no-explicit-any
+      const r: any = await runPeer(["client", `127.0.0.1:${h2cPort}`]);
+      assert.equal(r.fail.code, "UNIMPLEMENTED");
+      assert.match(r.fail.details, /grpc or grpcs listener/);
+    } finally {
+      await loom.close();
+      await up.close();
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+);
+
+itest("grpcHealthCheck: SERVING, NOT_SERVING, unreachable, timeout", async () => {
+  const up = await startGrpcServer(freePort());
+  const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    assert.equal(await grpcHealthCheck(`127.0.0.1:${up.port}`, "", 2000), true);
+    assert.equal(await grpcHealthCheck(`127.0.0.1:${up.port}`, "test.Echo", 2000), true);
+    assert.equal(await grpcHealthCheck(`127.0.0.1:${up.port}`, "down", 2000), false);
+    assert.equal(await grpcHealthCheck(`127.0.0.1:${freePort()}`, "", 2000), false);
+    // Accepts but never speaks HTTP/2: the timeout decides.
+    const t0 = Date.now();
+    assert.equal(await grpcHealthCheck(`127.0.0.1:${(silent.addr as Deno.NetAddr).port}`, "", 300), false);
+    assert.ok(Date.now() - t0 < 2000);
+  } finally {
+    silent.close();
+    await up.close();
+  }
+});
