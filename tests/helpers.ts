@@ -40,16 +40,24 @@ export interface TestLoom {
 }
 
 /**
- * Starts Loom in-process. `yaml` may contain `${PORT}` and `${ADMIN_PORT}`,
- * replaced by free ports; unless the YAML sets them, access logs are off.
+ * Writes a test config: `${PORT}`/`${ADMIN_PORT}` become free ports; access
+ * logs are off and the admin API is on loopback unless the YAML says otherwise.
  */
-export async function startLoom(yaml: string, opts: { watch?: boolean } = {}): Promise<TestLoom> {
+function prepareConfig(yaml: string): { configPath: string; port: number; adminPort: number } {
   const port = freePort();
   const adminPort = freePort();
   let text = yaml.replaceAll("${PORT}", String(port)).replaceAll("${ADMIN_PORT}", String(adminPort));
   if (!/^access_log:/m.test(text)) text += "\naccess_log:\n  enabled: false\n";
   if (!/^admin:/m.test(text)) text += `\nadmin:\n  address: "127.0.0.1:${adminPort}"\n`;
-  const configPath = writeTempConfig(text);
+  return { configPath: writeTempConfig(text), port, adminPort };
+}
+
+/**
+ * Starts Loom in-process. `yaml` may contain `${PORT}` and `${ADMIN_PORT}`,
+ * replaced by free ports; unless the YAML sets them, access logs are off.
+ */
+export async function startLoom(yaml: string, opts: { watch?: boolean } = {}): Promise<TestLoom> {
+  const { configPath, port, adminPort } = prepareConfig(yaml);
   const sup = await Supervisor.start({ configPath, watch: opts.watch ?? false });
   return {
     sup,
@@ -157,12 +165,7 @@ export interface TestLoomProcess {
  * (see README); in a child process that fails one test, not the test runner.
  */
 export async function startLoomProcess(yaml: string, readyMs = 15_000): Promise<TestLoomProcess> {
-  const port = freePort();
-  const adminPort = freePort();
-  let text = yaml.replaceAll("${PORT}", String(port)).replaceAll("${ADMIN_PORT}", String(adminPort));
-  if (!/^access_log:/m.test(text)) text += "\naccess_log:\n  enabled: false\n";
-  if (!/^admin:/m.test(text)) text += `\nadmin:\n  address: "127.0.0.1:${adminPort}"\n`;
-  const configPath = writeTempConfig(text);
+  const { configPath, port, adminPort } = prepareConfig(yaml);
   const main = new URL("../src/cli/main.ts", import.meta.url).pathname;
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--unstable-net", main, "run", "-c", configPath, "--log-level", "error"],

@@ -1,41 +1,11 @@
 import assert from "node:assert/strict";
 import { itest, startLoom, startUpstream } from "./helpers.ts";
-
-/** A self-signed leaf certificate for localhost (CA:FALSE, as rustls requires). */
-async function makeCert(dir: string): Promise<{ cert: string; key: string }> {
-  const cert = `${dir}/cert.pem`, key = `${dir}/key.pem`;
-  const out = await new Deno.Command("openssl", {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-days",
-      "2",
-      "-subj",
-      "/CN=localhost",
-      "-addext",
-      "subjectAltName=DNS:localhost,IP:127.0.0.1",
-      "-addext",
-      "basicConstraints=critical,CA:FALSE",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-    ],
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  assert.ok(out.success, new TextDecoder().decode(out.stderr));
-  return { cert, key };
-}
+import { TestCa } from "./tls_util.ts";
 
 itest("https listener: HTTP/1.1 over TLS on Loom's own engine", async () => {
   const dir = Deno.makeTempDirSync();
-  const { cert, key } = await makeCert(dir);
+  const ca = await TestCa.create(dir);
+  const { cert, key } = await ca.leaf("server", "localhost", ["DNS:localhost", "IP:127.0.0.1"]);
   const up = startUpstream((req) => new Response(`proto=${req.headers.get("x-forwarded-proto")}`));
   const loom = await startLoom(`
 listeners:
@@ -51,7 +21,7 @@ routes:
     path: /*
     upstream: up
 `);
-  const client = Deno.createHttpClient({ caCerts: [Deno.readTextFileSync(cert)] });
+  const client = Deno.createHttpClient({ caCerts: [Deno.readTextFileSync(ca.cert)] });
   try {
     for (let i = 0; i < 3; i++) {
       const res = await fetch(`https://localhost:${loom.port}/x`, { client });
