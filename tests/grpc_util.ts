@@ -11,6 +11,8 @@ export const PYTHON = "/usr/bin/python3";
 /** A running Python gRPC server. */
 export interface GrpcServer {
   port: number;
+  /** Sets the overall grpc.health.v1 status (SERVING or NOT_SERVING); resolves once the server applied it. */
+  setServing(serving: boolean): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -26,16 +28,27 @@ export async function startGrpcServer(
   const reader = child.stdout.getReader();
   const { value } = await reader.read();
   assert.match(new TextDecoder().decode(value), /ready/);
-  reader.releaseLock();
+  const stdin = child.stdin.getWriter();
   return {
     port,
+    setServing: async (serving) => {
+      const word = serving ? "serving" : "not_serving";
+      await stdin.write(new TextEncoder().encode(word + "\n"));
+      // The server acknowledges each change on stdout.
+      let seen = "";
+      while (!seen.includes("health " + word)) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error("grpc server exited");
+        seen += new TextDecoder().decode(value);
+      }
+    },
     close: async () => {
       // Closing stdin stops the server; kill is the fallback.
-      await child.stdin.close().catch(() => {});
+      await stdin.close().catch(() => {});
       const t = setTimeout(() => child.kill("SIGKILL"), 3000);
       await child.status;
       clearTimeout(t);
-      await child.stdout.cancel().catch(() => {});
+      await reader.cancel().catch(() => {});
     },
   };
 }

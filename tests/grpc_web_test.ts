@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { freePort, itest, startLoom } from "./helpers.ts";
+import { metricValue } from "./gateway_util.ts";
 import { startGrpcServer } from "./grpc_util.ts";
 
 const enc = new TextEncoder();
@@ -116,6 +117,14 @@ routes:
       assert.equal(r4.headers.get("grpc-status"), "12");
       await r4.body?.cancel();
     }
+    // The grpc-status sent, read from the trailer frame (binary and text) or the head (trailers-only).
+    const metrics = await (await fetch(loom.admin("/metrics"))).text();
+    const grpc = (route: string, grpc_status: string) =>
+      metricValue(metrics, "loom_grpc_responses_total", { route, grpc_status });
+    assert.equal(grpc("echo", "0"), 4, metrics);
+    assert.equal(grpc("echo", "5"), 2, metrics);
+    assert.equal(grpc("", "12"), 2, metrics);
+    assert.equal(grpc("echo", "none"), 0, metrics);
     // CORS preflight from a browser.
     const pre = await fetch(loom.url("/test.Echo/Unary"), {
       method: "OPTIONS",

@@ -247,3 +247,88 @@ routes:
     }
   },
 );
+
+/** One request on an open HTTP/1.1 connection; returns the raw response (body "ok" expected). */
+async function keptAliveGet(conn: Deno.Conn): Promise<string> {
+  await conn.write(new TextEncoder().encode("GET /k HTTP/1.1\r\nHost: loom\r\n\r\n"));
+  const buf = new Uint8Array(4096);
+  let text = "";
+  while (!text.endsWith("\r\n\r\nok")) {
+    const n = await conn.read(buf);
+    if (n === null) break;
+    text += new TextDecoder().decode(buf.subarray(0, n));
+  }
+  return text;
+}
+
+for (const workers of [1, 2]) {
+  itest(
+    `https fast path (workers: ${workers}): a reload with renewed files serves the new certificate; ` +
+      "a kept-alive connection opened before goes on",
+    async () => {
+      const dir = Deno.makeTempDirSync();
+      const ca = await TestCa.create(dir);
+      const first = await ca.leaf("first", "first.test", ["DNS:first.test", "IP:127.0.0.1"]);
+      const second = await ca.leaf("second", "second.test", ["DNS:second.test"]);
+      const live = { cert: `${dir}/live.pem`, key: `${dir}/live.key` };
+      Deno.copyFileSync(first.cert, live.cert);
+      Deno.copyFileSync(first.key, live.key);
+      const up = startUpstream(() => new Response("ok"));
+      const loom = await startLoom(`
+workers: ${workers}
+listeners:
+  - name: tls
+    address: "127.0.0.1:\${PORT}"
+    protocol: https
+    tls: { cert_file: "${live.cert}", key_file: "${live.key}" }
+upstreams:
+  - name: up
+    endpoints: ["${up.address}"]
+routes:
+  - id: all
+    path: /*
+    upstream: up
+`);
+      const get = (name: string) =>
+        curl([
+          "--http1.1",
+          "--cacert",
+          ca.cert,
+          "--resolve",
+          `${name}:${loom.port}:127.0.0.1`,
+          `https://${name}:${loom.port}/`,
+        ]);
+      const kept = await Deno.connectTls({
+        hostname: "127.0.0.1",
+        port: loom.port,
+        caCerts: [Deno.readTextFileSync(ca.cert)],
+      });
+      try {
+        assert.match(await keptAliveGet(kept), /^HTTP\/1\.1 200 /);
+        assert.ok((await get("first.test")).ok);
+        assert.ok(!(await get("second.test")).ok);
+        Deno.copyFileSync(second.cert, live.cert);
+        Deno.copyFileSync(second.key, live.key);
+        const r = await loom.sup.reload();
+        assert.ok(r.ok, JSON.stringify(r));
+        // Fresh connections (several, so both workers are likely hit) get the new certificate.
+        for (let i = 0; i < 6; i++) {
+          const after = await get("second.test");
+          assert.ok(after.ok, after.stderr);
+          assert.equal(after.stdout, "ok");
+          assert.ok(!(await get("first.test")).ok, "the old certificate is no longer served");
+        }
+        // The connection accepted by the old socket still serves requests.
+        assert.match(await keptAliveGet(kept), /^HTTP\/1\.1 200 /);
+        // A reload with unchanged files keeps the socket (and the connection) as they are.
+        assert.ok((await loom.sup.reload()).ok);
+        assert.match(await keptAliveGet(kept), /^HTTP\/1\.1 200 /);
+      } finally {
+        kept.close();
+        await loom.close();
+        await up.close();
+        Deno.removeSync(dir, { recursive: true });
+      }
+    },
+  );
+}

@@ -5,8 +5,10 @@
  * and a reload that removes the route does not cut an open socket.
  */
 import assert from "node:assert/strict";
-import { itest, startLoom } from "./helpers.ts";
+import http2 from "node:http2";
+import { freePort, itest, startLoom, startLoomProcess } from "./helpers.ts";
 import { PYTHON } from "./grpc_util.ts";
+import { TestCa } from "./tls_util.ts";
 
 const WS_CLIENT = new URL("./grpc/ws_client.py", import.meta.url).pathname;
 
@@ -24,9 +26,11 @@ function wsUpstream() {
   return { address: `127.0.0.1:${server.addr.port}`, close: () => server.shutdown() };
 }
 
-async function pyClient(url: string, protocols: string[]): Promise<Record<string, unknown>> {
+/** Runs ws_client.py; `ca` verifies a wss:// server against that CA file. */
+async function pyClient(url: string, protocols: string[], ca?: string): Promise<Record<string, unknown>> {
+  const args = ca !== undefined ? ["--ca", ca, url, ...protocols] : [url, ...protocols];
   const child = new Deno.Command(PYTHON, {
-    args: [WS_CLIENT, url, ...protocols],
+    args: [WS_CLIENT, ...args],
     stdout: "piped",
     stderr: "piped",
   })
@@ -169,6 +173,161 @@ itest(
     } finally {
       await loom.close();
       await up.close();
+    }
+  },
+);
+
+itest(
+  "websocket over TLS: the same wss:// works on the fast-path https listener and the node:http2 one (ALPN h2)",
+  async () => {
+    const dir = Deno.makeTempDirSync();
+    const ca = await TestCa.create(dir);
+    const leaf = await ca.leaf("ws", "localhost", ["DNS:localhost", "IP:127.0.0.1"]);
+    const up = wsUpstream();
+    const h2Port = freePort();
+    // A child process: the second listener runs on node:http2 (see README on its crash).
+    const loom = await startLoomProcess(`
+listeners:
+  - name: fast
+    address: "127.0.0.1:\${PORT}"
+    protocol: https
+    tls: { cert_file: "${leaf.cert}", key_file: "${leaf.key}" }
+  - name: node
+    address: "127.0.0.1:${h2Port}"
+    protocol: https
+    tls: { cert_file: "${leaf.cert}", key_file: "${leaf.key}", alpn: [h2, http/1.1] }
+upstreams:
+  - name: ws
+    endpoints: ["${up.address}"]
+routes:
+  - { id: ws, path: "/ws/*", upstream: ws }
+`);
+    try {
+      for (const port of [loom.port, h2Port]) {
+        const ok = await pyClient(`wss://localhost:${port}/ws/a?pick=chat`, ["chat"], ca.cert);
+        assert.deepEqual(ok, {
+          subprotocol: "chat",
+          pong: true,
+          text: "hello",
+          binary: "0001feff",
+          close_code: 4001,
+          close_reason: "bye",
+        }, `port ${port}: ${loom.log()}`);
+        // No route: the refusal is a plain HTTP answer, not a hung socket.
+        const none = await pyClient(`wss://localhost:${port}/nope`, [], ca.cert);
+        assert.equal(none.status, 404, JSON.stringify(none));
+      }
+      const metrics = await (await fetch(loom.admin("/metrics"))).text();
+      assert.match(metrics, /loom_websocket_connections_total\{route="ws"\} 2\b/);
+      assert.match(metrics, /loom_websocket_connections_active\{route="ws"\} 0\b/);
+    } finally {
+      await loom.close();
+      await up.close();
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+);
+
+/** A masked client WebSocket frame (RFC 6455 5.2) with a payload under 126 bytes. */
+function wsFrame(opcode: number, payload: Uint8Array): Uint8Array {
+  const mask = crypto.getRandomValues(new Uint8Array(4));
+  const out = new Uint8Array(6 + payload.length);
+  out.set([0x80 | opcode, 0x80 | payload.length, ...mask]);
+  for (let i = 0; i < payload.length; i++) out[6 + i] = payload[i] ^ mask[i % 4];
+  return out;
+}
+
+itest(
+  "websocket over HTTP/2 (RFC 8441 extended CONNECT) on the node:http2 listener, to an HTTP/1.1 upstream",
+  async () => {
+    const dir = Deno.makeTempDirSync();
+    const ca = await TestCa.create(dir);
+    const leaf = await ca.leaf("ws", "localhost", ["DNS:localhost"]);
+    const up = wsUpstream();
+    const loom = await startLoomProcess(`
+listeners:
+  - name: node
+    address: "127.0.0.1:\${PORT}"
+    protocol: https
+    tls: { cert_file: "${leaf.cert}", key_file: "${leaf.key}", alpn: [h2, http/1.1] }
+upstreams:
+  - name: ws
+    endpoints: ["${up.address}"]
+routes:
+  - { id: ws, path: "/ws/*", upstream: ws }
+`);
+    const session = http2.connect(`https://127.0.0.1:${loom.port}`, {
+      ca: Deno.readTextFileSync(ca.cert),
+      servername: "localhost",
+    });
+    let sessionError: unknown = null;
+    session.on("error", (e) => sessionError = e);
+    try {
+      const settings = await new Promise<http2.Settings>((r, j) => {
+        session.once("remoteSettings", r);
+        session.once("error", j);
+        session.once("close", () => j(sessionError ?? new Error("session closed")));
+      });
+      assert.equal(settings.enableConnectProtocol, true, "SETTINGS_ENABLE_CONNECT_PROTOCOL advertised");
+      const connect = (path: string) =>
+        session.request({
+          ":method": "CONNECT",
+          ":protocol": "websocket",
+          ":scheme": "https",
+          ":path": path,
+          ":authority": `localhost:${loom.port}`,
+          "sec-websocket-version": "13",
+          "sec-websocket-protocol": "chat",
+        });
+      const head = (s: http2.ClientHttp2Stream) =>
+        new Promise<http2.IncomingHttpHeaders>((r, j) => (s.once("response", r), s.once("error", j)));
+      // No route: an ordinary HTTP/2 error status.
+      const none = connect("/nope");
+      assert.equal((await head(none))[":status"], 404);
+      none.close();
+
+      const s = connect("/ws/a?pick=chat");
+      const h = await head(s);
+      assert.equal(h[":status"], 200, loom.log());
+      assert.equal(h["sec-websocket-protocol"], "chat");
+      assert.equal(h["sec-websocket-accept"], undefined);
+      let buf = new Uint8Array(0);
+      let waiting: (() => void) | null = null;
+      s.on("data", (d: Uint8Array) => {
+        const n = new Uint8Array(buf.length + d.length);
+        n.set(buf);
+        n.set(d, buf.length);
+        buf = n;
+        waiting?.();
+      });
+      const nextFrame = async (): Promise<{ opcode: number; payload: Uint8Array }> => {
+        while (buf.length < 2 || buf.length < 2 + (buf[1] & 0x7f)) {
+          await new Promise<void>((r) => waiting = r);
+        }
+        const len = buf[1] & 0x7f;
+        const f = { opcode: buf[0] & 0x0f, payload: buf.slice(2, 2 + len) };
+        buf = buf.slice(2 + len);
+        return f;
+      };
+      const enc = new TextEncoder();
+      s.write(wsFrame(1, enc.encode("hello")));
+      const echo = await nextFrame();
+      assert.deepEqual([echo.opcode, new TextDecoder().decode(echo.payload)], [1, "hello"]);
+      s.write(wsFrame(2, new Uint8Array([0, 1, 0xfe, 0xff])));
+      const bin = await nextFrame();
+      assert.deepEqual([bin.opcode, [...bin.payload]], [2, [0, 1, 0xfe, 0xff]]);
+      s.write(wsFrame(1, enc.encode("close-me")));
+      const close = await nextFrame();
+      assert.equal(close.opcode, 8);
+      assert.equal((close.payload[0] << 8) | close.payload[1], 4001);
+      s.close();
+      const metrics = await (await fetch(loom.admin("/metrics"))).text();
+      assert.match(metrics, /loom_websocket_connections_total\{route="ws"\} 1\b/);
+    } finally {
+      session.destroy();
+      await loom.close();
+      await up.close();
+      Deno.removeSync(dir, { recursive: true });
     }
   },
 );

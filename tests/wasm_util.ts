@@ -36,6 +36,8 @@ export interface PluginSpec {
   failure_policy?: string;
   memory_limit?: string;
   timeout?: string;
+  root_id?: string;
+  global?: boolean;
 }
 
 /** YAML: one listener, upstream "app" (+ optional "auth"), one route per [id, plugins]. */

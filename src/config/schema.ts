@@ -239,15 +239,14 @@ const upstream = t.object({
     t.object({
       enabled: opt(t.bool(), true),
       type: opt(
-        t.string({
-          pattern: "^(http|tcp|grpc)$",
-          patternMessage: "type must be http, tcp or grpc",
-          // TODO(grpc): grpc.health.v1 probes once upstream gRPC (HTTP/2) exists.
-          check: (s) =>
-            s === "grpc" ? "gRPC health checks are not implemented yet; use type http or tcp" : undefined,
-        }),
+        t.string({ pattern: "^(http|tcp|grpc)$", patternMessage: "type must be http, tcp or grpc" }),
         "http",
-        "Probe kind: http (request, check status/body) or tcp (connect only). grpc: not yet.",
+        "Probe kind: http (request, check status/body), tcp (connect only) or grpc (grpc.health.v1 Check).",
+      ),
+      service: opt(
+        t.string(),
+        undefined,
+        'gRPC probe: the service asked about; "" (default) = the server\'s overall health.',
       ),
       path: opt(t.string(), "/health", "HTTP probe path."),
       method: opt(
@@ -354,6 +353,16 @@ const plugin = t.object({
     "on_request_headers",
   ),
   priority: opt(t.int(), 0, "Higher runs first."),
+  global: opt(
+    t.bool(),
+    false,
+    "Run on every route (merged with the route's plugins in priority order, once per plugin).",
+  ),
+  root_id: opt(
+    t.string(),
+    "",
+    "Proxy-Wasm root id (Envoy's root_id): SDKs pick the root context registered under this name.",
+  ),
   config: opt(t.any(), undefined, "Plugin configuration (string or mapping, passed as JSON)."),
   memory_limit: opt(t.size(), "16MB"),
   timeout: opt(t.duration(), "50ms"),

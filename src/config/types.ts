@@ -139,8 +139,10 @@ export interface ConsistentHashConfig {
 /** Active health checks of an upstream's endpoints (probes run once, in the main isolate). */
 export interface HealthCheckConfig {
   enabled: boolean;
-  /** "http" or "tcp" ("grpc" is rejected by validation until gRPC upstreams exist). */
+  /** "http", "tcp" or "grpc" (grpc.health.v1.Health/Check; healthy only when SERVING). */
   type: "http" | "tcp" | "grpc";
+  /** gRPC probes: the service name asked about; "" or absent = the server's overall health. */
+  service?: string;
   path: string;
   method: string;
   /** Healthy status ranges, inclusive [lo, hi]. Default [[200, 399]]. */
@@ -248,6 +250,10 @@ export interface PluginConfig {
   path: string;
   phase: "on_request_headers" | "on_request_body" | "on_response_headers" | "on_response_body" | "on_log";
   priority: number;
+  /** Runs on every route (merged with route plugins by priority). The schema defaults it to false. */
+  global?: boolean;
+  /** Proxy-Wasm root id (`plugin_root_id`). The schema defaults it to "". */
+  root_id?: string;
   /** Plugin configuration as written (string, or object to be sent as JSON). */
   config?: unknown;
   /** Bytes. Default 16MB. */

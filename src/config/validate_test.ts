@@ -280,6 +280,8 @@ Deno.test("validate: normalised shapes and defaults", () => {
     path: "p.wasm",
     phase: "on_request_headers",
     priority: 0,
+    global: false,
+    root_id: "",
     config: { a: [1, 2] },
     memory_limit: 16 * 1024 * 1024,
     timeout: 50,

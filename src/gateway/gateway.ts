@@ -12,7 +12,7 @@ import { HeaderList } from "./headers.ts";
 import { encodePath, normalizePath, splitTarget, stripPrefix } from "../router/mod.ts";
 import { forward } from "../proxy/forward.ts";
 import { forwardH2 } from "../proxy/h2_forward.ts";
-import { grpcKindOf } from "../proxy/grpc.ts";
+import { grpcKindOf, grpcStatusLabel, watchGrpcStatus } from "../proxy/grpc.ts";
 import { grpcWebPreflight } from "../proxy/grpc_web.ts";
 import { TUNNEL_OBSERVER } from "../proxy/tunnel.ts";
 import { respond, respondError } from "../proxy/errors.ts";
@@ -74,6 +74,8 @@ export class Gateway {
     ctx.id = requestIdFrom(ctx.headers.get("x-request-id"));
     // gRPC is always POST: other methods skip the content-type lookup.
     if (ctx.method === "POST") ctx.grpc = grpcKindOf(ctx.headers.get("content-type"));
+    // gRPC outcomes are grpc-status values, not HTTP statuses: record the one sent.
+    if (ctx.grpc !== 0) watchGrpcStatus(ctx);
     const { path: rawPath, query } = splitTarget(ctx.target);
     const path = normalizePath(rawPath);
     if (path === null) return respondError(ctx, 400, "invalid request path");
@@ -131,6 +133,8 @@ export class Gateway {
     const routeId = ctx.route?.id ?? "";
     const seconds = ((ctx.endTime > 0 ? ctx.endTime : performance.now()) - ctx.start) / 1000;
     this.metrics?.request(routeId, ctx.method, ctx.status, seconds);
+    const grpcStatus = ctx.grpc !== 0 ? grpcStatusLabel(ctx) : undefined;
+    if (grpcStatus !== undefined) this.metrics?.grpcResponse(routeId, grpcStatus);
     this.accessLog?.log({
       request_id: ctx.id,
       route: routeId,
@@ -144,6 +148,7 @@ export class Gateway {
       client_ip: ctx.clientIp,
       protocol: ctx.protocol,
       user_agent: ctx.headers.get("user-agent") ?? "",
+      grpc_status: grpcStatus,
     });
   }
 }

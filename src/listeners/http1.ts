@@ -22,6 +22,7 @@ import type { HeaderList } from "../gateway/headers.ts";
 import { arm, disarm, type Expirable } from "../gateway/deadline.ts";
 import { encodeLatin1Into, headText, reasonPhrase } from "../http1/serialize.ts";
 import type { ListenerConfig } from "../config/types.ts";
+import { logger } from "../observability/logger.ts";
 
 /** What the engine calls for each request; it must finish `ctx.res`. */
 export interface RequestHandler {
@@ -36,12 +37,35 @@ export interface ConnectionHooks {
 
 const CONTINUE = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
 
+/** The certificate a fast-path TLS listener socket was opened with (to reopen it on renewal). */
+interface TlsSocketState {
+  cert: string;
+  key: string;
+  reusePort: boolean;
+}
+
+/** Opens a TLS listener socket for Loom's HTTP/1.1 engine (ALPN http/1.1 only). */
+function listenTls(cfg: ListenerConfig, port: number, cert: string, key: string, reusePort: boolean) {
+  const opts: Deno.ListenTlsOptions & Deno.TlsCertifiedKeyPem & { reusePort?: boolean } = {
+    hostname: cfg.hostname || "0.0.0.0",
+    port,
+    transport: "tcp",
+    cert,
+    key,
+    alpnProtocols: ["http/1.1"],
+  };
+  if (reusePort) opts.reusePort = true;
+  return Deno.listenTls(opts);
+}
+
 /** A running HTTP/1.1 listener. */
 export class Http1Listener {
   private conns = new Set<Http1Connection>();
   private closing = false;
   readonly addr: Deno.NetAddr;
   readonly finished: Promise<void>;
+  /** Set for `https` listeners opened by `openTls`: what reloadTls compares renewed files with. */
+  private tls: TlsSocketState | null = null;
 
   constructor(
     private listener: Deno.Listener,
@@ -53,6 +77,109 @@ export class Http1Listener {
     this.finished = this.acceptLoop();
   }
 
+  /**
+   * An `https` listener on `Deno.listenTls`. Why a factory: it remembers the
+   * certificate so that reloadTls can reopen the socket when the files change
+   * (a Deno TLS listener cannot change its certificate in place).
+   */
+  static openTls(
+    cfg: ListenerConfig,
+    handler: RequestHandler,
+    hooks: ConnectionHooks,
+    reusePort: boolean,
+  ): Http1Listener {
+    const cert = Deno.readTextFileSync(cfg.tls!.cert_file);
+    const key = Deno.readTextFileSync(cfg.tls!.key_file);
+    const l = new Http1Listener(listenTls(cfg, cfg.port, cert, key, reusePort), cfg, handler, hooks);
+    l.tls = { cert, key, reusePort };
+    return l;
+  }
+
+  /**
+   * Config reload: when the certificate or key file changed, new connections
+   * get a new listener socket with them; accepted connections keep theirs and
+   * are not touched. With SO_REUSEPORT (workers) the new socket opens before
+   * the old one closes. Otherwise the old one closes and the new one binds as
+   * soon as the port is free (see rebind): a connection attempt in that
+   * sub-millisecond gap is refused. Unreadable or bad files keep the current
+   * certificate (logged).
+   */
+  reloadTls(cfg: ListenerConfig): void {
+    const cur = this.tls;
+    if (cur === null || cfg.tls === undefined || this.closing) return;
+    let cert: string, key: string;
+    try {
+      cert = Deno.readTextFileSync(cfg.tls.cert_file);
+      key = Deno.readTextFileSync(cfg.tls.key_file);
+    } catch (e) {
+      logger.error("TLS reload failed; keeping the previous certificate", {
+        listener: cfg.name,
+        error: String(e),
+      });
+      return;
+    }
+    const pending = this.pendingTls ?? cur;
+    if (cert === pending.cert && key === pending.key) return;
+    const old = this.listener;
+    if (cur.reusePort) {
+      let next: Deno.Listener;
+      try {
+        next = listenTls(cfg, this.addr.port, cert, key, true);
+      } catch (e) {
+        logger.error("TLS reload failed; keeping the previous certificate", {
+          listener: cfg.name,
+          error: String(e),
+        });
+        return;
+      }
+      // The accept loop moves to `next` when its pending accept on the old socket fails.
+      this.listener = next;
+      this.tls = { cert, key, reusePort: true };
+      old.close();
+      logger.info("TLS certificate reloaded", { listener: cfg.name });
+      return;
+    }
+    // A bad pair must not cost the port: try it on an ephemeral loopback port first.
+    try {
+      listenTls({ ...cfg, hostname: "127.0.0.1" }, 0, cert, key, false).close();
+    } catch (e) {
+      logger.error("TLS reload failed; keeping the previous certificate", {
+        listener: cfg.name,
+        error: String(e),
+      });
+      return;
+    }
+    // Deno frees the port only once the pending accept() on the old socket has failed, so the
+    // accept loop binds the new socket then (rebind).
+    const wasPending = this.pendingTls !== null;
+    this.pendingTls = { cert, key, reusePort: false };
+    if (!wasPending) old.close();
+  }
+
+  /** Certificate waiting for the old socket to be gone (single-socket reloadTls). */
+  private pendingTls: TlsSocketState | null = null;
+
+  /** Binds the reloaded certificate's socket on the freed port (retrying briefly while it is in use). */
+  private async rebind(): Promise<void> {
+    for (let attempt = 0;; attempt++) {
+      const next = this.pendingTls!;
+      try {
+        this.listener = listenTls(this.cfg, this.addr.port, next.cert, next.key, false);
+        this.tls = next;
+        this.pendingTls = null;
+        logger.info("TLS certificate reloaded", { listener: this.cfg.name });
+        return;
+      } catch (e) {
+        if (!(e instanceof Deno.errors.AddrInUse) || attempt >= 100 || this.closing) {
+          this.pendingTls = null;
+          logger.error("TLS listener could not be reopened", { listener: this.cfg.name, error: String(e) });
+          return;
+        }
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
   get connections(): number {
     return this.conns.size;
   }
@@ -61,10 +188,18 @@ export class Http1Listener {
     const scheme = this.cfg.protocol === "https" ? "https" : "http";
     for (;;) {
       let conn: Deno.Conn;
+      const listener = this.listener;
       try {
-        conn = await this.listener.accept();
+        conn = await listener.accept();
       } catch (e) {
-        if (this.closing || e instanceof Deno.errors.BadResource) return;
+        if (this.closing) return;
+        // reloadTls swapped the socket (closing the old one): go on with the new one.
+        if (listener !== this.listener) continue;
+        if (this.pendingTls !== null) {
+          await this.rebind();
+          if (listener !== this.listener) continue;
+        }
+        if (e instanceof Deno.errors.BadResource) return;
         // EMFILE and friends: back off briefly rather than spin.
         await new Promise((r) => setTimeout(r, 50));
         continue;

@@ -14,7 +14,9 @@ import http2 from "node:http2";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
-import type { BodyReader, ResponseWriter } from "../gateway/body.ts";
+import type { Duplex } from "node:stream";
+import type { BodyReader, RawStream, ResponseWriter } from "../gateway/body.ts";
+import { headText, reasonPhrase } from "../http1/serialize.ts";
 import { EMPTY_BODY } from "../gateway/body.ts";
 import { type ClientCertificate, RequestContext } from "../gateway/context.ts";
 import { HeaderList } from "../gateway/headers.ts";
@@ -178,6 +180,42 @@ class H2StreamWriter implements ResponseWriter {
   }
 }
 
+/** Upgrade response fields that have no place in an RFC 8441 200 (the HTTP/2 stream is the tunnel). */
+function notForExtendedConnect(k: string): boolean {
+  return connectionSpecific(k) || k === "sec-websocket-accept";
+}
+
+/**
+ * Response writer for an RFC 8441 extended CONNECT stream (`:protocol:
+ * websocket`): the request went upstream as an HTTP/1.1 Upgrade; the
+ * upstream's 101 becomes a 200 on the stream, whose DATA frames then carry
+ * the WebSocket bytes both ways (the tunnel in proxy/tunnel.ts).
+ */
+class H2ConnectWriter extends H2StreamWriter {
+  constructor(private stream: http2.ServerHttp2Stream, private idleTimeout: number) {
+    super(stream, false);
+  }
+
+  upgrade(headers: HeaderList): Promise<RawStream> {
+    if (this.headSent) throw new Error("response head already sent");
+    this.headSent = true;
+    if (this.ctx) this.ctx.status = 200;
+    const h: http2.OutgoingHttpHeaders = { ":status": 200 };
+    for (let i = 0; i < headers.size; i++) {
+      const k = headers.keys[i];
+      if (!notForExtendedConnect(k) && k[0] !== ":") h[k] = headers.values[i];
+    }
+    const s = this.stream;
+    if (s.destroyed || s.closed) throw new Error("stream closed");
+    s.respond(h);
+    // Ending our side (END_STREAM) rather than RST_STREAM: the WebSocket close frames went through.
+    return Promise.resolve(socketStream(s, new Uint8Array(0), this.idleTimeout, () => {
+      if (!s.closed) s.end();
+      setTimeout(() => s.destroyed || s.close(http2.constants.NGHTTP2_CANCEL), 1000);
+    }));
+  }
+}
+
 /** Response writer on Node's HTTP/1.1 response (TLS listener, ALPN http/1.1). */
 class Http1ResWriter implements ResponseWriter {
   headSent = false;
@@ -215,6 +253,131 @@ class Http1ResWriter implements ResponseWriter {
   }
 }
 
+/** Bytes of a head or small text as latin1 (obs-text passes unchanged, as in the HTTP/1.1 engine). */
+function latin1(text: string): Uint8Array {
+  const b = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) b[i] = text.charCodeAt(i);
+  return b;
+}
+
+/** Writes `data` to a node socket; resolves once it is handed to the kernel (backpressure for the tunnel). */
+function socketWrite(sock: Duplex, data: Uint8Array): Promise<number> {
+  return new Promise((resolve, reject) => {
+    // The tunnel reuses its buffer: the socket keeps a reference, so copy.
+    sock.write(data.slice(), (e?: Error | null) => e ? reject(e) : resolve(data.length));
+  });
+}
+
+/**
+ * The client side of a tunnel on a node socket: read() in the Deno.Conn style
+ * over 'data' events, pausing the socket while a chunk waits to be read.
+ */
+function socketStream(
+  sock: Duplex,
+  leftover: Uint8Array,
+  idleTimeout: number,
+  close: () => void = () => sock.destroy(),
+): RawStream {
+  const queue: Uint8Array[] = [];
+  let ended = false;
+  let waiting: (() => void) | null = null;
+  const wake = () => {
+    const w = waiting;
+    waiting = null;
+    w?.();
+  };
+  sock.on("data", (d: Uint8Array) => {
+    queue.push(d);
+    sock.pause();
+    wake();
+  });
+  const end = () => {
+    ended = true;
+    wake();
+  };
+  sock.on("end", end);
+  sock.on("close", end);
+  sock.on("error", end);
+  sock.resume();
+  return {
+    leftover,
+    idleTimeout,
+    async read(buf: Uint8Array): Promise<number | null> {
+      while (queue.length === 0) {
+        if (ended) return null;
+        await new Promise<void>((r) => waiting = r);
+      }
+      const head = queue[0];
+      const n = Math.min(head.length, buf.length);
+      buf.set(head.subarray(0, n));
+      if (n === head.length) queue.shift();
+      else queue[0] = head.subarray(n);
+      if (queue.length === 0 && !ended) sock.resume();
+      return n;
+    },
+    write: (d) => socketWrite(sock, d),
+    close,
+  };
+}
+
+/**
+ * Response writer for an HTTP/1.1 Upgrade request on the node:http2 TLS
+ * listener: node hands over the raw socket ('upgrade' event), so the 101 (and
+ * any refusal: 404, 502, ...) is written as bytes. A refusal closes the
+ * connection, as node no longer parses HTTP on it.
+ */
+class UpgradeSocketWriter implements ResponseWriter {
+  headSent = false;
+  ctx: RequestContext | null = null;
+  private ended = false;
+
+  constructor(
+    private sock: Duplex,
+    private head: Uint8Array,
+    private isHead: boolean,
+    private idleTimeout: number,
+  ) {}
+
+  writeHead(status: number, headers: HeaderList, bodyLength: number, reason?: string): void {
+    this.headSent = true;
+    if (this.ctx) this.ctx.status = status;
+    const list = new HeaderList();
+    for (let i = 0; i < headers.size; i++) {
+      if (!connectionSpecific(headers.keys[i])) list.append(headers.names[i], headers.values[i]);
+    }
+    const framing = (bodyLength >= 0 ? "content-length: " + bodyLength + "\r\n" : "") +
+      "connection: close\r\n";
+    this.sock.write(
+      latin1(headText(`HTTP/1.1 ${status} ${reason || reasonPhrase(status)}\r\n`, list, framing)),
+    );
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.ended || this.isHead) return;
+    if (this.ctx) this.ctx.bytesOut += chunk.length;
+    await socketWrite(this.sock, chunk);
+  }
+
+  end(): Promise<void> {
+    if (this.ended) return Promise.resolve();
+    this.ended = true;
+    return new Promise((resolve) => this.sock.end(() => resolve()));
+  }
+
+  abort(): void {
+    this.sock.destroy();
+  }
+
+  /** Sends the 101 and hands the socket to the tunnel (with what the client sent after its head). */
+  async upgrade(headers: HeaderList): Promise<RawStream> {
+    if (this.headSent) throw new Error("response head already sent");
+    this.headSent = true;
+    this.ended = true;
+    await socketWrite(this.sock, latin1(headText("HTTP/1.1 101 Switching Protocols\r\n", headers, "")));
+    return socketStream(this.sock, this.head, this.idleTimeout);
+  }
+}
+
 /** A running node:http2 listener (h2c, or TLS with h2 and HTTP/1.1). */
 export class NodeH2Listener {
   private server: http2.Http2Server | http2.Http2SecureServer;
@@ -230,16 +393,23 @@ export class NodeH2Listener {
   private closing = false;
   private maxHeaderList: number;
 
+  /**
+   * @param reusePort join an SO_REUSEPORT group (`workers: N`): every worker isolate opens the same
+   *   port and the kernel spreads connections over them.
+   */
   constructor(
     readonly cfg: ListenerConfig,
     private handler: RequestHandler,
     private hooks: ConnectionHooks = {},
+    reusePort = false,
   ) {
     const limits = {
       maxConcurrentStreams: cfg.http2?.max_concurrent_streams ?? 100,
       maxHeaderListSize: cfg.http2?.max_header_list_size ?? 64 * 1024,
       // Large enough for gRPC messages in flight without stalling on window updates.
       initialWindowSize: 1024 * 1024,
+      // RFC 8441: WebSocket over HTTP/2 (extended CONNECT with :protocol), tunnelled like an Upgrade.
+      enableConnectProtocol: true,
     };
     this.maxHeaderList = limits.maxHeaderListSize;
     const secure = cfg.protocol !== "grpc";
@@ -287,19 +457,30 @@ export class NodeH2Listener {
     // A 'request' listener makes node:http2 add its compatibility layer as a 'stream' listener,
     // which would answer HTTP/2 streams too; only HTTP/1.1 (allowHTTP1) should use it.
     for (const l of this.server.listeners("stream")) this.server.off("stream", l as () => void);
+    // HTTP/1.1 Upgrade (WebSocket) on the TLS port: node passes the raw socket here (without a
+    // listener it would destroy it), and the gateway's tunnel takes over as on the HTTP/1.1 engine.
+    this.server.on("upgrade", (req: IncomingMessage, sock: Duplex, head: Uint8Array) => {
+      this.onUpgrade(req, sock, head);
+    });
     this.server.on("stream", onStream);
     this.server.on("sessionError", () => {});
     const hostname = cfg.hostname || "0.0.0.0";
     // node's listen reports failures asynchronously; a synchronous probe bind makes a taken
-    // port fail start-up like the other engines do (and resolves port 0 first).
-    const probe = Deno.listen({ hostname, port: cfg.port });
+    // port fail start-up like the other engines do (and resolves port 0 first). With reusePort the
+    // probe joins the group too (else the sibling workers' sockets would make it fail); it is
+    // closed in the same turn, so at most a connection arriving in those microseconds is reset.
+    const probeOpts: Deno.TcpListenOptions & { reusePort?: boolean } = { hostname, port: cfg.port };
+    if (reusePort) probeOpts.reusePort = true;
+    const probe = Deno.listen(probeOpts);
     const port = (probe.addr as Deno.NetAddr).port;
     probe.close();
     this.server.on(
       "error",
       (e: Error) => logger.error("listener failed", { listener: cfg.name, error: String(e) }),
     );
-    this.server.listen({ port, host: hostname });
+    // Deno 2.9.6's node:net honours `reusePort` (measured: two servers on one port share its
+    // connections; without it the second gets EADDRINUSE), so workers each run their own server.
+    this.server.listen({ port, host: hostname, reusePort });
     this.addr = { transport: "tcp", hostname, port };
   }
 
@@ -398,10 +579,31 @@ export class NodeH2Listener {
       }
       sni = (sock as { servername?: string | false }).servername || "";
     }
-    const w = new H2StreamWriter(s, method === "HEAD");
+    // RFC 8441: `CONNECT` with `:protocol: websocket` is a WebSocket handshake; routing, plugins and
+    // the upstream (an HTTP/1.1 Upgrade) see it as the GET it replaces. Other CONNECTs are refused.
+    const extended = method === "CONNECT" ? String(h[":protocol"] ?? "").toLowerCase() : "";
+    if (method === "CONNECT" && extended !== "websocket") {
+      try {
+        s.respond({ ":status": 501, "content-type": "application/json" });
+        s.end('{"error":"CONNECT not supported","status":501}\n');
+      } catch { /* stream gone */ }
+      return;
+    }
+    if (extended !== "") {
+      // An HTTP/1.1 upstream needs a key to answer 101; RFC 8441 clients send none (the stream proves intent).
+      if (headers.get("sec-websocket-key") === undefined) {
+        headers.append(
+          "sec-websocket-key",
+          btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16)))),
+        );
+      }
+    }
+    const w = extended !== ""
+      ? new H2ConnectWriter(s, this.cfg.idle_timeout)
+      : new H2StreamWriter(s, method === "HEAD");
     const cl = h["content-length"];
     const ctx = new RequestContext(
-      method,
+      extended !== "" ? "GET" : method,
       String(h[":path"] ?? "/"),
       String(h[":authority"] ?? h["host"] ?? ""),
       this.tls !== null ? "https" : "http",
@@ -414,7 +616,8 @@ export class NodeH2Listener {
       this.cfg.name,
     );
     ctx.sni = sni;
-    if ((flags & http2.constants.NGHTTP2_FLAG_END_STREAM) === 0) {
+    if (extended !== "") ctx.upgrade = extended;
+    else if ((flags & http2.constants.NGHTTP2_FLAG_END_STREAM) === 0) {
       ctx.body = new NodeBodyReader(s, cl !== undefined ? Number(cl) : -1, ctx);
     }
     this.stampIdentity(ctx, id);
@@ -451,6 +654,34 @@ export class NodeH2Listener {
     this.stampIdentity(ctx, this.identity(sock));
     w.ctx = ctx;
     this.run(ctx, w, (f) => res.on("close", f));
+  }
+
+  private onUpgrade(req: IncomingMessage, sock: Duplex, head: Uint8Array): void {
+    const headers = new HeaderList();
+    const raw = req.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) headers.append(raw[i], raw[i + 1]);
+    const tlsSock = sock as TLSSocket;
+    const method = req.method ?? "GET";
+    const w = new UpgradeSocketWriter(sock, new Uint8Array(head), method === "HEAD", this.cfg.idle_timeout);
+    const ctx = new RequestContext(
+      method,
+      req.url ?? "/",
+      req.headers.host ?? "",
+      this.tls !== null ? "https" : "http",
+      "HTTP/1.1",
+      headers,
+      EMPTY_BODY,
+      w,
+      tlsSock.remoteAddress ?? "",
+      tlsSock.remotePort ?? 0,
+      this.cfg.name,
+    );
+    ctx.upgrade = String(req.headers.upgrade ?? "");
+    ctx.sni = (tlsSock as { servername?: string | false }).servername || "";
+    this.stampIdentity(ctx, this.identity(tlsSock));
+    w.ctx = ctx;
+    sock.on("error", () => {});
+    this.run(ctx, w, (f) => sock.on("close", f));
   }
 
   /** Stops accepting; sessions get GOAWAY and finish their streams. */

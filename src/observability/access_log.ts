@@ -32,6 +32,8 @@ export interface AccessLogEntry {
   /** e.g. "HTTP/1.1". */
   protocol: string;
   user_agent: string;
+  /** gRPC requests only: the grpc-status sent ("0".."16", "other", "none"); omitted from the line otherwise. */
+  grpc_status?: string;
 }
 
 /** A batching access-log writer. */
@@ -91,6 +93,8 @@ export function formatAccessLogLine(e: AccessLogEntry): string {
     client_ip: e.client_ip,
     protocol: e.protocol,
     user_agent: e.user_agent,
+    // undefined (not gRPC) is left out by JSON.stringify; the literal keeps one shape.
+    grpc_status: e.grpc_status,
   }) + "\n";
 }
 

@@ -67,6 +67,7 @@ export class GatewayMetrics {
   readonly upstreamHealthStatus: Gauge;
   readonly websocketsTotal: Counter;
   readonly websocketsActive: Gauge;
+  readonly grpcResponsesTotal: Counter;
 
   // Two-level caches (outer name -> inner name -> children): lookups by the
   // caller's strings directly, no key concatenation per request.
@@ -137,6 +138,12 @@ export class GatewayMetrics {
       ["upstream", "endpoint"],
       { aggregate: "max" },
     );
+    // gRPC answers are HTTP 200 whatever happened: the outcome is the grpc-status.
+    this.grpcResponsesTotal = r.counter(
+      "loom_grpc_responses_total",
+      'gRPC and gRPC-Web requests by route and the grpc-status sent ("none": no status reached the client).',
+      ["route", "grpc_status"],
+    );
     this.websocketsTotal = r.counter(
       "loom_websocket_connections_total",
       "WebSocket tunnels opened, by route.",
@@ -195,6 +202,12 @@ export class GatewayMetrics {
   /** Publishes an active health check verdict. */
   healthStatus(upstream: string, endpoint: string, healthy: boolean): void {
     this.upstreamHealthStatus.labels(upstream, endpoint).set(healthy ? 1 : 0);
+  }
+
+  /** Records the grpc-status label (see grpcStatusLabel) a gRPC request on `route` ended with. */
+  grpcResponse(route: string, grpcStatus: string): void {
+    // Only gRPC requests come here: the generic per-label lookup is fast enough.
+    this.grpcResponsesTotal.labels(route, grpcStatus).value++;
   }
 
   /** A WebSocket (HTTP/1.1 Upgrade) tunnel opened on `route`. */

@@ -5,20 +5,33 @@
  * retried once on a fresh connection, for idempotent requests only.
  *
  * Upstreams with a bulkhead, circuit breakers, outlier detection or retries
- * take {@linkcode forwardResilient}; the others the plain path, which pays
- * one boolean test for the existence of the other.
+ * take the resilient loop of resilient.ts (shared with HTTP/2), with this
+ * file's HTTP/1.1 attempt; the others the plain path, which pays one boolean
+ * test for the existence of the other.
  */
 import type { RequestContext } from "../gateway/context.ts";
 import { bytesBody } from "../gateway/body.ts";
 import { ConnectError, type ConnectionPool } from "../upstream/pool.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
-import { ADMITTED, DENIED } from "../upstream/circuit_breaker.ts";
-import { outlierFailure, outlierSuccess } from "../upstream/outlier.ts";
 import type { Resilience } from "../upstream/resilience.ts";
-import { backoff, type RetryPolicy } from "../upstream/retry.ts";
+import type { RetryPolicy } from "../upstream/retry.ts";
 import { upstreamRequestHead } from "./headers.ts";
 import { respondError } from "./errors.ts";
 import { exchange, UpstreamFailure } from "./exchange.ts";
+import {
+  type AttemptProtocol,
+  type BodyReplay,
+  CLIENT,
+  CONNECT_REFUSED,
+  CONNECT_TIMEOUT,
+  DISCARDED,
+  forwardResilient,
+  IDEMPOTENT,
+  PROTOCOL,
+  RESET,
+  respondFailure,
+  TIMEOUT,
+} from "./resilient.ts";
 
 /** What the proxy needs of an upstream: selection and a pool per endpoint. */
 export interface ProxyUpstream {
@@ -56,8 +69,6 @@ export interface ProxyObserver {
   circuitState?(upstream: string, endpoint: string, state: number): void;
 }
 
-const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
-
 /**
  * Forwards `ctx` to `up`, sending `target` (path + query) upstream.
  * Always finishes the response (or aborts the client stream) before resolving.
@@ -69,7 +80,7 @@ export async function forward(
   opt: ForwardOptions,
   obs: ProxyObserver | null,
 ): Promise<void> {
-  if (opt.resilient === true) return forwardResilient(ctx, up, target, opt, obs);
+  if (opt.resilient === true) return forwardResilient(ctx, up, target, opt, obs, HTTP1, opt.totalTimeout);
   const ep = up.select(ctx);
   if (ep === null) return respondError(ctx, 503, "no healthy upstream endpoint");
   ctx.upstreamAddr = ep.address;
@@ -155,189 +166,19 @@ function hostOf(ep: Endpoint): string {
       ep.port;
 }
 
-// Outcomes of one attempt of the resilient path: a relayed status (> 0), or one
-// of these; a status the retry policy discarded is DISCARDED - status.
-const CONNECT_REFUSED = -1;
-const CONNECT_TIMEOUT = -2;
-const RESET = -3;
-const TIMEOUT = -4;
-const PROTOCOL = -5;
-/** The client went away or sent a bad body; its response is already dealt with. */
-const CLIENT = -6;
-const DISCARDED = -1000;
-
-/**
- * Forwarding with bulkhead, circuit breakers, outlier detection and retries.
- * Retries go to another endpoint when one is available, only while nothing
- * of the response reached the client.
- */
-async function forwardResilient(
-  ctx: RequestContext,
-  up: ProxyUpstream,
-  target: string,
-  opt: ForwardOptions,
-  obs: ProxyObserver | null,
-): Promise<void> {
-  const rs = up.resilience!;
-  const bh = rs.bulkhead;
-  if (bh !== null && !bh.tryEnter() && !(await bh.wait())) {
-    ctx.endTime = performance.now();
-    return respondError(ctx, 503, "upstream at capacity", RETRY_AFTER_1);
-  }
-  const budget = rs.budget;
-  budget.active++;
-  let retrying = false;
-  try {
-    retrying = await attempts(ctx, up, rs, target, opt, obs);
-  } finally {
-    budget.active--;
-    if (retrying) budget.retrying--;
-    bh?.leave();
-    ctx.endTime = performance.now();
-  }
-}
-
-const RETRY_AFTER_1: [string, string][] = [["retry-after", "1"]];
-
-/** The attempt loop; returns whether it counted itself in the retry budget. */
-async function attempts(
-  ctx: RequestContext,
-  up: ProxyUpstream,
-  rs: Resilience,
-  target: string,
-  opt: ForwardOptions,
-  obs: ProxyObserver | null,
-): Promise<boolean> {
-  const policy = opt.retry ?? null;
-  const totalDeadline = Date.now() + opt.totalTimeout;
-  const methodOk = policy !== null && (policy.nonIdempotent || IDEMPOTENT.has(ctx.method));
-  let replayable = ctx.body.length === 0;
-  let kept: Uint8Array | null = null;
-  if (policy !== null && methodOk && !replayable) {
-    try {
-      kept = await keepBody(ctx, policy.maxBody);
-    } catch (e) {
-      const status = (e as { status?: number }).status ?? 400;
-      if (!ctx.aborted) await respondError(ctx, status, "invalid request body", [["connection", "close"]]);
-      return false;
-    }
-    replayable = kept !== null;
-  }
-  const perTry = policy?.perTryTimeout ?? opt.perTryTimeout;
-  let exclude: Endpoint | undefined = undefined;
-  let retries = 0;
-  for (;;) {
-    const now = Date.now();
-    let ep = up.select(ctx, exclude);
-    let token = ADMITTED;
-    if (rs.breakers) {
-      // An open circuit sends the request to another endpoint, if any admits it.
-      let denied: Endpoint | null = null;
-      for (let k = 0; ep !== null; k++) {
-        const b = ep.breaker!;
-        const before = b.state;
-        token = b.admit(now);
-        if (b.state !== before) obs?.circuitState?.(up.name, ep.address, b.state);
-        if (token !== DENIED) break;
-        denied ??= ep;
-        ep = k + 1 < rs.endpoints.length ? up.select(ctx, ep) : null;
-      }
-      if (ep === null && denied !== null) {
-        return failFast(ctx, denied, now, retries > 0);
-      }
-    }
-    if (ep === null) {
-      await respondError(ctx, 503, "no healthy upstream endpoint");
-      return retries > 0;
-    }
-    ctx.upstreamAddr = ep.address;
-    const budgetOk = policy !== null && retries < policy.maxRetries &&
-      (retries > 0 || rs.budget.allows(policy.budget));
-    const discard = budgetOk && methodOk && replayable ? policy!.codes : null;
-    if (kept !== null) ctx.body = bytesBody(kept);
-    const outcome = await attempt(ctx, up, ep, target, opt, perTry, totalDeadline, discard, obs);
-    const end = Date.now();
-    if (outcome === CLIENT) {
-      ep.breaker?.cancel(token);
-      return retries > 0;
-    }
-    const ok = outcome > 0 ? outcome < 500 : outcome <= DISCARDED ? DISCARDED - outcome < 500 : false;
-    const b = ep.breaker;
-    if (b !== null) {
-      const before = b.state;
-      b.record(token, ok, end);
-      if (b.state !== before) obs?.circuitState?.(up.name, ep.address, b.state);
-    }
-    if (rs.outlier !== null) {
-      if (ok) outlierSuccess(ep, rs.outlier, end);
-      else outlierFailure(ep, rs.outlier, rs.endpoints, end);
-    }
-    if (outcome > 0) return retries > 0;
-    const connectFailed = outcome === CONNECT_REFUSED || outcome === CONNECT_TIMEOUT;
-    const retryable = connectFailed || ((outcome === RESET || outcome === TIMEOUT || outcome <= DISCARDED) &&
-      methodOk && replayable);
-    if (
-      retryable && budgetOk && !ctx.aborted && !ctx.res.headSent &&
-      (retries > 0 || rs.budget.allows(policy!.budget))
-    ) {
-      const delay = backoff(policy!, retries + 1);
-      if (end + delay < totalDeadline) {
-        if (retries === 0) rs.budget.retrying++;
-        retries++;
-        obs?.retry?.(up.name, retryReason(outcome));
-        if (delay >= 1) await new Promise((r) => setTimeout(r, delay));
-        if (!ctx.aborted) {
-          exclude = ep;
-          continue;
-        }
-        ctx.res.abort();
-        return true;
-      }
-    }
-    await respondFailure(ctx, outcome);
-    return retries > 0;
-  }
-}
-
-function retryReason(outcome: number): string {
-  return outcome <= DISCARDED
-    ? String(DISCARDED - outcome)
-    : outcome === CONNECT_REFUSED || outcome === CONNECT_TIMEOUT
-    ? "connect"
-    : outcome === RESET
-    ? "reset"
-    : "timeout";
-}
-
-/** The gateway's answer for a failed last attempt. */
-function respondFailure(ctx: RequestContext, outcome: number): Promise<void> {
-  switch (outcome) {
-    case CONNECT_REFUSED:
-      return respondError(ctx, 502, "upstream connection refused");
-    case CONNECT_TIMEOUT:
-      return respondError(ctx, 504, "upstream connect timeout");
-    case TIMEOUT:
-      return respondError(ctx, 504, "upstream timeout");
-    case RESET:
-      return respondError(ctx, 502, "upstream connection reset");
-    case PROTOCOL:
-      return respondError(ctx, 502, "invalid upstream response");
-    default: {
-      // A discarded retryable status that can no longer be retried.
-      const status = DISCARDED - outcome;
-      return respondError(ctx, status, "upstream answered " + status);
-    }
-  }
-}
-
-/** 503 at once for an open circuit, with Retry-After. */
-async function failFast(ctx: RequestContext, ep: Endpoint, now: number, retried: boolean): Promise<boolean> {
-  await respondError(ctx, 503, "upstream circuit open", [[
-    "retry-after",
-    String(ep.breaker!.retryAfter(now)),
-  ]]);
-  return retried;
-}
+/** The HTTP/1.1 side of the resilient loop: pooled-connection attempts, bodies buffered for replay. */
+const HTTP1: AttemptProtocol = {
+  attempt,
+  keep: async (ctx, policy, methodOk) => {
+    // Only a body a retry may resend is buffered (it then goes upstream with a Content-Length).
+    if (!methodOk) return null;
+    const kept = await keepBody(ctx, policy.maxBody);
+    if (kept === null) return null;
+    ctx.body = bytesBody(kept);
+    return { replayable: () => true, rewind: (c) => c.body = bytesBody(kept) };
+  },
+  fail: respondFailure,
+};
 
 /** One attempt on `ep` (with the stale-connection retry of the plain path). */
 async function attempt(
@@ -350,6 +191,7 @@ async function attempt(
   totalDeadline: number,
   discard: ReadonlySet<number> | null,
   obs: ProxyObserver | null,
+  _replay: BodyReplay | null,
 ): Promise<number> {
   const host = opt.hostRewrite ?? (opt.preserveHost && ctx.authority !== "" ? ctx.authority : hostOf(ep));
   const body = ctx.body;

@@ -8,14 +8,37 @@
  * trailers-only (one HEADERS frame with END_STREAM), which gRPC clients need
  * to see the status. `grpc-timeout` shortens the route's deadline and is
  * sent upstream as the time that is left.
+ *
+ * Upstreams with resilience blocks go through the same loop as HTTP/1.1
+ * (resilient.ts: bulkhead, circuit breakers, outlier detection, retries);
+ * gRPC calls are resent only when the upstream cannot have processed them
+ * (connect failure, refused stream), request bodies up to the retry policy's
+ * `max_body_size` being recorded as they stream.
  */
 import http2 from "node:http2";
 import type { RequestContext } from "../gateway/context.ts";
 import { HeaderList } from "../gateway/headers.ts";
 import { ConnectError } from "../upstream/pool.ts";
+import type { Endpoint } from "../upstream/endpoint.ts";
 import { isHopByHop } from "./headers.ts";
 import { respondError } from "./errors.ts";
 import type { ForwardOptions, ProxyObserver, ProxyUpstream } from "./forward.ts";
+import {
+  ANSWERED,
+  type AttemptProtocol,
+  BodyRecorder,
+  type BodyReplay,
+  CLIENT,
+  CONNECT_REFUSED,
+  CONNECT_TIMEOUT,
+  DISCARDED,
+  forwardResilient,
+  PROTOCOL,
+  REFUSED,
+  RESET,
+  respondFailure,
+  TIMEOUT,
+} from "./resilient.ts";
 import { h2PoolFor } from "./h2_client.ts";
 import {
   addGrpcWebCors,
@@ -75,9 +98,18 @@ function upstreamHeaders(ctx: RequestContext, target: string, authority: string,
   return out;
 }
 
+/** The HTTP/2 side of the resilient loop (bulkhead, breakers, outlier detection, retries). */
+const H2: AttemptProtocol = {
+  attempt: h2Attempt,
+  // Bodies are recorded while they stream (never buffered first: streaming calls need them live).
+  keep: (ctx, policy) => Promise.resolve(new BodyRecorder(ctx, policy.maxBody)),
+  fail: respondFailure,
+};
+
 /**
  * Forwards `ctx` over HTTP/2 to an endpoint of `up`. Always finishes the
- * client response (or resets it) before resolving.
+ * client response (or resets it) before resolving. Upstreams with resilience
+ * blocks take the shared resilient loop; the others one plain attempt.
  */
 export async function forwardH2(
   ctx: RequestContext,
@@ -86,80 +118,154 @@ export async function forwardH2(
   opt: ForwardOptions,
   obs: ProxyObserver | null,
 ): Promise<void> {
-  const ep = up.select(ctx);
-  if (ep === null) return respondError(ctx, 503, "no healthy upstream endpoint");
-  ctx.upstreamAddr = ep.address;
-  const grpc = ctx.grpc;
-  const web = grpc >= 2;
   // The client's deadline (grpc-timeout) shortens the route's.
   let total = opt.totalTimeout;
-  if (grpc !== 0) {
+  if (ctx.grpc !== 0) {
     const t = parseGrpcTimeout(ctx.headers.get("grpc-timeout"));
     if (t >= 0 && t < total) total = t;
   }
-  const deadline = Date.now() + total;
-  const pools = h2PoolFor(up.pool(ep));
-  ep.begin();
-  let status = 0;
-  let lease: { session: http2.ClientHttp2Session; done: () => void };
+  if (opt.resilient === true) return forwardResilient(ctx, up, target, opt, obs, H2, total);
+  const ep = up.select(ctx);
+  if (ep === null) return respondError(ctx, 503, "no healthy upstream endpoint");
+  ctx.upstreamAddr = ep.address;
   try {
-    try {
-      lease = await pools.acquire(Math.min(opt.connectTimeout, Math.max(1, deadline - Date.now())));
-    } catch (e) {
-      const kind = e instanceof ConnectError ? e.kind : "refused";
-      obs?.upstreamError(up.name, ep.address, "connect_" + kind);
-      return await respondError(
-        ctx,
-        kind === "timeout" ? 504 : 503,
-        kind === "timeout" ? "upstream connect timeout" : "upstream connection refused",
-      );
-    }
-    const authority = opt.hostRewrite ??
-      (opt.preserveHost && ctx.authority !== "" ? ctx.authority : ep.hostname + ":" + ep.port);
-    const headers = upstreamHeaders(ctx, target, authority, pools.secure);
-    if (grpc !== 0) {
-      headers["te"] = "trailers";
-      headers["grpc-timeout"] = formatGrpcTimeout(deadline - Date.now());
-      if (web) {
-        // gRPC-Web → gRPC: same framing of messages, trailers move back into HTTP/2 trailers.
-        const ct = String(headers["content-type"] ?? "");
-        const suffix = ct.replace(/^application\/grpc-web(-text)?/, "");
-        headers["content-type"] = "application/grpc" + suffix;
-        delete headers["x-grpc-web"];
-        delete headers["content-length"];
-      }
-    }
-    status = await runStream(ctx, lease, headers, deadline, opt.perTryTimeout);
-  } catch (e) {
-    if (!(e instanceof H2Failure)) throw e;
-    if (ctx.aborted) {
-      ctx.res.abort();
-      return;
-    }
-    obs?.upstreamError(up.name, ep.address, e.kind);
-    status = e.kind === "timeout" ? 504 : 502;
-    if (ctx.res.headSent) {
-      if (grpc !== 0) {
-        await endWithGrpcStatus(
-          ctx,
-          e.kind === "timeout" ? GrpcStatus.DEADLINE_EXCEEDED : GrpcStatus.UNAVAILABLE,
-          e.message,
-        );
-      } else ctx.res.abort();
-      return;
-    }
-    return await respondError(ctx, e.kind === "timeout" ? 504 : grpc !== 0 ? 503 : 502, e.message);
+    const outcome = await h2Attempt(
+      ctx,
+      up,
+      ep,
+      target,
+      opt,
+      opt.perTryTimeout,
+      Date.now() + total,
+      null,
+      obs,
+      null,
+    );
+    if (outcome <= 0 && outcome !== CLIENT && outcome !== ANSWERED) await respondFailure(ctx, outcome);
   } finally {
-    // deno-lint-ignore no-explicit-any
-    (lease! as any)?.done();
-    ep.end();
-    const end = ctx.endTime = performance.now();
-    if (status > 0) obs?.upstream(up.name, ep.address, status, (end - ctx.start) / 1000);
+    ctx.endTime = performance.now();
   }
 }
 
+/** HTTP-equivalent of a gRPC status for verdicts (as Envoy maps them): server-side failures are 5xx. */
+function grpcVerdict(grpcStatus: string | undefined, httpStatus: number): number {
+  switch (grpcStatus) {
+    case "2": // UNKNOWN
+    case "13": // INTERNAL
+    case "15": // DATA_LOSS
+      return 500;
+    case "4": // DEADLINE_EXCEEDED
+      return 504;
+    case "14": // UNAVAILABLE
+      return 503;
+    default:
+      return httpStatus;
+  }
+}
+
+/**
+ * One attempt on `ep`: a stream on a pooled session. Resolves to an outcome of
+ * resilient.ts: the response's status (for gRPC, a failing grpc-status as its
+ * HTTP equivalent, so breakers and outlier detection see it), or a failure.
+ * A stream refused unprocessed on a session that was going away is resent once
+ * on a fresh session when it has no body (as the HTTP/1.1 path does with a
+ * stale kept-alive connection).
+ */
+async function h2Attempt(
+  ctx: RequestContext,
+  up: ProxyUpstream,
+  ep: Endpoint,
+  target: string,
+  opt: ForwardOptions,
+  perTry: number,
+  deadline: number,
+  discard: ReadonlySet<number> | null,
+  obs: ProxyObserver | null,
+  replay: BodyReplay | null,
+): Promise<number> {
+  const grpc = ctx.grpc;
+  const pools = h2PoolFor(up.pool(ep));
+  const t0 = performance.now();
+  const meter = { status: 0 };
+  ep.begin();
+  try {
+    for (let fresh = 0;; fresh++) {
+      let lease: { session: http2.ClientHttp2Session; done: () => void };
+      try {
+        lease = await pools.acquire(Math.min(opt.connectTimeout, Math.max(1, deadline - Date.now())));
+      } catch (e) {
+        const kind = e instanceof ConnectError ? e.kind : "refused";
+        obs?.upstreamError(up.name, ep.address, "connect_" + kind);
+        return kind === "timeout" ? CONNECT_TIMEOUT : CONNECT_REFUSED;
+      }
+      try {
+        const headers = requestHeaders(ctx, target, opt, ep, pools.secure, deadline);
+        return await runStream(ctx, lease, headers, deadline, perTry, discard, replay, meter);
+      } catch (e) {
+        if (!(e instanceof H2Failure)) throw e;
+        if (ctx.aborted) {
+          ctx.res.abort();
+          return CLIENT;
+        }
+        if (e.kind === "refused") {
+          if (fresh === 0 && ctx.body.length === 0) continue;
+          obs?.upstreamError(up.name, ep.address, "refused");
+          return REFUSED;
+        }
+        obs?.upstreamError(up.name, ep.address, e.kind);
+        meter.status = e.kind === "timeout" ? 504 : 502;
+        if (ctx.res.headSent) {
+          // Part of the response is out: end it as well as the protocol allows.
+          if (grpc !== 0) {
+            await endWithGrpcStatus(
+              ctx,
+              e.kind === "timeout" ? GrpcStatus.DEADLINE_EXCEEDED : GrpcStatus.UNAVAILABLE,
+              e.message,
+            );
+          } else ctx.res.abort();
+          return ANSWERED;
+        }
+        return e.kind === "timeout" ? TIMEOUT : e.kind === "protocol" ? PROTOCOL : RESET;
+      } finally {
+        lease.done();
+      }
+    }
+  } finally {
+    ep.end();
+    if (meter.status > 0) obs?.upstream(up.name, ep.address, meter.status, (performance.now() - t0) / 1000);
+  }
+}
+
+/** The request head for one attempt (gRPC: the time left as grpc-timeout; gRPC-Web translated). */
+function requestHeaders(
+  ctx: RequestContext,
+  target: string,
+  opt: ForwardOptions,
+  ep: Endpoint,
+  secure: boolean,
+  deadline: number,
+): H2Headers {
+  const authority = opt.hostRewrite ??
+    (opt.preserveHost && ctx.authority !== "" ? ctx.authority : ep.hostname + ":" + ep.port);
+  const headers = upstreamHeaders(ctx, target, authority, secure);
+  if (ctx.grpc !== 0) {
+    headers["te"] = "trailers";
+    headers["grpc-timeout"] = formatGrpcTimeout(deadline - Date.now());
+    if (ctx.grpc >= 2) {
+      // gRPC-Web → gRPC: same framing of messages, trailers move back into HTTP/2 trailers.
+      const ct = String(headers["content-type"] ?? "");
+      const suffix = ct.replace(/^application\/grpc-web(-text)?/, "");
+      headers["content-type"] = "application/grpc" + suffix;
+      delete headers["x-grpc-web"];
+      delete headers["content-length"];
+    }
+  }
+  return headers;
+}
+
 class H2Failure extends Error {
-  constructor(readonly kind: "reset" | "timeout" | "protocol", message: string) {
+  /** `refused`: the upstream declined the stream before processing it (REFUSED_STREAM, GOAWAY). */
+  constructor(readonly kind: "reset" | "timeout" | "protocol" | "refused", message: string) {
     super(message);
   }
 }
@@ -185,23 +291,38 @@ async function endWithGrpcStatus(ctx: RequestContext, code: number, message: str
   await ctx.res.end(t).catch(() => ctx.res.abort());
 }
 
-/** Runs one stream: upload, response head, body and trailers. Returns the HTTP status. */
+/**
+ * Runs one stream: upload, response head, body and trailers. Resolves to the
+ * outcome (see {@linkcode h2Attempt}); `meter.status` gets the HTTP status.
+ * A response whose status is in `discard` is dropped unread (the stream is
+ * cancelled) while the body can still be replayed, for a retry.
+ */
 function runStream(
   ctx: RequestContext,
   lease: { session: http2.ClientHttp2Session },
   headers: H2Headers,
   deadline: number,
   perTry: number,
+  discard: ReadonlySet<number> | null,
+  replay: BodyReplay | null,
+  meter: { status: number },
 ): Promise<number> {
   const grpc = ctx.grpc;
   const web = grpc >= 2;
   const text = grpc === 3;
   const hasBody = ctx.body.length !== 0;
-  const stream = lease.session.request(headers, { endStream: !hasBody, waitForTrailers: hasBody });
+  let stream: http2.ClientHttp2Stream;
+  try {
+    stream = lease.session.request(headers, { endStream: !hasBody, waitForTrailers: hasBody });
+  } catch (e) {
+    // The session is closing or got a GOAWAY meanwhile: no stream was opened, nothing was sent.
+    return Promise.reject(new H2Failure("refused", "upstream session going away: " + (e as Error).message));
+  }
   return new Promise<number>((resolve, reject) => {
     let settled = false;
     let headSent = false;
     let status = 0;
+    let grpcStatus: string | undefined;
     let trailers: HeaderList | null = null;
     let timedOut = false;
     const headTimer = setTimeout(() => {
@@ -248,6 +369,8 @@ function runStream(
         try {
           for (;;) {
             const chunk = await ctx.body.read();
+            // A settled attempt must not write into a stream a retry replaced.
+            if (settled) return;
             if (chunk === null) break;
             const data = dec !== null ? dec.push(chunk) : chunk.slice();
             if (data.length === 0) continue;
@@ -271,7 +394,16 @@ function runStream(
       if (settled) return;
       headSent = true;
       clearTimeout(headTimer);
-      status = Number(h[":status"]);
+      status = meter.status = Number(h[":status"]);
+      if (discard !== null && discard.has(status) && (replay === null || replay.replayable())) {
+        // A retryable status: drop it unread, the resilient loop retries.
+        settled = true;
+        cleanup();
+        if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+        resolve(DISCARDED - status);
+        return;
+      }
+      if (grpc !== 0 && h["grpc-status"] !== undefined) grpcStatus = String(h["grpc-status"]);
       const out = toHeaderList(h);
       out.append("via", "2 loom");
       // END_STREAM on the head: a trailers-only answer (gRPC errors); keep it one frame.
@@ -304,6 +436,7 @@ function runStream(
     });
     stream.on("trailers", (h) => {
       trailers = toHeaderList(h);
+      if (grpc !== 0 && h["grpc-status"] !== undefined) grpcStatus = String(h["grpc-status"]);
     });
     let ending = false;
     stream.on("end", () => {
@@ -328,18 +461,25 @@ function runStream(
           }
           settled = true;
           cleanup();
-          resolve(status);
+          resolve(grpc !== 0 ? grpcVerdict(grpcStatus, status) : status);
         } catch {
           fail(new H2Failure("reset", "client went away"));
         }
       });
     });
+    // REFUSED_STREAM before any response: the upstream did not process it (RFC 9113 8.7); so
+    // are streams above a GOAWAY's last stream id, which nghttp2 closes with that code too.
+    const refused = () => !headSent && stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM;
     stream.on("close", () => {
       if (settled || ending || timedOut) return;
       const code = stream.rstCode;
-      fail(new H2Failure("reset", `upstream stream reset (code ${code})`));
+      if (refused()) fail(new H2Failure("refused", "upstream refused the stream"));
+      else fail(new H2Failure("reset", `upstream stream reset (code ${code})`));
     });
-    stream.on("error", (e: Error) => fail(new H2Failure("reset", "upstream stream error: " + e.message)));
+    stream.on("error", (e: Error) => {
+      if (refused()) fail(new H2Failure("refused", "upstream refused the stream"));
+      else fail(new H2Failure("reset", "upstream stream error: " + e.message));
+    });
   });
 }
 

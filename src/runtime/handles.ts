@@ -6,6 +6,7 @@ import type { LoomConfig } from "../config/types.ts";
 import type { MetricsSnapshot } from "../observability/metrics.ts";
 import type { CounterSlotsSnapshot } from "../upstream/counters.ts";
 import type { UpstreamInfo } from "../upstream/upstream.ts";
+import type { PluginInfo } from "../wasm/mod.ts";
 import { GatewayInstance, type InstanceOptions, type ReloadReport } from "./instance.ts";
 
 /** Control surface of one instance. */
@@ -13,6 +14,7 @@ export interface InstanceHandle {
   reload(config: LoomConfig, counters: CounterSlotsSnapshot): Promise<ReloadReport>;
   metrics(): Promise<MetricsSnapshot>;
   upstreams(): Promise<UpstreamInfo[]>;
+  plugins(): Promise<PluginInfo[]>;
   shutdown(drainMs: number): Promise<void>;
   addresses(): Record<string, Deno.NetAddr>;
 }
@@ -32,6 +34,9 @@ export class LocalHandle implements InstanceHandle {
   upstreams(): Promise<UpstreamInfo[]> {
     return Promise.resolve(this.instance.upstreams());
   }
+  plugins(): Promise<PluginInfo[]> {
+    return Promise.resolve(this.instance.plugins());
+  }
   shutdown(drainMs: number): Promise<void> {
     return this.instance.shutdown(drainMs);
   }
@@ -46,6 +51,7 @@ export type ToWorker =
   | { type: "reload"; id: number; config: LoomConfig; counters: CounterSlotsSnapshot }
   | { type: "metrics"; id: number }
   | { type: "upstreams"; id: number }
+  | { type: "plugins"; id: number }
   | { type: "shutdown"; id: number; drainMs: number };
 
 /** Messages from a worker. */
@@ -117,6 +123,9 @@ export class WorkerHandle implements InstanceHandle {
   }
   upstreams(): Promise<UpstreamInfo[]> {
     return this.call({ type: "upstreams", id: this.nextId++ });
+  }
+  plugins(): Promise<PluginInfo[]> {
+    return this.call({ type: "plugins", id: this.nextId++ });
   }
   async shutdown(drainMs: number): Promise<void> {
     try {

@@ -17,6 +17,7 @@ import type { MetricsSnapshot } from "../observability/metrics.ts";
 import { CounterSlots, type CounterSlotsSnapshot } from "../upstream/counters.ts";
 import type { UpstreamInfo } from "../upstream/upstream.ts";
 import { VERSION } from "../version.ts";
+import type { PluginInfo } from "../wasm/mod.ts";
 
 /** A listener of any engine. */
 interface RunningListener {
@@ -98,23 +99,14 @@ export class GatewayInstance {
         const tls = l.tls!;
         // h2 via ALPN, SNI certificates and client certificates need node:http2 (see listeners/node_h2.ts);
         // plain HTTP/1.1 over TLS keeps Loom's own engine.
-        if (needsNodeTls(tls)) return new NodeH2Listener(l, this.gateway, hooks);
-        const opts: Deno.ListenTlsOptions & Deno.TlsCertifiedKeyPem & { reusePort?: boolean } = {
-          hostname,
-          port: l.port,
-          transport: "tcp",
-          cert: Deno.readTextFileSync(tls.cert_file),
-          key: Deno.readTextFileSync(tls.key_file),
-          alpnProtocols: ["http/1.1"],
-        };
-        if (reusePort) opts.reusePort = true;
-        return new Http1Listener(Deno.listenTls(opts), l, this.gateway, hooks);
+        if (needsNodeTls(tls)) return new NodeH2Listener(l, this.gateway, hooks, reusePort);
+        return Http1Listener.openTls(l, this.gateway, hooks, reusePort);
       }
       case "h2c":
         return new Http2Listener(l, this.gateway, hooks, reusePort);
       case "grpc":
       case "grpcs":
-        return new NodeH2Listener(l, this.gateway, hooks);
+        return new NodeH2Listener(l, this.gateway, hooks, reusePort);
       default:
         logger.warn("listener protocol not available yet; listener skipped", {
           listener: l.name,
@@ -188,6 +180,11 @@ export class GatewayInstance {
 
   upstreams(): UpstreamInfo[] {
     return [...this.gateway.snapshot.upstreams.values()].map((u) => u.upstream.describe());
+  }
+
+  /** This isolate's Proxy-Wasm plugins (GET /plugins, merged over workers by the supervisor). */
+  plugins(): PluginInfo[] {
+    return this.gateway.snapshot.plugins.describe();
   }
 
   /** Stops accepting, lets busy connections finish up to `drainMs`, then closes everything. */

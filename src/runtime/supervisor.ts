@@ -25,6 +25,7 @@ import { type AdminServer, startAdminServer } from "../admin/server.ts";
 import { startEcho } from "../demo/echo.ts";
 import { type InstanceHandle, LocalHandle, WorkerHandle } from "./handles.ts";
 import { VERSION } from "../version.ts";
+import { mergePluginInfo, type PluginInfo } from "../wasm/mod.ts";
 
 /** Options of `Supervisor.start`. */
 export interface SupervisorOptions {
@@ -195,6 +196,11 @@ export class Supervisor implements AdminBackend {
       }
     }
     return out;
+  }
+
+  /** Proxy-Wasm plugins of every worker, merged (VMs and errors summed). */
+  async plugins(): Promise<PluginInfo[]> {
+    return mergePluginInfo(await Promise.all(this.handles.map((h) => h.plugins())));
   }
 
   /**

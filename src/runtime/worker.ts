@@ -32,6 +32,8 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
         return send({ type: "reply", id: m.id, data: instance!.metricsSnapshot() });
       case "upstreams":
         return send({ type: "reply", id: m.id, data: instance!.upstreams() });
+      case "plugins":
+        return send({ type: "reply", id: m.id, data: instance!.plugins() });
       case "shutdown":
         await instance?.shutdown(m.drainMs);
         return send({ type: "reply", id: m.id });

@@ -5,9 +5,10 @@
  * worker's balancers read on each pick.
  *
  * Kinds: `http` (request `method path` with `Host`, healthy when the status is
- * in `expected_status` and the body contains `body_contains`) and `tcp`
- * (connect only). `grpc` is rejected by validation until gRPC upstreams exist
- * (TODO: grpc.health.v1.Health/Check). Each endpoint is probed every
+ * in `expected_status` and the body contains `body_contains`), `tcp` (connect
+ * only) and `grpc` (`grpc.health.v1.Health/Check` for `service`, healthy only
+ * on OK + SERVING; over TLS when the upstream has a `tls` block or is
+ * `protocol: h2`, else h2c). Each endpoint is probed every
  * `interval` plus a random jitter (spreads probes of many endpoints), with
  * `timeout`; `unhealthy_threshold` consecutive failures mark it down,
  * `healthy_threshold` consecutive successes up again. Endpoints start healthy.
@@ -15,7 +16,14 @@
  * @module
  */
 
-import type { EndpointConfig, HealthCheckConfig, LoomConfig } from "../config/types.ts";
+import type {
+  EndpointConfig,
+  HealthCheckConfig,
+  LoomConfig,
+  UpstreamConfig,
+  UpstreamTlsConfig,
+} from "../config/types.ts";
+import { grpcHealthCheck } from "../proxy/grpc.ts";
 import { logger } from "../observability/logger.ts";
 import { counterKey, type CounterSlots, FLAG_UNHEALTHY } from "./counters.ts";
 import { Endpoint } from "./endpoint.ts";
@@ -29,6 +37,8 @@ export type HealthListener = (upstream: string, endpoint: string, healthy: boole
 /** One endpoint's probe loop. */
 class Probe {
   cfg: HealthCheckConfig;
+  /** TLS of gRPC probes (from the upstream's `tls`/`protocol`); undefined = h2c. */
+  tls: UpstreamTlsConfig | undefined;
   successes = 0;
   failures = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -38,9 +48,11 @@ class Probe {
     readonly upstream: string,
     readonly ep: Endpoint,
     cfg: HealthCheckConfig,
+    tls: UpstreamTlsConfig | undefined,
     readonly onChange: HealthListener | null,
   ) {
     this.cfg = cfg;
+    this.tls = tls;
   }
 
   start(): void {
@@ -63,7 +75,7 @@ class Probe {
   }
 
   async #run(): Promise<void> {
-    const ok = await probe(this.ep, this.cfg).catch(() => false);
+    const ok = await probe(this.ep, this.cfg, this.tls).catch(() => false);
     if (this.#stopped) return;
     this.record(ok);
     this.#schedule(this.cfg.interval + Math.random() * this.#jitter());
@@ -133,9 +145,10 @@ export class HealthMonitor {
         const p = this.#probes.get(key);
         if (p !== undefined) {
           p.cfg = hc;
+          p.tls = probeTls(u);
           continue;
         }
-        const probe = new Probe(u.name, ep, hc, this.onChange);
+        const probe = new Probe(u.name, ep, hc, probeTls(u), this.onChange);
         this.#probes.set(key, probe);
         this.onChange?.(u.name, e.address, ep.healthy);
         probe.start();
@@ -174,11 +187,25 @@ export class HealthMonitor {
   }
 }
 
-/** One probe of `ep`; resolves true when healthy. Never rejects on network errors. */
+/**
+ * The TLS settings gRPC probes of `u` use: its `tls` block, or default
+ * verification for `protocol: h2` without one (as the proxy's sessions do).
+ */
+function probeTls(u: UpstreamConfig): UpstreamTlsConfig | undefined {
+  return u.tls ?? (u.protocol === "h2" ? { insecure_skip_verify: false } : undefined);
+}
+
+/**
+ * One probe of `ep`; resolves true when healthy. Never rejects on network errors.
+ * @param tls for `grpc` probes: h2 over TLS with these settings (undefined = h2c).
+ */
 export async function probe(
   ep: { hostname: string; port: number; address: string },
   hc: HealthCheckConfig,
+  tls?: UpstreamTlsConfig,
 ): Promise<boolean> {
+  // Its own HTTP/2 client, session and timeout (never the proxy's sessions).
+  if (hc.type === "grpc") return await grpcHealthCheck(ep.address, hc.service ?? "", hc.timeout, tls);
   let conn: Deno.TcpConn | null = null;
   let timedOut = false;
   let expired!: (e: Error) => void;

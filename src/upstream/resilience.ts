@@ -4,6 +4,8 @@
  * circuit breakers. Null for an upstream with none of those blocks, so its
  * requests take the plain forwarding path and pay nothing for them (active
  * health checks need nothing per request: balancers read the shared flags).
+ * The same state serves the HTTP/1.1 and the HTTP/2 / gRPC forwarding paths
+ * (src/proxy/resilient.ts), so a bulkhead counts requests of both.
  *
  * @module
  */

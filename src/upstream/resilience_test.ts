@@ -151,7 +151,7 @@ Deno.test("retry: policy, full-jitter backoff bounds, budget", () => {
   assert.equal(b.allows(0.2), true, "a minimum concurrency is always allowed");
 });
 
-Deno.test("config: resilience blocks normalise; gRPC health checks are rejected until implemented", () => {
+Deno.test("config: resilience blocks normalise; health check types http, tcp, grpc (with service)", () => {
   const yaml = (hc: string) =>
     `listeners: [{name: h, address: ":1", protocol: http}]\n` +
     `upstreams: [{name: u, endpoints: ["a:1"], health_check: ${hc}, outlier_detection: {}, circuit_breaker: {}}]\n`;
@@ -169,8 +169,12 @@ Deno.test("config: resilience blocks normalise; gRPC health checks are rejected 
   });
   assert.equal(u.panic_threshold, 50);
   assert.equal(u.circuit_breaker?.half_open_max, 1);
-  const bad = parseConfig(yaml(`{type: grpc}`), "t.yaml");
+  const grpc = parseConfig(yaml(`{type: grpc, service: test.Echo}`), "t.yaml");
+  assert.ok(grpc.ok, JSON.stringify(!grpc.ok && grpc.errors));
+  assert.equal(grpc.config.upstreams[0].health_check?.type, "grpc");
+  assert.equal(grpc.config.upstreams[0].health_check?.service, "test.Echo");
+  const bad = parseConfig(yaml(`{type: udp}`), "t.yaml");
   assert.ok(!bad.ok);
-  assert.match(bad.errors[0].message, /gRPC health checks are not implemented yet/);
+  assert.match(bad.errors[0].message, /type must be http, tcp or grpc/);
   assert.equal(bad.errors[0].path, "upstreams[0].health_check.type");
 });

@@ -31,6 +31,7 @@ import {
 } from "./vm.ts";
 
 const enc = new TextEncoder();
+const EMPTY = new Uint8Array(0);
 /** Largest body buffered for plugins (bytes). */
 const MAX_BUFFERED_BODY = 16 * 1024 * 1024;
 
@@ -63,6 +64,8 @@ class Stream implements StreamHost {
   released = 0;
   resumedEarly = false;
   props: Map<string, Uint8Array> | null = null;
+  /** Response body this plugin held back (StopIterationAndBuffer), not yet passed on. */
+  resBuf: Uint8Array = EMPTY;
 
   constructor(readonly run: ChainRun, readonly plugin: Plugin, readonly vm: PluginVM) {
     this.id = vm.newContextId();
@@ -74,7 +77,8 @@ class Stream implements StreamHost {
   }
   buffer(type: number): Uint8Array | null {
     if (type === BufferType.HTTP_REQUEST_BODY) return this.run.reqBody?.subarray(this.released) ?? null;
-    if (type === BufferType.HTTP_RESPONSE_BODY) return this.run.resBody?.subarray(this.released) ?? null;
+    // Response side: resBody is exactly this plugin's window (its buffered data plus the new chunk).
+    if (type === BufferType.HTTP_RESPONSE_BODY) return this.run.resBody;
     return null;
   }
   setBuffer(type: number, data: Uint8Array): boolean {
@@ -84,7 +88,7 @@ class Stream implements StreamHost {
       return true;
     }
     if (type === BufferType.HTTP_RESPONSE_BODY && r.resBody !== null) {
-      r.resBody = joinAt(r.resBody, this.released, data);
+      r.resBody = data;
       return true;
     }
     return false;
@@ -135,6 +139,7 @@ class ChainRun {
   target: string;
   resStatus = 0;
   resHeaders: HeaderList | null = null;
+  resTrailers: HeaderList | null = null;
   private reqView: MapView | null = null;
   private resView: MapView | null = null;
 
@@ -179,6 +184,9 @@ class ChainRun {
     if (type === MapType.REQUEST_TRAILERS) {
       const t = ctx.body.trailers;
       return t === null ? null : headerListView(t, NO_PSEUDO);
+    }
+    if (type === MapType.RESPONSE_TRAILERS && this.resTrailers !== null) {
+      return headerListView(this.resTrailers, NO_PSEUDO);
     }
     return null;
   }
@@ -307,12 +315,20 @@ class ChainRun {
       s.resumedEarly = false;
       return;
     }
-    // Paused: wait for continue_stream, a local response, close_stream or a VM failure.
+    // Paused: wait for continue_stream, a local response, close_stream, a VM failure
+    // or the client leaving (then the request ends here and is never forwarded).
+    const ctx = this.ctx;
+    if (ctx.aborted) throw new Stop("reset");
     let timer: ReturnType<typeof setTimeout> | undefined;
+    const prevAbort = ctx.onAbort;
     try {
       await new Promise<void>((resolve, reject) => {
         s.paused = { resolve, reject };
         timer = setTimeout(() => reject(new Stop("fail")), this.pauseTimeout);
+        ctx.onAbort = () => {
+          s.paused?.reject(new Stop("reset"));
+          prevAbort?.();
+        };
       });
     } catch (e) {
       if (e instanceof Stop && e.kind === "fail" && s.failure === null) {
@@ -326,6 +342,7 @@ class ChainRun {
     } finally {
       clearTimeout(timer);
       s.paused = null;
+      if (!ctx.aborted) ctx.onAbort = prevAbort;
     }
   }
 
@@ -480,17 +497,30 @@ async function bufferRequestBody(run: ChainRun): Promise<void> {
 }
 
 /**
- * Holds the response head back until response-side plugins ran on it
- * (they may pause, edit headers or answer locally), and buffers the body only
- * when a plugin's phase is on_response_body.
+ * Holds the response head back until response-side plugins ran on it (they
+ * may pause, edit headers or answer locally), then streams the body through
+ * the on_response_body plugins chunk by chunk, as the reference host does:
+ * each plugin is called with its window (data it held back plus the new
+ * chunk) and `end_of_stream`; Continue passes the window (possibly rewritten)
+ * on to the next plugin and the client, Pause before the end
+ * (StopIterationAndBuffer) keeps it and calls again with the cumulative size,
+ * Pause at the end waits for the plugin to resume. Upstream trailers go to
+ * `on_response_trailers`. Nothing is buffered unless a plugin asks for it.
  */
 class PluginResponseWriter implements ResponseWriter {
   headSent = false;
   private ready: Promise<boolean> | null = null;
   private length = -1;
-  private buffering = false;
-  private chunks: Uint8Array[] = [];
-  private size = 0;
+  /** Live streams whose phase is on_response_body, in chain order; empty = pass-through. */
+  private bodyStreams: Stream[] = [];
+  /** Body bytes received from the upstream. */
+  private seen = 0;
+  /** The end_of_stream callbacks ran. */
+  private ended = false;
+  /** The head went to the client. */
+  private innerHead = false;
+  /** A local reply / failure replaced or aborted the response. */
+  private replaced = false;
   private status = 0;
   private headers: HeaderList | null = null;
 
@@ -511,7 +541,6 @@ class PluginResponseWriter implements ResponseWriter {
     run.resStatus = this.status;
     run.resHeaders = this.headers;
     const respSide = (p: Plugin) => p.wantsResponseHeaders;
-    this.buffering = run.streams.some((s) => !s.dead && s.plugin.wantsResponseBody);
     try {
       await run.phase(
         "proxy_on_response_headers",
@@ -525,16 +554,24 @@ class PluginResponseWriter implements ResponseWriter {
       await this.replace(e);
       return false;
     }
-    if (!this.buffering) this.inner.writeHead(run.resStatus, this.headers!, this.length);
+    this.bodyStreams = run.streams.filter((s) => !s.dead && s.plugin.wantsResponseBody);
+    if (this.bodyStreams.length === 0) this.sendHead(this.length);
     return true;
   }
 
+  private sendHead(length: number): void {
+    this.innerHead = true;
+    this.inner.writeHead(this.run.resStatus, this.headers!, length);
+  }
+
   private async replace(e: Stop): Promise<void> {
+    this.replaced = true;
     const run = this.run;
     const inner = this.inner;
     const ctx = run.ctx;
     ctx.res = inner; // error/local replies go straight to the client
-    if (e.kind === "reset") {
+    if (e.kind === "reset" || this.innerHead) {
+      // Body bytes already left: the response can only be cut short.
       inner.abort();
       return;
     }
@@ -548,45 +585,110 @@ class PluginResponseWriter implements ResponseWriter {
 
   async write(chunk: Uint8Array): Promise<void> {
     if (!(await this.ready)) return;
-    if (this.buffering) {
-      this.size += chunk.length;
-      if (this.size > MAX_BUFFERED_BODY) throw new Error("response body too large for plugin buffering");
-      this.chunks.push(chunk.slice());
-      return;
-    }
-    return this.inner.write(chunk);
+    if (this.bodyStreams.length === 0) return this.inner.write(chunk);
+    if (chunk.length === 0 || this.replaced || this.ended) return;
+    this.seen += chunk.length;
+    // A known length tells the last chunk, as the upstream codec's end_stream does in Envoy.
+    await this.push(chunk, this.length >= 0 && this.seen >= this.length, null);
   }
 
   async end(trailers?: HeaderList | null): Promise<void> {
     if (!(await this.ready)) return;
-    if (!this.buffering) return this.inner.end(trailers);
+    if (this.bodyStreams.length === 0) return this.inner.end(trailers);
+    if (this.replaced) return;
+    if (!this.ended) {
+      if (trailers != null && trailers.size > 0) await this.push(EMPTY, false, trailers);
+      // No body at all (empty, HEAD, 304): headers already carried end_of_stream.
+      else if (this.seen > 0 || this.length < 0) await this.push(EMPTY, true, null);
+      if (this.replaced) return;
+    }
+    if (!this.innerHead) this.sendHead(this.seen === 0 && this.length > 0 ? this.length : 0);
+    await this.inner.end(trailers);
+  }
+
+  /**
+   * Runs one chunk through the body plugins and writes what they let
+   * through. `trailers` non-null: the body ended with trailers (each plugin
+   * gets on_response_trailers, then releases what it held back).
+   */
+  private async push(chunk: Uint8Array, eos: boolean, trailers: HeaderList | null): Promise<void> {
     const run = this.run;
-    let body: Uint8Array = new Uint8Array(this.size);
-    let o = 0;
-    for (const c of this.chunks) body.set(c, o), o += c.length;
-    run.resBody = body;
+    let cur = chunk; // what flows on to the next plugin
     try {
-      for (const s of run.streams) {
-        if (s.dead || !s.plugin.wantsResponseBody) continue;
-        const action = run.invoke(s, "proxy_on_response_body", "on_response_body", run.resBody.length, 1);
-        if (action === -1) continue;
-        if (s.local !== null) throw new Stop("local");
-        if (s.reset) throw new Stop("reset");
-        if (action !== 0) await run.afterAction(s, action);
+      for (const s of this.bodyStreams) {
+        const window = s.resBuf.length === 0 ? cur : concat2(s.resBuf, cur);
+        s.resBuf = EMPTY;
+        if (s.dead) { // failed open earlier: what it held back goes on
+          cur = window;
+          continue;
+        }
+        if (window.length > MAX_BUFFERED_BODY) {
+          throw new Error("response body too large for plugin buffering");
+        }
+        run.resBody = window;
+        if (window.length > 0 || eos) {
+          const action = run.invoke(
+            s,
+            "proxy_on_response_body",
+            "on_response_body",
+            window.length,
+            eos ? 1 : 0,
+          );
+          if (action === -1) {
+            cur = window;
+            continue;
+          }
+          if (s.local !== null) throw new Stop("local");
+          if (s.reset) throw new Stop("reset");
+          if (action !== 0) {
+            if (!eos && trailers === null) {
+              // StopIterationAndBuffer: hold the window (copied: the caller reuses chunk's memory).
+              s.resBuf = run.resBody === chunk ? chunk.slice() : run.resBody!;
+              cur = EMPTY;
+              continue;
+            }
+            if (eos) await run.afterAction(s, action);
+          }
+        }
+        if (trailers !== null) {
+          run.resTrailers = trailers;
+          const action = run.invoke(
+            s,
+            "proxy_on_response_trailers",
+            "on_response_trailers",
+            trailers.size,
+            0,
+          );
+          if (action !== -1) await run.afterAction(s, action);
+        }
+        cur = run.resBody!;
       }
     } catch (e) {
       if (!(e instanceof Stop)) throw e;
       await this.replace(e);
       return;
     }
-    body = run.resBody;
-    const noBody = this.size === 0 && this.length > 0; // HEAD / 304 keep their length
-    this.inner.writeHead(run.resStatus, this.headers!, noBody ? this.length : body.length);
-    if (body.length > 0 && !noBody) await this.inner.write(body);
-    await this.inner.end(trailers);
+    const final = eos || trailers !== null;
+    if (final) this.ended = true;
+    if (!this.innerHead) {
+      if (cur.length === 0 && !final) return; // everything held back so far
+      // Exact length only when the whole body is known before the first byte leaves;
+      // otherwise plugins may still resize it: stream it (chunked on HTTP/1.1).
+      if (final && trailers === null) {
+        this.sendHead(this.seen === 0 && this.length > 0 ? this.length : cur.length);
+      } else this.sendHead(-1);
+    }
+    if (cur.length > 0) await this.inner.write(cur);
   }
 
   abort(): void {
     this.inner.abort();
   }
+}
+
+function concat2(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }

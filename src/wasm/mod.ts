@@ -4,5 +4,11 @@
  *
  * @module
  */
-export { currentPluginManager, type PluginChain, type PluginInfo, PluginManager } from "./plugin.ts";
+export {
+  currentPluginManager,
+  mergePluginInfo,
+  type PluginChain,
+  type PluginInfo,
+  PluginManager,
+} from "./plugin.ts";
 export { runPlugins } from "./filter.ts";

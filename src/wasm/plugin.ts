@@ -40,7 +40,39 @@ export interface PluginInfo {
   running: boolean;
   errors: number;
   last_error: string | null;
+  /** When last_error happened (ISO time), null without errors. */
+  last_error_at: string | null;
   loops_instrumented: number;
+  /** Isolates (workers) reporting this plugin; `GET /plugins` sums vms and errors over them. */
+  workers: number;
+}
+
+/**
+ * Merges the `GET /plugins` lists of several workers: VMs and errors are
+ * summed, `running` holds only when every worker has a running VM, and the
+ * most recent error wins.
+ */
+export function mergePluginInfo(lists: readonly PluginInfo[][]): PluginInfo[] {
+  const byName = new Map<string, PluginInfo>();
+  for (const list of lists) {
+    for (const p of list) {
+      const m = byName.get(p.name);
+      if (m === undefined) {
+        byName.set(p.name, { ...p });
+        continue;
+      }
+      m.vms += p.vms;
+      m.errors += p.errors;
+      m.running &&= p.running;
+      m.workers += p.workers;
+      m.abi_version ??= p.abi_version;
+      if (p.last_error_at !== null && (m.last_error_at === null || p.last_error_at > m.last_error_at)) {
+        m.last_error = p.last_error;
+        m.last_error_at = p.last_error_at;
+      }
+    }
+  }
+  return [...byName.values()];
 }
 
 interface CompiledModule {
@@ -49,10 +81,17 @@ interface CompiledModule {
   loops: number;
 }
 
+/** Crash-loop cap: at most this many VM starts per plugin and isolate per window. */
+const VM_RESTARTS_PER_WINDOW = 10;
+const VM_RESTART_WINDOW_MS = 1000;
+/** Longest wait for in-flight requests, then for proxy_done, when a plugin is retired. */
+const ROOT_DONE_WAIT_MS = 10_000;
+
 /** A configured plugin in one isolate. */
 export class Plugin implements VmHost {
   readonly pluginName: string;
-  readonly rootId = "";
+  /** Envoy's root_id: SDKs (AssemblyScript, C++) look their root context factory up by it. */
+  readonly rootId: string;
   readonly vmId = "";
   readonly vmConfig = new Uint8Array(0);
   readonly pluginConfig: Uint8Array;
@@ -64,6 +103,7 @@ export class Plugin implements VmHost {
   vms = 0;
   errors = 0;
   lastError: string | null = null;
+  lastErrorAt: string | null = null;
   retired = false;
   /** Request side: body callbacks wanted. */
   readonly wantsRequestBody: boolean;
@@ -72,9 +112,16 @@ export class Plugin implements VmHost {
   readonly onlyLog: boolean;
   private retryAt = 0;
   private tickTimer: ReturnType<typeof setInterval> | undefined;
+  /** Start times of the most recent VMs (crash-loop cap). */
+  private starts: number[] = [];
+  private capLogged = false;
+  /** VM whose root context's on_done returned false: it waits for proxy_done. */
+  private pendingDone: PluginVM | null = null;
+  private doneTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(readonly cfg: PluginConfig, readonly manager: PluginManager) {
     this.pluginName = cfg.name;
+    this.rootId = cfg.root_id ?? "";
     this.timeout = cfg.timeout > 0 ? cfg.timeout : 50;
     this.key = pluginKey(cfg);
     const c = cfg.config;
@@ -114,6 +161,22 @@ export class Plugin implements VmHost {
     if (this.compiled === null || this.retired) return null;
     const now = performance.now();
     if (now < this.retryAt) return null;
+    // Crash-loop cap (spec "Plugin crashes"): a plugin that traps on every request
+    // would otherwise cost a VM instantiation per request.
+    while (this.starts.length > 0 && now - this.starts[0] >= VM_RESTART_WINDOW_MS) this.starts.shift();
+    if (this.starts.length >= VM_RESTARTS_PER_WINDOW) {
+      this.retryAt = this.starts[0] + VM_RESTART_WINDOW_MS;
+      if (!this.capLogged) {
+        this.capLogged = true;
+        log.warn("plugin VM re-creation rate capped; requests fail (or skip it) until the window passes", {
+          plugin: this.cfg.name,
+          max_per_second: VM_RESTARTS_PER_WINDOW,
+        });
+      }
+      return null;
+    }
+    this.capLogged = false;
+    this.starts.push(now);
     this.vm = null;
     this.stopTicks();
     let vm: PluginVM | undefined;
@@ -171,6 +234,7 @@ export class Plugin implements VmHost {
   recordError(msg: string): void {
     this.errors++;
     this.lastError = msg;
+    this.lastErrorAt = new Date().toISOString();
     this.manager.errorCounter(this.cfg.name);
   }
 
@@ -194,10 +258,64 @@ export class Plugin implements VmHost {
     this.tickTimer = undefined;
   }
 
-  /** Stops background work; VMs stay usable by requests still in flight. */
+  /**
+   * Stops the plugin after a reload dropped or replaced it. Requests still in
+   * flight keep its VM; once they are done the root context is torn down as
+   * the reference host does: `proxy_on_done(root)`, and when that returns
+   * false the plugin may finish asynchronous work (ticks, http_call) until it
+   * calls `proxy_done`, then `proxy_on_delete(root)`.
+   */
   retire(): void {
     this.retired = true;
+    const vm = this.vm;
+    if (vm === null || vm.failed !== null) return this.stopTicks();
+    const started = performance.now();
+    const whenIdle = () => {
+      if (vm.streams.size > 0 && performance.now() - started < ROOT_DONE_WAIT_MS) {
+        const t = setTimeout(whenIdle, 20);
+        Deno.unrefTimer(t as unknown as number);
+        return;
+      }
+      this.rootDone(vm);
+    };
+    whenIdle();
+  }
+
+  private rootDone(vm: PluginVM): void {
+    if (vm.failed !== null) return this.stopTicks();
+    const root = vm.rootContextId;
+    let done = true;
+    try {
+      done = vm.call("proxy_on_done", root, root) !== 0;
+    } catch {
+      return this.stopTicks(); // recorded by vmFailed
+    }
+    if (done) return this.deleteRoot(vm);
+    this.pendingDone = vm;
+    // Bounded: a plugin that never calls proxy_done is deleted anyway.
+    this.doneTimer = setTimeout(() => this.deleteRoot(vm), ROOT_DONE_WAIT_MS);
+    Deno.unrefTimer(this.doneTimer as unknown as number);
+  }
+
+  /** proxy_done from a VM (VmHost). */
+  done(vm: PluginVM, contextId: number): boolean {
+    if (this.pendingDone !== vm || contextId !== vm.rootContextId) return false;
+    this.pendingDone = null;
+    clearTimeout(this.doneTimer);
+    // Deferred like the reference host: on_delete must not run inside the proxy_done call.
+    setTimeout(() => this.deleteRoot(vm), 0);
+    return true;
+  }
+
+  private deleteRoot(vm: PluginVM): void {
+    this.pendingDone = null;
+    clearTimeout(this.doneTimer);
     this.stopTicks();
+    if (vm.failed !== null) return;
+    try {
+      vm.call("proxy_on_delete", vm.rootContextId, vm.rootContextId);
+    } catch { /* recorded by vmFailed */ }
+    if (this.vm === vm) this.vm = null;
   }
 
   property(path: string[]): Uint8Array | null | undefined {
@@ -239,7 +357,9 @@ export class Plugin implements VmHost {
       running: this.vm !== null && this.vm.failed === null,
       errors: this.errors,
       last_error: this.lastError,
+      last_error_at: this.lastErrorAt,
       loops_instrumented: this.compiled?.loops ?? 0,
+      workers: 1,
     };
   }
 }
@@ -326,10 +446,19 @@ export class PluginManager {
     this.pending = [];
   }
 
-  /** The chain for a route's `plugins:` list, or null when it has none. */
+  /**
+   * The chain for a route's `plugins:` list plus every `global: true` plugin,
+   * or null when both are empty (routes without plugins pay nothing).
+   */
   chain(names: readonly string[] | undefined): PluginChain | null {
-    if (names === undefined || names.length === 0) return null;
-    const plugins = names.map((n) => this.plugins.get(n)).filter((p): p is Plugin => p !== undefined);
+    const plugins: Plugin[] = [];
+    for (const n of names ?? []) {
+      const p = this.plugins.get(n);
+      if (p !== undefined && !plugins.includes(p)) plugins.push(p);
+    }
+    // Global plugins come after the route's own at equal priority; a global
+    // plugin also listed by the route runs once.
+    for (const p of this.plugins.values()) if (p.cfg.global && !plugins.includes(p)) plugins.push(p);
     if (plugins.length === 0) return null;
     // Stable sort: equal priorities keep the route's order.
     plugins.sort((a, b) => b.cfg.priority - a.cfg.priority);

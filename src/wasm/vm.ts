@@ -91,6 +91,11 @@ export interface VmHost {
     timeoutMs: number,
   ): number | null;
   shared: SharedStores;
+  /**
+   * `proxy_done` from `contextId`: true when that root context was waiting
+   * for it (its on_done returned false); the host then deletes it later.
+   */
+  done?(vm: PluginVM, contextId: number): boolean;
 }
 
 /** Shared data, queues and metrics: one set per gateway isolate, across all plugins and VMs. */
@@ -513,7 +518,12 @@ export class PluginVM {
         if (b === null) return S.NOT_FOUND;
         start >>>= 0, max >>>= 0;
         if (start > b.length) return S.BAD_ARGUMENT;
-        this.give(b.subarray(start, Math.min(b.length, start + max)), pp, sp);
+        const end = Math.min(b.length, start + max);
+        // Nothing to copy: OK without touching *pp/*sp, as the reference host does.
+        // The AssemblyScript SDK's onConfigure passes the config size as size_ptr and
+        // relies on this when the configuration is empty.
+        if (end === start) return S.OK;
+        this.give(b.subarray(start, end), pp, sp);
         return S.OK;
       },
       proxy_get_buffer_status: (type: number, lenPtr: number, flagsPtr: number) => {
@@ -741,7 +751,8 @@ export class PluginVM {
         this.effective = id;
         return S.OK;
       },
-      proxy_done: () => S.OK,
+      // As the reference host: OK only for a root context whose on_done returned false.
+      proxy_done: () => this.host.done?.(this, this.effective) ? S.OK : S.NOT_FOUND,
       proxy_call_foreign_function: () => S.NOT_FOUND,
     };
   }
@@ -823,6 +834,20 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+const BAD_VALUE = /[\0\r\n]/;
+
+/**
+ * Whether a plugin-set header may reach the wire. Invalid ones (CR/LF/NUL in
+ * the value, non-token names) are dropped rather than refused: SDKs trap on a
+ * non-OK status from add/replace, and a buggy plugin (e.g. the AssemblyScript
+ * SDK decoding stale memory for an empty configuration) must not be able to
+ * emit a malformed or header-injecting response.
+ */
+function validHeader(k: string, v: string): boolean {
+  return HEADER_NAME.test(k) && !BAD_VALUE.test(v);
+}
+
 /** Adapts a HeaderList plus pseudo headers to a MapView. */
 export function headerListView(
   h: HeaderList,
@@ -835,8 +860,14 @@ export function headerListView(
       return out;
     },
     get: (k) => k.charCodeAt(0) === 58 ? pseudo.get(k) : h.getJoined(k),
-    add: (k, v) => k.charCodeAt(0) === 58 ? pseudo.set(k, v) : h.append(k, v),
-    replace: (k, v) => k.charCodeAt(0) === 58 ? pseudo.set(k, v) : h.set(k, v),
+    add: (k, v) => {
+      if (k.charCodeAt(0) === 58) pseudo.set(k, v);
+      else if (validHeader(k, v)) h.append(k, v);
+    },
+    replace: (k, v) => {
+      if (k.charCodeAt(0) === 58) pseudo.set(k, v);
+      else if (validHeader(k, v)) h.set(k, v);
+    },
     remove: (k) => {
       if (k.charCodeAt(0) !== 58) h.delete(k);
     },
@@ -844,7 +875,7 @@ export function headerListView(
       h.names.length = h.keys.length = h.values.length = 0;
       for (const [k, v] of pairs) {
         if (k.charCodeAt(0) === 58) pseudo.set(k, v);
-        else h.append(k, v);
+        else if (validHeader(k, v)) h.append(k, v);
       }
     },
   };

@@ -3,8 +3,10 @@ handlers, and a client that runs the four call types against a target and
 prints one JSON object with what it saw. Uses Debian's python3-grpcio.
 
   peer.py server PORT [tls CERT KEY]   serve on 127.0.0.1:PORT until stdin closes
+                                       (stdin lines "serving"/"not_serving" set the health status)
   peer.py client TARGET [tls CA NAME]  run the scenarios against TARGET
   peer.py bench TARGET SECONDS CONC    unary calls/s (CONC threads on one channel)
+  peer.py fresh TARGET N [tls CA NAME] N unary calls, each on a new channel (new connection)
 """
 import json
 import sys
@@ -64,9 +66,17 @@ def deadline_seen(req, ctx):
     return b"%.3f" % (r if r is not None else -1)
 
 
+# Overall serving state; the test flips it with "serving" / "not_serving" lines on stdin.
+SERVING = [True]
+
+
 def health(req, ctx):
-    # HealthCheckResponse{status: SERVING} unless the service is "down".
-    return b"\x08\x02" if b"down" in req else b"\x08\x01"
+    # HealthCheckResponse{status: SERVING} unless the service is "down" or stdin said not_serving.
+    return b"\x08\x02" if b"down" in req or not SERVING[0] else b"\x08\x01"
+
+
+def unavailable(req, ctx):
+    ctx.abort(grpc.StatusCode.UNAVAILABLE, "overloaded")
 
 
 def serve(port, tls=None):
@@ -79,6 +89,7 @@ def serve(port, tls=None):
         "Fail": grpc.unary_unary_rpc_method_handler(fail),
         "Slow": grpc.unary_unary_rpc_method_handler(slow),
         "Deadline": grpc.unary_unary_rpc_method_handler(deadline_seen),
+        "Unavailable": grpc.unary_unary_rpc_method_handler(unavailable),
     })
     hh = grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
         "Check": grpc.unary_unary_rpc_method_handler(health),
@@ -92,7 +103,11 @@ def serve(port, tls=None):
         server.add_insecure_port(addr)
     server.start()
     print("ready", flush=True)
-    sys.stdin.read()  # the test closes stdin to stop us
+    # Lines on stdin set the health status; the test closes stdin to stop us.
+    for line in iter(sys.stdin.readline, ""):
+        if line.strip() in ("serving", "not_serving"):
+            SERVING[0] = line.strip() == "serving"
+            print("health " + line.strip(), flush=True)
     server.stop(0)
 
 
@@ -187,11 +202,27 @@ def bench(target, seconds, conc):
     print(json.dumps({"calls": sum(counts), "errors": errors[0], "seconds": el, "rps": sum(counts) / el}), flush=True)
 
 
+def fresh(target, n, tls=None):
+    ok, errors = 0, []
+    for i in range(n):
+        ch = channel(target, tls)
+        try:
+            if ch.unary_unary("/%s/Unary" % SVC)(b"n%d" % i, timeout=5) == b"echo:n%d" % i:
+                ok += 1
+        except grpc.RpcError as e:
+            errors.append(e.code().name)
+        finally:
+            ch.close()
+    print(json.dumps({"ok": ok, "errors": errors}), flush=True)
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "server":
         serve(int(sys.argv[2]), sys.argv[4:6] if len(sys.argv) > 3 and sys.argv[3] == "tls" else None)
     elif mode == "client":
         run_client(sys.argv[2], sys.argv[4:6] if len(sys.argv) > 3 and sys.argv[3] == "tls" else None)
+    elif mode == "fresh":
+        fresh(sys.argv[2], int(sys.argv[3]), sys.argv[5:7] if len(sys.argv) > 4 and sys.argv[4] == "tls" else None)
     else:
         bench(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
