@@ -6,121 +6,20 @@
  *
  *   deno run -A --unstable-net bench/inproc.ts [requests]
  */
-import { parseConfig } from "../src/config/mod.ts";
-import { Http1Listener } from "../src/listeners/http1.ts";
-import { Gateway } from "../src/gateway/gateway.ts";
-import { buildSnapshot } from "../src/gateway/snapshot.ts";
-import { CounterSlots } from "../src/upstream/counters.ts";
-import { setDialer } from "../src/upstream/pool.ts";
-import { GatewayMetrics } from "../src/observability/gateway_metrics.ts";
-
-const enc = new TextEncoder();
-const REQUEST = enc.encode("GET /file1k HTTP/1.1\r\nHost: 127.0.0.1:9201\r\nUser-Agent: wrk\r\n\r\n");
-const RESPONSE = enc.encode(
-  "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Fri, 27 Nov 2026 13:01:12 GMT\r\nContent-Type: text/plain\r\n" +
-    'Content-Length: 1024\r\nLast-Modified: Fri, 27 Nov 2026 12:55:16 GMT\r\nConnection: keep-alive\r\nETag: "6b097db4-400"\r\n' +
-    "Accept-Ranges: bytes\r\n\r\n" + "x".repeat(1024),
-);
-const ADDR = { transport: "tcp", hostname: "127.0.0.1", port: 1 } as Deno.NetAddr;
-
-/** A connection whose reads are fed by `push` and whose writes go to `onWrite`. */
-class MemConn {
-  private queue: Uint8Array[] = [];
-  private waiter: ((n: number | null) => void) | null = null;
-  private target: Uint8Array | null = null;
-  closed = false;
-  localAddr = ADDR;
-  remoteAddr = ADDR;
-  constructor(public onWrite: (d: Uint8Array) => void) {}
-  push(d: Uint8Array): void {
-    if (this.waiter !== null && this.target !== null) {
-      const n = Math.min(d.length, this.target.length);
-      this.target.set(d.subarray(0, n));
-      const w = this.waiter;
-      this.waiter = this.target = null;
-      w(n);
-    } else this.queue.push(d);
-  }
-  read(p: Uint8Array): Promise<number | null> {
-    if (this.closed) return Promise.resolve(null);
-    const d = this.queue.shift();
-    if (d !== undefined) {
-      p.set(d);
-      return Promise.resolve(d.length);
-    }
-    return new Promise((r) => {
-      this.waiter = r;
-      this.target = p;
-    });
-  }
-  write(p: Uint8Array): Promise<number> {
-    this.onWrite(p);
-    return Promise.resolve(p.length);
-  }
-  close(): void {
-    this.closed = true;
-    this.waiter?.(null);
-  }
-  setNoDelay(): void {}
-  setKeepAlive(): void {}
-}
+import { GET_REQUEST, runInproc } from "./inproc_harness.ts";
 
 const total = Number(Deno.args[0] ?? 200_000);
-const res = parseConfig(
+const { cpu, wall, requests } = await runInproc(
   `listeners: [{name: http, address: "127.0.0.1:9", protocol: http}]
 upstreams: [{name: up, endpoints: ["127.0.0.1:1"]}]
 routes: [{id: all, path: "/*", upstream: up}]
 access_log: {enabled: false}`,
-  "inproc.yaml",
+  GET_REQUEST,
+  total,
 );
-if (!res.ok) throw new Error(JSON.stringify(res.errors));
-const cfg = res.config;
-const gateway = new Gateway(buildSnapshot(cfg, CounterSlots.local()), new GatewayMetrics("bench"), null);
-
-// Upstream: answers each request write with the canned response.
-setDialer(() => {
-  const up: MemConn = new MemConn(() => queueMicrotask(() => up.push(RESPONSE)));
-  return Promise.resolve(up as unknown as Deno.TcpConn);
-});
-
-let done = 0;
-let finish!: () => void;
-const finished = new Promise<void>((r) => finish = r);
-let t0 = 0;
-let cpu0 = 0;
-/** Process CPU time (user + system) in µs: robust to being descheduled on a busy machine. */
-function cpuMicros(): number {
-  const f = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
-  return (Number(f[11]) + Number(f[12])) * 1e6 / 100;
-}
-// Client: sends the next request when a full response arrived.
-const client: MemConn = new MemConn((d) => {
-  if (d.length < 1024) return; // head-only writes would be partial responses; ours come in one write
-  done++;
-  if (done === 1000) {
-    t0 = performance.now();
-    cpu0 = cpuMicros();
-  }
-  if (done === total) finish();
-  else queueMicrotask(() => client.push(REQUEST));
-});
-let accepted = false;
-const listener = {
-  addr: ADDR,
-  accept(): Promise<Deno.Conn> {
-    if (accepted) return new Promise(() => {});
-    accepted = true;
-    return Promise.resolve(client as unknown as Deno.Conn);
-  },
-  close() {},
-} as unknown as Deno.Listener;
-new Http1Listener(listener, cfg.listeners[0], gateway);
-client.push(REQUEST);
-await finished;
-const n = total - 1000;
-const wall = (performance.now() - t0) * 1000 / n;
-const cpu = (cpuMicros() - cpu0) / n;
 console.log(
-  `in-process cost per proxied request: ${cpu.toFixed(2)} µs CPU (${wall.toFixed(2)} µs wall), ${n} requests`,
+  `in-process cost per proxied request: ${cpu.toFixed(2)} µs CPU (${
+    wall.toFixed(2)
+  } µs wall), ${requests} requests`,
 );
 Deno.exit(0);
