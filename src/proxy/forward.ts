@@ -84,21 +84,8 @@ export async function forward(
   const ep = up.select(ctx);
   if (ep === null) return respondError(ctx, 503, "no healthy upstream endpoint");
   ctx.upstreamAddr = ep.address;
-  const host = opt.hostRewrite ?? (opt.preserveHost && ctx.authority !== "" ? ctx.authority : hostOf(ep));
   const body = ctx.body;
-  const framing = body.length === 0
-    ? (ctx.method === "POST" || ctx.method === "PUT" || ctx.method === "PATCH" ? "content-length: 0\r\n" : "")
-    : body.length > 0
-    ? "content-length: " + body.length + "\r\n"
-    : "transfer-encoding: chunked\r\n";
-  const head = upstreamRequestHead(ctx, {
-    method: ctx.method,
-    target,
-    host,
-    framing,
-    upgrade: ctx.upgrade,
-    requestId: ctx.id,
-  });
+  const head = requestHeadFor(ctx, ep, target, opt);
   const pool = up.pool(ep);
   const now = Date.now();
   const totalDeadline = now + opt.totalTimeout;
@@ -166,6 +153,24 @@ function hostOf(ep: Endpoint): string {
       ep.port;
 }
 
+/** The HTTP/1.1 request head for `ep`: Host per the route's options, framing from the body. */
+function requestHeadFor(ctx: RequestContext, ep: Endpoint, target: string, opt: ForwardOptions): string {
+  const body = ctx.body;
+  const framing = body.length === 0
+    ? (ctx.method === "POST" || ctx.method === "PUT" || ctx.method === "PATCH" ? "content-length: 0\r\n" : "")
+    : body.length > 0
+    ? "content-length: " + body.length + "\r\n"
+    : "transfer-encoding: chunked\r\n";
+  return upstreamRequestHead(ctx, {
+    method: ctx.method,
+    target,
+    host: opt.hostRewrite ?? (opt.preserveHost && ctx.authority !== "" ? ctx.authority : hostOf(ep)),
+    framing,
+    upgrade: ctx.upgrade,
+    requestId: ctx.id,
+  });
+}
+
 /** The HTTP/1.1 side of the resilient loop: pooled-connection attempts, bodies buffered for replay. */
 const HTTP1: AttemptProtocol = {
   attempt,
@@ -193,21 +198,8 @@ async function attempt(
   obs: ProxyObserver | null,
   _replay: BodyReplay | null,
 ): Promise<number> {
-  const host = opt.hostRewrite ?? (opt.preserveHost && ctx.authority !== "" ? ctx.authority : hostOf(ep));
   const body = ctx.body;
-  const framing = body.length === 0
-    ? (ctx.method === "POST" || ctx.method === "PUT" || ctx.method === "PATCH" ? "content-length: 0\r\n" : "")
-    : body.length > 0
-    ? "content-length: " + body.length + "\r\n"
-    : "transfer-encoding: chunked\r\n";
-  const head = upstreamRequestHead(ctx, {
-    method: ctx.method,
-    target,
-    host,
-    framing,
-    upgrade: ctx.upgrade,
-    requestId: ctx.id,
-  });
+  const head = requestHeadFor(ctx, ep, target, opt);
   const pool = up.pool(ep);
   const t0 = performance.now();
   ep.begin();
