@@ -7,9 +7,38 @@ import { setLogLevel } from "../src/observability/logger.ts";
 
 setLogLevel((Deno.env.get("LOOM_TEST_LOG") as "debug" | undefined) ?? "error");
 
-/** Deno.test without the op/resource sanitizers (pools and timers outlive a test by design). */
-export function itest(name: string, fn: () => Promise<void>, opts: { ignore?: boolean } = {}): void {
-  Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false, ...opts });
+/**
+ * Deno.test without the op/resource sanitizers (pools and timers outlive a test by design), bounded in
+ * time: a hang (a peer that never answers) fails this test after `timeoutMs` instead of stalling CI.
+ */
+export function itest(
+  name: string,
+  fn: () => Promise<void>,
+  opts: { ignore?: boolean; timeoutMs?: number } = {},
+): void {
+  const { timeoutMs = 120_000, ...rest } = opts;
+  Deno.test({
+    name,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    ...rest,
+    fn: async () => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      try {
+        await Promise.race([
+          fn(),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () => reject(new Error(`test did not finish within ${timeoutMs} ms`)),
+              timeoutMs,
+            );
+          }),
+        ]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  });
 }
 
 /** A free TCP port on 127.0.0.1 (bind to 0, close, reuse). */
