@@ -43,11 +43,20 @@ export function itest(
 
 /** A free TCP port on 127.0.0.1 (bind to 0, close, reuse). */
 export function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
+  // The kernel may hand the same just-closed port out twice in a row (seen: a listener and the admin
+  // API given one port): never return a port this process already handed out.
+  for (;;) {
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (l.addr as Deno.NetAddr).port;
+    l.close();
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
+
+const handedOut = new Set<number>();
 
 /** Writes `text` to a temp .yaml file; returns its path. */
 export function writeTempConfig(text: string): string {
