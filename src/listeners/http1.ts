@@ -341,9 +341,10 @@ class Http1Connection implements Expirable {
         if (target.charCodeAt(0) !== 47 /* / */) {
           const abs = absoluteForm(target);
           if (abs === null) {
-            if (target === "*" && head.method === "OPTIONS") target = "*";
-            else if (head.method === "CONNECT") return await this.reject(501, "CONNECT not supported");
-            else return await this.reject(400, "malformed request target");
+            // Only the asterisk-form of OPTIONS remains valid (CONNECT was refused above).
+            if (target !== "*" || head.method !== "OPTIONS") {
+              return await this.reject(400, "malformed request target");
+            }
           } else {
             // RFC 9112 3.2.2: the authority of an absolute-form target replaces Host.
             authority = abs.authority;
