@@ -247,8 +247,18 @@ const REFUSED = new TextEncoder().encode(
     REFUSED_BODY.length + "\r\nconnection: close\r\n\r\n" + REFUSED_BODY,
 );
 
-/** Serves the requests of one client connection, in order. */
-class Http1Connection implements Expirable {
+/** What an HTTP/1.1 connection needs from the listener that accepted it. */
+export interface Http1Owner {
+  readonly cfg: ListenerConfig;
+  readonly handler: RequestHandler;
+}
+
+/**
+ * Serves the requests of one client connection, in order. Exported for the
+ * HTTP/2 listener, which hands it the connections that turn out to be
+ * HTTP/1.1 (ALPN http/1.1 on TLS, no preface on cleartext).
+ */
+export class Http1Connection implements Expirable {
   readonly r: ConnReader;
   deadline = 0;
   private closed = false;
@@ -261,7 +271,16 @@ class Http1Connection implements Expirable {
   private readonly remoteIp: string;
   private readonly remotePort: number;
 
-  constructor(readonly conn: Deno.Conn, readonly server: Http1Listener, readonly scheme: "http" | "https") {
+  /**
+   * @param onContext called for each request's context before the gateway sees it (the TLS identity
+   *   and SNI name of a connection accepted by another listener).
+   */
+  constructor(
+    readonly conn: Deno.Conn,
+    readonly server: Http1Owner,
+    readonly scheme: "http" | "https",
+    private onContext?: (ctx: RequestContext) => void,
+  ) {
     this.r = new ConnReader(conn, 16 * 1024);
     const ra = conn.remoteAddr as Deno.NetAddr;
     this.remoteIp = ra.hostname ?? "";
@@ -383,6 +402,7 @@ class Http1Connection implements Expirable {
         );
         ctx.bytesIn = headBytes;
         ctx.upgrade = head.upgrade;
+        this.onContext?.(ctx);
         this.ctx = ctx;
         if (body === EMPTY_BODY && head.upgrade === undefined) this.watchClient();
 

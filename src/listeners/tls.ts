@@ -141,7 +141,7 @@ export function verifyClientCert(t: ListenerTls, raw: Uint8Array | undefined): C
   };
 }
 
-/** Whether an https listener needs the node:http2 engine (h2 ALPN, SNI certificates or client certificates). */
+/** Whether an https listener needs the HTTP/2 listener on node:tls (h2 ALPN, SNI certificates or client certificates). */
 export function needsNodeTls(cfg: TlsConfig): boolean {
   return (cfg.alpn?.includes("h2") ?? false) || (cfg.certificates?.length ?? 0) > 0 ||
     clientAuthMode(cfg.client_auth) !== "none";

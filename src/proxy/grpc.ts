@@ -3,7 +3,7 @@
  * statuses, `grpc-timeout`, and the gRPC health checking protocol for
  * upstream health checks. Forwarding itself is in h2_forward.ts.
  */
-import http2 from "node:http2";
+import { ErrorCode } from "../http2/frame.ts";
 import type { GrpcKind, RequestContext } from "../gateway/context.ts";
 import { HeaderList } from "../gateway/headers.ts";
 import { ConnectionPool } from "../upstream/pool.ts";
@@ -263,42 +263,45 @@ export async function grpcHealthCheck(
   const deadline = Date.now() + timeout;
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    const { session, done } = await h2PoolFor(pool).acquire(timeout);
+    const { conn, done } = await h2PoolFor(pool).acquire(timeout);
     const name = new TextEncoder().encode(service);
     // HealthCheckRequest { string service = 1; } (length < 128 for any sane name).
     const req = name.length === 0 ? new Uint8Array(0) : new Uint8Array([0x0a, name.length, ...name]);
-    const stream = session.request({
-      ":method": "POST",
-      ":path": "/grpc.health.v1.Health/Check",
-      "content-type": "application/grpc",
-      te: "trailers",
-      "grpc-timeout": formatGrpcTimeout(deadline - Date.now()),
-    });
-    stream.end(grpcFrame(req));
-    const chunks: Uint8Array[] = [];
-    let grpcStatus: string | undefined;
-    const ok = await new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => {
-        stream.close(http2.constants.NGHTTP2_CANCEL);
-        resolve(false);
-      }, Math.max(1, deadline - Date.now()));
-      stream.on("response", (h) => {
-        if (h["grpc-status"] !== undefined) grpcStatus = String(h["grpc-status"]);
-      });
-      stream.on("trailers", (h) => grpcStatus = String(h["grpc-status"]));
-      stream.on("data", (d: Uint8Array) => chunks.push(d));
-      stream.on("error", () => resolve(false));
-      stream.on("close", () => {
-        done();
-        if (grpcStatus !== "0") return resolve(false);
-        const body = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-        let o = 0;
-        for (const c of chunks) (body.set(c, o), o += c.length);
-        // HealthCheckResponse { ServingStatus status = 1; } SERVING = 1: bytes 08 01 after the 5-byte prefix.
-        resolve(body.length >= 7 && body[5] === 0x08 && body[6] === 0x01);
-      });
-    });
-    return ok;
+    const stream = conn.request([
+      ":method",
+      "POST",
+      ":scheme",
+      pool.tls !== null ? "https" : "http",
+      ":authority",
+      endpoint,
+      ":path",
+      "/grpc.health.v1.Health/Check",
+      "content-type",
+      "application/grpc",
+      "te",
+      "trailers",
+      "grpc-timeout",
+      formatGrpcTimeout(deadline - Date.now()),
+    ], false);
+    timer = setTimeout(() => stream.reset(ErrorCode.CANCEL), Math.max(1, deadline - Date.now()));
+    try {
+      await stream.write(grpcFrame(req));
+      await stream.end();
+      const head = await stream.response;
+      const chunks: Uint8Array[] = [];
+      for (let d = await stream.read(); d !== null; d = await stream.read()) chunks.push(d);
+      const f = stream.trailers ?? head;
+      let grpcStatus: string | undefined;
+      for (let i = 0; i < f.length; i += 2) if (f[i] === "grpc-status") grpcStatus = f[i + 1];
+      if (grpcStatus !== "0") return false;
+      const body = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+      let o = 0;
+      for (const c of chunks) (body.set(c, o), o += c.length);
+      // HealthCheckResponse { ServingStatus status = 1; } SERVING = 1: bytes 08 01 after the 5-byte prefix.
+      return body.length >= 7 && body[5] === 0x08 && body[6] === 0x01;
+    } finally {
+      done();
+    }
   } catch {
     return false;
   } finally {

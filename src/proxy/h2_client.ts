@@ -1,25 +1,30 @@
 /**
- * Upstream HTTP/2 client: a few multiplexed `node:http2` sessions per
- * endpoint (h2 over TLS, or h2c prior knowledge).
+ * Upstream HTTP/2 client: a few multiplexed connections of Loom's own HTTP/2
+ * stack (src/http2) per endpoint, h2 over TLS (ALPN) or h2c prior knowledge.
  *
- * Why node:http2: it is the only client in Deno that sends and receives
- * trailers (fetch drops them), which gRPC needs; it also multiplexes many
- * streams on one connection. A new session is opened only when every open
- * one has reached the peer's MAX_CONCURRENT_STREAMS, up to MAX_SESSIONS.
+ * Why our own and not node:http2: it carries trailers both ways (gRPC needs
+ * them; fetch drops them) and does not take the process down under load, as
+ * Deno 2.9.6's node:http2 does. A new connection is opened only when every
+ * open one has reached the peer's MAX_CONCURRENT_STREAMS, up to MAX_SESSIONS.
  */
-import http2 from "node:http2";
-import { ConnectError, type ConnectionPool } from "../upstream/pool.ts";
-import { tlsOptions } from "../upstream/tls.ts";
+import { H2Connection } from "../http2/connection.ts";
+import type { ConnectionPool } from "../upstream/pool.ts";
 
 const MAX_SESSIONS = 4;
 
 interface Tracked {
-  s: http2.ClientHttp2Session;
+  c: H2Connection;
+  /** Streams leased and not yet released. */
   active: number;
-  ready: boolean;
 }
 
-/** The HTTP/2 sessions of one endpoint. */
+/** A leased stream slot on one connection; `done` must be called once per lease. */
+export interface H2Lease {
+  conn: H2Connection;
+  done: () => void;
+}
+
+/** The HTTP/2 connections of one endpoint. */
 export class H2SessionPool {
   private sessions: Tracked[] = [];
   private closed = false;
@@ -34,20 +39,20 @@ export class H2SessionPool {
     return this.pool.tls !== null;
   }
 
-  /** A session with a free stream slot, opening one when needed. The caller must call `done` per stream. */
-  async acquire(connectTimeout: number): Promise<{ session: http2.ClientHttp2Session; done: () => void }> {
+  /** A connection with a free stream slot, opening one when needed. The caller must call `done` per stream. */
+  async acquire(connectTimeout: number): Promise<H2Lease> {
     for (const t of this.sessions) {
-      if (!t.ready || t.s.closed || t.s.destroyed) continue;
-      const limit = t.s.remoteSettings?.maxConcurrentStreams ?? 100;
-      if (t.active < limit) return this.lease(t);
+      if (t.c.goingAway) continue;
+      if (t.active < t.c.peerMaxConcurrentStreams) return this.lease(t);
     }
-    // A session being opened will take these streams too: wait for it rather than open more.
+    // A connection being opened will take these streams too: wait for it rather than open more.
     if (this.connecting !== null) return this.lease(await this.connecting);
-    if (this.sessions.length >= MAX_SESSIONS) {
-      // All sessions full: queue on the least busy one (nghttp2 queues streams past the limit).
-      let best = this.sessions[0];
-      for (const t of this.sessions) if (t.active < best.active) best = t;
-      if (best.ready) return this.lease(best);
+    const live = this.sessions.filter((t) => !t.c.goingAway);
+    if (live.length >= MAX_SESSIONS) {
+      // All full: queue on the least busy one (its streams wait for the peer's slots).
+      let best = live[0];
+      for (const t of live) if (t.active < best.active) best = t;
+      return this.lease(best);
     }
     const opening = this.connecting = this.open(connectTimeout);
     try {
@@ -57,11 +62,11 @@ export class H2SessionPool {
     }
   }
 
-  private lease(t: Tracked): { session: http2.ClientHttp2Session; done: () => void } {
+  private lease(t: Tracked): H2Lease {
     t.active++;
     let released = false;
     return {
-      session: t.s,
+      conn: t.c,
       done: () => {
         if (released) return;
         released = true;
@@ -70,53 +75,48 @@ export class H2SessionPool {
     };
   }
 
-  private open(timeoutMs: number): Promise<Tracked> {
-    const { hostname, port, tls } = this.pool;
-    const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-    const authority = `${tls !== null ? "https" : "http"}://${host}:${port}`;
-    const opts: http2.SecureClientSessionOptions = tls !== null
-      ? { ...tlsOptions(hostname, tls), ALPNProtocols: ["h2"] }
-      : {};
-    const s = http2.connect(authority, opts);
-    const t: Tracked = { s, active: 0, ready: false };
+  private async open(timeoutMs: number): Promise<Tracked> {
+    const started = Date.now();
+    const conn = await this.pool.dialRaw(timeoutMs, "h2");
+    const c = H2Connection.client(conn);
+    const t: Tracked = { c, active: 0 };
     this.sessions.push(t);
-    const drop = () => {
+    c.closed.then(() => {
       const i = this.sessions.indexOf(t);
       if (i !== -1) this.sessions.splice(i, 1);
-    };
-    s.on("close", drop);
-    s.on("goaway", drop);
-    // Errors after connect surface on the streams; this keeps them from being unhandled.
-    s.on("error", () => drop());
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        drop();
-        s.destroy();
-        reject(new ConnectError("timeout", `connect to ${hostname}:${port} timed out`));
-      }, timeoutMs);
-      s.once("connect", () => {
-        clearTimeout(timer);
-        t.ready = true;
-        if (this.closed) s.close();
-        resolve(t);
-      });
-      s.once("error", (e: Error) => {
-        clearTimeout(timer);
-        reject(new ConnectError("refused", `connect to ${hostname}:${port} failed: ${e.message}`));
-      });
     });
+    // The peer's SETTINGS (its stream limit) before the first stream; a dead peer fails the connect.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        c.ready,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error("no HTTP/2 SETTINGS from the upstream")),
+            Math.max(1, timeoutMs - (Date.now() - started)),
+          );
+        }),
+      ]);
+    } catch (e) {
+      c.destroy();
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (this.closed) c.goaway();
+    return t;
   }
 
-  /** Closes every session once its streams finish. */
+  /** Closes every connection once its streams finish. */
   close(): void {
     this.closed = true;
-    for (const t of this.sessions.splice(0)) t.s.close();
+    for (const t of this.sessions.splice(0)) t.c.goaway();
   }
 }
 
 const byPool = new WeakMap<ConnectionPool, H2SessionPool>();
 
-/** The HTTP/2 session pool that belongs to an endpoint's connection pool. */
+/** The HTTP/2 connection pool that belongs to an endpoint's connection pool. */
 export function h2PoolFor(pool: ConnectionPool): H2SessionPool {
   let p = byPool.get(pool);
   if (p === undefined) {

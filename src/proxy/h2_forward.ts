@@ -1,10 +1,9 @@
 /**
- * Forwarding over upstream HTTP/2 (node:http2 sessions): every gRPC call,
+ * Forwarding over upstream HTTP/2 (Loom's own HTTP/2 client): every gRPC call,
  * gRPC-Web translated to gRPC, and any request to an upstream declared
  * `protocol: h2 | h2c`.
  *
- * Trailers cross in both directions (request trailers on 'wantTrailers',
- * response trailers from 'trailers'); a trailers-only upstream answer stays
+ * Trailers cross in both directions; a trailers-only upstream answer stays
  * trailers-only (one HEADERS frame with END_STREAM), which gRPC clients need
  * to see the status. `grpc-timeout` shortens the route's deadline and is
  * sent upstream as the time that is left.
@@ -15,7 +14,8 @@
  * (connect failure, refused stream), request bodies up to the retry policy's
  * `max_body_size` being recorded as they stream.
  */
-import http2 from "node:http2";
+import { ErrorCode } from "../http2/frame.ts";
+import { H2Error, type H2Stream } from "../http2/connection.ts";
 import type { RequestContext } from "../gateway/context.ts";
 import { HeaderList } from "../gateway/headers.ts";
 import { ConnectError } from "../upstream/pool.ts";
@@ -39,7 +39,7 @@ import {
   respondFailure,
   TIMEOUT,
 } from "./resilient.ts";
-import { h2PoolFor } from "./h2_client.ts";
+import { type H2Lease, h2PoolFor } from "./h2_client.ts";
 import {
   addGrpcWebCors,
   encodeGrpcMessage,
@@ -50,52 +50,22 @@ import {
 } from "./grpc.ts";
 import { Base64Decoder, Base64Encoder, trailerFrame } from "./grpc_web.ts";
 
-type H2Headers = http2.OutgoingHttpHeaders;
-
 /** Response fields that must not be relayed (connection-specific in HTTP/1.1, forbidden in HTTP/2). */
 function dropResponseField(k: string): boolean {
   return k[0] === ":" || k === "connection" || k === "keep-alive" || k === "transfer-encoding" ||
     k === "proxy-connection" || k === "upgrade" || k === "content-length";
 }
 
-/** Node's header object (values may be arrays) into a HeaderList, skipping pseudo and hop-by-hop fields. */
-function toHeaderList(h: http2.IncomingHttpHeaders, into = new HeaderList()): HeaderList {
-  for (const k in h) {
-    if (dropResponseField(k)) continue;
-    const v = h[k];
-    if (Array.isArray(v)) { for (const x of v) into.append(k, x); }
-    else if (v !== undefined) into.append(k, String(v));
-  }
+/** HTTP/2 fields ([name, value, ...]) into a HeaderList, skipping pseudo and connection-specific fields. */
+function toHeaderList(f: string[], into = new HeaderList()): HeaderList {
+  for (let i = 0; i < f.length; i += 2) if (!dropResponseField(f[i])) into.append(f[i], f[i + 1]);
   return into;
 }
 
-/** The request head sent upstream as node:http2 headers. */
-function upstreamHeaders(ctx: RequestContext, target: string, authority: string, secure: boolean): H2Headers {
-  const out: H2Headers = {
-    ":method": ctx.method,
-    ":path": target,
-    ":authority": authority,
-    ":scheme": secure ? "https" : "http",
-  };
-  const { keys, values } = ctx.headers;
-  let xff: string | undefined;
-  for (let i = 0; i < keys.length; i++) {
-    const k = keys[i];
-    if (isHopByHop(k) || k === "http2-settings" || k[0] === ":") continue;
-    if (k === "x-forwarded-for") {
-      xff = xff === undefined ? values[i] : xff + ", " + values[i];
-      continue;
-    }
-    const prev = out[k];
-    if (prev === undefined) out[k] = values[i];
-    else if (Array.isArray(prev)) prev.push(values[i]);
-    else out[k] = k === "cookie" ? prev + "; " + values[i] : [String(prev), values[i]];
-  }
-  out["x-forwarded-for"] = xff === undefined ? ctx.clientIp : xff + ", " + ctx.clientIp;
-  out["x-forwarded-proto"] = ctx.scheme;
-  if (out["x-request-id"] === undefined && ctx.id !== "") out["x-request-id"] = ctx.id;
-  out["via"] = out["via"] === undefined ? "2 loom" : out["via"] + ", 2 loom";
-  return out;
+/** The value of field `name` in `f`, or undefined. */
+function field(f: string[], name: string): string | undefined {
+  for (let i = 0; i < f.length; i += 2) if (f[i] === name) return f[i + 1];
+  return undefined;
 }
 
 /** The HTTP/2 side of the resilient loop (bulkhead, breakers, outlier detection, retries). */
@@ -190,7 +160,7 @@ async function h2Attempt(
   ep.begin();
   try {
     for (let fresh = 0;; fresh++) {
-      let lease: { session: http2.ClientHttp2Session; done: () => void };
+      let lease: H2Lease;
       try {
         lease = await pools.acquire(Math.min(opt.connectTimeout, Math.max(1, deadline - Date.now())));
       } catch (e) {
@@ -199,8 +169,8 @@ async function h2Attempt(
         return kind === "timeout" ? CONNECT_TIMEOUT : CONNECT_REFUSED;
       }
       try {
-        const headers = requestHeaders(ctx, target, opt, ep, pools.secure, deadline);
-        return await runStream(ctx, lease, headers, deadline, perTry, discard, replay, meter);
+        const fields = requestFields(ctx, target, opt, ep, pools.secure, deadline);
+        return await runStream(ctx, lease, fields, deadline, perTry, discard, replay, meter);
       } catch (e) {
         if (!(e instanceof H2Failure)) throw e;
         if (ctx.aborted) {
@@ -236,31 +206,63 @@ async function h2Attempt(
   }
 }
 
-/** The request head for one attempt (gRPC: the time left as grpc-timeout; gRPC-Web translated). */
-function requestHeaders(
+/**
+ * The request head for one attempt, as HTTP/2 fields: hop-by-hop fields
+ * dropped, X-Forwarded-For/-Proto, X-Request-ID and Via added; for gRPC the
+ * time left as grpc-timeout, and gRPC-Web translated to gRPC.
+ */
+function requestFields(
   ctx: RequestContext,
   target: string,
   opt: ForwardOptions,
   ep: Endpoint,
   secure: boolean,
   deadline: number,
-): H2Headers {
+): string[] {
   const authority = opt.hostRewrite ??
     (opt.preserveHost && ctx.authority !== "" ? ctx.authority : ep.hostname + ":" + ep.port);
-  const headers = upstreamHeaders(ctx, target, authority, secure);
-  if (ctx.grpc !== 0) {
-    headers["te"] = "trailers";
-    headers["grpc-timeout"] = formatGrpcTimeout(deadline - Date.now());
-    if (ctx.grpc >= 2) {
-      // gRPC-Web → gRPC: same framing of messages, trailers move back into HTTP/2 trailers.
-      const ct = String(headers["content-type"] ?? "");
-      const suffix = ct.replace(/^application\/grpc-web(-text)?/, "");
-      headers["content-type"] = "application/grpc" + suffix;
-      delete headers["x-grpc-web"];
-      delete headers["content-length"];
+  const f = [
+    ":method",
+    ctx.method,
+    ":scheme",
+    secure ? "https" : "http",
+    ":authority",
+    authority,
+    ":path",
+    target,
+  ];
+  const grpc = ctx.grpc;
+  const { keys, values } = ctx.headers;
+  let xff: string | undefined;
+  let via: string | undefined;
+  let rid = false;
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i];
+    let v = values[i];
+    if (isHopByHop(k) || k === "http2-settings" || k === "host" || k[0] === ":") continue;
+    if (k === "x-forwarded-for") {
+      xff = xff === undefined ? v : xff + ", " + v;
+      continue;
     }
+    if (k === "via") {
+      via = via === undefined ? v : via + ", " + v;
+      continue;
+    }
+    if (grpc !== 0 && (k === "grpc-timeout" || k === "te")) continue;
+    if (grpc >= 2) {
+      // gRPC-Web → gRPC: same framing of messages, trailers move back into HTTP/2 trailers.
+      if (k === "x-grpc-web" || k === "content-length") continue;
+      if (k === "content-type") v = "application/grpc" + v.replace(/^application\/grpc-web(-text)?/, "");
+    }
+    if (k === "x-request-id") rid = true;
+    f.push(k, v);
   }
-  return headers;
+  f.push("x-forwarded-for", xff === undefined ? ctx.clientIp : xff + ", " + ctx.clientIp);
+  f.push("x-forwarded-proto", ctx.scheme);
+  if (!rid && ctx.id !== "") f.push("x-request-id", ctx.id);
+  f.push("via", via === undefined ? "2 loom" : via + ", 2 loom");
+  if (grpc !== 0) f.push("te", "trailers", "grpc-timeout", formatGrpcTimeout(deadline - Date.now()));
+  return f;
 }
 
 class H2Failure extends Error {
@@ -291,16 +293,59 @@ async function endWithGrpcStatus(ctx: RequestContext, code: number, message: str
   await ctx.res.end(t).catch(() => ctx.res.abort());
 }
 
+/** What a stream error means for the attempt. */
+function streamFailure(e: unknown, headSeen: boolean): H2Failure {
+  if (e instanceof H2Failure) return e;
+  if (e instanceof H2Error) {
+    // REFUSED_STREAM before any response, or a stream above a GOAWAY's last id: not processed (RFC 9113 8.7).
+    if (e.code === ErrorCode.REFUSED_STREAM && !headSeen) {
+      return new H2Failure("refused", "upstream refused the stream");
+    }
+    if (e.code === ErrorCode.PROTOCOL_ERROR) {
+      return new H2Failure("protocol", "upstream HTTP/2 protocol error");
+    }
+    return new H2Failure("reset", `upstream stream reset (code ${e.code})`);
+  }
+  return new H2Failure("reset", "upstream stream error: " + (e as Error).message);
+}
+
+/** Streams the client's request body (then its trailers) into `stream`; stops when `over()`. */
+async function upload(
+  ctx: RequestContext,
+  stream: H2Stream,
+  text: boolean,
+  over: () => boolean,
+): Promise<void> {
+  const dec = text ? new Base64Decoder() : null;
+  for (;;) {
+    const chunk = await ctx.body.read();
+    // A settled attempt must not write into a stream a retry replaced.
+    if (over()) return;
+    if (chunk === null) break;
+    const data = dec !== null ? dec.push(chunk) : chunk;
+    if (data.length === 0) continue;
+    await stream.write(data);
+  }
+  const t = ctx.body.trailers;
+  let fields: string[] | null = null;
+  if (t !== null && t.size > 0) {
+    fields = [];
+    for (let i = 0; i < t.size; i++) if (!isHopByHop(t.keys[i])) fields.push(t.keys[i], t.values[i]);
+  }
+  await stream.end(fields);
+}
+
 /**
  * Runs one stream: upload, response head, body and trailers. Resolves to the
  * outcome (see {@linkcode h2Attempt}); `meter.status` gets the HTTP status.
  * A response whose status is in `discard` is dropped unread (the stream is
- * cancelled) while the body can still be replayed, for a retry.
+ * cancelled) while the body can still be replayed, for a retry. Throws
+ * H2Failure when the stream fails.
  */
-function runStream(
+async function runStream(
   ctx: RequestContext,
-  lease: { session: http2.ClientHttp2Session },
-  headers: H2Headers,
+  lease: H2Lease,
+  fields: string[],
   deadline: number,
   perTry: number,
   discard: ReadonlySet<number> | null,
@@ -311,176 +356,112 @@ function runStream(
   const web = grpc >= 2;
   const text = grpc === 3;
   const hasBody = ctx.body.length !== 0;
-  let stream: http2.ClientHttp2Stream;
+  let stream: H2Stream;
   try {
-    stream = lease.session.request(headers, { endStream: !hasBody, waitForTrailers: hasBody });
+    stream = lease.conn.request(fields, !hasBody);
   } catch (e) {
-    // The session is closing or got a GOAWAY meanwhile: no stream was opened, nothing was sent.
-    return Promise.reject(new H2Failure("refused", "upstream session going away: " + (e as Error).message));
+    // The connection is closing or got a GOAWAY meanwhile: no stream was opened, nothing was sent.
+    throw new H2Failure("refused", "upstream connection going away: " + (e as Error).message);
   }
-  return new Promise<number>((resolve, reject) => {
-    let settled = false;
-    let headSent = false;
-    let status = 0;
-    let grpcStatus: string | undefined;
-    let trailers: HeaderList | null = null;
-    let timedOut = false;
-    const headTimer = setTimeout(() => {
-      if (!headSent) fail(new H2Failure("timeout", "upstream timeout"));
-    }, Math.max(1, Math.min(perTry, deadline - Date.now())));
-    const totalTimer = setTimeout(() => {
-      timedOut = true;
-      fail(new H2Failure("timeout", grpc !== 0 ? "deadline exceeded" : "upstream timeout"));
-    }, Math.max(1, deadline - Date.now()));
-    const cleanup = () => {
-      clearTimeout(headTimer);
-      clearTimeout(totalTimer);
-      ctx.onAbort = null;
-    };
-    const fail = (e: H2Failure) => {
-      if (settled) return;
-      settled = true;
-      cleanup();
-      if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
-      reject(e);
-    };
-    ctx.onAbort = () => {
-      if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
-      fail(new H2Failure("reset", "client went away"));
-    };
-
-    // Upload (request body, then request trailers).
+  let failure: H2Failure | null = null;
+  let over = false;
+  let headSeen = false;
+  const fail = (e: H2Failure) => {
+    if (failure !== null || over) return;
+    failure = e;
+    stream.reset(ErrorCode.CANCEL);
+  };
+  const headTimer = setTimeout(() => {
+    if (!headSeen) fail(new H2Failure("timeout", "upstream timeout"));
+  }, Math.max(1, Math.min(perTry, deadline - Date.now())));
+  const totalTimer = setTimeout(() => {
+    fail(new H2Failure("timeout", grpc !== 0 ? "deadline exceeded" : "upstream timeout"));
+  }, Math.max(1, deadline - Date.now()));
+  ctx.onAbort = () => fail(new H2Failure("reset", "client went away"));
+  try {
     if (hasBody) {
-      const dec = text ? new Base64Decoder() : null;
-      stream.on("wantTrailers", () => {
-        const t = ctx.body.trailers;
-        const out: H2Headers = {};
-        if (t !== null) {
-          for (let i = 0; i < t.size; i++) if (!isHopByHop(t.keys[i])) out[t.keys[i]] = t.values[i];
-        }
-        // Not inside the 'wantTrailers' callback: see H2StreamWriter in listeners/node_h2.ts (Deno crash).
-        setImmediate(() => {
-          try {
-            stream.sendTrailers(out);
-          } catch { /* stream gone */ }
-        });
+      upload(ctx, stream, text, () => failure !== null || over).catch((e) => {
+        // A failed write means the stream died: the response side reports that. A failed read is the client.
+        if (!(e instanceof H2Error)) fail(new H2Failure("reset", "client request body failed"));
       });
-      (async () => {
-        try {
-          for (;;) {
-            const chunk = await ctx.body.read();
-            // A settled attempt must not write into a stream a retry replaced.
-            if (settled) return;
-            if (chunk === null) break;
-            const data = dec !== null ? dec.push(chunk) : chunk.slice();
-            if (data.length === 0) continue;
-            if (!stream.write(data)) await new Promise((r) => stream.once("drain", r));
-            if (settled) return;
-          }
-          stream.end();
-        } catch {
-          fail(new H2Failure("reset", "client request body failed"));
-        }
-      })();
     }
-
-    // Deno's node:http2 client can emit 'data' (and 'end') before 'response' (observed with
-    // grpcio upstreams): body work waits behind `gate`, which opens once the head is relayed,
-    // and runs in order on `chain`.
-    let openGate!: () => void;
-    const gate = new Promise<void>((r) => openGate = r);
-    let chain: Promise<void> = gate;
-    stream.on("response", (h, flags) => {
-      if (settled) return;
-      headSent = true;
-      clearTimeout(headTimer);
-      status = meter.status = Number(h[":status"]);
-      if (discard !== null && discard.has(status) && (replay === null || replay.replayable())) {
-        // A retryable status: drop it unread, the resilient loop retries.
-        settled = true;
-        cleanup();
-        if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
-        resolve(DISCARDED - status);
-        return;
-      }
-      if (grpc !== 0 && h["grpc-status"] !== undefined) grpcStatus = String(h["grpc-status"]);
-      const out = toHeaderList(h);
-      out.append("via", "2 loom");
-      // END_STREAM on the head: a trailers-only answer (gRPC errors); keep it one frame.
-      const trailersOnly = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
-      if (web) {
-        out.set("content-type", grpcContentType(grpc));
-        addGrpcWebCors(ctx, out);
-      }
-      if (grpc !== 0 && out.get("content-type") === undefined) {
-        out.append("content-type", grpcContentType(grpc));
-      }
+    let head: string[];
+    try {
+      head = await stream.response;
+    } catch (e) {
+      throw failure ?? streamFailure(e, false);
+    }
+    headSeen = true;
+    clearTimeout(headTimer);
+    const status = meter.status = Number(field(head, ":status"));
+    if (discard !== null && discard.has(status) && (replay === null || replay.replayable())) {
+      // A retryable status: drop it unread, the resilient loop retries.
+      over = true;
+      stream.reset(ErrorCode.CANCEL);
+      return DISCARDED - status;
+    }
+    let grpcStatus = grpc !== 0 ? field(head, "grpc-status") : undefined;
+    const out = toHeaderList(head);
+    out.append("via", "2 loom");
+    // END_STREAM on the head: a trailers-only answer (gRPC errors); keep it one frame.
+    const trailersOnly = stream.headersEnded;
+    if (web) {
+      out.set("content-type", grpcContentType(grpc));
+      addGrpcWebCors(ctx, out);
+    }
+    if (grpc !== 0 && out.get("content-type") === undefined) {
+      out.append("content-type", grpcContentType(grpc));
+    }
+    try {
+      ctx.res.writeHead(status, out, trailersOnly ? 0 : -1);
+    } catch {
+      fail(new H2Failure("reset", "client went away"));
+      throw failure!;
+    }
+    const enc = text ? new Base64Encoder() : null;
+    for (;;) {
+      let d: Uint8Array | null;
       try {
-        ctx.res.writeHead(status, out, trailersOnly ? 0 : -1);
+        d = await stream.read();
+      } catch (e) {
+        throw failure ?? streamFailure(e, true);
+      }
+      if (d === null) break;
+      try {
+        await ctx.res.write(enc !== null ? enc.push(d) : d);
       } catch {
         fail(new H2Failure("reset", "client went away"));
+        throw failure!;
       }
-      openGate();
-    });
-    const enc = text ? new Base64Encoder() : null;
-    stream.on("data", (d: Uint8Array) => {
-      if (settled) return;
-      stream.pause();
-      chain = chain.then(() => {
-        if (settled) return;
-        return ctx.res.write(enc !== null ? enc.push(d) : d).then(
-          () => void stream.resume(),
-          () => fail(new H2Failure("reset", "client went away")),
-        );
-      });
-    });
-    stream.on("trailers", (h) => {
-      trailers = toHeaderList(h);
-      if (grpc !== 0 && h["grpc-status"] !== undefined) grpcStatus = String(h["grpc-status"]);
-    });
-    let ending = false;
-    stream.on("end", () => {
-      if (settled) return;
-      // 'close' follows 'end' while the tail is still being written: it must not count as a reset.
-      ending = true;
-      chain = chain.then(async () => {
-        if (settled) return;
-        try {
-          if (web && trailers !== null) {
-            // gRPC-Web carries the trailers as the last, flagged frame of the body.
-            let frame = trailerFrame(trailers);
-            if (enc !== null) frame = concat(enc.push(frame), enc.flush());
-            await ctx.res.write(frame);
-            await ctx.res.end();
-          } else {
-            if (enc !== null) {
-              const rest = enc.flush();
-              if (rest.length > 0) await ctx.res.write(rest);
-            }
-            await ctx.res.end(trailers);
-          }
-          settled = true;
-          cleanup();
-          resolve(grpc !== 0 ? grpcVerdict(grpcStatus, status) : status);
-        } catch {
-          fail(new H2Failure("reset", "client went away"));
+    }
+    const t = stream.trailers;
+    const trailers = t !== null ? toHeaderList(t) : null;
+    if (grpc !== 0 && t !== null) grpcStatus = field(t, "grpc-status") ?? grpcStatus;
+    try {
+      if (web && trailers !== null) {
+        // gRPC-Web carries the trailers as the last, flagged frame of the body.
+        let frame = trailerFrame(trailers);
+        if (enc !== null) frame = concat(enc.push(frame), enc.flush());
+        await ctx.res.write(frame);
+        await ctx.res.end();
+      } else {
+        if (enc !== null) {
+          const rest = enc.flush();
+          if (rest.length > 0) await ctx.res.write(rest);
         }
-      });
-    });
-    // REFUSED_STREAM before any response: the upstream did not process it (RFC 9113 8.7); so
-    // are streams above a GOAWAY's last stream id, which nghttp2 closes with that code too.
-    const refused = () => !headSent && stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM;
-    stream.on("close", () => {
-      if (settled || ending || timedOut) return;
-      const code = stream.rstCode;
-      if (refused()) fail(new H2Failure("refused", "upstream refused the stream"));
-      else fail(new H2Failure("reset", `upstream stream reset (code ${code})`));
-    });
-    stream.on("error", (e: Error) => {
-      if (refused()) fail(new H2Failure("refused", "upstream refused the stream"));
-      else fail(new H2Failure("reset", "upstream stream error: " + e.message));
-    });
-  });
+        await ctx.res.end(trailers);
+      }
+    } catch {
+      fail(new H2Failure("reset", "client went away"));
+      throw failure!;
+    }
+    over = true;
+    return grpc !== 0 ? grpcVerdict(grpcStatus, status) : status;
+  } finally {
+    clearTimeout(headTimer);
+    clearTimeout(totalTimer);
+    ctx.onAbort = null;
+  }
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {

@@ -7,8 +7,7 @@ import type { ListenerConfig, LoomConfig } from "../config/types.ts";
 import { Gateway } from "../gateway/gateway.ts";
 import { buildSnapshot, retireSnapshot } from "../gateway/snapshot.ts";
 import { Http1Listener } from "../listeners/http1.ts";
-import { Http2Listener } from "../listeners/http2.ts";
-import { NodeH2Listener } from "../listeners/node_h2.ts";
+import { H2Listener } from "../listeners/h2.ts";
 import { needsNodeTls } from "../listeners/tls.ts";
 import { GatewayMetrics } from "../observability/gateway_metrics.ts";
 import { createAccessLog } from "../observability/access_log.ts";
@@ -97,16 +96,15 @@ export class GatewayInstance {
       }
       case "https": {
         const tls = l.tls!;
-        // h2 via ALPN, SNI certificates and client certificates need node:http2 (see listeners/node_h2.ts);
-        // plain HTTP/1.1 over TLS keeps Loom's own engine.
-        if (needsNodeTls(tls)) return new NodeH2Listener(l, this.gateway, hooks, reusePort);
+        // h2 via ALPN, SNI certificates and client certificates need node:tls (see listeners/h2.ts);
+        // plain HTTP/1.1 over TLS stays on Deno.listenTls.
+        if (needsNodeTls(tls)) return new H2Listener(l, this.gateway, hooks, reusePort);
         return Http1Listener.openTls(l, this.gateway, hooks, reusePort);
       }
       case "h2c":
-        return new Http2Listener(l, this.gateway, hooks, reusePort);
       case "grpc":
       case "grpcs":
-        return new NodeH2Listener(l, this.gateway, hooks, reusePort);
+        return new H2Listener(l, this.gateway, hooks, reusePort);
       default:
         logger.warn("listener protocol not available yet; listener skipped", {
           listener: l.name,

@@ -173,11 +173,26 @@ export class ConnectionPool {
 
   private async connect(ms: number): Promise<PooledConn> {
     this.open++;
+    try {
+      return new PooledConn(await this.dialRaw(ms, "http/1.1"), this);
+    } catch (e) {
+      this.open--;
+      this.wakeWaiter();
+      throw e;
+    }
+  }
+
+  /**
+   * Opens one connection to the endpoint (TLS with ALPN `alpn` when the pool
+   * has TLS) outside the pool's accounting: the HTTP/2 client keeps its own.
+   * Throws ConnectError (refused or timeout after `ms`).
+   */
+  async dialRaw(ms: number, alpn: string): Promise<Deno.TcpConn> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     let timedOut = false;
     const connecting = this.tls === null
       ? dial(this.hostname, this.port)
-      : dialTls(this.hostname, this.port, this.tls);
+      : dialTls(this.hostname, this.port, this.tls, alpn);
     try {
       const conn = await Promise.race([
         connecting,
@@ -190,11 +205,9 @@ export class ConnectionPool {
       ]);
       clearTimeout(timer);
       conn.setNoDelay(true);
-      return new PooledConn(conn, this);
+      return conn;
     } catch (e) {
       clearTimeout(timer);
-      this.open--;
-      this.wakeWaiter();
       if (timedOut) connecting.then((c) => c.close(), () => {});
       if (e instanceof ConnectError) throw e;
       throw new ConnectError(

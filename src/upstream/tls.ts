@@ -14,6 +14,7 @@
 import tls from "node:tls";
 import { isIP } from "node:net";
 import type { UpstreamTlsConfig } from "../config/types.ts";
+import { NodeSocketConn } from "../net/node_conn.ts";
 
 /** Files of an upstream `tls:` block, read once per config load (so a reload re-reads them). */
 export interface UpstreamTlsMaterial {
@@ -53,90 +54,21 @@ export function tlsOptions(hostname: string, m: UpstreamTlsMaterial): tls.Connec
   return o;
 }
 
-/** A TLS socket seen as the minimal Deno.TcpConn surface the pool and exchange use. */
-class NodeTlsConn {
-  private queue: Uint8Array[] = [];
-  private ended = false;
-  private error: Error | null = null;
-  private waiting: (() => void) | null = null;
-
-  constructor(private s: tls.TLSSocket) {
-    s.on("data", (d: Uint8Array) => {
-      this.queue.push(d);
-      // Backpressure: stop reading from the socket while unread data piles up.
-      if (this.queue.length > 8) s.pause();
-      this.wake();
-    });
-    s.on("end", () => {
-      this.ended = true;
-      this.wake();
-    });
-    s.on("close", () => {
-      this.ended = true;
-      this.wake();
-    });
-    s.on("error", (e: Error) => {
-      this.error = e;
-      this.wake();
-    });
-  }
-
-  private wake(): void {
-    const w = this.waiting;
-    this.waiting = null;
-    w?.();
-  }
-
-  async read(buf: Uint8Array): Promise<number | null> {
-    while (this.queue.length === 0) {
-      if (this.error !== null) throw this.error;
-      if (this.ended) return null;
-      await new Promise<void>((r) => this.waiting = r);
-    }
-    const head = this.queue[0];
-    const n = Math.min(head.length, buf.length);
-    buf.set(head.subarray(0, n));
-    if (n === head.length) this.queue.shift();
-    else this.queue[0] = head.subarray(n);
-    if (this.queue.length <= 2 && this.s.isPaused()) this.s.resume();
-    return n;
-  }
-
-  write(data: Uint8Array): Promise<number> {
-    if (this.error !== null) return Promise.reject(this.error);
-    if (this.s.destroyed) return Promise.reject(new Deno.errors.BrokenPipe("TLS connection closed"));
-    // The caller reuses its buffer after the promise: node keeps a reference, so copy.
-    const copy = data.slice();
-    return new Promise((resolve, reject) => {
-      this.s.write(copy, (e) => e ? reject(e) : resolve(copy.length));
-    });
-  }
-
-  close(): void {
-    this.s.destroy();
-    this.ended = true;
-    this.wake();
-  }
-
-  setNoDelay(on = true): void {
-    this.s.setNoDelay(on);
-  }
-
-  setKeepAlive(): void {}
-  ref(): void {}
-  unref(): void {}
-}
-
-/** Opens a verified (unless told otherwise) TLS connection offering ALPN http/1.1. */
-export function dialTls(hostname: string, port: number, m: UpstreamTlsMaterial): Promise<Deno.TcpConn> {
+/** Opens a verified (unless told otherwise) TLS connection offering ALPN `alpn` (http/1.1 or h2). */
+export function dialTls(
+  hostname: string,
+  port: number,
+  m: UpstreamTlsMaterial,
+  alpn = "http/1.1",
+): Promise<Deno.TcpConn> {
   return new Promise((resolve, reject) => {
-    const s = tls.connect({ host: hostname, port, ALPNProtocols: ["http/1.1"], ...tlsOptions(hostname, m) });
+    const s = tls.connect({ host: hostname, port, ALPNProtocols: [alpn], ...tlsOptions(hostname, m) });
     const fail = (e: Error) => reject(e);
     s.once("error", fail);
     s.once("secureConnect", () => {
       s.off("error", fail);
       s.setNoDelay(true);
-      resolve(new NodeTlsConn(s) as unknown as Deno.TcpConn);
+      resolve(new NodeSocketConn(s) as unknown as Deno.TcpConn);
     });
   });
 }

@@ -1,0 +1,521 @@
+/**
+ * HTTP/2 listeners on Loom's own HTTP/2 stack (src/http2): `h2c` and `grpc`
+ * (cleartext; HTTP/1.1 on the same port), and `grpcs` and `https` listeners
+ * that offer ALPN h2, pick certificates by SNI or verify client certificates.
+ *
+ * Cleartext connections are sniffed: the HTTP/2 preface goes to an
+ * H2Connection, anything else to the HTTP/1.1 engine. TLS is `node:tls`
+ * (the only TLS in Deno with an SNI callback and client certificate
+ * requests); after the handshake, ALPN picks HTTP/2 or the HTTP/1.1 engine.
+ * Why not node:http2: Deno 2.9.6's node:http2 server aborts the process
+ * under load, and Deno.serve cannot send trailers.
+ */
+import tls from "node:tls";
+import type { Socket } from "node:net";
+import type { BodyReader, RawStream, ResponseWriter } from "../gateway/body.ts";
+import { EMPTY_BODY } from "../gateway/body.ts";
+import { type ClientCertificate, RequestContext } from "../gateway/context.ts";
+import { HeaderList } from "../gateway/headers.ts";
+import type { ListenerConfig } from "../config/types.ts";
+import { H2Connection, type H2Stream } from "../http2/connection.ts";
+import { ErrorCode } from "../http2/frame.ts";
+import { NodeSocketConn, PrefixedConn } from "../net/node_conn.ts";
+import { type ConnectionHooks, Http1Connection, type RequestHandler } from "./http1.ts";
+import { contextFor, type ListenerTls, loadListenerTls, verifyClientCert } from "./tls.ts";
+import { logger } from "../observability/logger.ts";
+
+/** Headers on the verified client identity, set by the gateway (client-sent copies are removed). */
+export const CLIENT_SUBJECT_HEADER = "x-loom-client-subject";
+/** Comma-separated SANs of the verified client certificate. */
+export const CLIENT_SAN_HEADER = "x-loom-client-san";
+
+/** The client connection preface (RFC 9113 3.4). */
+const PREFACE = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+/** Response fields HTTP/2 forbids (connection-specific). */
+function connectionSpecific(k: string): boolean {
+  return k === "connection" || k === "keep-alive" || k === "transfer-encoding" || k === "upgrade" ||
+    k === "proxy-connection" || k === "content-length";
+}
+
+/** HeaderList → HTTP/2 fields, after `into` (which holds the pseudo-headers). */
+function toFields(headers: HeaderList, into: string[], skip = connectionSpecific): string[] {
+  for (let i = 0; i < headers.size; i++) {
+    const k = headers.keys[i];
+    if (k[0] !== ":" && !skip(k)) into.push(k, headers.values[i]);
+  }
+  return into;
+}
+
+/** HTTP/2 fields → HeaderList (pseudo-headers skipped). */
+function toList(f: string[]): HeaderList {
+  const l = new HeaderList();
+  for (let i = 0; i < f.length; i += 2) if (f[i][0] !== ":") l.append(f[i], f[i + 1]);
+  return l;
+}
+
+/** A request stream's DATA as a BodyReader; its trailers once the body ended. */
+class H2BodyReader implements BodyReader {
+  trailers: HeaderList | null = null;
+
+  constructor(private s: H2Stream, readonly length: number, private ctx: RequestContext) {}
+
+  async read(): Promise<Uint8Array | null> {
+    const d = await this.s.read();
+    if (d === null) {
+      if (this.s.trailers !== null) this.trailers = toList(this.s.trailers);
+      return null;
+    }
+    this.ctx.bytesIn += d.length;
+    return d;
+  }
+}
+
+/** Response writer on an HTTP/2 server stream. */
+class H2StreamWriter implements ResponseWriter {
+  headSent = false;
+  ctx: RequestContext | null = null;
+  protected ended = false;
+
+  constructor(protected s: H2Stream, private head: boolean) {}
+
+  writeHead(status: number, headers: HeaderList, bodyLength: number): void {
+    this.headSent = true;
+    if (this.ctx) this.ctx.status = status;
+    const f = toFields(headers, [":status", String(status)]);
+    if (bodyLength > 0 && !this.head) f.push("content-length", String(bodyLength));
+    if (bodyLength === 0 || this.head || status === 204 || status === 304) {
+      // One HEADERS frame with END_STREAM: a gRPC trailers-only response when it carries grpc-status.
+      this.ended = true;
+      this.s.respond(f, true);
+      return;
+    }
+    this.s.respond(f, false);
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.ended) return;
+    if (this.ctx) this.ctx.bytesOut += chunk.length;
+    await this.s.write(chunk);
+  }
+
+  end(trailers?: HeaderList | null): Promise<void> {
+    if (this.ended) return Promise.resolve();
+    this.ended = true;
+    return this.s.end(trailers && trailers.size > 0 ? toFields(trailers, []) : null);
+  }
+
+  abort(): void {
+    this.s.reset(ErrorCode.INTERNAL_ERROR);
+  }
+}
+
+/** Upgrade response fields that have no place in an RFC 8441 200 (the HTTP/2 stream is the tunnel). */
+function notForExtendedConnect(k: string): boolean {
+  return connectionSpecific(k) || k === "sec-websocket-accept";
+}
+
+/**
+ * Response writer for an RFC 8441 extended CONNECT stream (`:protocol:
+ * websocket`): the request went upstream as an HTTP/1.1 Upgrade; the
+ * upstream's 101 becomes a 200 on the stream, whose DATA frames then carry
+ * the WebSocket bytes both ways (the tunnel in proxy/tunnel.ts).
+ */
+class H2ConnectWriter extends H2StreamWriter {
+  constructor(s: H2Stream, private idleTimeout: number) {
+    super(s, false);
+  }
+
+  upgrade(headers: HeaderList): Promise<RawStream> {
+    if (this.headSent) throw new Error("response head already sent");
+    this.headSent = true;
+    this.ended = true;
+    if (this.ctx) this.ctx.status = 200;
+    const s = this.s;
+    s.respond(toFields(headers, [":status", "200"], notForExtendedConnect), false);
+    let pending: Uint8Array | null = null;
+    return Promise.resolve({
+      leftover: new Uint8Array(0),
+      idleTimeout: this.idleTimeout,
+      async read(buf: Uint8Array): Promise<number | null> {
+        if (pending === null) {
+          try {
+            pending = await s.read();
+          } catch {
+            return null;
+          }
+          if (pending === null) return null;
+        }
+        const n = Math.min(buf.length, pending.length);
+        buf.set(pending.subarray(0, n));
+        pending = n === pending.length ? null : pending.subarray(n);
+        return n;
+      },
+      write: (d: Uint8Array) => s.write(d).then(() => d.length),
+      close: () => {
+        // Ending our side (END_STREAM) rather than RST_STREAM: the WebSocket close frames went through.
+        s.end().catch(() => {});
+        const t = setTimeout(() => s.reset(ErrorCode.CANCEL), 1000);
+        s.done.then(() => clearTimeout(t));
+      },
+    });
+  }
+}
+
+/** What a connection's requests share: scheme, SNI name and the verified client identity. */
+interface ConnInfo {
+  scheme: "http" | "https";
+  sni: string;
+  id: ClientCertificate | null;
+  remoteIp: string;
+  remotePort: number;
+}
+
+/** A running HTTP/2 listener (h2c/grpc cleartext, or TLS with h2 and HTTP/1.1). */
+export class H2Listener {
+  private tls: ListenerTls | null;
+  private listener: Deno.Listener | null = null;
+  private server: tls.Server | null = null;
+  private h2 = new Map<H2Connection, { idleSince: number }>();
+  private h1 = new Set<Http1Connection>();
+  private sockets = new Set<Socket>();
+  private active = 0;
+  private closing = false;
+  private sweeper: ReturnType<typeof setInterval>;
+  private readonly settings;
+  readonly addr: Deno.NetAddr;
+
+  /**
+   * @param reusePort join an SO_REUSEPORT group (`workers: N`): every worker isolate opens the same
+   *   port and the kernel spreads connections over them.
+   */
+  constructor(
+    readonly cfg: ListenerConfig,
+    readonly handler: RequestHandler,
+    private hooks: ConnectionHooks = {},
+    reusePort = false,
+  ) {
+    this.settings = {
+      maxConcurrentStreams: cfg.http2?.max_concurrent_streams ?? 100,
+      maxHeaderListSize: cfg.http2?.max_header_list_size ?? 64 * 1024,
+      // Large enough for gRPC messages in flight without stalling on window updates.
+      initialWindowSize: 1024 * 1024,
+      // RFC 8441: WebSocket over HTTP/2 (extended CONNECT with :protocol), tunnelled like an Upgrade.
+      enableConnectProtocol: true,
+    };
+    const secure = cfg.protocol === "grpcs" || cfg.protocol === "https";
+    const hostname = cfg.hostname || "0.0.0.0";
+    this.tls = secure ? loadListenerTls(cfg.tls!, ["h2", "http/1.1"]) : null;
+    if (this.tls !== null) {
+      const t = this.tls;
+      const server = this.server = tls.createServer({
+        cert: t.cert,
+        key: t.key,
+        minVersion: t.minVersion,
+        ALPNProtocols: t.alpn,
+        // Read `this.tls` at handshake time: reload swaps it.
+        SNICallback: (name, cb) => cb(null, contextFor(this.tls!, name)),
+        requestCert: t.clientAuth !== "none",
+        // Verification is ours (verifyClientCert): Deno's node:tls does not check client chains.
+        rejectUnauthorized: false,
+      });
+      server.on("connection", (s: Socket) => {
+        this.sockets.add(s);
+        s.on("close", () => this.sockets.delete(s));
+      });
+      server.on("secureConnection", (s: tls.TLSSocket) => this.onTls(s));
+      server.on("tlsClientError", () => {});
+      server.on(
+        "error",
+        (e: Error) => logger.error("listener failed", { listener: cfg.name, error: String(e) }),
+      );
+      // node's listen reports failures asynchronously; a synchronous probe bind makes a taken port
+      // fail start-up like the other engines do (and resolves port 0 first). With reusePort the probe
+      // joins the group too; it is closed in the same turn.
+      const probeOpts: Deno.TcpListenOptions & { reusePort?: boolean } = { hostname, port: cfg.port };
+      if (reusePort) probeOpts.reusePort = true;
+      const probe = Deno.listen(probeOpts);
+      const port = (probe.addr as Deno.NetAddr).port;
+      probe.close();
+      // Deno 2.9.6's node:net honours `reusePort`, so workers each run their own server.
+      server.listen({ port, host: hostname, reusePort });
+      this.addr = { transport: "tcp", hostname, port };
+    } else {
+      const opts: Deno.TcpListenOptions & { reusePort?: boolean } = { hostname, port: cfg.port };
+      if (reusePort) opts.reusePort = true;
+      this.listener = Deno.listen(opts);
+      this.addr = this.listener.addr as Deno.NetAddr;
+      this.acceptLoop(this.listener);
+    }
+    // Idle HTTP/2 connections (no stream for idle_timeout) get a GOAWAY.
+    this.sweeper = setInterval(() => this.sweepIdle(), Math.min(1000, Math.max(50, cfg.idle_timeout / 4)));
+    Deno.unrefTimer(this.sweeper);
+  }
+
+  private get connections(): number {
+    return this.h2.size + this.h1.size;
+  }
+
+  private full(): boolean {
+    return this.cfg.max_connections > 0 && this.connections >= this.cfg.max_connections;
+  }
+
+  private async acceptLoop(l: Deno.Listener): Promise<void> {
+    for (;;) {
+      let conn: Deno.Conn;
+      try {
+        conn = await l.accept();
+      } catch (e) {
+        if (this.closing || e instanceof Deno.errors.BadResource) return;
+        await new Promise((r) => setTimeout(r, 50));
+        continue;
+      }
+      if (this.full()) {
+        conn.close();
+        continue;
+      }
+      (conn as Deno.TcpConn).setNoDelay?.(true);
+      const ra = conn.remoteAddr as Deno.NetAddr;
+      this.sniff(conn, { scheme: "http", sni: "", id: null, remoteIp: ra.hostname, remotePort: ra.port });
+    }
+  }
+
+  /** Reads until the bytes either are the HTTP/2 preface or cannot be; then hands the connection over. */
+  private async sniff(conn: Deno.Conn, info: ConnInfo): Promise<void> {
+    const buf = new Uint8Array(PREFACE.length);
+    let n = 0;
+    try {
+      while (n < PREFACE.length) {
+        const timer = setTimeout(() => conn.close(), this.cfg.read_header_timeout);
+        let got: number | null;
+        try {
+          got = await conn.read(buf.subarray(n));
+        } finally {
+          clearTimeout(timer);
+        }
+        if (got === null) break;
+        const before = n;
+        n += got;
+        let same = true;
+        for (let i = before; i < n; i++) if (buf[i] !== PREFACE[i]) same = false;
+        if (!same) break;
+      }
+    } catch {
+      try {
+        conn.close();
+      } catch { /* closed */ }
+      return;
+    }
+    if (n === PREFACE.length) this.serveH2(conn, info, PREFACE);
+    else if (n === 0) {
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    } else this.serveH1(new PrefixedConn(conn, buf.slice(0, n)) as unknown as Deno.Conn, info);
+  }
+
+  private onTls(sock: tls.TLSSocket): void {
+    if (this.closing || this.full()) {
+      sock.destroy();
+      return;
+    }
+    const t = this.tls!;
+    let id: ClientCertificate | null = null;
+    if (t.clientAuth !== "none") {
+      id = verifyClientCert(t, (sock.getPeerCertificate(true) as { raw?: Uint8Array } | null)?.raw);
+      // require: no verified certificate, no service (the handshake itself cannot fail: see tls.ts).
+      if (id === null && t.clientAuth === "require") {
+        sock.destroy();
+        return;
+      }
+    }
+    sock.setNoDelay(true);
+    sock.on("error", () => {});
+    const info: ConnInfo = {
+      scheme: "https",
+      sni: (sock as { servername?: string | false }).servername || "",
+      id,
+      remoteIp: sock.remoteAddress ?? "",
+      remotePort: sock.remotePort ?? 0,
+    };
+    const conn = new NodeSocketConn(sock) as unknown as Deno.Conn;
+    if (sock.alpnProtocol === "h2") this.serveH2(conn, info, new Uint8Array(0));
+    else this.serveH1(conn, info);
+  }
+
+  private serveH1(conn: Deno.Conn, info: ConnInfo): void {
+    const c = new Http1Connection(
+      conn,
+      this,
+      info.scheme,
+      info.scheme === "https" ? (ctx) => this.stamp(ctx, info) : undefined,
+    );
+    this.h1.add(c);
+    this.hooks.opened?.(this.cfg.name);
+    c.serve().finally(() => {
+      this.h1.delete(c);
+      this.hooks.closed?.(this.cfg.name);
+    });
+  }
+
+  /** `leftover`: bytes already read (the sniffed preface, given back so the connection checks it itself). */
+  private serveH2(conn: Deno.Conn, info: ConnInfo, leftover: Uint8Array): void {
+    const c = H2Connection.server(conn, {
+      ...this.settings,
+      leftover,
+      onStream: (s) => this.onStream(s, c, info),
+    });
+    this.h2.set(c, { idleSince: Date.now() });
+    this.hooks.opened?.(this.cfg.name);
+    c.closed.then(() => {
+      this.h2.delete(c);
+      this.hooks.closed?.(this.cfg.name);
+    });
+    c.ready.catch(() => {});
+    if (this.closing) c.goaway();
+  }
+
+  private sweepIdle(): void {
+    const now = Date.now();
+    const idle = this.cfg.idle_timeout;
+    if (idle <= 0) return;
+    for (const [c, st] of this.h2) {
+      if (c.activeStreams > 0) st.idleSince = now;
+      else if (now - st.idleSince >= idle && !c.goingAway) c.goaway();
+    }
+  }
+
+  /** Re-reads certificates, SNI names and client CAs (config reload). Keeps the old ones on error. */
+  reloadTls(cfg: ListenerConfig): void {
+    if (this.tls === null || cfg.tls === undefined) return;
+    try {
+      this.tls = loadListenerTls(cfg.tls, ["h2", "http/1.1"]);
+    } catch (e) {
+      logger.error("TLS reload failed; keeping the previous certificates", {
+        listener: cfg.name,
+        error: String(e),
+      });
+      return;
+    }
+    // Clients that send no SNI name get the server's own context.
+    try {
+      this.server?.setSecureContext({
+        cert: this.tls.cert,
+        key: this.tls.key,
+        minVersion: this.tls.minVersion,
+      });
+    } catch { /* SNI clients still get the new certificates */ }
+  }
+
+  /** Removes client-sent identity headers and sets the verified ones (TLS listeners with client_auth). */
+  private stamp(ctx: RequestContext, info: ConnInfo): void {
+    ctx.sni = info.sni;
+    if (this.tls === null || this.tls.clientAuth === "none") return;
+    ctx.headers.delete(CLIENT_SUBJECT_HEADER);
+    ctx.headers.delete(CLIENT_SAN_HEADER);
+    ctx.clientCert = info.id;
+    if (info.id !== null) {
+      ctx.headers.append(CLIENT_SUBJECT_HEADER, info.id.subject);
+      ctx.headers.append(CLIENT_SAN_HEADER, info.id.sans.join(", "));
+    }
+  }
+
+  /** Answers a stream the gateway never sees (a refusal) with a small JSON body. */
+  private refuse(s: H2Stream, status: number, message: string): void {
+    const body = new TextEncoder().encode(JSON.stringify({ error: message, status }) + "\n");
+    s.respond([":status", String(status), "content-type", "application/json"], false);
+    s.write(body).then(() => s.end()).catch(() => {});
+  }
+
+  private onStream(s: H2Stream, c: H2Connection, info: ConnInfo): void {
+    const st = this.h2.get(c);
+    if (st !== undefined) st.idleSince = Date.now();
+    if (s.oversized) return this.refuse(s, 431, "request header fields too large");
+    const f = s.headers;
+    let method = "GET", path = "/", authority = "", protocol = "";
+    const headers = new HeaderList();
+    let cookie: string | undefined;
+    for (let i = 0; i < f.length; i += 2) {
+      const k = f[i];
+      if (k[0] === ":") {
+        if (k === ":method") method = f[i + 1];
+        else if (k === ":path") path = f[i + 1];
+        else if (k === ":authority") authority = f[i + 1];
+        else if (k === ":protocol") protocol = f[i + 1].toLowerCase();
+      } else if (k === "cookie") {
+        // RFC 9113 8.2.3: split cookie fields are joined again for HTTP/1.1 hops.
+        cookie = cookie === undefined ? f[i + 1] : cookie + "; " + f[i + 1];
+      } else headers.append(k, f[i + 1]);
+    }
+    if (cookie !== undefined) headers.append("cookie", cookie);
+    if (authority === "") authority = headers.get("host") ?? "";
+    // RFC 8441: `CONNECT` with `:protocol: websocket` is a WebSocket handshake; routing, plugins and
+    // the upstream (an HTTP/1.1 Upgrade) see it as the GET it replaces. Other CONNECTs are refused.
+    if (method === "CONNECT" && protocol !== "websocket") return this.refuse(s, 501, "CONNECT not supported");
+    const extended = method === "CONNECT";
+    if (extended && headers.get("sec-websocket-key") === undefined) {
+      // An HTTP/1.1 upstream needs a key to answer 101; RFC 8441 clients send none (the stream proves intent).
+      headers.append(
+        "sec-websocket-key",
+        btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16)))),
+      );
+    }
+    const w = extended
+      ? new H2ConnectWriter(s, this.cfg.idle_timeout)
+      : new H2StreamWriter(s, method === "HEAD");
+    const ctx = new RequestContext(
+      extended ? "GET" : method,
+      path,
+      authority,
+      info.scheme,
+      "HTTP/2",
+      headers,
+      EMPTY_BODY,
+      w,
+      info.remoteIp,
+      info.remotePort,
+      this.cfg.name,
+    );
+    if (extended) ctx.upgrade = protocol;
+    else if (!s.headersEnded) {
+      const cl = headers.get("content-length");
+      ctx.body = new H2BodyReader(s, cl !== undefined ? Number(cl) : -1, ctx);
+    }
+    if (info.scheme === "https") this.stamp(ctx, info);
+    w.ctx = ctx;
+    this.active++;
+    let finished = false;
+    // A reset stream (client cancel, connection loss) aborts the request upstream.
+    s.done.then(() => {
+      if (!finished && s.rstCode !== null) ctx.abort();
+    });
+    this.handler.handle(ctx).catch(() => w.abort()).finally(() => {
+      finished = true;
+      this.active--;
+    });
+  }
+
+  /** Stops accepting; HTTP/2 connections get GOAWAY and finish their streams, HTTP/1.1 ones their request. */
+  close(): void {
+    if (this.closing) return;
+    this.closing = true;
+    clearInterval(this.sweeper);
+    try {
+      this.listener?.close();
+    } catch { /* closed */ }
+    this.server?.close();
+    for (const c of this.h2.keys()) c.goaway();
+    for (const c of this.h1) c.shutdown();
+  }
+
+  async drained(): Promise<void> {
+    while (this.active > 0 || this.connections > 0) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  closeAll(): void {
+    this.close();
+    for (const c of this.h2.keys()) c.destroy();
+    for (const c of this.h1) c.destroy();
+    for (const s of this.sockets) s.destroy();
+  }
+}
