@@ -2,16 +2,15 @@
  * Protocol benchmark: h2load through Loom and through nginx, same run,
  * alternating rounds, for
  *
- *   h2c   HTTP/2 prior knowledge → HTTP/1.1 upstream (Loom: h2c listener on Deno.serve)
- *   h2    HTTP/2 over TLS (ALPN) → HTTP/1.1 upstream (Loom: https listener with alpn h2, node:http2)
+ *   h2c   HTTP/2 prior knowledge → HTTP/1.1 upstream (Loom: h2c listener, Loom's own HTTP/2)
+ *   h2    HTTP/2 over TLS (ALPN) → HTTP/1.1 upstream (Loom: https listener with alpn h2, node:tls)
  *   grpc  gRPC unary calls (h2load POSTs of one framed message, te: trailers) → gRPC upstream
- *         (Loom: grpc listener + node:http2 client; nginx: grpc_pass with upstream keepalive)
+ *         (Loom: grpc listener + its HTTP/2 client; nginx: grpc_pass with upstream keepalive)
  *
  *   deno task bench:protocols [--rounds N] [--requests N] [--clients C] [--streams M]
  *
  * Upstreams: nginx serving a 1 KiB file (HTTP), and a minimal gRPC unary
- * server on node:http2 (bench/grpc_upstream.mjs, run by `node` when installed,
- * else by Deno). Everything started is killed on exit; results go to stdout and
+ * server (bench/grpc_upstream.mjs, run by `node` when installed, else by Deno). Everything started is killed on exit; results go to stdout and
  * bench/results/<timestamp>-protocols.md. Only 127.0.0.1 is used.
  */
 const REPO = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
@@ -24,9 +23,7 @@ interface Options {
 }
 
 function parseArgs(args: string[]): Options {
-  // 100 requests per connection: Loom's node:http2 listeners send GOAWAY after 100 streams (a Deno
-  // runtime crash workaround, see listeners/node_h2.ts) and h2load does not reconnect.
-  const o: Options = { rounds: 3, requests: 2000, clients: 20, streams: 10 };
+  const o: Options = { rounds: 3, requests: 20000, clients: 20, streams: 10 };
   for (let i = 0; i < args.length; i++) {
     const v = Number(args[i + 1]);
     if (args[i] === "--rounds") (o.rounds = v, i++);
@@ -221,8 +218,7 @@ admin: { address: "127.0.0.1:${p.admin}" }
 access_log: { enabled: false }
 `,
   );
-  // Loom is (re)started per case: Deno 2.9.6's node:http2 server can crash under load (see
-  // listeners/node_h2.ts); a crash is reported in the table instead of spoiling the other cases.
+  // Loom is restarted if it dies: a crash is reported in the table instead of spoiling the other cases.
   let loomProc: Deno.ChildProcess | null = null;
   let loomRuns = 0;
   const startLoom = async () => {

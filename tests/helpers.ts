@@ -183,7 +183,7 @@ export function statusOf(raw: string): string {
   return m ? m[1] : "";
 }
 
-/** A Loom running as a child process (for listeners whose runtime may abort the process). */
+/** A Loom running as a child process (its own process: workers, signals, stderr in assertion messages). */
 export interface TestLoomProcess {
   child: Deno.ChildProcess;
   configPath: string;
@@ -199,8 +199,9 @@ export interface TestLoomProcess {
 /**
  * Starts `loom run` as a subprocess with the same `${PORT}`/`${ADMIN_PORT}`
  * substitution as startLoom, and waits (bounded) until /ready answers 200.
- * Why: Deno's node:http2 server can abort the whole process under load
- * (see README); in a child process that fails one test, not the test runner.
+ * Why: a Loom of its own (e.g. `workers:` isolates, SIGTERM handling) whose
+ * stderr can go into assertion messages; a crash or hang there fails one test,
+ * not the test runner.
  */
 export async function startLoomProcess(yaml: string, readyMs = 15_000): Promise<TestLoomProcess> {
   const { configPath, port, adminPort } = prepareConfig(yaml);

@@ -5,12 +5,12 @@
  * multiplexed on few connections, and grpcs end to end.
  */
 import assert from "node:assert/strict";
-import http2 from "node:http2";
 import https from "node:https";
 import type { TLSSocket } from "node:tls";
 import { freePort, itest, startLoom } from "./helpers.ts";
 import { TestCa } from "./tls_util.ts";
 import { assertScenarios, runPeer, startGrpcServer } from "./grpc_util.ts";
+import { H2Connection, type H2Stream } from "../src/http2/connection.ts";
 
 itest(
   "upstream tls (HTTP/1.1 pool): ca_file + server_name verify; no CA fails; insecure_skip_verify only when set",
@@ -110,26 +110,50 @@ routes:
   }
 });
 
-/** An HTTP/2 upstream (node:http2) that counts connections and answers with a trailer. */
+/** An HTTP/2 upstream (Loom's H2Connection on Deno.listen / Deno.listenTls with ALPN h2) that counts connections and answers with a trailer. */
 function h2Upstream(tls?: { cert: string; key: string }) {
   let connections = 0;
-  const handler = (s: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders) => {
-    s.respond({ ":status": 200, "content-type": "text/plain" }, { waitForTrailers: true });
-    s.on("wantTrailers", () => s.sendTrailers({ "x-upstream-trailer": "yes" }));
-    // Hold the answer a little so concurrent requests overlap (multiplexing is visible).
-    setTimeout(() => s.end(`h2 ${h[":path"]} ${h[":scheme"]}`), 50);
+  const conns = new Set<H2Connection>();
+  const enc = new TextEncoder();
+  const field = (f: string[], name: string) => {
+    for (let i = 0; i < f.length; i += 2) if (f[i] === name) return f[i + 1];
+    return undefined;
   };
-  const server = tls
-    ? http2.createSecureServer({ cert: Deno.readTextFileSync(tls.cert), key: Deno.readTextFileSync(tls.key) })
-    : http2.createServer();
-  server.on("stream", handler);
-  server.on("connection", () => connections++);
-  const port = freePort();
+  const onStream = (s: H2Stream) => {
+    s.respond([":status", "200", "content-type", "text/plain"], false);
+    // Hold the answer a little so concurrent requests overlap (multiplexing is visible).
+    setTimeout(async () => {
+      try {
+        await s.write(enc.encode(`h2 ${field(s.headers, ":path")} ${field(s.headers, ":scheme")}`));
+        await s.end(["x-upstream-trailer", "yes"]);
+      } catch { /* reset by the peer */ }
+    }, 50);
+  };
+  const listener = tls
+    ? Deno.listenTls({
+      hostname: "127.0.0.1",
+      port: 0,
+      cert: Deno.readTextFileSync(tls.cert),
+      key: Deno.readTextFileSync(tls.key),
+      alpnProtocols: ["h2"],
+    })
+    : Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  (async () => {
+    for await (const conn of listener) {
+      connections++;
+      const h2 = H2Connection.server(conn, { onStream });
+      conns.add(h2);
+      h2.closed.then(() => conns.delete(h2));
+    }
+  })().catch(() => {/* listener closed */});
   return {
-    port,
-    ready: new Promise<void>((r) => server.listen(port, "127.0.0.1", r)),
+    port: listener.addr.port,
     connections: () => connections,
-    close: () => new Promise<void>((r) => server.close(() => r())),
+    close: async () => {
+      listener.close();
+      for (const c of conns) c.destroy();
+      await Promise.all([...conns].map((c) => c.closed));
+    },
   };
 }
 
@@ -139,7 +163,6 @@ itest("upstream protocol h2 (TLS) and h2c: multiplexed on few connections", asyn
   const backend = await ca.leaf("backend", "backend.test", ["DNS:backend.test"]);
   const h2 = h2Upstream(backend);
   const h2c = h2Upstream();
-  await Promise.all([h2.ready, h2c.ready]);
   const loom = await startLoom(`
 listeners:
   - name: http

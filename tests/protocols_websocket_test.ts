@@ -5,10 +5,11 @@
  * and a reload that removes the route does not cut an open socket.
  */
 import assert from "node:assert/strict";
-import http2 from "node:http2";
 import { freePort, itest, startLoom, startLoomProcess } from "./helpers.ts";
 import { PYTHON } from "./grpc_util.ts";
 import { TestCa } from "./tls_util.ts";
+import { H2Connection, type H2Stream } from "../src/http2/connection.ts";
+import { ErrorCode } from "../src/http2/frame.ts";
 
 const WS_CLIENT = new URL("./grpc/ws_client.py", import.meta.url).pathname;
 
@@ -178,21 +179,21 @@ itest(
 );
 
 itest(
-  "websocket over TLS: the same wss:// works on the fast-path https listener and the node:http2 one (ALPN h2)",
+  "websocket over TLS: the same wss:// works on the fast-path https listener and the HTTP/2 listener (ALPN h2)",
   async () => {
     const dir = Deno.makeTempDirSync();
     const ca = await TestCa.create(dir);
     const leaf = await ca.leaf("ws", "localhost", ["DNS:localhost", "IP:127.0.0.1"]);
     const up = wsUpstream();
     const h2Port = freePort();
-    // A child process: the second listener runs on node:http2 (see README on its crash).
+    // The second listener offers ALPN h2, so it runs on Loom's HTTP/2 listener (node:tls + src/http2).
     const loom = await startLoomProcess(`
 listeners:
   - name: fast
     address: "127.0.0.1:\${PORT}"
     protocol: https
     tls: { cert_file: "${leaf.cert}", key_file: "${leaf.key}" }
-  - name: node
+  - name: h2
     address: "127.0.0.1:${h2Port}"
     protocol: https
     tls: { cert_file: "${leaf.cert}", key_file: "${leaf.key}", alpn: [h2, http/1.1] }
@@ -238,15 +239,15 @@ function wsFrame(opcode: number, payload: Uint8Array): Uint8Array {
 }
 
 itest(
-  "websocket over HTTP/2 (RFC 8441 extended CONNECT) on the node:http2 listener, to an HTTP/1.1 upstream",
+  "websocket over HTTP/2 (RFC 8441 extended CONNECT) on the HTTP/2 listener, to an HTTP/1.1 upstream",
   async () => {
     const dir = Deno.makeTempDirSync();
     const ca = await TestCa.create(dir);
-    const leaf = await ca.leaf("ws", "localhost", ["DNS:localhost"]);
+    const leaf = await ca.leaf("ws", "localhost", ["DNS:localhost", "IP:127.0.0.1"]);
     const up = wsUpstream();
     const loom = await startLoomProcess(`
 listeners:
-  - name: node
+  - name: h2
     address: "127.0.0.1:\${PORT}"
     protocol: https
     tls: { cert_file: "${leaf.cert}", key_file: "${leaf.key}", alpn: [h2, http/1.1] }
@@ -256,53 +257,60 @@ upstreams:
 routes:
   - { id: ws, path: "/ws/*", upstream: ws }
 `);
-    const session = http2.connect(`https://127.0.0.1:${loom.port}`, {
-      ca: Deno.readTextFileSync(ca.cert),
-      servername: "localhost",
+    const tls = await Deno.connectTls({
+      hostname: "127.0.0.1",
+      port: loom.port,
+      caCerts: [Deno.readTextFileSync(ca.cert)],
+      alpnProtocols: ["h2"],
     });
-    let sessionError: unknown = null;
-    session.on("error", (e) => sessionError = e);
+    let session: H2Connection | null = null;
     try {
-      const settings = await new Promise<http2.Settings>((r, j) => {
-        session.once("remoteSettings", r);
-        session.once("error", j);
-        session.once("close", () => j(sessionError ?? new Error("session closed")));
-      });
-      assert.equal(settings.enableConnectProtocol, true, "SETTINGS_ENABLE_CONNECT_PROTOCOL advertised");
+      const hs = await tls.handshake();
+      assert.equal(hs.alpnProtocol, "h2");
+      session = H2Connection.client(tls);
+      await session.ready;
+      // H2Connection does not expose the peer's SETTINGS_ENABLE_CONNECT_PROTOCOL; the listener's own
+      // H2Connection refuses :protocol unless it advertised it (RFC 8441 §4), so the 200 below shows it.
+      const field = (f: string[], name: string) => {
+        for (let i = 0; i < f.length; i += 2) if (f[i] === name) return f[i + 1];
+        return undefined;
+      };
       const connect = (path: string) =>
-        session.request({
-          ":method": "CONNECT",
-          ":protocol": "websocket",
-          ":scheme": "https",
-          ":path": path,
-          ":authority": `localhost:${loom.port}`,
-          "sec-websocket-version": "13",
-          "sec-websocket-protocol": "chat",
-        });
-      const head = (s: http2.ClientHttp2Stream) =>
-        new Promise<http2.IncomingHttpHeaders>((r, j) => (s.once("response", r), s.once("error", j)));
+        session!.request([
+          ":method",
+          "CONNECT",
+          ":protocol",
+          "websocket",
+          ":scheme",
+          "https",
+          ":path",
+          path,
+          ":authority",
+          `localhost:${loom.port}`,
+          "sec-websocket-version",
+          "13",
+          "sec-websocket-protocol",
+          "chat",
+        ], false);
       // No route: an ordinary HTTP/2 error status.
       const none = connect("/nope");
-      assert.equal((await head(none))[":status"], 404);
-      none.close();
+      assert.equal(field(await none.response, ":status"), "404");
+      none.reset(ErrorCode.CANCEL);
 
-      const s = connect("/ws/a?pick=chat");
-      const h = await head(s);
-      assert.equal(h[":status"], 200, loom.log());
-      assert.equal(h["sec-websocket-protocol"], "chat");
-      assert.equal(h["sec-websocket-accept"], undefined);
+      const s: H2Stream = connect("/ws/a?pick=chat");
+      const h = await s.response;
+      assert.equal(field(h, ":status"), "200", loom.log());
+      assert.equal(field(h, "sec-websocket-protocol"), "chat");
+      assert.equal(field(h, "sec-websocket-accept"), undefined);
       let buf = new Uint8Array(0);
-      let waiting: (() => void) | null = null;
-      s.on("data", (d: Uint8Array) => {
-        const n = new Uint8Array(buf.length + d.length);
-        n.set(buf);
-        n.set(d, buf.length);
-        buf = n;
-        waiting?.();
-      });
       const nextFrame = async (): Promise<{ opcode: number; payload: Uint8Array }> => {
         while (buf.length < 2 || buf.length < 2 + (buf[1] & 0x7f)) {
-          await new Promise<void>((r) => waiting = r);
+          const d = await s.read();
+          if (d === null) throw new Error("stream ended before a complete WebSocket frame");
+          const n = new Uint8Array(buf.length + d.length);
+          n.set(buf);
+          n.set(d, buf.length);
+          buf = n;
         }
         const len = buf[1] & 0x7f;
         const f = { opcode: buf[0] & 0x0f, payload: buf.slice(2, 2 + len) };
@@ -310,21 +318,22 @@ routes:
         return f;
       };
       const enc = new TextEncoder();
-      s.write(wsFrame(1, enc.encode("hello")));
+      await s.write(wsFrame(1, enc.encode("hello")));
       const echo = await nextFrame();
       assert.deepEqual([echo.opcode, new TextDecoder().decode(echo.payload)], [1, "hello"]);
-      s.write(wsFrame(2, new Uint8Array([0, 1, 0xfe, 0xff])));
+      await s.write(wsFrame(2, new Uint8Array([0, 1, 0xfe, 0xff])));
       const bin = await nextFrame();
       assert.deepEqual([bin.opcode, [...bin.payload]], [2, [0, 1, 0xfe, 0xff]]);
-      s.write(wsFrame(1, enc.encode("close-me")));
+      await s.write(wsFrame(1, enc.encode("close-me")));
       const close = await nextFrame();
       assert.equal(close.opcode, 8);
       assert.equal((close.payload[0] << 8) | close.payload[1], 4001);
-      s.close();
+      s.reset(ErrorCode.CANCEL);
       const metrics = await (await fetch(loom.admin("/metrics"))).text();
       assert.match(metrics, /loom_websocket_connections_total\{route="ws"\} 1\b/);
     } finally {
-      session.destroy();
+      if (session) session.destroy();
+      else tls.close();
       await loom.close();
       await up.close();
       Deno.removeSync(dir, { recursive: true });

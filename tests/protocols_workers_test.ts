@@ -1,9 +1,9 @@
 /**
- * `workers: 2` with node:http2 listeners (grpc, grpcs, https offering h2):
- * every worker isolate opens its own node:http2 server on the shared port
- * (SO_REUSEPORT), so start-up succeeds and calls on many fresh connections
- * (spread over both workers by the kernel) all succeed. A child process,
- * because Deno's node:http2 server can abort the process (README).
+ * `workers: 2` with HTTP/2 listeners (grpc, grpcs, https offering h2; Loom's
+ * own HTTP/2 on Deno.listen / node:tls): every worker isolate opens its own
+ * listener on the shared port (SO_REUSEPORT), so start-up succeeds and calls
+ * on many fresh connections (spread over both workers by the kernel) all
+ * succeed. Loom runs as a child process, with its workers.
  */
 import assert from "node:assert/strict";
 import { freePort, itest, startLoomProcess } from "./helpers.ts";
