@@ -220,3 +220,64 @@ itest(
     }
   },
 );
+
+itest(
+  "resilience: the retry budget caps concurrent retries of processed requests; unsent requests are resent outside it",
+  async () => {
+    // Every answer is a retryable 503 after 100 ms, so the 20 first attempts fail together.
+    let received = 0;
+    const failing = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async () => {
+      received++;
+      await new Promise((r) => setTimeout(r, 100));
+      return new Response("unavailable", { status: 503 });
+    });
+    const good = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      () => new Response("fine"),
+    );
+    const dead = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const deadAddr = `127.0.0.1:${(dead.addr as Deno.NetAddr).port}`;
+    dead.close();
+    const retry = { max_retries: 1, backoff_base: "1ms", backoff_max: "2ms", budget: 0.1 };
+    const loom = await startLoom(yamlOf({
+      upstreams: [
+        { name: "failing", endpoints: [`127.0.0.1:${failing.addr.port}`], retry },
+        // Round robin starts on the dead endpoint: every request is refused there first.
+        {
+          name: "half",
+          endpoints: [deadAddr, `127.0.0.1:${good.addr.port}`],
+          retry,
+          load_balancer: "round_robin",
+        },
+      ],
+      routes: [
+        { id: "failing", path: "/failing", upstream: "failing" },
+        { id: "half", path: "/half", upstream: "half" },
+      ],
+    }));
+    try {
+      const statuses = await Promise.all(
+        Array.from(
+          { length: 20 },
+          () => fetch(loom.url("/failing")).then(async (r) => (await r.text(), r.status)),
+        ),
+      );
+      assert.ok(statuses.every((s) => s === 503));
+      // 20 first attempts, then at most max(3, 0.1 × 20) = 3 retries at once (a slot frees only after 100 ms).
+      assert.ok(received >= 21 && received <= 23, `upstream saw ${received} requests`);
+
+      // Connect failures are resent whatever the budget: none of 20 concurrent requests fails.
+      const half = await Promise.all(
+        Array.from(
+          { length: 20 },
+          () => fetch(loom.url("/half")).then(async (r) => (await r.text(), r.status)),
+        ),
+      );
+      assert.deepEqual(half.filter((s) => s !== 200), []);
+    } finally {
+      await loom.close();
+      await failing.shutdown();
+      await good.shutdown();
+    }
+  },
+);

@@ -104,3 +104,32 @@ itest(
     }
   },
 );
+
+itest(
+  "wasm lifecycle: a request context's on_done=false does not hold back on_log/on_delete (reference host)",
+  async () => {
+    const app = jsonEcho();
+    const loom = await startLoom(pluginYaml(app, [{ name: "life", path: LIFE }], [["l", ["life"]]]));
+    try {
+      for (let i = 0; i < 3; i++) assert.equal((await get(loom.url("/l/x"))).status, 200);
+      // As proxy-wasm-cpp-host (ContextBase::destroy ignores onDone's result; WasmBase::done only
+      // knows root contexts): on_log and on_delete follow at once, proxy_done is NOT_FOUND.
+      const m = await waitFor("stream contexts deleted", async () => {
+        const t = (await get(loom.admin("/metrics"))).text;
+        return metricValue(t, "wasm_stream_deleted") >= 3 ? t : undefined;
+      }, 3000);
+      assert.equal(metricValue(m, "wasm_stream_done"), 3);
+      assert.equal(metricValue(m, "wasm_stream_logged"), 3);
+      assert.equal(metricValue(m, "wasm_stream_deleted"), 3);
+      assert.equal(
+        metricValue(m, "wasm_stream_done_nf"),
+        3,
+        "proxy_done from a request context is NOT_FOUND",
+      );
+      assert.equal(metricValue(m, "wasm_root_done"), 0, "the root context is untouched");
+    } finally {
+      await loom.close();
+      await app.close();
+    }
+  },
+);

@@ -5,6 +5,11 @@
 ;;   returned OK), deleted_in_done (on_delete(root) ran inside proxy_done:
 ;;   must stay 0), root_deleted (on_delete(root) calls), done_early
 ;;   (proxy_done before on_done: must be refused, NOT_FOUND).
+;; - Stream contexts: proxy_on_done returns false too; as in the reference
+;;   host, that does not hold back on_log/on_delete (only root contexts wait
+;;   for proxy_done). on_log calls proxy_done, which must be NOT_FOUND for a
+;;   stream context. Metrics: stream_done (on_done(stream) calls),
+;;   stream_logged, stream_deleted, stream_done_nf (proxy_done NOT_FOUND).
 ;; - Configuration "x": every on_request_headers traps (crash loop).
 (module
   (import "env" "proxy_set_tick_period_milliseconds" (func $tick (param i32) (result i32)))
@@ -13,12 +18,16 @@
   (import "env" "proxy_increment_metric" (func $inc (param i32 i64) (result i32)))
   (import "env" "proxy_get_buffer_bytes" (func $get_buffer (param i32 i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 2)
-  ;; 0/4: host return slots; 16..35: metric ids; 256..: names; 65536..: heap
+  ;; 0/4: host return slots; 16..51: metric ids; 256..: names; 65536..: heap
   (data (i32.const 256) "root_done")        ;; 9
   (data (i32.const 272) "done_ok")          ;; 7
   (data (i32.const 288) "deleted_in_done")  ;; 15
   (data (i32.const 304) "root_deleted")     ;; 12
   (data (i32.const 320) "done_early")       ;; 10
+  (data (i32.const 336) "stream_done")      ;; 11
+  (data (i32.const 352) "stream_logged")    ;; 13
+  (data (i32.const 368) "stream_deleted")   ;; 14
+  (data (i32.const 384) "stream_done_nf")   ;; 14
   (global $heap (mut i32) (i32.const 65536))
   (global $root (mut i32) (i32.const -1))
   (global $waiting (mut i32) (i32.const 0))
@@ -42,6 +51,10 @@
     (drop (call $define (i32.const 0) (i32.const 288) (i32.const 15) (i32.const 24)))
     (drop (call $define (i32.const 0) (i32.const 304) (i32.const 12) (i32.const 28)))
     (drop (call $define (i32.const 0) (i32.const 320) (i32.const 10) (i32.const 32)))
+    (drop (call $define (i32.const 0) (i32.const 336) (i32.const 11) (i32.const 36)))
+    (drop (call $define (i32.const 0) (i32.const 352) (i32.const 13) (i32.const 40)))
+    (drop (call $define (i32.const 0) (i32.const 368) (i32.const 14) (i32.const 44)))
+    (drop (call $define (i32.const 0) (i32.const 384) (i32.const 14) (i32.const 48)))
     ;; proxy_done before on_done(root) is refused
     (if (i32.ne (call $done) (i32.const 0))
       (then (drop (call $inc (i32.load (i32.const 32)) (i64.const 1)))))
@@ -64,13 +77,26 @@
     (global.set $in_done (i32.const 0)))
 
   (func (export "proxy_on_done") (param $ctx i32) (result i32)
-    (if (i32.ne (local.get $ctx) (global.get $root)) (then (return (i32.const 1))))
+    (if (i32.ne (local.get $ctx) (global.get $root))
+      (then
+        (drop (call $inc (i32.load (i32.const 36)) (i64.const 1)))
+        (return (i32.const 0))))
     (drop (call $inc (i32.load (i32.const 16)) (i64.const 1)))
     (global.set $waiting (i32.const 1))
     (i32.const 0))
 
+  (func (export "proxy_on_log") (param $ctx i32)
+    (if (i32.eq (local.get $ctx) (global.get $root)) (then (return)))
+    (drop (call $inc (i32.load (i32.const 40)) (i64.const 1)))
+    ;; NOT_FOUND (1): a stream context is never pending finalization.
+    (if (i32.eq (call $done) (i32.const 1))
+      (then (drop (call $inc (i32.load (i32.const 48)) (i64.const 1))))))
+
   (func (export "proxy_on_delete") (param $ctx i32)
-    (if (i32.ne (local.get $ctx) (global.get $root)) (then (return)))
+    (if (i32.ne (local.get $ctx) (global.get $root))
+      (then
+        (drop (call $inc (i32.load (i32.const 44)) (i64.const 1)))
+        (return)))
     (drop (call $inc (i32.load (i32.const 28)) (i64.const 1)))
     (if (global.get $in_done) (then (drop (call $inc (i32.load (i32.const 24)) (i64.const 1))))))
 )

@@ -58,6 +58,10 @@ export class RequestContext {
   clientCert: ClientCertificate | null = null;
   /** SNI server name the client asked for on a TLS listener ("" when none). */
   sni = "";
+  /** Local IP the connection arrived on (the listener's side; "" when unknown). */
+  localAddr = "";
+  /** Local port the connection arrived on (0 when unknown). */
+  localPort = 0;
 
   // Routing results.
   route: RouteRef | null = null;
@@ -68,6 +72,8 @@ export class RequestContext {
   bytesIn = 0;
   bytesOut = 0;
   upstreamAddr = "";
+  /** Why the last upstream attempt failed on the protocol level (for the error answer), else "". */
+  upstreamError = "";
   /** performance.now() at arrival. */
   readonly start: number;
   /** performance.now() when the proxy finished (0 = not set): saves a clock read when logging. */

@@ -169,6 +169,8 @@ interface ConnInfo {
   id: ClientCertificate | null;
   remoteIp: string;
   remotePort: number;
+  localIp: string;
+  localPort: number;
 }
 
 /** A running HTTP/2 listener (h2c/grpc cleartext, or TLS with h2 and HTTP/1.1). */
@@ -276,7 +278,16 @@ export class H2Listener {
       }
       (conn as Deno.TcpConn).setNoDelay?.(true);
       const ra = conn.remoteAddr as Deno.NetAddr;
-      this.sniff(conn, { scheme: "http", sni: "", id: null, remoteIp: ra.hostname, remotePort: ra.port });
+      const la = conn.localAddr as Deno.NetAddr;
+      this.sniff(conn, {
+        scheme: "http",
+        sni: "",
+        id: null,
+        remoteIp: ra.hostname,
+        remotePort: ra.port,
+        localIp: la.hostname,
+        localPort: la.port,
+      });
     }
   }
 
@@ -337,6 +348,8 @@ export class H2Listener {
       id,
       remoteIp: sock.remoteAddress ?? "",
       remotePort: sock.remotePort ?? 0,
+      localIp: sock.localAddress ?? "",
+      localPort: sock.localPort ?? 0,
     };
     const conn = new NodeSocketConn(sock) as unknown as Deno.Conn;
     if (sock.alpnProtocol === "h2") this.serveH2(conn, info, new Uint8Array(0));
@@ -476,6 +489,8 @@ export class H2Listener {
       info.remotePort,
       this.cfg.name,
     );
+    ctx.localAddr = info.localIp;
+    ctx.localPort = info.localPort;
     if (extended) ctx.upgrade = protocol;
     else if (!s.headersEnded) {
       const cl = headers.get("content-length");

@@ -270,6 +270,8 @@ export class Http1Connection implements Expirable {
   ctx: RequestContext | null = null;
   private readonly remoteIp: string;
   private readonly remotePort: number;
+  private readonly localIp: string;
+  private readonly localPort: number;
 
   /**
    * @param onContext called for each request's context before the gateway sees it (the TLS identity
@@ -285,6 +287,9 @@ export class Http1Connection implements Expirable {
     const ra = conn.remoteAddr as Deno.NetAddr;
     this.remoteIp = ra.hostname ?? "";
     this.remotePort = ra.port ?? 0;
+    const la = conn.localAddr as Deno.NetAddr | undefined;
+    this.localIp = la?.hostname ?? "";
+    this.localPort = la?.port ?? 0;
   }
 
   expire(): void {
@@ -402,6 +407,8 @@ export class Http1Connection implements Expirable {
         );
         ctx.bytesIn = headBytes;
         ctx.upgrade = head.upgrade;
+        ctx.localAddr = this.localIp;
+        ctx.localPort = this.localPort;
         this.onContext?.(ctx);
         this.ctx = ctx;
         if (body === EMPTY_BODY && head.upgrade === undefined) this.watchClient();

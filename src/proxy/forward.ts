@@ -73,7 +73,7 @@ export interface ProxyObserver {
  * Forwards `ctx` to `up`, sending `target` (path + query) upstream.
  * Always finishes the response (or aborts the client stream) before resolving.
  */
-export async function forward(
+export function forward(
   ctx: RequestContext,
   up: ProxyUpstream,
   target: string,
@@ -84,66 +84,22 @@ export async function forward(
   const ep = up.select(ctx);
   if (ep === null) return respondError(ctx, 503, "no healthy upstream endpoint");
   ctx.upstreamAddr = ep.address;
-  const body = ctx.body;
-  const head = requestHeadFor(ctx, ep, target, opt);
-  const pool = up.pool(ep);
-  const now = Date.now();
-  const totalDeadline = now + opt.totalTimeout;
-  ep.begin();
-  const t0 = ctx.start;
-  let status = 0;
-  try {
-    for (let attempt = 0;; attempt++) {
-      // Synchronous idle take first: no promise on the common path.
-      let pc = attempt === 0 ? pool.takeIdle(now) : null;
-      if (pc === null) {
-        try {
-          pc = await pool.openNew(Math.min(opt.connectTimeout, Math.max(1, totalDeadline - Date.now())));
-        } catch (e) {
-          const kind = e instanceof ConnectError ? e.kind : "refused";
-          obs?.upstreamError(up.name, ep.address, "connect_" + kind);
-          return await respondError(
-            ctx,
-            kind === "timeout" ? 504 : 502,
-            kind === "timeout" ? "upstream connect timeout" : "upstream connection refused",
-          );
-        }
-      }
-      try {
-        status = await exchange(ctx, pc, head, opt.perTryTimeout, totalDeadline);
-        return;
-      } catch (e) {
-        if (!(e instanceof UpstreamFailure)) throw e;
-        // A kept-alive connection the upstream closed meanwhile: retry once, fresh, if safe.
-        if (
-          e.retryableStale && pc.reused && attempt === 0 && body.length === 0 && IDEMPOTENT.has(ctx.method) &&
-          !ctx.aborted
-        ) continue;
-        if (e.kind === "client" || ctx.aborted) {
-          if (e.status > 0 && !ctx.res.headSent && !ctx.aborted) {
-            return await respondError(ctx, e.status, e.message, [["connection", "close"]]);
-          }
-          ctx.res.abort();
-          return;
-        }
-        obs?.upstreamError(up.name, ep.address, e.kind);
-        status = e.kind === "timeout" ? 504 : 502;
-        return await respondError(
-          ctx,
-          status,
-          e.kind === "timeout"
-            ? "upstream timeout"
-            : e.kind === "reset"
-            ? "upstream connection reset"
-            : e.message,
-        );
-      }
-    }
-  } finally {
-    ep.end();
-    const end = ctx.endTime = performance.now();
-    if (status > 0) obs?.upstream(up.name, ep.address, status, (end - t0) / 1000);
-  }
+  // One attempt that answers its own failure: no extra async layer on the hottest path.
+  const deadline = Date.now() + opt.totalTimeout;
+  const done: Promise<unknown> = attempt(
+    ctx,
+    up,
+    ep,
+    target,
+    opt,
+    opt.perTryTimeout,
+    deadline,
+    null,
+    obs,
+    null,
+    true,
+  );
+  return done as Promise<void>;
 }
 
 function hostOf(ep: Endpoint): string {
@@ -185,7 +141,12 @@ const HTTP1: AttemptProtocol = {
   fail: respondFailure,
 };
 
-/** One attempt on `ep` (with the stale-connection retry of the plain path). */
+/**
+ * One attempt on `ep`: the status, or a failure outcome of resilient.ts. A
+ * kept-alive connection the upstream closed meanwhile is retried once on a
+ * fresh one when that is safe (idempotent, no body). With `answer` (the plain
+ * path) a failure is answered here and the request's end time recorded.
+ */
 async function attempt(
   ctx: RequestContext,
   up: ProxyUpstream,
@@ -197,6 +158,7 @@ async function attempt(
   discard: ReadonlySet<number> | null,
   obs: ProxyObserver | null,
   _replay: BodyReplay | null,
+  answer = false,
 ): Promise<number> {
   const body = ctx.body;
   const head = requestHeadFor(ctx, ep, target, opt);
@@ -204,6 +166,7 @@ async function attempt(
   const t0 = performance.now();
   ep.begin();
   let status = 0;
+  let outcome: number;
   try {
     for (let stale = 0;; stale++) {
       let pc = stale === 0 ? pool.takeIdle(Date.now()) : null;
@@ -213,12 +176,12 @@ async function attempt(
         } catch (e) {
           const kind = e instanceof ConnectError ? e.kind : "refused";
           obs?.upstreamError(up.name, ep.address, "connect_" + kind);
-          return kind === "timeout" ? CONNECT_TIMEOUT : CONNECT_REFUSED;
+          outcome = kind === "timeout" ? CONNECT_TIMEOUT : CONNECT_REFUSED;
+          break;
         }
       }
       try {
-        status = await exchange(ctx, pc, head, perTry, totalDeadline, discard);
-        return status;
+        return status = await exchange(ctx, pc, head, perTry, totalDeadline, discard);
       } catch (e) {
         if (!(e instanceof UpstreamFailure)) throw e;
         if (
@@ -236,12 +199,20 @@ async function attempt(
           return DISCARDED - e.status;
         }
         obs?.upstreamError(up.name, ep.address, e.kind);
-        return e.kind === "timeout" ? TIMEOUT : e.kind === "reset" ? RESET : PROTOCOL;
+        // Failures count in the upstream's status and duration metrics as the answer they become.
+        status = e.kind === "timeout" ? 504 : 502;
+        if (e.kind === "protocol") ctx.upstreamError = e.message;
+        outcome = e.kind === "timeout" ? TIMEOUT : e.kind === "reset" ? RESET : PROTOCOL;
+        break;
       }
     }
+    if (answer) await respondFailure(ctx, outcome);
+    return outcome;
   } finally {
     ep.end();
-    if (status > 0) obs?.upstream(up.name, ep.address, status, (performance.now() - t0) / 1000);
+    const end = performance.now();
+    if (answer) ctx.endTime = end;
+    if (status > 0) obs?.upstream(up.name, ep.address, status, (end - t0) / 1000);
   }
 }
 

@@ -104,18 +104,24 @@ export async function forwardResilient(
   }
   const budget = rs.budget;
   budget.active++;
-  let retrying = false;
+  // Set when this request took a slot of the retry budget (released here even if an attempt throws).
+  const slot = { taken: false };
   try {
-    retrying = await attempts(ctx, up, rs, target, opt, obs, proto, totalTimeout);
+    await attempts(ctx, up, rs, target, opt, obs, proto, totalTimeout, slot);
   } finally {
     budget.active--;
-    if (retrying) budget.retrying--;
+    if (slot.taken) budget.retrying--;
     bh?.leave();
     ctx.endTime = performance.now();
   }
 }
 
-/** The attempt loop; returns whether it counted itself in the retry budget. */
+/**
+ * The attempt loop. A retry of a request the upstream may have processed
+ * (reset, timeout, retryable status) takes a slot of the retry budget; a
+ * request that never left (connect failure, refused stream) is resent to
+ * another endpoint outside the budget, as it adds no load to the failing one.
+ */
 async function attempts(
   ctx: RequestContext,
   up: ProxyUpstream,
@@ -125,7 +131,8 @@ async function attempts(
   obs: ProxyObserver | null,
   proto: AttemptProtocol,
   totalTimeout: number,
-): Promise<boolean> {
+  slot: { taken: boolean },
+): Promise<void> {
   const policy = opt.retry ?? null;
   const totalDeadline = Date.now() + totalTimeout;
   // gRPC calls are never resent once the upstream may have processed them (no
@@ -139,7 +146,7 @@ async function attempts(
     } catch (e) {
       const status = (e as { status?: number }).status ?? 400;
       if (!ctx.aborted) await respondError(ctx, status, "invalid request body", [["connection", "close"]]);
-      return false;
+      return;
     }
   }
   const perTry = policy?.perTryTimeout ?? opt.perTryTimeout;
@@ -162,17 +169,16 @@ async function attempts(
         ep = k + 1 < rs.endpoints.length ? up.select(ctx, ep) : null;
       }
       if (ep === null && denied !== null) {
-        return failFast(ctx, denied, now, retries > 0);
+        return failFast(ctx, denied, now);
       }
     }
     if (ep === null) {
-      await respondError(ctx, 503, "no healthy upstream endpoint");
-      return retries > 0;
+      return respondError(ctx, 503, "no healthy upstream endpoint");
     }
     ctx.upstreamAddr = ep.address;
     const replayable = empty || (replay !== null && replay.replayable());
     const budgetOk = policy !== null && retries < policy.maxRetries &&
-      (retries > 0 || rs.budget.allows(policy.budget));
+      (slot.taken || rs.budget.allows(policy.budget));
     const discard = budgetOk && methodOk && replayable ? policy!.codes : null;
     if (retries > 0) replay?.rewind(ctx);
     const outcome = await proto.attempt(
@@ -192,7 +198,7 @@ async function attempts(
       // No verdict on the endpoint: the client left, or the upstream declined the
       // stream unprocessed (a graceful GOAWAY, say), which says nothing of its health.
       ep.breaker?.cancel(token);
-      if (outcome === CLIENT) return retries > 0;
+      if (outcome === CLIENT) return;
     } else {
       const ok = outcome > 0 ? outcome < 500 : outcome <= DISCARDED ? DISCARDED - outcome < 500 : false;
       const b = ep.breaker;
@@ -205,7 +211,7 @@ async function attempts(
         if (ok) outlierSuccess(ep, rs.outlier, end);
         else outlierFailure(ep, rs.outlier, rs.endpoints, end);
       }
-      if (outcome > 0 || outcome === ANSWERED) return retries > 0;
+      if (outcome > 0 || outcome === ANSWERED) return;
     }
     // Nothing was sent (connect failure), or nothing was processed (refused) and the body can be resent.
     const unsent = outcome === CONNECT_REFUSED || outcome === CONNECT_TIMEOUT ||
@@ -213,12 +219,15 @@ async function attempts(
     const retryable = unsent || ((outcome === RESET || outcome === TIMEOUT || outcome <= DISCARDED) &&
       methodOk && (empty || (replay !== null && replay.replayable())));
     if (
-      retryable && budgetOk && !ctx.aborted && !ctx.res.headSent &&
-      (retries > 0 || rs.budget.allows(policy!.budget))
+      retryable && policy !== null && retries < policy.maxRetries && !ctx.aborted && !ctx.res.headSent &&
+      (unsent || slot.taken || rs.budget.allows(policy.budget))
     ) {
-      const delay = backoff(policy!, retries + 1);
+      const delay = backoff(policy, retries + 1);
       if (end + delay < totalDeadline) {
-        if (retries === 0) rs.budget.retrying++;
+        if (!unsent && !slot.taken) {
+          slot.taken = true;
+          rs.budget.retrying++;
+        }
         retries++;
         obs?.retry?.(up.name, retryReason(outcome));
         if (delay >= 1) await new Promise((r) => setTimeout(r, delay));
@@ -227,11 +236,10 @@ async function attempts(
           continue;
         }
         ctx.res.abort();
-        return true;
+        return;
       }
     }
-    await proto.fail(ctx, outcome);
-    return retries > 0;
+    return proto.fail(ctx, outcome);
   }
 }
 
@@ -259,7 +267,7 @@ export function respondFailure(ctx: RequestContext, outcome: number): Promise<vo
     case RESET:
       return respondError(ctx, 502, "upstream connection reset");
     case PROTOCOL:
-      return respondError(ctx, 502, "invalid upstream response");
+      return respondError(ctx, 502, ctx.upstreamError || "invalid upstream response");
     case REFUSED:
       return respondError(ctx, 503, "upstream refused the stream");
     default: {
@@ -271,12 +279,11 @@ export function respondFailure(ctx: RequestContext, outcome: number): Promise<vo
 }
 
 /** 503 at once for an open circuit, with Retry-After. */
-async function failFast(ctx: RequestContext, ep: Endpoint, now: number, retried: boolean): Promise<boolean> {
-  await respondError(ctx, 503, "upstream circuit open", [[
+function failFast(ctx: RequestContext, ep: Endpoint, now: number): Promise<void> {
+  return respondError(ctx, 503, "upstream circuit open", [[
     "retry-after",
     String(ep.breaker!.retryAfter(now)),
   ]]);
-  return retried;
 }
 
 /**

@@ -15,7 +15,7 @@
  * @module
  */
 import type { RequestContext } from "../gateway/context.ts";
-import { bytesBody, type ResponseWriter } from "../gateway/body.ts";
+import { type BodyReader, bytesBody, type ResponseWriter } from "../gateway/body.ts";
 import { HeaderList } from "../gateway/headers.ts";
 import { respond, respondError } from "../proxy/errors.ts";
 import { BufferType, MapType } from "./abi.ts";
@@ -37,7 +37,7 @@ const MAX_BUFFERED_BODY = 16 * 1024 * 1024;
 
 /** Why a request stops early. */
 class Stop {
-  constructor(readonly kind: "local" | "fail" | "reset") {}
+  constructor(readonly kind: "local" | "fail" | "reset" | "too_large") {}
 }
 
 function i64(n: number): Uint8Array {
@@ -61,9 +61,10 @@ class Stream implements StreamHost {
   local: LocalResponse | null = null;
   reset = false;
   failure: Error | null = null;
-  released = 0;
   resumedEarly = false;
   props: Map<string, Uint8Array> | null = null;
+  /** Request body this plugin held back (StopIterationAndBuffer), not yet passed on. */
+  reqBuf: Uint8Array = EMPTY;
   /** Response body this plugin held back (StopIterationAndBuffer), not yet passed on. */
   resBuf: Uint8Array = EMPTY;
 
@@ -76,15 +77,15 @@ class Stream implements StreamHost {
     return this.run.map(type);
   }
   buffer(type: number): Uint8Array | null {
-    if (type === BufferType.HTTP_REQUEST_BODY) return this.run.reqBody?.subarray(this.released) ?? null;
-    // Response side: resBody is exactly this plugin's window (its buffered data plus the new chunk).
+    // Body buffers are exactly this plugin's window (data it held back plus the new chunk).
+    if (type === BufferType.HTTP_REQUEST_BODY) return this.run.reqBody;
     if (type === BufferType.HTTP_RESPONSE_BODY) return this.run.resBody;
     return null;
   }
   setBuffer(type: number, data: Uint8Array): boolean {
     const r = this.run;
     if (type === BufferType.HTTP_REQUEST_BODY && r.reqBody !== null) {
-      r.reqBody = joinAt(r.reqBody, this.released, data);
+      r.reqBody = data;
       return true;
     }
     if (type === BufferType.HTTP_RESPONSE_BODY && r.resBody !== null) {
@@ -123,17 +124,11 @@ class Stream implements StreamHost {
   }
 }
 
-function joinAt(base: Uint8Array, at: number, data: Uint8Array): Uint8Array {
-  if (at === 0) return data;
-  const out = new Uint8Array(at + data.length);
-  out.set(base.subarray(0, at));
-  out.set(data, at);
-  return out;
-}
-
 /** One request through a chain. */
 class ChainRun {
   streams: Stream[] = [];
+  /** The client's response writer, before response-side plugins wrap it. */
+  readonly clientRes: ResponseWriter;
   reqBody: Uint8Array | null = null;
   resBody: Uint8Array | null = null;
   target: string;
@@ -145,6 +140,7 @@ class ChainRun {
 
   constructor(readonly ctx: RequestContext, readonly chain: PluginChain, readonly pauseTimeout: number) {
     this.target = ctx.target;
+    this.clientRes = ctx.res;
   }
 
   map(type: number): MapView | null {
@@ -231,23 +227,25 @@ class ChainRun {
       case "response.size":
         return i64(ctx.bytesOut);
       case "source.address":
-        return enc.encode(
-          ctx.clientIp.includes(":")
-            ? `[${ctx.clientIp}]:${ctx.clientPort}`
-            : `${ctx.clientIp}:${ctx.clientPort}`,
-        );
+        return enc.encode(hostPort(ctx.clientIp, ctx.clientPort));
       case "source.port":
         return i64(ctx.clientPort);
       case "destination.address":
-        return enc.encode(ctx.authority);
-      case "destination.port": {
-        const m = /:(\d+)$/.exec(ctx.authority);
-        return i64(m ? Number(m[1]) : ctx.scheme === "https" ? 443 : 80);
-      }
+        // Envoy: the downstream connection's local address (the listener side), not the authority.
+        return ctx.localAddr !== "" ? enc.encode(hostPort(ctx.localAddr, ctx.localPort)) : null;
+      case "destination.port":
+        return ctx.localPort > 0 ? i64(ctx.localPort) : null;
       case "connection.mtls":
-        return new Uint8Array([0]);
+        return new Uint8Array([ctx.clientCert !== null ? 1 : 0]);
       case "connection.requested_server_name":
-        return ctx.scheme === "https" ? enc.encode(ctx.host) : null;
+        return ctx.scheme === "https" ? enc.encode(ctx.sni) : null;
+      case "connection.subject_peer_certificate":
+        // As Envoy: a string on TLS connections (empty without a client certificate), else not found.
+        return ctx.scheme === "https" ? enc.encode(ctx.clientCert?.subject ?? "") : null;
+      case "connection.uri_san_peer_certificate":
+        return firstSan(ctx, "URI:");
+      case "connection.dns_san_peer_certificate":
+        return firstSan(ctx, "DNS:");
       case "upstream.address":
         return ctx.upstreamAddr !== "" ? enc.encode(ctx.upstreamAddr) : null;
       case "upstream.port": {
@@ -255,8 +253,10 @@ class ChainRun {
         return m ? i64(Number(m[1])) : null;
       }
       case "route_name":
+      case "xds.route_name":
         return ctx.route !== null ? enc.encode(ctx.route.id) : null;
-      case "cluster_name": {
+      case "cluster_name":
+      case "xds.cluster_name": {
         const up = (ctx.route as { config?: { upstream?: string } } | null)?.config?.upstream;
         return up !== undefined ? enc.encode(up) : null;
       }
@@ -369,12 +369,21 @@ class ChainRun {
 
 const NO_PSEUDO = { get: () => undefined, set: () => {}, list: (): [string, string][] => [] };
 
+function hostPort(ip: string, port: number): string {
+  return ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/** Envoy's `*_san_peer_certificate`: the first SAN of that kind; not found when there is none. */
+function firstSan(ctx: RequestContext, prefix: string): Uint8Array | null {
+  const san = ctx.clientCert?.sans.find((s) => s.startsWith(prefix));
+  return san !== undefined ? enc.encode(san.slice(prefix.length)) : null;
+}
+
 function str(v: string | undefined): Uint8Array | null {
   return v === undefined ? null : enc.encode(v);
 }
 
 const notLogOnly = (p: Plugin) => !p.onlyLog;
-const wantsReqBody = (p: Plugin) => p.wantsRequestBody;
 
 /**
  * Runs `chain` around `proceed` (which forwards to the upstream with the
@@ -414,7 +423,7 @@ export async function runPlugins(
       ctx.headers.size + 4,
       noBody ? 1 : 0,
     );
-    if (chain.requestBody && !noBody) await bufferRequestBody(run);
+    if (chain.requestBody && !noBody) await startRequestBody(run);
     if (chain.responseSide && ctx.upgrade === undefined) ctx.res = new PluginResponseWriter(ctx.res, run);
     await proceed(run.target === originalTarget ? target : run.target);
   } catch (e) {
@@ -436,64 +445,164 @@ async function stopWith(run: ChainRun, e: Stop): Promise<void> {
     else await respond(ctx, l.status || 500, h, l.body);
   } else if (e.kind === "reset") {
     ctx.res.abort();
+  } else if (e.kind === "too_large") {
+    await respondError(ctx, 413, "request body too large for plugin buffering", [["connection", "close"]]);
   } else {
     await respondError(ctx, 500, "plugin failed");
   }
 }
 
-async function bufferRequestBody(run: ChainRun): Promise<void> {
-  const ctx = run.ctx;
-  // One growing buffer (sized from Content-Length when known): chunks are copied once.
-  let store = new Uint8Array(ctx.body.length > 0 ? Math.min(ctx.body.length, MAX_BUFFERED_BODY) : 16 * 1024);
-  let size = 0;
-  run.reqBody = store.subarray(0, 0);
-  for (;;) {
-    const chunk = await ctx.body.read();
-    const eos = chunk === null;
-    if (chunk !== null) {
-      if (chunk.length === 0) continue;
-      const cur = run.reqBody;
-      if (cur.buffer !== store.buffer || cur.byteOffset !== 0) {
-        // A plugin replaced the body (set_buffer_bytes): keep appending to its version.
-        store = new Uint8Array(Math.max(store.length, cur.length + chunk.length));
-        store.set(cur);
-      }
-      size = cur.length + chunk.length;
-      if (size > MAX_BUFFERED_BODY) {
-        await respondError(ctx, 413, "request body too large for plugin buffering");
-        throw new Stop("reset");
-      }
-      if (size > store.length) {
-        const grown = new Uint8Array(Math.min(MAX_BUFFERED_BODY, Math.max(size, store.length * 2)));
-        grown.set(store.subarray(0, cur.length));
-        store = grown;
-      }
-      store.set(chunk, cur.length); // the reader reuses its buffer: copied here, once
-      run.reqBody = store.subarray(0, size);
-    }
-    for (const s of run.streams) {
-      if (s.dead || !s.plugin.wantsRequestBody) continue;
-      const visible = run.reqBody.length - s.released;
-      const action = run.invoke(s, "proxy_on_request_body", "on_request_body", visible, eos ? 1 : 0);
-      if (action === -1) continue;
-      if (s.local !== null) throw new Stop("local");
-      if (s.reset) throw new Stop("reset");
-      if (action === 0) {
-        // Continue before the end: what it saw is passed on; it sees only new data next time.
-        if (!eos) s.released = run.reqBody.length;
-      } else if (eos) {
-        // Paused at the end of the body: wait for the plugin to resume.
-        await run.afterAction(s, action);
-      }
-    }
-    if (eos) break;
+/** Where the proxy's writes go once a plugin ended a request mid-upload (the client already got its answer). */
+const SINK: ResponseWriter = {
+  headSent: true,
+  writeHead: () => {},
+  write: () => Promise.resolve(),
+  end: () => Promise.resolve(),
+  abort: () => {},
+};
+
+/**
+ * Streams the request body through the on_request_body plugins as Envoy
+ * does: each plugin is called per client chunk with its window (data it held
+ * back plus the new chunk) and `end_of_stream`; Continue passes the window
+ * (possibly rewritten) on to the next plugin and the upstream, Pause before
+ * the end (StopIterationAndBuffer) keeps it and calls again with the
+ * cumulative size, Pause at the end waits for the plugin to resume. Client
+ * trailers go to `on_request_trailers` (body callbacks then never see
+ * `end_of_stream`). Nothing is copied unless a plugin holds data back.
+ */
+class RequestBodyPump {
+  readonly src: BodyReader;
+  readonly streams: Stream[];
+  private seen = 0;
+  /** The end_of_stream (or trailers) callbacks ran. */
+  ended = false;
+  private lastChunk: Uint8Array = EMPTY;
+
+  constructor(readonly run: ChainRun) {
+    this.src = run.ctx.body;
+    this.streams = run.streams.filter((s) => !s.dead && s.plugin.wantsRequestBody);
   }
-  const trailers = ctx.body.trailers;
-  if (trailers !== null && trailers.size > 0) {
-    await run.phase("proxy_on_request_trailers", "on_request_trailers", wantsReqBody, trailers.size, 0);
+
+  /** The next bytes the plugins let through (valid until the next call); null at the end. */
+  async next(): Promise<Uint8Array | null> {
+    while (!this.ended) {
+      const chunk = await this.src.read();
+      let out: Uint8Array;
+      if (chunk !== null) this.lastChunk = chunk;
+      if (chunk === null) {
+        const t = this.src.trailers;
+        out = await this.push(EMPTY, t === null || t.size === 0, t !== null && t.size > 0 ? t : null);
+      } else {
+        if (chunk.length === 0) continue;
+        this.seen += chunk.length;
+        // A known length tells the last chunk, as the downstream codec's end_stream does in Envoy.
+        const len = this.src.length;
+        out = await this.push(chunk, len >= 0 && this.seen >= len, null);
+      }
+      if (out.length > 0) return out;
+    }
+    // Ended by the length: let the reader see its end too.
+    while ((await this.src.read()) !== null) { /* nothing past Content-Length */ }
+    return null;
   }
-  const final = run.reqBody;
-  ctx.body = { ...bytesBody(final), trailers };
+
+  private async push(chunk: Uint8Array, eos: boolean, trailers: HeaderList | null): Promise<Uint8Array> {
+    const run = this.run;
+    let cur = chunk; // what flows on to the next plugin
+    for (const s of this.streams) {
+      const window = s.reqBuf.length === 0 ? cur : append(s.reqBuf, cur, this.src.length);
+      s.reqBuf = EMPTY;
+      if (s.dead) { // failed open earlier: what it held back goes on
+        cur = window;
+        continue;
+      }
+      // As Envoy's buffer limit: a plugin holding more than this gets the request a 413.
+      if (window.length > MAX_BUFFERED_BODY) throw new Stop("too_large");
+      run.reqBody = window;
+      if (window.length > 0 || eos) {
+        const action = run.invoke(s, "proxy_on_request_body", "on_request_body", window.length, eos ? 1 : 0);
+        if (action === -1) {
+          cur = window;
+          continue;
+        }
+        if (s.local !== null) throw new Stop("local");
+        if (s.reset) throw new Stop("reset");
+        if (action !== 0) {
+          if (!eos && trailers === null) {
+            // StopIterationAndBuffer: hold the window (copied: the reader reuses chunk's memory).
+            s.reqBuf = run.reqBody === chunk ? append(EMPTY, chunk, this.src.length) : run.reqBody!;
+            cur = EMPTY;
+            continue;
+          }
+          if (eos) await run.afterAction(s, action);
+        }
+      }
+      if (trailers !== null) {
+        const action = run.invoke(s, "proxy_on_request_trailers", "on_request_trailers", trailers.size, 0);
+        if (action !== -1) await run.afterAction(s, action);
+      }
+      cur = run.reqBody!;
+    }
+    if (eos || trailers !== null) this.ended = true;
+    return cur;
+  }
+
+  /** Whether `data` lies in the reader's (reused) memory. */
+  fromReader(data: Uint8Array): boolean {
+    return data.length > 0 && data.buffer === this.lastChunk.buffer;
+  }
+
+  /** A plugin ended the request while the upstream already had part of the body. */
+  async stopMidUpload(e: Stop): Promise<void> {
+    const ctx = this.run.ctx;
+    ctx.res = this.run.clientRes;
+    if (ctx.res.headSent) ctx.res.abort();
+    else await stopWith(this.run, e);
+    // The proxy sees the upload fail next: its error reply must not reach the client.
+    ctx.res = SINK;
+  }
+}
+
+/**
+ * Starts the request body through the body plugins before the upstream is
+ * contacted: when they finish the whole body before any byte may leave, it
+ * goes upstream with its exact (possibly new) length; otherwise it streams
+ * (chunked on HTTP/1.1), since later chunks may still be resized.
+ */
+async function startRequestBody(run: ChainRun): Promise<void> {
+  const pump = new RequestBodyPump(run);
+  if (pump.streams.length === 0) return; // nothing to run: the body streams past untouched
+  const src = pump.src;
+  let first = await pump.next();
+  if (pump.ended) {
+    let data = first ?? EMPTY;
+    // Still the reader's memory (every plugin continued untouched): copied before the reader moves on.
+    if (pump.fromReader(data)) data = data.slice();
+    await pump.next(); // lets the reader see its end
+    run.ctx.body = { ...bytesBody(data), trailers: src.trailers };
+    return;
+  }
+  run.ctx.body = {
+    length: -1,
+    get trailers() {
+      return src.trailers;
+    },
+    read: async () => {
+      if (first !== null) {
+        const d = first;
+        first = null;
+        return d;
+      }
+      try {
+        return await pump.next();
+      } catch (e) {
+        if (!(e instanceof Stop)) throw e;
+        await pump.stopMidUpload(e);
+        throw new Error("request ended by a plugin");
+      }
+    },
+  };
 }
 
 /**
@@ -616,7 +725,7 @@ class PluginResponseWriter implements ResponseWriter {
     let cur = chunk; // what flows on to the next plugin
     try {
       for (const s of this.bodyStreams) {
-        const window = s.resBuf.length === 0 ? cur : concat2(s.resBuf, cur);
+        const window = s.resBuf.length === 0 ? cur : append(s.resBuf, cur, this.length);
         s.resBuf = EMPTY;
         if (s.dead) { // failed open earlier: what it held back goes on
           cur = window;
@@ -686,9 +795,23 @@ class PluginResponseWriter implements ResponseWriter {
   }
 }
 
-function concat2(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
+/**
+ * `a` followed by `b` (a copy: `b` may be a reader's reused buffer), growing
+ * `a`'s buffer in place when `a` is a prefix view of it: a plugin buffering a
+ * body chunk by chunk costs linear, not quadratic, copying. `total` (the
+ * body's length when known, else -1) sizes the first buffer so a body of
+ * known length is allocated once.
+ */
+function append(a: Uint8Array, b: Uint8Array, total: number): Uint8Array {
+  const need = a.length + b.length;
+  if (a.length > 0 && a.byteOffset === 0 && a.buffer.byteLength >= need) {
+    const out = new Uint8Array(a.buffer as ArrayBuffer, 0, need);
+    out.set(b, a.length);
+    return out;
+  }
+  const cap = Math.max(need, a.length * 2, Math.min(total, MAX_BUFFERED_BODY + 1));
+  const out = new Uint8Array(cap).subarray(0, need);
+  if (a.length > 0) out.set(a);
   out.set(b, a.length);
   return out;
 }

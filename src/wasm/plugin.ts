@@ -105,8 +105,8 @@ export class Plugin implements VmHost {
   lastError: string | null = null;
   lastErrorAt: string | null = null;
   retired = false;
-  /** Request side: body callbacks wanted. */
-  readonly wantsRequestBody: boolean;
+  /** Request side: body callbacks wanted (phase on_request_body and the module exports proxy_on_request_body). */
+  wantsRequestBody = false;
   readonly wantsResponseHeaders: boolean;
   readonly wantsResponseBody: boolean;
   readonly onlyLog: boolean;
@@ -128,7 +128,6 @@ export class Plugin implements VmHost {
     this.pluginConfig = c === undefined || c === null
       ? new Uint8Array(0)
       : enc.encode(typeof c === "string" ? c : JSON.stringify(c));
-    this.wantsRequestBody = cfg.phase === "on_request_body";
     this.wantsResponseBody = cfg.phase === "on_response_body";
     this.wantsResponseHeaders = this.wantsResponseBody || cfg.phase === "on_response_headers";
     this.onlyLog = cfg.phase === "on_log";
@@ -152,6 +151,9 @@ export class Plugin implements VmHost {
       });
       return;
     }
+    // A module without the callback cannot look at the body: it streams past uncopied.
+    this.wantsRequestBody = this.cfg.phase === "on_request_body" &&
+      WebAssembly.Module.exports(this.compiled.module).some((e) => e.name === "proxy_on_request_body");
     this.getVM();
   }
 
