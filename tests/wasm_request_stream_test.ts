@@ -36,53 +36,61 @@ async function metrics(loom: { admin(p: string): string }): Promise<string> {
   return (await get(loom.admin("/metrics"))).text;
 }
 
-itest("wasm request streaming: on_request_body per chunk, bytes reach the upstream early", async () => {
+interface Rig {
+  up: ReturnType<typeof startRawUpstream>;
+  loom: Awaited<ReturnType<typeof startLoom>>;
+  c: RawClient;
+}
+
+/** Runs `body` with a gateway on the routes above, a raw upstream and one raw client connection. */
+async function withRig(body: (rig: Rig) => Promise<void>): Promise<void> {
   const up = startRawUpstream();
   const loom = await startLoom(yaml(up.address));
   try {
     const c = await RawClient.connect(loom.port);
     try {
+      await body({ up, loom, c });
+    } finally {
+      c.close();
+    }
+  } finally {
+    await loom.close();
+    up.close();
+  }
+}
+
+itest(
+  "wasm request streaming: on_request_body per chunk, bytes reach the upstream early",
+  () =>
+    withRig(async ({ up, loom, c }) => {
       await c.write("POST /s/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
       // The first chunk, rewritten by the plugin, is upstream while the client still holds the rest.
       await waitFor("first chunk upstream", () => up.raw[0]?.includes("HELLO") ? true : undefined);
       await c.write("6\r\n world\r\n0\r\n\r\n");
       const res = await c.response();
       assert.equal(res.status, 200);
-    } finally {
-      c.close();
-    }
-    const req = up.requests[0];
-    assert.equal(dec.decode(req.body), "HELLO WORLD");
-    assert.deepEqual(fieldValues(req, "content-length"), []);
-    assert.deepEqual(fieldValues(req, "transfer-encoding"), ["chunked"]);
-    const m = await metrics(loom);
-    // "hello" (eos=0), " world" (eos=0), then the end of the chunked body (0 bytes, eos=1).
-    assert.equal(metricValue(m, "wasm_req_body_calls"), 3, m);
-    assert.equal(metricValue(m, "wasm_req_body_eos"), 1);
-    assert.equal(metricValue(m, "wasm_req_body_bytes"), 11);
-  } finally {
-    await loom.close();
-    up.close();
-  }
-});
+      const req = up.requests[0];
+      assert.equal(dec.decode(req.body), "HELLO WORLD");
+      assert.deepEqual(fieldValues(req, "content-length"), []);
+      assert.deepEqual(fieldValues(req, "transfer-encoding"), ["chunked"]);
+      const m = await metrics(loom);
+      // "hello" (eos=0), " world" (eos=0), then the end of the chunked body (0 bytes, eos=1).
+      assert.equal(metricValue(m, "wasm_req_body_calls"), 3, m);
+      assert.equal(metricValue(m, "wasm_req_body_eos"), 1);
+      assert.equal(metricValue(m, "wasm_req_body_bytes"), 11);
+    }),
+);
 
 itest(
   "wasm request streaming: StopIterationAndBuffer gets cumulative sizes; exact length upstream",
-  async () => {
-    const up = startRawUpstream();
-    const loom = await startLoom(yaml(up.address));
-    try {
-      const c = await RawClient.connect(loom.port);
-      try {
-        await c.write("POST /b/x HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello");
-        await new Promise((r) => setTimeout(r, 80));
-        assert.equal(up.raw[0] ?? "", "", "nothing goes upstream while the plugin buffers");
-        await c.write(" world");
-        const res = await c.response();
-        assert.equal(res.status, 200);
-      } finally {
-        c.close();
-      }
+  () =>
+    withRig(async ({ up, loom, c }) => {
+      await c.write("POST /b/x HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello");
+      await new Promise((r) => setTimeout(r, 80));
+      assert.equal(up.raw[0] ?? "", "", "nothing goes upstream while the plugin buffers");
+      await c.write(" world");
+      const res = await c.response();
+      assert.equal(res.status, 200);
       const req = up.requests[0];
       assert.equal(dec.decode(req.body), "HELLO WORLD");
       assert.deepEqual(fieldValues(req, "content-length"), ["11"]);
@@ -91,73 +99,52 @@ itest(
       assert.equal(metricValue(m, "wasm_req_body_calls"), 2, m);
       assert.equal(metricValue(m, "wasm_req_body_bytes"), 16);
       assert.equal(metricValue(m, "wasm_req_body_eos"), 1);
-    } finally {
-      await loom.close();
-      up.close();
-    }
-  },
+    }),
 );
 
 itest(
   "wasm request streaming: client trailers reach on_request_trailers, body without end_of_stream",
-  async () => {
-    const up = startRawUpstream();
-    const loom = await startLoom(yaml(up.address));
-    try {
-      const c = await RawClient.connect(loom.port);
-      try {
-        await c.write(
-          "POST /s/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n",
-        );
-        const res = await c.response();
-        assert.equal(res.status, 200);
-      } finally {
-        c.close();
-      }
+  () =>
+    withRig(async ({ up, loom, c }) => {
+      await c.write(
+        "POST /s/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n",
+      );
+      const res = await c.response();
+      assert.equal(res.status, 200);
       assert.equal(dec.decode(up.requests[0].body), "HELLO");
       const m = await metrics(loom);
       assert.equal(metricValue(m, "wasm_req_trailers"), 1, m);
       assert.equal(metricValue(m, "wasm_req_body_eos"), 0);
-    } finally {
-      await loom.close();
-      up.close();
-    }
-  },
+    }),
 );
 
-itest("wasm request streaming: a plugin buffering past the limit gets the request a 413", async () => {
-  const up = startRawUpstream();
-  const loom = await startLoom(yaml(up.address));
-  try {
-    const c = await RawClient.connect(loom.port);
-    let writing: Promise<void> = Promise.resolve();
-    try {
-      const size = 17 * 1024 * 1024;
-      await c.write(`POST /b/x HTTP/1.1\r\nHost: a\r\nContent-Length: ${size}\r\n\r\n`);
-      const chunk = new Uint8Array(256 * 1024).fill(0x61);
-      // The gateway answers (and closes) before everything was sent: write in the background.
-      writing = (async () => {
-        for (let sent = 0; sent < size; sent += chunk.length) await c.write(chunk);
-      })().catch(() => {});
-      const res = await c.response({ ms: 10000 });
-      assert.equal(res.status, 413);
-    } finally {
-      c.close();
-      await writing;
-    }
-    assert.equal(up.requests.length, 0, "nothing reached the upstream");
-  } finally {
-    await loom.close();
-    up.close();
-  }
-});
+itest(
+  "wasm request streaming: a plugin buffering past the limit gets the request a 413",
+  () =>
+    withRig(async ({ up, c }) => {
+      let writing: Promise<void> = Promise.resolve();
+      try {
+        const size = 17 * 1024 * 1024;
+        await c.write(`POST /b/x HTTP/1.1\r\nHost: a\r\nContent-Length: ${size}\r\n\r\n`);
+        const chunk = new Uint8Array(256 * 1024).fill(0x61);
+        // The gateway answers (and closes) before everything was sent: write in the background.
+        writing = (async () => {
+          for (let sent = 0; sent < size; sent += chunk.length) await c.write(chunk);
+        })().catch(() => {});
+        const res = await c.response({ ms: 10000 });
+        assert.equal(res.status, 413);
+      } finally {
+        c.close();
+        await writing;
+      }
+      assert.equal(up.requests.length, 0, "nothing reached the upstream");
+    }),
+);
 
-itest("wasm request streaming: a local response after part of the body went upstream", async () => {
-  const up = startRawUpstream();
-  const loom = await startLoom(yaml(up.address));
-  try {
-    const c = await RawClient.connect(loom.port);
-    try {
+itest(
+  "wasm request streaming: a local response after part of the body went upstream",
+  () =>
+    withRig(async ({ up, c }) => {
       await c.write("POST /l/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
       await waitFor("first chunk upstream", () => up.raw[0]?.includes("HELLO") ? true : undefined);
       await c.write("0\r\n\r\n");
@@ -165,34 +152,20 @@ itest("wasm request streaming: a local response after part of the body went upst
       // The plugin's answer, not the gateway's error for the aborted upload.
       assert.equal(res.status, 403);
       assert.equal(dec.decode(res.body), "denied");
-    } finally {
-      c.close();
-    }
-    await waitFor("upstream connection closed", () => up.ended[0] ? true : undefined);
-    assert.equal(up.requests.length, 0, "the upstream never got a complete request");
-  } finally {
-    await loom.close();
-    up.close();
-  }
-});
+      await waitFor("upstream connection closed", () => up.ended[0] ? true : undefined);
+      assert.equal(up.requests.length, 0, "the upstream never got a complete request");
+    }),
+);
 
-itest("wasm request streaming: a plugin without proxy_on_request_body leaves the body alone", async () => {
-  const up = startRawUpstream();
-  const loom = await startLoom(yaml(up.address));
-  try {
-    const c = await RawClient.connect(loom.port);
-    try {
+itest(
+  "wasm request streaming: a plugin without proxy_on_request_body leaves the body alone",
+  () =>
+    withRig(async ({ up, c }) => {
       await c.write("POST /n/x HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world");
       assert.equal((await c.response()).status, 200);
-    } finally {
-      c.close();
-    }
-    const req = up.requests[0];
-    assert.equal(dec.decode(req.body), "hello world");
-    assert.deepEqual(fieldValues(req, "content-length"), ["11"]);
-    assert.deepEqual(fieldValues(req, "x-a"), ["1"]);
-  } finally {
-    await loom.close();
-    up.close();
-  }
-});
+      const req = up.requests[0];
+      assert.equal(dec.decode(req.body), "hello world");
+      assert.deepEqual(fieldValues(req, "content-length"), ["11"]);
+      assert.deepEqual(fieldValues(req, "x-a"), ["1"]);
+    }),
+);
