@@ -450,10 +450,12 @@ export class H2Connection {
       this.goaway();
       throw new H2Error(ErrorCode.REFUSED_STREAM, "HTTP/2 stream ids exhausted");
     }
+    // Encoded first: a field that cannot be encoded fails the request before a stream exists.
+    const block = this.encode(fields);
     this.nextStreamId += 2;
     const s = new H2Stream(this, id, this.peerIws, this.peerViewIws, true);
     this.streams.set(id, s);
-    this.out.headers(id, this.enc.encode(fields), endStream, this.peerMaxFrame);
+    this.out.headers(id, block, endStream, this.peerMaxFrame);
     if (endStream) s._localEnded = true;
     this.scheduleFlush();
     return s;
@@ -950,7 +952,14 @@ export class H2Connection {
   _sendHeaders(s: H2Stream, fields: string[], endStream: boolean): void {
     if (s._writeErr) throw s._writeErr;
     if (s._localEnded || s._closed) throw new H2Error(ErrorCode.STREAM_CLOSED, `stream ${s.id} is closed`);
-    this.out.headers(s.id, this.enc.encode(fields), endStream, this.peerMaxFrame);
+    let block: Uint8Array;
+    try {
+      block = this.encode(fields);
+    } catch (e) {
+      this._reset(s, ErrorCode.INTERNAL_ERROR, true);
+      throw e;
+    }
+    this.out.headers(s.id, block, endStream, this.peerMaxFrame);
     this.scheduleFlush();
     if (endStream) {
       s._localEnded = true;
@@ -1004,11 +1013,27 @@ export class H2Connection {
 
   private writeEnd(s: H2Stream, trailers: string[] | null): void {
     if (trailers !== null && trailers.length > 0) {
-      this.out.headers(s.id, this.enc.encode(trailers), true, this.peerMaxFrame);
+      let block: Uint8Array;
+      try {
+        block = this.encode(trailers);
+      } catch {
+        // Trailers that cannot be encoded: the stream cannot end cleanly.
+        return this._reset(s, ErrorCode.INTERNAL_ERROR, true);
+      }
+      this.out.headers(s.id, block, true, this.peerMaxFrame);
     } else this.out.data(s.id, true, EMPTY, 0, 0);
     s._localEnded = true;
     this.scheduleFlush();
     if (s.remoteEnded) this.closeStream(s);
+  }
+
+  /** One header block; a field HPACK cannot carry (a char above 255) throws H2Error(INTERNAL_ERROR). */
+  private encode(fields: string[]): Uint8Array {
+    try {
+      return this.enc.encode(fields);
+    } catch (e) {
+      throw new H2Error(ErrorCode.INTERNAL_ERROR, `header field cannot be sent: ${(e as Error).message}`);
+    }
   }
 
   private enqueue(s: H2Stream): void {

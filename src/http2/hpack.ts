@@ -319,8 +319,9 @@ export class HpackEncoder {
    * Encodes one header block.
    *
    * The result may be a view into a buffer shared with other blocks: use its own offset and length, not
-   * its `.buffer`. A TypeError (a char code above 255) can leave the table ahead of the peer's, so the
-   * connection must not send further blocks after one.
+   * its `.buffer`. A char code above 255 throws a TypeError; the table is then emptied and the next block
+   * starts with size updates to 0 and back, which empty the peer's too (the failed block is never sent,
+   * so the two tables would otherwise differ).
    */
   encode(fields: string[]): Uint8Array {
     // Worst case per field: a 5-byte index, two 5-byte lengths, raw strings. Two
@@ -338,49 +339,59 @@ export class HpackEncoder {
     } else this.buf = new Uint8Array(bound);
     this.pos = start;
     const table = this.table;
-    if (this.pendingLast >= 0) {
-      if (this.pendingMin < this.pendingLast) {
-        table.setMaxSize(this.pendingMin);
-        this.writeInt(SIZE_UPDATE, 5, this.pendingMin);
-      }
-      table.setMaxSize(this.pendingLast);
-      this.writeInt(SIZE_UPDATE, 5, this.pendingLast);
-      this.pendingMin = this.pendingLast = -1;
-    }
-    for (let i = 0; i + 1 < fields.length; i += 2) {
-      const name = fields[i], value = fields[i + 1];
-      const st = STATIC_BY_NAME.get(name);
-      if (st !== undefined && st.values !== null) {
-        const idx = st.values.get(value);
-        if (idx !== undefined) {
-          this.writeInt(INDEXED, 7, idx);
-          continue;
+    try {
+      if (this.pendingLast >= 0) {
+        if (this.pendingMin < this.pendingLast) {
+          table.setMaxSize(this.pendingMin);
+          this.writeInt(SIZE_UPDATE, 5, this.pendingMin);
         }
+        table.setMaxSize(this.pendingLast);
+        this.writeInt(SIZE_UPDATE, 5, this.pendingLast);
+        this.pendingMin = this.pendingLast = -1;
       }
-      let mode = NAME_MODE.get(name) ?? MODE_INDEX;
-      if (name === "cookie" && value.length < COOKIE_MIN_INDEXED) mode = MODE_NEVER;
-      const dyn = table.byName.get(name);
-      if (mode === MODE_INDEX && dyn !== undefined) {
-        const abs = dyn.values.get(value);
-        if (abs !== undefined) {
-          this.writeInt(INDEXED, 7, STATIC_LEN + table.inserted - abs);
-          continue;
+      for (let i = 0; i + 1 < fields.length; i += 2) {
+        const name = fields[i], value = fields[i + 1];
+        const st = STATIC_BY_NAME.get(name);
+        if (st !== undefined && st.values !== null) {
+          const idx = st.values.get(value);
+          if (idx !== undefined) {
+            this.writeInt(INDEXED, 7, idx);
+            continue;
+          }
         }
+        let mode = NAME_MODE.get(name) ?? MODE_INDEX;
+        if (name === "cookie" && value.length < COOKIE_MIN_INDEXED) mode = MODE_NEVER;
+        const dyn = table.byName.get(name);
+        if (mode === MODE_INDEX && dyn !== undefined) {
+          const abs = dyn.values.get(value);
+          if (abs !== undefined) {
+            this.writeInt(INDEXED, 7, STATIC_LEN + table.inserted - abs);
+            continue;
+          }
+        }
+        // An entry bigger than the table would just empty it.
+        if (mode === MODE_INDEX && name.length + value.length + ENTRY_OVERHEAD > table.maxSize) {
+          mode = MODE_WITHOUT;
+        }
+        const nameIdx = st !== undefined
+          ? st.index
+          : dyn !== undefined
+          ? STATIC_LEN + table.inserted - dyn.latest
+          : 0;
+        if (mode === MODE_INDEX) this.writeInt(INCREMENTAL, 6, nameIdx);
+        else this.writeInt(mode === MODE_NEVER ? NEVER_INDEXED : WITHOUT_INDEXING, 4, nameIdx);
+        if (nameIdx === 0) this.writeString(name);
+        this.writeString(value);
+        if (mode === MODE_INDEX) table.insert(name, value);
       }
-      // An entry bigger than the table would just empty it.
-      if (mode === MODE_INDEX && name.length + value.length + ENTRY_OVERHEAD > table.maxSize) {
-        mode = MODE_WITHOUT;
-      }
-      const nameIdx = st !== undefined
-        ? st.index
-        : dyn !== undefined
-        ? STATIC_LEN + table.inserted - dyn.latest
-        : 0;
-      if (mode === MODE_INDEX) this.writeInt(INCREMENTAL, 6, nameIdx);
-      else this.writeInt(mode === MODE_NEVER ? NEVER_INDEXED : WITHOUT_INDEXING, 4, nameIdx);
-      if (nameIdx === 0) this.writeString(name);
-      this.writeString(value);
-      if (mode === MODE_INDEX) table.insert(name, value);
+    } catch (e) {
+      const max = table.maxSize;
+      table.setMaxSize(0);
+      table.setMaxSize(max);
+      this.pendingMin = 0;
+      this.pendingLast = this.pendingLast < 0 ? max : this.pendingLast;
+      this.buf = EMPTY;
+      throw e;
     }
     const out = this.buf.subarray(start, this.pos);
     if (this.buf === slab) slabUsed = this.pos;

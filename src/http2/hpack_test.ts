@@ -487,6 +487,18 @@ Deno.test("encoder: repeated fields are indexed and entries too large for the ta
   assert.throws(() => e.encode(["x", "\u20ac"]), TypeError);
 });
 
+Deno.test("hpack: a block that fails to encode leaves encoder and peer decoder in step", () => {
+  const e = new HpackEncoder();
+  const d = new HpackDecoder();
+  const a = ["x-one", "1", "x-two", "2"];
+  assert.deepEqual(d.decode(e.encode(a)), a);
+  // Indexes x-three before reaching the bad value; the block is never sent.
+  assert.throws(() => e.encode(["x-three", "3", "x-bad", "\u20ac"]), TypeError);
+  const b = ["x-three", "3", "x-one", "1"];
+  assert.deepEqual(d.decode(e.encode(b)), b);
+  assert.deepEqual(d.decode(e.encode(b)), b);
+});
+
 // ---- Fuzz ----
 
 const NAMES = [
