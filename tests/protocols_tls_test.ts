@@ -332,3 +332,53 @@ routes:
     },
   );
 }
+
+itest(
+  "tls listener: mTLS accepts a client chain through an intermediate CA; an unsent or foreign intermediate fails",
+  async () => {
+    const dir = Deno.makeTempDirSync();
+    const ca = await TestCa.create(dir);
+    const foreignCa = await TestCa.create(dir, "foreign");
+    const team = await ca.intermediate("team");
+    const rogue = await foreignCa.intermediate("rogue");
+    const server = await ca.leaf("server", "localhost", ["DNS:localhost"]);
+    const dave = await team.leaf("dave", "dave", ["URI:spiffe://loom/dave"]);
+    const eve = await rogue.leaf("eve", "eve", ["URI:spiffe://loom/eve"]);
+    // What a client sends: its certificate followed by the intermediate.
+    const daveChain = `${dir}/dave-chain.pem`;
+    Deno.writeTextFileSync(daveChain, Deno.readTextFileSync(dave.cert) + Deno.readTextFileSync(team.cert));
+    const eveChain = `${dir}/eve-chain.pem`;
+    Deno.writeTextFileSync(eveChain, Deno.readTextFileSync(eve.cert) + Deno.readTextFileSync(rogue.cert));
+    const up = startUpstream((req) => new Response(`${req.headers.get("x-loom-client-san")}`));
+    const loom = await startLoom(`
+listeners:
+  - name: mtls
+    address: "127.0.0.1:\${PORT}"
+    protocol: https
+    tls: { cert_file: "${server.cert}", key_file: "${server.key}", client_auth: require, client_ca_file: "${ca.cert}" }
+upstreams:
+  - { name: up, endpoints: ["${up.address}"] }
+routes:
+  - { id: any, path: /*, upstream: up }
+`);
+    const base = ["--cacert", ca.cert, "--resolve", `localhost:${loom.port}:127.0.0.1`];
+    const url = `https://localhost:${loom.port}/x`;
+    try {
+      const ok = await curl([...base, "--cert", daveChain, "--key", dave.key, url]);
+      assert.ok(ok.ok, ok.stderr);
+      assert.equal(ok.stdout, "URI:spiffe://loom/dave");
+      const h2 = await curl([...base, "--http2", "--cert", daveChain, "--key", dave.key, url]);
+      assert.equal(h2.stdout, "URI:spiffe://loom/dave");
+      // Without the intermediate there is no path to the configured CA.
+      const leafOnly = await curl([...base, "--cert", dave.cert, "--key", dave.key, url]);
+      assert.ok(!leafOnly.ok, "a leaf without its intermediate must be rejected");
+      // A chain to another root, however complete, is not trusted.
+      const foreign = await curl([...base, "--cert", eveChain, "--key", eve.key, url]);
+      assert.ok(!foreign.ok, "a chain to a foreign root must be rejected");
+    } finally {
+      await loom.close();
+      await up.close();
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+);

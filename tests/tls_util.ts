@@ -50,6 +50,47 @@ export class TestCa {
     return ca;
   }
 
+  /** An intermediate CA named `name`, signed by this one. */
+  async intermediate(name: string): Promise<TestCa> {
+    const ca = new TestCa(this.dir, name);
+    await openssl([
+      "req",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-subj",
+      `/CN=Loom Test ${name}`,
+      "-keyout",
+      ca.key,
+      "-out",
+      `${this.dir}/${name}.csr`,
+    ]);
+    Deno.writeTextFileSync(
+      `${this.dir}/${name}.ext`,
+      "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+    );
+    await openssl([
+      "x509",
+      "-req",
+      "-in",
+      `${this.dir}/${name}.csr`,
+      "-CA",
+      this.cert,
+      "-CAkey",
+      this.key,
+      "-CAcreateserial",
+      "-days",
+      "2",
+      "-extfile",
+      `${this.dir}/${name}.ext`,
+      "-out",
+      ca.cert,
+    ]);
+    return ca;
+  }
+
   /** A CA:FALSE leaf with subject CN=`cn` and the given SANs ("DNS:x", "IP:1.2.3.4", "URI:..."). */
   async leaf(file: string, cn: string, sans: string[]): Promise<CertFiles> {
     const base = `${this.dir}/${file}`;

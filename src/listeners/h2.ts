@@ -21,7 +21,7 @@ import { H2Connection, type H2Stream } from "../http2/connection.ts";
 import { ErrorCode } from "../http2/frame.ts";
 import { NodeSocketConn, PrefixedConn } from "../net/node_conn.ts";
 import { type ConnectionHooks, Http1Connection, type RequestHandler } from "./http1.ts";
-import { contextFor, type ListenerTls, loadListenerTls, verifyClientCert } from "./tls.ts";
+import { contextFor, type ListenerTls, loadListenerTls, peerChain, verifyClientCert } from "./tls.ts";
 import { logger } from "../observability/logger.ts";
 
 /** Headers on the verified client identity, set by the gateway (client-sent copies are removed). */
@@ -333,7 +333,7 @@ export class H2Listener {
     const t = this.tls!;
     let id: ClientCertificate | null = null;
     if (t.clientAuth !== "none") {
-      id = verifyClientCert(t, (sock.getPeerCertificate(true) as { raw?: Uint8Array } | null)?.raw);
+      id = verifyClientCert(t, peerChain(sock));
       // require: no verified certificate, no service (the handshake itself cannot fail: see tls.ts).
       if (id === null && t.clientAuth === "require") {
         sock.destroy();

@@ -111,34 +111,77 @@ export function contextFor(t: ListenerTls, servername: string): tls.SecureContex
   return t.defaultCtx;
 }
 
-/**
- * Verifies a client's certificate (DER) against the configured CAs: issued
- * and signed by one of them, inside its validity period, not itself a CA.
- * Returns the identity, or null when absent or not valid.
- */
-export function verifyClientCert(t: ListenerTls, raw: Uint8Array | undefined): ClientCertificate | null {
-  if (raw === undefined || raw.length === 0) return null;
-  let x: X509Certificate;
+/** Longest chain accepted from a client: leaf + intermediates (the root is ours, from client_ca_file). */
+const MAX_CHAIN = 5;
+
+function parseCert(der: Uint8Array): X509Certificate | null {
   try {
-    x = new X509Certificate(raw);
+    return new X509Certificate(der);
   } catch {
     return null;
   }
+}
+
+function inValidity(x: X509Certificate, now: number): boolean {
+  return Date.parse(x.validFrom) <= now && Date.parse(x.validTo) >= now;
+}
+
+function signedBy(x: X509Certificate, issuer: X509Certificate): boolean {
+  try {
+    return x.checkIssued(issuer) && x.verify(issuer.publicKey);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Verifies a client's certificate chain (DER, leaf first, then whatever
+ * intermediates the client sent) against the configured CAs: the leaf is
+ * inside its validity period and not a CA, and a path of valid CA
+ * intermediates from the sent ones leads from it to one of the CAs. Returns
+ * the leaf's identity, or null when absent or not valid.
+ */
+export function verifyClientCert(t: ListenerTls, chain: readonly Uint8Array[]): ClientCertificate | null {
+  if (chain.length === 0 || chain[0].length === 0) return null;
+  const leaf = parseCert(chain[0]);
   const now = Date.now();
-  if (Date.parse(x.validFrom) > now || Date.parse(x.validTo) < now || x.ca) return null;
-  const trusted = t.clientCas.some((ca) => {
-    try {
-      return x.checkIssued(ca) && x.verify(ca.publicKey);
-    } catch {
-      return false;
+  if (leaf === null || !inValidity(leaf, now) || leaf.ca) return null;
+  const sent: X509Certificate[] = [];
+  for (let i = 1; i < chain.length && i < MAX_CHAIN; i++) {
+    const x = parseCert(chain[i]);
+    if (x !== null && x.ca && inValidity(x, now)) sent.push(x);
+  }
+  let cur = leaf;
+  for (let depth = 0; depth < MAX_CHAIN; depth++) {
+    if (t.clientCas.some((ca) => signedBy(cur, ca))) {
+      return {
+        subject: leaf.subject.split("\n").join(","),
+        sans: (leaf.subjectAltName ?? "").split(",").map((s) => s.trim()).filter((s) => s !== ""),
+        fingerprint256: leaf.fingerprint256,
+      };
     }
-  });
-  if (!trusted) return null;
-  return {
-    subject: x.subject.split("\n").join(","),
-    sans: (x.subjectAltName ?? "").split(",").map((s) => s.trim()).filter((s) => s !== ""),
-    fingerprint256: x.fingerprint256,
-  };
+    const next = sent.find((x) => x !== cur && signedBy(cur, x));
+    if (next === undefined) return null;
+    cur = next;
+  }
+  return null;
+}
+
+/**
+ * The DER chain a node TLS socket's peer sent (leaf first). Deno's node:tls
+ * links the certificates through `issuerCertificate`; the walk stops at a
+ * self-issued one or a repeat.
+ */
+export function peerChain(sock: tls.TLSSocket): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  const seen = new Set<string>();
+  let c = sock.getPeerCertificate(true) as tls.DetailedPeerCertificate | null;
+  while (c && c.raw && c.raw.length > 0 && !seen.has(c.fingerprint256) && out.length < MAX_CHAIN) {
+    seen.add(c.fingerprint256);
+    out.push(c.raw);
+    c = c.issuerCertificate;
+  }
+  return out;
 }
 
 /** Whether an https listener needs the HTTP/2 listener on node:tls (h2 ALPN, SNI certificates or client certificates). */
