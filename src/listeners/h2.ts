@@ -12,15 +12,23 @@
  */
 import tls from "node:tls";
 import type { Socket } from "node:net";
-import type { BodyReader, RawStream, ResponseWriter } from "../gateway/body.ts";
+import type { RawStream } from "../gateway/body.ts";
 import { EMPTY_BODY } from "../gateway/body.ts";
 import { type ClientCertificate, RequestContext } from "../gateway/context.ts";
-import { HeaderList } from "../gateway/headers.ts";
+import type { HeaderList } from "../gateway/headers.ts";
 import type { ListenerConfig } from "../config/types.ts";
 import { H2Connection, type H2Stream } from "../http2/connection.ts";
 import { ErrorCode } from "../http2/frame.ts";
 import { NodeSocketConn, PrefixedConn } from "../net/node_conn.ts";
 import { type ConnectionHooks, Http1Connection, type RequestHandler } from "./http1.ts";
+import {
+  connectionSpecific,
+  refuseStream,
+  requestHead,
+  StreamBodyReader,
+  StreamWriter,
+  toFields,
+} from "./stream_request.ts";
 import { contextFor, type ListenerTls, loadListenerTls, peerChain, verifyClientCert } from "./tls.ts";
 import { logger } from "../observability/logger.ts";
 
@@ -31,84 +39,6 @@ export const CLIENT_SAN_HEADER = "x-loom-client-san";
 
 /** The client connection preface (RFC 9113 3.4). */
 const PREFACE = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-
-/** Response fields HTTP/2 forbids (connection-specific). */
-function connectionSpecific(k: string): boolean {
-  return k === "connection" || k === "keep-alive" || k === "transfer-encoding" || k === "upgrade" ||
-    k === "proxy-connection" || k === "content-length";
-}
-
-/** HeaderList → HTTP/2 fields, after `into` (which holds the pseudo-headers). */
-function toFields(headers: HeaderList, into: string[], skip = connectionSpecific): string[] {
-  for (let i = 0; i < headers.size; i++) {
-    const k = headers.keys[i];
-    if (k[0] !== ":" && !skip(k)) into.push(k, headers.values[i]);
-  }
-  return into;
-}
-
-/** HTTP/2 fields → HeaderList (pseudo-headers skipped). */
-function toList(f: string[]): HeaderList {
-  const l = new HeaderList();
-  for (let i = 0; i < f.length; i += 2) if (f[i][0] !== ":") l.append(f[i], f[i + 1]);
-  return l;
-}
-
-/** A request stream's DATA as a BodyReader; its trailers once the body ended. */
-class H2BodyReader implements BodyReader {
-  trailers: HeaderList | null = null;
-
-  constructor(private s: H2Stream, readonly length: number, private ctx: RequestContext) {}
-
-  async read(): Promise<Uint8Array | null> {
-    const d = await this.s.read();
-    if (d === null) {
-      if (this.s.trailers !== null) this.trailers = toList(this.s.trailers);
-      return null;
-    }
-    this.ctx.bytesIn += d.length;
-    return d;
-  }
-}
-
-/** Response writer on an HTTP/2 server stream. */
-class H2StreamWriter implements ResponseWriter {
-  headSent = false;
-  ctx: RequestContext | null = null;
-  protected ended = false;
-
-  constructor(protected s: H2Stream, private head: boolean) {}
-
-  writeHead(status: number, headers: HeaderList, bodyLength: number): void {
-    this.headSent = true;
-    if (this.ctx) this.ctx.status = status;
-    const f = toFields(headers, [":status", String(status)]);
-    if (bodyLength > 0 && !this.head) f.push("content-length", String(bodyLength));
-    if (bodyLength === 0 || this.head || status === 204 || status === 304) {
-      // One HEADERS frame with END_STREAM: a gRPC trailers-only response when it carries grpc-status.
-      this.ended = true;
-      this.s.respond(f, true);
-      return;
-    }
-    this.s.respond(f, false);
-  }
-
-  async write(chunk: Uint8Array): Promise<void> {
-    if (this.ended) return;
-    if (this.ctx) this.ctx.bytesOut += chunk.length;
-    await this.s.write(chunk);
-  }
-
-  end(trailers?: HeaderList | null): Promise<void> {
-    if (this.ended) return Promise.resolve();
-    this.ended = true;
-    return this.s.end(trailers && trailers.size > 0 ? toFields(trailers, []) : null);
-  }
-
-  abort(): void {
-    this.s.reset(ErrorCode.INTERNAL_ERROR);
-  }
-}
 
 /** Upgrade response fields that have no place in an RFC 8441 200 (the HTTP/2 stream is the tunnel). */
 function notForExtendedConnect(k: string): boolean {
@@ -121,9 +51,9 @@ function notForExtendedConnect(k: string): boolean {
  * upstream's 101 becomes a 200 on the stream, whose DATA frames then carry
  * the WebSocket bytes both ways (the tunnel in proxy/tunnel.ts).
  */
-class H2ConnectWriter extends H2StreamWriter {
+class H2ConnectWriter extends StreamWriter<H2Stream> {
   constructor(s: H2Stream, private idleTimeout: number) {
-    super(s, false);
+    super(s, false, ErrorCode.INTERNAL_ERROR);
   }
 
   upgrade(headers: HeaderList): Promise<RawStream> {
@@ -433,38 +363,16 @@ export class H2Listener {
     }
   }
 
-  /** Answers a stream the gateway never sees (a refusal) with a small JSON body. */
-  private refuse(s: H2Stream, status: number, message: string): void {
-    const body = new TextEncoder().encode(JSON.stringify({ error: message, status }) + "\n");
-    s.respond([":status", String(status), "content-type", "application/json"], false);
-    s.write(body).then(() => s.end()).catch(() => {});
-  }
-
   private onStream(s: H2Stream, c: H2Connection, info: ConnInfo): void {
     const st = this.h2.get(c);
     if (st !== undefined) st.idleSince = Date.now();
-    if (s.oversized) return this.refuse(s, 431, "request header fields too large");
-    const f = s.headers;
-    let method = "GET", path = "/", authority = "", protocol = "";
-    const headers = new HeaderList();
-    let cookie: string | undefined;
-    for (let i = 0; i < f.length; i += 2) {
-      const k = f[i];
-      if (k[0] === ":") {
-        if (k === ":method") method = f[i + 1];
-        else if (k === ":path") path = f[i + 1];
-        else if (k === ":authority") authority = f[i + 1];
-        else if (k === ":protocol") protocol = f[i + 1].toLowerCase();
-      } else if (k === "cookie") {
-        // RFC 9113 8.2.3: split cookie fields are joined again for HTTP/1.1 hops.
-        cookie = cookie === undefined ? f[i + 1] : cookie + "; " + f[i + 1];
-      } else headers.append(k, f[i + 1]);
-    }
-    if (cookie !== undefined) headers.append("cookie", cookie);
-    if (authority === "") authority = headers.get("host") ?? "";
+    if (s.oversized) return refuseStream(s, 431, "request header fields too large");
+    const { method, path, authority, protocol, headers } = requestHead(s.headers);
     // RFC 8441: `CONNECT` with `:protocol: websocket` is a WebSocket handshake; routing, plugins and
     // the upstream (an HTTP/1.1 Upgrade) see it as the GET it replaces. Other CONNECTs are refused.
-    if (method === "CONNECT" && protocol !== "websocket") return this.refuse(s, 501, "CONNECT not supported");
+    if (method === "CONNECT" && protocol !== "websocket") {
+      return refuseStream(s, 501, "CONNECT not supported");
+    }
     const extended = method === "CONNECT";
     if (extended && headers.get("sec-websocket-key") === undefined) {
       // An HTTP/1.1 upstream needs a key to answer 101; RFC 8441 clients send none (the stream proves intent).
@@ -475,7 +383,7 @@ export class H2Listener {
     }
     const w = extended
       ? new H2ConnectWriter(s, this.cfg.idle_timeout)
-      : new H2StreamWriter(s, method === "HEAD");
+      : new StreamWriter(s, method === "HEAD", ErrorCode.INTERNAL_ERROR);
     const ctx = new RequestContext(
       extended ? "GET" : method,
       path,
@@ -494,7 +402,7 @@ export class H2Listener {
     if (extended) ctx.upgrade = protocol;
     else if (!s.headersEnded) {
       const cl = headers.get("content-length");
-      ctx.body = new H2BodyReader(s, cl !== undefined ? Number(cl) : -1, ctx);
+      ctx.body = new StreamBodyReader(s, cl !== undefined ? Number(cl) : -1, ctx);
     }
     if (info.scheme === "https") this.stamp(ctx, info);
     w.ctx = ctx;

@@ -190,7 +190,12 @@ function writeResponseHead(ctx: RequestContext, res: ParsedResponse, src: Uint8A
       return;
     }
   }
-  filterResponseHeaders(res.headers, res.connection, ctx.protocol === "HTTP/2" ? "2" : "1.1", false);
+  filterResponseHeaders(
+    res.headers,
+    res.connection,
+    ctx.protocol === "HTTP/2" ? "2" : ctx.protocol === "HTTP/3" ? "3" : "1.1",
+    false,
+  );
   w.writeHead(res.status, res.headers, length, res.reason);
 }
 

@@ -8,6 +8,7 @@ import { Gateway } from "../gateway/gateway.ts";
 import { buildSnapshot, retireSnapshot } from "../gateway/snapshot.ts";
 import { Http1Listener } from "../listeners/http1.ts";
 import { H2Listener } from "../listeners/h2.ts";
+import { H3Listener } from "../listeners/h3.ts";
 import { needsNodeTls } from "../listeners/tls.ts";
 import { GatewayMetrics } from "../observability/gateway_metrics.ts";
 import { createAccessLog } from "../observability/access_log.ts";
@@ -105,6 +106,18 @@ export class GatewayInstance {
       case "grpc":
       case "grpcs":
         return new H2Listener(l, this.gateway, hooks, reusePort);
+      case "http3":
+        try {
+          // A listener changed by a reload keeps draining on its UDP socket: the new one takes it over.
+          const prev = [...this.retiring].find((r): r is H3Listener =>
+            r instanceof H3Listener && r.canHandOver(l)
+          );
+          return new H3Listener(l, this.gateway, hooks, prev);
+        } catch (e) {
+          // QUIC endpoints cannot share a UDP port (no SO_REUSEPORT): with workers, the first one serves it.
+          if (reusePort && e instanceof Deno.errors.AddrInUse) return null;
+          throw e;
+        }
       default:
         logger.warn("listener protocol not available yet; listener skipped", {
           listener: l.name,

@@ -1,0 +1,255 @@
+/**
+ * The HTTP/3 listener (`protocol: http3`): a Deno.QuicEndpoint on the
+ * listener's UDP port with ALPN h3, and Loom's own HTTP/3 framing and QPACK
+ * (src/http3) on each connection. Request streams become RequestContexts
+ * exactly like HTTP/2 streams do (stream_request.ts), so routing, plugins and
+ * upstreams see no difference but `protocol: "HTTP/3"`.
+ *
+ * Deno's QUIC API takes one certificate and no client-certificate settings,
+ * so SNI certificate lists and mTLS are not available on this listener.
+ */
+import { EMPTY_BODY } from "../gateway/body.ts";
+import { RequestContext } from "../gateway/context.ts";
+import type { ListenerConfig } from "../config/types.ts";
+import { H3Connection, type H3Stream } from "../http3/connection.ts";
+import { H3Error } from "../http3/frame.ts";
+import type { ConnectionHooks, RequestHandler } from "./http1.ts";
+import { refuseStream, requestHead, StreamBodyReader, StreamWriter } from "./stream_request.ts";
+import { logger } from "../observability/logger.ts";
+
+/** What a connection's requests share. */
+interface ConnInfo {
+  sni: string;
+  remoteIp: string;
+  remotePort: number;
+  localIp: string;
+}
+
+/** Reads the listener's certificate and key (PEM). */
+function readPair(cfg: ListenerConfig): { cert: string; key: string } {
+  const t = cfg.tls;
+  if (t === undefined) throw new Error("http3 listener needs a tls block");
+  if (t.client_auth !== undefined && t.client_auth !== "none") {
+    // Refuse rather than serve without the client check the config asks for.
+    throw new Error(
+      "http3 listener: client_auth is not supported (Deno's QUIC API has no client certificates)",
+    );
+  }
+  const read = (f: string) => {
+    try {
+      return Deno.readTextFileSync(f);
+    } catch (e) {
+      throw new Error(`cannot read ${f}: ${(e as Error).message}`);
+    }
+  };
+  return { cert: read(t.cert_file), key: read(t.key_file) };
+}
+
+/** A running HTTP/3 listener. */
+export class H3Listener {
+  readonly addr: Deno.NetAddr;
+  private endpoint: Deno.QuicEndpoint;
+  private listener: Deno.QuicListener;
+  private pair: { cert: string; key: string };
+  private conns = new Set<H3Connection>();
+  private active = 0;
+  private closing = false;
+  /** The listener that took over this one's UDP socket (a reload changed it): new connections go there. */
+  private successor: H3Listener | null = null;
+
+  /**
+   * @param replaces a closed listener on the same address (reload): its UDP socket is taken over, since
+   *   it stays open while the old connections drain and a second bind would fail.
+   */
+  constructor(
+    readonly cfg: ListenerConfig,
+    readonly handler: RequestHandler,
+    private hooks: ConnectionHooks = {},
+    replaces?: H3Listener,
+  ) {
+    this.pair = readPair(cfg);
+    const taken = replaces?.canHandOver(cfg) ? replaces.endpoint : undefined;
+    this.endpoint = taken ?? new Deno.QuicEndpoint({ hostname: cfg.hostname || "0.0.0.0", port: cfg.port });
+    this.addr = this.endpoint.addr;
+    try {
+      this.listener = this.listen();
+    } catch (e) {
+      if (taken === undefined) this.endpoint.close();
+      throw e;
+    }
+    if (taken !== undefined) replaces!.successor = this;
+    this.acceptLoop(this.listener);
+  }
+
+  /** Whether `next` may take over this listener's socket: this one is closed and bound to the same address. */
+  canHandOver(next: ListenerConfig): boolean {
+    return this.closing && this.successor === null && next.port !== 0 && next.port === this.addr.port &&
+      (next.hostname || "0.0.0.0") === (this.cfg.hostname || "0.0.0.0");
+  }
+
+  private listen(): Deno.QuicListener {
+    return this.endpoint.listen({
+      alpnProtocols: ["h3"],
+      cert: this.pair.cert,
+      key: this.pair.key,
+      // QUIC's own idle timeout closes quiet connections (RFC 9114 §5.1); 0 = none.
+      maxIdleTimeout: this.cfg.idle_timeout > 0 ? this.cfg.idle_timeout : undefined,
+      // QUIC MAX_STREAMS enforces the limit: clients wait for credit instead of being refused.
+      maxConcurrentBidirectionalStreams: this.cfg.http2?.max_concurrent_streams ?? 100,
+    });
+  }
+
+  private full(): boolean {
+    return this.cfg.max_connections > 0 && this.conns.size >= this.cfg.max_connections;
+  }
+
+  private async acceptLoop(l: Deno.QuicListener): Promise<void> {
+    for (;;) {
+      let inc: Deno.QuicIncoming;
+      try {
+        inc = await l.incoming();
+      } catch {
+        return; // stopped (close or certificate reload)
+      }
+      // A stopped QUIC listener's pending incoming() still takes the next connection (Deno 2.9.6), and
+      // accepting it applies the socket's current listen options: pass it on to whoever serves now,
+      // then let the stopped listener's loop end.
+      this.admit(inc);
+      if (this.closing || l !== this.listener) return;
+    }
+  }
+
+  private admit(inc: Deno.QuicIncoming): void {
+    if (this.successor !== null) return this.successor.admit(inc);
+    if (this.closing || this.full()) return inc.refuse();
+    this.accept(inc);
+  }
+
+  private async accept(inc: Deno.QuicIncoming): Promise<void> {
+    let quic: Deno.QuicConn;
+    try {
+      quic = await inc.accept();
+      await quic.handshake;
+    } catch {
+      return; // failed handshake
+    }
+    // Addresses come from the connection: in Deno 2.9.6 reading a QuicIncoming field invalidates it.
+    const ra = quic.remoteAddr;
+    const info: ConnInfo = {
+      sni: quic.serverName ?? "",
+      remoteIp: ra.hostname,
+      remotePort: ra.port,
+      localIp: this.addr.hostname,
+    };
+    const c: H3Connection = new H3Connection(quic, {
+      maxFieldSectionSize: this.cfg.http2?.max_header_list_size ?? 64 * 1024,
+      readHeaderTimeout: this.cfg.read_header_timeout,
+      onStream: (s) => this.onStream(s, info),
+    });
+    this.conns.add(c);
+    this.hooks.opened?.(this.cfg.name);
+    c.closed.then(() => {
+      this.conns.delete(c);
+      this.hooks.closed?.(this.cfg.name);
+    });
+    c.serve();
+    if (this.closing) c.goaway();
+  }
+
+  private onStream(s: H3Stream, info: ConnInfo): void {
+    if (s.oversized) return refuseStream(s, 431, "request header fields too large");
+    if (s.malformed !== null) return refuseStream(s, 400, `malformed request: ${s.malformed}`);
+    const { method, path, authority, headers } = requestHead(s.headers);
+    // No SETTINGS_ENABLE_CONNECT_PROTOCOL here: WebSocket over HTTP/3 (RFC 9220) is not offered.
+    if (method === "CONNECT") return refuseStream(s, 501, "CONNECT not supported");
+    const w = new StreamWriter(s, method === "HEAD", H3Error.INTERNAL_ERROR);
+    const ctx = new RequestContext(
+      method,
+      path,
+      authority,
+      "https",
+      "HTTP/3",
+      headers,
+      EMPTY_BODY,
+      w,
+      info.remoteIp,
+      info.remotePort,
+      this.cfg.name,
+    );
+    ctx.localAddr = info.localIp;
+    ctx.localPort = this.addr.port;
+    ctx.sni = info.sni;
+    if (!s.headersEnded) {
+      const cl = headers.get("content-length");
+      ctx.body = new StreamBodyReader(s, cl !== undefined ? Number(cl) : -1, ctx);
+    }
+    w.ctx = ctx;
+    this.active++;
+    let finished = false;
+    // A reset stream (client cancel, connection loss) aborts the request upstream.
+    s.done.then(() => {
+      if (!finished && s.rstCode !== null) ctx.abort();
+    });
+    this.handler.handle(ctx).catch(() => w.abort()).finally(() => {
+      finished = true;
+      this.active--;
+    });
+  }
+
+  /**
+   * Re-reads the certificate (config reload): a new QUIC listener on the same
+   * endpoint takes new handshakes; open connections keep theirs. Keeps the old
+   * pair on error.
+   */
+  reloadTls(cfg: ListenerConfig): void {
+    if (this.closing) return;
+    let pair;
+    try {
+      pair = readPair(cfg);
+    } catch (e) {
+      logger.error("TLS reload failed; keeping the previous certificates", {
+        listener: cfg.name,
+        error: String(e),
+      });
+      return;
+    }
+    if (pair.cert === this.pair.cert && pair.key === this.pair.key) return;
+    const old = this.pair;
+    this.pair = pair;
+    this.listener.stop();
+    try {
+      this.listener = this.listen();
+    } catch (e) {
+      logger.error("TLS reload failed; keeping the previous certificates", {
+        listener: cfg.name,
+        error: String(e),
+      });
+      this.pair = old;
+      this.listener = this.listen();
+    }
+    this.acceptLoop(this.listener);
+  }
+
+  /** Stops accepting; connections get GOAWAY and close once their streams are done. */
+  close(): void {
+    if (this.closing) return;
+    this.closing = true;
+    try {
+      this.listener.stop();
+    } catch { /* stopped */ }
+    for (const c of this.conns) c.goaway();
+  }
+
+  async drained(): Promise<void> {
+    while (this.active > 0 || this.conns.size > 0) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  closeAll(): void {
+    this.close();
+    for (const c of this.conns) c.destroy();
+    if (this.successor !== null) return; // the socket is the successor's now
+    try {
+      this.endpoint.close();
+    } catch { /* closed */ }
+  }
+}
