@@ -6,7 +6,9 @@
  * body (phase on_request_body). Prints CPU µs per request for each and the
  * difference to the plain route.
  *
- *   deno run -A --unstable-net bench/plugins.ts [requests] [none|header|post|read|body]
+ *   deno run -A --unstable-net bench/plugins.ts [requests] [none|header|post|read|body] [timeslice|inline]
+ *
+ * The third argument sets the plugin's `isolation` (default: the config default).
  *
  * `post` is the baseline for `read` (the plugin reads the 16 KiB body) and
  * `body` (it also upper-cases it in wasm and writes it back): the same upload on a plain route.
@@ -24,13 +26,14 @@ const REQUEST = mode === "body" || mode === "read" || mode === "post"
   : GET_REQUEST;
 
 const total = Number(Deno.args[0] ?? 200_000);
+const isolation = Deno.args[2] ? `, isolation: ${Deno.args[2]}` : "";
 const root = new URL("../plugins/", import.meta.url).pathname;
 const plugin = mode === "header"
-  ? `{name: p, path: "${root}add-headers/add_headers.wasm", config: "+x-bench: 1"}`
+  ? `{name: p, path: "${root}add-headers/add_headers.wasm", config: "+x-bench: 1"${isolation}}`
   : mode === "body" || mode === "read"
   ? `{name: p, path: "${root}test/kitchen_0_2_1.wasm", config: "${
     mode === "body" ? "b" : "R"
-  }", phase: on_request_body}`
+  }", phase: on_request_body${isolation}}`
   : "";
 const { cpu, wall, requests } = await runInproc(
   `listeners: [{name: http, address: "127.0.0.1:9", protocol: http}]
@@ -42,6 +45,8 @@ access_log: {enabled: false}`,
   total,
 );
 console.log(
-  `plugin=${mode}: ${cpu.toFixed(2)} µs CPU per request (${wall.toFixed(2)} µs wall), ${requests} requests`,
+  `plugin=${mode}${Deno.args[2] ? ` (${Deno.args[2]})` : ""}: ${cpu.toFixed(2)} µs CPU per request (${
+    wall.toFixed(2)
+  } µs wall), ${requests} requests`,
 );
 Deno.exit(0);

@@ -38,6 +38,7 @@ export interface PluginSpec {
   timeout?: string;
   root_id?: string;
   global?: boolean;
+  isolation?: string;
 }
 
 /** YAML: one listener, upstream "app" (+ optional "auth"), one route per [id, plugins]. */

@@ -371,6 +371,13 @@ const plugin = t.object({
     "fail_closed",
     "What happens when the plugin fails.",
   ),
+  isolation: opt(
+    t.enum(["timeslice", "inline"]),
+    undefined,
+    "Default inline: callbacks run synchronously (cheapest; a runaway callback delays the worker's other " +
+      "requests until its timeout); timeslice: callbacks run through JSPI and a long one is suspended " +
+      "every 2 ms so other requests are served (about 2 µs more per callback).",
+  ),
 });
 
 const stringList = t.list(t.string());

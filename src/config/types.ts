@@ -261,6 +261,11 @@ export interface PluginConfig {
   /** ms. Default 50ms. */
   timeout: number;
   failure_policy: "fail_closed" | "fail_open";
+  /**
+   * How callbacks run: `timeslice` (suspended every few ms so other requests are served) or `inline`
+   * (synchronous, cheapest). Absent = inline (`DEFAULT_ISOLATION` in src/wasm/plugin.ts).
+   */
+  isolation?: "timeslice" | "inline";
 }
 
 export interface AdminConfig {

@@ -10,6 +10,12 @@
  * chunk. Straight-line code always ends and recursion ends in a stack
  * overflow, so loop headers are the only place a check is needed.
  *
+ * A check may also return 0: the host wants the callback to give the event
+ * loop back (timeslice isolation). The code then calls the second import,
+ * `loom.yield`, which the host backs with a JSPI `WebAssembly.Suspending`
+ * function (the callback is suspended and resumed later), and continues with
+ * a fresh chunk. Only the rare check path carries that branch.
+ *
  * Cost: the check must be cheap where loops are tight, so the per-iteration
  * part is a counter in a fresh *local* (a register): `if ((++k & mask) == 0)`
  * calls the host every mask+1 iterations. A local restarts at 0 on every
@@ -21,7 +27,7 @@
  * min(declared, memory_limit), so `memory.grow` beyond the limit returns -1
  * inside the plugin (the engine enforces it, no host call on the hot path).
  *
- * Adding the import shifts every defined function index by one, so all
+ * Adding the two imports shifts every defined function index by two, so all
  * function references are renumbered: `call`, `return_call`, `ref.func`,
  * exports, the start function, element segments and constant expressions.
  * The `name` custom section (stale after renumbering) is dropped.
@@ -136,9 +142,11 @@ class Writer {
 }
 
 interface Ctx {
-  /** Function imports before ours: indices >= this shift by one. */
+  /** Function imports before ours: indices >= this shift by two. */
   importedFuncs: number;
   checkFunc: number;
+  yieldFunc: number;
+  fuelChunk: number;
   fuelGlobal: number;
   loops: number;
   /** The loop counter local of the function being rewritten. */
@@ -146,7 +154,20 @@ interface Ctx {
   loopMask: number;
 }
 
-const shiftFunc = (c: Ctx, idx: number) => idx >= c.importedFuncs ? idx + 1 : idx;
+const shiftFunc = (c: Ctx, idx: number) => idx >= c.importedFuncs ? idx + 2 : idx;
+
+/** `fuel = loom.check(); if (fuel == 0) { loom.yield(); fuel = chunk; }` */
+function emitCheck(w: Writer, c: Ctx): void {
+  w.byte(0x10), w.u32(c.checkFunc);
+  w.byte(0x24), w.u32(c.fuelGlobal);
+  w.byte(0x23), w.u32(c.fuelGlobal);
+  w.byte(0x45); // i32.eqz
+  w.byte(0x04), w.byte(0x40);
+  w.byte(0x10), w.u32(c.yieldFunc);
+  w.byte(0x41), w.s32(c.fuelChunk);
+  w.byte(0x24), w.u32(c.fuelGlobal);
+  w.byte(0x0b);
+}
 
 /** Reads a block type (0x40, a value type, or an s33 type index). */
 function skipBlockType(r: Reader): void {
@@ -186,7 +207,7 @@ function rewriteExpr(r: Reader, w: Writer, c: Ctx, instrumentLoops: boolean): vo
         depth++;
         w.bytes(r.b.subarray(start, r.pos));
         if (instrumentLoops) {
-          // if ((++k & mask) == 0) fuel = loom.check();
+          // if ((++k & mask) == 0) check (emitCheck)
           w.byte(0x20), w.u32(c.counterLocal);
           w.byte(0x41), w.s32(1);
           w.byte(0x6a); // i32.add
@@ -195,8 +216,7 @@ function rewriteExpr(r: Reader, w: Writer, c: Ctx, instrumentLoops: boolean): vo
           w.byte(0x71); // i32.and
           w.byte(0x45); // i32.eqz
           w.byte(0x04), w.byte(0x40);
-          w.byte(0x10), w.u32(c.checkFunc);
-          w.byte(0x24), w.u32(c.fuelGlobal);
+          emitCheck(w, c);
           w.byte(0x0b);
           c.loops++;
         }
@@ -392,16 +412,19 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
       }
     }
   }
+  const chunk = opts.fuelChunk ?? DEFAULT_FUEL_CHUNK;
   const c: Ctx = {
     importedFuncs,
     checkFunc: importedFuncs,
+    yieldFunc: importedFuncs + 1,
+    fuelChunk: chunk,
     fuelGlobal: importedGlobals + definedGlobals,
     loops: 0,
     counterLocal: 0,
     loopMask: opts.loopMask ?? DEFAULT_LOOP_MASK,
   };
-  const chunk = opts.fuelChunk ?? DEFAULT_FUEL_CHUNK;
   const checkType = typeCount; // () -> i32, appended
+  const yieldType = typeCount + 1; // () -> (), appended
   let initialPages = 0;
   const out = new Writer();
   out.bytes(bytes.subarray(0, 8));
@@ -412,12 +435,16 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
   };
   const has = (id: number) => sections.some((s) => s.id === id);
   const emitImports = (w: Writer, extra: boolean) => {
-    // Our import goes after every existing import: its index = old imported function count.
+    // Our imports go after every existing import: their indices = old imported function count (+1).
     if (extra) {
       w.str("loom");
       w.str("check");
       w.byte(0);
       w.u32(checkType);
+      w.str("loom");
+      w.str("yield");
+      w.byte(0);
+      w.u32(yieldType);
     }
   };
   for (const s of sections) {
@@ -426,13 +453,14 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
     switch (s.id) {
       case 1: {
         const n = r.u32();
-        w.u32(n + 1);
+        w.u32(n + 2);
         w.bytes(bytes.subarray(r.pos, s.end));
         w.byte(0x60), w.u32(0), w.u32(1), w.byte(0x7f);
+        w.byte(0x60), w.u32(0), w.u32(0);
         emit(1, w.done());
         if (!has(2)) {
           const iw = new Writer();
-          iw.u32(1);
+          iw.u32(2);
           emitImports(iw, true);
           emit(2, iw.done());
         }
@@ -440,7 +468,7 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
       }
       case 2: {
         const n = r.u32();
-        w.u32(n + 1);
+        w.u32(n + 2);
         for (let i = 0; i < n; i++) {
           const m = r.u32();
           w.u32(m), w.bytes(bytes.subarray(r.pos, r.pos + m)), r.skip(m);
@@ -568,8 +596,7 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
             fw.byte(0x41), fw.s32(0);
             fw.byte(0x4c); // i32.le_s: a check that threw leaves 0 behind
             fw.byte(0x04), fw.byte(0x40);
-            fw.byte(0x10), fw.u32(c.checkFunc);
-            fw.byte(0x24), fw.u32(c.fuelGlobal);
+            emitCheck(fw, c);
             fw.byte(0x0b);
           } else {
             fw.u32(groups);

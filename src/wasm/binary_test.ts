@@ -3,6 +3,11 @@ import wabtInit from "wabt";
 import { instrument, WasmLoadError } from "./binary.ts";
 
 const wabt = await wabtInit();
+/** JSPI, not yet in Deno's lib types. */
+const JSPI = WebAssembly as unknown as {
+  Suspending: new (f: () => Promise<void>) => WebAssembly.ImportValue;
+  promising(f: unknown): (...a: number[]) => Promise<number>;
+};
 
 function wat(text: string): Uint8Array {
   const m = wabt.parseWat("t.wat", text, { bulk_memory: true, reference_types: true });
@@ -43,10 +48,10 @@ const SAMPLE = wat(`(module
     (call_indirect (type $t) (i32.const 2)))
   (func (export "g") (result i32) (global.get $g)))`);
 
-function load(bytes: Uint8Array, check: () => number) {
+function load(bytes: Uint8Array, check: () => number, yieldFn: WebAssembly.ImportValue = () => {}) {
   const m = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
   const env = { h: (x: number) => x };
-  const inst = new WebAssembly.Instance(m, { env, loom: { check } });
+  const inst = new WebAssembly.Instance(m, { env, loom: { check, yield: yieldFn } });
   return inst.exports as Record<string, (...a: number[]) => number> & { memory: WebAssembly.Memory };
 }
 
@@ -63,7 +68,7 @@ Deno.test("instrument: behaviour preserved, function indices renumbered everywhe
     assert.equal(ex.g(), 7, "start function ran");
   }
   const imports = WebAssembly.Module.imports(new WebAssembly.Module(r.bytes as Uint8Array<ArrayBuffer>));
-  assert.deepEqual(imports.map((i) => `${i.module}.${i.name}`), ["env.h", "loom.check"]);
+  assert.deepEqual(imports.map((i) => `${i.module}.${i.name}`), ["env.h", "loom.check", "loom.yield"]);
 });
 
 Deno.test("instrument: loops call the check every mask+1 iterations; a throwing check stops an endless loop", () => {
@@ -106,4 +111,39 @@ Deno.test("instrument: modules without globals or imports; bad input rejected", 
   assert.equal(load(r.bytes, () => 1).f(), 5);
   assert.throws(() => instrument(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]), { maxPages: 1 }), /magic/);
   assert.throws(() => instrument(SAMPLE.subarray(0, SAMPLE.length - 3), { maxPages: 50 }), WasmLoadError);
+});
+
+Deno.test("instrument: a check returning 0 yields (JSPI suspend), then the loop resumes with fresh fuel", async () => {
+  const r = instrument(SAMPLE, { maxPages: 50, loopMask: 15, fuelChunk: 3 });
+  let calls = 0, yields = 0;
+  const log: string[] = [];
+  const ex = load(
+    r.bytes,
+    () => {
+      calls++;
+      if (calls === 8) throw new Error("deadline");
+      return calls % 3 === 0 ? 0 : 3;
+    },
+    new JSPI.Suspending(async () => {
+      yields++;
+      log.push("suspended");
+      await new Promise((r) => setTimeout(r, 0));
+    }),
+  );
+  const spin = JSPI.promising(ex.spin)();
+  log.push("returned");
+  await assert.rejects(spin, /deadline/);
+  assert.equal(calls, 8);
+  assert.equal(yields, 2, "checks 3 and 6 returned 0");
+  assert.equal(log[0], "suspended");
+  assert.equal(log[1], "returned", "the caller got the event loop back while the loop was suspended");
+  // Results survive a suspension: sum() across yields.
+  calls = 0;
+  const ex2 = load(
+    r.bytes,
+    () => (++calls % 2 === 0 ? 0 : 3),
+    new JSPI.Suspending(() => new Promise((r) => setTimeout(r, 0))),
+  );
+  assert.equal(await JSPI.promising(ex2.sum)(100), 100 * 101 / 2 + 3);
+  assert.ok(calls >= 6);
 });

@@ -27,6 +27,7 @@ import {
   type LocalResponse,
   type MapView,
   type PluginVM,
+  StaleVM,
   type StreamHost,
 } from "./vm.ts";
 
@@ -55,7 +56,9 @@ function pairsOf(h: HeaderList): Uint8Array {
 
 /** One plugin's stream context for one request. */
 class Stream implements StreamHost {
-  readonly id: number;
+  id: number;
+  /** Only on_context_create ran: the guest holds nothing else of this stream (it may move VMs). */
+  fresh = true;
   dead = false;
   paused: { resolve: () => void; reject: (e: Stop) => void } | null = null;
   local: LocalResponse | null = null;
@@ -68,9 +71,35 @@ class Stream implements StreamHost {
   /** Response body this plugin held back (StopIterationAndBuffer), not yet passed on. */
   resBuf: Uint8Array = EMPTY;
 
-  constructor(readonly run: ChainRun, readonly plugin: Plugin, readonly vm: PluginVM) {
+  constructor(readonly run: ChainRun, readonly plugin: Plugin, public vm: PluginVM) {
     this.id = vm.newContextId();
     vm.streams.set(this.id, this);
+  }
+
+  /**
+   * Timeslice: the VM failed in another request's callback while this fresh
+   * stream waited for it. Moves to the plugin's next VM (as a request arriving
+   * a moment later would have) and creates its context there; false when no
+   * VM is available or that fails too.
+   */
+  async rebind(): Promise<boolean> {
+    this.vm.streams.delete(this.id);
+    const vm = this.plugin.getVM();
+    this.fresh = false;
+    if (vm === null) return false;
+    this.vm = vm;
+    this.id = vm.newContextId();
+    vm.streams.set(this.id, this);
+    this.failure = null;
+    try {
+      await vm.call("proxy_on_context_create", this.id, this.id, vm.rootContextId);
+      this.fresh = true;
+    } catch (e) {
+      if (e instanceof StaleVM) return this.rebind(); // that VM failed too before our turn
+      this.failure = e instanceof Error ? e : new Error(String(e));
+      return false;
+    }
+    return this.failure === null;
   }
 
   map(type: number): MapView | null {
@@ -278,27 +307,59 @@ class ChainRun {
   ): Promise<void> {
     for (const s of this.streams) {
       if (s.dead || !want(s.plugin)) continue;
-      const action = this.invoke(s, cb, phase, a, b);
+      let action = this.invoke(s, cb, phase, a, b);
+      if (typeof action !== "number") action = await action;
       if (action === -1) continue; // failed open
       await this.afterAction(s, action);
     }
   }
 
-  /** One callback; -1 = the plugin failed and is skipped (fail_open). */
-  invoke(s: Stream, cb: Callback, phase: string, a: number, b: number): number {
+  /**
+   * One callback; -1 = the plugin failed and is skipped (fail_open). A
+   * Promise in timeslice mode (inline callers test `typeof` to skip an await).
+   */
+  invoke(s: Stream, cb: Callback, phase: string, a: number, b: number): number | Promise<number> {
     s.resumedEarly = false;
     const t0 = performance.now();
-    let action: number;
+    let action: number | Promise<number>;
     try {
       action = s.vm.call(cb, s.id, s.id, a, b);
     } catch (e) {
-      s.failure ??= e instanceof Error ? e : new Error(String(e));
-      return this.failed(s);
-    } finally {
       s.plugin.observe(phase, (performance.now() - t0) / 1000);
+      return this.callFailed(s, e, cb, phase, a, b);
     }
+    if (typeof action !== "number") {
+      return action.then((r) => {
+        s.plugin.observe(phase, (performance.now() - t0) / 1000);
+        s.fresh = false;
+        return s.failure !== null ? this.failed(s) : r;
+      }, (e) => {
+        s.plugin.observe(phase, (performance.now() - t0) / 1000);
+        return this.callFailed(s, e, cb, phase, a, b);
+      });
+    }
+    s.plugin.observe(phase, (performance.now() - t0) / 1000);
+    s.fresh = false;
     if (s.failure !== null) return this.failed(s);
     return action;
+  }
+
+  private callFailed(
+    s: Stream,
+    e: unknown,
+    cb: Callback,
+    phase: string,
+    a: number,
+    b: number,
+  ): number | Promise<number> {
+    // Each retry follows another VM failure: bounded by the plugin's crash-loop cap (getVM null).
+    if (e instanceof StaleVM && s.fresh) {
+      return s.rebind().then((ok) =>
+        ok ? this.invoke(s, cb, phase, a, b) : this.callFailed(s, e, cb, phase, a, b)
+      );
+    }
+    s.failure ??= e instanceof Error ? e : new Error(String(e));
+    return this.failed(s);
   }
 
   private failed(s: Stream): number {
@@ -352,19 +413,37 @@ class ChainRun {
     return null;
   }
 
-  finish(): void {
+  /** on_done, on_log, on_delete for every stream; a Promise when a timeslice VM ran them. */
+  finish(): void | Promise<void> {
+    let wait: Promise<void>[] | null = null;
     for (const s of this.streams) {
       const vm = s.vm;
-      if (vm.failed === null) {
-        try {
-          vm.call("proxy_on_done", s.id, s.id);
-          vm.call("proxy_on_log", s.id, s.id);
-          vm.call("proxy_on_delete", s.id, s.id);
-        } catch { /* recorded on the plugin */ }
+      if (vm.failed !== null) {
+        vm.streams.delete(s.id);
+        continue;
       }
-      vm.streams.delete(s.id);
+      if (vm.sliced) (wait ??= []).push(finishSliced(s));
+      else {
+        try {
+          vm.callPlain("proxy_on_done", s.id, s.id);
+          vm.callPlain("proxy_on_log", s.id, s.id);
+          vm.callPlain("proxy_on_delete", s.id, s.id);
+        } catch { /* recorded on the plugin */ }
+        vm.streams.delete(s.id);
+      }
     }
+    if (wait !== null) return Promise.all(wait).then(() => {});
   }
+}
+
+async function finishSliced(s: Stream): Promise<void> {
+  const vm = s.vm;
+  try {
+    await vm.call("proxy_on_done", s.id, s.id);
+    await vm.call("proxy_on_log", s.id, s.id);
+    await vm.call("proxy_on_delete", s.id, s.id);
+  } catch { /* recorded on the plugin */ }
+  vm.streams.delete(s.id);
 }
 
 const NO_PSEUDO = { get: () => undefined, set: () => {}, list: (): [string, string][] => [] };
@@ -408,9 +487,11 @@ export async function runPlugins(
       const s = new Stream(run, p, vm);
       run.streams.push(s);
       try {
-        vm.call("proxy_on_context_create", s.id, s.id, vm.rootContextId);
+        const r = vm.call("proxy_on_context_create", s.id, s.id, vm.rootContextId);
+        if (typeof r !== "number") await r;
       } catch (e) {
-        s.failure = e instanceof Error ? e : new Error(String(e));
+        if (e instanceof StaleVM && (await s.rebind())) continue;
+        s.failure = s.failure ?? (e instanceof Error ? e : new Error(String(e)));
         s.dead = true;
         if (p.cfg.failure_policy !== "fail_open") throw new Stop("fail");
       }
@@ -430,7 +511,8 @@ export async function runPlugins(
     if (!(e instanceof Stop)) throw e;
     await stopWith(run, e);
   } finally {
-    run.finish();
+    const f = run.finish();
+    if (f !== undefined) await f;
   }
 }
 
@@ -521,7 +603,8 @@ class RequestBodyPump {
       if (window.length > MAX_BUFFERED_BODY) throw new Stop("too_large");
       run.reqBody = window;
       if (window.length > 0 || eos) {
-        const action = run.invoke(s, "proxy_on_request_body", "on_request_body", window.length, eos ? 1 : 0);
+        let action = run.invoke(s, "proxy_on_request_body", "on_request_body", window.length, eos ? 1 : 0);
+        if (typeof action !== "number") action = await action;
         if (action === -1) {
           cur = window;
           continue;
@@ -539,7 +622,8 @@ class RequestBodyPump {
         }
       }
       if (trailers !== null) {
-        const action = run.invoke(s, "proxy_on_request_trailers", "on_request_trailers", trailers.size, 0);
+        let action = run.invoke(s, "proxy_on_request_trailers", "on_request_trailers", trailers.size, 0);
+        if (typeof action !== "number") action = await action;
         if (action !== -1) await run.afterAction(s, action);
       }
       cur = run.reqBody!;
@@ -736,13 +820,14 @@ class PluginResponseWriter implements ResponseWriter {
         }
         run.resBody = window;
         if (window.length > 0 || eos) {
-          const action = run.invoke(
+          let action = run.invoke(
             s,
             "proxy_on_response_body",
             "on_response_body",
             window.length,
             eos ? 1 : 0,
           );
+          if (typeof action !== "number") action = await action;
           if (action === -1) {
             cur = window;
             continue;
@@ -761,13 +846,14 @@ class PluginResponseWriter implements ResponseWriter {
         }
         if (trailers !== null) {
           run.resTrailers = trailers;
-          const action = run.invoke(
+          let action = run.invoke(
             s,
             "proxy_on_response_trailers",
             "on_response_trailers",
             trailers.size,
             0,
           );
+          if (typeof action !== "number") action = await action;
           if (action !== -1) await run.afterAction(s, action);
         }
         cur = run.resBody!;

@@ -16,7 +16,7 @@ import type { Counter, Gauge, Histogram, HistogramChild, Registry } from "../obs
 import { logger } from "../observability/logger.ts";
 import { type AbiVersion, detectAbi, MetricType } from "./abi.ts";
 import { instrument, WasmLoadError } from "./binary.ts";
-import { type HttpCallResult, PluginVM, type SharedStores, type VmHost } from "./vm.ts";
+import { type HttpCallResult, type Isolation, PluginVM, type SharedStores, type VmHost } from "./vm.ts";
 
 const enc = new TextEncoder();
 const log = logger.child({ component: "wasm" });
@@ -81,6 +81,8 @@ interface CompiledModule {
   loops: number;
 }
 
+/** Isolation of plugins that do not set `isolation`. */
+export const DEFAULT_ISOLATION: Isolation = "inline";
 /** Crash-loop cap: at most this many VM starts per plugin and isolate per window. */
 const VM_RESTARTS_PER_WINDOW = 10;
 const VM_RESTART_WINDOW_MS = 1000;
@@ -96,6 +98,7 @@ export class Plugin implements VmHost {
   readonly vmConfig = new Uint8Array(0);
   readonly pluginConfig: Uint8Array;
   readonly timeout: number;
+  readonly isolation: Isolation;
   readonly key: string;
   compiled: CompiledModule | null = null;
   loadError: string | null = null;
@@ -123,6 +126,7 @@ export class Plugin implements VmHost {
     this.pluginName = cfg.name;
     this.rootId = cfg.root_id ?? "";
     this.timeout = cfg.timeout > 0 ? cfg.timeout : 50;
+    this.isolation = cfg.isolation ?? DEFAULT_ISOLATION;
     this.key = pluginKey(cfg);
     const c = cfg.config;
     this.pluginConfig = c === undefined || c === null
@@ -188,15 +192,17 @@ export class Plugin implements VmHost {
       vm.onFail = (e) => this.vmFailed(vm!, e);
       vm.start();
       const root = vm.rootContextId;
-      vm.call("proxy_on_context_create", root, root, 0);
+      // Start-up calls are plain in both modes: getVM is synchronous and nothing else uses the VM yet.
+      vm.callPlain("proxy_on_context_create", root, root, 0);
       if (
-        vm.has("proxy_on_vm_start") && vm.call("proxy_on_vm_start", root, root, this.vmConfig.length) === 0
+        vm.has("proxy_on_vm_start") &&
+        vm.callPlain("proxy_on_vm_start", root, root, this.vmConfig.length) === 0
       ) {
         throw new Error("proxy_on_vm_start returned false");
       }
       if (
         vm.has("proxy_on_configure") &&
-        vm.call("proxy_on_configure", root, root, this.pluginConfig.length) === 0
+        vm.callPlain("proxy_on_configure", root, root, this.pluginConfig.length) === 0
       ) {
         throw new Error("proxy_on_configure returned false (plugin rejected its configuration)");
       }
@@ -244,11 +250,18 @@ export class Plugin implements VmHost {
     this.stopTicks();
     if (ms === 0 || this.retired) return;
     const vm = this.vm ?? undefined;
+    let pending = false;
     this.tickTimer = setInterval(() => {
       const cur = this.vm;
       if (cur === null || cur.failed !== null || (vm !== undefined && cur !== vm)) return;
+      // Timeslice: ticks do not pile up behind a long (suspended) callback.
+      if (pending) return;
       try {
-        cur.call("proxy_on_tick", cur.rootContextId, cur.rootContextId);
+        const r = cur.call("proxy_on_tick", cur.rootContextId, cur.rootContextId);
+        if (typeof r !== "number") {
+          pending = true;
+          r.catch(() => {}).finally(() => pending = false);
+        }
       } catch { /* recorded by vmFailed */ }
     }, Math.max(1, ms));
     // Ticks must not keep a draining process alive.
@@ -278,17 +291,17 @@ export class Plugin implements VmHost {
         Deno.unrefTimer(t as unknown as number);
         return;
       }
-      this.rootDone(vm);
+      void this.rootDone(vm);
     };
     whenIdle();
   }
 
-  private rootDone(vm: PluginVM): void {
+  private async rootDone(vm: PluginVM): Promise<void> {
     if (vm.failed !== null) return this.stopTicks();
     const root = vm.rootContextId;
     let done = true;
     try {
-      done = vm.call("proxy_on_done", root, root) !== 0;
+      done = (await vm.call("proxy_on_done", root, root)) !== 0;
     } catch {
       return this.stopTicks(); // recorded by vmFailed
     }
@@ -313,11 +326,8 @@ export class Plugin implements VmHost {
     this.pendingDone = null;
     clearTimeout(this.doneTimer);
     this.stopTicks();
-    if (vm.failed !== null) return;
-    try {
-      vm.call("proxy_on_delete", vm.rootContextId, vm.rootContextId);
-    } catch { /* recorded by vmFailed */ }
     if (this.vm === vm) this.vm = null;
+    vm.fire("proxy_on_delete", vm.rootContextId, vm.rootContextId);
   }
 
   property(path: string[]): Uint8Array | null | undefined {

@@ -8,6 +8,14 @@
  * called again, and every stream still attached to it fails (see plugin.ts,
  * which recreates VMs).
  *
+ * Isolation modes: `inline` runs callbacks as plain synchronous calls (a
+ * runaway callback holds the isolate's event loop until its timeout);
+ * `timeslice` enters them through JSPI (`WebAssembly.promising`), and the
+ * instrumented loops (binary.ts) suspend the callback every few ms so other
+ * requests are served meanwhile. Calls into one VM are then serialized: guest
+ * state (an SDK's dispatcher, the effective context) is mid-call while a
+ * callback is suspended.
+ *
  * @module
  */
 import {
@@ -32,6 +40,17 @@ const EMPTY = new Uint8Array(0);
 export class PluginTimeout extends Error {
   constructor(ms: number) {
     super(`plugin callback exceeded its ${ms} ms timeout`);
+  }
+}
+
+/**
+ * Timeslice mode: the call never ran, because the VM failed (in another
+ * callback) before this call's turn came. A stream that has no state in the
+ * guest yet may move to a fresh VM.
+ */
+export class StaleVM extends Error {
+  constructor(readonly failure: Error) {
+    super(failure.message);
   }
 }
 
@@ -72,6 +91,20 @@ export interface StreamHost {
   close(type: number): void;
 }
 
+/** How callbacks run: see the module doc. */
+export type Isolation = "timeslice" | "inline";
+
+/** Running time after which a timeslice callback gives the event loop back (ms). */
+export const SLICE_MS = 2;
+/** A suspended callback's wall time is bounded too: this many times its timeout. */
+const WALL_FACTOR = 10;
+
+/** JSPI (JavaScript Promise Integration), not yet in Deno's lib types. */
+const JSPI = WebAssembly as unknown as {
+  Suspending: new (f: () => Promise<void>) => WebAssembly.ImportValue;
+  promising(f: unknown): (...a: number[]) => Promise<number>;
+};
+
 /** What the VM needs of its plugin and the isolate-wide stores. */
 export interface VmHost {
   readonly pluginName: string;
@@ -80,6 +113,8 @@ export interface VmHost {
   readonly vmConfig: Uint8Array;
   readonly pluginConfig: Uint8Array;
   readonly timeout: number;
+  /** Default inline. */
+  readonly isolation?: Isolation;
   property(path: string[]): Uint8Array | null | undefined;
   tickPeriod(ms: number): void;
   httpCall(
@@ -113,6 +148,7 @@ export interface SharedStores {
 
 type Exports = Record<string, unknown> & { memory: WebAssembly.Memory };
 type Fn = (...a: number[]) => number;
+type AsyncFn = (...a: number[]) => Promise<number>;
 
 /** The http-call response a root context is being told about. */
 export interface HttpCallResult {
@@ -234,13 +270,30 @@ export class PluginVM {
   private httpCallResult: HttpCallResult | null = null;
   private fns: Partial<Record<Callback, Fn>> = {};
   private alloc: Fn;
+  /** Timeslice mode: callbacks entered through JSPI. */
+  readonly sliced: boolean;
+  private pfns: Partial<Record<Callback, AsyncFn>> = {};
+  /** Inside an outermost JSPI call (check may ask it to yield). */
+  private slicing = false;
+  /** Running time of the current sliced callback before its current slice (ms). */
+  private spent = 0;
+  private sliceStart = 0;
+  private wallDeadline = 0;
+  /** A sliced callback is running or suspended; callers queue in `waiters`. */
+  private busy = false;
+  private waiters: (() => void)[] = [];
 
   constructor(module: WebAssembly.Module, readonly abi: AbiVersion, readonly host: VmHost) {
+    this.sliced = host.isolation === "timeslice";
     this.instance = new WebAssembly.Instance(module, this.imports(module));
     const ex = this.instance.exports as Exports;
     if (!(ex.memory instanceof WebAssembly.Memory)) throw new Error("module exports no memory");
     this.memory = ex.memory;
-    for (const name of CALLBACKS) if (typeof ex[name] === "function") this.fns[name] = ex[name] as Fn;
+    for (const name of CALLBACKS) {
+      if (typeof ex[name] !== "function") continue;
+      this.fns[name] = ex[name] as Fn;
+      if (this.sliced) this.pfns[name] = JSPI.promising(ex[name]);
+    }
     const alloc = ex.proxy_on_memory_allocate ?? ex.malloc;
     if (typeof alloc !== "function") {
       throw new Error("module exports neither malloc nor proxy_on_memory_allocate");
@@ -274,9 +327,24 @@ export class PluginVM {
   /**
    * Calls a guest callback with `effective` as the current context. Returns
    * its result (0 when the export is missing); throws the VM's failure when it
-   * traps, times out or was poisoned before.
+   * traps, times out or was poisoned before. In timeslice mode the result of
+   * an exported callback is a Promise (rejected with the failure), which
+   * waits for the VM's current callback first.
    */
-  call(cb: Callback, effective: number, a = 0, b = 0, c = 0, d = 0, e = 0): number {
+  call(cb: Callback, effective: number, a = 0, b = 0, c = 0, d = 0, e = 0): number | Promise<number> {
+    if (this.sliced) {
+      if (this.failed !== null) throw new StaleVM(this.failed);
+      const p = this.pfns[cb];
+      return p === undefined ? 0 : this.callSliced(p, effective, null, a, b, c, d, e);
+    }
+    return this.callPlain(cb, effective, a, b, c, d, e);
+  }
+
+  /**
+   * A plain synchronous call in either mode (VM start-up, before any sliced
+   * call can be pending): it never yields.
+   */
+  callPlain(cb: Callback, effective: number, a = 0, b = 0, c = 0, d = 0, e = 0): number {
     if (this.failed !== null) throw this.failed;
     const f = this.fns[cb];
     if (f === undefined) return 0;
@@ -289,12 +357,33 @@ export class PluginVM {
     }
   }
 
+  /**
+   * Calls a callback without caring about its result; failures are recorded
+   * on the VM (and its plugin) already.
+   */
+  fire(cb: Callback, effective: number, a = 0, b = 0): void {
+    if (this.failed !== null) return;
+    try {
+      const r = this.call(cb, effective, a, b);
+      if (typeof r !== "number") r.catch(() => {});
+    } catch { /* recorded */ }
+  }
+
   /** Delivers an http_call answer to the root context. */
   deliverHttpCall(token: number, res: HttpCallResult): void {
     if (this.failed !== null) return;
+    if (this.sliced) {
+      const p = this.pfns.proxy_on_http_call_response;
+      if (p === undefined) return;
+      const root = this.rootContextId;
+      // The answer is set once the call owns the VM, not while another callback is suspended.
+      this.callSliced(p, root, res, root, token, res.headers.length, res.body.length, res.trailers.length)
+        .catch(() => {});
+      return;
+    }
     this.httpCallResult = res;
     try {
-      this.call(
+      this.callPlain(
         "proxy_on_http_call_response",
         this.rootContextId,
         this.rootContextId,
@@ -307,6 +396,47 @@ export class PluginVM {
       /* the VM is failed now; its streams were told */
     } finally {
       this.httpCallResult = null;
+    }
+  }
+
+  /** One sliced (JSPI) callback, after the VM's previous one finished. */
+  private async callSliced(
+    p: AsyncFn,
+    effective: number,
+    httpResult: HttpCallResult | null,
+    a: number,
+    b: number,
+    c: number,
+    d: number,
+    e: number,
+  ): Promise<number> {
+    if (this.busy) await new Promise<void>((r) => this.waiters.push(r)); // handed over by the previous call
+    else this.busy = true;
+    try {
+      if (this.failed !== null) throw new StaleVM(this.failed);
+      this.effective = effective;
+      this.httpCallResult = httpResult;
+      const now = performance.now();
+      this.spent = 0;
+      this.sliceStart = now;
+      this.wallDeadline = now + this.host.timeout * WALL_FACTOR;
+      this.slicing = true;
+      this.callDepth = 1;
+      try {
+        return (await p(a, b, c, d, e)) | 0;
+      } catch (err) {
+        this.fail(err instanceof Error ? err : new Error(String(err)));
+        throw this.failed;
+      } finally {
+        this.slicing = false;
+        this.callDepth = 0;
+        this.effective = 0;
+        this.httpCallResult = null;
+      }
+    } finally {
+      const next = this.waiters.shift();
+      if (next !== undefined) next();
+      else this.busy = false;
     }
   }
 
@@ -367,7 +497,13 @@ export class PluginVM {
   private give(data: Uint8Array, ptrPtr: number, sizePtr: number): void {
     let p = 0;
     if (data.length > 0) {
-      p = this.alloc(data.length) >>> 0;
+      // A nested call: its loops must never yield (JS frames are on the stack).
+      this.callDepth++;
+      try {
+        p = this.alloc(data.length) >>> 0;
+      } finally {
+        this.callDepth--;
+      }
       if (p === 0) throw new Error("plugin allocator returned NULL");
       this.u8().set(data, p);
     }
@@ -421,9 +557,29 @@ export class PluginVM {
       const ns = out[imp.module] ??= {};
       if (imp.module === "loom" && imp.name === "check") {
         ns.check = () => {
-          if (performance.now() > this.deadline) throw new PluginTimeout(this.host.timeout);
+          const now = performance.now();
+          if (this.slicing) {
+            // Only running time counts: a callback must not time out because others were slow.
+            if (this.spent + now - this.sliceStart > this.host.timeout || now > this.wallDeadline) {
+              throw new PluginTimeout(this.host.timeout);
+            }
+            // 0 = yield (outermost call only: suspending across JS frames is impossible).
+            return this.callDepth === 1 && now - this.sliceStart >= SLICE_MS ? 0 : DEFAULT_FUEL_CHUNK;
+          }
+          if (now > this.deadline) throw new PluginTimeout(this.host.timeout);
           return DEFAULT_FUEL_CHUNK;
         };
+        continue;
+      }
+      if (imp.module === "loom" && imp.name === "yield") {
+        ns.yield = this.sliced
+          ? new JSPI.Suspending(async () => {
+            this.spent += performance.now() - this.sliceStart;
+            // A timer (not a microtask or setImmediate) lets the event loop poll I/O.
+            await new Promise((r) => setTimeout(r, 0));
+            this.sliceStart = performance.now();
+          })
+          : () => {};
         continue;
       }
       if (imp.kind !== "function") {
@@ -680,13 +836,7 @@ export class PluginVM {
         const key = this.host.vmId + "\0" + this.str(np, nl);
         let token = store.queueByName.get(key);
         const root = this.rootContextId;
-        const owner = (t: number) => {
-          if (this.failed === null) {
-            try {
-              this.call("proxy_on_queue_ready", root, root, t);
-            } catch { /* VM failed; recorded */ }
-          }
-        };
+        const owner = (t: number) => this.fire("proxy_on_queue_ready", root, root, t);
         if (token === undefined) {
           token = store.nextQueue++;
           store.queueByName.set(key, token);
