@@ -122,7 +122,8 @@ export class H3Listener {
   private admit(inc: Deno.QuicIncoming): void {
     if (this.successor !== null) return this.successor.admit(inc);
     if (this.closing || this.full()) return inc.refuse();
-    this.accept(inc);
+    // Every failure inside is handled there; this only keeps a surprise from being an unhandled rejection.
+    this.accept(inc).catch((e) => logger.debug("HTTP/3 connection failed", { error: String(e) }));
   }
 
   private async accept(inc: Deno.QuicIncoming): Promise<void> {
@@ -134,13 +135,19 @@ export class H3Listener {
       return; // failed handshake
     }
     // Addresses come from the connection: in Deno 2.9.6 reading a QuicIncoming field invalidates it.
-    const ra = quic.remoteAddr;
-    const info: ConnInfo = {
-      sni: quic.serverName ?? "",
-      remoteIp: ra.hostname,
-      remotePort: ra.port,
-      localIp: this.addr.hostname,
-    };
+    // A client that already closed makes these getters throw (NotConnected): nothing to serve then.
+    let info: ConnInfo;
+    try {
+      const ra = quic.remoteAddr;
+      info = {
+        sni: quic.serverName ?? "",
+        remoteIp: ra.hostname,
+        remotePort: ra.port,
+        localIp: this.addr.hostname,
+      };
+    } catch {
+      return;
+    }
     const c: H3Connection = new H3Connection(quic, {
       maxFieldSectionSize: this.cfg.http2?.max_header_list_size ?? 64 * 1024,
       readHeaderTimeout: this.cfg.read_header_timeout,
@@ -152,7 +159,7 @@ export class H3Listener {
       this.conns.delete(c);
       this.hooks.closed?.(this.cfg.name);
     });
-    c.serve();
+    c.serve().catch(() => c.destroy());
     if (this.closing) c.goaway();
   }
 
