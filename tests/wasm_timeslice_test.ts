@@ -90,8 +90,8 @@ itest(
       assert.ok(r.latencies.length >= 10, `only ${r.latencies.length} requests served meanwhile`);
       // Nearly all well under a slice plus a request; a rare outlier (GC, tier-up) stays far below the 300 ms stall.
       const p95 = [...r.latencies].sort((a, b) => a - b)[Math.floor(r.latencies.length * 0.95)];
-      assert.ok(p95 < 20, `p95 latency ${p95.toFixed(1)} ms`);
-      assert.ok(max < 150, `max latency ${max.toFixed(1)} ms`);
+      assert.ok(p95 < 60, `p95 latency ${p95.toFixed(1)} ms`);
+      assert.ok(max < 200, `max latency ${max.toFixed(1)} ms`);
       // The plugin works again (fresh VM) for requests that do not spin.
       assert.equal((await get(loom.url("/spin/y"))).status, 200);
     } finally {
