@@ -263,8 +263,9 @@ itest(
         ),
       );
       assert.ok(statuses.every((s) => s === 503));
-      // 20 first attempts, then at most max(3, 0.1 × 20) = 3 retries at once (a slot frees only after 100 ms).
-      assert.ok(received >= 21 && received <= 23, `upstream saw ${received} requests`);
+      // 20 first attempts, then at most max(3, 0.1 × 20) = 3 retries at once; a slot frees only after 100 ms,
+      // so a loaded machine staggering the 20 requests may add a few.
+      assert.ok(received >= 21 && received <= 26, `upstream saw ${received} requests (40 without a budget)`);
 
       // Connect failures are resent whatever the budget: none of 20 concurrent requests fails.
       const half = await Promise.all(
