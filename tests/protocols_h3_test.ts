@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { freePort, itest, startLoom, startUpstream, type TestLoom, type TestUpstream } from "./helpers.ts";
 import { TestCa } from "./tls_util.ts";
+import { postReload, writeConfig } from "./gateway_util.ts";
 import {
   concat,
   decodeSettings,
@@ -548,4 +549,53 @@ routes:
     }
   },
   { ignore: !haveClient },
+);
+
+itest(
+  "http3 listener: TLS listeners advertise it with Alt-Svc (same port first), and stop after a reload removes it",
+  async () => {
+    const dir = Deno.makeTempDirSync();
+    const ca = await TestCa.create(dir);
+    const cert = await ca.leaf("server", "localhost", ["DNS:localhost"]);
+    const up = startUpstream(() => new Response("ok"));
+    const h2Port = freePort();
+    const tls = `tls: { cert_file: "${cert.cert}", key_file: "${cert.key}" }`;
+    const listeners = (h3: boolean) =>
+      `listeners:
+  - { name: fast, address: "127.0.0.1:\${PORT}", protocol: https, ${tls} }
+  - name: h2
+    address: "127.0.0.1:${h2Port}"
+    protocol: https
+    tls: { cert_file: "${cert.cert}", key_file: "${cert.key}", alpn: [h2, http/1.1] }
+` + (h3 ? `  - { name: quic, address: "127.0.0.1:${h2Port}", protocol: http3, ${tls} }\n` : "");
+    const rest = `upstreams: [{ name: up, endpoints: ["${up.address}"] }]
+routes: [{ id: r, path: /*, upstream: up }]
+`;
+    const loom = await startLoom(listeners(true) + rest);
+    const altSvc = async (port: number, http2: boolean) => {
+      const args = ["-sS", "--max-time", "10", "-o", "/dev/null", "-D", "-", "--cacert", ca.cert];
+      args.push(http2 ? "--http2" : "--http1.1", "--resolve", `localhost:${port}:127.0.0.1`);
+      const out = await new Deno.Command("curl", {
+        args: [...args, `https://localhost:${port}/x`],
+        stdout: "piped",
+      })
+        .output();
+      const head = new TextDecoder().decode(out.stdout);
+      return head.match(/^alt-svc: (.*)\r$/im)?.[1] ?? null;
+    };
+    try {
+      // The h2 listener shares its port number with the HTTP/3 one; the fast path gets the only HTTP/3 port.
+      assert.equal(await altSvc(h2Port, true), `h3=":${h2Port}"; ma=86400`);
+      assert.equal(await altSvc(h2Port, false), `h3=":${h2Port}"; ma=86400`);
+      assert.equal(await altSvc(loom.port, false), `h3=":${h2Port}"; ma=86400`);
+      writeConfig(loom, listeners(false) + rest);
+      assert.equal((await postReload(loom)).status, 200);
+      assert.equal(await altSvc(loom.port, false), null);
+      assert.equal(await altSvc(h2Port, true), null);
+    } finally {
+      await loom.close();
+      await up.close();
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
 );

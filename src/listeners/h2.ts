@@ -116,6 +116,15 @@ export class H2Listener {
   private sweeper: ReturnType<typeof setInterval>;
   private readonly settings;
   readonly addr: Deno.NetAddr;
+  /** The HTTP/1.1 connections' `alt-svc` line and the HTTP/2 streams' fields (see setAltSvc). */
+  altSvcLine = "";
+  private altSvcFields: string[] | null = null;
+
+  /** Advertises HTTP/3 (an `Alt-Svc` value such as `h3=":443"; ma=86400`) on every final response; null stops. */
+  setAltSvc(value: string | null): void {
+    this.altSvcLine = value === null ? "" : "alt-svc: " + value + "\r\n";
+    this.altSvcFields = value === null ? null : ["alt-svc", value];
+  }
 
   /**
    * @param reusePort join an SO_REUSEPORT group (`workers: N`): every worker isolate opens the same
@@ -383,7 +392,7 @@ export class H2Listener {
     }
     const w = extended
       ? new H2ConnectWriter(s, this.cfg.idle_timeout)
-      : new StreamWriter(s, method === "HEAD", ErrorCode.INTERNAL_ERROR);
+      : new StreamWriter(s, method === "HEAD", ErrorCode.INTERNAL_ERROR, this.altSvcFields);
     const ctx = new RequestContext(
       extended ? "GET" : method,
       path,

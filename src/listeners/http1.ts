@@ -66,6 +66,13 @@ export class Http1Listener {
   readonly finished: Promise<void>;
   /** Set for `https` listeners opened by `openTls`: what reloadTls compares renewed files with. */
   private tls: TlsSocketState | null = null;
+  /** `alt-svc: ...\r\n` when an HTTP/3 listener serves the same port (see setAltSvc), else "". */
+  altSvcLine = "";
+
+  /** Advertises HTTP/3 (an `Alt-Svc` value such as `h3=":443"; ma=86400`) on every final response; null stops. */
+  setAltSvc(value: string | null): void {
+    this.altSvcLine = value === null ? "" : "alt-svc: " + value + "\r\n";
+  }
 
   constructor(
     private listener: Deno.Listener,
@@ -251,6 +258,8 @@ const REFUSED = new TextEncoder().encode(
 export interface Http1Owner {
   readonly cfg: ListenerConfig;
   readonly handler: RequestHandler;
+  /** A field line added to every final response (`alt-svc: ...\r\n`), or "". */
+  readonly altSvcLine: string;
 }
 
 /**
@@ -594,6 +603,7 @@ class Http1Writer implements UpgradableWriter {
       this.mustClose = true;
       framing += "connection: close\r\n";
     } else if (this.minor === 0) framing += "connection: keep-alive\r\n";
+    if (!informational) framing += this.c.server.altSvcLine;
     return framing;
   }
 

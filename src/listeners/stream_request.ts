@@ -98,12 +98,19 @@ export class StreamWriter<S extends FieldStream = FieldStream> implements Respon
   ctx: RequestContext | null = null;
   protected ended = false;
 
-  constructor(protected s: S, private head: boolean, private abortCode: number) {}
+  /** @param extra fields the listener adds to every final response (alt-svc), or null. */
+  constructor(
+    protected s: S,
+    private head: boolean,
+    private abortCode: number,
+    private extra: readonly string[] | null = null,
+  ) {}
 
   writeHead(status: number, headers: HeaderList, bodyLength: number): void {
     this.headSent = true;
     if (this.ctx) this.ctx.status = status;
     const f = toFields(headers, [":status", String(status)]);
+    if (this.extra !== null) f.push(...this.extra);
     if (bodyLength > 0 && !this.head) f.push("content-length", String(bodyLength));
     if (bodyLength === 0 || this.head || status === 204 || status === 304) {
       // One HEADERS frame ending the stream: a gRPC trailers-only response when it carries grpc-status.

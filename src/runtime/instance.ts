@@ -27,6 +27,19 @@ interface RunningListener {
   drained(): Promise<void>;
   closeAll(): void;
   reloadTls?(cfg: ListenerConfig): void;
+  /** TCP TLS listeners: the Alt-Svc value advertising HTTP/3, or null. */
+  setAltSvc?(value: string | null): void;
+}
+
+/**
+ * The Alt-Svc value a TLS listener on `port` advertises: the HTTP/3 listener on
+ * the same port number if there is one (the usual 443/tcp + 443/udp), else the
+ * first HTTP/3 listener; null without any. Browsers only switch for https origins.
+ */
+export function altSvcFor(port: number, h3Ports: readonly number[]): string | null {
+  if (h3Ports.length === 0) return null;
+  const p = h3Ports.includes(port) ? port : h3Ports[0];
+  return `h3=":${p}"; ma=86400`;
 }
 
 /** What a reload did to an instance's listeners. */
@@ -75,6 +88,7 @@ export class GatewayInstance {
       for (const l of inst.listeners) l.closeAll();
       throw e;
     }
+    inst.advertiseHttp3();
     return inst;
   }
 
@@ -169,7 +183,16 @@ export class GatewayInstance {
       }
     }
     this.listeners = kept;
+    this.advertiseHttp3();
     return errors;
+  }
+
+  /** Points every TLS TCP listener's Alt-Svc at the running HTTP/3 listeners (after start and each reload). */
+  private advertiseHttp3(): void {
+    const h3 = this.listeners.filter((l) => l.cfg.protocol === "http3").map((l) => l.addr.port);
+    for (const l of this.listeners) {
+      if (l.cfg.protocol === "https" || l.cfg.protocol === "grpcs") l.setAltSvc?.(altSvcFor(l.addr.port, h3));
+    }
   }
 
   /** Stops accepting on `l`; its connections finish (up to `drainMs`) in the background. */
