@@ -3,17 +3,21 @@
  * the acceptance tests, against real servers on loopback. Prints a table.
  *
  *   deno task chaos        (CHAOS_SECONDS=20 per load phase, LOOM_SSE_SECONDS=30)
+ *   CHAOS_ONLY=failover,h2 (comma list: failover, h2, reload, sse, circuit, sigterm)
  *
  * Scenarios: an endpoint of three killed and revived under load (retries,
- * outlier ejection, health checks; 2 workers); a reload storm (40 reloads, one
+ * outlier ejection, health checks; 2 workers), over HTTP/1.1 and as gRPC over
+ * h2c (kills graceful-first: GOAWAY, 100 ms grace, then reset); a reload storm (40 reloads, one
  * invalid, 2 workers); a 30 s SSE stream across 5 reloads; a flapping upstream
  * behind a circuit breaker (fail-fast 503s are expected and counted apart);
  * SIGTERM under load (requests accepted before the signal must all complete).
  */
 import { freePort, startLoom, writeTempConfig } from "../tests/helpers.ts";
-import { postReload, writeConfig, yamlOf } from "../tests/gateway_util.ts";
+import { metricValue, postReload, writeConfig, yamlOf } from "../tests/gateway_util.ts";
 import { controlledUpstream, type LoadResult, runLoad, until } from "../tests/resilience_util.ts";
 import { setLogLevel } from "../src/observability/logger.ts";
+import { H2Connection, type H2Stream } from "../src/http2/connection.ts";
+import { ErrorCode } from "../src/http2/frame.ts";
 
 setLogLevel("error");
 const SECONDS = Number(Deno.env.get("CHAOS_SECONDS") ?? "20");
@@ -56,6 +60,230 @@ async function failover(): Promise<void> {
       r.failed ? "; e.g. " + r.samples.slice(0, 3).join(" | ") : ""
     }`,
   );
+  await loom.close();
+  for (const u of ups) await u.stop();
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const field = (f: string[], name: string) => {
+  for (let i = 0; i < f.length; i += 2) if (f[i] === name) return f[i + 1];
+  return undefined;
+};
+/** A gRPC length-prefixed message (uncompressed). */
+const grpcFrame = (text: string) => {
+  const p = new TextEncoder().encode(text);
+  const f = new Uint8Array(5 + p.length);
+  new DataView(f.buffer).setUint32(1, p.length);
+  f.set(p, 5);
+  return f;
+};
+
+/**
+ * An h2c gRPC-style upstream (H2Connection.server on Deno.listen) that can be killed and revived on
+ * its port. The kill is graceful-first, so only calls still running after the grace are lost, and
+ * those are counted (`reset`) to tell them apart from Loom's own failures.
+ */
+function h2cEndpoint() {
+  const reply = grpcFrame("pong");
+  let listener: Deno.Listener | null = null;
+  let port = 0;
+  const conns = new Set<H2Connection>();
+  // Calls accepted and not yet answered in full.
+  const open = new Set<H2Stream>();
+  const onStream = (s: H2Stream) => {
+    if (field(s.headers, ":path") !== "/svc.Echo/Call") {
+      s.respond([":status", "200", "content-type", "application/grpc", "grpc-status", "12"], true);
+      return;
+    }
+    ep.accepted++;
+    open.add(s);
+    void s.done.then(() => open.delete(s));
+    (async () => {
+      while ((await s.read()) !== null) { /* request message: discarded */ }
+      s.respond([":status", "200", "content-type", "application/grpc"], false);
+      await s.write(reply);
+      await s.end(["grpc-status", "0"]);
+    })().catch(() => {/* reset by the peer or by the kill */});
+  };
+  const ep = {
+    accepted: 0,
+    /** Calls in flight when a kill's grace ran out (reset, so legitimately failed at the client). */
+    reset: 0,
+    get address() {
+      return `127.0.0.1:${port}`;
+    },
+    start() {
+      const l = Deno.listen({ hostname: "127.0.0.1", port });
+      listener = l;
+      port = (l.addr as Deno.NetAddr).port;
+      (async () => {
+        for await (const conn of l) {
+          // Accepted just as the kill closed the listener: not part of the endpoint any more.
+          if (listener !== l) {
+            conn.close();
+            continue;
+          }
+          (conn as Deno.TcpConn).setNoDelay(true);
+          const h2 = H2Connection.server(conn, { onStream });
+          conns.add(h2);
+          void h2.closed.then(() => conns.delete(h2));
+        }
+      })().catch(() => {/* listener closed */});
+    },
+    async stop() {
+      listener?.close();
+      listener = null;
+      // GOAWAY first: Loom stops opening streams here and retries any above the last id elsewhere.
+      for (const c of conns) c.goaway();
+      // Each connection closes itself once its streams are done (and its GOAWAY flushed): a grace of
+      // up to 100 ms for that, then whatever is left is cut.
+      const grace = Date.now() + 100;
+      while (Date.now() < grace && conns.size > 0) await sleep(5);
+      ep.reset += open.size;
+      for (const c of conns) c.destroy();
+      await Promise.all([...conns].map((c) => c.closed));
+      conns.clear();
+      open.clear();
+    },
+  };
+  ep.start();
+  return ep;
+}
+
+async function h2Failover(): Promise<void> {
+  const ups = [h2cEndpoint(), h2cEndpoint(), h2cEndpoint()];
+  const loom = await startLoom(
+    [
+      "listeners:",
+      '  - name: h2c\n    address: "127.0.0.1:${PORT}"\n    protocol: h2c',
+      `upstreams: ${
+        JSON.stringify([{
+          name: "svc",
+          protocol: "h2c",
+          endpoints: ups.map((u) => u.address),
+          // An HTTP/1.1 probe cannot talk to an h2c-only endpoint: connect-only probes.
+          health_check: {
+            type: "tcp",
+            interval: "200ms",
+            timeout: "200ms",
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+          },
+          outlier_detection: { consecutive_failures: 3, base_ejection_time: "1s" },
+          retry: { max_retries: 2, backoff_base: "2ms", backoff_max: "50ms", budget: 1 },
+        }])
+      }`,
+      `routes: ${JSON.stringify([{ id: "r", path: "/*", upstream: "svc" }])}`,
+      "workers: 2",
+    ].join("\n") + "\n",
+  );
+  let kills = 0;
+  const chaos = (async () => {
+    const end = Date.now() + SECONDS * 1000;
+    while (Date.now() < end - 2000) {
+      const victim = ups[kills % 3];
+      await sleep(1500);
+      await victim.stop();
+      kills++;
+      await sleep(1500);
+      victim.start();
+    }
+  })();
+
+  const request = grpcFrame("ping");
+  const latencies: number[] = [];
+  const samples: string[] = [];
+  let sent = 0;
+  let failed = 0;
+  let reconnects = 0;
+  const fail = (why: string) => {
+    failed++;
+    if (samples.length < 3) samples.push(why);
+  };
+  const stopAt = Date.now() + SECONDS * 1000;
+  await Promise.all(Array.from({ length: 16 }, async () => {
+    let h2: H2Connection | null = null;
+    while (Date.now() < stopAt) {
+      if (h2 === null || h2.goingAway) {
+        // The connection to Loom died or is closing: a new one (its in-flight call already failed).
+        if (h2 !== null) {
+          h2.destroy();
+          reconnects++;
+        }
+        try {
+          const cc = await Deno.connect({ hostname: "127.0.0.1", port: loom.port });
+          // As gRPC clients do: HEADERS and DATA go out in separate writes, Nagle would hold the DATA.
+          cc.setNoDelay(true);
+          h2 = H2Connection.client(cc);
+          await h2.ready;
+        } catch (e) {
+          h2 = null;
+          sent++;
+          fail(`connect: ${e}`);
+          await sleep(10);
+          continue;
+        }
+      }
+      sent++;
+      const t0 = performance.now();
+      let s: H2Stream | undefined;
+      const timer = setTimeout(() => s?.reset(ErrorCode.CANCEL), 10_000);
+      try {
+        s = h2.request([
+          ":method",
+          "POST",
+          ":scheme",
+          "http",
+          ":path",
+          "/svc.Echo/Call",
+          ":authority",
+          `127.0.0.1:${loom.port}`,
+          "content-type",
+          "application/grpc",
+          "te",
+          "trailers",
+        ], false);
+        await s.write(request);
+        await s.end();
+        const head = await s.response;
+        let body = 0;
+        for (let c = await s.read(); c !== null; c = await s.read()) body += c.length;
+        // A trailers-only answer carries grpc-status in the head.
+        const status = field(s.headersEnded ? head : s.trailers ?? [], "grpc-status");
+        if (field(head, ":status") !== "200" || status !== "0") {
+          fail(
+            `:status ${field(head, ":status")} grpc-status ${status} ${field(head, "grpc-message") ?? ""}`,
+          );
+        } else if (body !== request.length) fail(`body of ${body} bytes`);
+      } catch (e) {
+        fail(String(e));
+      } finally {
+        clearTimeout(timer);
+      }
+      latencies.push(performance.now() - t0);
+    }
+    h2?.destroy();
+  }));
+  await chaos;
+  latencies.sort((a, b) => a - b);
+  const metrics = await (await fetch(loom.admin("/metrics"))).text();
+  const retries = ["connect", "refused", "reset", "timeout"]
+    .map((
+      reason,
+    ) => [reason, metricValue(metrics, "loom_upstream_retries_total", { upstream: "svc", reason })])
+    .filter(([, n]) => n !== 0)
+    .map(([reason, n]) => `${n} ${reason}`);
+  const reset = ups.reduce((n, u) => n + u.reset, 0);
+  rows.push({
+    scenario: "h2c endpoint killed/revived (gRPC-style, 2 workers)",
+    sent,
+    failed,
+    p99: latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.99))] ?? 0,
+    notes:
+      `${kills} kills (GOAWAY, 100 ms grace); ${reset} in flight on the killed endpoint reset; retries: ${
+        retries.join(", ") || "none"
+      }; ${reconnects} client reconnects${failed ? "; e.g. " + samples.join(" | ") : ""}`,
+  });
   await loom.close();
   for (const u of ups) await u.stop();
 }
@@ -267,7 +495,10 @@ async function sigterm(): Promise<void> {
 }
 
 for (
-  const [name, f] of [["failover", failover], ["reload", reloadStorm], ["sse", sse], ["circuit", circuit], [
+  const [name, f] of [["failover", failover], ["h2", h2Failover], ["reload", reloadStorm], ["sse", sse], [
+    "circuit",
+    circuit,
+  ], [
     "sigterm",
     sigterm,
   ]] as const
@@ -278,10 +509,11 @@ for (
 }
 
 const pad = (s: string, n: number) => s.padEnd(n);
-console.log(`\n${pad("scenario", 44)} ${pad("requests", 9)} ${pad("failed", 7)} ${pad("p99 ms", 9)} notes`);
+const w = Math.max(44, ...rows.map((r) => r.scenario.length));
+console.log(`\n${pad("scenario", w)} ${pad("requests", 9)} ${pad("failed", 7)} ${pad("p99 ms", 9)} notes`);
 for (const r of rows) {
   console.log(
-    `${pad(r.scenario, 44)} ${pad(String(r.sent), 9)} ${pad(String(r.failed), 7)} ${
+    `${pad(r.scenario, w)} ${pad(String(r.sent), 9)} ${pad(String(r.failed), 7)} ${
       pad(r.p99.toFixed(1), 9)
     } ${r.notes}`,
   );

@@ -77,6 +77,12 @@ const LOCAL_MAX_FRAME = DEFAULT_MAX_FRAME_SIZE;
 const UNLIMITED_STREAMS = 0x7fffffff;
 /** How long a closing connection waits for its last bytes to drain before the transport is closed anyway. */
 const CLOSE_DRAIN_MS = 5000;
+/** After our GOAWAY, how long to wait for the PING that follows it to come back before closing anyway. */
+const GOAWAY_ACK_MS = 1000;
+/** After a failed write, how long the read loop may take in what already arrived before the teardown. */
+const WRITE_FAIL_GRACE_MS = 1000;
+/** Payload of the PING sent right after our GOAWAY (its ACK proves the peer saw the GOAWAY). */
+const GOAWAY_PING = new TextEncoder().encode("loom-bye");
 /** How many stream ids we reset are remembered, so frames already in flight for them are ignored. */
 const RESET_MEMORY = 1024;
 
@@ -369,6 +375,10 @@ export class H2Connection {
   private writing = false;
   private flushQueued = false;
   private closeAfterFlush = false;
+  /** False from our graceful GOAWAY until the PING sent after it is acknowledged (or GOAWAY_ACK_MS). */
+  private goawayAcked = true;
+  /** Set when a transport write failed: nothing more is sent. */
+  private outErr: H2Error | null = null;
   private readonly sendQueue: H2Stream[] = [];
   private pumping = false;
   private readonly flushFn = () => void this.flush();
@@ -437,7 +447,7 @@ export class H2Connection {
 
   /** GOAWAY sent or received, or closed: no new streams. */
   get goingAway(): boolean {
-    return this.sentGoaway || this.recvGoaway || this.dead;
+    return this.sentGoaway || this.recvGoaway || this.dead || this.outErr !== null;
   }
 
   /** Client: opens a stream with a request HEADERS block. Throws H2Error(REFUSED_STREAM) when going away/closed. */
@@ -466,8 +476,14 @@ export class H2Connection {
     if (this.sentGoaway || this.dead) return;
     this.sentGoaway = true;
     this.out.goaway(this.lastPeerStreamId, code);
+    // RFC 9113 6.8: streams the peer opened before it saw the GOAWAY are still on their way. A PING
+    // sent after it comes back after them, so the transport stays open until its ACK (they get
+    // REFUSED_STREAM, which the peer may retry, instead of a closed socket, which it may not).
+    this.goawayAcked = false;
+    this.out.ping(false, GOAWAY_PING, 0);
+    const t = setTimeout(() => this.onGoawayAcked(), GOAWAY_ACK_MS);
+    this.closed.then(() => clearTimeout(t));
     this.scheduleFlush();
-    if (this.streams.size === 0) this.closeSoon();
   }
 
   /** Immediate: fail all streams, close the transport. */
@@ -575,7 +591,7 @@ export class H2Connection {
         if ((flags & Flag.ACK) === 0) {
           this.out.ping(true, this.rbuf, off);
           this.scheduleFlush();
-        }
+        } else if (!this.goawayAcked && this.isGoawayPing(off)) this.onGoawayAcked();
         return;
       case FrameType.GOAWAY:
         return this.onGoawayFrame(sid, off, len);
@@ -891,7 +907,7 @@ export class H2Connection {
     } catch {
       // a callback failure must not break the read loop
     }
-    if (this.streams.size === 0) this.closeSoon();
+    if (this.streams.size === 0 && this.goawayAcked) this.closeSoon();
   }
 
   private onWindowUpdate(sid: number, off: number, len: number): void {
@@ -1168,7 +1184,21 @@ export class H2Connection {
     s._closed = true;
     this.streams.delete(s.id);
     s._done?.resolve();
-    if (this.streams.size === 0 && (this.sentGoaway || this.recvGoaway) && !this.dead) this.closeSoon();
+    if (this.streams.size === 0 && (this.sentGoaway || this.recvGoaway) && !this.dead && this.goawayAcked) {
+      this.closeSoon();
+    }
+  }
+
+  private isGoawayPing(off: number): boolean {
+    for (let i = 0; i < 8; i++) if (this.rbuf[off + i] !== GOAWAY_PING[i]) return false;
+    return true;
+  }
+
+  /** The peer has seen our GOAWAY (or we stopped waiting): close once no stream is left. */
+  private onGoawayAcked(): void {
+    if (this.goawayAcked) return;
+    this.goawayAcked = true;
+    if (this.streams.size === 0 && !this.dead) this.closeSoon();
   }
 
   // ------------------------------------------------------ connection close
@@ -1198,6 +1228,19 @@ export class H2Connection {
     this.scheduleFlush();
   }
 
+  /**
+   * A write failed: the peer closed or reset the connection. What it sent before may still be unread
+   * (typically a GOAWAY that refuses our newest streams, which makes them safe to retry), so the read
+   * loop gets a moment to take it in; its end, or the grace timer, then fails what is left.
+   */
+  private writeFailed(err: H2Error): void {
+    if (this.tClosed) return this.maybeResolveClosed();
+    this.outErr = err;
+    this.out.length = 0;
+    if (this.drainTimer !== undefined) clearTimeout(this.drainTimer);
+    this.drainTimer = setTimeout(() => this.teardown(err), WRITE_FAIL_GRACE_MS);
+  }
+
   private teardown(err: H2Error): void {
     this.dead = true;
     this.failAll(err);
@@ -1225,7 +1268,7 @@ export class H2Connection {
   }
 
   private scheduleFlush(): void {
-    if (this.flushQueued || this.writing) return;
+    if (this.flushQueued || this.writing || this.outErr !== null) return;
     this.flushQueued = true;
     queueMicrotask(this.flushFn);
   }
@@ -1235,7 +1278,7 @@ export class H2Connection {
     if (this.writing) return;
     this.writing = true;
     try {
-      while (this.out.length > 0 && !this.tClosed) {
+      while (this.out.length > 0 && !this.tClosed && this.outErr === null) {
         const w = this.out;
         this.out = this.spare;
         this.spare = w;
@@ -1246,7 +1289,7 @@ export class H2Connection {
       }
     } catch (e) {
       this.writing = false;
-      this.teardown(
+      this.writeFailed(
         new H2Error(ErrorCode.INTERNAL_ERROR, `HTTP/2 transport write failed: ${(e as Error)?.message}`),
       );
       return;

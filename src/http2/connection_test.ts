@@ -456,6 +456,66 @@ Deno.test("client↔server: received GOAWAY fails streams above its last id with
   }
 });
 
+Deno.test("client: a peer that sends GOAWAY and closes at once refuses the stream; a failed write does not hide it", async () => {
+  // The server answers the first HEADERS with GOAWAY(last=0) and closes: the client's body writes then fail,
+  // but the GOAWAY that arrived first still says the stream was never processed (safe to retry).
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const serving = (async () => {
+    const tcp = await listener.accept();
+    const frames = rawFrames(tcp, PREFACE.length);
+    await tcp.write(frame(FrameType.SETTINGS, 0, 0, new Uint8Array(0)));
+    for (let f = await frames.next(); f !== null; f = await frames.next()) {
+      if (f.type === FrameType.HEADERS) {
+        await tcp.write(frame(FrameType.GOAWAY, 0, 0, new Uint8Array(8)));
+        break;
+      }
+    }
+    tcp.close();
+  })();
+  const c = await connectClient(port);
+  try {
+    await bounded(10_000, async () => {
+      const s = c.request(req(port, "POST", "/"), false);
+      const writing = (async () => {
+        for (let i = 0; i < 64; i++) await s.write(pattern(16 * 1024, i));
+      })().catch(() => {});
+      await assert.rejects(s.response, (e) => e instanceof H2Error && e.code === ErrorCode.REFUSED_STREAM);
+      await writing;
+      await c.closed;
+    });
+  } finally {
+    await closeClient(c);
+    await serving;
+    listener.close();
+  }
+});
+
+Deno.test("server: a graceful GOAWAY keeps the connection until the peer acknowledged it", async () => {
+  const srv = startServer(echo);
+  const c = await connectClient(srv.port);
+  try {
+    await bounded(10_000, async () => {
+      const first = c.request(req(srv.port, "GET", "/a"), true);
+      await first.response;
+      await readAll(first);
+      const sc = srv.conns[0];
+      sc.goaway();
+      // Sent before the client saw the GOAWAY: refused (retryable), not cut by a closed socket.
+      const raced = c.request(req(srv.port, "GET", "/b"), true);
+      await assert.rejects(
+        raced.response,
+        (e) => e instanceof H2Error && e.code === ErrorCode.REFUSED_STREAM,
+      );
+      await sc.closed;
+      await c.closed;
+    });
+  } finally {
+    await closeClient(c);
+    await srv.close();
+  }
+});
+
 Deno.test("client↔server: streams over maxConcurrentStreams are refused", async () => {
   const release = Promise.withResolvers<void>();
   const srv = startServer(async (s) => {
