@@ -374,9 +374,9 @@ const plugin = t.object({
   isolation: opt(
     t.enum(["timeslice", "inline"]),
     undefined,
-    "Default inline: callbacks run synchronously (cheapest; a runaway callback delays the worker's other " +
-      "requests until its timeout); timeslice: callbacks run through JSPI and a long one is suspended " +
-      "every 2 ms so other requests are served (about 2 µs more per callback).",
+    "Default timeslice: callbacks run through JSPI and a long one is suspended every 2 ms so other " +
+      "requests are served (about 1–1.5 µs more per request for a header plugin); inline: callbacks run " +
+      "synchronously (a runaway callback delays the worker's other requests until its timeout).",
   ),
 });
 

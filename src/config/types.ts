@@ -263,7 +263,7 @@ export interface PluginConfig {
   failure_policy: "fail_closed" | "fail_open";
   /**
    * How callbacks run: `timeslice` (suspended every few ms so other requests are served) or `inline`
-   * (synchronous, cheapest). Absent = inline (`DEFAULT_ISOLATION` in src/wasm/plugin.ts).
+   * (synchronous). Absent = timeslice (`DEFAULT_ISOLATION` in src/wasm/plugin.ts).
    */
   isolation?: "timeslice" | "inline";
 }

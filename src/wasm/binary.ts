@@ -27,9 +27,22 @@
  * min(declared, memory_limit), so `memory.grow` beyond the limit returns -1
  * inside the plugin (the engine enforces it, no host call on the hot path).
  *
- * Adding the two imports shifts every defined function index by two, so all
- * function references are renumbered: `call`, `return_call`, `ref.func`,
- * exports, the start function, element segments and constant expressions.
+ * Entry points for timeslice mode: a fresh `WebAssembly.promising` call per
+ * callback costs microseconds (a new JSPI stack each time), so the host
+ * enters JSPI once per VM, into a generated serving loop, `loom:serve`:
+ * `for (;;) { i = loom.next(); entry_i(loom.arg(0), ..., loom.arg(4)); }`.
+ * `loom.next` is a JSPI Suspending import: the loop waits there, suspended,
+ * until the host hands it the next callback. Every exported `proxy_on_*`
+ * callback gets an entry point `loom:<name>` that calls it and hands its
+ * result to the import `loom.result`; two more batch callbacks the host always
+ * runs back to back (one round trip instead of several): `loom:start`
+ * (on_context_create, then on_request_headers) and `loom:finish` (on_done,
+ * on_log, on_delete). All entry points take five i32 parameters.
+ *
+ * Adding the five imports (check, yield, result, next, arg) shifts every
+ * defined function index by five, so all function references are
+ * renumbered: `call`, `return_call`, `ref.func`, exports, the start
+ * function, element segments and constant expressions.
  * The `name` custom section (stale after renumbering) is dropped.
  *
  * @module
@@ -142,7 +155,7 @@ class Writer {
 }
 
 interface Ctx {
-  /** Function imports before ours: indices >= this shift by two. */
+  /** Function imports before ours: indices >= this shift by OUR_IMPORTS. */
   importedFuncs: number;
   checkFunc: number;
   yieldFunc: number;
@@ -154,7 +167,9 @@ interface Ctx {
   loopMask: number;
 }
 
-const shiftFunc = (c: Ctx, idx: number) => idx >= c.importedFuncs ? idx + 2 : idx;
+/** Our function imports: loom.check, loom.yield, loom.result, loom.next, loom.arg. */
+const OUR_IMPORTS = 5;
+const shiftFunc = (c: Ctx, idx: number) => idx >= c.importedFuncs ? idx + OUR_IMPORTS : idx;
 
 /** `fuel = loom.check(); if (fuel == 0) { loom.yield(); fuel = chunk; }` */
 function emitCheck(w: Writer, c: Ctx): void {
@@ -371,7 +386,11 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
   }
   let typeCount = 0;
   const typeParams: number[] = [];
+  /** Per type: only i32 parameters and at most one i32 result (-1 otherwise, else the result count). */
+  const typeSimple: number[] = [];
   const funcTypes: number[] = [];
+  const importTypes: number[] = [];
+  const exported = new Map<string, number>();
   let importedFuncs = 0;
   let importedGlobals = 0;
   let definedGlobals = 0;
@@ -382,14 +401,20 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
       for (let i = 0; i < typeCount; i++) {
         if (r.byte() !== 0x60) throw new WasmLoadError("unsupported type (GC proposal)");
         const np = r.u32();
+        let simple = true;
         for (let j = 0; j < np; j++) {
-          if (isRefType(r.byte())) throw new WasmLoadError("unsupported parameter type");
+          const t = r.byte();
+          if (isRefType(t)) throw new WasmLoadError("unsupported parameter type");
+          if (t !== 0x7f) simple = false;
         }
         const nr = r.u32();
         for (let j = 0; j < nr; j++) {
-          if (isRefType(r.byte())) throw new WasmLoadError("unsupported result type");
+          const t = r.byte();
+          if (isRefType(t)) throw new WasmLoadError("unsupported result type");
+          if (t !== 0x7f) simple = false;
         }
         typeParams.push(np);
+        typeSimple.push(simple && nr <= 1 && np <= 5 ? nr : -1);
       }
     }
     if (s.id === 3) {
@@ -397,13 +422,24 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
       for (let i = 0; i < n; i++) funcTypes.push(r.u32());
     }
     if (s.id === 6) definedGlobals = r.u32();
+    if (s.id === 7) {
+      const n = r.u32();
+      for (let i = 0; i < n; i++) {
+        const m = r.u32();
+        const name = new TextDecoder().decode(bytes.subarray(r.pos, r.pos + m));
+        r.skip(m);
+        const kind = r.byte();
+        const idx = r.u32();
+        if (kind === 0) exported.set(name, idx);
+      }
+    }
     if (s.id === 2) {
       const n = r.u32();
       for (let i = 0; i < n; i++) {
         r.skip(r.u32());
         r.skip(r.u32());
         const kind = r.byte();
-        if (kind === 0) r.u32(), importedFuncs++;
+        if (kind === 0) importTypes.push(r.u32()), importedFuncs++;
         else if (kind === 1) r.byte(), readLimits(r);
         else if (kind === 2) readLimits(r);
         else if (kind === 3) r.byte(), r.byte(), importedGlobals++;
@@ -412,6 +448,7 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
       }
     }
   }
+  const has = (id: number) => sections.some((s) => s.id === id);
   const chunk = opts.fuelChunk ?? DEFAULT_FUEL_CHUNK;
   const c: Ctx = {
     importedFuncs,
@@ -425,6 +462,20 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
   };
   const checkType = typeCount; // () -> i32, appended
   const yieldType = typeCount + 1; // () -> (), appended
+  const resultType = typeCount + 2; // (i32) -> (), appended
+  const entryType = typeCount + 3; // (i32 x 5) -> (), appended
+  const argType = typeCount + 4; // (i32) -> i32, appended
+  const entries = has(3) && has(7) && has(10)
+    ? entryPoints(
+      exported,
+      (idx) => typeSimple[idx < importedFuncs ? importTypes[idx] : funcTypes[idx - importedFuncs]] ?? -1,
+      typeParams,
+      (idx) => idx < importedFuncs ? importTypes[idx] : funcTypes[idx - importedFuncs],
+    )
+    : [];
+  const firstEntry = importedFuncs + OUR_IMPORTS + funcTypes.length;
+  // The serving loop (after the entries) exists when there is anything to serve.
+  const generated = entries.length > 0 ? entries.length + 1 : 0;
   let initialPages = 0;
   const out = new Writer();
   out.bytes(bytes.subarray(0, 8));
@@ -433,7 +484,6 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
     out.u32(body.length);
     out.bytes(body);
   };
-  const has = (id: number) => sections.some((s) => s.id === id);
   const emitImports = (w: Writer, extra: boolean) => {
     // Our imports go after every existing import: their indices = old imported function count (+1).
     if (extra) {
@@ -445,6 +495,18 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
       w.str("yield");
       w.byte(0);
       w.u32(yieldType);
+      w.str("loom");
+      w.str("result");
+      w.byte(0);
+      w.u32(resultType);
+      w.str("loom");
+      w.str("next");
+      w.byte(0);
+      w.u32(checkType);
+      w.str("loom");
+      w.str("arg");
+      w.byte(0);
+      w.u32(argType);
     }
   };
   for (const s of sections) {
@@ -453,14 +515,17 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
     switch (s.id) {
       case 1: {
         const n = r.u32();
-        w.u32(n + 2);
+        w.u32(n + 5);
         w.bytes(bytes.subarray(r.pos, s.end));
         w.byte(0x60), w.u32(0), w.u32(1), w.byte(0x7f);
         w.byte(0x60), w.u32(0), w.u32(0);
+        w.byte(0x60), w.u32(1), w.byte(0x7f), w.u32(0);
+        w.byte(0x60), w.u32(5), w.bytes(new Uint8Array(5).fill(0x7f)), w.u32(0);
+        w.byte(0x60), w.u32(1), w.byte(0x7f), w.u32(1), w.byte(0x7f);
         emit(1, w.done());
         if (!has(2)) {
           const iw = new Writer();
-          iw.u32(2);
+          iw.u32(OUR_IMPORTS);
           emitImports(iw, true);
           emit(2, iw.done());
         }
@@ -468,7 +533,7 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
       }
       case 2: {
         const n = r.u32();
-        w.u32(n + 2);
+        w.u32(n + OUR_IMPORTS);
         for (let i = 0; i < n; i++) {
           const m = r.u32();
           w.u32(m), w.bytes(bytes.subarray(r.pos, r.pos + m)), r.skip(m);
@@ -491,6 +556,15 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
         }
         emitImports(w, true);
         emit(2, w.done());
+        continue;
+      }
+      case 3: {
+        const n = r.u32();
+        w.u32(n + generated);
+        w.bytes(bytes.subarray(r.pos, s.end));
+        for (let i = 0; i < entries.length; i++) w.u32(entryType);
+        if (generated > 0) w.u32(yieldType);
+        emit(3, w.done());
         continue;
       }
       case 5: {
@@ -519,7 +593,7 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
       }
       case 7: {
         const n = r.u32();
-        w.u32(n);
+        w.u32(n + generated);
         for (let i = 0; i < n; i++) {
           const m = r.u32();
           w.u32(m), w.bytes(bytes.subarray(r.pos, r.pos + m)), r.skip(m);
@@ -527,6 +601,10 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
           const idx = r.u32();
           w.byte(kind), w.u32(kind === 0 ? shiftFunc(c, idx) : idx);
         }
+        entries.forEach((e, i) => {
+          w.str(e.name), w.byte(0), w.u32(firstEntry + i);
+        });
+        if (generated > 0) w.str("loom:serve"), w.byte(0), w.u32(firstEntry + entries.length);
         emit(7, w.done());
         continue;
       }
@@ -560,7 +638,7 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
       }
       case 10: {
         const n = r.u32();
-        w.u32(n);
+        w.u32(n + generated);
         for (let i = 0; i < n; i++) {
           const size = r.u32();
           const end = r.pos + size;
@@ -608,6 +686,16 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
           w.bytes(body);
           r.pos = end;
         }
+        for (const e of entries) {
+          const body = entryBody(e, c, importedFuncs + 2);
+          w.u32(body.length);
+          w.bytes(body);
+        }
+        if (generated > 0) {
+          const body = serveBody(entries.length, firstEntry, importedFuncs + 3, importedFuncs + 4);
+          w.u32(body.length);
+          w.bytes(body);
+        }
         emit(10, w.done());
         continue;
       }
@@ -628,6 +716,98 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
     return instrument(addEmptyGlobalSection(bytes, sections), opts);
   }
   return { bytes: out.done().slice(), loops: c.loops, initialPages };
+}
+
+/** A generated entry point: calls (callee, parameter indices, drop its result) in order, then `loom.result`. */
+interface Entry {
+  name: string;
+  calls: { func: number; params: number[]; result: boolean }[];
+  /** The last call's result goes to loom.result (else 0). */
+  reports: boolean;
+}
+
+/** The entry points a module gets (see the module doc), from its exported functions. */
+function entryPoints(
+  exported: Map<string, number>,
+  simple: (idx: number) => number,
+  typeParams: number[],
+  typeOf: (idx: number) => number,
+): Entry[] {
+  const out: Entry[] = [];
+  // Parameter count and result count of an export we can wrap; null otherwise.
+  const sig = (name: string) => {
+    const idx = exported.get(name);
+    if (idx === undefined) return null;
+    const nr = simple(idx);
+    return nr < 0 ? null : { idx, np: typeParams[typeOf(idx)] ?? 0, nr };
+  };
+  for (const name of exported.keys()) {
+    if (!name.startsWith("proxy_on_") || name === "proxy_on_memory_allocate") continue;
+    const f = sig(name);
+    if (f === null) continue;
+    out.push({
+      name: "loom:" + name,
+      calls: [{ func: f.idx, params: [0, 1, 2, 3, 4].slice(0, f.np), result: f.nr === 1 }],
+      reports: f.nr === 1,
+    });
+  }
+  const create = sig("proxy_on_context_create");
+  const headers = sig("proxy_on_request_headers");
+  if (create !== null && create.np === 2 && headers !== null && headers.np >= 2 && headers.np <= 4) {
+    // (ctx, root, a, b, c): on_context_create(ctx, root), then on_request_headers(ctx, a, b[, c]).
+    out.push({
+      name: "loom:start",
+      calls: [
+        { func: create.idx, params: [0, 1], result: create.nr === 1 },
+        { func: headers.idx, params: [0, 2, 3, 4].slice(0, headers.np), result: headers.nr === 1 },
+      ],
+      reports: headers.nr === 1,
+    });
+  }
+  const ends = ["proxy_on_done", "proxy_on_log", "proxy_on_delete"].map(sig);
+  if (ends.some((f) => f !== null) && ends.every((f) => f === null || f.np === 1)) {
+    out.push({
+      name: "loom:finish",
+      calls: ends.filter((f) => f !== null).map((f) => ({ func: f.idx, params: [0], result: f.nr === 1 })),
+      reports: false,
+    });
+  }
+  return out;
+}
+
+function entryBody(e: Entry, c: Ctx, resultFunc: number): Uint8Array {
+  const w = new Writer();
+  w.u32(0); // no locals
+  e.calls.forEach((call, i) => {
+    for (const p of call.params) w.byte(0x20), w.u32(p);
+    w.byte(0x10), w.u32(shiftFunc(c, call.func));
+    const last = i === e.calls.length - 1;
+    if (call.result && !(last && e.reports)) w.byte(0x1a); // drop
+  });
+  if (!e.reports) w.byte(0x41), w.s32(0);
+  w.byte(0x10), w.u32(resultFunc);
+  w.byte(0x0b);
+  return w.done().slice();
+}
+
+/** `loom:serve` (see the module doc): one long-lived JSPI stack per VM instead of a fresh one per call. */
+function serveBody(n: number, first: number, nextFunc: number, argFunc: number): Uint8Array {
+  const w = new Writer();
+  w.u32(1), w.u32(1), w.byte(0x7f); // one i32 local: the entry index
+  w.byte(0x03), w.byte(0x40); // loop
+  w.byte(0x10), w.u32(nextFunc);
+  w.byte(0x21), w.u32(0);
+  for (let i = 0; i < n; i++) {
+    w.byte(0x20), w.u32(0), w.byte(0x41), w.s32(i), w.byte(0x46); // local == i
+    w.byte(0x04), w.byte(0x40);
+    for (let k = 0; k < 5; k++) w.byte(0x41), w.s32(k), w.byte(0x10), w.u32(argFunc);
+    w.byte(0x10), w.u32(first + i);
+    w.byte(0x0b);
+  }
+  w.byte(0x0c), w.u32(0); // br to the loop
+  w.byte(0x0b); // end loop
+  w.byte(0x0b);
+  return w.done().slice();
 }
 
 /** Section order (custom sections excluded) for inserting a missing global section. */

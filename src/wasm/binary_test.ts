@@ -5,7 +5,7 @@ import { instrument, WasmLoadError } from "./binary.ts";
 const wabt = await wabtInit();
 /** JSPI, not yet in Deno's lib types. */
 const JSPI = WebAssembly as unknown as {
-  Suspending: new (f: () => Promise<void>) => WebAssembly.ImportValue;
+  Suspending: new (f: () => Promise<unknown>) => WebAssembly.ImportValue;
   promising(f: unknown): (...a: number[]) => Promise<number>;
 };
 
@@ -51,7 +51,10 @@ const SAMPLE = wat(`(module
 function load(bytes: Uint8Array, check: () => number, yieldFn: WebAssembly.ImportValue = () => {}) {
   const m = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
   const env = { h: (x: number) => x };
-  const inst = new WebAssembly.Instance(m, { env, loom: { check, yield: yieldFn } });
+  const inst = new WebAssembly.Instance(m, {
+    env,
+    loom: { check, yield: yieldFn, result: () => {}, next: () => 0, arg: () => 0 },
+  });
   return inst.exports as Record<string, (...a: number[]) => number> & { memory: WebAssembly.Memory };
 }
 
@@ -68,7 +71,14 @@ Deno.test("instrument: behaviour preserved, function indices renumbered everywhe
     assert.equal(ex.g(), 7, "start function ran");
   }
   const imports = WebAssembly.Module.imports(new WebAssembly.Module(r.bytes as Uint8Array<ArrayBuffer>));
-  assert.deepEqual(imports.map((i) => `${i.module}.${i.name}`), ["env.h", "loom.check", "loom.yield"]);
+  assert.deepEqual(imports.map((i) => `${i.module}.${i.name}`), [
+    "env.h",
+    "loom.check",
+    "loom.yield",
+    "loom.result",
+    "loom.next",
+    "loom.arg",
+  ]);
 });
 
 Deno.test("instrument: loops call the check every mask+1 iterations; a throwing check stops an endless loop", () => {
@@ -146,4 +156,62 @@ Deno.test("instrument: a check returning 0 yields (JSPI suspend), then the loop 
   );
   assert.equal(await JSPI.promising(ex2.sum)(100), 100 * 101 / 2 + 3);
   assert.ok(calls >= 6);
+});
+
+Deno.test("instrument: timeslice entry points and the serving loop (loom.next / loom.arg / loom.result)", async () => {
+  const mod = wat(`(module
+    (import "env" "log" (func $log (param i32)))
+    (memory (export "memory") 1)
+    (func (export "proxy_on_context_create") (param i32 i32) (call $log (i32.add (i32.const 100) (local.get 1))))
+    (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+      (call $log (i32.add (i32.const 200) (local.get 1)))
+      (i32.add (local.get 2) (i32.const 40)))
+    (func (export "proxy_on_done") (param i32) (result i32) (call $log (i32.const 300)) (i32.const 1))
+    (func (export "proxy_on_log") (param i32) (call $log (i32.const 400)))
+    (func (export "proxy_on_delete") (param i32) (call $log (i32.const 500)))
+    (func (export "proxy_on_tick") (param i64)))`);
+  const r = instrument(mod, { maxPages: 2 });
+  const names = WebAssembly.Module.exports(new WebAssembly.Module(r.bytes as Uint8Array<ArrayBuffer>))
+    .map((e) => e.name).filter((n) => n.startsWith("loom:"));
+  // proxy_on_tick (an i64 parameter) gets no entry point: the host calls it through its own promising.
+  assert.deepEqual(names, [
+    "loom:proxy_on_context_create",
+    "loom:proxy_on_request_headers",
+    "loom:proxy_on_done",
+    "loom:proxy_on_log",
+    "loom:proxy_on_delete",
+    "loom:start",
+    "loom:finish",
+    "loom:serve",
+  ]);
+  const log: number[] = [];
+  const results: number[] = [];
+  let wake: ((i: number) => void) | null = null;
+  let args = [0, 0, 0, 0, 0];
+  const inst = new WebAssembly.Instance(new WebAssembly.Module(r.bytes as Uint8Array<ArrayBuffer>), {
+    env: { log: (v: number) => void log.push(v) },
+    loom: {
+      check: () => 1000,
+      yield: () => {},
+      result: (v: number) => void results.push(v),
+      next: new JSPI.Suspending(() => new Promise<number>((res) => wake = res)),
+      arg: (i: number) => args[i],
+    },
+  });
+  const serving = JSPI.promising(inst.exports["loom:serve"])();
+  const run = async (job: number, a: number[]) => {
+    args = a;
+    const w = wake!;
+    wake = null;
+    w(job);
+    await new Promise((r) => setTimeout(r, 0));
+  };
+  assert.ok(wake !== null, "parked in loom.next");
+  await run(5, [7, 1, 2, 3, 0]); // loom:start
+  await run(1, [7, 5, 6, 0, 0]); // loom:proxy_on_request_headers alone
+  await run(6, [7, 0, 0, 0, 0]); // loom:finish
+  assert.deepEqual(log, [101, 202, 205, 300, 400, 500]);
+  assert.deepEqual(results, [43, 46, 0]);
+  assert.ok(wake !== null, "parked again");
+  serving.catch(() => {});
 });

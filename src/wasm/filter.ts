@@ -344,6 +344,46 @@ class ChainRun {
     return action;
   }
 
+  /**
+   * Timeslice: on_context_create then on_request_headers in one JSPI call
+   * (loom:start); the caller made sure no other plugin runs in between.
+   * Returns as {@link invoke} does.
+   */
+  start(s: Stream, a: number, b: number): number | Promise<number> {
+    s.resumedEarly = false;
+    const t0 = performance.now();
+    let action: number | Promise<number>;
+    try {
+      action = s.vm.call("loom:start", s.id, s.id, s.vm.rootContextId, a, b);
+    } catch (e) {
+      return this.startFailed(s, e, t0, a, b);
+    }
+    if (typeof action !== "number") {
+      return action.then((r) => this.started(s, t0, r), (e) => this.startFailed(s, e, t0, a, b));
+    }
+    return this.started(s, t0, action);
+  }
+
+  private started(s: Stream, t0: number, r: number): number {
+    s.plugin.observe("on_request_headers", (performance.now() - t0) / 1000);
+    s.fresh = false;
+    return s.failure !== null ? this.failed(s) : r;
+  }
+
+  private startFailed(s: Stream, e: unknown, t0: number, a: number, b: number): number | Promise<number> {
+    if (e instanceof StaleVM) {
+      // Nothing ran: create the context on another VM, then on_request_headers alone.
+      return s.rebind().then((ok) => {
+        if (ok) return this.invoke(s, "proxy_on_request_headers", "on_request_headers", a, b);
+        s.failure ??= e;
+        return this.failed(s);
+      });
+    }
+    s.plugin.observe("on_request_headers", (performance.now() - t0) / 1000);
+    s.failure ??= e instanceof Error ? e : new Error(String(e));
+    return this.failed(s);
+  }
+
   private callFailed(
     s: Stream,
     e: unknown,
@@ -422,8 +462,10 @@ class ChainRun {
         vm.streams.delete(s.id);
         continue;
       }
-      if (vm.sliced) (wait ??= []).push(finishSliced(s));
-      else {
+      if (vm.sliced) {
+        const w = finishSliced(s);
+        if (w !== undefined) (wait ??= []).push(w);
+      } else {
         try {
           vm.callPlain("proxy_on_done", s.id, s.id);
           vm.callPlain("proxy_on_log", s.id, s.id);
@@ -436,7 +478,22 @@ class ChainRun {
   }
 }
 
-async function finishSliced(s: Stream): Promise<void> {
+/** on_done, on_log, on_delete on a timeslice VM: one JSPI call (loom:finish) when the module has it. */
+function finishSliced(s: Stream): void | Promise<void> {
+  const vm = s.vm;
+  if (!vm.hasBatch("loom:finish")) return finishEach(s);
+  let r: number | Promise<number> = 0;
+  try {
+    r = vm.call("loom:finish", s.id, s.id);
+  } catch { /* recorded on the plugin */ }
+  if (r instanceof Promise) {
+    const id = s.id;
+    return r.then(() => void vm.streams.delete(id), () => void vm.streams.delete(id));
+  }
+  vm.streams.delete(s.id);
+}
+
+async function finishEach(s: Stream): Promise<void> {
   const vm = s.vm;
   try {
     await vm.call("proxy_on_done", s.id, s.id);
@@ -477,14 +534,29 @@ export async function runPlugins(
 ): Promise<void> {
   const run = new ChainRun(ctx, chain, pauseTimeout);
   const originalTarget = ctx.target;
+  const noBody = ctx.body.length === 0;
   try {
-    for (const p of chain.plugins) {
+    const plugins = chain.plugins;
+    for (let i = 0; i < plugins.length; i++) {
+      const p = plugins[i];
       const vm = p.getVM();
       if (vm === null) {
         if (p.cfg.failure_policy === "fail_open") continue;
         throw new Stop("fail");
       }
       const s = new Stream(run, p, vm);
+      // No other plugin runs between this one's on_context_create and on_request_headers
+      // (the last one, after log-only or failed ones): both go in one timeslice call.
+      if (
+        i === plugins.length - 1 && vm.sliced && notLogOnly(p) && vm.hasBatch("loom:start") &&
+        run.streams.every((o) => o.dead || !notLogOnly(o.plugin))
+      ) {
+        run.streams.push(s);
+        let action = run.start(s, ctx.headers.size + 4, noBody ? 1 : 0);
+        if (typeof action !== "number") action = await action;
+        if (action !== -1) await run.afterAction(s, action);
+        return await afterRequestHeaders(run, chain, noBody, originalTarget, target, proceed);
+      }
       run.streams.push(s);
       try {
         const r = vm.call("proxy_on_context_create", s.id, s.id, vm.rootContextId);
@@ -496,7 +568,6 @@ export async function runPlugins(
         if (p.cfg.failure_policy !== "fail_open") throw new Stop("fail");
       }
     }
-    const noBody = ctx.body.length === 0;
     await run.phase(
       "proxy_on_request_headers",
       "on_request_headers",
@@ -504,9 +575,7 @@ export async function runPlugins(
       ctx.headers.size + 4,
       noBody ? 1 : 0,
     );
-    if (chain.requestBody && !noBody) await startRequestBody(run);
-    if (chain.responseSide && ctx.upgrade === undefined) ctx.res = new PluginResponseWriter(ctx.res, run);
-    await proceed(run.target === originalTarget ? target : run.target);
+    await afterRequestHeaders(run, chain, noBody, originalTarget, target, proceed);
   } catch (e) {
     if (!(e instanceof Stop)) throw e;
     await stopWith(run, e);
@@ -514,6 +583,21 @@ export async function runPlugins(
     const f = run.finish();
     if (f !== undefined) await f;
   }
+}
+
+/** The rest of a request once on_request_headers ran. */
+async function afterRequestHeaders(
+  run: ChainRun,
+  chain: PluginChain,
+  noBody: boolean,
+  originalTarget: string,
+  target: string,
+  proceed: (target: string) => Promise<void>,
+): Promise<void> {
+  const ctx = run.ctx;
+  if (chain.requestBody && !noBody) await startRequestBody(run);
+  if (chain.responseSide && ctx.upgrade === undefined) ctx.res = new PluginResponseWriter(ctx.res, run);
+  await proceed(run.target === originalTarget ? target : run.target);
 }
 
 async function stopWith(run: ChainRun, e: Stop): Promise<void> {

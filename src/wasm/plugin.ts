@@ -81,8 +81,8 @@ interface CompiledModule {
   loops: number;
 }
 
-/** Isolation of plugins that do not set `isolation`. */
-export const DEFAULT_ISOLATION: Isolation = "inline";
+/** Isolation of plugins that do not set `isolation` (timeslice costs ~1 µs per request more than inline). */
+export const DEFAULT_ISOLATION: Isolation = "timeslice";
 /** Crash-loop cap: at most this many VM starts per plugin and isolate per window. */
 const VM_RESTARTS_PER_WINDOW = 10;
 const VM_RESTART_WINDOW_MS = 1000;

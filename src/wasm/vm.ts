@@ -101,7 +101,7 @@ const WALL_FACTOR = 10;
 
 /** JSPI (JavaScript Promise Integration), not yet in Deno's lib types. */
 const JSPI = WebAssembly as unknown as {
-  Suspending: new (f: () => Promise<void>) => WebAssembly.ImportValue;
+  Suspending: new (f: () => Promise<unknown>) => WebAssembly.ImportValue;
   promising(f: unknown): (...a: number[]) => Promise<number>;
 };
 
@@ -113,7 +113,7 @@ export interface VmHost {
   readonly vmConfig: Uint8Array;
   readonly pluginConfig: Uint8Array;
   readonly timeout: number;
-  /** Default inline. */
+  /** Absent = inline (plugins default to timeslice: plugin.ts). */
   readonly isolation?: Isolation;
   property(path: string[]): Uint8Array | null | undefined;
   tickPeriod(ms: number): void;
@@ -248,6 +248,19 @@ const CALLBACKS = [
 ] as const;
 /** A guest callback name. */
 export type Callback = typeof CALLBACKS[number];
+/**
+ * Timeslice batches (binary.ts entry points): `loom:start` (ctx, root, a, b, c)
+ * = on_context_create(ctx, root) + on_request_headers(ctx, a, b, c);
+ * `loom:finish` (ctx) = on_done + on_log + on_delete, results ignored.
+ */
+export type Batch = "loom:start" | "loom:finish";
+
+/**
+ * How a timeslice callback is entered: by index through the serving loop
+ * (`loom:serve`, binary.ts), or (a module without one) through its own
+ * `promising` wrapper, a fresh JSPI stack per call.
+ */
+type Entry = { job: number; fn: null } | { job: -1; fn: AsyncFn };
 
 const LEVELS = ["debug", "debug", "info", "warn", "error", "error"] as const;
 
@@ -272,7 +285,13 @@ export class PluginVM {
   private alloc: Fn;
   /** Timeslice mode: callbacks entered through JSPI. */
   readonly sliced: boolean;
-  private pfns: Partial<Record<Callback, AsyncFn>> = {};
+  private pfns: Partial<Record<Callback | Batch, Entry>> = {};
+  /** Resumes the serving loop (parked in loom.next) with an entry index; null while it runs. */
+  private wake: ((job: number) => void) | null = null;
+  /** The job the serving loop runs: its arguments and its caller. */
+  private args = [0, 0, 0, 0, 0];
+  private jobResolve: ((r: number) => void) | null = null;
+  private jobReject: ((e: Error) => void) | null = null;
   /** Inside an outermost JSPI call (check may ask it to yield). */
   private slicing = false;
   /** Running time of the current sliced callback before its current slice (ms). */
@@ -289,10 +308,25 @@ export class PluginVM {
     const ex = this.instance.exports as Exports;
     if (!(ex.memory instanceof WebAssembly.Memory)) throw new Error("module exports no memory");
     this.memory = ex.memory;
+    // Entry points in export order: their index in the serving loop (binary.ts).
+    const jobs = new Map<string, number>();
+    if (this.sliced && typeof ex["loom:serve"] === "function") {
+      for (const e of WebAssembly.Module.exports(module)) {
+        if (e.kind === "function" && e.name.startsWith("loom:") && e.name !== "loom:serve") {
+          jobs.set(e.name, jobs.size);
+        }
+      }
+    }
     for (const name of CALLBACKS) {
       if (typeof ex[name] !== "function") continue;
       this.fns[name] = ex[name] as Fn;
-      if (this.sliced) this.pfns[name] = JSPI.promising(ex[name]);
+      if (!this.sliced) continue;
+      const job = jobs.get("loom:" + name);
+      this.pfns[name] = job !== undefined ? { job, fn: null } : { job: -1, fn: JSPI.promising(ex[name]) };
+    }
+    for (const b of ["loom:start", "loom:finish"] as const) {
+      const job = jobs.get(b);
+      if (job !== undefined) this.pfns[b] = { job, fn: null };
     }
     const alloc = ex.proxy_on_memory_allocate ?? ex.malloc;
     if (typeof alloc !== "function") {
@@ -300,6 +334,25 @@ export class PluginVM {
     }
     this.alloc = alloc as Fn;
     this.rootContextId = this.nextId++;
+    if (jobs.size > 0) this.serve(ex["loom:serve"]);
+  }
+
+  /**
+   * Enters the serving loop once: it runs until it parks in loom.next, and
+   * ends only by a failure (trap, timeout, proc_exit) of the job it ran.
+   */
+  private serve(f: unknown): void {
+    JSPI.promising(f)().catch((err: unknown) => {
+      this.wake = null;
+      this.fail(err instanceof Error ? err : new Error(String(err)));
+      const reject = this.jobReject;
+      this.jobResolve = this.jobReject = null;
+      // Its caller learns the failure; waiting callers find the VM failed (StaleVM).
+      if (reject !== null) {
+        this.leave();
+        reject(this.failed!);
+      }
+    });
   }
 
   /** Runs the module's start code: `_initialize` (+ `main`) or `_start`. */
@@ -324,6 +377,11 @@ export class PluginVM {
     return this.fns[cb] !== undefined;
   }
 
+  /** Whether this (timeslice) VM has the batch entry point `b`. */
+  hasBatch(b: Batch): boolean {
+    return this.pfns[b] !== undefined;
+  }
+
   /**
    * Calls a guest callback with `effective` as the current context. Returns
    * its result (0 when the export is missing); throws the VM's failure when it
@@ -331,13 +389,16 @@ export class PluginVM {
    * an exported callback is a Promise (rejected with the failure), which
    * waits for the VM's current callback first.
    */
-  call(cb: Callback, effective: number, a = 0, b = 0, c = 0, d = 0, e = 0): number | Promise<number> {
+  call(cb: Callback | Batch, effective: number, a = 0, b = 0, c = 0, d = 0, e = 0): number | Promise<number> {
     if (this.sliced) {
       if (this.failed !== null) throw new StaleVM(this.failed);
       const p = this.pfns[cb];
-      return p === undefined ? 0 : this.callSliced(p, effective, null, a, b, c, d, e);
+      if (p === undefined) return 0;
+      if (this.busy) return this.queued(p, effective, null, a, b, c, d, e);
+      this.busy = true;
+      return this.runSliced(p, effective, null, a, b, c, d, e);
     }
-    return this.callPlain(cb, effective, a, b, c, d, e);
+    return this.callPlain(cb as Callback, effective, a, b, c, d, e);
   }
 
   /**
@@ -377,8 +438,15 @@ export class PluginVM {
       if (p === undefined) return;
       const root = this.rootContextId;
       // The answer is set once the call owns the VM, not while another callback is suspended.
-      this.callSliced(p, root, res, root, token, res.headers.length, res.body.length, res.trailers.length)
-        .catch(() => {});
+      const args = [root, token, res.headers.length, res.body.length, res.trailers.length] as const;
+      if (this.busy) {
+        this.queued(p, root, res, ...args).catch(() => {});
+        return;
+      }
+      this.busy = true;
+      try {
+        this.runSliced(p, root, res, ...args).catch(() => {});
+      } catch { /* the VM is failed now; its streams were told */ }
       return;
     }
     this.httpCallResult = res;
@@ -399,9 +467,9 @@ export class PluginVM {
     }
   }
 
-  /** One sliced (JSPI) callback, after the VM's previous one finished. */
-  private async callSliced(
-    p: AsyncFn,
+  /** A sliced call that waits for the VM's current one (which hands the VM over). */
+  private async queued(
+    p: Entry,
     effective: number,
     httpResult: HttpCallResult | null,
     a: number,
@@ -410,34 +478,77 @@ export class PluginVM {
     d: number,
     e: number,
   ): Promise<number> {
-    if (this.busy) await new Promise<void>((r) => this.waiters.push(r)); // handed over by the previous call
-    else this.busy = true;
-    try {
-      if (this.failed !== null) throw new StaleVM(this.failed);
-      this.effective = effective;
-      this.httpCallResult = httpResult;
-      const now = performance.now();
-      this.spent = 0;
-      this.sliceStart = now;
-      this.wallDeadline = now + this.host.timeout * WALL_FACTOR;
-      this.slicing = true;
-      this.callDepth = 1;
-      try {
-        return (await p(a, b, c, d, e)) | 0;
-      } catch (err) {
-        this.fail(err instanceof Error ? err : new Error(String(err)));
-        throw this.failed;
-      } finally {
-        this.slicing = false;
-        this.callDepth = 0;
-        this.effective = 0;
-        this.httpCallResult = null;
-      }
-    } finally {
-      const next = this.waiters.shift();
-      if (next !== undefined) next();
-      else this.busy = false;
+    await new Promise<void>((r) => this.waiters.push(r));
+    return await this.runSliced(p, effective, httpResult, a, b, c, d, e);
+  }
+
+  /** One sliced (JSPI) callback; the caller owns the VM (`busy`). */
+  private runSliced(
+    p: Entry,
+    effective: number,
+    httpResult: HttpCallResult | null,
+    a: number,
+    b: number,
+    c: number,
+    d: number,
+    e: number,
+  ): Promise<number> {
+    if (this.failed !== null) {
+      this.release();
+      throw new StaleVM(this.failed);
     }
+    const wake = this.wake;
+    if (p.fn === null && wake === null) {
+      // Cannot happen (the loop parks before any other JS runs); fail rather than hang.
+      this.release();
+      throw new Error("plugin VM serving loop is not waiting");
+    }
+    this.effective = effective;
+    this.httpCallResult = httpResult;
+    const now = performance.now();
+    this.spent = 0;
+    this.sliceStart = now;
+    this.wallDeadline = now + this.host.timeout * WALL_FACTOR;
+    this.slicing = true;
+    this.callDepth = 1;
+    if (p.fn === null) {
+      const args = this.args;
+      args[0] = a, args[1] = b, args[2] = c, args[3] = d, args[4] = e;
+      this.wake = null;
+      return new Promise<number>((resolve, reject) => {
+        this.jobResolve = resolve;
+        this.jobReject = reject;
+        wake!(p.job);
+      });
+    }
+    return this.settle(p.fn, a, b, c, d, e);
+  }
+
+  /** A callback entered through its own `promising` wrapper. */
+  private async settle(fn: AsyncFn, a: number, b: number, c: number, d: number, e: number): Promise<number> {
+    try {
+      return (await fn(a, b, c, d, e)) | 0;
+    } catch (err) {
+      this.fail(err instanceof Error ? err : new Error(String(err)));
+      throw this.failed;
+    } finally {
+      this.leave();
+    }
+  }
+
+  /** Ends the current sliced call and hands the VM to the next waiting one. */
+  private leave(): void {
+    this.slicing = false;
+    this.callDepth = 0;
+    this.effective = 0;
+    this.httpCallResult = null;
+    this.release();
+  }
+
+  private release(): void {
+    const next = this.waiters.shift();
+    if (next !== undefined) next();
+    else this.busy = false;
   }
 
   private guard(f: () => number): number {
@@ -569,6 +680,28 @@ export class PluginVM {
           if (now > this.deadline) throw new PluginTimeout(this.host.timeout);
           return DEFAULT_FUEL_CHUNK;
         };
+        continue;
+      }
+      if (imp.module === "loom" && imp.name === "result") {
+        ns.result = (r: number) => {
+          const resolve = this.jobResolve;
+          if (resolve !== null) {
+            // A serving-loop job: the VM is free once the loop parks again (before any other JS runs).
+            this.jobResolve = this.jobReject = null;
+            this.leave();
+            resolve(r | 0);
+          }
+        };
+        continue;
+      }
+      if (imp.module === "loom" && imp.name === "next") {
+        ns.next = this.sliced ? new JSPI.Suspending(() => new Promise<number>((r) => this.wake = r)) : () => {
+          throw new Error("loom.next outside timeslice mode");
+        };
+        continue;
+      }
+      if (imp.module === "loom" && imp.name === "arg") {
+        ns.arg = (i: number) => this.args[i];
         continue;
       }
       if (imp.module === "loom" && imp.name === "yield") {
