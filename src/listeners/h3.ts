@@ -114,7 +114,12 @@ export class H3Listener {
       // A stopped QUIC listener's pending incoming() still takes the next connection (Deno 2.9.6), and
       // accepting it applies the socket's current listen options: pass it on to whoever serves now,
       // then let the stopped listener's loop end.
-      this.admit(inc);
+      try {
+        this.admit(inc);
+      } catch (e) {
+        // refuse()/accept() on a connection that is already gone (NotConnected): nothing to serve.
+        logger.debug("HTTP/3 connection attempt failed", { error: String(e) });
+      }
       if (this.closing || l !== this.listener) return;
     }
   }
