@@ -100,3 +100,12 @@ export class HeaderList {
     return new HeaderList(this.names.slice(), this.keys.slice(), this.values.slice());
   }
 }
+
+/**
+ * Fields an HTTP/2 or HTTP/3 message must not carry (connection-specific, RFC 9113 §8.2.2, RFC 9114 §4.2),
+ * plus `content-length`, which each hop derives from the body it sends. Lower-case names.
+ */
+export function isConnectionField(k: string): boolean {
+  return k === "connection" || k === "keep-alive" || k === "transfer-encoding" || k === "upgrade" ||
+    k === "proxy-connection" || k === "content-length";
+}

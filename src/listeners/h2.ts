@@ -15,20 +15,13 @@ import type { Socket } from "node:net";
 import type { RawStream } from "../gateway/body.ts";
 import { EMPTY_BODY } from "../gateway/body.ts";
 import { type ClientCertificate, RequestContext } from "../gateway/context.ts";
-import type { HeaderList } from "../gateway/headers.ts";
+import { type HeaderList, isConnectionField } from "../gateway/headers.ts";
 import type { ListenerConfig } from "../config/types.ts";
 import { H2Connection, type H2Stream } from "../http2/connection.ts";
 import { ErrorCode } from "../http2/frame.ts";
 import { NodeSocketConn, PrefixedConn } from "../net/node_conn.ts";
 import { type ConnectionHooks, Http1Connection, type RequestHandler } from "./http1.ts";
-import {
-  connectionSpecific,
-  refuseStream,
-  requestHead,
-  StreamBodyReader,
-  StreamWriter,
-  toFields,
-} from "./stream_request.ts";
+import { refuseStream, requestHead, StreamBodyReader, StreamWriter, toFields } from "./stream_request.ts";
 import { contextFor, type ListenerTls, loadListenerTls, peerChain, verifyClientCert } from "./tls.ts";
 import { logger } from "../observability/logger.ts";
 
@@ -42,7 +35,7 @@ const PREFACE = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 /** Upgrade response fields that have no place in an RFC 8441 200 (the HTTP/2 stream is the tunnel). */
 function notForExtendedConnect(k: string): boolean {
-  return connectionSpecific(k) || k === "sec-websocket-accept";
+  return isConnectionField(k) || k === "sec-websocket-accept";
 }
 
 /**

@@ -6,7 +6,7 @@
  */
 import type { BodyReader, ResponseWriter } from "../gateway/body.ts";
 import type { RequestContext } from "../gateway/context.ts";
-import { HeaderList } from "../gateway/headers.ts";
+import { HeaderList, isConnectionField } from "../gateway/headers.ts";
 
 /** A server-side request stream with flat [name, value, ...] field lists. */
 export interface FieldStream {
@@ -21,14 +21,8 @@ export interface FieldStream {
   reset(code: number): void;
 }
 
-/** Response fields HTTP/2 and HTTP/3 forbid (connection-specific). */
-export function connectionSpecific(k: string): boolean {
-  return k === "connection" || k === "keep-alive" || k === "transfer-encoding" || k === "upgrade" ||
-    k === "proxy-connection" || k === "content-length";
-}
-
 /** HeaderList → flat fields, after `into` (which holds the pseudo-headers). */
-export function toFields(headers: HeaderList, into: string[], skip = connectionSpecific): string[] {
+export function toFields(headers: HeaderList, into: string[], skip = isConnectionField): string[] {
   for (let i = 0; i < headers.size; i++) {
     const k = headers.keys[i];
     if (k[0] !== ":" && !skip(k)) into.push(k, headers.values[i]);

@@ -17,7 +17,7 @@
 import { ErrorCode } from "../http2/frame.ts";
 import { H2Error, type H2Stream } from "../http2/connection.ts";
 import type { RequestContext } from "../gateway/context.ts";
-import { HeaderList } from "../gateway/headers.ts";
+import { HeaderList, isConnectionField } from "../gateway/headers.ts";
 import { ConnectError } from "../upstream/pool.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import { isHopByHop } from "./headers.ts";
@@ -50,15 +50,11 @@ import {
 } from "./grpc.ts";
 import { Base64Decoder, Base64Encoder, trailerFrame } from "./grpc_web.ts";
 
-/** Response fields that must not be relayed (connection-specific in HTTP/1.1, forbidden in HTTP/2). */
-function dropResponseField(k: string): boolean {
-  return k[0] === ":" || k === "connection" || k === "keep-alive" || k === "transfer-encoding" ||
-    k === "proxy-connection" || k === "upgrade" || k === "content-length";
-}
-
 /** HTTP/2 fields ([name, value, ...]) into a HeaderList, skipping pseudo and connection-specific fields. */
 function toHeaderList(f: string[], into = new HeaderList()): HeaderList {
-  for (let i = 0; i < f.length; i += 2) if (!dropResponseField(f[i])) into.append(f[i], f[i + 1]);
+  for (let i = 0; i < f.length; i += 2) {
+    if (f[i][0] !== ":" && !isConnectionField(f[i])) into.append(f[i], f[i + 1]);
+  }
   return into;
 }
 
