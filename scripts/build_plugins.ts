@@ -8,7 +8,7 @@
  *
  * Plugins in other languages are built by native toolchains when present:
  *
- * - C (`plugins/c-headers/*.c`): `clang --target=wasm32 -nostdlib` + lld, built
+ * - C (`plugins/c-headers/*.c`, `plugins/test/*.c`): `clang --target=wasm32 -nostdlib` + lld, built
  *   whenever `clang` is on PATH, skipped (committed .wasm kept) otherwise.
  * - AssemblyScript with the `@solo-io/proxy-runtime` SDK
  *   (`plugins/sdk-assemblyscript/`): only with `--as`, because it installs the
@@ -110,17 +110,22 @@ export async function hasTool(cmd: string): Promise<boolean> {
 /** clang flags: no libc, no entry point; exports come from export_name attributes. */
 const CLANG_FLAGS = ["--target=wasm32", "-O2", "-nostdlib", "-Wl,--no-entry"];
 
+/** Folders (under plugins/) whose `.c` files are plugins of their own. */
+const C_DIRS = ["c-headers", "test"];
+
 /** Builds the C plugins with clang (output path relative to plugins/ → bytes). */
 export async function buildC(): Promise<Map<string, Uint8Array>> {
   const out = new Map<string, Uint8Array>();
   const tmp = await Deno.makeTempDir({ prefix: "loom-c-" });
   try {
-    for (const f of Deno.readDirSync(new URL("c-headers/", ROOT))) {
-      if (!f.isFile || !f.name.endsWith(".c")) continue;
-      const src = new URL(`c-headers/${f.name}`, ROOT).pathname;
-      const wasm = `${tmp}/${f.name.slice(0, -2)}.wasm`;
-      await run("clang", [...CLANG_FLAGS, "-o", wasm, src]);
-      out.set(`c-headers/${f.name.slice(0, -2)}.wasm`, Deno.readFileSync(wasm));
+    for (const dir of C_DIRS) {
+      for (const f of Deno.readDirSync(new URL(`${dir}/`, ROOT))) {
+        if (!f.isFile || !f.name.endsWith(".c")) continue;
+        const src = new URL(`${dir}/${f.name}`, ROOT).pathname;
+        const wasm = `${tmp}/${f.name.slice(0, -2)}.wasm`;
+        await run("clang", [...CLANG_FLAGS, "-o", wasm, src]);
+        out.set(`${dir}/${f.name.slice(0, -2)}.wasm`, Deno.readFileSync(wasm));
+      }
     }
   } finally {
     await Deno.remove(tmp, { recursive: true });

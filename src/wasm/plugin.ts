@@ -16,14 +16,18 @@ import type { Counter, Gauge, Histogram, HistogramChild, Registry } from "../obs
 import { logger } from "../observability/logger.ts";
 import { type AbiVersion, detectAbi, MetricType } from "./abi.ts";
 import { instrument, WasmLoadError } from "./binary.ts";
+import { GrpcCallouts } from "./grpc_callouts.ts";
+import type { Endpoint } from "../upstream/endpoint.ts";
+import type { ConnectionPool } from "../upstream/pool.ts";
 import { type HttpCallResult, type Isolation, PluginVM, type SharedStores, type VmHost } from "./vm.ts";
 
 const enc = new TextEncoder();
 const log = logger.child({ component: "wasm" });
 
-/** What the manager needs of an upstream for http_call. */
+/** What the manager needs of an upstream for http_call and gRPC callouts: an endpoint and its pool. */
 export interface CallUpstream {
-  select(input: { header(name: string): string | undefined; clientIp: string }): { address: string } | null;
+  select(input: { header(name: string): string | undefined; clientIp: string }): Endpoint | null;
+  pool(ep: Endpoint): ConnectionPool;
 }
 
 /** `GET /plugins` entry. */
@@ -141,6 +145,10 @@ export class Plugin implements VmHost {
     return this.manager.shared;
   }
 
+  get grpc(): GrpcCallouts {
+    return this.manager.grpc;
+  }
+
   /** Compiles the module (cached per path and limit) and starts the first VM. */
   load(): void {
     try {
@@ -226,6 +234,7 @@ export class Plugin implements VmHost {
       this.vm = null;
       this.stopTicks();
     }
+    this.manager.grpc.dropVM(vm);
     // Its streams fail cleanly; streams of other plugins are untouched.
     for (const s of [...vm.streams.values()]) (s as { vmFailed?: (e: Error) => void }).vmFailed?.(e);
   }
@@ -328,6 +337,7 @@ export class Plugin implements VmHost {
     this.stopTicks();
     if (this.vm === vm) this.vm = null;
     vm.fire("proxy_on_delete", vm.rootContextId, vm.rootContextId);
+    this.manager.grpc.dropVM(vm);
   }
 
   property(path: string[]): Uint8Array | null | undefined {
@@ -414,6 +424,8 @@ export class PluginManager {
   private metricByName = new Map<string, number>();
   private nextToken = 1;
   readonly shared: SharedStores;
+  /** gRPC calls and streams of every plugin in this isolate. */
+  readonly grpc = new GrpcCallouts(() => this.upstreams);
 
   constructor() {
     lastManager = this;

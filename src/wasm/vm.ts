@@ -126,6 +126,8 @@ export interface VmHost {
     timeoutMs: number,
   ): number | null;
   shared: SharedStores;
+  /** gRPC callouts; absent = every gRPC host call fails with INTERNAL_FAILURE. */
+  grpc?: GrpcHost;
   /**
    * `proxy_done` from `contextId`: true when that root context was waiting
    * for it (its on_done returned false); the host then deletes it later.
@@ -150,11 +152,45 @@ type Exports = Record<string, unknown> & { memory: WebAssembly.Memory };
 type Fn = (...a: number[]) => number;
 type AsyncFn = (...a: number[]) => Promise<number>;
 
-/** The http-call response a root context is being told about. */
+/**
+ * What a root context's callout callback reads: an http_call answer, or one
+ * gRPC event (initial metadata, a message, trailing metadata, or the close
+ * status read with proxy_get_status).
+ */
 export interface HttpCallResult {
+  /** http_call response headers, or gRPC initial metadata. */
   headers: [string, string][];
+  /** http_call response body, or one gRPC message. */
   body: Uint8Array;
+  /** http_call response trailers, or gRPC trailing metadata. */
   trailers: [string, string][];
+  /** gRPC status of proxy_on_grpc_close. */
+  status?: { code: number; message: string };
+}
+
+/** The plugin's gRPC calls and streams (grpc_callouts.ts); tokens are odd for calls, even for streams. */
+export interface GrpcHost {
+  /** A unary call; its answer goes to the root context. Token, or a Status when it cannot be sent. */
+  call(
+    vm: PluginVM,
+    upstream: Uint8Array,
+    service: string,
+    method: string,
+    metadata: [string, string][],
+    message: Uint8Array,
+    timeoutMs: number,
+  ): { token: number } | number;
+  /** Opens a stream. Token, or a Status. */
+  stream(
+    vm: PluginVM,
+    upstream: Uint8Array,
+    service: string,
+    method: string,
+    metadata: [string, string][],
+  ): { token: number } | number;
+  send(vm: PluginVM, token: number, message: Uint8Array, endStream: boolean): number;
+  cancel(vm: PluginVM, token: number): number;
+  close(vm: PluginVM, token: number): number;
 }
 
 /** A pairs list ([name, value]) as a MapView (http-call responses, send_local_response). */
@@ -432,39 +468,47 @@ export class PluginVM {
 
   /** Delivers an http_call answer to the root context. */
   deliverHttpCall(token: number, res: HttpCallResult): void {
-    if (this.failed !== null) return;
+    this.deliver(
+      "proxy_on_http_call_response",
+      res,
+      token,
+      res.headers.length,
+      res.body.length,
+      res.trailers.length,
+    );
+  }
+
+  /**
+   * Calls a root-context callout callback (http_call answer, gRPC event) with
+   * `data` readable for its duration. False when the VM is failed (the
+   * callout should be dropped).
+   */
+  deliver(cb: Callback, data: HttpCallResult, token: number, x: number, y = 0, z = 0): boolean {
+    if (this.failed !== null) return false;
+    const root = this.rootContextId;
     if (this.sliced) {
-      const p = this.pfns.proxy_on_http_call_response;
-      if (p === undefined) return;
-      const root = this.rootContextId;
-      // The answer is set once the call owns the VM, not while another callback is suspended.
-      const args = [root, token, res.headers.length, res.body.length, res.trailers.length] as const;
+      const p = this.pfns[cb];
+      if (p === undefined) return true;
+      // The data is set once the call owns the VM, not while another callback is suspended.
       if (this.busy) {
-        this.queued(p, root, res, ...args).catch(() => {});
-        return;
+        this.queued(p, root, data, root, token, x, y, z).catch(() => {});
+        return true;
       }
       this.busy = true;
       try {
-        this.runSliced(p, root, res, ...args).catch(() => {});
+        this.runSliced(p, root, data, root, token, x, y, z).catch(() => {});
       } catch { /* the VM is failed now; its streams were told */ }
-      return;
+      return true;
     }
-    this.httpCallResult = res;
+    this.httpCallResult = data;
     try {
-      this.callPlain(
-        "proxy_on_http_call_response",
-        this.rootContextId,
-        this.rootContextId,
-        token,
-        res.headers.length,
-        res.body.length,
-        res.trailers.length,
-      );
+      this.callPlain(cb, root, root, token, x, y, z);
     } catch {
       /* the VM is failed now; its streams were told */
     } finally {
       this.httpCallResult = null;
     }
+    return true;
   }
 
   /** A sliced call that waits for the VM's current one (which hands the VM over). */
@@ -627,10 +671,12 @@ export class PluginVM {
   }
 
   private map(type: number): MapView | null {
-    if (type === MapType.HTTP_CALL_RESPONSE_HEADERS || type === MapType.HTTP_CALL_RESPONSE_TRAILERS) {
+    if (type >= MapType.GRPC_RECEIVE_INITIAL_METADATA && type <= MapType.HTTP_CALL_RESPONSE_TRAILERS) {
       const r = this.httpCallResult;
       if (r === null) return null;
-      return pairsView(type === MapType.HTTP_CALL_RESPONSE_HEADERS ? r.headers : r.trailers);
+      const leading = type === MapType.HTTP_CALL_RESPONSE_HEADERS ||
+        type === MapType.GRPC_RECEIVE_INITIAL_METADATA;
+      return pairsView(leading ? r.headers : r.trailers);
     }
     return this.stream()?.map(type) ?? null;
   }
@@ -642,6 +688,7 @@ export class PluginVM {
       case BufferType.PLUGIN_CONFIGURATION:
         return this.host.pluginConfig;
       case BufferType.HTTP_CALL_RESPONSE_BODY:
+      case BufferType.GRPC_RECEIVE_BUFFER:
         return this.httpCallResult?.body ?? null;
       default:
         return this.stream()?.buffer(type) ?? null;
@@ -750,6 +797,61 @@ export class PluginVM {
       s.close(t);
       return S.OK;
     };
+    const grpcOpen = (
+      call: boolean,
+      up: number,
+      upLen: number,
+      sp: number,
+      sl: number,
+      mp: number,
+      ml: number,
+      hp: number,
+      hl: number,
+      msgPtr: number,
+      msgLen: number,
+      timeout: number,
+      tokenPtr: number,
+    ) => {
+      const g = this.host.grpc;
+      if (g === undefined) return S.INTERNAL_FAILURE;
+      const upstream = this.read(up, upLen).slice();
+      const service = this.str(sp, sl), method = this.str(mp, ml);
+      // As the reference host's toPairs: malformed metadata is no metadata.
+      const metadata = hl === 0 ? [] : decodePairs(this.read(hp, hl)) ?? [];
+      const r = call
+        ? g.call(this, upstream, service, method, metadata, this.read(msgPtr, msgLen).slice(), timeout >>> 0)
+        : g.stream(this, upstream, service, method, metadata);
+      if (typeof r === "number") return r;
+      this.setU32(tokenPtr, r.token);
+      return S.OK;
+    };
+    const grpcCall = (
+      up: number,
+      upLen: number,
+      sp: number,
+      sl: number,
+      mp: number,
+      ml: number,
+      hp: number,
+      hl: number,
+      msgPtr: number,
+      msgLen: number,
+      timeout: number,
+      tokenPtr: number,
+    ) => grpcOpen(true, up, upLen, sp, sl, mp, ml, hp, hl, msgPtr, msgLen, timeout, tokenPtr);
+    const grpcStream = (
+      up: number,
+      upLen: number,
+      sp: number,
+      sl: number,
+      mp: number,
+      ml: number,
+      hp: number,
+      hl: number,
+      tokenPtr: number,
+    ) => grpcOpen(false, up, upLen, sp, sl, mp, ml, hp, hl, 0, 0, 0, tokenPtr);
+    const grpcSend = (token: number, p: number, l: number, end: number) =>
+      this.host.grpc?.send(this, token >>> 0, this.read(p, l).slice(), end !== 0) ?? S.NOT_FOUND;
     const httpCall = (
       up: number,
       upLen: number,
@@ -932,20 +1034,21 @@ export class PluginVM {
       proxy_clear_route_cache: () => S.OK,
       proxy_http_call: httpCall,
       proxy_dispatch_http_call: httpCall,
-      // gRPC is not implemented: statuses the SDKs accept without trapping.
-      proxy_grpc_call: () => S.INTERNAL_FAILURE,
-      proxy_dispatch_grpc_call: () => S.INTERNAL_FAILURE,
-      proxy_grpc_stream: () => S.INTERNAL_FAILURE,
-      proxy_open_grpc_stream: () => S.INTERNAL_FAILURE,
-      proxy_grpc_send: () => S.NOT_FOUND,
-      proxy_send_grpc_stream_message: () => S.NOT_FOUND,
-      proxy_grpc_cancel: () => S.NOT_FOUND,
-      proxy_cancel_grpc_call: () => S.NOT_FOUND,
-      proxy_grpc_close: () => S.NOT_FOUND,
-      proxy_close_grpc_call: () => S.NOT_FOUND,
+      proxy_grpc_call: grpcCall,
+      proxy_dispatch_grpc_call: grpcCall,
+      proxy_grpc_stream: grpcStream,
+      proxy_open_grpc_stream: grpcStream,
+      proxy_grpc_send: grpcSend,
+      proxy_send_grpc_stream_message: grpcSend,
+      proxy_grpc_cancel: (token: number) => this.host.grpc?.cancel(this, token >>> 0) ?? S.NOT_FOUND,
+      proxy_cancel_grpc_call: (token: number) => this.host.grpc?.cancel(this, token >>> 0) ?? S.NOT_FOUND,
+      proxy_grpc_close: (token: number) => this.host.grpc?.close(this, token >>> 0) ?? S.NOT_FOUND,
+      proxy_close_grpc_call: (token: number) => this.host.grpc?.close(this, token >>> 0) ?? S.NOT_FOUND,
+      // The status of the gRPC call being closed (proxy_on_grpc_close), else OK with no message.
       proxy_get_status: (codePtr: number, pp: number, sp: number) => {
-        this.setU32(codePtr, 0);
-        this.give(EMPTY, pp, sp);
+        const st = this.httpCallResult?.status;
+        this.setU32(codePtr, st?.code ?? 0);
+        this.give(st === undefined ? EMPTY : enc.encode(st.message), pp, sp);
         return S.OK;
       },
       proxy_set_shared_data: (kp: number, kl: number, vp: number, vl: number, cas: number) => {
