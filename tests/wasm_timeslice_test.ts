@@ -29,9 +29,40 @@ const SPIN_WAT = `(module
       (then (loop $forever (br $forever))))
     (i32.const 0)))`;
 
-async function spinModule(): Promise<string> {
+/**
+ * A plugin whose VM start-up runs away: on_configure loops forever once the
+ * shared-data key `cfg-spin` is set, which a request with `x-trap` does
+ * before trapping (so the next request starts a new VM).
+ */
+const CONFIGURE_SPIN_WAT = `(module
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_shared_data" (func $sget (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_set_shared_data" (func $sset (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (data (i32.const 16) "x-trap")
+  (data (i32.const 48) "cfg-spin")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param $n i32) (result i32) (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (if (i32.eqz (call $sget (i32.const 48) (i32.const 8) (i32.const 32) (i32.const 36) (i32.const 40)))
+      (then (loop $forever (br $forever))))
+    (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (global.set $heap (i32.const 4096))
+    (if (i32.eqz (call $get (i32.const 0) (i32.const 16) (i32.const 6) (i32.const 32) (i32.const 36)))
+      (then
+        (drop (call $sset (i32.const 48) (i32.const 8) (i32.const 16) (i32.const 1) (i32.const 0)))
+        (unreachable)))
+    (i32.const 0)))`;
+
+async function spinModule(wat = SPIN_WAT): Promise<string> {
   const wabt = await wabtInit();
-  const m = wabt.parseWat("spin.wat", SPIN_WAT);
+  const m = wabt.parseWat("spin.wat", wat);
   try {
     const path = await Deno.makeTempFile({ suffix: ".wasm" });
     await Deno.writeFile(path, new Uint8Array(m.toBinary({}).buffer));
@@ -46,12 +77,17 @@ async function spinModule(): Promise<string> {
  * /plain (no plugin) and /ok (another plugin) one after another; returns the
  * runaway's status and time and the other requests' latencies.
  */
-async function duringRunaway(url: (p: string) => string) {
+async function duringRunaway(
+  url: (p: string) => string,
+  runawayPath = "/spin/x",
+  headers: Record<string, string> = { "x-spin": "1" },
+  warm = true,
+) {
   // Warm-up: first requests pay connection set-up and compilation, not the plugin's stall.
-  for (const p of ["/ok/w", "/plain/w", "/spin/w"]) assert.equal((await get(url(p))).status, 200);
+  for (const p of warm ? ["/ok/w", "/plain/w", "/spin/w"] : []) assert.equal((await get(url(p))).status, 200);
   let done = false;
   const t0 = performance.now();
-  const runaway = get(url("/spin/x"), { headers: { "x-spin": "1" } }).then((r) => {
+  const runaway = get(url(runawayPath), { headers }).then((r) => {
     done = true;
     return { status: r.status, ms: performance.now() - t0 };
   });
@@ -142,3 +178,33 @@ itest("wasm timeslice: a request to the same plugin waits for its suspended VM, 
     await Deno.remove(spin);
   }
 });
+
+itest(
+  "wasm timeslice: a runaway VM start-up (on_configure) is sliced too, and stopped at its timeout",
+  async () => {
+    const app = jsonEcho();
+    const spin = await spinModule(CONFIGURE_SPIN_WAT);
+    const loom = await startLoom(yaml(app, spin, "timeslice"));
+    try {
+      for (const p of ["/ok/w", "/plain/w", "/spin/w"]) assert.equal((await get(loom.url(p))).status, 200);
+      // The trap drops the VM; the next request to the plugin starts one whose on_configure runs away.
+      assert.equal((await get(loom.url("/spin/t"), { headers: { "x-trap": "1" } })).status, 500);
+      const r = await duringRunaway(loom.url, "/spin/y", {}, false);
+      assert.equal(r.status, 500);
+      assert.ok(r.ms >= 280 && r.ms < 3000, `start-up stopped after ${r.ms.toFixed(0)} ms`);
+      const top = [...r.latencies].sort((a, b) => b - a).slice(0, 3).map((x) => x.toFixed(1));
+      console.log(`start-up runaway: ${r.latencies.length} requests meanwhile, slowest ${top.join(", ")} ms`);
+      assert.ok(r.latencies.length >= 10, `only ${r.latencies.length} requests served meanwhile`);
+      assert.ok(Math.max(...r.latencies) < 200, `slowest ${top[0]} ms`);
+      const info = JSON.parse((await get(loom.admin("/plugins"))).text) as {
+        name: string;
+        last_error: string;
+      }[];
+      assert.match(info.find((p) => p.name === "spin")!.last_error, /timeout|timed out/i);
+    } finally {
+      await loom.close();
+      await app.close();
+      await Deno.remove(spin);
+    }
+  },
+);

@@ -84,7 +84,7 @@ class Stream implements StreamHost {
    */
   async rebind(): Promise<boolean> {
     this.vm.streams.delete(this.id);
-    const vm = this.plugin.getVM();
+    const vm = await this.plugin.getVM();
     this.fresh = false;
     if (vm === null) return false;
     this.vm = vm;
@@ -539,7 +539,8 @@ export async function runPlugins(
     const plugins = chain.plugins;
     for (let i = 0; i < plugins.length; i++) {
       const p = plugins[i];
-      const vm = p.getVM();
+      let vm = p.getVM();
+      if (vm instanceof Promise) vm = await vm; // a new VM starting (timeslice)
       if (vm === null) {
         if (p.cfg.failure_policy === "fail_open") continue;
         throw new Stop("fail");

@@ -19,7 +19,14 @@ import { instrument, WasmLoadError } from "./binary.ts";
 import { GrpcCallouts } from "./grpc_callouts.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import type { ConnectionPool } from "../upstream/pool.ts";
-import { type HttpCallResult, type Isolation, PluginVM, type SharedStores, type VmHost } from "./vm.ts";
+import {
+  type HttpCallResult,
+  type Isolation,
+  PluginVM,
+  type SharedStores,
+  StaleVM,
+  type VmHost,
+} from "./vm.ts";
 
 const enc = new TextEncoder();
 const log = logger.child({ component: "wasm" });
@@ -92,6 +99,7 @@ const VM_RESTARTS_PER_WINDOW = 10;
 const VM_RESTART_WINDOW_MS = 1000;
 /** Longest wait for in-flight requests, then for proxy_done, when a plugin is retired. */
 const ROOT_DONE_WAIT_MS = 10_000;
+const CONFIGURE_REJECTED = "proxy_on_configure returned false (plugin rejected its configuration)";
 
 /** A configured plugin in one isolate. */
 export class Plugin implements VmHost {
@@ -169,9 +177,15 @@ export class Plugin implements VmHost {
     this.getVM();
   }
 
-  /** The running VM, created (and configured) on demand; null when it cannot start. */
-  getVM(): PluginVM | null {
+  /**
+   * The running VM, created (and configured) on demand; null when it cannot
+   * start. In timeslice mode a new VM's start-up (`_initialize`,
+   * on_vm_start, on_configure) is sliced like any callback, so this returns a
+   * Promise meanwhile (shared by every caller; it never rejects).
+   */
+  getVM(): PluginVM | null | Promise<PluginVM | null> {
     if (this.vm !== null && this.vm.failed === null) return this.vm;
+    if (this.starting !== null) return this.starting;
     if (this.compiled === null || this.retired) return null;
     const now = performance.now();
     if (now < this.retryAt) return null;
@@ -198,9 +212,14 @@ export class Plugin implements VmHost {
       vm = new PluginVM(this.compiled.module, this.compiled.abi, this);
       this.vms++;
       vm.onFail = (e) => this.vmFailed(vm!, e);
+      if (vm.sliced) {
+        const starting = this.startSliced(vm, now);
+        this.starting = starting;
+        starting.then(() => this.starting = null);
+        return starting;
+      }
       vm.start();
       const root = vm.rootContextId;
-      // Start-up calls are plain in both modes: getVM is synchronous and nothing else uses the VM yet.
       vm.callPlain("proxy_on_context_create", root, root, 0);
       if (
         vm.has("proxy_on_vm_start") &&
@@ -212,19 +231,51 @@ export class Plugin implements VmHost {
         vm.has("proxy_on_configure") &&
         vm.callPlain("proxy_on_configure", root, root, this.pluginConfig.length) === 0
       ) {
-        throw new Error("proxy_on_configure returned false (plugin rejected its configuration)");
+        throw new Error(CONFIGURE_REJECTED);
       }
       this.vm = vm;
       return vm;
     } catch (e) {
-      const msg = e instanceof Error ? e.message : String(e);
-      if (vm !== undefined && vm.failed === null) vm.fail(new Error(msg));
-      else if (vm === undefined) this.recordError(msg);
-      this.retryAt = now + 1000;
-      this.stopTicks();
-      log.error("plugin VM failed to start", { plugin: this.cfg.name, error: msg });
-      return null;
+      return this.startFailed(vm, e, now);
     }
+  }
+
+  private starting: Promise<PluginVM | null> | null = null;
+
+  /** getVM's start-up in timeslice mode: the same steps, each one sliced. */
+  private async startSliced(vm: PluginVM, now: number): Promise<PluginVM | null> {
+    try {
+      await vm.start();
+      const root = vm.rootContextId;
+      await vm.call("proxy_on_context_create", root, root, 0);
+      if (
+        vm.has("proxy_on_vm_start") &&
+        (await vm.call("proxy_on_vm_start", root, root, this.vmConfig.length)) === 0
+      ) {
+        throw new Error("proxy_on_vm_start returned false");
+      }
+      if (
+        vm.has("proxy_on_configure") &&
+        (await vm.call("proxy_on_configure", root, root, this.pluginConfig.length)) === 0
+      ) {
+        throw new Error(CONFIGURE_REJECTED);
+      }
+      if (vm.failed !== null) throw vm.failed;
+      this.vm = vm;
+      return vm;
+    } catch (e) {
+      return this.startFailed(vm, e instanceof StaleVM ? vm.failed ?? e : e, now);
+    }
+  }
+
+  private startFailed(vm: PluginVM | undefined, e: unknown, now: number): null {
+    const msg = e instanceof Error ? e.message : String(e);
+    if (vm !== undefined && vm.failed === null) vm.fail(new Error(msg));
+    else if (vm === undefined) this.recordError(msg);
+    this.retryAt = now + 1000;
+    this.stopTicks();
+    log.error("plugin VM failed to start", { plugin: this.cfg.name, error: msg });
+    return null;
   }
 
   private vmFailed(vm: PluginVM, e: Error): void {

@@ -391,17 +391,30 @@ export class PluginVM {
     });
   }
 
-  /** Runs the module's start code: `_initialize` (+ `main`) or `_start`. */
-  start(): void {
+  /**
+   * Runs the module's start code: `_initialize` (+ `main`) or `_start`. In
+   * timeslice mode it is sliced like any callback (a Promise, rejected with
+   * the failure), so a slow start-up does not hold the event loop.
+   */
+  start(): void | Promise<void> {
     const ex = this.instance.exports as Record<string, unknown>;
-    this.guard(() => {
-      if (typeof ex._initialize === "function") {
-        (ex._initialize as Fn)();
-        if (typeof ex.main === "function") (ex.main as Fn)(0, 0);
-        else if (typeof ex.__main_void === "function") (ex.__main_void as Fn)();
-      } else if (typeof ex._start === "function") (ex._start as Fn)();
-      return 0;
-    });
+    const steps: unknown[] = [];
+    if (typeof ex._initialize === "function") {
+      steps.push(ex._initialize);
+      if (typeof ex.main === "function") steps.push(ex.main);
+      else if (typeof ex.__main_void === "function") steps.push(ex.__main_void);
+    } else if (typeof ex._start === "function") steps.push(ex._start);
+    if (!this.sliced) {
+      this.guard(() => {
+        for (const f of steps) (f as Fn)(0, 0); // main(argc, argv); the others take none
+        return 0;
+      });
+      return;
+    }
+    return (async () => {
+      // A one-off JSPI stack per step: start-up runs once per VM.
+      for (const f of steps) await this.enter({ job: -1, fn: JSPI.promising(f) }, 0, 0, 0);
+    })();
   }
 
   /** A fresh stream context id. */
@@ -430,11 +443,16 @@ export class PluginVM {
       if (this.failed !== null) throw new StaleVM(this.failed);
       const p = this.pfns[cb];
       if (p === undefined) return 0;
-      if (this.busy) return this.queued(p, effective, null, a, b, c, d, e);
-      this.busy = true;
-      return this.runSliced(p, effective, null, a, b, c, d, e);
+      return this.enter(p, effective, a, b, c, d, e);
     }
     return this.callPlain(cb as Callback, effective, a, b, c, d, e);
+  }
+
+  /** A sliced call now, or after the VM's current one. */
+  private enter(p: Entry, effective: number, a = 0, b = 0, c = 0, d = 0, e = 0): Promise<number> {
+    if (this.busy) return this.queued(p, effective, null, a, b, c, d, e);
+    this.busy = true;
+    return this.runSliced(p, effective, null, a, b, c, d, e);
   }
 
   /**
