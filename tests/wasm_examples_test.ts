@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { itest, startLoom, startUpstream } from "./helpers.ts";
 import { get } from "./gateway_util.ts";
 import { type Echoed, jsonEcho, pluginYaml } from "./wasm_util.ts";
+import { TestCa } from "./tls_util.ts";
 
 const root = new URL("../plugins/", import.meta.url).pathname;
 
@@ -57,3 +58,58 @@ itest("example plugins: add-headers, auth via http_call, rate-limit, body-rewrit
     await auth.close();
   }
 });
+
+itest(
+  "example auth plugin: http_call to a TLS upstream (ca_file + server_name), on kept-alive connections",
+  async () => {
+    const app = jsonEcho();
+    const dir = Deno.makeTempDirSync();
+    const ca = await TestCa.create(dir);
+    const leaf = await ca.leaf("auth", "auth.test", ["DNS:auth.test"]);
+    const conns = new Set<string>();
+    const server = Deno.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      cert: Deno.readTextFileSync(leaf.cert),
+      key: Deno.readTextFileSync(leaf.key),
+      onListen: () => {},
+    }, async (req, info) => {
+      conns.add(`${info.remoteAddr.hostname}:${info.remoteAddr.port}`);
+      const ok = (await req.text()) === "Bearer good";
+      return new Response(ok ? null : "no", { status: ok ? 204 : 403 });
+    });
+    const yaml = pluginYaml(app, [{ name: "auth", path: root + "auth/auth.wasm" }], [["auth", ["auth"]]])
+      .replace(
+        /upstreams: .*\n/,
+        `upstreams: ${
+          JSON.stringify([
+            { name: "app", endpoints: [app.address] },
+            {
+              name: "auth",
+              endpoints: [`127.0.0.1:${server.addr.port}`],
+              tls: { ca_file: ca.cert, server_name: "auth.test" },
+            },
+          ])
+        }\n`,
+      );
+    const loom = await startLoom(yaml);
+    try {
+      for (let i = 0; i < 5; i++) {
+        const good = await get(loom.url("/auth/x"), { headers: { authorization: "Bearer good" } });
+        assert.equal(good.status, 200, good.text);
+        assert.equal((JSON.parse(good.text) as Echoed).headers["x-auth"], "ok");
+        assert.equal(
+          (await get(loom.url("/auth/x"), { headers: { authorization: "Bearer bad" } })).status,
+          401,
+        );
+      }
+      // The calls share the upstream's pooled (TLS, keep-alive) connections.
+      assert.ok(conns.size <= 2, `${conns.size} connections for 10 sequential calls`);
+    } finally {
+      await loom.close();
+      await app.close();
+      await server.shutdown();
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+);

@@ -21,7 +21,7 @@
 import { ErrorCode } from "../http2/frame.ts";
 import type { H2Stream } from "../http2/connection.ts";
 import { h2PoolFor } from "../proxy/h2_client.ts";
-import { formatGrpcTimeout, grpcFrame } from "../proxy/grpc.ts";
+import { formatGrpcTimeout, grpcFrame, GrpcStatus as Code, grpcStatusForHttp } from "../proxy/grpc.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import type { ConnectionPool } from "../upstream/pool.ts";
 import { Status } from "./abi.ts";
@@ -32,20 +32,6 @@ export interface GrpcUpstream {
   select(input: { header(name: string): string | undefined; clientIp: string }): Endpoint | null;
   pool(ep: Endpoint): ConnectionPool;
 }
-
-/** gRPC status codes used here. */
-const Code = {
-  OK: 0,
-  CANCELLED: 1,
-  UNKNOWN: 2,
-  DEADLINE_EXCEEDED: 4,
-  PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14,
-  UNAUTHENTICATED: 16,
-} as const;
 
 /** Largest message accepted from the upstream (gRPC's usual default is 4 MiB). */
 const MAX_MESSAGE = 16 << 20;
@@ -263,7 +249,7 @@ export class GrpcCallouts implements GrpcHost {
     const status = field(head, ":status");
     if (status !== "200") {
       s.reset(ErrorCode.CANCEL);
-      return this.fail(c, httpToGrpc(Number(status)), `gRPC upstream answered HTTP ${status}`);
+      return this.fail(c, grpcStatusForHttp(Number(status)), `gRPC upstream answered HTTP ${status}`);
     }
     if (s.headersEnded) return this.finish(c, head, null); // trailers-only
     if (!c.call) {
@@ -395,27 +381,6 @@ function decodeGrpcMessage(v: string): string {
     return decodeURIComponent(v);
   } catch {
     return v;
-  }
-}
-
-/** gRPC's "HTTP to gRPC status code mapping" for a non-200 answer. */
-function httpToGrpc(status: number): number {
-  switch (status) {
-    case 400:
-      return Code.INTERNAL;
-    case 401:
-      return Code.UNAUTHENTICATED;
-    case 403:
-      return Code.PERMISSION_DENIED;
-    case 404:
-      return Code.UNIMPLEMENTED;
-    case 429:
-    case 502:
-    case 503:
-    case 504:
-      return Code.UNAVAILABLE;
-    default:
-      return Code.UNKNOWN;
   }
 }
 

@@ -17,6 +17,7 @@ import { logger } from "../observability/logger.ts";
 import { type AbiVersion, detectAbi, MetricType } from "./abi.ts";
 import { instrument, WasmLoadError } from "./binary.ts";
 import { GrpcCallouts } from "./grpc_callouts.ts";
+import { call } from "../proxy/call.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import type { ConnectionPool } from "../upstream/pool.ts";
 import {
@@ -675,39 +676,33 @@ export class PluginManager {
     if (up === undefined) return null;
     const token = this.nextToken++;
     let method = "GET", path = "/", authority = "";
-    const h = new Headers();
+    const rest: [string, string][] = [];
+    const lower = new Map<string, string>();
     for (const [k, v] of headers) {
       if (k === ":method") method = v;
       else if (k === ":path") path = v;
       else if (k === ":authority") authority = v;
-      else if (k.charCodeAt(0) !== 58) h.append(k, v);
+      else if (k.charCodeAt(0) !== 58) rest.push([k, v]), lower.set(k.toLowerCase(), v);
     }
-    if (authority !== "") h.set("host", authority);
-    const ep = up.select({ header: (n) => h.get(n) ?? undefined, clientIp: "" });
+    lower.set("host", authority);
+    const ep = up.select({ header: (n) => lower.get(n), clientIp: "" });
     const deliver = (r: HttpCallResult) => vm.deliverHttpCall(token, r);
+    // As Envoy: a call that fails (no endpoint, connect error, timeout) is answered with no headers.
+    const failed = () => deliver({ headers: [], body: new Uint8Array(0), trailers: [] });
     if (ep === null) {
-      setTimeout(() => deliver({ headers: [], body: new Uint8Array(0), trailers: [] }), 0);
+      setTimeout(failed, 0);
       return token;
     }
-    const signal = AbortSignal.timeout(timeoutMs > 0 ? timeoutMs : 5000);
-    (async () => {
-      try {
-        const res = await fetch(`http://${ep.address}${path}`, {
-          method,
-          headers: h,
-          body: body.length > 0 ? body as Uint8Array<ArrayBuffer> : undefined,
-          signal,
-          redirect: "manual",
-        });
-        const data = new Uint8Array(await res.arrayBuffer());
-        const pairs: [string, string][] = [[":status", String(res.status)]];
-        res.headers.forEach((v, k) => pairs.push([k, v]));
-        deliver({ headers: pairs, body: data, trailers: [] });
-      } catch {
-        // As Envoy: a failed call is delivered with no headers.
-        deliver({ headers: [], body: new Uint8Array(0), trailers: [] });
-      }
-    })();
+    call(up.pool(ep), { method, path, authority, headers: rest, body }, timeoutMs > 0 ? timeoutMs : 5000)
+      .then(
+        (res) =>
+          deliver({
+            headers: [[":status", String(res.status)], ...res.headers],
+            body: res.body,
+            trailers: res.trailers,
+          }),
+        failed,
+      );
     return token;
   }
 
