@@ -239,8 +239,8 @@ export function encodePairs(pairs: [string, string][]): Uint8Array {
 
 /** Decodes the pairs encoding; null when malformed. */
 export function decodePairs(b: Uint8Array): [string, string][] | null {
-  if (b.length === 0) return [];
-  if (b.length < 4) return null;
+  // As the reference host: up to 4 bytes is an empty map (the spec allows a single 0x00).
+  if (b.length <= 4) return [];
   const dv = new DataView(b.buffer, b.byteOffset, b.length);
   const n = dv.getUint32(0, true);
   if (4 + n * 8 > b.length) return null;

@@ -21,7 +21,10 @@ Deno.test("pairs encoding: the reference host's layout, round trip", () => {
   assert.deepEqual(decodePairs(b), [["a", "bc"], [":path", ""]]);
   assert.deepEqual(decodePairs(new Uint8Array(0)), []);
   assert.equal(decodePairs(b.subarray(0, b.length - 2)), null);
-  assert.equal(decodePairs(new Uint8Array([9, 0, 0, 0])), null);
+  assert.equal(decodePairs(new Uint8Array([9, 0, 0, 0, 0])), null);
+  // Up to 4 bytes is an empty map, as in the reference host (the spec allows a single 0x00 byte).
+  assert.deepEqual(decodePairs(new Uint8Array([0])), []);
+  assert.deepEqual(decodePairs(new Uint8Array([9, 0, 0, 0])), []);
 });
 
 Deno.test("pairsView: replace keeps the first position and drops duplicates", () => {
