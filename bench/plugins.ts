@@ -6,7 +6,8 @@
  * body (phase on_request_body). Prints CPU µs per request for each and the
  * difference to the plain route.
  *
- *   deno run -A --unstable-net bench/plugins.ts [requests] [none|header|post|read|body] [timeslice|inline]
+ *   deno run -A --unstable-net bench/plugins.ts [requests] [none|header|post|read|body|sdk-cpp|sdk-go|sdk-rust]
+ *     [timeslice|inline]
  *
  * The third argument sets the plugin's `isolation` (default: the config default).
  *
@@ -28,13 +29,20 @@ const REQUEST = mode === "body" || mode === "read" || mode === "post"
 const total = Number(Deno.args[0] ?? 200_000);
 const isolation = Deno.args[2] ? `, isolation: ${Deno.args[2]}` : "";
 const root = new URL("../plugins/", import.meta.url).pathname;
-const plugin = mode === "header"
-  ? `{name: p, path: "${root}add-headers/add_headers.wasm", config: "+x-bench: 1"${isolation}}`
-  : mode === "body" || mode === "read"
-  ? `{name: p, path: "${root}test/kitchen_0_2_1.wasm", config: "${
-    mode === "body" ? "b" : "R"
-  }", phase: on_request_body${isolation}}`
-  : "";
+/** The SDK-built filters (plugins/sdk-*): request-header edits, two property reads and a counter per request. */
+const SDK: Record<string, string> = {
+  "sdk-cpp": `{name: p, path: "${root}sdk-cpp/http_filter.wasm", root_id: loom_cpp, config: c${isolation}}`,
+  "sdk-go": `{name: p, path: "${root}sdk-go/http_filter.wasm", config: c${isolation}}`,
+  "sdk-rust": `{name: p, path: "${root}sdk-rust/http_filter.wasm", config: c${isolation}}`,
+};
+const plugin = SDK[mode] ??
+  (mode === "header"
+    ? `{name: p, path: "${root}add-headers/add_headers.wasm", config: "+x-bench: 1"${isolation}}`
+    : mode === "body" || mode === "read"
+    ? `{name: p, path: "${root}test/kitchen_0_2_1.wasm", config: "${
+      mode === "body" ? "b" : "R"
+    }", phase: on_request_body${isolation}}`
+    : "");
 const { cpu, wall, requests } = await runInproc(
   `listeners: [{name: http, address: "127.0.0.1:9", protocol: http}]
 upstreams: [{name: up, endpoints: ["127.0.0.1:1"]}]
