@@ -17,7 +17,10 @@
 #   CRATES  directory with the crate sources (default: /usr/share/cargo/registry)
 #   LINKER  wasm linker (default: wasm-ld-19, else wasm-ld; Debian: lld-19)
 #   OUT     output (default: plugins/sdk-rust/http_filter.wasm)
-# See plugins/sdk-rust/README.md for the exact toolchain of the committed build.
+#   HASHBROWN  a hashbrown crate directory to use instead of the one matching the
+#           SDK's requirement (e.g. $CRATES/hashbrown-0.16.1 for an SDK asking for 0.15,
+#           which Debian does not package); its API must cover the SDK's HashMap use
+# See plugins/sdk-rust/README.md for the exact toolchain and SDK files of the committed build.
 set -eu
 SDK=$(cd "${1:?usage: scripts/build_sdk_rust.sh <proxy-wasm-rust-sdk dir>}" && pwd)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -105,7 +108,13 @@ echo "SDK: proxy-wasm $(toml_get "$SDK_TOML" version) (edition $(toml_get "$SDK_
 LOG_DIR=$(crate_dir log "$(dep_version "$SDK_TOML" log)")
 rlib log "$LOG_DIR"
 
-HB_DIR=$(crate_dir hashbrown "$(dep_version "$SDK_TOML" hashbrown)")
+if [ -n "${HASHBROWN:-}" ]; then
+  # Explicit override: another hashbrown than the SDK's Cargo.toml asks for.
+  HB_DIR=$(cd "$HASHBROWN" && pwd)
+  echo "  hashbrown override: $(basename "$HB_DIR") (Cargo.toml asks for $(dep_version "$SDK_TOML" hashbrown))"
+else
+  HB_DIR=$(crate_dir hashbrown "$(dep_version "$SDK_TOML" hashbrown)")
+fi
 HB_ARGS="--cfg 'feature=\"default\"'"
 for f in $(default_features "$HB_DIR"); do
   HB_ARGS="$HB_ARGS --cfg 'feature=\"$f\"'"
