@@ -100,7 +100,6 @@ const VM_RESTARTS_PER_WINDOW = 10;
 const VM_RESTART_WINDOW_MS = 1000;
 /** Longest wait for in-flight requests, then for proxy_done, when a plugin is retired. */
 const ROOT_DONE_WAIT_MS = 10_000;
-const CONFIGURE_REJECTED = "proxy_on_configure returned false (plugin rejected its configuration)";
 
 /** A configured plugin in one isolate. */
 export class Plugin implements VmHost {
@@ -180,9 +179,9 @@ export class Plugin implements VmHost {
 
   /**
    * The running VM, created (and configured) on demand; null when it cannot
-   * start. In timeslice mode a new VM's start-up (`_initialize`,
-   * on_vm_start, on_configure) is sliced like any callback, so this returns a
-   * Promise meanwhile (shared by every caller; it never rejects).
+   * start. While a new VM starts (`_initialize`, on_vm_start, on_configure;
+   * in timeslice mode sliced like any callback) this returns a Promise,
+   * shared by every caller, that never rejects.
    */
   getVM(): PluginVM | null | Promise<PluginVM | null> {
     if (this.vm !== null && this.vm.failed === null) return this.vm;
@@ -213,29 +212,10 @@ export class Plugin implements VmHost {
       vm = new PluginVM(this.compiled.module, this.compiled.abi, this);
       this.vms++;
       vm.onFail = (e) => this.vmFailed(vm!, e);
-      if (vm.sliced) {
-        const starting = this.startSliced(vm, now);
-        this.starting = starting;
-        starting.then(() => this.starting = null);
-        return starting;
-      }
-      vm.start();
-      const root = vm.rootContextId;
-      vm.callPlain("proxy_on_context_create", root, root, 0);
-      if (
-        vm.has("proxy_on_vm_start") &&
-        vm.callPlain("proxy_on_vm_start", root, root, this.vmConfig.length) === 0
-      ) {
-        throw new Error("proxy_on_vm_start returned false");
-      }
-      if (
-        vm.has("proxy_on_configure") &&
-        vm.callPlain("proxy_on_configure", root, root, this.pluginConfig.length) === 0
-      ) {
-        throw new Error(CONFIGURE_REJECTED);
-      }
-      this.vm = vm;
-      return vm;
+      const starting = this.startVM(vm, now);
+      this.starting = starting;
+      starting.then(() => this.starting = null);
+      return starting;
     } catch (e) {
       return this.startFailed(vm, e, now);
     }
@@ -243,8 +223,8 @@ export class Plugin implements VmHost {
 
   private starting: Promise<PluginVM | null> | null = null;
 
-  /** getVM's start-up in timeslice mode: the same steps, each one sliced. */
-  private async startSliced(vm: PluginVM, now: number): Promise<PluginVM | null> {
+  /** A new VM's start-up (getVM): each step sliced in timeslice mode, plain calls inline. */
+  private async startVM(vm: PluginVM, now: number): Promise<PluginVM | null> {
     try {
       await vm.start();
       const root = vm.rootContextId;
@@ -259,7 +239,7 @@ export class Plugin implements VmHost {
         vm.has("proxy_on_configure") &&
         (await vm.call("proxy_on_configure", root, root, this.pluginConfig.length)) === 0
       ) {
-        throw new Error(CONFIGURE_REJECTED);
+        throw new Error("proxy_on_configure returned false (plugin rejected its configuration)");
       }
       if (vm.failed !== null) throw vm.failed;
       this.vm = vm;
