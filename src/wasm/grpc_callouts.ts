@@ -25,7 +25,7 @@ import { formatGrpcTimeout, grpcFrame, GrpcStatus as Code, grpcStatusForHttp } f
 import type { Endpoint } from "../upstream/endpoint.ts";
 import type { ConnectionPool } from "../upstream/pool.ts";
 import { Status } from "./abi.ts";
-import type { GrpcHost, HttpCallResult, PluginVM } from "./vm.ts";
+import type { CalloutData, GrpcHost, PluginVM } from "./vm.ts";
 
 /** What a gRPC callout needs of an upstream: an endpoint and its connection pool. */
 export interface GrpcUpstream {
@@ -324,7 +324,7 @@ export class GrpcCallouts implements GrpcHost {
   }
 
   /** An event of a callout still in flight; a failed VM drops the callout. */
-  private emit(c: Callout, cb: Parameters<PluginVM["deliver"]>[0], data: Partial<HttpCallResult>, n: number) {
+  private emit(c: Callout, cb: Parameters<PluginVM["deliver"]>[0], data: Partial<CalloutData>, n: number) {
     if (!deliver(c, cb, data, n)) {
       this.end(c);
       c.h2?.reset(ErrorCode.CANCEL);
@@ -341,7 +341,7 @@ export class GrpcCallouts implements GrpcHost {
 function deliver(
   c: Callout,
   cb: Parameters<PluginVM["deliver"]>[0],
-  data: Partial<HttpCallResult>,
+  data: Partial<CalloutData>,
   n: number,
 ): boolean {
   return c.vm.deliver(

@@ -20,14 +20,7 @@ import { GrpcCallouts } from "./grpc_callouts.ts";
 import { call } from "../proxy/call.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import type { ConnectionPool } from "../upstream/pool.ts";
-import {
-  type HttpCallResult,
-  type Isolation,
-  PluginVM,
-  type SharedStores,
-  StaleVM,
-  type VmHost,
-} from "./vm.ts";
+import { type CalloutData, type Isolation, PluginVM, type SharedStores, StaleVM, type VmHost } from "./vm.ts";
 
 const enc = new TextEncoder();
 const log = logger.child({ component: "wasm" });
@@ -666,7 +659,7 @@ export class PluginManager {
     }
     lower.set("host", authority);
     const ep = up.select({ header: (n) => lower.get(n), clientIp: "" });
-    const deliver = (r: HttpCallResult) => vm.deliverHttpCall(token, r);
+    const deliver = (r: CalloutData) => vm.deliverHttpCall(token, r);
     // As Envoy: a call that fails (no endpoint, connect error, timeout) is answered with no headers.
     const failed = () => deliver({ headers: [], body: new Uint8Array(0), trailers: [] });
     if (ep === null) {

@@ -157,7 +157,7 @@ type AsyncFn = (...a: number[]) => Promise<number>;
  * gRPC event (initial metadata, a message, trailing metadata, or the close
  * status read with proxy_get_status).
  */
-export interface HttpCallResult {
+export interface CalloutData {
   /** http_call response headers, or gRPC initial metadata. */
   headers: [string, string][];
   /** http_call response body, or one gRPC message. */
@@ -316,7 +316,7 @@ export class PluginVM {
   private effective = 0;
   private deadline = 0;
   private callDepth = 0;
-  private httpCallResult: HttpCallResult | null = null;
+  private callout: CalloutData | null = null;
   private fns: Partial<Record<Callback, Fn>> = {};
   private alloc: Fn;
   /** Timeslice mode: callbacks entered through JSPI. */
@@ -485,7 +485,7 @@ export class PluginVM {
   }
 
   /** Delivers an http_call answer to the root context. */
-  deliverHttpCall(token: number, res: HttpCallResult): void {
+  deliverHttpCall(token: number, res: CalloutData): void {
     this.deliver(
       "proxy_on_http_call_response",
       res,
@@ -501,7 +501,7 @@ export class PluginVM {
    * `data` readable for its duration. False when the VM is failed (the
    * callout should be dropped).
    */
-  deliver(cb: Callback, data: HttpCallResult, token: number, x: number, y = 0, z = 0): boolean {
+  deliver(cb: Callback, data: CalloutData, token: number, x: number, y = 0, z = 0): boolean {
     if (this.failed !== null) return false;
     const root = this.rootContextId;
     if (this.sliced) {
@@ -518,13 +518,13 @@ export class PluginVM {
       } catch { /* the VM is failed now; its streams were told */ }
       return true;
     }
-    this.httpCallResult = data;
+    this.callout = data;
     try {
       this.callPlain(cb, root, root, token, x, y, z);
     } catch {
       /* the VM is failed now; its streams were told */
     } finally {
-      this.httpCallResult = null;
+      this.callout = null;
     }
     return true;
   }
@@ -533,7 +533,7 @@ export class PluginVM {
   private async queued(
     p: Entry,
     effective: number,
-    httpResult: HttpCallResult | null,
+    data: CalloutData | null,
     a: number,
     b: number,
     c: number,
@@ -541,14 +541,14 @@ export class PluginVM {
     e: number,
   ): Promise<number> {
     await new Promise<void>((r) => this.waiters.push(r));
-    return await this.runSliced(p, effective, httpResult, a, b, c, d, e);
+    return await this.runSliced(p, effective, data, a, b, c, d, e);
   }
 
   /** One sliced (JSPI) callback; the caller owns the VM (`busy`). */
   private runSliced(
     p: Entry,
     effective: number,
-    httpResult: HttpCallResult | null,
+    data: CalloutData | null,
     a: number,
     b: number,
     c: number,
@@ -566,7 +566,7 @@ export class PluginVM {
       throw new Error("plugin VM serving loop is not waiting");
     }
     this.effective = effective;
-    this.httpCallResult = httpResult;
+    this.callout = data;
     const now = performance.now();
     this.spent = 0;
     this.sliceStart = now;
@@ -603,7 +603,7 @@ export class PluginVM {
     this.slicing = false;
     this.callDepth = 0;
     this.effective = 0;
-    this.httpCallResult = null;
+    this.callout = null;
     this.release();
   }
 
@@ -690,7 +690,7 @@ export class PluginVM {
 
   private map(type: number): MapView | null {
     if (type >= MapType.GRPC_RECEIVE_INITIAL_METADATA && type <= MapType.HTTP_CALL_RESPONSE_TRAILERS) {
-      const r = this.httpCallResult;
+      const r = this.callout;
       if (r === null) return null;
       const leading = type === MapType.HTTP_CALL_RESPONSE_HEADERS ||
         type === MapType.GRPC_RECEIVE_INITIAL_METADATA;
@@ -707,7 +707,7 @@ export class PluginVM {
         return this.host.pluginConfig;
       case BufferType.HTTP_CALL_RESPONSE_BODY:
       case BufferType.GRPC_RECEIVE_BUFFER:
-        return this.httpCallResult?.body ?? null;
+        return this.callout?.body ?? null;
       default:
         return this.stream()?.buffer(type) ?? null;
     }
@@ -1064,7 +1064,7 @@ export class PluginVM {
       proxy_close_grpc_call: (token: number) => this.host.grpc?.close(this, token >>> 0) ?? S.NOT_FOUND,
       // The status of the gRPC call being closed (proxy_on_grpc_close), else OK with no message.
       proxy_get_status: (codePtr: number, pp: number, sp: number) => {
-        const st = this.httpCallResult?.status;
+        const st = this.callout?.status;
         this.setU32(codePtr, st?.code ?? 0);
         this.give(st === undefined ? EMPTY : enc.encode(st.message), pp, sp);
         return S.OK;
