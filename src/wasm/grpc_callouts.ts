@@ -186,7 +186,7 @@ export class GrpcCallouts implements GrpcHost {
     if (ep === null) return this.fail(c, Code.UNAVAILABLE, "no healthy upstream endpoint");
     const pool = up.pool(ep);
     let stream: H2Stream;
-    let release: () => void;
+    let release = () => {};
     try {
       const lease = await h2PoolFor(pool).acquire(
         timeoutMs > 0 ? Math.min(timeoutMs, CONNECT_MS) : CONNECT_MS,
@@ -215,6 +215,7 @@ export class GrpcCallouts implements GrpcHost {
       }
       stream = lease.conn.request(fields, false);
     } catch (e) {
+      release();
       return this.fail(c, Code.UNAVAILABLE, `gRPC upstream unreachable: ${(e as Error).message}`);
     }
     c.h2 = stream;
