@@ -9,17 +9,17 @@ import assert from "node:assert/strict";
 import { freePort, itest, startLoom } from "./helpers.ts";
 import { get, metricValue } from "./gateway_util.ts";
 import { startGrpcServer } from "./grpc_util.ts";
+import { TestCa } from "./tls_util.ts";
 import { type Echoed, jsonEcho, PLUGINS } from "./wasm_util.ts";
 
 const WASM = PLUGINS + "grpc_calls.wasm";
 
-function yaml(app: string, grpc: string, isolation: string): string {
+function yaml(app: string, grpc: string, isolation: string, tls?: Record<string, string>): string {
+  const up = { name: "grpc_up", endpoints: [grpc], ...(tls ? { tls } : {}) };
   return [
     "listeners:",
     '  - name: http\n    address: "127.0.0.1:${PORT}"\n    protocol: http',
-    `upstreams: ${
-      JSON.stringify([{ name: "app", endpoints: [app] }, { name: "grpc_up", endpoints: [grpc] }])
-    }`,
+    `upstreams: ${JSON.stringify([{ name: "app", endpoints: [app] }, up])}`,
     `routes: ${JSON.stringify([{ id: "g", path: "/g/*", upstream: "app", plugins: ["grpc"] }])}`,
     `plugins: ${JSON.stringify([{ name: "grpc", path: WASM, config: "grpc_up", isolation }])}`,
   ].join("\n") + "\n";
@@ -95,5 +95,36 @@ itest("plugin gRPC call to an unreachable upstream closes with UNAVAILABLE", asy
   } finally {
     await loom.close();
     await app.close();
+  }
+});
+
+itest("plugin gRPC calls and streams to a TLS upstream (h2 with ALPN, verified with ca_file)", async () => {
+  const dir = Deno.makeTempDirSync();
+  const ca = await TestCa.create(dir);
+  const backend = await ca.leaf("backend", "backend.test", ["DNS:backend.test"]);
+  const app = jsonEcho();
+  const server = await startGrpcServer(freePort(), backend);
+  const loom = await startLoom(
+    yaml(app.address, `127.0.0.1:${server.port}`, "timeslice", {
+      ca_file: ca.cert,
+      server_name: "backend.test",
+    }),
+  );
+  try {
+    for (
+      const [headers, want] of [
+        [{ "x-grpc": "unary", "x-msg": "tls" }, "M:echo:tls;"],
+        [{ "x-grpc": "stream" }, "I:;M:re:one;M:re:two;T:;C:0:;"],
+      ] as const
+    ) {
+      const r = await get(loom.url("/g/x"), { headers });
+      assert.equal(r.status, 200, r.text);
+      assert.equal((JSON.parse(r.text) as Echoed).headers["x-grpc-log"], want);
+    }
+  } finally {
+    await loom.close();
+    await server.close();
+    await app.close();
+    Deno.removeSync(dir, { recursive: true });
   }
 });
