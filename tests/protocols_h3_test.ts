@@ -267,8 +267,10 @@ async function h3Client(port: number, caPem: string, serverName = "localhost") {
     alpnProtocols: ["h3"],
     caCerts: [caPem],
   });
-  const ctl = await conn.createUnidirectionalStream();
-  await ctl.getWriter().write(concat([encodeVarint(StreamType.CONTROL), encodeSettings(new Map())]));
+  // The control stream must stay open for the connection's life: keep its writer referenced, since a
+  // collected QUIC send stream is finished (the server then closes with H3_CLOSED_CRITICAL_STREAM).
+  const control = (await conn.createUnidirectionalStream()).getWriter();
+  await control.write(concat([encodeVarint(StreamType.CONTROL), encodeSettings(new Map())]));
   /** The server's control stream frames, as they arrive. */
   const serverFrames: { type: number; payload: Uint8Array }[] = [];
   (async () => {
@@ -288,6 +290,7 @@ async function h3Client(port: number, caPem: string, serverName = "localhost") {
   })().catch(() => {});
   return {
     conn,
+    control,
     serverFrames,
     /** Sends one request (a HEADERS frame from `fields`, or `raw` bytes); returns the response head and body. */
     async request(fields: string[], raw?: Uint8Array): Promise<{ fields: string[]; body: string }> {
