@@ -123,6 +123,15 @@ class Writer {
     this.buf.set(b, this.len);
     this.len += b.length;
   }
+  /** Copies src[from, to): a loop for short runs (no subarray object), `set` for long ones. */
+  range(src: Uint8Array, from: number, to: number): void {
+    const n = to - from;
+    if (n <= 0) return;
+    this.ensure(n);
+    if (n > 64) this.buf.set(src.subarray(from, to), this.len);
+    else for (let i = 0; i < n; i++) this.buf[this.len + i] = src[from + i];
+    this.len += n;
+  }
   u32(v: number): void {
     do {
       let byte = v & 0x7f;
@@ -207,6 +216,8 @@ function skipMemarg(r: Reader): void {
  */
 function rewriteExpr(r: Reader, w: Writer, c: Ctx, instrumentLoops: boolean): void {
   let depth = 0;
+  // Unchanged instructions are copied in runs, from `copied` up to where a change is written.
+  let copied = r.pos;
   for (;;) {
     const start = r.pos;
     const op = r.byte();
@@ -220,7 +231,8 @@ function rewriteExpr(r: Reader, w: Writer, c: Ctx, instrumentLoops: boolean): vo
       case 0x03: {
         skipBlockType(r);
         depth++;
-        w.bytes(r.b.subarray(start, r.pos));
+        w.range(r.b, copied, r.pos);
+        copied = r.pos;
         if (instrumentLoops) {
           // if ((++k & mask) == 0) check (emitCheck)
           w.byte(0x20), w.u32(c.counterLocal);
@@ -239,7 +251,7 @@ function rewriteExpr(r: Reader, w: Writer, c: Ctx, instrumentLoops: boolean): vo
       }
       case 0x0b:
         if (depth === 0) {
-          w.bytes(r.b.subarray(start, r.pos));
+          w.range(r.b, copied, r.pos);
           return;
         }
         depth--;
@@ -248,8 +260,10 @@ function rewriteExpr(r: Reader, w: Writer, c: Ctx, instrumentLoops: boolean): vo
       case 0x12:
       case 0xd2: {
         const idx = r.u32();
+        w.range(r.b, copied, start);
         w.byte(op);
         w.u32(shiftFunc(c, idx));
+        copied = r.pos;
         continue;
       }
       case 0x07:
@@ -335,7 +349,6 @@ function rewriteExpr(r: Reader, w: Writer, c: Ctx, instrumentLoops: boolean): vo
             `unsupported instruction 0x${op.toString(16)}`,
           );}
     }
-    w.bytes(r.b.subarray(start, r.pos));
   }
 }
 
