@@ -28,7 +28,7 @@ import {
   Status,
   StreamType,
 } from "./abi.ts";
-import { logger } from "../observability/logger.ts";
+import { getLogLevel, isLevelEnabled, logger } from "../observability/logger.ts";
 import { DEFAULT_FUEL_CHUNK } from "./binary.ts";
 import type { HeaderList } from "../gateway/headers.ts";
 
@@ -901,12 +901,24 @@ export class PluginVM {
     };
     return {
       proxy_log: (level: number, p: number, l: number) => {
-        const msg = this.str(p, l);
-        logger[LEVELS[level] ?? "info"]("plugin: " + msg, { plugin: this.host.pluginName });
+        const lv = LEVELS[level] ?? "info";
+        // Below Loom's level (an SDK's debug/trace chatter): not even decoded.
+        if (isLevelEnabled(lv)) logger[lv]("plugin: " + this.str(p, l), { plugin: this.host.pluginName });
         return S.OK;
       },
+      // Loom's own level, so SDKs that check it skip formatting what would be dropped.
       proxy_get_log_level: (ptr: number) => {
-        this.setU32(ptr, LogLevel.INFO);
+        const lv = getLogLevel();
+        this.setU32(
+          ptr,
+          lv === "debug"
+            ? LogLevel.DEBUG
+            : lv === "info"
+            ? LogLevel.INFO
+            : lv === "warn"
+            ? LogLevel.WARN
+            : LogLevel.ERROR,
+        );
         return S.OK;
       },
       proxy_get_current_time_nanoseconds: (ptr: number) => {

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
-import { decodePairs, encodePairs, pairsView } from "./vm.ts";
-import { detectAbi } from "./abi.ts";
+import wabtInit from "wabt";
+import { decodePairs, encodePairs, pairsView, PluginVM, type SharedStores } from "./vm.ts";
+import { detectAbi, LogLevel } from "./abi.ts";
+import { getLogLevel, setLogLevel } from "../observability/logger.ts";
 
 Deno.test("pairs encoding: the reference host's layout, round trip", () => {
   const b = encodePairs([["a", "bc"], [":path", ""]]);
@@ -43,4 +45,48 @@ Deno.test("ABI detection from the exported marker", () => {
   assert.equal(detectAbi(["proxy_abi_version_0_2_0"]), "0.2.0");
   assert.equal(detectAbi(["proxy_abi_version_0_2_1", "proxy_abi_version_0_2_0"]), "0.2.1");
   assert.equal(detectAbi(["proxy_on_request_headers"]), null);
+});
+
+Deno.test("proxy_get_log_level reports Loom's level; proxy_log below it is dropped undecoded", async () => {
+  const wabt = await wabtInit();
+  const m = wabt.parseWat(
+    "level.wat",
+    `(module
+      (import "env" "proxy_get_log_level" (func $level (param i32) (result i32)))
+      (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "level") (result i32) (drop (call $level (i32.const 8))) (i32.load (i32.const 8)))
+      ;; A debug message pointing far outside memory: only decoding it would trap.
+      (func (export "debug_oob") (result i32) (call $log (i32.const 1) (i32.const 0x7ffffff0) (i32.const 8))))`,
+  );
+  const module = new WebAssembly.Module(new Uint8Array(m.toBinary({}).buffer));
+  m.destroy();
+  const host = {
+    pluginName: "t",
+    rootId: "",
+    vmId: "",
+    vmConfig: new Uint8Array(0),
+    pluginConfig: new Uint8Array(0),
+    timeout: 50,
+    property: () => undefined,
+    tickPeriod: () => {},
+    httpCall: () => null,
+    shared: {} as SharedStores,
+  };
+  const vm = new PluginVM(module, "0.2.1", host);
+  const ex = vm.instance.exports as Record<string, () => number>;
+  const prev = getLogLevel();
+  try {
+    setLogLevel("info");
+    assert.equal(ex.level(), LogLevel.INFO);
+    assert.equal(ex.debug_oob(), 0);
+    setLogLevel("debug");
+    assert.equal(ex.level(), LogLevel.DEBUG);
+    setLogLevel("error");
+    assert.equal(ex.level(), LogLevel.ERROR);
+  } finally {
+    setLogLevel(prev);
+  }
 });
