@@ -7,12 +7,12 @@
  * (which does verify it) sends what gtlsclient cannot: custom, oversized,
  * malformed and dynamic-table header sections; it also watches for GOAWAY.
  */
+import { concat } from "../src/net/bytes.ts";
 import assert from "node:assert/strict";
 import { freePort, itest, startLoom, startUpstream, type TestLoom, type TestUpstream } from "./helpers.ts";
 import { TestCa } from "./tls_util.ts";
 import { postReload, writeConfig } from "./gateway_util.ts";
 import {
-  concat,
   decodeSettings,
   decodeSingleVarint,
   encodeFrame,

@@ -8,8 +8,8 @@
  * QUIC does flow control and stream limits (MAX_STREAMS) itself; what is
  * left here is framing, header checks and the connection's lifecycle.
  */
+import { concat } from "../net/bytes.ts";
 import {
-  concat,
   decodeSettings,
   decodeSingleVarint,
   encodeFrame,

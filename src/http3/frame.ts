@@ -3,6 +3,7 @@
  * SETTINGS encoding, and a buffered reader that pulls frames off a QUIC
  * stream without copying DATA payloads more than once.
  */
+import { concat } from "../net/bytes.ts";
 import { encodeVarint, readVarint, varintLength, writeVarint } from "./varint.ts";
 
 /** Frame types (RFC 9114 §7.2, §11.2.1). */
@@ -124,19 +125,6 @@ export function decodeSingleVarint(payload: Uint8Array): number {
     throw new H3ProtocolError(H3Error.FRAME_ERROR, "bad frame payload");
   }
   return v.value;
-}
-
-/** Concatenates byte arrays. */
-export function concat(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let pos = 0;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.length;
-  }
-  return out;
 }
 
 /** Where a StreamReader pulls its bytes from (a QUIC receive stream, or an array in tests). */

@@ -1,6 +1,6 @@
+import { concat } from "../net/bytes.ts";
 import assert from "node:assert/strict";
 import {
-  concat,
   decodeSettings,
   decodeSingleVarint,
   encodeFrame,

@@ -14,6 +14,8 @@
  * (connect failure, refused stream), request bodies up to the retry policy's
  * `max_body_size` being recorded as they stream.
  */
+import { field } from "../http2/fields.ts";
+import { concat } from "../net/bytes.ts";
 import { ErrorCode } from "../http2/frame.ts";
 import { H2Error, type H2Stream } from "../http2/connection.ts";
 import type { RequestContext } from "../gateway/context.ts";
@@ -56,12 +58,6 @@ function toHeaderList(f: string[], into = new HeaderList()): HeaderList {
     if (f[i][0] !== ":" && !isConnectionField(f[i])) into.append(f[i], f[i + 1]);
   }
   return into;
-}
-
-/** The value of field `name` in `f`, or undefined. */
-function field(f: string[], name: string): string | undefined {
-  for (let i = 0; i < f.length; i += 2) if (f[i] === name) return f[i + 1];
-  return undefined;
 }
 
 /** The HTTP/2 side of the resilient loop (bulkhead, breakers, outlier detection, retries). */
@@ -437,7 +433,10 @@ async function runStream(
       if (web && trailers !== null) {
         // gRPC-Web carries the trailers as the last, flagged frame of the body.
         let frame = trailerFrame(trailers);
-        if (enc !== null) frame = concat(enc.push(frame), enc.flush());
+        if (enc !== null) {
+          const head = enc.push(frame), tail = enc.flush();
+          frame = tail.length === 0 ? head : concat([head, tail]);
+        }
         await ctx.res.write(frame);
         await ctx.res.end();
       } else {
@@ -458,12 +457,4 @@ async function runStream(
     clearTimeout(totalTimer);
     ctx.onAbort = null;
   }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  if (b.length === 0) return a;
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }

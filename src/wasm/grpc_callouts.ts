@@ -18,6 +18,8 @@
  *
  * @module
  */
+import { field, fieldPairs } from "../http2/fields.ts";
+import { concat } from "../net/bytes.ts";
 import { ErrorCode } from "../http2/frame.ts";
 import type { H2Stream } from "../http2/connection.ts";
 import { h2PoolFor } from "../proxy/h2_client.ts";
@@ -254,7 +256,7 @@ export class GrpcCallouts implements GrpcHost {
     }
     if (s.headersEnded) return this.finish(c, head, null); // trailers-only
     if (!c.call) {
-      this.emit(c, "proxy_on_grpc_receive_initial_metadata", { headers: pairs(head) }, head.length / 2);
+      this.emit(c, "proxy_on_grpc_receive_initial_metadata", { headers: fieldPairs(head) }, head.length / 2);
     }
     // Messages may span DATA frames, and one frame may hold several.
     let buf: Uint8Array = EMPTY;
@@ -262,7 +264,7 @@ export class GrpcCallouts implements GrpcHost {
     try {
       for (let d = await s.read(); d !== null; d = await s.read()) {
         if (c.done) return;
-        buf = buf.length === 0 ? d : concat(buf, d);
+        buf = buf.length === 0 ? d : concat([buf, d]);
         while (buf.length >= 5) {
           const len = new DataView(buf.buffer, buf.byteOffset, 5).getUint32(1);
           if (len > MAX_MESSAGE) {
@@ -308,7 +310,7 @@ export class GrpcCallouts implements GrpcHost {
     this.emit(
       c,
       "proxy_on_grpc_receive_trailing_metadata",
-      { trailers: pairs(trailers) },
+      { trailers: fieldPairs(trailers) },
       trailers.length / 2,
     );
     if (c.done) return;
@@ -356,24 +358,6 @@ function deliver(
     c.token,
     n,
   );
-}
-
-function field(fields: string[], name: string): string | undefined {
-  for (let i = 0; i < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
-  return undefined;
-}
-
-function pairs(fields: string[]): [string, string][] {
-  const out: [string, string][] = [];
-  for (let i = 0; i < fields.length; i += 2) out.push([fields[i], fields[i + 1]]);
-  return out;
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 /** grpc-message is percent-encoded (gRPC over HTTP/2 spec). */

@@ -18,6 +18,7 @@
  *
  * @module
  */
+import { concat } from "../net/bytes.ts";
 import {
   type AbiVersion,
   BufferType,
@@ -815,8 +816,8 @@ export class PluginVM {
       s.close(t);
       return S.OK;
     };
-    const grpcOpen = (
-      call: boolean,
+    // What both gRPC openers read: upstream, service, method and initial metadata.
+    const grpcTarget = (
       up: number,
       upLen: number,
       sp: number,
@@ -825,20 +826,15 @@ export class PluginVM {
       ml: number,
       hp: number,
       hl: number,
-      msgPtr: number,
-      msgLen: number,
-      timeout: number,
-      tokenPtr: number,
-    ) => {
-      const g = this.host.grpc;
-      if (g === undefined) return S.INTERNAL_FAILURE;
-      const upstream = this.read(up, upLen).slice();
-      const service = this.str(sp, sl), method = this.str(mp, ml);
-      // As the reference host's toPairs: malformed metadata is no metadata.
-      const metadata = hl === 0 ? [] : decodePairs(this.read(hp, hl)) ?? [];
-      const r = call
-        ? g.call(this, upstream, service, method, metadata, this.read(msgPtr, msgLen).slice(), timeout >>> 0)
-        : g.stream(this, upstream, service, method, metadata);
+    ) =>
+      [
+        this.read(up, upLen).slice(),
+        this.str(sp, sl),
+        this.str(mp, ml),
+        // As the reference host's toPairs: malformed metadata is no metadata.
+        hl === 0 ? [] : decodePairs(this.read(hp, hl)) ?? [],
+      ] as const;
+    const grpcToken = (r: { token: number } | number, tokenPtr: number) => {
       if (typeof r === "number") return r;
       this.setU32(tokenPtr, r.token);
       return S.OK;
@@ -856,7 +852,12 @@ export class PluginVM {
       msgLen: number,
       timeout: number,
       tokenPtr: number,
-    ) => grpcOpen(true, up, upLen, sp, sl, mp, ml, hp, hl, msgPtr, msgLen, timeout, tokenPtr);
+    ) => {
+      const g = this.host.grpc;
+      if (g === undefined) return S.INTERNAL_FAILURE;
+      const target = grpcTarget(up, upLen, sp, sl, mp, ml, hp, hl);
+      return grpcToken(g.call(this, ...target, this.read(msgPtr, msgLen).slice(), timeout >>> 0), tokenPtr);
+    };
     const grpcStream = (
       up: number,
       upLen: number,
@@ -867,7 +868,11 @@ export class PluginVM {
       hp: number,
       hl: number,
       tokenPtr: number,
-    ) => grpcOpen(false, up, upLen, sp, sl, mp, ml, hp, hl, 0, 0, 0, tokenPtr);
+    ) => {
+      const g = this.host.grpc;
+      if (g === undefined) return S.INTERNAL_FAILURE;
+      return grpcToken(g.stream(this, ...grpcTarget(up, upLen, sp, sl, mp, ml, hp, hl)), tokenPtr);
+    };
     const grpcSend = (token: number, p: number, l: number, end: number) =>
       this.host.grpc?.send(this, token >>> 0, this.read(p, l).slice(), end !== 0) ?? S.NOT_FOUND;
     const httpCall = (
@@ -960,13 +965,13 @@ export class PluginVM {
         const data = this.read(dp, dl);
         start >>>= 0, size >>>= 0;
         let next: Uint8Array;
-        if (start === 0xffffffff) next = concat(b, data); // append (SIZE_MAX)
+        if (start === 0xffffffff) next = concat([b, data]); // append (SIZE_MAX)
         else if (start === 0 && size >= b.length) next = data.slice(); // replace all
-        else if (start === 0 && size === 0) next = concat(data, b); // prepend
+        else if (start === 0 && size === 0) next = concat([data, b]); // prepend
         else {
           if (start > b.length) return S.BAD_ARGUMENT;
           const end = Math.min(b.length, start + size);
-          next = concat(concat(b.subarray(0, start), data), b.subarray(end));
+          next = concat([b.subarray(0, start), data, b.subarray(end)]);
         }
         const s = this.stream();
         if (s === null || !s.setBuffer(type, next)) return S.NOT_FOUND;
@@ -1241,13 +1246,6 @@ export class PluginVM {
       },
     };
   }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
