@@ -66,11 +66,9 @@ export interface ListenerConfig {
   http2?: Http2Limits;
 }
 
-/** A header or query matcher: exact value, regular expression, or mere presence. */
-export type ValueMatcher =
-  | { kind: "exact"; value: string }
-  | { kind: "regex"; pattern: string }
-  | { kind: "present" };
+/** A header or query matcher (the router's own type: config is data for it). */
+import type { ValueMatcher } from "../router/types.ts";
+export type { ValueMatcher };
 
 export interface RedirectConfig {
   /** Target URL or path; may use `{param}` captures like `rewrite`. */

@@ -6,16 +6,16 @@
  * Engines call `handle(ctx)`; the snapshot is read once per request, so a
  * reload never changes the routes under a request in flight.
  */
-import type { RequestContext } from "./context.ts";
+import type { RequestContext } from "../core/context.ts";
 import type { Snapshot } from "./snapshot.ts";
-import { HeaderList } from "./headers.ts";
+import { HeaderList } from "../core/headers.ts";
 import { encodePath, normalizePath, splitTarget, stripPrefix } from "../router/mod.ts";
 import { forward } from "../proxy/forward.ts";
 import { forwardH2 } from "../proxy/h2_forward.ts";
 import { grpcKindOf, grpcStatusLabel, watchGrpcStatus } from "../proxy/grpc.ts";
 import { grpcWebPreflight } from "../proxy/grpc_web.ts";
 import { TUNNEL_OBSERVER } from "../proxy/tunnel.ts";
-import { respond, respondError } from "../proxy/errors.ts";
+import { respond, respondError } from "../core/respond.ts";
 import type { GatewayMetrics } from "../observability/gateway_metrics.ts";
 import type { AccessLog } from "../observability/access_log.ts";
 import { requestIdFrom } from "../observability/request_id.ts";

@@ -5,7 +5,8 @@
  * request that started on the old snapshot finishes on it.
  */
 import type { LoomConfig, RouteConfig } from "../config/types.ts";
-import { compileRedirect, compileRewrite, Router, specsFromConfig, type Substitute } from "../router/mod.ts";
+import { compileRedirect, compileRewrite, Router, type Substitute } from "../router/mod.ts";
+import { specsFromConfig } from "./route_specs.ts";
 import type { CounterSlots } from "../upstream/counters.ts";
 import { Upstream } from "../upstream/upstream.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
@@ -14,7 +15,7 @@ import { loadUpstreamTls } from "../upstream/tls.ts";
 import type { ForwardOptions, ProxyUpstream } from "../proxy/forward.ts";
 import { buildResilience, type Resilience } from "../upstream/resilience.ts";
 import { compileRetry } from "../upstream/retry.ts";
-import type { RouteRef } from "./context.ts";
+import type { RouteRef } from "../core/context.ts";
 import { type PluginChain, PluginManager } from "../wasm/mod.ts";
 
 /** An upstream plus one connection pool per endpoint. */

@@ -7,7 +7,7 @@
  * duplicate Host. The head is validated on bytes with lookup tables, decoded to
  * one string once, and fields are sliced out of it (V8 slices are cheap).
  */
-import { HeaderList } from "../gateway/headers.ts";
+import { HeaderList } from "../core/headers.ts";
 
 /** RFC 9110 tchar. */
 const TOKEN = new Uint8Array(256);

@@ -6,8 +6,8 @@
  * valid until the next `read()`, which is how the proxy uses them: write, await,
  * read again.
  */
-import { HeaderList } from "../gateway/headers.ts";
-import type { BodyReader } from "../gateway/body.ts";
+import { HeaderList } from "../core/headers.ts";
+import type { BodyReader } from "../core/body.ts";
 
 /** Raised for malformed framing; `status` is what the peer should be told. */
 export class FramingError extends Error {

@@ -2,7 +2,7 @@
  * HTTP/1.1 head serialisation: one string built per head, encoded once into
  * the caller's buffer (no per-field encoding, no intermediate arrays).
  */
-import type { HeaderList } from "../gateway/headers.ts";
+import type { HeaderList } from "../core/headers.ts";
 
 const encoder = new TextEncoder();
 

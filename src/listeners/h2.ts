@@ -12,10 +12,10 @@
  */
 import tls from "node:tls";
 import type { Socket } from "node:net";
-import type { RawStream } from "../gateway/body.ts";
-import { EMPTY_BODY } from "../gateway/body.ts";
-import { type ClientCertificate, RequestContext } from "../gateway/context.ts";
-import { type HeaderList, isConnectionField } from "../gateway/headers.ts";
+import type { RawStream } from "../core/body.ts";
+import { EMPTY_BODY } from "../core/body.ts";
+import { type ClientCertificate, RequestContext } from "../core/context.ts";
+import { type HeaderList, isConnectionField } from "../core/headers.ts";
 import type { ListenerConfig } from "../config/types.ts";
 import { H2Connection, type H2Stream } from "../http2/connection.ts";
 import { ErrorCode } from "../http2/frame.ts";

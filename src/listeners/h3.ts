@@ -8,8 +8,8 @@
  * Deno's QUIC API takes one certificate and no client-certificate settings,
  * so SNI certificate lists and mTLS are not available on this listener.
  */
-import { EMPTY_BODY } from "../gateway/body.ts";
-import { RequestContext } from "../gateway/context.ts";
+import { EMPTY_BODY } from "../core/body.ts";
+import { RequestContext } from "../core/context.ts";
 import type { ListenerConfig } from "../config/types.ts";
 import { H3Connection, type H3Stream } from "../http3/connection.ts";
 import { H3Error } from "../http3/frame.ts";

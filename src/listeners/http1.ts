@@ -16,10 +16,10 @@ import {
   writeRest,
 } from "../http1/reader.ts";
 import { findHeadEnd, parseRequestHead } from "../http1/parse.ts";
-import { EMPTY_BODY, type RawStream, type UpgradableWriter } from "../gateway/body.ts";
-import { RequestContext } from "../gateway/context.ts";
-import type { HeaderList } from "../gateway/headers.ts";
-import { arm, disarm, type Expirable } from "../gateway/deadline.ts";
+import { EMPTY_BODY, type RawStream, type UpgradableWriter } from "../core/body.ts";
+import { RequestContext } from "../core/context.ts";
+import type { HeaderList } from "../core/headers.ts";
+import { arm, disarm, type Expirable } from "../core/deadline.ts";
 import { encodeLatin1Into, headText, reasonPhrase } from "../http1/serialize.ts";
 import type { ListenerConfig } from "../config/types.ts";
 import { logger } from "../observability/logger.ts";

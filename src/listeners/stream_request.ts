@@ -4,9 +4,9 @@
  * response goes back through a ResponseWriter on the same stream. The two
  * stream types (src/http2 H2Stream, src/http3 H3Stream) have the same shape.
  */
-import type { BodyReader, ResponseWriter } from "../gateway/body.ts";
-import type { RequestContext } from "../gateway/context.ts";
-import { HeaderList, isConnectionField } from "../gateway/headers.ts";
+import type { BodyReader, ResponseWriter } from "../core/body.ts";
+import type { RequestContext } from "../core/context.ts";
+import { HeaderList, isConnectionField } from "../core/headers.ts";
 
 /** A server-side request stream with flat [name, value, ...] field lists. */
 export interface FieldStream {

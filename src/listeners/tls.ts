@@ -12,7 +12,7 @@
 import tls from "node:tls";
 import { X509Certificate } from "node:crypto";
 import type { TlsConfig } from "../config/types.ts";
-import type { ClientCertificate } from "../gateway/context.ts";
+import type { ClientCertificate } from "../core/context.ts";
 
 /** How client certificates are treated. */
 export type ClientAuthMode = "none" | "optional" | "require";

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { HeaderList, isConnectionField } from "../gateway/headers.ts";
+import { HeaderList, isConnectionField } from "../core/headers.ts";
 import { findHeadEnd, parseResponseHead } from "../http1/parse.ts";
 import { ChunkedBodyReader, CloseDelimitedReader, LengthBodyReader, writeAll } from "../http1/reader.ts";
 import { encodeHead } from "../http1/serialize.ts";

@@ -8,9 +8,9 @@
  * reading the response so an early upstream answer (say 413 during an upload)
  * is relayed instead of becoming a 502.
  */
-import type { RequestContext } from "../gateway/context.ts";
-import type { BodyReader, RawHeadWriter, ResponseWriter } from "../gateway/body.ts";
-import { armAt, disarm } from "../gateway/deadline.ts";
+import type { RequestContext } from "../core/context.ts";
+import type { BodyReader, RawHeadWriter, ResponseWriter } from "../core/body.ts";
+import { armAt, disarm } from "../core/deadline.ts";
 import { findHeadEnd, type ParsedResponse, parseResponseHead } from "../http1/parse.ts";
 import {
   ChunkedBodyReader,

@@ -9,14 +9,14 @@
  * file's HTTP/1.1 attempt; the others the plain path, which pays one boolean
  * test for the existence of the other.
  */
-import type { RequestContext } from "../gateway/context.ts";
-import { bytesBody } from "../gateway/body.ts";
+import type { RequestContext } from "../core/context.ts";
+import { bytesBody } from "../core/body.ts";
 import { ConnectError, type ConnectionPool } from "../upstream/pool.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import type { Resilience } from "../upstream/resilience.ts";
 import type { RetryPolicy } from "../upstream/retry.ts";
 import { upstreamRequestHead } from "./headers.ts";
-import { respondError } from "./errors.ts";
+import { respondError } from "../core/respond.ts";
 import { exchange, UpstreamFailure } from "./exchange.ts";
 import {
   type AttemptProtocol,

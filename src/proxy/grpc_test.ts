@@ -8,10 +8,10 @@ import {
   parseGrpcTimeout,
   watchGrpcStatus,
 } from "./grpc.ts";
-import { EMPTY_BODY, type ResponseWriter } from "../gateway/body.ts";
-import { type GrpcKind, RequestContext } from "../gateway/context.ts";
+import { EMPTY_BODY, type ResponseWriter } from "../core/body.ts";
+import { type GrpcKind, RequestContext } from "../core/context.ts";
 import { Base64Decoder, Base64Encoder, trailerFrame } from "./grpc_web.ts";
-import { HeaderList } from "../gateway/headers.ts";
+import { HeaderList } from "../core/headers.ts";
 import { nameMatches } from "../listeners/tls.ts";
 
 Deno.test("grpcKindOf: native, web, web-text, others", () => {

@@ -4,8 +4,8 @@
  * frame flagged 0x80, and the text flavour base64-encodes the whole body.
  * Browsers also need CORS, including a preflight answered by the gateway.
  */
-import type { RequestContext } from "../gateway/context.ts";
-import { HeaderList } from "../gateway/headers.ts";
+import type { RequestContext } from "../core/context.ts";
+import { HeaderList } from "../core/headers.ts";
 import { grpcFrame } from "./grpc.ts";
 
 const enc = new TextEncoder();

@@ -18,12 +18,12 @@ import { field } from "../http2/fields.ts";
 import { concat } from "../net/bytes.ts";
 import { ErrorCode } from "../http2/frame.ts";
 import { H2Error, type H2Stream } from "../http2/connection.ts";
-import type { RequestContext } from "../gateway/context.ts";
-import { HeaderList, isConnectionField } from "../gateway/headers.ts";
+import type { RequestContext } from "../core/context.ts";
+import { HeaderList, isConnectionField } from "../core/headers.ts";
 import { ConnectError } from "../upstream/pool.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import { isHopByHop } from "./headers.ts";
-import { respondError } from "./errors.ts";
+import { respondError } from "../core/respond.ts";
 import type { ForwardOptions, ProxyObserver, ProxyUpstream } from "./forward.ts";
 import {
   ANSWERED,

@@ -3,8 +3,8 @@
  * dropped, X-Forwarded-*, Forwarded and Via are added, Host is kept or
  * rewritten. The upstream request head is produced as text in one pass.
  */
-import type { RequestContext } from "../gateway/context.ts";
-import type { HeaderList } from "../gateway/headers.ts";
+import type { RequestContext } from "../core/context.ts";
+import type { HeaderList } from "../core/headers.ts";
 import { tokenList } from "../http1/parse.ts";
 
 /**

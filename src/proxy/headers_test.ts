@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { filterResponseHeaders, upstreamRequestHead } from "./headers.ts";
-import { HeaderList } from "../gateway/headers.ts";
-import { RequestContext } from "../gateway/context.ts";
-import { EMPTY_BODY, type ResponseWriter } from "../gateway/body.ts";
+import { HeaderList } from "../core/headers.ts";
+import { RequestContext } from "../core/context.ts";
+import { EMPTY_BODY, type ResponseWriter } from "../core/body.ts";
 
 function ctx(
   fields: [string, string][],

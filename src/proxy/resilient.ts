@@ -9,14 +9,14 @@
  * Retries go to another endpoint when one is available, only while nothing
  * of the response reached the client.
  */
-import type { RequestContext } from "../gateway/context.ts";
-import type { BodyReader } from "../gateway/body.ts";
+import type { RequestContext } from "../core/context.ts";
+import type { BodyReader } from "../core/body.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import { ADMITTED, DENIED } from "../upstream/circuit_breaker.ts";
 import { outlierFailure, outlierSuccess } from "../upstream/outlier.ts";
 import type { Resilience } from "../upstream/resilience.ts";
 import { backoff, type RetryPolicy } from "../upstream/retry.ts";
-import { respondError } from "./errors.ts";
+import { respondError } from "../core/respond.ts";
 import type { ForwardOptions, ProxyObserver, ProxyUpstream } from "./forward.ts";
 
 /** Methods a retry policy may resend without the route's opt-in. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import type { BodyReader } from "../gateway/body.ts";
-import type { RequestContext } from "../gateway/context.ts";
+import type { BodyReader } from "../core/body.ts";
+import type { RequestContext } from "../core/context.ts";
 import { BodyRecorder } from "./resilient.ts";
 
 const enc = new TextEncoder();

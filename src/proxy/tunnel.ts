@@ -10,8 +10,8 @@
  * A tunnel lives on its own connections (never returned to a pool), so a
  * reload that removes its route or upstream does not cut it.
  */
-import type { RequestContext } from "../gateway/context.ts";
-import type { RawStream, UpgradableWriter } from "../gateway/body.ts";
+import type { RequestContext } from "../core/context.ts";
+import type { RawStream, UpgradableWriter } from "../core/body.ts";
 import type { ParsedResponse } from "../http1/parse.ts";
 import type { PooledConn } from "../upstream/pool.ts";
 import { writeAll } from "../http1/reader.ts";

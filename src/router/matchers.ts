@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { ValueMatcher } from "../config/types.ts";
+import type { ValueMatcher } from "./types.ts";
 
 const EXACT = 0;
 const REGEX = 1;

@@ -8,4 +8,3 @@ export type { CompiledRoute, MatchInput, RouteMatch, RouteSpec } from "./types.t
 export { Router } from "./router.ts";
 export { normalizePath, type SplitTarget, splitTarget } from "./path.ts";
 export { compileRedirect, compileRewrite, encodePath, stripPrefix, type Substitute } from "./rewrite.ts";
-export { specsFromConfig } from "./config.ts";

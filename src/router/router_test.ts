@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { ValueMatcher } from "../config/types.ts";
+import type { ValueMatcher } from "./types.ts";
 import { normalizePath } from "./path.ts";
 import { Router } from "./router.ts";
 import type { MatchInput, RouteSpec } from "./types.ts";

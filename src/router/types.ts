@@ -5,9 +5,11 @@
  * @module
  */
 
-import type { ValueMatcher } from "../config/types.ts";
-
-export type { ValueMatcher };
+/** A header or query matcher: exact value, regular expression, or mere presence. */
+export type ValueMatcher =
+  | { kind: "exact"; value: string }
+  | { kind: "regex"; pattern: string }
+  | { kind: "present" };
 
 /** One route as given to the {@link Router} constructor. */
 export interface RouteSpec<T> {

@@ -14,10 +14,10 @@
  *
  * @module
  */
-import type { RequestContext } from "../gateway/context.ts";
-import { type BodyReader, bytesBody, type ResponseWriter } from "../gateway/body.ts";
-import { HeaderList } from "../gateway/headers.ts";
-import { respond, respondError } from "../proxy/errors.ts";
+import type { RequestContext } from "../core/context.ts";
+import { type BodyReader, bytesBody, type ResponseWriter } from "../core/body.ts";
+import { HeaderList } from "../core/headers.ts";
+import { respond, respondError } from "../core/respond.ts";
 import { BufferType, MapType } from "./abi.ts";
 import type { Plugin, PluginChain } from "./plugin.ts";
 import {

@@ -31,7 +31,7 @@ import {
 } from "./abi.ts";
 import { getLogLevel, isLevelEnabled, logger } from "../observability/logger.ts";
 import { DEFAULT_FUEL_CHUNK } from "./binary.ts";
-import type { HeaderList } from "../gateway/headers.ts";
+import type { HeaderList } from "../core/headers.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

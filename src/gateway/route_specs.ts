@@ -5,7 +5,7 @@
  */
 
 import type { RouteConfig } from "../config/types.ts";
-import type { RouteSpec } from "./types.ts";
+import type { RouteSpec } from "../router/mod.ts";
 
 /**
  * Turns config routes into {@link RouteSpec}s. The payload is the

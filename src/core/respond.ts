@@ -2,9 +2,9 @@
  * Responses the gateway produces itself (errors, redirects): small JSON bodies
  * written through the context's ResponseWriter, whatever the protocol.
  */
-import type { RequestContext } from "../gateway/context.ts";
-import { HeaderList } from "../gateway/headers.ts";
-import { respondGrpcError } from "./grpc.ts";
+import type { RequestContext } from "./context.ts";
+import { HeaderList } from "./headers.ts";
+import { respondGrpcError } from "./grpc_reply.ts";
 
 const encoder = new TextEncoder();
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { RouteConfig } from "../config/types.ts";
-import { specsFromConfig } from "./config.ts";
-import { Router } from "./router.ts";
+import { specsFromConfig } from "./route_specs.ts";
+import { Router } from "../router/mod.ts";
 
 Deno.test("specsFromConfig maps query_params and keeps the RouteConfig as payload", () => {
   const base = { plugins: [], strip_prefix: true, timeout: 30000, priority: 0, preserve_host: true };
