@@ -6,6 +6,7 @@
  */
 import type { BodyReader, ResponseWriter } from "./body.ts";
 import type { HeaderList } from "./headers.ts";
+import type { PhaseHooks } from "./middleware.ts";
 
 /** A verified TLS client certificate (mTLS), as routing, headers and plugins see it. */
 export interface ClientCertificate {
@@ -66,6 +67,10 @@ export class RequestContext {
   // Routing results.
   route: RouteRef | null = null;
   params: Record<string, string> = NO_PARAMS;
+  /** The route's middleware hooks after the request phase (null: none, the common case). */
+  hooks: PhaseHooks | null = null;
+  /** Path and query to send upstream (set after routing; rewrites and plugins may change it). */
+  upstreamTarget = "";
 
   // Response facts, for logs and metrics.
   status = 0;
