@@ -15,6 +15,7 @@ function makeConfig(): LoomConfig {
     listeners: [],
     routes: [],
     upstreams: [],
+    middleware: [],
     plugins: [{
       name: "auth",
       path: "p.wasm",

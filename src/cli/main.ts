@@ -7,7 +7,7 @@
  *
  * Exit codes: 0 ok, 1 runtime failure, 2 invalid config or usage.
  */
-import { formatErrors, loadConfig } from "../config/mod.ts";
+import { formatErrors, formatWarnings, loadConfig } from "../config/mod.ts";
 import { logger, type LogLevel, setLogLevel } from "../observability/logger.ts";
 import { ConfigInvalidError, Supervisor } from "../runtime/supervisor.ts";
 import { VERSION } from "../version.ts";
@@ -80,6 +80,7 @@ async function main(argv: string[]): Promise<number> {
         console.error(`${args.config}: ${res.errors.length} error(s)`);
         return 2;
       }
+      if (res.warnings.length > 0) console.error(formatWarnings(res.warnings, args.config));
       console.log(`${args.config}: configuration is valid`);
       return 0;
     }

@@ -19,8 +19,10 @@ export function parseConfig(
   const lineCounter = new LineCounter();
   // uniqueKeys (the default) makes duplicate keys syntax errors rather than silent overrides.
   const doc = parseDocument(text, { lineCounter, prettyErrors: true });
-  const { config, errors } = validateDocument(doc, lineCounter, lookup);
-  return config ? { ok: true, config, source: file } : { ok: false, errors };
+  const r = validateDocument(doc, lineCounter, lookup);
+  return r.config
+    ? { ok: true, config: r.config, source: file, warnings: r.warnings }
+    : { ok: false, errors: r.errors };
 }
 
 /** Reads and validates the config file at `path`; an unreadable file is a single error at line 0. */
@@ -43,4 +45,16 @@ export function formatErrors(errors: readonly ConfigError[], file: string): stri
     const where = e.line > 0 ? `${file}:${e.line}:${e.column}` : file;
     return e.path ? `${where}: ${e.path}: ${e.message}` : `${where}: ${e.message}`;
   }).join("\n");
+}
+
+/** One line per warning: `config/loom.yaml:30:1: warning: cors: CORS is not implemented yet; ...`. */
+export function formatWarnings(warnings: readonly ConfigError[], file: string): string {
+  return formatErrors(
+    warnings.map((w) => ({
+      ...w,
+      message: "warning: " + (w.path ? w.path + ": " : "") + w.message,
+      path: "",
+    })),
+    file,
+  );
 }

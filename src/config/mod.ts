@@ -3,7 +3,7 @@
  * @module
  */
 
-export { formatErrors, loadConfig, parseConfig } from "./load.ts";
+export { formatErrors, formatWarnings, loadConfig, parseConfig } from "./load.ts";
 export { parseDuration } from "./duration.ts";
 export type { DurationResult } from "./duration.ts";
 export { parseSize } from "./size.ts";

@@ -7,6 +7,7 @@
  * durations become milliseconds and sizes bytes, like everywhere else.
  */
 
+import { middlewareList } from "./middleware.ts";
 import { opt, req, t, type Type } from "./dsl.ts";
 import { ENDPOINT_PATTERN, LISTEN_ADDRESS_PATTERN, parseAddress } from "./address.ts";
 import type { EndpointConfig, RedirectConfig, ValueMatcher } from "./types.ts";
@@ -181,6 +182,7 @@ const route = t.object({
   query_params: opt(t.map(matcher), undefined, "Query parameters that must match."),
   upstream: opt(t.string(), undefined, "Upstream to proxy to (required unless redirect is set)."),
   plugins: opt(t.list(t.string()), [], "Names of plugins (defined under top-level plugins) to run."),
+  middleware: middlewareList,
   strip_prefix: opt(t.bool(), false, "Remove the matched prefix before proxying."),
   rewrite: opt(
     t.string({ pattern: "^/", patternMessage: 'rewrite must start with "/"' }),
@@ -395,6 +397,7 @@ export const loomSchema: Type = t.object({
   routes: opt(t.list(route), [], "Routing rules."),
   upstreams: opt(t.list(upstream), [], "Backend services."),
   plugins: opt(t.list(plugin), [], "WASM plugins."),
+  middleware: middlewareList,
   admin: opt(
     t.object({
       enabled: opt(t.bool(), true),

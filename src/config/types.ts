@@ -7,6 +7,8 @@
  * These objects are plain data (structured-clonable) so they can be posted to
  * worker isolates unchanged.
  */
+import type { MiddlewareEntry } from "./middleware.ts";
+export type { MiddlewareEntry };
 
 /** Listener protocols of Loom's format. */
 export type ListenerProtocol = "http" | "https" | "h2c" | "http3" | "grpc" | "grpcs";
@@ -89,6 +91,8 @@ export interface RouteConfig {
   /** Required unless `redirect` is set. */
   upstream?: string;
   plugins: string[];
+  /** Route middleware, run after the top-level list. */
+  middleware: MiddlewareEntry[];
   strip_prefix: boolean;
   /** Path template sent upstream, e.g. "/v2/users/{id}" or "/files/{path}". */
   rewrite?: string;
@@ -298,6 +302,8 @@ export interface LoomConfig {
   routes: RouteConfig[];
   upstreams: UpstreamConfig[];
   plugins: PluginConfig[];
+  /** Middleware run on every route, before the route's own. */
+  middleware: MiddlewareEntry[];
   admin: AdminConfig;
   metrics: MetricsConfig;
   access_log: AccessLogConfig;
@@ -322,5 +328,5 @@ export interface ConfigError {
 }
 
 export type LoadResult =
-  | { ok: true; config: LoomConfig; source: string }
+  | { ok: true; config: LoomConfig; source: string; warnings: ConfigError[] }
   | { ok: false; errors: ConfigError[] };

@@ -7,15 +7,52 @@ import type { Document, LineCounter, Node } from "yaml";
 import type { ConfigError, LoomConfig } from "./types.ts";
 import { type EnvLookup, substituteEnv } from "./env.ts";
 import { normalise } from "./normalise.ts";
-import { locator } from "./position.ts";
+import { locator, type Position } from "./position.ts";
 import { loomSchema } from "./schema.ts";
 import { checkSemantics } from "./semantic.ts";
 
 /** Outcome of {@link validateDocument}: a config only when there are no errors. */
-export type ValidateResult = { config: LoomConfig; errors: [] } | {
+export type ValidateResult = { config: LoomConfig; errors: []; warnings: ConfigError[] } | {
   config?: undefined;
   errors: ConfigError[];
 };
+
+/**
+ * Blocks of the Loom format that are validated but do nothing yet: each gets a
+ * warning naming its key and line, so nothing is silently ignored. An entry
+ * leaves this list when its feature lands.
+ */
+const UNIMPLEMENTED: Record<string, string> = {
+  rate_limit: "rate limiting is not implemented yet; this block is ignored",
+  tracing: "tracing is not implemented yet; this block is ignored",
+  cors: "CORS is not implemented yet; this block is ignored",
+  cache: "response caching is not implemented yet; this block is ignored",
+  "metrics.opentelemetry": "OpenTelemetry metrics export is not implemented yet; this block is ignored",
+  "upstreams[].service_discovery": "service discovery is not implemented yet; this block is ignored",
+};
+
+function unimplementedWarnings(
+  value: Record<string, unknown>,
+  positions: Map<string, Position>,
+): ConfigError[] {
+  const out: ConfigError[] = [];
+  const warn = (path: string, message: string) => {
+    const p = positions.get(path);
+    out.push({ path, line: p?.line ?? 0, column: p?.column ?? 0, message });
+  };
+  for (const [key, message] of Object.entries(UNIMPLEMENTED)) {
+    if (key === "metrics.opentelemetry") {
+      const otel = (value.metrics as { opentelemetry?: { enabled?: boolean } } | undefined)?.opentelemetry;
+      if (otel?.enabled === true) warn(key, message);
+    } else if (key === "upstreams[].service_discovery") {
+      const ups = (value.upstreams ?? []) as { service_discovery?: unknown }[];
+      ups.forEach((u, i) => {
+        if (u.service_discovery !== undefined) warn(`upstreams[${i}].service_discovery`, message);
+      });
+    } else if (value[key] !== undefined) warn(key, message);
+  }
+  return out;
+}
 
 /** Strips yaml's " at line N, column M:" suffix and code excerpt: we report the position ourselves. */
 function syntaxMessage(message: string): string {
@@ -62,5 +99,9 @@ export function validateDocument(doc: Document, lineCounter: LineCounter, env: E
     errors.sort((a, b) => a.line - b.line || a.column - b.column);
     return { errors };
   }
-  return { config: value as unknown as LoomConfig, errors: [] };
+  return {
+    config: value as unknown as LoomConfig,
+    errors: [],
+    warnings: unimplementedWarnings(value, result.positions),
+  };
 }

@@ -4,7 +4,14 @@ import { specsFromConfig } from "./route_specs.ts";
 import { Router } from "../router/mod.ts";
 
 Deno.test("specsFromConfig maps query_params and keeps the RouteConfig as payload", () => {
-  const base = { plugins: [], strip_prefix: true, timeout: 30000, priority: 0, preserve_host: true };
+  const base = {
+    plugins: [],
+    middleware: [],
+    strip_prefix: true,
+    timeout: 30000,
+    priority: 0,
+    preserve_host: true,
+  };
   const routes: RouteConfig[] = [
     { ...base, id: "v1", path: "/api/v1/*", upstream: "api", order: 0 },
     { ...base, id: "q", path: "/api/v1/x", query_params: { v: { kind: "exact", value: "2" } }, order: 1 },

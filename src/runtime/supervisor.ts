@@ -13,7 +13,7 @@
  */
 import { basename, dirname, resolve } from "node:path";
 import type { LoomConfig } from "../config/types.ts";
-import { formatErrors, loadConfig } from "../config/mod.ts";
+import { type ConfigError, formatErrors, formatWarnings, loadConfig } from "../config/mod.ts";
 import { counterKey, CounterSlots } from "../upstream/counters.ts";
 import { Endpoint } from "../upstream/endpoint.ts";
 import { HealthMonitor } from "../upstream/health_check.ts";
@@ -65,6 +65,7 @@ export class Supervisor implements AdminBackend {
   static async start(opts: SupervisorOptions): Promise<Supervisor> {
     const res = await loadConfig(opts.configPath);
     if (!res.ok) throw new ConfigInvalidError(formatErrors(res.errors, opts.configPath));
+    warnConfig(res.warnings, opts.configPath);
     const s = new Supervisor(res.config, opts);
     try {
       await s.boot();
@@ -245,6 +246,7 @@ export class Supervisor implements AdminBackend {
       return { ok: false, errors: text.split("\n") };
     }
     const next = res.config;
+    warnConfig(res.warnings, this.opts.configPath);
     const changed = restartOnly(this.cfg, next);
     if (changed.length > 0) {
       logger.warn("config changes that need a restart were not applied", { fields: changed });
@@ -310,4 +312,11 @@ function restartOnly(a: LoomConfig, b: LoomConfig): string[] {
   if (a.workers !== b.workers) out.push("workers");
   if (JSON.stringify(a.demo) !== JSON.stringify(b.demo)) out.push("demo");
   return out;
+}
+
+/** Config blocks Loom accepts but does not act on yet: one warning line each (key and line). */
+function warnConfig(warnings: readonly ConfigError[], file: string): void {
+  if (warnings.length === 0) return;
+  const lines = formatWarnings(warnings, file).split("\n");
+  for (const line of lines) logger.warn(line);
 }

@@ -1,0 +1,64 @@
+/**
+ * The `middleware:` lists (top level and per route): each entry is a mapping
+ * with exactly one key, the middleware's name, whose value holds its options:
+ *
+ * ```yaml
+ * middleware:
+ *   - headers: { response: { set: { x-frame-options: DENY } } }
+ * ```
+ *
+ * The options of every built-in middleware are declared here, with the rest
+ * of the schema (config is data: the middleware folders receive the validated,
+ * normalised options). Middleware defined outside Loom's tree add theirs with
+ * {@link registerMiddlewareOptions} before the config is loaded.
+ *
+ * @module
+ */
+import { type Field, opt, t, type Type } from "./dsl.ts";
+
+/** A middleware entry after validation: its name and normalised options. */
+export interface MiddlewareEntry {
+  name: string;
+  options: unknown;
+}
+
+const headerEdits = t.object({
+  set: opt(t.map(t.string({ coerce: true })), undefined, "Replace (or add) these fields."),
+  add: opt(t.map(t.string({ coerce: true })), undefined, "Append these fields."),
+  remove: opt(t.list(t.string()), undefined, "Drop these fields."),
+});
+
+/** Field per middleware name; shared with the entry type below, so registrations made later apply. */
+const fields: Record<string, Field> = {
+  headers: opt(
+    t.object({
+      request: opt(headerEdits, undefined, "Edits of the request head sent upstream."),
+      response: opt(headerEdits, undefined, "Edits of the response head sent to the client."),
+    }),
+    undefined,
+    "Add, set or remove request and response header fields.",
+  ),
+};
+
+/** Declares the options of a middleware named `name` (used by middleware outside the built-in set). */
+export function registerMiddlewareOptions(name: string, options: Type, description?: string): void {
+  fields[name] = opt(options, undefined, description);
+}
+
+/** One list entry: `{<name>: <options>}` normalised to `{name, options}`. */
+export const middlewareEntry: Type = t.object(fields, {
+  minFields: 1,
+  maxFields: 1,
+  description: "One middleware: its name as the only key, its options as the value ({} for none).",
+  normalize: (v: Record<string, unknown>): MiddlewareEntry => {
+    const name = Object.keys(v)[0];
+    return { name, options: v[name] };
+  },
+});
+
+/** A `middleware:` list. */
+export const middlewareList: Field = opt(
+  t.list(middlewareEntry),
+  [],
+  "Middleware run in list order (top-level ones before a route's own).",
+);
