@@ -12,16 +12,13 @@
  */
 import tls from "node:tls";
 import type { Socket } from "node:net";
-import type { RawStream } from "../core/body.ts";
-import { EMPTY_BODY } from "../core/body.ts";
-import { type ClientCertificate, RequestContext } from "../core/context.ts";
-import { type HeaderList, isConnectionField } from "../core/headers.ts";
+import type { ClientCertificate, RequestContext } from "../core/context.ts";
 import type { ListenerConfig } from "../config/types.ts";
-import { H2Connection, type H2Stream } from "../http2/connection.ts";
+import { H2Connection } from "../http2/connection.ts";
 import { ErrorCode } from "../http2/frame.ts";
 import { NodeSocketConn, PrefixedConn } from "../net/node_conn.ts";
 import { type ConnectionHooks, Http1Connection, type RequestHandler } from "./http1.ts";
-import { refuseStream, requestHead, StreamBodyReader, StreamWriter, toFields } from "./stream_request.ts";
+import { type StreamConnInfo, type StreamProtocol, StreamRequests } from "./stream_request.ts";
 import { contextFor, type ListenerTls, loadListenerTls, peerChain, verifyClientCert } from "./tls.ts";
 import { logger } from "../observability/logger.ts";
 
@@ -33,68 +30,18 @@ export const CLIENT_SAN_HEADER = "x-loom-client-san";
 /** The client connection preface (RFC 9113 3.4). */
 const PREFACE = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
-/** Upgrade response fields that have no place in an RFC 8441 200 (the HTTP/2 stream is the tunnel). */
-function notForExtendedConnect(k: string): boolean {
-  return isConnectionField(k) || k === "sec-websocket-accept";
-}
-
-/**
- * Response writer for an RFC 8441 extended CONNECT stream (`:protocol:
- * websocket`): the request went upstream as an HTTP/1.1 Upgrade; the
- * upstream's 101 becomes a 200 on the stream, whose DATA frames then carry
- * the WebSocket bytes both ways (the tunnel in proxy/tunnel.ts).
- */
-class H2ConnectWriter extends StreamWriter<H2Stream> {
-  constructor(s: H2Stream, private idleTimeout: number) {
-    super(s, false, ErrorCode.INTERNAL_ERROR);
-  }
-
-  upgrade(headers: HeaderList): Promise<RawStream> {
-    if (this.headSent) throw new Error("response head already sent");
-    this.headSent = true;
-    this.ended = true;
-    if (this.ctx) this.ctx.status = 200;
-    const s = this.s;
-    s.respond(toFields(headers, [":status", "200"], notForExtendedConnect), false);
-    let pending: Uint8Array | null = null;
-    return Promise.resolve({
-      leftover: new Uint8Array(0),
-      idleTimeout: this.idleTimeout,
-      async read(buf: Uint8Array): Promise<number | null> {
-        if (pending === null) {
-          try {
-            pending = await s.read();
-          } catch {
-            return null;
-          }
-          if (pending === null) return null;
-        }
-        const n = Math.min(buf.length, pending.length);
-        buf.set(pending.subarray(0, n));
-        pending = n === pending.length ? null : pending.subarray(n);
-        return n;
-      },
-      write: (d: Uint8Array) => s.write(d).then(() => d.length),
-      close: () => {
-        // Ending our side (END_STREAM) rather than RST_STREAM: the WebSocket close frames went through.
-        s.end().catch(() => {});
-        const t = setTimeout(() => s.reset(ErrorCode.CANCEL), 1000);
-        s.done.then(() => clearTimeout(t));
-      },
-    });
-  }
-}
-
-/** What a connection's requests share: scheme, SNI name and the verified client identity. */
-interface ConnInfo {
-  scheme: "http" | "https";
+/** What a connection's requests share: scheme, addresses, SNI name and the verified client identity. */
+interface ConnInfo extends StreamConnInfo {
   sni: string;
   id: ClientCertificate | null;
-  remoteIp: string;
-  remotePort: number;
-  localIp: string;
-  localPort: number;
 }
+
+/** HTTP/2 above its frames: RFC 8441 extended CONNECT is offered (SETTINGS_ENABLE_CONNECT_PROTOCOL). */
+const HTTP2: StreamProtocol = {
+  name: "HTTP/2",
+  abortCode: ErrorCode.INTERNAL_ERROR,
+  connectCancelCode: ErrorCode.CANCEL,
+};
 
 /** A running HTTP/2 listener (h2c/grpc cleartext, or TLS with h2 and HTTP/1.1). */
 export class H2Listener {
@@ -104,19 +51,18 @@ export class H2Listener {
   private h2 = new Map<H2Connection, { idleSince: number }>();
   private h1 = new Set<Http1Connection>();
   private sockets = new Set<Socket>();
-  private active = 0;
   private closing = false;
   private sweeper: ReturnType<typeof setInterval>;
   private readonly settings;
   readonly addr: Deno.NetAddr;
-  /** The HTTP/1.1 connections' `alt-svc` line and the HTTP/2 streams' fields (see setAltSvc). */
+  /** The HTTP/1.1 connections' `alt-svc` line (see setAltSvc). */
   altSvcLine = "";
-  private altSvcFields: string[] | null = null;
+  private readonly streams: StreamRequests;
 
   /** Advertises HTTP/3 (an `Alt-Svc` value such as `h3=":443"; ma=86400`) on every final response; null stops. */
   setAltSvc(value: string | null): void {
     this.altSvcLine = value === null ? "" : "alt-svc: " + value + "\r\n";
-    this.altSvcFields = value === null ? null : ["alt-svc", value];
+    this.streams.responseFields = value === null ? null : ["alt-svc", value];
   }
 
   /**
@@ -129,6 +75,7 @@ export class H2Listener {
     private hooks: ConnectionHooks = {},
     reusePort = false,
   ) {
+    this.streams = new StreamRequests(cfg, handler, HTTP2);
     this.settings = {
       maxConcurrentStreams: cfg.http2?.max_concurrent_streams ?? 100,
       maxHeaderListSize: cfg.http2?.max_header_list_size ?? 64 * 1024,
@@ -219,6 +166,7 @@ export class H2Listener {
         remotePort: ra.port,
         localIp: la.hostname,
         localPort: la.port,
+        stamp: null,
       });
     }
   }
@@ -282,6 +230,7 @@ export class H2Listener {
       remotePort: sock.remotePort ?? 0,
       localIp: sock.localAddress ?? "",
       localPort: sock.localPort ?? 0,
+      stamp: (ctx) => this.stamp(ctx, info),
     };
     const conn = new NodeSocketConn(sock) as unknown as Deno.Conn;
     if (sock.alpnProtocol === "h2") this.serveH2(conn, info, new Uint8Array(0));
@@ -289,12 +238,7 @@ export class H2Listener {
   }
 
   private serveH1(conn: Deno.Conn, info: ConnInfo): void {
-    const c = new Http1Connection(
-      conn,
-      this,
-      info.scheme,
-      info.scheme === "https" ? (ctx) => this.stamp(ctx, info) : undefined,
-    );
+    const c = new Http1Connection(conn, this, info.scheme, info.stamp ?? undefined);
     this.h1.add(c);
     this.hooks.opened?.(this.cfg.name);
     c.serve().finally(() => {
@@ -305,12 +249,16 @@ export class H2Listener {
 
   /** `leftover`: bytes already read (the sniffed preface, given back so the connection checks it itself). */
   private serveH2(conn: Deno.Conn, info: ConnInfo, leftover: Uint8Array): void {
+    const st = { idleSince: Date.now() };
     const c = H2Connection.server(conn, {
       ...this.settings,
       leftover,
-      onStream: (s) => this.onStream(s, c, info),
+      onStream: (s) => {
+        st.idleSince = Date.now();
+        this.streams.serve(s, info);
+      },
     });
-    this.h2.set(c, { idleSince: Date.now() });
+    this.h2.set(c, st);
     this.hooks.opened?.(this.cfg.name);
     c.closed.then(() => {
       this.h2.delete(c);
@@ -365,61 +313,6 @@ export class H2Listener {
     }
   }
 
-  private onStream(s: H2Stream, c: H2Connection, info: ConnInfo): void {
-    const st = this.h2.get(c);
-    if (st !== undefined) st.idleSince = Date.now();
-    if (s.oversized) return refuseStream(s, 431, "request header fields too large");
-    const { method, path, authority, protocol, headers } = requestHead(s.headers);
-    // RFC 8441: `CONNECT` with `:protocol: websocket` is a WebSocket handshake; routing, plugins and
-    // the upstream (an HTTP/1.1 Upgrade) see it as the GET it replaces. Other CONNECTs are refused.
-    if (method === "CONNECT" && protocol !== "websocket") {
-      return refuseStream(s, 501, "CONNECT not supported");
-    }
-    const extended = method === "CONNECT";
-    if (extended && headers.get("sec-websocket-key") === undefined) {
-      // An HTTP/1.1 upstream needs a key to answer 101; RFC 8441 clients send none (the stream proves intent).
-      headers.append(
-        "sec-websocket-key",
-        btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16)))),
-      );
-    }
-    const w = extended
-      ? new H2ConnectWriter(s, this.cfg.idle_timeout)
-      : new StreamWriter(s, method === "HEAD", ErrorCode.INTERNAL_ERROR, this.altSvcFields);
-    const ctx = new RequestContext(
-      extended ? "GET" : method,
-      path,
-      authority,
-      info.scheme,
-      "HTTP/2",
-      headers,
-      EMPTY_BODY,
-      w,
-      info.remoteIp,
-      info.remotePort,
-      this.cfg.name,
-    );
-    ctx.localAddr = info.localIp;
-    ctx.localPort = info.localPort;
-    if (extended) ctx.upgrade = protocol;
-    else if (!s.headersEnded) {
-      const cl = headers.get("content-length");
-      ctx.body = new StreamBodyReader(s, cl !== undefined ? Number(cl) : -1, ctx);
-    }
-    if (info.scheme === "https") this.stamp(ctx, info);
-    w.ctx = ctx;
-    this.active++;
-    let finished = false;
-    // A reset stream (client cancel, connection loss) aborts the request upstream.
-    s.done.then(() => {
-      if (!finished && s.rstCode !== null) ctx.abort();
-    });
-    this.handler.handle(ctx).catch(() => w.abort()).finally(() => {
-      finished = true;
-      this.active--;
-    });
-  }
-
   /** Stops accepting; HTTP/2 connections get GOAWAY and finish their streams, HTTP/1.1 ones their request. */
   close(): void {
     if (this.closing) return;
@@ -434,7 +327,7 @@ export class H2Listener {
   }
 
   async drained(): Promise<void> {
-    while (this.active > 0 || this.connections > 0) await new Promise((r) => setTimeout(r, 20));
+    while (this.streams.active > 0 || this.connections > 0) await new Promise((r) => setTimeout(r, 20));
   }
 
   closeAll(): void {

@@ -8,22 +8,18 @@
  * Deno's QUIC API takes one certificate and no client-certificate settings,
  * so SNI certificate lists and mTLS are not available on this listener.
  */
-import { EMPTY_BODY } from "../core/body.ts";
-import { RequestContext } from "../core/context.ts";
 import type { ListenerConfig } from "../config/types.ts";
-import { H3Connection, type H3Stream } from "../http3/connection.ts";
+import { H3Connection } from "../http3/connection.ts";
 import { H3Error } from "../http3/frame.ts";
 import type { ConnectionHooks, RequestHandler } from "./http1.ts";
-import { refuseStream, requestHead, StreamBodyReader, StreamWriter } from "./stream_request.ts";
+import { type StreamConnInfo, type StreamProtocol, StreamRequests } from "./stream_request.ts";
 import { logger } from "../observability/logger.ts";
 
-/** What a connection's requests share. */
-interface ConnInfo {
-  sni: string;
-  remoteIp: string;
-  remotePort: number;
-  localIp: string;
-}
+/**
+ * HTTP/3 above its frames. No SETTINGS_ENABLE_CONNECT_PROTOCOL: WebSocket over HTTP/3 (RFC 9220) is not
+ * offered, so CONNECT gets 501. (Deno 2.9.6 cannot reset a QUIC stream with a code: see H3Stream.reset.)
+ */
+const HTTP3: StreamProtocol = { name: "HTTP/3", abortCode: H3Error.INTERNAL_ERROR, connectCancelCode: null };
 
 /** Reads the listener's certificate and key (PEM). */
 function readPair(cfg: ListenerConfig): { cert: string; key: string } {
@@ -52,7 +48,7 @@ export class H3Listener {
   private listener: Deno.QuicListener;
   private pair: { cert: string; key: string };
   private conns = new Set<H3Connection>();
-  private active = 0;
+  private readonly streams: StreamRequests;
   private closing = false;
   /** The listener that took over this one's UDP socket (a reload changed it): new connections go there. */
   private successor: H3Listener | null = null;
@@ -67,6 +63,7 @@ export class H3Listener {
     private hooks: ConnectionHooks = {},
     replaces?: H3Listener,
   ) {
+    this.streams = new StreamRequests(cfg, handler, HTTP3);
     this.pair = readPair(cfg);
     const taken = replaces?.canHandOver(cfg) ? replaces.endpoint : undefined;
     this.endpoint = taken ?? new Deno.QuicEndpoint({ hostname: cfg.hostname || "0.0.0.0", port: cfg.port });
@@ -141,14 +138,19 @@ export class H3Listener {
     }
     // Addresses come from the connection: in Deno 2.9.6 reading a QuicIncoming field invalidates it.
     // A client that already closed makes these getters throw (NotConnected): nothing to serve then.
-    let info: ConnInfo;
+    let info: StreamConnInfo;
     try {
       const ra = quic.remoteAddr;
+      const sni = quic.serverName ?? "";
       info = {
-        sni: quic.serverName ?? "",
+        scheme: "https",
         remoteIp: ra.hostname,
         remotePort: ra.port,
         localIp: this.addr.hostname,
+        localPort: this.addr.port,
+        stamp: (ctx) => {
+          ctx.sni = sni;
+        },
       };
     } catch {
       return;
@@ -156,7 +158,7 @@ export class H3Listener {
     const c: H3Connection = new H3Connection(quic, {
       maxFieldSectionSize: this.cfg.http2?.max_header_list_size ?? 64 * 1024,
       readHeaderTimeout: this.cfg.read_header_timeout,
-      onStream: (s) => this.onStream(s, info),
+      onStream: (s) => this.streams.serve(s, info),
     });
     this.conns.add(c);
     this.hooks.opened?.(this.cfg.name);
@@ -166,46 +168,6 @@ export class H3Listener {
     });
     c.serve().catch(() => c.destroy());
     if (this.closing) c.goaway();
-  }
-
-  private onStream(s: H3Stream, info: ConnInfo): void {
-    if (s.oversized) return refuseStream(s, 431, "request header fields too large");
-    if (s.malformed !== null) return refuseStream(s, 400, `malformed request: ${s.malformed}`);
-    const { method, path, authority, headers } = requestHead(s.headers);
-    // No SETTINGS_ENABLE_CONNECT_PROTOCOL here: WebSocket over HTTP/3 (RFC 9220) is not offered.
-    if (method === "CONNECT") return refuseStream(s, 501, "CONNECT not supported");
-    const w = new StreamWriter(s, method === "HEAD", H3Error.INTERNAL_ERROR);
-    const ctx = new RequestContext(
-      method,
-      path,
-      authority,
-      "https",
-      "HTTP/3",
-      headers,
-      EMPTY_BODY,
-      w,
-      info.remoteIp,
-      info.remotePort,
-      this.cfg.name,
-    );
-    ctx.localAddr = info.localIp;
-    ctx.localPort = this.addr.port;
-    ctx.sni = info.sni;
-    if (!s.headersEnded) {
-      const cl = headers.get("content-length");
-      ctx.body = new StreamBodyReader(s, cl !== undefined ? Number(cl) : -1, ctx);
-    }
-    w.ctx = ctx;
-    this.active++;
-    let finished = false;
-    // A reset stream (client cancel, connection loss) aborts the request upstream.
-    s.done.then(() => {
-      if (!finished && s.rstCode !== null) ctx.abort();
-    });
-    this.handler.handle(ctx).catch(() => w.abort()).finally(() => {
-      finished = true;
-      this.active--;
-    });
   }
 
   /**
@@ -253,7 +215,7 @@ export class H3Listener {
   }
 
   async drained(): Promise<void> {
-    while (this.active > 0 || this.conns.size > 0) await new Promise((r) => setTimeout(r, 20));
+    while (this.streams.active > 0 || this.conns.size > 0) await new Promise((r) => setTimeout(r, 20));
   }
 
   closeAll(): void {

@@ -1,12 +1,21 @@
 /**
- * What the HTTP/2 and HTTP/3 listeners share: a request stream's fields
- * become a RequestContext's head, its DATA a BodyReader, and the gateway's
- * response goes back through a ResponseWriter on the same stream. The two
- * stream types (src/http2 H2Stream, src/http3 H3Stream) have the same shape.
+ * What the HTTP/2 and HTTP/3 listeners share: the one path from a request
+ * stream to the gateway (`StreamRequests.serve`). A stream's fields become a
+ * RequestContext's head, its DATA a BodyReader, and the gateway's response
+ * goes back through a ResponseWriter on the same stream; refusals (431, 400,
+ * 501), RFC 8441 extended CONNECT, cancellation and handler failures are
+ * handled here once. The two stream types (src/http2 H2Stream, src/http3
+ * H3Stream) have the same shape; only frame I/O differs, and it stays in
+ * those codecs. (The RFC 9113 §8.3 / RFC 9114 §4.3.1 field checks run in the
+ * codecs too, before a stream is delivered: HTTP/2 resets a malformed
+ * request stream, HTTP/3 marks it `malformed` and it is answered 400 here.)
  */
-import type { BodyReader, ResponseWriter } from "../core/body.ts";
-import type { RequestContext } from "../core/context.ts";
+import type { BodyReader, RawStream, ResponseWriter } from "../core/body.ts";
+import { EMPTY_BODY } from "../core/body.ts";
+import { RequestContext } from "../core/context.ts";
 import { HeaderList, isConnectionField } from "../core/headers.ts";
+import type { ListenerConfig } from "../config/types.ts";
+import type { RequestHandler } from "./http1.ts";
 
 /** A server-side request stream with flat [name, value, ...] field lists. */
 export interface FieldStream {
@@ -19,6 +28,20 @@ export interface FieldStream {
   write(data: Uint8Array): Promise<void>;
   end(trailers?: string[] | null): Promise<void>;
   reset(code: number): void;
+}
+
+/** A request stream as an HTTP/2 or HTTP/3 server connection delivers it. */
+export interface RequestStream extends FieldStream {
+  /** The field section exceeded the listener's limit (fields are incomplete): answered 431. */
+  readonly oversized: boolean;
+  /** HTTP/3: why the head is malformed (answered 400), else null. HTTP/2 resets those itself. */
+  readonly malformed?: string | null;
+  /** The request ended with its HEADERS: no body. */
+  readonly headersEnded: boolean;
+  /** The reset code once the stream was reset (either side), else null. */
+  readonly rstCode: number | null;
+  /** Resolves once the stream is closed both ways or reset. */
+  readonly done: Promise<void>;
 }
 
 /** HeaderList → flat fields, after `into` (which holds the pseudo-headers). */
@@ -132,9 +155,155 @@ export class StreamWriter<S extends FieldStream = FieldStream> implements Respon
   }
 }
 
+/** Upgrade response fields that have no place in an RFC 8441 200 (the stream is the tunnel). */
+function notForExtendedConnect(k: string): boolean {
+  return isConnectionField(k) || k === "sec-websocket-accept";
+}
+
+/**
+ * Response writer for an RFC 8441 extended CONNECT stream (`:protocol:
+ * websocket`): the request went upstream as an HTTP/1.1 Upgrade; the
+ * upstream's 101 becomes a 200 on the stream, whose DATA frames then carry
+ * the WebSocket bytes both ways (the tunnel in proxy/tunnel.ts).
+ */
+class ConnectWriter extends StreamWriter<RequestStream> {
+  constructor(s: RequestStream, abortCode: number, private cancelCode: number, private idleTimeout: number) {
+    super(s, false, abortCode);
+  }
+
+  upgrade(headers: HeaderList): Promise<RawStream> {
+    if (this.headSent) throw new Error("response head already sent");
+    this.headSent = true;
+    this.ended = true;
+    if (this.ctx) this.ctx.status = 200;
+    const s = this.s, cancelCode = this.cancelCode;
+    s.respond(toFields(headers, [":status", "200"], notForExtendedConnect), false);
+    let pending: Uint8Array | null = null;
+    return Promise.resolve({
+      leftover: new Uint8Array(0),
+      idleTimeout: this.idleTimeout,
+      async read(buf: Uint8Array): Promise<number | null> {
+        if (pending === null) {
+          try {
+            pending = await s.read();
+          } catch {
+            return null;
+          }
+          if (pending === null) return null;
+        }
+        const n = Math.min(buf.length, pending.length);
+        buf.set(pending.subarray(0, n));
+        pending = n === pending.length ? null : pending.subarray(n);
+        return n;
+      },
+      write: (d: Uint8Array) => s.write(d).then(() => d.length),
+      close: () => {
+        // Ending our side rather than resetting: the WebSocket close frames went through.
+        s.end().catch(() => {});
+        const t = setTimeout(() => s.reset(cancelCode), 1000);
+        s.done.then(() => clearTimeout(t));
+      },
+    });
+  }
+}
+
 /** Answers a stream the gateway never sees (a refusal) with a small JSON body. */
 export function refuseStream(s: FieldStream, status: number, message: string): void {
   const body = new TextEncoder().encode(JSON.stringify({ error: message, status }) + "\n");
   s.respond([":status", String(status), "content-type", "application/json"], false);
   s.write(body).then(() => s.end()).catch(() => {});
+}
+
+/** What the requests of one connection share. */
+export interface StreamConnInfo {
+  scheme: "http" | "https";
+  remoteIp: string;
+  remotePort: number;
+  localIp: string;
+  localPort: number;
+  /** Called with each request's context before the gateway sees it (TLS: SNI name, client identity), or null. */
+  stamp: ((ctx: RequestContext) => void) | null;
+}
+
+/** What differs between the protocols above the frames. */
+export interface StreamProtocol {
+  /** `ctx.protocol`. */
+  readonly name: "HTTP/2" | "HTTP/3";
+  /** Reset code for a response that failed after its head went out (the protocol's internal error). */
+  readonly abortCode: number;
+  /**
+   * Reset code for an extended CONNECT tunnel whose peer does not end its side after ours; null when
+   * extended CONNECT (WebSocket, RFC 8441) is not offered, and CONNECT gets 501.
+   */
+  readonly connectCancelCode: number | null;
+}
+
+/** A listener's request streams: turns each into a RequestContext and runs the gateway on it. */
+export class StreamRequests {
+  /** Requests in the gateway (a listener is drained when this and its connections are 0). */
+  active = 0;
+  /** Fields added to every final response (`alt-svc`), or null. */
+  responseFields: readonly string[] | null = null;
+
+  constructor(
+    private readonly cfg: ListenerConfig,
+    private readonly handler: RequestHandler,
+    private readonly proto: StreamProtocol,
+  ) {}
+
+  /** Serves one request stream whose HEADERS arrived. */
+  serve(s: RequestStream, conn: StreamConnInfo): void {
+    if (s.oversized) return refuseStream(s, 431, "request header fields too large");
+    if (typeof s.malformed === "string") return refuseStream(s, 400, `malformed request: ${s.malformed}`);
+    const { method, path, authority, protocol, headers } = requestHead(s.headers);
+    const proto = this.proto;
+    // RFC 8441: `CONNECT` with `:protocol: websocket` is a WebSocket handshake; routing, plugins and
+    // the upstream (an HTTP/1.1 Upgrade) see it as the GET it replaces. Other CONNECTs are refused.
+    const extended = method === "CONNECT";
+    if (extended && (proto.connectCancelCode === null || protocol !== "websocket")) {
+      return refuseStream(s, 501, "CONNECT not supported");
+    }
+    if (extended && headers.get("sec-websocket-key") === undefined) {
+      // An HTTP/1.1 upstream needs a key to answer 101; RFC 8441 clients send none (the stream proves intent).
+      headers.append(
+        "sec-websocket-key",
+        btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16)))),
+      );
+    }
+    const w = extended
+      ? new ConnectWriter(s, proto.abortCode, proto.connectCancelCode!, this.cfg.idle_timeout)
+      : new StreamWriter(s, method === "HEAD", proto.abortCode, this.responseFields);
+    const ctx = new RequestContext(
+      extended ? "GET" : method,
+      path,
+      authority,
+      conn.scheme,
+      proto.name,
+      headers,
+      EMPTY_BODY,
+      w,
+      conn.remoteIp,
+      conn.remotePort,
+      this.cfg.name,
+    );
+    ctx.localAddr = conn.localIp;
+    ctx.localPort = conn.localPort;
+    if (extended) ctx.upgrade = protocol;
+    else if (!s.headersEnded) {
+      const cl = headers.get("content-length");
+      ctx.body = new StreamBodyReader(s, cl !== undefined ? Number(cl) : -1, ctx);
+    }
+    if (conn.stamp !== null) conn.stamp(ctx);
+    w.ctx = ctx;
+    this.active++;
+    let finished = false;
+    // A reset stream (client cancel, connection loss) aborts the request upstream.
+    s.done.then(() => {
+      if (!finished && s.rstCode !== null) ctx.abort();
+    });
+    this.handler.handle(ctx).catch(() => w.abort()).finally(() => {
+      finished = true;
+      this.active--;
+    });
+  }
 }
