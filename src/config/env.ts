@@ -20,6 +20,14 @@ const REF = /\$\$\{|\$\{([^}]*)\}|\$\{/g;
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /**
+ * Request variables of header templates (`${client_ip}`, `${header.x-user}`,
+ * `${jwt.sub}`): not environment variables, so substitution leaves them for
+ * the middleware that fills them in per request.
+ */
+export const REQUEST_VARIABLE =
+  /^(client_ip|route_id|request_id|upstream|method|path|host|scheme|(header|jwt|query)\.[A-Za-z0-9_.-]+)$/;
+
+/**
  * Expands references in `text`. `${VAR:-default}` uses the default when VAR is
  * unset or empty (shell semantics); an unset `${VAR}` without default is an error.
  */
@@ -31,6 +39,7 @@ export function expandEnv(text: string, lookup: EnvLookup): ExpandResult {
       problems.push(`unterminated "\${" (write "$\${" for a literal "\${")`);
       return match;
     }
+    if (REQUEST_VARIABLE.test(body)) return match;
     const sep = body.indexOf(":-");
     const name = sep < 0 ? body : body.slice(0, sep);
     if (!NAME.test(name)) {

@@ -15,6 +15,7 @@
  * @module
  */
 import { type Field, opt, t, type Type } from "./dsl.ts";
+import { REQUEST_VARIABLE } from "./env.ts";
 
 /** A middleware entry after validation: its name and normalised options. */
 export interface MiddlewareEntry {
@@ -22,10 +23,33 @@ export interface MiddlewareEntry {
   options: unknown;
 }
 
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** A field name: an RFC 9110 token. */
+export const headerName = t.string({
+  pattern: TOKEN.source,
+  patternMessage: "not a valid header field name (RFC 9110 token characters only)",
+});
+
+/** A field value template: no CR, LF or NUL; `${...}` only for known request variables. */
+export const headerValue = t.string({
+  coerce: true,
+  check: (v) => {
+    if (/[\r\n\0]/.test(v)) return "header values may not contain CR, LF or NUL";
+    for (const m of v.matchAll(/\$\{([^}]*)\}/g)) {
+      if (!REQUEST_VARIABLE.test(m[1])) {
+        return `unknown variable "\${${m[1]}}"; known: client_ip, route_id, request_id, upstream, method, ` +
+          "path, host, scheme, header.NAME, query.NAME, jwt.CLAIM";
+      }
+    }
+    return undefined;
+  },
+});
+
 const headerEdits = t.object({
-  set: opt(t.map(t.string({ coerce: true })), undefined, "Replace (or add) these fields."),
-  add: opt(t.map(t.string({ coerce: true })), undefined, "Append these fields."),
-  remove: opt(t.list(t.string()), undefined, "Drop these fields."),
+  set: opt(t.map(headerValue), undefined, "Replace (or add) these fields."),
+  add: opt(t.map(headerValue), undefined, "Append these fields."),
+  remove: opt(t.list(headerName), undefined, "Drop these fields."),
 });
 
 /** Field per middleware name; shared with the entry type below, so registrations made later apply. */

@@ -67,6 +67,8 @@ export class RequestContext {
   // Routing results.
   route: RouteRef | null = null;
   params: Record<string, string> = NO_PARAMS;
+  /** What the route's catch-all matched, without leading slash ("" if none). */
+  pathRest = "";
   /** The route's middleware hooks after the request phase (null: none, the common case). */
   hooks: PhaseHooks | null = null;
   /** Path and query to send upstream (set after routing; rewrites and plugins may change it). */

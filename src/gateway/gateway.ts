@@ -1,27 +1,25 @@
 /**
- * The gateway's request path, in named phases (after Pingora):
+ * The life of a request, in named phases (after Pingora):
  *
- *   request id → normalise target → route (snapshot) → redirect | proxy → log
+ *   request id → normalise target → route (snapshot) → the route's compiled
+ *   chain: middleware `request` phase → plugins → proxy (`upstream_request`,
+ *   `response`, `response_body` hooks run inside) → `log`
  *
  * Engines call `handle(ctx)`; the snapshot is read once per request, so a
  * reload never changes the routes under a request in flight.
  */
 import type { RequestContext } from "../core/context.ts";
 import type { Snapshot } from "./snapshot.ts";
-import { HeaderList } from "../core/headers.ts";
 import { encodePath, normalizePath, splitTarget, stripPrefix } from "../router/mod.ts";
-import { forward } from "../proxy/forward.ts";
-import { forwardH2 } from "../proxy/h2_forward.ts";
-import { grpcKindOf, grpcStatusLabel, watchGrpcStatus } from "../proxy/grpc.ts";
-import { grpcWebPreflight } from "../proxy/grpc_web.ts";
+import { grpcKindOf } from "../core/grpc_reply.ts";
+import { grpcStatusLabel, watchGrpcStatus } from "../grpc/status.ts";
 import { TUNNEL_OBSERVER } from "../proxy/tunnel.ts";
-import { respond, respondError } from "../core/respond.ts";
+import { respondError } from "../core/respond.ts";
 import type { GatewayMetrics } from "../observability/gateway_metrics.ts";
 import type { AccessLog } from "../observability/access_log.ts";
 import { requestIdFrom } from "../observability/request_id.ts";
 import { logger } from "../observability/logger.ts";
-import { runPlugins } from "../wasm/mod.ts";
-import type { RouteRuntime, UpstreamRuntime } from "./snapshot.ts";
+import type { RouteRuntime } from "./snapshot.ts";
 
 /** Strips the port and lower-cases a Host / :authority value. */
 export function hostForRouting(authority: string): string {
@@ -84,49 +82,19 @@ export class Gateway {
     ctx.host = hostForRouting(ctx.authority);
     const m = snap.router.match(ctx);
     if (m === null) return respondError(ctx, 404, "no route matched");
-    const rt = m.route.data;
+    const rt: RouteRuntime = m.route.data;
     ctx.route = rt;
     ctx.params = m.params as Record<string, string>;
-    if (ctx.method === "OPTIONS") {
-      const preflight = grpcWebPreflight(ctx);
-      if (preflight !== null) return preflight;
-    }
+    ctx.pathRest = m.rest;
     // Upgrades are rare: only they pay for the vars map that lets the tunnel count itself.
     if (ctx.upgrade !== undefined && this.metrics !== null) ctx.vars.set(TUNNEL_OBSERVER, this.metrics);
-    if (rt.redirect !== null) {
-      const location = rt.redirect.target(m.params, m.rest);
-      const h = new HeaderList(["location", "content-type"], ["location", "content-type"], [
-        location,
-        "text/plain",
-      ]);
-      return respond(ctx, rt.redirect.code, h, "");
-    }
-    if (rt.upstream === null) return respondError(ctx, 503, "route has no upstream");
     const upPath = rt.rewrite !== null
       ? rt.rewrite(m.params, m.rest)
       : rt.stripPrefix
       ? encodePath(stripPrefix(path, m.prefix))
       : encodePath(path);
-    const upTarget = query === "" ? upPath : upPath + "?" + query;
-    if (rt.plugins !== null) {
-      // Plugins may pause, answer locally or rewrite :path before the upstream phase.
-      const up = rt.upstream;
-      const proceed = (t: string) => this.proxy(ctx, rt, up, t);
-      return runPlugins(ctx, rt.plugins, rt.forward.totalTimeout, upTarget, proceed);
-    }
-    return this.proxy(ctx, rt, rt.upstream, upTarget);
-  }
-
-  /** The upstream phase: HTTP/1.1 or HTTP/2 forwarding. */
-  private proxy(ctx: RequestContext, rt: RouteRuntime, up: UpstreamRuntime, upTarget: string): Promise<void> {
-    // gRPC (and gRPC-Web) need HTTP/2 upstream for trailers; so do upstreams declared h2/h2c.
-    if (ctx.grpc !== 0 || up.upstream.config.protocol !== undefined) {
-      const p = up.upstream.config.protocol;
-      if (ctx.grpc !== 0 || p === "h2" || p === "h2c") {
-        return forwardH2(ctx, up, upTarget, rt.forward, this.metrics);
-      }
-    }
-    return forward(ctx, up, upTarget, rt.forward, this.metrics);
+    ctx.upstreamTarget = query === "" ? upPath : upPath + "?" + query;
+    return ctx.method === "OPTIONS" ? rt.optionsHandler(ctx) : rt.handler(ctx);
   }
 
   private record(ctx: RequestContext): void {
@@ -135,6 +103,8 @@ export class Gateway {
     this.metrics?.request(routeId, ctx.method, ctx.status, seconds);
     const grpcStatus = ctx.grpc !== 0 ? grpcStatusLabel(ctx) : undefined;
     if (grpcStatus !== undefined) this.metrics?.grpcResponse(routeId, grpcStatus);
+    const log = ctx.hooks?.log;
+    if (log != null) runLogHooks(ctx, log);
     this.accessLog?.log({
       request_id: ctx.id,
       route: routeId,
@@ -150,5 +120,16 @@ export class Gateway {
       user_agent: ctx.headers.get("user-agent") ?? "",
       grpc_status: grpcStatus,
     });
+  }
+}
+
+/** The `log` phase: after the response, and a failing hook never affects the others. */
+function runLogHooks(ctx: RequestContext, hooks: readonly ((ctx: RequestContext) => void)[]): void {
+  for (const h of hooks) {
+    try {
+      h(ctx);
+    } catch (e) {
+      logger.warn("log-phase middleware failed", { error: String(e), request_id: ctx.id });
+    }
   }
 }

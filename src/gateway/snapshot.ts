@@ -5,14 +5,16 @@
  * request that started on the old snapshot finishes on it.
  */
 import type { LoomConfig, RouteConfig } from "../config/types.ts";
-import { compileRedirect, compileRewrite, Router, type Substitute } from "../router/mod.ts";
+import { compileRewrite, Router, type Substitute } from "../router/mod.ts";
 import { specsFromConfig } from "./route_specs.ts";
 import type { CounterSlots } from "../upstream/counters.ts";
 import { Upstream } from "../upstream/upstream.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import { ConnectionPool } from "../upstream/pool.ts";
 import { loadUpstreamTls } from "../upstream/tls.ts";
-import type { ForwardOptions, ProxyUpstream } from "../proxy/forward.ts";
+import type { ForwardOptions, ProxyObserver, ProxyUpstream } from "../proxy/forward.ts";
+import { createMiddleware } from "../middleware/registry.ts";
+import { compileRouteChains, proxyTerminal, type RouteChains, routeMiddleware } from "./route_chain.ts";
 import { buildResilience, type Resilience } from "../upstream/resilience.ts";
 import { compileRetry } from "../upstream/retry.ts";
 import type { RouteRef } from "../core/context.ts";
@@ -67,15 +69,14 @@ export class UpstreamRuntime implements ProxyUpstream {
 }
 
 /** A route compiled for the request path. */
-export interface RouteRuntime extends RouteRef {
+export interface RouteRuntime extends RouteRef, RouteChains {
   readonly id: string;
   readonly config: RouteConfig;
   readonly upstream: UpstreamRuntime | null;
   readonly stripPrefix: boolean;
   readonly rewrite: Substitute | null;
-  readonly redirect: { target: Substitute; code: number } | null;
   readonly forward: ForwardOptions;
-  /** Proxy-Wasm plugins of this route in run order; null = none (no cost on the request path). */
+  /** Proxy-Wasm plugins of this route in run order; null = none. */
   readonly plugins: PluginChain | null;
 }
 
@@ -96,7 +97,12 @@ let versions = 0;
  * Compiles `config` into a snapshot. Endpoints present in `previous` keep
  * their pools (and, through CounterSlots, their in-flight counts).
  */
-export function buildSnapshot(config: LoomConfig, counters: CounterSlots, previous?: Snapshot): Snapshot {
+export function buildSnapshot(
+  config: LoomConfig,
+  counters: CounterSlots,
+  previous?: Snapshot,
+  obs: ProxyObserver | null = null,
+): Snapshot {
   const upstreams = new Map<string, UpstreamRuntime>();
   for (const u of config.upstreams) {
     const prev = previous?.upstreams.get(u.name);
@@ -104,29 +110,32 @@ export function buildSnapshot(config: LoomConfig, counters: CounterSlots, previo
   }
   const plugins = previous?.plugins ?? new PluginManager();
   plugins.update(config, upstreams);
+  // Top-level middleware are built once and shared by every route (one state, e.g. one limit).
+  const global = config.middleware.map(createMiddleware);
   const routes: RouteRuntime[] = [];
   const specs = specsFromConfig(config.routes, (r) => {
     const up = r.upstream !== undefined ? upstreams.get(r.upstream) ?? null : null;
     const ucfg = up?.upstream.config;
+    const forward: ForwardOptions = {
+      preserveHost: r.preserve_host,
+      hostRewrite: r.host_rewrite,
+      connectTimeout: r.connect_timeout ?? ucfg?.connect_timeout ?? 5000,
+      perTryTimeout: r.per_try_timeout ?? ucfg?.per_try_timeout ?? 30000,
+      totalTimeout: r.timeout,
+      resilient: up?.resilience != null,
+      retry: compileRetry(ucfg?.retry, r.retry_non_idempotent),
+    };
+    const chain = plugins.chain(r.plugins);
+    const terminal = up === null ? null : proxyTerminal(up, forward, ucfg?.protocol, obs);
     const rt: RouteRuntime = {
       id: r.id,
       config: r,
       upstream: up,
       stripPrefix: r.strip_prefix,
       rewrite: r.rewrite !== undefined ? compileRewrite(r.rewrite) : null,
-      redirect: r.redirect !== undefined
-        ? { target: compileRedirect(r.redirect.url), code: r.redirect.code }
-        : null,
-      forward: {
-        preserveHost: r.preserve_host,
-        hostRewrite: r.host_rewrite,
-        connectTimeout: r.connect_timeout ?? ucfg?.connect_timeout ?? 5000,
-        perTryTimeout: r.per_try_timeout ?? ucfg?.per_try_timeout ?? 30000,
-        totalTimeout: r.timeout,
-        resilient: up?.resilience != null,
-        retry: compileRetry(ucfg?.retry, r.retry_non_idempotent),
-      },
-      plugins: plugins.chain(r.plugins),
+      forward,
+      plugins: chain,
+      ...compileRouteChains(routeMiddleware(r, chain, global), terminal),
     };
     routes.push(rt);
     return rt;

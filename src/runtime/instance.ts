@@ -72,7 +72,7 @@ export class GatewayInstance {
     this.reusePort = opts.reusePort;
     this.counters = CounterSlots.attach(opts.counters);
     this.metrics = new GatewayMetrics(VERSION);
-    const snapshot = buildSnapshot(opts.config, this.counters);
+    const snapshot = buildSnapshot(opts.config, this.counters, undefined, this.metrics);
     this.gateway = new Gateway(snapshot, this.metrics, createAccessLog(opts.config.access_log));
   }
 
@@ -151,7 +151,7 @@ export class GatewayInstance {
   reload(config: LoomConfig, counters: CounterSlotsSnapshot): ReloadReport {
     this.counters = CounterSlots.attach(counters);
     const old = this.gateway.snapshot;
-    const next = buildSnapshot(config, this.counters, old);
+    const next = buildSnapshot(config, this.counters, old, this.metrics);
     this.gateway.snapshot = next;
     retireSnapshot(old, next);
     return { errors: this.reloadListeners(config), addresses: this.addresses() };
