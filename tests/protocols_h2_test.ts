@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { freePort, itest, startLoomProcess, startUpstream } from "./helpers.ts";
 import { TestCa } from "./tls_util.ts";
 import { assertScenarios, runPeer, startGrpcServer } from "./grpc_util.ts";
-import { grpcHealthCheck } from "../src/proxy/grpc.ts";
+import { grpcProbe } from "../src/upstream/health_check.ts";
 
 async function run(cmd: string, args: string[]): Promise<{ ok: boolean; out: string }> {
   const child = new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).spawn();
@@ -110,17 +110,19 @@ routes:
   },
 );
 
-itest("grpcHealthCheck: SERVING, NOT_SERVING, unreachable, timeout", async () => {
+itest("gRPC health probe: SERVING, NOT_SERVING, unreachable, timeout", async () => {
   const up = await startGrpcServer(freePort());
   const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const check = (port: number, service: string, timeout: number) =>
+    grpcProbe({ hostname: "127.0.0.1", port, address: `127.0.0.1:${port}` }, service, timeout);
   try {
-    assert.equal(await grpcHealthCheck(`127.0.0.1:${up.port}`, "", 2000), true);
-    assert.equal(await grpcHealthCheck(`127.0.0.1:${up.port}`, "test.Echo", 2000), true);
-    assert.equal(await grpcHealthCheck(`127.0.0.1:${up.port}`, "down", 2000), false);
-    assert.equal(await grpcHealthCheck(`127.0.0.1:${freePort()}`, "", 2000), false);
+    assert.equal(await check(up.port, "", 2000), true);
+    assert.equal(await check(up.port, "test.Echo", 2000), true);
+    assert.equal(await check(up.port, "down", 2000), false);
+    assert.equal(await check(freePort(), "", 2000), false);
     // Accepts but never speaks HTTP/2: the timeout decides.
     const t0 = Date.now();
-    assert.equal(await grpcHealthCheck(`127.0.0.1:${(silent.addr as Deno.NetAddr).port}`, "", 300), false);
+    assert.equal(await check((silent.addr as Deno.NetAddr).port, "", 300), false);
     assert.ok(Date.now() - t0 < 2000);
   } finally {
     silent.close();

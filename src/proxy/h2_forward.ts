@@ -41,16 +41,10 @@ import {
   respondFailure,
   TIMEOUT,
 } from "./resilient.ts";
-import { type H2Lease, h2PoolFor } from "./h2_client.ts";
-import {
-  addGrpcWebCors,
-  encodeGrpcMessage,
-  formatGrpcTimeout,
-  grpcContentType,
-  GrpcStatus,
-  parseGrpcTimeout,
-} from "./grpc.ts";
-import { Base64Decoder, Base64Encoder, trailerFrame } from "./grpc_web.ts";
+import { type H2Lease, h2PoolFor } from "../upstream/h2_pool.ts";
+import { addGrpcWebCors, encodeGrpcMessage, grpcContentType, GrpcStatus } from "../core/grpc_reply.ts";
+import { formatGrpcTimeout, parseGrpcTimeout } from "../grpc/timeout.ts";
+import { Base64Decoder, Base64Encoder, trailerFrame } from "../grpc/web.ts";
 
 /** HTTP/2 fields ([name, value, ...]) into a HeaderList, skipping pseudo and connection-specific fields. */
 function toHeaderList(f: string[], into = new HeaderList()): HeaderList {

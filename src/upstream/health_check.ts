@@ -23,10 +23,13 @@ import type {
   UpstreamConfig,
   UpstreamTlsConfig,
 } from "../config/types.ts";
-import { grpcHealthCheck } from "../proxy/grpc.ts";
+import { grpcHealthCheck } from "../grpc/health.ts";
 import { logger } from "../observability/logger.ts";
 import { counterKey, type CounterSlots, FLAG_UNHEALTHY } from "./counters.ts";
 import { Endpoint } from "./endpoint.ts";
+import { h2PoolFor } from "./h2_pool.ts";
+import { ConnectionPool } from "./pool.ts";
+import { loadUpstreamTls } from "./tls.ts";
 
 const log = logger.child({ component: "health_check" });
 const MAX_PROBE_RESPONSE = 64 * 1024;
@@ -205,7 +208,7 @@ export async function probe(
   tls?: UpstreamTlsConfig,
 ): Promise<boolean> {
   // Its own HTTP/2 client, session and timeout (never the proxy's sessions).
-  if (hc.type === "grpc") return await grpcHealthCheck(ep.address, hc.service ?? "", hc.timeout, tls);
+  if (hc.type === "grpc") return await grpcProbe(ep, hc.service ?? "", hc.timeout, tls);
   let conn: Deno.TcpConn | null = null;
   let timedOut = false;
   let expired!: (e: Error) => void;
@@ -268,6 +271,40 @@ export async function probe(
     try {
       conn?.close();
     } catch { /* closed */ }
+  }
+}
+
+/**
+ * A gRPC health check of one endpoint (`grpc.health.v1.Health/Check` for
+ * `service`): true only on OK + SERVING within `timeout` ms, connecting
+ * included. h2 over TLS with `tls`, else h2c.
+ */
+export async function grpcProbe(
+  ep: { hostname: string; port: number; address: string },
+  service: string,
+  timeout: number,
+  tls?: UpstreamTlsConfig,
+): Promise<boolean> {
+  const deadline = Date.now() + timeout;
+  // A throwaway pool: health checks must not share (or be blocked by) the proxy's sessions.
+  const pool = new ConnectionPool(
+    ep.hostname,
+    ep.port,
+    { max_idle: 0, idle_timeout: 1000, max_connections: 0 },
+    loadUpstreamTls(tls),
+  );
+  try {
+    const { conn, done } = await h2PoolFor(pool).acquire(timeout);
+    try {
+      const scheme = pool.tls !== null ? "https" : "http";
+      return await grpcHealthCheck(conn, { authority: ep.address, scheme, service, deadline });
+    } finally {
+      done();
+    }
+  } catch {
+    return false;
+  } finally {
+    pool.close();
   }
 }
 

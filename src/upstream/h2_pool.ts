@@ -8,7 +8,7 @@
  * open one has reached the peer's MAX_CONCURRENT_STREAMS, up to MAX_SESSIONS.
  */
 import { H2Connection } from "../http2/connection.ts";
-import type { ConnectionPool } from "../upstream/pool.ts";
+import type { ConnectionPool } from "./pool.ts";
 
 const MAX_SESSIONS = 4;
 

@@ -3,10 +3,12 @@
  * (5-byte prefix + message); gRPC-Web moves the trailers into a last body
  * frame flagged 0x80, and the text flavour base64-encodes the whole body.
  * Browsers also need CORS, including a preflight answered by the gateway.
+ *
+ * @module
  */
 import type { RequestContext } from "../core/context.ts";
 import { HeaderList } from "../core/headers.ts";
-import { grpcFrame } from "./grpc.ts";
+import { FRAME_PREFIX, grpcFrame, grpcFrameLength } from "./frame.ts";
 
 const enc = new TextEncoder();
 
@@ -15,6 +17,18 @@ export function trailerFrame(t: HeaderList): Uint8Array {
   let s = "";
   for (let i = 0; i < t.size; i++) s += t.keys[i] + ": " + t.values[i] + "\r\n";
   return grpcFrame(enc.encode(s), 0x80);
+}
+
+/**
+ * The grpc-status in a gRPC-Web trailer frame that starts at `o` and ends
+ * `b` exactly (flag 0x80, length, "name: value\r\n" lines); undefined when
+ * `b` holds no such whole frame there.
+ */
+export function trailerFrameStatus(b: Uint8Array, o: number): string | undefined {
+  const len = grpcFrameLength(b, o);
+  if (len === -1 || b[o] !== 0x80 || o + FRAME_PREFIX + len !== b.length) return undefined;
+  const m = /(?:^|\n)grpc-status:\s*([^\r\n]*)/i.exec(new TextDecoder().decode(b.subarray(o + FRAME_PREFIX)));
+  return m === null ? undefined : m[1].trim();
 }
 
 /** Streaming base64 decoder for gRPC-Web text request bodies (chunks split anywhere; padded segments allowed). */
