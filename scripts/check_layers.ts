@@ -76,7 +76,9 @@ export async function checkLayers(
     for (const m of text.matchAll(IMPORT)) {
       const spec = m[1] ?? m[2];
       if (!spec.startsWith(".")) continue; // npm:, node:, bare specifiers
-      const target = new URL(spec, "file:///src/" + rel).pathname.slice("/src/".length);
+      const path = new URL(spec, "file:///src/" + rel).pathname;
+      if (!path.startsWith("/src/")) continue; // out of src/: a test's helper (tests/tools.ts)
+      const target = path.slice("/src/".length);
       const to = folderOf(target);
       if (to === from || to === "") continue;
       const toRank = rankOf(to);

@@ -52,6 +52,7 @@ routes:
       Deno.removeSync(logPath);
     }
   },
+  { needs: ["python3 grpc"] },
 );
 
 itest(
@@ -81,4 +82,5 @@ routes:
       await up.close();
     }
   },
+  { needs: ["python3 grpc"] },
 );

@@ -143,4 +143,4 @@ routes:
     await loom.close();
     await up.close();
   }
-});
+}, { needs: ["python3 grpc"] });

@@ -4,41 +4,37 @@
  */
 import { Supervisor } from "../src/runtime/supervisor.ts";
 import { setLogLevel } from "../src/observability/logger.ts";
+import { type Tool, toolTest } from "./tools.ts";
 
 setLogLevel((Deno.env.get("LOOM_TEST_LOG") as "debug" | undefined) ?? "error");
 
 /**
  * Deno.test without the op/resource sanitizers (pools and timers outlive a test by design), bounded in
  * time: a hang (a peer that never answers) fails this test after `timeoutMs` instead of stalling CI.
+ * A test that runs external programs lists them in `needs` (see tests/tools.ts).
  */
 export function itest(
   name: string,
   fn: () => Promise<void>,
-  opts: { ignore?: boolean; timeoutMs?: number } = {},
+  opts: { ignore?: boolean; timeoutMs?: number; needs?: readonly Tool[] } = {},
 ): void {
-  const { timeoutMs = 120_000, ...rest } = opts;
-  Deno.test({
-    name,
-    sanitizeOps: false,
-    sanitizeResources: false,
-    ...rest,
-    fn: async () => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      try {
-        await Promise.race([
-          fn(),
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(
-              () => reject(new Error(`test did not finish within ${timeoutMs} ms`)),
-              timeoutMs,
-            );
-          }),
-        ]);
-      } finally {
-        clearTimeout(timer);
-      }
-    },
-  });
+  const { timeoutMs = 120_000, needs = [], ...rest } = opts;
+  toolTest(needs, name, async () => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        fn(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`test did not finish within ${timeoutMs} ms`)),
+            timeoutMs,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }, { sanitizeOps: false, sanitizeResources: false, ...rest });
 }
 
 /** A free TCP port on 127.0.0.1 (bind to 0, close, reuse). */

@@ -70,7 +70,7 @@ routes:
     await up.close();
     Deno.removeSync(dir, { recursive: true });
   }
-});
+}, { needs: ["openssl", "nghttp", "h2load"] });
 
 itest(
   "gRPC on a TLS listener offering h2 and on an h2c listener: all call types, trailers, statuses",
@@ -108,6 +108,7 @@ routes:
       Deno.removeSync(dir, { recursive: true });
     }
   },
+  { needs: ["openssl", "python3 grpc"] },
 );
 
 itest("gRPC health probe: SERVING, NOT_SERVING, unreachable, timeout", async () => {
@@ -128,4 +129,4 @@ itest("gRPC health probe: SERVING, NOT_SERVING, unreachable, timeout", async () 
     silent.close();
     await up.close();
   }
-});
+}, { needs: ["python3 grpc"] });

@@ -25,13 +25,6 @@ import { decodeFieldSection, encodeFieldSection } from "../src/http3/qpack.ts";
 import { encodeVarint } from "../src/http3/varint.ts";
 
 const GTLSCLIENT = "/usr/bin/gtlsclient";
-const haveClient = (() => {
-  try {
-    return Deno.statSync(GTLSCLIENT).isFile;
-  } catch {
-    return false;
-  }
-})();
 
 /** Runs gtlsclient against 127.0.0.1:port; `uris` are paths. Killed after 20 s. */
 async function gtls(
@@ -138,7 +131,7 @@ itest(
       await f.close();
     }
   },
-  { ignore: !haveClient },
+  { needs: ["openssl", "gtlsclient"] },
 );
 
 itest(
@@ -174,7 +167,7 @@ itest(
       await f.close();
     }
   },
-  { ignore: !haveClient },
+  { needs: ["openssl", "gtlsclient"] },
 );
 
 itest(
@@ -198,7 +191,7 @@ itest(
       await f.close();
     }
   },
-  { ignore: !haveClient },
+  { needs: ["openssl", "gtlsclient"] },
 );
 
 /** A raw HTTP/1.1 upstream answering with a chunked body and a trailer (Deno.serve cannot send trailers). */
@@ -252,7 +245,7 @@ routes:
       Deno.removeSync(dir, { recursive: true });
     }
   },
-  { ignore: !haveClient },
+  { needs: ["openssl", "gtlsclient"] },
 );
 
 /**
@@ -366,6 +359,7 @@ itest(
       await f.close();
     }
   },
+  { needs: ["openssl"] },
 );
 
 itest(
@@ -412,6 +406,7 @@ routes:
       Deno.removeSync(dir, { recursive: true });
     }
   },
+  { needs: ["openssl"] },
 );
 
 itest("http3 listener: idle_timeout closes a connection without requests (QUIC idle timeout)", async () => {
@@ -447,7 +442,7 @@ routes:
     await loom.close();
     Deno.removeSync(dir, { recursive: true });
   }
-});
+}, { needs: ["openssl"] });
 
 itest(
   "http3 listener: renewed certificate files are picked up on reload; open connections keep working",
@@ -502,6 +497,7 @@ routes:
       Deno.removeSync(dir, { recursive: true });
     }
   },
+  { needs: ["openssl"] },
 );
 
 itest(
@@ -551,7 +547,7 @@ routes:
       Deno.removeSync(dir, { recursive: true });
     }
   },
-  { ignore: !haveClient },
+  { needs: ["openssl", "gtlsclient"] },
 );
 
 itest(
@@ -601,4 +597,5 @@ routes: [{ id: r, path: /*, upstream: up }]
       Deno.removeSync(dir, { recursive: true });
     }
   },
+  { needs: ["openssl", "curl"] },
 );

@@ -74,6 +74,7 @@ routes:
       Deno.removeSync(dir, { recursive: true });
     }
   },
+  { needs: ["openssl", "curl"] },
 );
 
 itest(
@@ -153,6 +154,7 @@ routes:
       Deno.removeSync(dir, { recursive: true });
     }
   },
+  { needs: ["openssl", "curl"] },
 );
 
 itest(
@@ -195,6 +197,7 @@ routes:
       Deno.removeSync(dir, { recursive: true });
     }
   },
+  { needs: ["openssl", "curl"] },
 );
 
 itest(
@@ -246,6 +249,7 @@ routes:
       Deno.removeSync(dir, { recursive: true });
     }
   },
+  { needs: ["openssl", "curl"] },
 );
 
 /** One request on an open HTTP/1.1 connection; returns the raw response (body "ok" expected). */
@@ -330,6 +334,7 @@ routes:
         Deno.removeSync(dir, { recursive: true });
       }
     },
+    { needs: ["openssl", "curl"] },
   );
 }
 
@@ -381,4 +386,5 @@ routes:
       Deno.removeSync(dir, { recursive: true });
     }
   },
+  { needs: ["openssl", "curl"] },
 );

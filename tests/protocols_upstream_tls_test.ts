@@ -70,6 +70,7 @@ routes:
       Deno.removeSync(dir, { recursive: true });
     }
   },
+  { needs: ["openssl"] },
 );
 
 itest("upstream tls: client certificate (mTLS to the upstream)", async () => {
@@ -108,7 +109,7 @@ routes:
     server.close();
     Deno.removeSync(dir, { recursive: true });
   }
-});
+}, { needs: ["openssl"] });
 
 /** An HTTP/2 upstream (Loom's H2Connection on Deno.listen / Deno.listenTls with ALPN h2) that counts connections and answers with a trailer. */
 function h2Upstream(tls?: { cert: string; key: string }) {
@@ -197,7 +198,7 @@ routes:
     await h2c.close();
     Deno.removeSync(dir, { recursive: true });
   }
-});
+}, { needs: ["openssl"] });
 
 itest("grpcs listener to a TLS gRPC upstream (python grpcio both ends, verified with ca_file)", async () => {
   const dir = Deno.makeTempDirSync();
@@ -228,4 +229,4 @@ routes:
     await up.close();
     Deno.removeSync(dir, { recursive: true });
   }
-});
+}, { needs: ["openssl", "python3 grpc"] });

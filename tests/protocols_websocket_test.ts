@@ -114,6 +114,7 @@ itest(
       evil.close();
     }
   },
+  { needs: ["python3 websockets"] },
 );
 
 /** Opens a browser-style WebSocket and resolves once open. */
@@ -227,6 +228,7 @@ routes:
       Deno.removeSync(dir, { recursive: true });
     }
   },
+  { needs: ["openssl", "python3 websockets"] },
 );
 
 /** A masked client WebSocket frame (RFC 6455 5.2) with a payload under 126 bytes. */
@@ -339,4 +341,5 @@ routes:
       Deno.removeSync(dir, { recursive: true });
     }
   },
+  { needs: ["openssl"] },
 );

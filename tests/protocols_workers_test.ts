@@ -61,4 +61,4 @@ routes:
     await up.close();
     Deno.removeSync(dir, { recursive: true });
   }
-});
+}, { needs: ["openssl", "python3 grpc", "curl"] });

@@ -214,6 +214,7 @@ itest(
       await resetting.close();
     }
   },
+  { needs: ["python3 grpc"] },
 );
 
 itest(
@@ -250,6 +251,7 @@ routes:
       await grpc.close();
     }
   },
+  { needs: ["python3 grpc"] },
 );
 
 itest("resilience h2: the circuit of an h2c endpoint opens, fails fast and recovers", async () => {
@@ -324,6 +326,7 @@ itest(
       await grpc.close();
     }
   },
+  { needs: ["python3 grpc"] },
 );
 
 itest("resilience h2: a bulkhead limits concurrent h2c requests, then answers 503 at once", async () => {
@@ -411,4 +414,4 @@ itest("resilience h2: a gRPC health check takes a NOT_SERVING endpoint out and r
     await a.close();
     await b.close();
   }
-});
+}, { needs: ["python3 grpc"] });

@@ -34,7 +34,7 @@ routes:
     await up.close();
     Deno.removeSync(dir, { recursive: true });
   }
-});
+}, { needs: ["openssl"] });
 
 itest("h2c listener: HTTP/2 prior knowledge through Deno.serve", async () => {
   const up = startUpstream((req) => new Response(`via=${req.headers.get("via")}`));

@@ -112,4 +112,5 @@ itest(
       Deno.removeSync(dir, { recursive: true });
     }
   },
+  { needs: ["openssl"] },
 );

@@ -81,7 +81,7 @@ for (const isolation of ["timeslice", "inline"]) {
       await server.close();
       await app.close();
     }
-  });
+  }, { needs: ["python3 grpc"] });
 }
 
 itest("plugin gRPC call to an unreachable upstream closes with UNAVAILABLE", async () => {
@@ -127,4 +127,4 @@ itest("plugin gRPC calls and streams to a TLS upstream (h2 with ALPN, verified w
     await app.close();
     Deno.removeSync(dir, { recursive: true });
   }
-});
+}, { needs: ["openssl", "python3 grpc"] });

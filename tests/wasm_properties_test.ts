@@ -99,6 +99,7 @@ plugins: [${plugin}]
       await up.close();
     }
   },
+  { needs: ["openssl", "curl"] },
 );
 
 itest("wasm properties: a plain listener has no mTLS, no peer certificate, its own destination", async () => {

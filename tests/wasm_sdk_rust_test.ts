@@ -7,20 +7,13 @@
  */
 import assert from "node:assert/strict";
 import { sdkFilterTests } from "./wasm_sdk_util.ts";
+import { type Tool, toolTest } from "./tools.ts";
 
 const WASM = new URL("../plugins/sdk-rust/http_filter.wasm", import.meta.url).pathname;
-/** Without a build (plugins/sdk-rust/README.md explains it) these tests are skipped. */
-const ignore = !existsSync(WASM);
+/** Without a build (plugins/sdk-rust/README.md explains it) these tests are skipped; the build is committed. */
+const needs: Tool[] = ["plugins/sdk-rust/http_filter.wasm"];
 
-function existsSync(path: string): boolean {
-  try {
-    return Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
-}
-
-Deno.test("rust sdk plugin: the module imports only Proxy-Wasm host functions", { ignore }, () => {
+toolTest(needs, "rust sdk plugin: the module imports only Proxy-Wasm host functions", () => {
   const mod = new WebAssembly.Module(Deno.readFileSync(WASM));
   const imports = WebAssembly.Module.imports(mod).map((i) => `${i.module}.${i.name}`);
   assert.ok(imports.length > 0);
@@ -33,4 +26,4 @@ Deno.test("rust sdk plugin: the module imports only Proxy-Wasm host functions", 
   }
 });
 
-sdkFilterTests({ lang: "rust", label: "Rust", wasm: WASM, ignore });
+sdkFilterTests({ lang: "rust", label: "Rust", wasm: WASM, needs });

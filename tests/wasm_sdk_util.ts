@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { itest, startLoom } from "./helpers.ts";
+import type { Tool } from "./tools.ts";
 import { get, metricValue } from "./gateway_util.ts";
 import { type Echoed, jsonEcho, pluginYaml } from "./wasm_util.ts";
 
@@ -15,7 +16,8 @@ export interface SdkFilter {
   /** As in its local response: "denied by the <label> SDK plugin". */
   label: string;
   wasm: string;
-  ignore?: boolean;
+  /** What the build needs to be there (tests/tools.ts). */
+  needs?: Tool[];
 }
 
 async function pluginErrors(admin: (p: string) => string): Promise<void> {
@@ -26,7 +28,7 @@ async function pluginErrors(admin: (p: string) => string): Promise<void> {
 
 /** Registers the shared tests for one SDK filter. */
 export function sdkFilterTests(sdk: SdkFilter): void {
-  const { lang, wasm, ignore = false } = sdk;
+  const { lang, wasm, needs = [] } = sdk;
   const rootId = `loom_${lang}`;
   const h = (name: string) => `x-${lang}-${name}`;
   const marked = (body: string) => `${lang}[${body.length}]:${body}`;
@@ -83,7 +85,7 @@ export function sdkFilterTests(sdk: SdkFilter): void {
       await loom.close();
       await app.close();
     }
-  }, { ignore });
+  }, { needs });
 
   itest(`${lang} sdk plugin: the request body buffered until its end, then rewritten`, async () => {
     const app = jsonEcho();
@@ -115,7 +117,7 @@ export function sdkFilterTests(sdk: SdkFilter): void {
       await loom.close();
       await app.close();
     }
-  }, { ignore });
+  }, { needs });
 
   itest(`${lang} sdk plugin: a rejected configuration marks the plugin failed`, async () => {
     const app = jsonEcho();
@@ -130,5 +132,5 @@ export function sdkFilterTests(sdk: SdkFilter): void {
       await loom.close();
       await app.close();
     }
-  }, { ignore });
+  }, { needs });
 }

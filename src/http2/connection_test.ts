@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { H2Connection, H2Error, type H2Options, type H2Stream } from "./connection.ts";
 import { ErrorCode, Flag, FrameType, PREFACE } from "./frame.ts";
+import { toolTest } from "../../tests/tools.ts";
 
 // ------------------------------------------------------------------ helpers
 
@@ -168,7 +169,7 @@ async function run(cmd: string, args: string[], ms = 60_000) {
 
 // ------------------------------------------------------- server role: CLIs
 
-Deno.test("server: curl --http2-prior-knowledge GET and 1 MiB POST", async () => {
+toolTest(["curl"], "server: curl --http2-prior-knowledge GET and 1 MiB POST", async () => {
   const srv = startServer(echo);
   const dir = await Deno.makeTempDir();
   try {
@@ -211,7 +212,7 @@ Deno.test("server: curl --http2-prior-knowledge GET and 1 MiB POST", async () =>
   }
 });
 
-Deno.test("server: nghttp -v shows the trailers", async () => {
+toolTest(["nghttp"], "server: nghttp -v shows the trailers", async () => {
   const srv = startServer(echo);
   try {
     await bounded(30_000, async () => {
@@ -229,7 +230,7 @@ Deno.test("server: nghttp -v shows the trailers", async () => {
   }
 });
 
-Deno.test("server: h2load -n 20000 -c 10 -m 20", async () => {
+toolTest(["h2load"], "server: h2load -n 20000 -c 10 -m 20", async () => {
   const srv = startServer(echo);
   try {
     await bounded(120_000, async () => {
