@@ -74,6 +74,8 @@ export interface ListType extends Common {
 export interface MapType extends Common {
   kind: "map";
   values: Type;
+  /** Rules for the keys (pattern and check of a string type). */
+  keys?: StringType;
 }
 
 /** A mapping with known fields; unknown keys are errors. */

@@ -59,7 +59,13 @@ function convert(type: Type): JsonSchema {
       return s;
     }
     case "map":
-      return { type: "object", additionalProperties: toJsonSchema(type.values) };
+      return type.keys?.pattern !== undefined
+        ? {
+          type: "object",
+          propertyNames: { pattern: type.keys.pattern },
+          additionalProperties: toJsonSchema(type.values),
+        }
+        : { type: "object", additionalProperties: toJsonSchema(type.values) };
     case "object": {
       const properties: Record<string, JsonSchema> = {};
       const required: string[] = [];

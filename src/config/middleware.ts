@@ -47,8 +47,8 @@ export const headerValue = t.string({
 });
 
 const headerEdits = t.object({
-  set: opt(t.map(headerValue), undefined, "Replace (or add) these fields."),
-  add: opt(t.map(headerValue), undefined, "Append these fields."),
+  set: opt(t.map(headerValue, { keys: headerName }), undefined, "Replace (or add) these fields."),
+  add: opt(t.map(headerValue, { keys: headerName }), undefined, "Append these fields."),
   remove: opt(t.list(headerName), undefined, "Drop these fields."),
 });
 

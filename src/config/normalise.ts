@@ -19,6 +19,8 @@ export interface NormaliseResult {
   errors: ConfigError[];
   /** Position of every visited YAML path, for cross-field checks done later. */
   positions: Map<string, Position>;
+  /** Where each mapping key was written (the value's position is in `positions`). */
+  keyPositions: Map<string, Position>;
 }
 
 /** Marks a value that failed validation; parents drop it. */
@@ -34,7 +36,12 @@ export function normalise(
 ): NormaliseResult {
   const w = new Walker(doc, locate, skip);
   const value = w.walk(type, root, "", locate(root, { line: 1, column: 1 }));
-  return { value: value === INVALID ? undefined : value, errors: w.errors, positions: w.positions };
+  return {
+    value: value === INVALID ? undefined : value,
+    errors: w.errors,
+    positions: w.positions,
+    keyPositions: w.keyPositions,
+  };
 }
 
 /** A short English description of a type, for "expected ..." messages. */
@@ -109,6 +116,7 @@ function shapeFits(type: Type, node: Node | null): boolean {
 class Walker {
   errors: ConfigError[] = [];
   positions = new Map<string, Position>();
+  keyPositions = new Map<string, Position>();
   /** Nodes on the current path: guards against recursive aliases. */
   #active = new Set<Node>();
 
@@ -211,6 +219,16 @@ class Walker {
         for (const pair of node.items) {
           const key = this.#key(pair, path, pos);
           if (key === undefined) continue;
+          if (type.keys !== undefined) {
+            const problem = type.keys.check?.(key) ??
+              (type.keys.pattern !== undefined && !new RegExp(type.keys.pattern, "u").test(key)
+                ? type.keys.patternMessage ?? `"${key}" does not match ${type.keys.pattern}`
+                : undefined);
+            if (problem !== undefined) {
+              this.#fail(joinKey(path, key), this.locate((pair as { key: Node }).key, pos), problem);
+              continue;
+            }
+          }
           const v = this.walk(type.values, pair.value as Node | null, joinKey(path, key), pos);
           if (v !== INVALID) out[key] = v;
         }
@@ -258,6 +276,7 @@ class Walker {
         continue;
       }
       seen.add(key);
+      this.keyPositions.set(childPath, keyPos);
       const v = this.walk(field.type, p.value, childPath, keyPos);
       if (v !== INVALID) out[key] = v;
     }

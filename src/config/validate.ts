@@ -6,13 +6,23 @@
 import type { Document, LineCounter, Node } from "yaml";
 import type { ConfigError, LoomConfig } from "./types.ts";
 import { type EnvLookup, substituteEnv } from "./env.ts";
+import { envReferencePaths } from "./env_paths.ts";
+import { adminExposure } from "./admin_exposure.ts";
 import { normalise } from "./normalise.ts";
 import { locator, type Position } from "./position.ts";
 import { loomSchema } from "./schema.ts";
 import { checkSemantics } from "./semantic.ts";
 
 /** Outcome of {@link validateDocument}: a config only when there are no errors. */
-export type ValidateResult = { config: LoomConfig; errors: []; warnings: ConfigError[] } | {
+export type ValidateResult = {
+  config: LoomConfig;
+  errors: [];
+  warnings: ConfigError[];
+  /** Problems that stop `loom run` (not validation): also in `warnings`. */
+  runErrors: ConfigError[];
+  /** YAML paths of values with a `${VAR}` reference (see {@link envReferencePaths}). */
+  envPaths: string[];
+} | {
   config?: undefined;
   errors: ConfigError[];
 };
@@ -86,6 +96,7 @@ export function validateDocument(doc: Document, lineCounter: LineCounter, env: E
       }],
     };
   }
+  const envPaths = envReferencePaths(root, doc);
   const { errors, failed } = substituteEnv(root, env, locate);
   const result = normalise(loomSchema, root, doc, locate, failed);
   errors.push(...result.errors);
@@ -99,9 +110,12 @@ export function validateDocument(doc: Document, lineCounter: LineCounter, env: E
     errors.sort((a, b) => a.line - b.line || a.column - b.column);
     return { errors };
   }
+  const exposure = adminExposure(value, result.positions);
   return {
     config: value as unknown as LoomConfig,
     errors: [],
-    warnings: unimplementedWarnings(value, result.positions),
+    warnings: [...unimplementedWarnings(value, result.keyPositions), ...exposure ? [exposure.problem] : []],
+    runErrors: exposure?.refuse ? [exposure.problem] : [],
+    envPaths,
   };
 }
