@@ -290,7 +290,7 @@ btest("errors: no available endpoint gives 503 JSON", 10_000, async () => {
     // No config knob marks an endpoint down: reach the live endpoint object of this in-process instance.
     const handles = (loom.sup as unknown as { handles: LocalHandle[] }).handles;
     const snap = handles[0].instance.gateway.snapshot;
-    for (const ep of snap.upstreams.get("up")!.upstream.endpoints) ep.healthy = false;
+    for (const ep of snap.upstreams.get("up")!.endpoints) ep.healthy = false;
     const res = await fetch(loom.url("/"));
     assert.equal(res.status, 503);
     const j = await res.json();

@@ -10,9 +10,10 @@ import type { RequestContext } from "../core/context.ts";
 import type { Middleware } from "../core/middleware.ts";
 import { respondError } from "../core/respond.ts";
 import type { RouteConfig } from "../config/types.ts";
-import { forward, type ForwardOptions, type ProxyObserver, type ProxyUpstream } from "../proxy/forward.ts";
+import { forward, type ForwardOptions, type ProxyObserver } from "../proxy/forward.ts";
 import { forwardH2 } from "../proxy/h2_forward.ts";
 import type { PluginChain } from "../wasm/mod.ts";
+import type { Upstream } from "../upstream/upstream.ts";
 import { compileChain, type Endpoint } from "../middleware/compose.ts";
 import { createMiddleware } from "../middleware/registry.ts";
 import { redirect } from "../middleware/redirect/index.ts";
@@ -27,7 +28,7 @@ export interface RouteChains {
 
 /** The upstream phase: HTTP/2 for gRPC (trailers) and h2/h2c upstreams, else pooled HTTP/1.1. */
 export function proxyTerminal(
-  up: ProxyUpstream & { readonly protocol?: string },
+  up: Upstream,
   opt: ForwardOptions,
   protocol: string | undefined,
   obs: ProxyObserver | null,

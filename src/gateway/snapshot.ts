@@ -9,70 +9,18 @@ import { compileRewrite, Router, type Substitute } from "../router/mod.ts";
 import { specsFromConfig } from "./route_specs.ts";
 import type { CounterSlots } from "../upstream/counters.ts";
 import { Upstream } from "../upstream/upstream.ts";
-import type { Endpoint } from "../upstream/endpoint.ts";
-import { ConnectionPool } from "../upstream/pool.ts";
-import { loadUpstreamTls } from "../upstream/tls.ts";
-import type { ForwardOptions, ProxyObserver, ProxyUpstream } from "../proxy/forward.ts";
+import type { ForwardOptions, ProxyObserver } from "../proxy/forward.ts";
 import { createMiddleware } from "../middleware/registry.ts";
 import { compileRouteChains, proxyTerminal, type RouteChains, routeMiddleware } from "./route_chain.ts";
-import { buildResilience, type Resilience } from "../upstream/resilience.ts";
 import { compileRetry } from "../upstream/retry.ts";
 import type { RouteRef } from "../core/context.ts";
 import { type PluginChain, PluginManager } from "../wasm/mod.ts";
-
-/** An upstream plus one connection pool per endpoint. */
-export class UpstreamRuntime implements ProxyUpstream {
-  readonly name: string;
-  private pools = new Map<Endpoint, ConnectionPool>();
-  /** Bulkhead, retry budget, outlier settings; null when the upstream has none (plain path). */
-  readonly resilience: Resilience | null;
-
-  constructor(readonly upstream: Upstream, previous?: UpstreamRuntime) {
-    this.name = upstream.name;
-    this.resilience = buildResilience(upstream, previous?.resilience);
-    const cfg = upstream.config;
-    // Read per snapshot, so a reload picks up renewed upstream CA/client certificates.
-    const tls = loadUpstreamTls(cfg.tls, cfg.protocol);
-    for (const ep of upstream.endpoints) {
-      // An endpoint kept across a reload keeps its warm connections.
-      let pool = previous?.poolByAddress(ep.address);
-      if (pool !== undefined) {
-        pool.cfg = cfg.pool;
-        pool.tls = tls;
-      } else pool = new ConnectionPool(ep.hostname, ep.port, cfg.pool, tls);
-      this.pools.set(ep, pool);
-    }
-  }
-
-  select(
-    input: { header(name: string): string | undefined; clientIp: string },
-    exclude?: Endpoint,
-  ): Endpoint | null {
-    return this.upstream.select(input, exclude);
-  }
-
-  pool(ep: Endpoint): ConnectionPool {
-    return this.pools.get(ep)!;
-  }
-
-  poolByAddress(address: string): ConnectionPool | undefined {
-    for (const [ep, p] of this.pools) if (ep.address === address) return p;
-    return undefined;
-  }
-
-  /** Pools this runtime has that `next` does not reuse. */
-  poolsDroppedBy(next: UpstreamRuntime | undefined): ConnectionPool[] {
-    const out: ConnectionPool[] = [];
-    for (const [ep, p] of this.pools) if (next?.poolByAddress(ep.address) !== p) out.push(p);
-    return out;
-  }
-}
 
 /** A route compiled for the request path. */
 export interface RouteRuntime extends RouteRef, RouteChains {
   readonly id: string;
   readonly config: RouteConfig;
-  readonly upstream: UpstreamRuntime | null;
+  readonly upstream: Upstream | null;
   readonly stripPrefix: boolean;
   readonly rewrite: Substitute | null;
   readonly forward: ForwardOptions;
@@ -86,7 +34,7 @@ export interface Snapshot {
   readonly config: LoomConfig;
   readonly router: Router<RouteRuntime>;
   readonly routes: readonly RouteRuntime[];
-  readonly upstreams: ReadonlyMap<string, UpstreamRuntime>;
+  readonly upstreams: ReadonlyMap<string, Upstream>;
   /** Plugin VMs of this isolate; carried over by reload so unchanged plugins keep their state. */
   readonly plugins: PluginManager;
 }
@@ -103,10 +51,9 @@ export function buildSnapshot(
   previous?: Snapshot,
   obs: ProxyObserver | null = null,
 ): Snapshot {
-  const upstreams = new Map<string, UpstreamRuntime>();
+  const upstreams = new Map<string, Upstream>();
   for (const u of config.upstreams) {
-    const prev = previous?.upstreams.get(u.name);
-    upstreams.set(u.name, new UpstreamRuntime(new Upstream(u, counters, undefined, prev?.upstream), prev));
+    upstreams.set(u.name, new Upstream(u, counters, undefined, previous?.upstreams.get(u.name)));
   }
   const plugins = previous?.plugins ?? new PluginManager();
   plugins.update(config, upstreams);
@@ -115,7 +62,7 @@ export function buildSnapshot(
   const routes: RouteRuntime[] = [];
   const specs = specsFromConfig(config.routes, (r) => {
     const up = r.upstream !== undefined ? upstreams.get(r.upstream) ?? null : null;
-    const ucfg = up?.upstream.config;
+    const ucfg = up?.config;
     const forward: ForwardOptions = {
       preserveHost: r.preserve_host,
       hostRewrite: r.host_rewrite,

@@ -11,10 +11,10 @@
  */
 import type { RequestContext } from "../core/context.ts";
 import { bytesBody } from "../core/body.ts";
-import { ConnectError, type ConnectionPool } from "../upstream/pool.ts";
+import { ConnectError } from "../upstream/pool.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
-import type { Resilience } from "../upstream/resilience.ts";
 import type { RetryPolicy } from "../upstream/retry.ts";
+import type { Upstream } from "../upstream/upstream.ts";
 import { upstreamRequestHead } from "./headers.ts";
 import { respondError } from "../core/respond.ts";
 import { exchange, UpstreamFailure } from "./exchange.ts";
@@ -32,18 +32,6 @@ import {
   respondFailure,
   TIMEOUT,
 } from "./resilient.ts";
-
-/** What the proxy needs of an upstream: selection and a pool per endpoint. */
-export interface ProxyUpstream {
-  readonly name: string;
-  select(
-    input: { header(name: string): string | undefined; clientIp: string },
-    exclude?: Endpoint,
-  ): Endpoint | null;
-  pool(endpoint: Endpoint): ConnectionPool;
-  /** Resilience state; null (or absent) for the plain path. */
-  readonly resilience?: Resilience | null;
-}
 
 /** Per-route forwarding options, compiled from config once. */
 export interface ForwardOptions {
@@ -75,7 +63,7 @@ export interface ProxyObserver {
  */
 export function forward(
   ctx: RequestContext,
-  up: ProxyUpstream,
+  up: Upstream,
   target: string,
   opt: ForwardOptions,
   obs: ProxyObserver | null,
@@ -149,7 +137,7 @@ const HTTP1: AttemptProtocol = {
  */
 async function attempt(
   ctx: RequestContext,
-  up: ProxyUpstream,
+  up: Upstream,
   ep: Endpoint,
   target: string,
   opt: ForwardOptions,

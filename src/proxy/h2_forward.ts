@@ -22,9 +22,10 @@ import type { RequestContext } from "../core/context.ts";
 import { HeaderList, isConnectionField } from "../core/headers.ts";
 import { ConnectError } from "../upstream/pool.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
+import type { Upstream } from "../upstream/upstream.ts";
 import { isHopByHop } from "./headers.ts";
 import { respondError } from "../core/respond.ts";
-import type { ForwardOptions, ProxyObserver, ProxyUpstream } from "./forward.ts";
+import type { ForwardOptions, ProxyObserver } from "./forward.ts";
 import {
   ANSWERED,
   type AttemptProtocol,
@@ -69,7 +70,7 @@ const H2: AttemptProtocol = {
  */
 export async function forwardH2(
   ctx: RequestContext,
-  up: ProxyUpstream,
+  up: Upstream,
   target: string,
   opt: ForwardOptions,
   obs: ProxyObserver | null,
@@ -129,7 +130,7 @@ function grpcVerdict(grpcStatus: string | undefined, httpStatus: number): number
  */
 async function h2Attempt(
   ctx: RequestContext,
-  up: ProxyUpstream,
+  up: Upstream,
   ep: Endpoint,
   target: string,
   opt: ForwardOptions,

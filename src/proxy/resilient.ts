@@ -16,8 +16,9 @@ import { ADMITTED, DENIED } from "../upstream/circuit_breaker.ts";
 import { outlierFailure, outlierSuccess } from "../upstream/outlier.ts";
 import type { Resilience } from "../upstream/resilience.ts";
 import { backoff, type RetryPolicy } from "../upstream/retry.ts";
+import type { Upstream } from "../upstream/upstream.ts";
 import { respondError } from "../core/respond.ts";
-import type { ForwardOptions, ProxyObserver, ProxyUpstream } from "./forward.ts";
+import type { ForwardOptions, ProxyObserver } from "./forward.ts";
 
 /** Methods a retry policy may resend without the route's opt-in. */
 export const IDEMPOTENT: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
@@ -57,7 +58,7 @@ export interface BodyReplay {
 /** One attempt on `ep`; resolves to an outcome (see the constants above). */
 export type Attempt = (
   ctx: RequestContext,
-  up: ProxyUpstream,
+  up: Upstream,
   ep: Endpoint,
   target: string,
   opt: ForwardOptions,
@@ -89,7 +90,7 @@ const RETRY_AFTER_1: [string, string][] = [["retry-after", "1"]];
  */
 export async function forwardResilient(
   ctx: RequestContext,
-  up: ProxyUpstream,
+  up: Upstream,
   target: string,
   opt: ForwardOptions,
   obs: ProxyObserver | null,
@@ -124,7 +125,7 @@ export async function forwardResilient(
  */
 async function attempts(
   ctx: RequestContext,
-  up: ProxyUpstream,
+  up: Upstream,
   rs: Resilience,
   target: string,
   opt: ForwardOptions,

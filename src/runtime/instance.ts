@@ -213,7 +213,7 @@ export class GatewayInstance {
   }
 
   upstreams(): UpstreamInfo[] {
-    return [...this.gateway.snapshot.upstreams.values()].map((u) => u.upstream.describe());
+    return [...this.gateway.snapshot.upstreams.values()].map((u) => u.describe());
   }
 
   /** This isolate's Proxy-Wasm plugins (GET /plugins, merged over workers by the supervisor). */

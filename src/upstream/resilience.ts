@@ -10,11 +10,10 @@
  * @module
  */
 
-import type { OutlierDetectionConfig } from "../config/types.ts";
+import type { OutlierDetectionConfig, UpstreamConfig } from "../config/types.ts";
 import { Bulkhead } from "./bulkhead.ts";
 import type { Endpoint } from "./endpoint.ts";
 import { RetryBudget } from "./retry.ts";
-import type { Upstream } from "./upstream.ts";
 
 /** What the resilient forwarding path needs of an upstream. */
 export interface Resilience {
@@ -33,12 +32,15 @@ export interface Resilience {
 }
 
 /**
- * Compiles `up`'s resilience state, reusing the bulkhead and budget of
- * `previous` (the same upstream before a reload) so in-flight requests keep
- * counting. Null when the upstream has no resilience block.
+ * Compiles the resilience state of the upstream `c` with `endpoints`, reusing
+ * the bulkhead and budget of `previous` (the same upstream before a reload) so
+ * in-flight requests keep counting. Null when the upstream has no resilience block.
  */
-export function buildResilience(up: Upstream, previous: Resilience | null | undefined): Resilience | null {
-  const c = up.config;
+export function buildResilience(
+  c: UpstreamConfig,
+  endpoints: readonly Endpoint[],
+  previous: Resilience | null | undefined,
+): Resilience | null {
   const bh = c.bulkhead?.enabled === true ? c.bulkhead : undefined;
   const od = c.outlier_detection?.enabled === true ? c.outlier_detection : undefined;
   const cb = c.circuit_breaker?.enabled === true;
@@ -53,7 +55,7 @@ export function buildResilience(up: Upstream, previous: Resilience | null | unde
     bulkhead,
     budget: previous?.budget ?? new RetryBudget(),
     outlier: od ?? null,
-    endpoints: up.endpoints,
+    endpoints,
     breakers: cb,
     retries,
   };

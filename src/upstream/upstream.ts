@@ -1,7 +1,8 @@
 /**
- * An upstream: a named set of endpoints and the balancer that chooses among
- * them. Knows nothing of routes or connections (the proxy layer keeps pools
- * keyed by {@linkcode Endpoint}).
+ * An upstream: a named set of endpoints, the balancer that chooses among
+ * them, one connection pool per endpoint and the resilience state the
+ * forwarding paths share. Knows nothing of routes. See README.md for the
+ * narrower views other layers take of it.
  *
  * @module
  */
@@ -10,7 +11,10 @@ import type { LoadBalancerKind, UpstreamConfig } from "../config/types.ts";
 import { CircuitBreaker, STATE_NAMES } from "./circuit_breaker.ts";
 import { counterKey, type CounterSlots, FLAG_UNHEALTHY } from "./counters.ts";
 import { Endpoint, inPanic } from "./endpoint.ts";
+import { ConnectionPool } from "./pool.ts";
+import { buildResilience, type Resilience } from "./resilience.ts";
 import { type Balancer, createBalancer, type SelectInput } from "./selection.ts";
+import { loadUpstreamTls } from "./tls.ts";
 
 /** One endpoint in {@linkcode UpstreamInfo}. */
 export interface EndpointInfo {
@@ -34,7 +38,7 @@ export interface UpstreamInfo {
   endpoints: EndpointInfo[];
 }
 
-/** A named group of endpoints behind one load balancer. */
+/** A named group of endpoints behind one load balancer, with a connection pool per endpoint. */
 export class Upstream {
   /** The upstream's name, as routes refer to it. */
   readonly name: string;
@@ -42,7 +46,10 @@ export class Upstream {
   readonly config: UpstreamConfig;
   /** Endpoints in config order. */
   readonly endpoints: readonly Endpoint[];
+  /** Bulkhead, retry budget, outlier settings; null when the upstream has none (the plain path). */
+  readonly resilience: Resilience | null;
   readonly #balancer: Balancer;
+  readonly #pools = new Map<Endpoint, ConnectionPool>();
 
   /**
    * @param cfg the upstream's configuration.
@@ -50,7 +57,9 @@ export class Upstream {
    *   count) across reloads because the key is `"name|address"`.
    * @param rand uniform [0, 1) source for the random balancers (tests pass a seeded one).
    * @param previous the same upstream in the previous snapshot: endpoints kept
-   *   across the reload keep their circuit breakers (health lives in shared memory).
+   *   across the reload keep their circuit breakers and warm connection pools
+   *   (health lives in shared memory); the bulkhead and retry budget carry over.
+   *   Throws when a file of the upstream's `tls` block is unreadable.
    */
   constructor(cfg: UpstreamConfig, counters: CounterSlots, rand?: () => number, previous?: Upstream) {
     this.name = cfg.name;
@@ -75,6 +84,18 @@ export class Upstream {
       }
     }
     this.#balancer = createBalancer(cfg, endpoints, rand);
+    this.resilience = buildResilience(cfg, endpoints, previous?.resilience);
+    // Read per snapshot, so a reload picks up renewed upstream CA/client certificates.
+    const tls = loadUpstreamTls(cfg.tls, cfg.protocol);
+    for (const ep of endpoints) {
+      // An endpoint kept across a reload keeps its warm connections.
+      let pool = previous?.poolAt(ep.address);
+      if (pool !== undefined) {
+        pool.cfg = cfg.pool;
+        pool.tls = tls;
+      } else pool = new ConnectionPool(ep.hostname, ep.port, cfg.pool, tls);
+      this.#pools.set(ep, pool);
+    }
   }
 
   /**
@@ -84,6 +105,23 @@ export class Upstream {
    */
   select(input: SelectInput, exclude?: Endpoint): Endpoint | null {
     return this.#balancer.pick(input, exclude);
+  }
+
+  /** The connection pool of one of this upstream's endpoints. */
+  pool(ep: Endpoint): ConnectionPool {
+    return this.#pools.get(ep)!;
+  }
+
+  private poolAt(address: string): ConnectionPool | undefined {
+    for (const [ep, p] of this.#pools) if (ep.address === address) return p;
+    return undefined;
+  }
+
+  /** The pools of this upstream that `next` (its successor after a reload, if any) does not reuse. */
+  poolsDroppedBy(next: Upstream | undefined): ConnectionPool[] {
+    const out: ConnectionPool[] = [];
+    for (const [ep, p] of this.#pools) if (next?.poolAt(ep.address) !== p) out.push(p);
+    return out;
   }
 
   /** Data for `GET /upstreams`. */
