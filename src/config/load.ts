@@ -21,7 +21,14 @@ export function parseConfig(
   const doc = parseDocument(text, { lineCounter, prettyErrors: true });
   const r = validateDocument(doc, lineCounter, lookup);
   return r.config
-    ? { ok: true, config: r.config, source: file, warnings: r.warnings }
+    ? {
+      ok: true,
+      config: r.config,
+      source: file,
+      warnings: r.warnings,
+      runErrors: r.runErrors,
+      envPaths: r.envPaths,
+    }
     : { ok: false, errors: r.errors };
 }
 

@@ -7,7 +7,7 @@
  * durations become milliseconds and sizes bytes, like everywhere else.
  */
 
-import { middlewareList } from "./middleware.ts";
+import { middlewareList } from "./middleware/mod.ts";
 import { opt, req, t, type Type } from "./dsl.ts";
 import { ENDPOINT_PATTERN, LISTEN_ADDRESS_PATTERN, parseAddress } from "./address.ts";
 import type { EndpointConfig, RedirectConfig, ValueMatcher } from "./types.ts";
@@ -380,9 +380,22 @@ const plugin = t.object({
       "requests are served (about 1–1.5 µs more per request for a header plugin); inline: callbacks run " +
       "synchronously (a runaway callback delays the worker's other requests until its timeout).",
   ),
+  public_config_keys: opt(
+    t.list(t.string()),
+    undefined,
+    "Keys of config whose values GET /config shows; all other config values are redacted.",
+  ),
 });
 
 const stringList = t.list(t.string());
+
+/** No value in the message: the token is a secret. */
+const checkAdminToken = (s: string): string | undefined =>
+  s.length < 16
+    ? "the token must be at least 16 characters"
+    : /\s/.test(s)
+    ? "the token must not contain whitespace"
+    : undefined;
 
 /** The whole Loom configuration file. */
 export const loomSchema: Type = t.object({
@@ -406,7 +419,17 @@ export const loomSchema: Type = t.object({
         enabled: opt(t.bool(), true, "On when the block is present."),
         users: opt(t.map(t.string()), {}, "User name → password hash."),
         realm: opt(t.string(), "Loom Admin"),
+        token: opt(
+          t.string({ check: checkAdminToken }),
+          undefined,
+          'Bearer token ("Authorization: Bearer <token>"), at least 16 characters; e.g. "${LOOM_ADMIN_TOKEN}".',
+        ),
       })),
+      insecure: opt(
+        t.bool(),
+        undefined,
+        "true: let the admin API listen beyond loopback without auth (GET /config and writes stay refused).",
+      ),
     }, { normalize: withHostPort }),
     {},
     "Admin API.",

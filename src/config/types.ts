@@ -7,7 +7,7 @@
  * These objects are plain data (structured-clonable) so they can be posted to
  * worker isolates unchanged.
  */
-import type { MiddlewareEntry } from "./middleware.ts";
+import type { MiddlewareEntry } from "./middleware/mod.ts";
 export type { MiddlewareEntry };
 
 /** Listener protocols of Loom's format. */
@@ -268,6 +268,8 @@ export interface PluginConfig {
    * (synchronous). Absent = timeslice (`DEFAULT_ISOLATION` in src/wasm/plugin.ts).
    */
   isolation?: "timeslice" | "inline";
+  /** Keys of `config` whose values `GET /config` shows; every other value there is redacted. */
+  public_config_keys?: string[];
 }
 
 export interface AdminConfig {
@@ -276,7 +278,15 @@ export interface AdminConfig {
   address: string;
   hostname: string;
   port: number;
-  auth?: { enabled: boolean; users: Record<string, string>; realm: string };
+  auth?: {
+    enabled: boolean;
+    users: Record<string, string>;
+    realm: string;
+    /** Bearer token (plain text, often `${ENV}`); the admin API keeps only its SHA-256. */
+    token?: string;
+  };
+  /** true: allow a non-loopback address without auth (then GET /config and writes are refused). */
+  insecure?: boolean;
 }
 
 export interface MetricsConfig {
@@ -328,5 +338,14 @@ export interface ConfigError {
 }
 
 export type LoadResult =
-  | { ok: true; config: LoomConfig; source: string; warnings: ConfigError[] }
+  | {
+    ok: true;
+    config: LoomConfig;
+    source: string;
+    warnings: ConfigError[];
+    /** Problems that make `loom run` refuse to start (a loadable file otherwise; also in `warnings`). */
+    runErrors: ConfigError[];
+    /** YAML paths of values that came from `${VAR}` substitution (redacted by `GET /config`). */
+    envPaths: string[];
+  }
   | { ok: false; errors: ConfigError[] };

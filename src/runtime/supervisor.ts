@@ -58,6 +58,8 @@ export class Supervisor implements AdminBackend {
   );
   private readonly startedAt = new Date().toISOString();
   private signalHandlers: [Deno.Signal, () => void][] = [];
+  /** YAML paths of the current config's `${VAR}` values (redacted by GET /config). */
+  private envPaths: readonly string[] = [];
 
   private constructor(private cfg: LoomConfig, readonly opts: SupervisorOptions) {}
 
@@ -65,8 +67,11 @@ export class Supervisor implements AdminBackend {
   static async start(opts: SupervisorOptions): Promise<Supervisor> {
     const res = await loadConfig(opts.configPath);
     if (!res.ok) throw new ConfigInvalidError(formatErrors(res.errors, opts.configPath));
+    // E.g. an admin API beyond loopback without auth: loadable (and reloadable), but not startable.
+    if (res.runErrors.length > 0) throw new ConfigInvalidError(formatErrors(res.runErrors, opts.configPath));
     warnConfig(res.warnings, opts.configPath);
     const s = new Supervisor(res.config, opts);
+    s.envPaths = res.envPaths;
     try {
       await s.boot();
     } catch (e) {
@@ -223,6 +228,10 @@ export class Supervisor implements AdminBackend {
     return this.cfg;
   }
 
+  configEnvPaths(): readonly string[] {
+    return this.envPaths;
+  }
+
   /** Re-reads, validates and applies the config file; serialised. Never rejects. */
   reload(): Promise<ReloadResult> {
     // A throw (e.g. from the loader) must neither poison the chain for later
@@ -263,6 +272,7 @@ export class Supervisor implements AdminBackend {
       return { ok: false, errors: [String(e)] };
     }
     this.cfg = next;
+    this.envPaths = res.envPaths;
     this.health.update(next);
     if (listenerErrors.length > 0) {
       // Routes and upstreams are applied; only these listeners failed to open.
