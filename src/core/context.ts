@@ -71,6 +71,8 @@ export class RequestContext {
   pathRest = "";
   /** The route's middleware hooks after the request phase (null: none, the common case). */
   hooks: PhaseHooks | null = null;
+  /** Why a middleware refused the request ("" when none did), e.g. "jwt_expired": metrics and access log. */
+  rejection = "";
   /** Path and query to send upstream (set after routing; rewrites and plugins may change it). */
   upstreamTarget = "";
 

@@ -103,6 +103,7 @@ export class Gateway {
     this.metrics?.request(routeId, ctx.method, ctx.status, seconds);
     const grpcStatus = ctx.grpc !== 0 ? grpcStatusLabel(ctx) : undefined;
     if (grpcStatus !== undefined) this.metrics?.grpcResponse(routeId, grpcStatus);
+    if (ctx.rejection !== "") this.metrics?.rejection(routeId, ctx.rejection);
     const log = ctx.hooks?.log;
     if (log != null) runLogHooks(ctx, log);
     this.accessLog?.log({
@@ -119,6 +120,7 @@ export class Gateway {
       protocol: ctx.protocol,
       user_agent: ctx.headers.get("user-agent") ?? "",
       grpc_status: grpcStatus,
+      rejection: ctx.rejection === "" ? undefined : ctx.rejection,
     });
   }
 }

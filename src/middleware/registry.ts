@@ -8,7 +8,7 @@
  */
 import type { Middleware } from "../core/middleware.ts";
 import type { Type } from "../config/dsl.ts";
-import { type MiddlewareEntry, registerMiddlewareOptions } from "../config/middleware.ts";
+import { type MiddlewareEntry, registerMiddlewareOptions } from "../config/middleware/mod.ts";
 import { headers, type HeadersOptions } from "./headers/index.ts";
 
 /** Builds a middleware from its validated, normalised options (once per snapshot). */

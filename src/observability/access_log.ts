@@ -34,6 +34,8 @@ export interface AccessLogEntry {
   user_agent: string;
   /** gRPC requests only: the grpc-status sent ("0".."16", "other", "none"); omitted from the line otherwise. */
   grpc_status?: string;
+  /** Requests a middleware refused: "middleware/reason"; omitted from the line otherwise. */
+  rejection?: string;
 }
 
 /** A batching access-log writer. */
@@ -95,6 +97,7 @@ export function formatAccessLogLine(e: AccessLogEntry): string {
     user_agent: e.user_agent,
     // undefined (not gRPC) is left out by JSON.stringify; the literal keeps one shape.
     grpc_status: e.grpc_status,
+    rejection: e.rejection,
   }) + "\n";
 }
 

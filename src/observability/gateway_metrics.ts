@@ -68,6 +68,7 @@ export class GatewayMetrics {
   readonly websocketsTotal: Counter;
   readonly websocketsActive: Gauge;
   readonly grpcResponsesTotal: Counter;
+  readonly rejectionsTotal: Counter;
 
   // Two-level caches (outer name -> inner name -> children): lookups by the
   // caller's strings directly, no key concatenation per request.
@@ -144,6 +145,11 @@ export class GatewayMetrics {
       'gRPC and gRPC-Web requests by route and the grpc-status sent ("none": no status reached the client).',
       ["route", "grpc_status"],
     );
+    this.rejectionsTotal = r.counter(
+      "loom_rejections_total",
+      "Requests a middleware refused, by route, middleware and reason (e.g. jwt/expired, cors/origin).",
+      ["route", "middleware", "reason"],
+    );
     this.websocketsTotal = r.counter(
       "loom_websocket_connections_total",
       "WebSocket tunnels opened, by route.",
@@ -208,6 +214,13 @@ export class GatewayMetrics {
   grpcResponse(route: string, grpcStatus: string): void {
     // Only gRPC requests come here: the generic per-label lookup is fast enough.
     this.grpcResponsesTotal.labels(route, grpcStatus).value++;
+  }
+
+  /** A middleware refused a request on `route`; `rejection` is "middleware/reason". */
+  rejection(route: string, rejection: string): void {
+    const slash = rejection.indexOf("/");
+    const mw = slash === -1 ? rejection : rejection.slice(0, slash);
+    this.rejectionsTotal.labels(route, mw, slash === -1 ? "" : rejection.slice(slash + 1)).value++;
   }
 
   /** A WebSocket (HTTP/1.1 Upgrade) tunnel opened on `route`. */
