@@ -19,7 +19,8 @@ import { ErrorCode } from "../http2/frame.ts";
 import { NodeSocketConn, PrefixedConn } from "../net/node_conn.ts";
 import { type ConnectionHooks, Http1Connection, type RequestHandler } from "./http1.ts";
 import { type StreamConnInfo, type StreamProtocol, StreamRequests } from "./stream_request.ts";
-import { contextFor, type ListenerTls, loadListenerTls, peerChain, verifyClientCert } from "./tls.ts";
+import { contextFor, peerChain, verifyClientCert } from "./tls.ts";
+import { TlsMaterial } from "./tls_reload.ts";
 import { logger } from "../observability/logger.ts";
 
 /** Headers on the verified client identity, set by the gateway (client-sent copies are removed). */
@@ -45,7 +46,7 @@ const HTTP2: StreamProtocol = {
 
 /** A running HTTP/2 listener (h2c/grpc cleartext, or TLS with h2 and HTTP/1.1). */
 export class H2Listener {
-  private tls: ListenerTls | null;
+  private tls: TlsMaterial | null;
   private listener: Deno.Listener | null = null;
   private server: tls.Server | null = null;
   private h2 = new Map<H2Connection, { idleSince: number }>();
@@ -86,16 +87,16 @@ export class H2Listener {
     };
     const secure = cfg.protocol === "grpcs" || cfg.protocol === "https";
     const hostname = cfg.hostname || "0.0.0.0";
-    this.tls = secure ? loadListenerTls(cfg.tls!, ["h2", "http/1.1"]) : null;
+    this.tls = secure ? new TlsMaterial(cfg.name, cfg.tls!, { alpn: ["h2", "http/1.1"] }) : null;
     if (this.tls !== null) {
-      const t = this.tls;
+      const t = this.tls.current;
       const server = this.server = tls.createServer({
         cert: t.cert,
         key: t.key,
         minVersion: t.minVersion,
         ALPNProtocols: t.alpn,
         // Read `this.tls` at handshake time: reload swaps it.
-        SNICallback: (name, cb) => cb(null, contextFor(this.tls!, name)),
+        SNICallback: (name, cb) => cb(null, contextFor(this.tls!.current, name)),
         requestCert: t.clientAuth !== "none",
         // Verification is ours (verifyClientCert): Deno's node:tls does not check client chains.
         rejectUnauthorized: false,
@@ -210,7 +211,7 @@ export class H2Listener {
       sock.destroy();
       return;
     }
-    const t = this.tls!;
+    const t = this.tls!.current;
     let id: ClientCertificate | null = null;
     if (t.clientAuth !== "none") {
       id = verifyClientCert(t, peerChain(sock));
@@ -278,32 +279,21 @@ export class H2Listener {
     }
   }
 
-  /** Re-reads certificates, SNI names and client CAs (config reload). Keeps the old ones on error. */
+  /** Re-reads certificates, SNI names and client CAs (config reload; see tls_reload.ts). */
   reloadTls(cfg: ListenerConfig): void {
     if (this.tls === null || cfg.tls === undefined) return;
-    try {
-      this.tls = loadListenerTls(cfg.tls, ["h2", "http/1.1"]);
-    } catch (e) {
-      logger.error("TLS reload failed; keeping the previous certificates", {
-        listener: cfg.name,
-        error: String(e),
-      });
-      return;
-    }
-    // Clients that send no SNI name get the server's own context.
-    try {
-      this.server?.setSecureContext({
-        cert: this.tls.cert,
-        key: this.tls.key,
-        minVersion: this.tls.minVersion,
-      });
-    } catch { /* SNI clients still get the new certificates */ }
+    this.tls.reload(cfg.tls, (next) => {
+      // Clients that send no SNI name get the server's own context.
+      try {
+        this.server?.setSecureContext({ cert: next.cert, key: next.key, minVersion: next.minVersion });
+      } catch { /* SNI clients still get the new certificates */ }
+    });
   }
 
   /** Removes client-sent identity headers and sets the verified ones (TLS listeners with client_auth). */
   private stamp(ctx: RequestContext, info: ConnInfo): void {
     ctx.sni = info.sni;
-    if (this.tls === null || this.tls.clientAuth === "none") return;
+    if (this.tls === null || this.tls.current.clientAuth === "none") return;
     ctx.headers.delete(CLIENT_SUBJECT_HEADER);
     ctx.headers.delete(CLIENT_SAN_HEADER);
     ctx.clientCert = info.id;

@@ -8,11 +8,13 @@
  * Deno's QUIC API takes one certificate and no client-certificate settings,
  * so SNI certificate lists and mTLS are not available on this listener.
  */
-import type { ListenerConfig } from "../config/types.ts";
+import type { ListenerConfig, TlsConfig } from "../config/types.ts";
 import { H3Connection } from "../http3/connection.ts";
 import { H3Error } from "../http3/frame.ts";
 import type { ConnectionHooks, RequestHandler } from "./http1.ts";
 import { type StreamConnInfo, type StreamProtocol, StreamRequests } from "./stream_request.ts";
+import type { ListenerTls, TlsUse } from "./tls.ts";
+import { TlsMaterial } from "./tls_reload.ts";
 import { logger } from "../observability/logger.ts";
 
 /**
@@ -21,8 +23,8 @@ import { logger } from "../observability/logger.ts";
  */
 const HTTP3: StreamProtocol = { name: "HTTP/3", abortCode: H3Error.INTERNAL_ERROR, connectCancelCode: null };
 
-/** Reads the listener's certificate and key (PEM). */
-function readPair(cfg: ListenerConfig): { cert: string; key: string } {
+/** The listener's TLS block: one certificate (Deno's QUIC API takes no SNI list and no client certificates). */
+function quicTls(cfg: ListenerConfig): TlsConfig {
   const t = cfg.tls;
   if (t === undefined) throw new Error("http3 listener needs a tls block");
   if (t.client_auth !== undefined && t.client_auth !== "none") {
@@ -31,22 +33,18 @@ function readPair(cfg: ListenerConfig): { cert: string; key: string } {
       "http3 listener: client_auth is not supported (Deno's QUIC API has no client certificates)",
     );
   }
-  const read = (f: string) => {
-    try {
-      return Deno.readTextFileSync(f);
-    } catch (e) {
-      throw new Error(`cannot read ${f}: ${(e as Error).message}`);
-    }
-  };
-  return { cert: read(t.cert_file), key: read(t.key_file) };
+  return t;
 }
+
+/** How this listener uses its TLS block. */
+const QUIC_TLS: TlsUse = { alpn: ["h3"], pairOnly: true };
 
 /** A running HTTP/3 listener. */
 export class H3Listener {
   readonly addr: Deno.NetAddr;
   private endpoint: Deno.QuicEndpoint;
   private listener: Deno.QuicListener;
-  private pair: { cert: string; key: string };
+  private tls: TlsMaterial;
   private conns = new Set<H3Connection>();
   private readonly streams: StreamRequests;
   private closing = false;
@@ -64,12 +62,12 @@ export class H3Listener {
     replaces?: H3Listener,
   ) {
     this.streams = new StreamRequests(cfg, handler, HTTP3);
-    this.pair = readPair(cfg);
+    this.tls = new TlsMaterial(cfg.name, quicTls(cfg), QUIC_TLS);
     const taken = replaces?.canHandOver(cfg) ? replaces.endpoint : undefined;
     this.endpoint = taken ?? new Deno.QuicEndpoint({ hostname: cfg.hostname || "0.0.0.0", port: cfg.port });
     this.addr = this.endpoint.addr;
     try {
-      this.listener = this.listen();
+      this.listener = this.listen(this.tls.current);
     } catch (e) {
       if (taken === undefined) this.endpoint.close();
       throw e;
@@ -84,11 +82,11 @@ export class H3Listener {
       (next.hostname || "0.0.0.0") === (this.cfg.hostname || "0.0.0.0");
   }
 
-  private listen(): Deno.QuicListener {
+  private listen(t: ListenerTls): Deno.QuicListener {
     return this.endpoint.listen({
       alpnProtocols: ["h3"],
-      cert: this.pair.cert,
-      key: this.pair.key,
+      cert: t.cert,
+      key: t.key,
       // QUIC's own idle timeout closes quiet connections (RFC 9114 §5.1); 0 = none.
       maxIdleTimeout: this.cfg.idle_timeout > 0 ? this.cfg.idle_timeout : undefined,
       // QUIC MAX_STREAMS enforces the limit: clients wait for credit instead of being refused.
@@ -171,37 +169,23 @@ export class H3Listener {
   }
 
   /**
-   * Re-reads the certificate (config reload): a new QUIC listener on the same
-   * endpoint takes new handshakes; open connections keep theirs. Keeps the old
-   * pair on error.
+   * Re-reads the certificate (config reload; see tls_reload.ts): a new QUIC
+   * listener on the same endpoint takes new handshakes; open connections keep
+   * theirs.
    */
   reloadTls(cfg: ListenerConfig): void {
-    if (this.closing) return;
-    let pair;
-    try {
-      pair = readPair(cfg);
-    } catch (e) {
-      logger.error("TLS reload failed; keeping the previous certificates", {
-        listener: cfg.name,
-        error: String(e),
-      });
-      return;
-    }
-    if (pair.cert === this.pair.cert && pair.key === this.pair.key) return;
-    const old = this.pair;
-    this.pair = pair;
-    this.listener.stop();
-    try {
-      this.listener = this.listen();
-    } catch (e) {
-      logger.error("TLS reload failed; keeping the previous certificates", {
-        listener: cfg.name,
-        error: String(e),
-      });
-      this.pair = old;
-      this.listener = this.listen();
-    }
-    this.acceptLoop(this.listener);
+    if (this.closing || cfg.tls === undefined) return;
+    this.tls.reload(cfg.tls, (next) => {
+      this.listener.stop();
+      try {
+        this.listener = this.listen(next);
+      } catch (e) {
+        this.listener = this.listen(this.tls.current);
+        throw e;
+      } finally {
+        this.acceptLoop(this.listener);
+      }
+    });
   }
 
   /** Stops accepting; connections get GOAWAY and close once their streams are done. */

@@ -23,6 +23,8 @@ import { arm, disarm, type Expirable } from "../core/deadline.ts";
 import { encodeLatin1Into, headText, reasonPhrase } from "../http1/serialize.ts";
 import type { ListenerConfig } from "../config/types.ts";
 import { logger } from "../observability/logger.ts";
+import type { ListenerTls, TlsUse } from "./tls.ts";
+import { TlsMaterial } from "./tls_reload.ts";
 
 /** What the engine calls for each request; it must finish `ctx.res`. */
 export interface RequestHandler {
@@ -37,21 +39,17 @@ export interface ConnectionHooks {
 
 const CONTINUE = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
 
-/** The certificate a fast-path TLS listener socket was opened with (to reopen it on renewal). */
-interface TlsSocketState {
-  cert: string;
-  key: string;
-  reusePort: boolean;
-}
+/** How a fast-path TLS listener uses its TLS block: one certificate, HTTP/1.1 only. */
+const FAST_TLS: TlsUse = { alpn: ["http/1.1"], pairOnly: true };
 
 /** Opens a TLS listener socket for Loom's HTTP/1.1 engine (ALPN http/1.1 only). */
-function listenTls(cfg: ListenerConfig, port: number, cert: string, key: string, reusePort: boolean) {
+function listenTls(cfg: ListenerConfig, port: number, t: ListenerTls, reusePort: boolean) {
   const opts: Deno.ListenTlsOptions & Deno.TlsCertifiedKeyPem & { reusePort?: boolean } = {
     hostname: cfg.hostname || "0.0.0.0",
     port,
     transport: "tcp",
-    cert,
-    key,
+    cert: t.cert,
+    key: t.key,
     alpnProtocols: ["http/1.1"],
   };
   if (reusePort) opts.reusePort = true;
@@ -64,8 +62,12 @@ export class Http1Listener {
   private closing = false;
   readonly addr: Deno.NetAddr;
   readonly finished: Promise<void>;
-  /** Set for `https` listeners opened by `openTls`: what reloadTls compares renewed files with. */
-  private tls: TlsSocketState | null = null;
+  /** Set for `https` listeners opened by `openTls`: the certificate, re-read by reloadTls. */
+  private tls: TlsMaterial | null = null;
+  /** The socket is in an SO_REUSEPORT group (workers): a reloaded one opens beside it. */
+  private reusePort = false;
+  /** The old socket was closed for a reloaded certificate; the accept loop binds the new one (rebind). */
+  private rebinding = false;
   /** `alt-svc: ...\r\n` when an HTTP/3 listener serves the same port (see setAltSvc), else "". */
   altSvcLine = "";
 
@@ -95,90 +97,51 @@ export class Http1Listener {
     hooks: ConnectionHooks,
     reusePort: boolean,
   ): Http1Listener {
-    const cert = Deno.readTextFileSync(cfg.tls!.cert_file);
-    const key = Deno.readTextFileSync(cfg.tls!.key_file);
-    const l = new Http1Listener(listenTls(cfg, cfg.port, cert, key, reusePort), cfg, handler, hooks);
-    l.tls = { cert, key, reusePort };
+    const tls = new TlsMaterial(cfg.name, cfg.tls!, FAST_TLS);
+    const l = new Http1Listener(listenTls(cfg, cfg.port, tls.current, reusePort), cfg, handler, hooks);
+    l.tls = tls;
+    l.reusePort = reusePort;
     return l;
   }
 
   /**
-   * Config reload: when the certificate or key file changed, new connections
-   * get a new listener socket with them; accepted connections keep theirs and
-   * are not touched. With SO_REUSEPORT (workers) the new socket opens before
-   * the old one closes. Otherwise the old one closes and the new one binds as
-   * soon as the port is free (see rebind): a connection attempt in that
-   * sub-millisecond gap is refused. Unreadable or bad files keep the current
-   * certificate (logged).
+   * Config reload (see tls_reload.ts): when the certificate or key file
+   * changed, new connections get a new listener socket with them; accepted
+   * connections keep theirs and are not touched. With SO_REUSEPORT (workers)
+   * the new socket opens before the old one closes. Otherwise the old one
+   * closes and the new one binds as soon as the port is free (see rebind): a
+   * connection attempt in that sub-millisecond gap is refused. Unreadable or
+   * bad files keep the current certificate (logged).
    */
   reloadTls(cfg: ListenerConfig): void {
-    const cur = this.tls;
-    if (cur === null || cfg.tls === undefined || this.closing) return;
-    let cert: string, key: string;
-    try {
-      cert = Deno.readTextFileSync(cfg.tls.cert_file);
-      key = Deno.readTextFileSync(cfg.tls.key_file);
-    } catch (e) {
-      logger.error("TLS reload failed; keeping the previous certificate", {
-        listener: cfg.name,
-        error: String(e),
-      });
-      return;
-    }
-    const pending = this.pendingTls ?? cur;
-    if (cert === pending.cert && key === pending.key) return;
-    const old = this.listener;
-    if (cur.reusePort) {
-      let next: Deno.Listener;
-      try {
-        next = listenTls(cfg, this.addr.port, cert, key, true);
-      } catch (e) {
-        logger.error("TLS reload failed; keeping the previous certificate", {
-          listener: cfg.name,
-          error: String(e),
-        });
+    if (this.tls === null || cfg.tls === undefined || this.closing) return;
+    this.tls.reload(cfg.tls, (next) => {
+      const old = this.listener;
+      if (this.reusePort) {
+        // The accept loop moves to the new socket when its pending accept on the old one fails.
+        this.listener = listenTls(cfg, this.addr.port, next, true);
+        old.close();
         return;
       }
-      // The accept loop moves to `next` when its pending accept on the old socket fails.
-      this.listener = next;
-      this.tls = { cert, key, reusePort: true };
-      old.close();
-      logger.info("TLS certificate reloaded", { listener: cfg.name });
-      return;
-    }
-    // A bad pair must not cost the port: try it on an ephemeral loopback port first.
-    try {
-      listenTls({ ...cfg, hostname: "127.0.0.1" }, 0, cert, key, false).close();
-    } catch (e) {
-      logger.error("TLS reload failed; keeping the previous certificate", {
-        listener: cfg.name,
-        error: String(e),
-      });
-      return;
-    }
-    // Deno frees the port only once the pending accept() on the old socket has failed, so the
-    // accept loop binds the new socket then (rebind).
-    const wasPending = this.pendingTls !== null;
-    this.pendingTls = { cert, key, reusePort: false };
-    if (!wasPending) old.close();
+      // A pair the TLS stack refuses must not cost the port: try it on an ephemeral loopback port first.
+      listenTls({ ...cfg, hostname: "127.0.0.1" }, 0, next, false).close();
+      // Deno frees the port only once the pending accept() on the old socket has failed, so the
+      // accept loop binds the new socket then (rebind), with the certificate current by then.
+      if (!this.rebinding) old.close();
+      this.rebinding = true;
+    });
   }
-
-  /** Certificate waiting for the old socket to be gone (single-socket reloadTls). */
-  private pendingTls: TlsSocketState | null = null;
 
   /** Binds the reloaded certificate's socket on the freed port (retrying briefly while it is in use). */
   private async rebind(): Promise<void> {
     for (let attempt = 0;; attempt++) {
-      const next = this.pendingTls!;
       try {
-        this.listener = listenTls(this.cfg, this.addr.port, next.cert, next.key, false);
-        this.tls = next;
-        this.pendingTls = null;
-        logger.info("TLS certificate reloaded", { listener: this.cfg.name });
+        this.listener = listenTls(this.cfg, this.addr.port, this.tls!.current, false);
+        this.rebinding = false;
         return;
       } catch (e) {
         if (!(e instanceof Deno.errors.AddrInUse) || attempt >= 100 || this.closing) {
-          this.pendingTls = null;
+          this.rebinding = false;
           logger.error("TLS listener could not be reopened", { listener: this.cfg.name, error: String(e) });
           return;
         }
@@ -202,7 +165,7 @@ export class Http1Listener {
         if (this.closing) return;
         // reloadTls swapped the socket (closing the old one): go on with the new one.
         if (listener !== this.listener) continue;
-        if (this.pendingTls !== null) {
+        if (this.rebinding) {
           await this.rebind();
           if (listener !== this.listener) continue;
         }

@@ -10,17 +10,19 @@
  * period, CA:FALSE leaf) is done with node:crypto's X509Certificate.
  */
 import tls from "node:tls";
-import { X509Certificate } from "node:crypto";
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import type { TlsConfig } from "../config/types.ts";
 import type { ClientCertificate } from "../core/context.ts";
 
 /** How client certificates are treated. */
 export type ClientAuthMode = "none" | "optional" | "require";
 
-/** Everything a TLS listener needs, re-read from disk on reload. */
+/** Everything a TLS listener needs, loaded from its files at start and on every reload (tls_reload.ts). */
 export interface ListenerTls {
   cert: string;
   key: string;
+  /** What it was built from (equal files: the same material). */
+  files: TlsFiles;
   /** SNI entries in config order: lower-case names (maybe "*.suffix") → context. */
   sni: { names: string[]; ctx: tls.SecureContext }[];
   defaultCtx: tls.SecureContext;
@@ -69,38 +71,115 @@ export function nameMatches(name: string, host: string): boolean {
   return dot > 0 && host.slice(dot + 1) === name.slice(2);
 }
 
-/** Reads and checks every file of `cfg` (throws with the file name when one is bad). */
-export function loadListenerTls(cfg: TlsConfig, defaultAlpn: string[]): ListenerTls {
-  const read = (f: string) => {
-    try {
-      return Deno.readTextFileSync(f);
-    } catch (e) {
-      throw new Error(`cannot read ${f}: ${(e as Error).message}`);
-    }
-  };
-  const cert = read(cfg.cert_file), key = read(cfg.key_file);
-  const minVersion = cfg.min_version === "1.3" ? "TLSv1.3" : "TLSv1.2";
-  const defaultCtx = tls.createSecureContext({ cert, key, minVersion });
-  const sni: ListenerTls["sni"] = [];
-  // The default certificate takes part in SNI matching too, after the listed ones.
-  for (const c of [...(cfg.certificates ?? []), { cert_file: cfg.cert_file, key_file: cfg.key_file }]) {
-    const pem = read(c.cert_file);
-    sni.push({
-      names: certNames(pem),
-      ctx: tls.createSecureContext({ cert: pem, key: read(c.key_file), minVersion }),
-    });
+/** How a listener kind uses its TLS block. */
+export interface TlsUse {
+  /** ALPN protocols when the block lists none. */
+  alpn: string[];
+  /** Only cert_file/key_file (one certificate, no client certificates: Deno.listenTls, QUIC). */
+  pairOnly?: boolean;
+}
+
+function readPem(f: string): string {
+  try {
+    return Deno.readTextFileSync(f);
+  } catch (e) {
+    throw new Error(`cannot read ${f}: ${(e as Error).message}`);
   }
-  const clientAuth = clientAuthMode(cfg.client_auth);
-  const clientCas: X509Certificate[] = [];
-  if (clientAuth !== "none") {
+}
+
+/** The texts of every file a TLS block names, read once per start or reload. */
+export interface TlsFiles {
+  /** The block and its use, as JSON (a different setting is different material). */
+  settings: string;
+  cert: string;
+  key: string;
+  /** The SNI certificates' pairs, in config order. */
+  certificates: { cert: string; key: string }[];
+  /** The client CA bundle, when client certificates are asked for. */
+  clientCa: string | null;
+}
+
+/** Reads every file of `cfg` (throws naming the file when one cannot be read). */
+export function readTlsFiles(cfg: TlsConfig, use: TlsUse): TlsFiles {
+  const files: TlsFiles = {
+    settings: JSON.stringify([cfg, use]),
+    cert: readPem(cfg.cert_file),
+    key: readPem(cfg.key_file),
+    certificates: [],
+    clientCa: null,
+  };
+  if (use.pairOnly) return files;
+  for (const c of cfg.certificates ?? []) {
+    files.certificates.push({ cert: readPem(c.cert_file), key: readPem(c.key_file) });
+  }
+  if (clientAuthMode(cfg.client_auth) !== "none") {
     if (cfg.client_ca_file === undefined) throw new Error("client_auth needs client_ca_file");
-    const bundle = read(cfg.client_ca_file);
-    for (const m of bundle.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)) {
+    files.clientCa = readPem(cfg.client_ca_file);
+  }
+  return files;
+}
+
+/** Whether two readings hold the same texts. */
+export function sameFiles(a: TlsFiles, b: TlsFiles): boolean {
+  return a.settings === b.settings && a.cert === b.cert && a.key === b.key && a.clientCa === b.clientCa &&
+    a.certificates.length === b.certificates.length &&
+    a.certificates.every((c, i) => c.cert === b.certificates[i].cert && c.key === b.certificates[i].key);
+}
+
+/** Checks that `cert` parses and `key` is its private key (Deno's node:tls contexts check neither). */
+function checkPair(cert: string, key: string, certFile: string, keyFile: string): void {
+  let x: X509Certificate;
+  try {
+    x = new X509Certificate(cert);
+  } catch (e) {
+    throw new Error(`${certFile}: not a PEM certificate (${(e as Error).message})`);
+  }
+  let k;
+  try {
+    k = createPrivateKey(key);
+  } catch (e) {
+    throw new Error(`${keyFile}: not a PEM private key (${(e as Error).message})`);
+  }
+  if (!x.checkPrivateKey(k)) throw new Error(`${keyFile} is not the private key of ${certFile}`);
+}
+
+/**
+ * Builds and checks a listener's TLS material from a reading of its files:
+ * every certificate parses and matches its key, the client CA bundle holds
+ * certificates. Throws naming the file when one is bad.
+ */
+export function buildListenerTls(cfg: TlsConfig, use: TlsUse, files: TlsFiles): ListenerTls {
+  const { cert, key } = files;
+  checkPair(cert, key, cfg.cert_file, cfg.key_file);
+  const minVersion = cfg.min_version === "1.3" ? "TLSv1.3" : "TLSv1.2";
+  const sni: ListenerTls["sni"] = [];
+  const listed = cfg.certificates ?? [];
+  files.certificates.forEach((c, i) => {
+    checkPair(c.cert, c.key, listed[i].cert_file, listed[i].key_file);
+    sni.push({
+      names: certNames(c.cert),
+      ctx: tls.createSecureContext({ cert: c.cert, key: c.key, minVersion }),
+    });
+  });
+  const defaultCtx = tls.createSecureContext({ cert, key, minVersion });
+  // The default certificate takes part in SNI matching too, after the listed ones.
+  sni.push({ names: certNames(cert), ctx: defaultCtx });
+  const clientAuth = files.clientCa === null ? "none" : clientAuthMode(cfg.client_auth);
+  const clientCas: X509Certificate[] = [];
+  if (files.clientCa !== null) {
+    for (
+      const m of files.clientCa.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)
+    ) {
       clientCas.push(new X509Certificate(m[0]));
     }
     if (clientCas.length === 0) throw new Error(`${cfg.client_ca_file}: no certificate found`);
   }
-  return { cert, key, sni, defaultCtx, clientAuth, clientCas, minVersion, alpn: cfg.alpn ?? defaultAlpn };
+  return { cert, key, files, sni, defaultCtx, clientAuth, clientCas, minVersion, alpn: cfg.alpn ?? use.alpn };
+}
+
+/** Reads, builds and checks a listener's TLS material (throws naming the file when one is bad). */
+export function loadListenerTls(cfg: TlsConfig, use: TlsUse): ListenerTls {
+  return buildListenerTls(cfg, use, readTlsFiles(cfg, use));
 }
 
 /** The context for an SNI name: exact names first, then wildcards, else the default. */
