@@ -15,7 +15,8 @@ import { forwardH2 } from "../proxy/h2_forward.ts";
 import type { PluginChain } from "../wasm/mod.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import { compileChain, type Endpoint } from "../middleware/compose.ts";
-import { createMiddleware } from "../middleware/registry.ts";
+import { createMiddleware, type MiddlewareEnv } from "../middleware/registry.ts";
+import { call } from "../proxy/call.ts";
 import { redirect } from "../middleware/redirect/index.ts";
 import { grpcWebEntry } from "../middleware/grpc_web/index.ts";
 import { wasmPlugins } from "../middleware/wasm/index.ts";
@@ -44,13 +45,28 @@ export function proxyTerminal(
 
 const noUpstream: Endpoint = (ctx) => respondError(ctx, 503, "route has no upstream");
 
+/** What middleware of a snapshot may call: its upstreams, through their balancers and pools. */
+export function middlewareEnv(upstreams: ReadonlyMap<string, Upstream>): MiddlewareEnv {
+  return {
+    hasUpstream: (name) => upstreams.has(name),
+    call: (name, req, timeoutMs) => {
+      const up = upstreams.get(name);
+      if (up === undefined) return Promise.reject(new Error(`upstream "${name}" is not defined`));
+      const ep = up.select({ header: () => undefined, clientIp: "" });
+      if (ep === null) return Promise.reject(new Error(`upstream "${name}" has no healthy endpoint`));
+      return call(up.pool(ep), { ...req, authority: req.authority ?? ep.address }, timeoutMs);
+    },
+  };
+}
+
 /** The middleware list of `route` in run order (top level, route, plugins, redirect). */
 export function routeMiddleware(
   route: RouteConfig,
   plugins: PluginChain | null,
   global: readonly Middleware[],
+  env: MiddlewareEnv,
 ): Middleware[] {
-  const list = [...global, ...route.middleware.map(createMiddleware)];
+  const list = [...global, ...route.middleware.map((m) => createMiddleware(m, env))];
   if (plugins !== null) list.push(wasmPlugins(plugins, route.timeout));
   if (route.redirect !== undefined) list.push(redirect(route.redirect.url, route.redirect.code));
   return list;

@@ -11,7 +11,13 @@ import type { CounterSlots } from "../upstream/counters.ts";
 import { Upstream } from "../upstream/upstream.ts";
 import type { ForwardOptions, ProxyObserver } from "../proxy/forward.ts";
 import { createMiddleware } from "../middleware/registry.ts";
-import { compileRouteChains, proxyTerminal, type RouteChains, routeMiddleware } from "./route_chain.ts";
+import {
+  compileRouteChains,
+  middlewareEnv,
+  proxyTerminal,
+  type RouteChains,
+  routeMiddleware,
+} from "./route_chain.ts";
 import { compileRetry } from "../upstream/retry.ts";
 import type { RouteRef } from "../core/context.ts";
 import { type PluginChain, PluginManager } from "../wasm/mod.ts";
@@ -58,7 +64,8 @@ export function buildSnapshot(
   const plugins = previous?.plugins ?? new PluginManager();
   plugins.update(config, upstreams);
   // Top-level middleware are built once and shared by every route (one state, e.g. one limit).
-  const global = config.middleware.map(createMiddleware);
+  const env = middlewareEnv(upstreams);
+  const global = config.middleware.map((m) => createMiddleware(m, env));
   const routes: RouteRuntime[] = [];
   const specs = specsFromConfig(config.routes, (r) => {
     const up = r.upstream !== undefined ? upstreams.get(r.upstream) ?? null : null;
@@ -82,7 +89,7 @@ export function buildSnapshot(
       rewrite: r.rewrite !== undefined ? compileRewrite(r.rewrite) : null,
       forward,
       plugins: chain,
-      ...compileRouteChains(routeMiddleware(r, chain, global), terminal),
+      ...compileRouteChains(routeMiddleware(r, chain, global, env), terminal),
     };
     routes.push(rt);
     return rt;

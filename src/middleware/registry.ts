@@ -9,10 +9,33 @@
 import type { Middleware } from "../core/middleware.ts";
 import type { Type } from "../config/dsl.ts";
 import { type MiddlewareEntry, registerMiddlewareOptions } from "../config/middleware/mod.ts";
+import type { CallRequest, CallResponse } from "../proxy/call.ts";
 import { headers, type HeadersOptions } from "./headers/index.ts";
 
+/** What a middleware may use besides its options, given when the snapshot is built. */
+export interface MiddlewareEnv {
+  /**
+   * Sends a buffered request to a configured upstream (its balancer, pools and
+   * TLS settings; the authority defaults to the endpoint). Throws on connect
+   * failure or timeout.
+   */
+  call(
+    upstream: string,
+    req: Omit<CallRequest, "authority"> & { authority?: string },
+    timeoutMs: number,
+  ): Promise<CallResponse>;
+  /** Whether an upstream of that name is configured. */
+  hasUpstream(name: string): boolean;
+}
+
+/** An environment with no upstreams (unit tests, tools). */
+export const NO_ENV: MiddlewareEnv = {
+  call: (name) => Promise.reject(new Error(`upstream "${name}" is not defined`)),
+  hasUpstream: () => false,
+};
+
 /** Builds a middleware from its validated, normalised options (once per snapshot). */
-export type MiddlewareFactory = (options: never) => Middleware;
+export type MiddlewareFactory = (options: never, env: MiddlewareEnv) => Middleware;
 
 const factories = new Map<string, MiddlewareFactory>([
   ["headers", (o: HeadersOptions) => headers(o)],
@@ -25,7 +48,7 @@ const factories = new Map<string, MiddlewareFactory>([
 export function defineMiddleware<O>(
   name: string,
   options: Type,
-  create: (options: O) => Middleware,
+  create: (options: O, env: MiddlewareEnv) => Middleware,
   description?: string,
 ): void {
   registerMiddlewareOptions(name, options, description);
@@ -33,8 +56,8 @@ export function defineMiddleware<O>(
 }
 
 /** The middleware for a validated config entry. */
-export function createMiddleware(entry: MiddlewareEntry): Middleware {
+export function createMiddleware(entry: MiddlewareEntry, env: MiddlewareEnv = NO_ENV): Middleware {
   const f = factories.get(entry.name);
   if (f === undefined) throw new Error(`middleware "${entry.name}" is not defined`);
-  return (f as (o: unknown) => Middleware)(entry.options);
+  return (f as (o: unknown, env: MiddlewareEnv) => Middleware)(entry.options, env);
 }
