@@ -1,11 +1,11 @@
 /**
- * CPU cost of the middleware chain, in process (bench/inproc_harness.ts: the
- * HTTP/1.1 engine and the proxy on in-memory connections): the same request
- * loop on a route without middleware and on a route with three no-op
- * request-phase middleware, alternating A B A B; prints the medians and the
- * difference (target: at most 0.5 µs per request).
+ * CPU cost of middleware, in process (bench/inproc_harness.ts: the HTTP/1.1
+ * engine and the proxy on in-memory connections): the same request loop on a
+ * route without middleware and on routes with the VARIANTS below, alternating
+ * A B A B; prints the medians and the difference to the plain route (target
+ * for three no-op request-phase middleware: at most 0.5 µs per request).
  *
- *   deno run -A --unstable-net bench/middleware.ts [requests] [rounds]
+ *   deno run -A --unstable-net bench/middleware.ts [requests] [rounds] [variant,variant...]
  */
 import { GET_REQUEST, runInproc } from "./inproc_harness.ts";
 import { t } from "../src/config/dsl.ts";
@@ -22,9 +22,19 @@ upstreams: [{name: up, endpoints: ["127.0.0.1:1"]}]
 routes: [{id: all, path: "/*", upstream: up${middleware}}]
 access_log: {enabled: false}`;
 
+/** Variant name → the route's extra YAML (flow style). Add one line per middleware worth measuring. */
+const VARIANTS: Record<string, string> = {
+  "none": "",
+  "3-noop": ", middleware: [{noop: {}}, {noop: {}}, {noop: {}}]",
+  "headers": ", middleware: [{headers: {response: {set: {x-a: b}}, request: {set: {x-ip: '${client_ip}'}}}}]",
+};
+const wanted = Deno.args[2]?.split(",") ?? Object.keys(VARIANTS);
 const variants: [string, string][] = [
   ["none", ""],
-  ["3 no-op", ", middleware: [{noop: {}}, {noop: {}}, {noop: {}}]"],
+  ...wanted.filter((n) => n !== "none").map((n) => {
+    if (!(n in VARIANTS)) throw new Error(`unknown variant ${n}; known: ${Object.keys(VARIANTS).join(", ")}`);
+    return [n, VARIANTS[n]] as [string, string];
+  }),
 ];
 const results = new Map<string, number[]>(variants.map(([n]) => [n, []]));
 for (let r = 0; r < rounds; r++) {
