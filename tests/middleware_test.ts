@@ -6,7 +6,8 @@
  */
 import assert from "node:assert/strict";
 import "./fixtures/powered_by.ts";
-import { itest, startLoom, startUpstream } from "./helpers.ts";
+import { itest, startLoom } from "./helpers.ts";
+import { startUpstream } from "./upstream.ts";
 import { parseConfig } from "../src/config/load.ts";
 
 itest(
@@ -105,8 +106,8 @@ routes:
 Deno.test("config: blocks accepted but not implemented are warned about with key and line", () => {
   const r = parseConfig(
     `listeners: [{ name: l, address: ":1", protocol: http }]
-cors:
-  allow_origins: ["*"]
+tracing:
+  enabled: true
 rate_limit: { enabled: true, rate: 10 }
 `,
     "w.yaml",
@@ -116,6 +117,6 @@ rate_limit: { enabled: true, rate: 10 }
   if (!r.ok) return;
   assert.deepEqual(
     r.warnings.map((w) => [w.path, w.line]),
-    [["rate_limit", 4], ["cors", 2]],
+    [["rate_limit", 4], ["tracing", 2]],
   );
 });

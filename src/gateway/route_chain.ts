@@ -72,11 +72,18 @@ export function routeMiddleware(
   return list;
 }
 
+function withGrpcWebEntry(list: readonly Middleware[]): Middleware[] {
+  const i = list.findIndex((m) => m.name === "wasm" || m.name === "redirect");
+  const at = i === -1 ? list.length : i;
+  return [...list.slice(0, at), grpcWebEntry, ...list.slice(at)];
+}
+
 /** Compiles the chains of a route around `terminal` (null: the route has no upstream). */
 export function compileRouteChains(list: readonly Middleware[], terminal: Endpoint | null): RouteChains {
   const end = terminal ?? noUpstream;
   return {
     handler: compileChain(list, end),
-    optionsHandler: compileChain([grpcWebEntry, ...list], end),
+    // After the configured middleware (a cors middleware answers preflights first), before plugins.
+    optionsHandler: compileChain(withGrpcWebEntry(list), end),
   };
 }

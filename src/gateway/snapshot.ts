@@ -11,6 +11,7 @@ import type { CounterSlots } from "../upstream/counters.ts";
 import { Upstream } from "../upstream/upstream.ts";
 import type { ForwardOptions, ProxyObserver } from "../proxy/forward.ts";
 import { createMiddleware } from "../middleware/registry.ts";
+import { cors } from "../middleware/cors/index.ts";
 import {
   compileRouteChains,
   middlewareEnv,
@@ -66,6 +67,8 @@ export function buildSnapshot(
   // Top-level middleware are built once and shared by every route (one state, e.g. one limit).
   const env = middlewareEnv(upstreams);
   const global = config.middleware.map((m) => createMiddleware(m, env));
+  // The Loom format's top-level `cors` block: CORS in front of every route.
+  if (config.cors !== undefined && config.cors.enabled) global.unshift(cors(config.cors));
   const routes: RouteRuntime[] = [];
   const specs = specsFromConfig(config.routes, (r) => {
     const up = r.upstream !== undefined ? upstreams.get(r.upstream) ?? null : null;

@@ -11,6 +11,7 @@ import type { Type } from "../config/dsl.ts";
 import { type MiddlewareEntry, registerMiddlewareOptions } from "../config/middleware/mod.ts";
 import type { CallRequest, CallResponse } from "../proxy/call.ts";
 import { headers, type HeadersOptions } from "./headers/index.ts";
+import { cors, type CorsOptions } from "./cors/index.ts";
 
 /** What a middleware may use besides its options, given when the snapshot is built. */
 export interface MiddlewareEnv {
@@ -39,6 +40,7 @@ export type MiddlewareFactory = (options: never, env: MiddlewareEnv) => Middlewa
 
 const factories = new Map<string, MiddlewareFactory>([
   ["headers", (o: HeadersOptions) => headers(o)],
+  ["cors", (o: CorsOptions) => cors(o)],
 ]);
 
 /**

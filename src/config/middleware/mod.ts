@@ -16,6 +16,7 @@
  */
 import { type Field, opt, t, type Type } from "../dsl.ts";
 import { headersOptions } from "./headers.ts";
+import { corsOptions } from "./cors.ts";
 
 /** A middleware entry after validation: its name and normalised options. */
 export interface MiddlewareEntry {
@@ -26,6 +27,7 @@ export interface MiddlewareEntry {
 /** Field per middleware name; shared with the entry type below, so registrations made later apply. */
 const fields: Record<string, Field> = {
   headers: headersOptions,
+  cors: corsOptions,
 };
 
 /** Declares the options of a middleware named `name` (used by middleware outside the built-in set). */
