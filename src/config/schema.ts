@@ -2,12 +2,13 @@
  * The Loom configuration format, declared once. `normalise.ts` validates and
  * normalises against it; `json_schema.ts` turns it into config/loom.schema.json.
  *
- * Compatibility blocks (`rate_limit`, `tracing`, `cors`, `cache`) are validated
+ * Compatibility blocks (`rate_limit`, `tracing`, `cache`) are validated
  * field by field but get no defaults: they are kept as written except that
  * durations become milliseconds and sizes bytes, like everywhere else.
  */
 
 import { middlewareList } from "./middleware/mod.ts";
+import { corsType } from "./middleware/cors.ts";
 import { opt, req, t, type Type } from "./dsl.ts";
 import { ENDPOINT_PATTERN, LISTEN_ADDRESS_PATTERN, parseAddress } from "./address.ts";
 import type { EndpointConfig, RedirectConfig, ValueMatcher } from "./types.ts";
@@ -484,17 +485,9 @@ export const loomSchema: Type = t.object({
     "Distributed tracing (accepted for compatibility).",
   ),
   cors: opt(
-    t.object({
-      enabled: opt(t.bool()),
-      allow_origins: opt(stringList),
-      allow_methods: opt(stringList),
-      allow_headers: opt(stringList),
-      expose_headers: opt(stringList),
-      max_age: opt(t.int({ min: 0 }), undefined, "Preflight cache time in seconds."),
-      allow_credentials: opt(t.bool()),
-    }),
+    corsType,
     undefined,
-    "CORS (accepted for compatibility).",
+    "CORS for every route (the Loom format's block; same options as the cors middleware).",
   ),
   cache: opt(
     t.object({

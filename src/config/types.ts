@@ -8,6 +8,7 @@
  * worker isolates unchanged.
  */
 import type { MiddlewareEntry } from "./middleware/mod.ts";
+import type { CorsOptions } from "./middleware/cors.ts";
 export type { MiddlewareEntry };
 
 /** Listener protocols of Loom's format. */
@@ -323,7 +324,8 @@ export interface LoomConfig {
   /** Accepted and validated for compatibility with Loom configs; implemented by later issues. */
   rate_limit?: Record<string, unknown>;
   tracing?: Record<string, unknown>;
-  cors?: Record<string, unknown>;
+  /** Top-level CORS (Loom format): a `cors` middleware in front of every route. */
+  cors?: CorsOptions;
   cache?: Record<string, unknown>;
 }
 
