@@ -10,7 +10,12 @@ import type { Middleware } from "../core/middleware.ts";
 import type { Type } from "../config/dsl.ts";
 import { type MiddlewareEntry, registerMiddlewareOptions } from "../config/middleware/mod.ts";
 import type { CallRequest, CallResponse } from "../proxy/call.ts";
-import { headers, type HeadersOptions } from "./headers/index.ts";
+import {
+  headers,
+  type HeadersOptions,
+  securityHeaders,
+  type SecurityHeadersOptions,
+} from "./headers/index.ts";
 import { cors, type CorsOptions } from "./cors/index.ts";
 
 /** What a middleware may use besides its options, given when the snapshot is built. */
@@ -41,6 +46,7 @@ export type MiddlewareFactory = (options: never, env: MiddlewareEnv) => Middlewa
 const factories = new Map<string, MiddlewareFactory>([
   ["headers", (o: HeadersOptions) => headers(o)],
   ["cors", (o: CorsOptions) => cors(o)],
+  ["security_headers", (o: SecurityHeadersOptions) => securityHeaders(o)],
 ]);
 
 /**

@@ -30,6 +30,11 @@ export const headerEdits = t.object({
   set: opt(t.map(headerValue, { keys: headerName }), undefined, "Replace (or add) these fields."),
   add: opt(t.map(headerValue, { keys: headerName }), undefined, "Append these fields."),
   remove: opt(t.list(headerName), undefined, "Drop these fields."),
+  rename: opt(
+    t.map(headerName, { keys: headerName }),
+    undefined,
+    "Rename fields (old name → new name), values kept.",
+  ),
 });
 
 /** `headers: {request, response}`. */
@@ -40,4 +45,34 @@ export const headersOptions: Field = opt(
   }),
   undefined,
   "Add, set or remove request and response header fields.",
+);
+
+const onOff = (v: string) =>
+  t.oneOf([t.bool(), t.string({ check: (x) => /[\r\n\0]/.test(x) ? "no CR, LF or NUL" : undefined })], {
+    description: v,
+  });
+
+/** `security_headers`: a preset of response headers; each may be a value, true (default value) or false (off). */
+export const securityHeadersOptions: Field = opt(
+  t.object({
+    hsts: opt(
+      t.object({
+        max_age: opt(t.duration(), "8760h", "Strict-Transport-Security max-age (one year by default)."),
+        include_subdomains: opt(t.bool(), true),
+        preload: opt(t.bool(), false),
+      }),
+      {},
+      "Strict-Transport-Security, sent on https requests only (RFC 6797).",
+    ),
+    content_type_options: opt(t.bool(), true, "X-Content-Type-Options: nosniff."),
+    frame_options: opt(onOff("X-Frame-Options (default DENY)."), true),
+    referrer_policy: opt(onOff("Referrer-Policy (default strict-origin-when-cross-origin)."), true),
+    content_security_policy: opt(
+      onOff("Content-Security-Policy (default \"default-src 'self'; frame-ancestors 'none'\")."),
+      true,
+    ),
+    override: opt(t.bool(), false, "Replace values the upstream set (default: keep them)."),
+  }),
+  undefined,
+  "Security response headers preset (HSTS, nosniff, frame options, referrer policy, CSP).",
 );

@@ -15,7 +15,7 @@
  * @module
  */
 import { type Field, opt, t, type Type } from "../dsl.ts";
-import { headersOptions } from "./headers.ts";
+import { headersOptions, securityHeadersOptions } from "./headers.ts";
 import { corsOptions } from "./cors.ts";
 
 /** A middleware entry after validation: its name and normalised options. */
@@ -27,6 +27,7 @@ export interface MiddlewareEntry {
 /** Field per middleware name; shared with the entry type below, so registrations made later apply. */
 const fields: Record<string, Field> = {
   headers: headersOptions,
+  security_headers: securityHeadersOptions,
   cors: corsOptions,
 };
 

@@ -23,6 +23,8 @@ export interface HeaderEditOptions {
   set?: Record<string, string>;
   add?: Record<string, string>;
   remove?: string[];
+  /** Old name → new name; every value kept, in order. */
+  rename?: Record<string, string>;
 }
 
 /** The `headers` middleware's options. */
@@ -33,9 +35,10 @@ export interface HeadersOptions {
 
 type Edit = (ctx: RequestContext, h: HeaderList) => void;
 
-/** Compiles one side's edits into a single function (remove, then set, then add). */
+/** Compiles one side's edits into a single function (rename, remove, set, then add). */
 export function compileHeaderEdits(o: HeaderEditOptions | undefined): Edit | null {
   if (o === undefined) return null;
+  const rename = Object.entries(o.rename ?? {}).map(([a, b]) => [a.toLowerCase(), b.toLowerCase()] as const);
   const remove = (o.remove ?? []).map((n) => n.toLowerCase());
   const compile = (m: Record<string, string> | undefined) =>
     Object.entries(m ?? {}).map(([n, v]) =>
@@ -43,8 +46,16 @@ export function compileHeaderEdits(o: HeaderEditOptions | undefined): Edit | nul
     );
   const set = compile(o.set);
   const add = compile(o.add);
-  if (remove.length === 0 && set.length === 0 && add.length === 0) return null;
+  if (rename.length === 0 && remove.length === 0 && set.length === 0 && add.length === 0) return null;
   return (ctx, h) => {
+    for (const [from, to] of rename) {
+      for (let i = 0; i < h.size; i++) {
+        if (h.keys[i] === from) {
+          h.keys[i] = to;
+          h.names[i] = to;
+        }
+      }
+    }
     for (const k of remove) h.delete(k);
     for (const [k, v] of set) h.set(k, typeof v === "string" ? v : v(ctx));
     for (const [k, v] of add) h.append(k, typeof v === "string" ? v : v(ctx));
@@ -59,5 +70,46 @@ export function headers(o: HeadersOptions): Middleware {
     name: "headers",
     upstreamRequest: req === null ? undefined : (ctx, head) => req(ctx, head.headers),
     response: res === null ? undefined : (ctx, head) => res(ctx, head.headers),
+  };
+}
+
+/** The `security_headers` options (normalised). */
+export interface SecurityHeadersOptions {
+  hsts: { max_age: number; include_subdomains: boolean; preload: boolean };
+  content_type_options: boolean;
+  frame_options: boolean | string;
+  referrer_policy: boolean | string;
+  content_security_policy: boolean | string;
+  override: boolean;
+}
+
+function preset(v: boolean | string, def: string): string | null {
+  return v === false ? null : v === true ? def : v;
+}
+
+/** The security headers preset: fields the upstream did not set (or all, with `override`). */
+export function securityHeaders(o: SecurityHeadersOptions): Middleware {
+  const fields: [string, string][] = [];
+  const add = (name: string, v: string | null) => v !== null && fields.push([name, v]);
+  add("x-content-type-options", o.content_type_options ? "nosniff" : null);
+  add("x-frame-options", preset(o.frame_options, "DENY"));
+  add("referrer-policy", preset(o.referrer_policy, "strict-origin-when-cross-origin"));
+  add(
+    "content-security-policy",
+    preset(o.content_security_policy, "default-src 'self'; frame-ancestors 'none'"),
+  );
+  const hsts = `max-age=${Math.floor(o.hsts.max_age / 1000)}${
+    o.hsts.include_subdomains ? "; includeSubDomains" : ""
+  }${o.hsts.preload ? "; preload" : ""}`;
+  return {
+    name: "security_headers",
+    response: (ctx, head) => {
+      const h = head.headers;
+      for (const [k, v] of fields) if (o.override || !h.has(k)) h.set(k, v);
+      // RFC 6797 7.2: HSTS only over a secure transport.
+      if (ctx.scheme === "https" && (o.override || !h.has("strict-transport-security"))) {
+        h.set("strict-transport-security", hsts);
+      }
+    },
   };
 }
