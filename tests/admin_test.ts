@@ -1,10 +1,16 @@
 /**
  * The admin API of a running gateway: probes, routes, live upstream state,
- * redacted config, and Prometheus metrics that move with real traffic.
+ * redacted config, and Prometheus metrics that move with real traffic; its
+ * safety rules (auth beyond loopback, deliberate writes, loopback Host).
  */
 import assert from "node:assert/strict";
-import { itest, startLoom } from "./helpers.ts";
+import { freePort, itest, startLoom, writeTempConfig } from "./helpers.ts";
 import { echo, echoUpstream, get, metricValue, postReload, waitFor, yamlOf } from "./gateway_util.ts";
+import { rawRequest } from "./gateway_util.ts"; // sets the Host header, which fetch() cannot
+import { ConfigInvalidError, Supervisor } from "../src/runtime/supervisor.ts";
+
+/** Marks an admin write as deliberate (the admin API refuses writes a web page could send). */
+const ADMIN_WRITE = { "X-Loom-Admin": "1" };
 
 interface UpstreamsBody {
   name: string;
@@ -199,6 +205,175 @@ itest("admin: /metrics counts requests by route id (never raw path) and moves wi
     const ok0 = metricValue(text, "loom_config_reloads_total", { result: "success" });
     assert.equal((await postReload(loom)).status, 200);
     assert.equal(metricValue(await scrape(), "loom_config_reloads_total", { result: "success" }), ok0 + 1);
+  } finally {
+    await loom.close();
+    await up.close();
+  }
+});
+
+itest("admin: on 0.0.0.0 without auth Loom refuses to start, naming admin.address and its line", async () => {
+  const adminPort = freePort();
+  const file = writeTempConfig(
+    yamlOf({ upstreams: [], routes: [] }).replace("${PORT}", String(freePort())) +
+      `admin:\n  enabled: true\n  address: "0.0.0.0:${adminPort}"\n`,
+  );
+  try {
+    const err = await Supervisor.start({ configPath: file, watch: false }).then(
+      () => assert.fail("Loom started"),
+      (e) => e,
+    );
+    assert.ok(err instanceof ConfigInvalidError, String(err));
+    const line = Deno.readTextFileSync(file).split("\n").indexOf(`  address: "0.0.0.0:${adminPort}"`) + 1;
+    const at = `${file}:${line}:12: admin.address: the admin API would listen on "0.0.0.0:${adminPort}"`;
+    assert.ok(line > 0 && err.message.startsWith(at), err.message);
+    await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: adminPort }));
+  } finally {
+    Deno.removeSync(file);
+  }
+});
+
+itest(
+  "admin: on 0.0.0.0 with admin.insecure: true, reads are open; /config and writes are refused",
+  async () => {
+    const up = echoUpstream("up");
+    const loom = await startLoom(yamlOf({
+      upstreams: [{ name: "up", endpoints: [up.address] }],
+      routes: [{ id: "r", path: "/*", upstream: "up" }],
+      extra: 'admin:\n  address: "0.0.0.0:${ADMIN_PORT}"\n  insecure: true\n',
+    }));
+    try {
+      for (const path of ["/health", "/routes", "/upstreams", "/metrics"]) {
+        assert.equal((await get(loom.admin(path))).status, 200, path);
+      }
+      const config = await get(loom.admin("/config"));
+      assert.equal(config.status, 403);
+      assert.match(JSON.parse(config.text).error, /^forbidden: GET \/config needs admin\.auth/);
+      assert.equal((await postReload(loom)).status, 403);
+      const drain = await get(loom.admin(`/upstreams/up/endpoints/${up.address}/drain`), {
+        method: "POST",
+        headers: { ...ADMIN_WRITE, "content-type": "application/json" },
+      });
+      assert.equal(drain.status, 403);
+      const ups = JSON.parse((await get(loom.admin("/upstreams"))).text);
+      assert.equal(ups[0].endpoints[0].draining, false);
+    } finally {
+      await loom.close();
+      await up.close();
+    }
+  },
+);
+
+itest(
+  "admin: on 0.0.0.0 with a token from ${ENV} and Basic users; /config redacts env values, secrets",
+  async () => {
+    const up = echoUpstream("up");
+    const TOKEN = "t0ken-from-the-environment-" + crypto.randomUUID();
+    const env = { LOOM_TEST_ADMIN_TOKEN: TOKEN, LOOM_TEST_TENANT: "tenant-from-env" };
+    for (const [k, v] of Object.entries(env)) Deno.env.set(k, v);
+    const loom = await startLoom(yamlOf({
+      upstreams: [{
+        name: "up",
+        endpoints: [up.address],
+        health_check: { path: "/healthz?access_token=hc-t0ken&verbose=1", interval: "1h" },
+      }],
+      routes: [{
+        id: "r",
+        path: "/*",
+        upstream: "up",
+        headers: { Authorization: { regex: "^Bearer rt-s3cret" }, "X-Tenant": "${LOOM_TEST_TENANT}" },
+      }],
+      extra: [
+        "admin:",
+        '  address: "0.0.0.0:${ADMIN_PORT}"',
+        "  auth:",
+        '    token: "${LOOM_TEST_ADMIN_TOKEN}"',
+        // sha256("password")
+        "    users: { ops: 5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8 }",
+        "metrics:",
+        "  opentelemetry: { enabled: false, endpoint: 'https://otel:pw@collector.example:4318' }",
+        "",
+      ].join("\n"),
+    }));
+    const bearer = { authorization: `Bearer ${TOKEN}` };
+    const basic = { authorization: "Basic " + btoa("ops:password") };
+    try {
+      assert.equal((await get(loom.admin("/health"))).status, 200);
+      const wrong = ["", "Bearer wrong-token-0123456789", "Basic " + btoa("ops:x")];
+      for (const authorization of wrong) {
+        const headers = authorization ? { authorization } : undefined;
+        assert.equal((await get(loom.admin("/routes"), { headers })).status, 401, authorization);
+      }
+      assert.equal((await get(loom.admin("/routes"), { headers: bearer })).status, 200);
+      assert.equal((await get(loom.admin("/routes"), { headers: basic })).status, 200);
+
+      const res = await get(loom.admin("/config"), { headers: bearer });
+      assert.equal(res.status, 200);
+      for (const secret of [TOKEN, "tenant-from-env", "rt-s3cret", "hc-t0ken", "pw@"]) {
+        assert.ok(!res.text.includes(secret), `${secret} leaked: ${res.text}`);
+      }
+      const cfg = JSON.parse(res.text);
+      assert.equal(cfg.admin.auth.token, "[REDACTED]");
+      assert.deepEqual(cfg.admin.auth.users, { ops: "[REDACTED]" });
+      assert.equal(cfg.routes[0].headers.Authorization, "[REDACTED]");
+      assert.equal(cfg.routes[0].headers["X-Tenant"], "[REDACTED]");
+      assert.equal(cfg.upstreams[0].health_check.path, "/healthz?access_token=[REDACTED]&verbose=1");
+      assert.equal(cfg.metrics.opentelemetry.endpoint, "https://[REDACTED]@collector.example:4318");
+      assert.equal(cfg.upstreams[0].endpoints[0].address, up.address);
+
+      // Writes: a bearer token is enough; Basic needs the deliberate-write header too.
+      assert.equal((await get(loom.admin("/reload"), { method: "POST", headers: bearer })).status, 200);
+      assert.equal((await get(loom.admin("/reload"), { method: "POST", headers: basic })).status, 403);
+      assert.equal(
+        (await get(loom.admin("/reload"), { method: "POST", headers: { ...basic, ...ADMIN_WRITE } })).status,
+        200,
+      );
+      assert.equal((await postReload(loom)).status, 401);
+    } finally {
+      await loom.close();
+      await up.close();
+      for (const k of Object.keys(env)) Deno.env.delete(k);
+    }
+  },
+);
+
+itest("admin: on loopback without auth, forged writes and foreign Host names are refused", async () => {
+  const up = echoUpstream("up");
+  const loom = await startLoom(yamlOf({
+    upstreams: [{ name: "up", endpoints: [up.address] }],
+    routes: [{ id: "r", path: "/*", upstream: "up" }],
+  }));
+  const drain = `/upstreams/up/endpoints/${up.address}/drain`;
+  const draining = async () =>
+    JSON.parse((await get(loom.admin("/upstreams"))).text)[0].endpoints[0].draining;
+  try {
+    // What a web page can send: a form or text/plain POST.
+    for (
+      const headers of [{ "content-type": "text/plain" }, {
+        "content-type": "application/x-www-form-urlencoded",
+      }]
+    ) {
+      const r = await get(loom.admin(drain), { method: "POST", headers, body: "{}" });
+      assert.equal(r.status, 403);
+      assert.match(JSON.parse(r.text).error, /^forbidden: a write needs/);
+    }
+    assert.equal(await draining(), false);
+    const r = await get(loom.admin(drain), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+    });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(await draining(), true);
+    assert.equal((await postReload(loom)).status, 200);
+
+    // DNS rebinding: the browser sends the attacker's name as Host.
+    for (const host of ["attacker.example", `attacker.example:${loom.adminPort}`]) {
+      const res = await rawRequest(loom.adminPort, "/config", { host });
+      assert.equal(res.status, 403, host);
+      assert.match(JSON.parse(res.body).error, /^forbidden: the Host header must name a loopback address/);
+    }
+    for (const host of [`127.0.0.1:${loom.adminPort}`, `localhost:${loom.adminPort}`]) {
+      assert.equal((await rawRequest(loom.adminPort, "/config", { host })).status, 200, host);
+    }
   } finally {
     await loom.close();
     await up.close();

@@ -146,6 +146,41 @@ routes:
   }
 });
 
+itest(
+  "cli: run refuses an admin API on 0.0.0.0 without auth (exit 2, admin.address:line); validate warns",
+  async () => {
+    const [port, adminPort] = [freePort(), freePort()];
+    const file = writeTempConfig(`listeners:
+  - name: http
+    address: "127.0.0.1:${port}"
+    protocol: http
+admin:
+  address: "0.0.0.0:${adminPort}"
+`);
+    const p = loom("run", "-c", file);
+    try {
+      const r = await p.exited(30_000);
+      assert.equal(r.code, 2, r.stdout + r.stderr);
+      const at = `${file}:6:12: admin.address: the admin API would listen on "0.0.0.0:${adminPort}"`;
+      assert.ok(r.stderr.includes(at), r.stderr);
+      assert.match(r.stderr, /set admin\.auth\.token .* or write admin\.insecure: true/);
+      assert.match(r.stderr, /refusing to start/);
+      await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: adminPort }));
+      await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port }));
+
+      const v = await loom("validate", "-c", file).exited(30_000);
+      assert.equal(v.code, 0, v.stderr);
+      assert.ok(
+        v.stderr.includes(`${file}:6:12: warning: admin.address: the admin API would listen`),
+        v.stderr,
+      );
+    } finally {
+      p.kill();
+      Deno.removeSync(file);
+    }
+  },
+);
+
 itest("cli: run serves, SIGHUP reloads, SIGTERM drains an in-flight request and exits 0", async () => {
   const fast = echoUpstream("fast");
   const slow = echoUpstream("slow", 1000);

@@ -182,6 +182,7 @@ export function writeConfig(
 export async function postReload(loom: { admin(path: string): string }): Promise<
   { status: number; body: { result: string; errors?: string[] } }
 > {
-  const r = await get(loom.admin("/reload"), { method: "POST" });
+  // The header marks the write as deliberate: the admin API refuses writes a web page could send.
+  const r = await get(loom.admin("/reload"), { method: "POST", headers: { "X-Loom-Admin": "1" } });
   return { status: r.status, body: JSON.parse(r.text) };
 }

@@ -482,7 +482,7 @@ routes:
       const old = await h3Client(h3Port, Deno.readTextFileSync(ca.cert), "old.test");
       Deno.copyFileSync(newCert.cert, certFile);
       Deno.copyFileSync(newCert.key, keyFile);
-      const res = await fetch(loom.admin("/reload"), { method: "POST" });
+      const res = await fetch(loom.admin("/reload"), { method: "POST", headers: { "X-Loom-Admin": "1" } });
       assert.equal(res.status, 200, await res.text());
       const c = await h3Client(h3Port, Deno.readTextFileSync(ca.cert));
       assert.equal((await c.request(GET("/x"))).fields[1], "200");
@@ -530,7 +530,7 @@ routes:
       const inFlight = old.request(GET("/slow"));
       await new Promise((r) => setTimeout(r, 100));
       Deno.writeTextFileSync(loom.configPath, config("30s"));
-      const res = await fetch(loom.admin("/reload"), { method: "POST" });
+      const res = await fetch(loom.admin("/reload"), { method: "POST", headers: { "X-Loom-Admin": "1" } });
       const body = await res.text();
       assert.equal(res.status, 200, body);
       assert.doesNotMatch(body, /AddrInUse|in use/i);

@@ -99,7 +99,8 @@ itest("resilience: admin drain and enable reach every worker; drained endpoints 
   );
   try {
     const post = (p: string) =>
-      fetch(loom.admin(p), { method: "POST" }).then(async (r) => [r.status, await r.json()]);
+      fetch(loom.admin(p), { method: "POST", headers: { "X-Loom-Admin": "1" } })
+        .then(async (r) => [r.status, await r.json()]);
     const [st, body] = await post(`/upstreams/svc/endpoints/${ups[0].address}/drain`);
     assert.equal(st, 200, JSON.stringify(body));
     assert.equal((await endpointState(loom.admin(""), "svc", ups[0].address)).draining, true);

@@ -1,16 +1,19 @@
 /**
- * HTTP Basic auth for the admin API. Users map username -> SHA-256 hex of the
- * password (Loom's config format).
+ * Credentials of the admin API: HTTP Basic (users map username -> SHA-256 hex
+ * of the password, Loom's config format) and a bearer token, kept only as its
+ * SHA-256 and compared in constant time.
  *
  * @module
  */
 
 import type { MiddlewareHandler } from "hono";
 
-/** Settings of {@link basicAuth}. */
-export interface BasicAuthOptions {
+/** Settings of {@link adminAuth}. */
+export interface AdminAuthOptions {
   /** username -> lowercase or uppercase SHA-256 hex of the password. */
   users: Record<string, string>;
+  /** `Authorization: Bearer <token>` is accepted when set. */
+  token?: string;
   realm: string;
   /** Paths served without credentials. */
   publicPaths: ReadonlySet<string>;
@@ -21,24 +24,46 @@ const decoder = new TextDecoder();
 /** Compared against when the user is unknown, so timing does not reveal which usernames exist. */
 const DUMMY_HASH = new Uint8Array(32);
 
-/** Hono middleware enforcing Basic auth except on `publicPaths`. */
-export function basicAuth(opts: BasicAuthOptions): MiddlewareHandler {
+const sha256 = async (text: string) =>
+  new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(text)));
+
+/** Hono middleware enforcing Basic or bearer auth except on `publicPaths`. */
+export function adminAuth(opts: AdminAuthOptions): MiddlewareHandler {
   const users = new Map<string, Uint8Array | null>();
   for (const [name, hex] of Object.entries(opts.users)) users.set(name, hexToBytes(hex));
-  const challenge = `Basic realm="${opts.realm.replace(/["\\]/g, "")}", charset="UTF-8"`;
+  // Only the hash is kept: the plain token is not captured by the middleware.
+  const tokenHash = opts.token ? sha256(opts.token) : null;
+  const realm = opts.realm.replace(/["\\]/g, "");
+  const challenges: string[] = [];
+  if (users.size > 0) challenges.push(`Basic realm="${realm}", charset="UTF-8"`);
+  if (tokenHash !== null) challenges.push(`Bearer realm="${realm}"`);
+  const challenge = challenges.join(", ");
 
   return async (c, next) => {
     if (opts.publicPaths.has(c.req.path)) return next();
-    if (await verify(c.req.header("authorization"), users)) return next();
-    return c.json({ error: "unauthorized" }, 401, { "WWW-Authenticate": challenge });
+    const header = c.req.header("authorization");
+    const bearer = parseBearer(header);
+    if (bearer !== null ? await verifyToken(bearer, tokenHash) : await verify(header, users)) return next();
+    return c.json({ error: "unauthorized" }, 401, challenge ? { "WWW-Authenticate": challenge } : {});
   };
+}
+
+/** The token of `Bearer <token>`; null for other schemes. */
+export function parseBearer(header: string | undefined): string | null {
+  const m = /^bearer\s+(\S+)\s*$/i.exec(header ?? "");
+  return m ? m[1] : null;
+}
+
+async function verifyToken(token: string, expected: Promise<Uint8Array> | null): Promise<boolean> {
+  const digest = await sha256(token);
+  return timingSafeEqual(digest, (await expected) ?? DUMMY_HASH) && expected !== null;
 }
 
 async function verify(header: string | undefined, users: Map<string, Uint8Array | null>): Promise<boolean> {
   const creds = parseBasic(header);
   if (creds === null) return false;
   const stored = users.get(creds.user);
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(creds.password)));
+  const digest = await sha256(creds.password);
   // Hash and compare even for unknown users (or malformed stored hashes) to keep timing uniform.
   const equal = timingSafeEqual(digest, stored ?? DUMMY_HASH);
   return equal && stored != null;

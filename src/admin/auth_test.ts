@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseBasic, timingSafeEqual } from "./auth.ts";
+import { parseBasic, parseBearer, timingSafeEqual } from "./auth.ts";
 
 Deno.test("parseBasic", () => {
   assert.deepEqual(parseBasic("Basic " + btoa("u:p:w")), { user: "u", password: "p:w" });
@@ -18,4 +18,13 @@ Deno.test("timingSafeEqual", () => {
   assert.ok(timingSafeEqual(new Uint8Array([1, 2]), new Uint8Array([1, 2])));
   assert.ok(!timingSafeEqual(new Uint8Array([1, 2]), new Uint8Array([1, 3])));
   assert.ok(!timingSafeEqual(new Uint8Array([1]), new Uint8Array([1, 2])));
+});
+
+Deno.test("parseBearer", () => {
+  assert.equal(parseBearer("Bearer abc.DEF-123"), "abc.DEF-123");
+  assert.equal(parseBearer("bearer   abc "), "abc");
+  assert.equal(parseBearer(undefined), null);
+  assert.equal(parseBearer("Bearer"), null);
+  assert.equal(parseBearer("Bearer a b"), null);
+  assert.equal(parseBearer("Basic " + btoa("u:p")), null);
 });

@@ -1,6 +1,8 @@
 /**
  * The admin API: health, readiness, routes, upstreams, redacted config,
  * reload, info and Prometheus metrics, served by Hono on `Deno.serve`.
+ * Authentication is in auth.ts, the rules for writes, `Host` and listeners
+ * beyond loopback in guard.ts.
  *
  * @module
  */
@@ -8,7 +10,9 @@
 import { Hono } from "hono";
 import type { AdminConfig } from "../config/types.ts";
 import { logger } from "../observability/logger.ts";
-import { basicAuth } from "./auth.ts";
+import { hasAdminCredentials, isLoopbackHostname } from "../config/admin_exposure.ts";
+import { adminAuth } from "./auth.ts";
+import { adminGuard, exposedWithoutAuth, forbidden } from "./guard.ts";
 import { redactConfig } from "./redact.ts";
 import type { AdminBackend } from "./types.ts";
 import { currentPluginManager } from "../wasm/mod.ts";
@@ -37,11 +41,12 @@ export function createAdminApp(backend: AdminBackend, cfg: AdminConfig): Hono {
   app.notFound((c) => c.json({ error: "not found" }, 404));
 
   if (cfg.auth?.enabled) {
-    app.use(
-      "*",
-      basicAuth({ users: cfg.auth.users, realm: cfg.auth.realm || "Loom", publicPaths: PUBLIC_PATHS }),
-    );
+    const { users, token, realm } = cfg.auth;
+    app.use("*", adminAuth({ users, token, realm: realm || "Loom", publicPaths: PUBLIC_PATHS }));
   }
+  // "" (all interfaces) is not loopback: that is also what Deno.serve binds for it.
+  const guard = { loopback: isLoopbackHostname(cfg.hostname), authenticated: hasAdminCredentials(cfg.auth) };
+  app.use("*", adminGuard(guard));
 
   app.use("*", async (c, next) => {
     if (c.req.method !== "GET" && c.req.method !== "HEAD") return next();
@@ -57,7 +62,12 @@ export function createAdminApp(backend: AdminBackend, cfg: AdminConfig): Hono {
   });
   app.get("/routes", (c) => c.json(backend.routes()));
   app.get("/upstreams", async (c) => c.json(await backend.upstreams()));
-  app.get("/config", (c) => c.json(redactConfig(backend.config())));
+  app.get("/config", (c) => {
+    if (exposedWithoutAuth(guard)) {
+      return forbidden(c, "GET /config needs admin.auth on an address beyond loopback");
+    }
+    return c.json(redactConfig(backend.config(), { envPaths: backend.configEnvPaths?.() }));
+  });
   app.get("/info", (c) => c.json(backend.info()));
   // Plugins of this isolate's gateway unless the backend merges workers itself.
   app.get("/plugins", async (c) => {

@@ -47,6 +47,8 @@ export interface AdminBackend {
   upstreams(): Promise<UpstreamInfo[]>;
   /** The current configuration (the admin API redacts secrets itself). */
   config(): LoomConfig;
+  /** YAML paths of the current config's values that came from `${VAR}` (redacted by GET /config). */
+  configEnvPaths?(): readonly string[];
   reload(): Promise<ReloadResult>;
   /**
    * Drains (true) or re-enables an upstream endpoint on every worker; false
