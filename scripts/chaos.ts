@@ -12,9 +12,10 @@
  * behind a circuit breaker (fail-fast 503s are expected and counted apart);
  * SIGTERM under load (requests accepted before the signal must all complete).
  */
-import { freePort, startLoom, writeTempConfig } from "../tests/helpers.ts";
-import { metricValue, postReload, writeConfig, yamlOf } from "../tests/gateway_util.ts";
-import { controlledUpstream, type LoadResult, runLoad, until } from "../tests/resilience_util.ts";
+import { freePort, startLoom, waitFor, writeConfig, writeTempConfig, yamlOf } from "../tests/helpers.ts";
+import { metricValue, postReload } from "../tests/gateway_util.ts";
+import { type LoadResult, runLoad } from "../tests/resilience_util.ts";
+import { startUpstream } from "../tests/upstream.ts";
 import { setLogLevel } from "../src/observability/logger.ts";
 import { H2Connection, type H2Stream } from "../src/http2/connection.ts";
 import { ErrorCode } from "../src/http2/frame.ts";
@@ -27,7 +28,7 @@ const row = (scenario: string, r: LoadResult, notes: string) =>
   rows.push({ scenario, sent: r.sent, failed: r.failed, p99: r.p99, notes });
 
 async function failover(): Promise<void> {
-  const ups = [controlledUpstream(), controlledUpstream(), controlledUpstream()];
+  const ups = [startUpstream(), startUpstream(), startUpstream()];
   const loom = await startLoom(yamlOf({
     upstreams: [{
       name: "svc",
@@ -289,7 +290,7 @@ async function h2Failover(): Promise<void> {
 }
 
 async function reloadStorm(): Promise<void> {
-  const ups = [controlledUpstream(), controlledUpstream(), controlledUpstream()];
+  const ups = [startUpstream(), startUpstream(), startUpstream()];
   const variant = (i: number) =>
     yamlOf({
       upstreams: [{
@@ -390,7 +391,7 @@ async function sse(): Promise<void> {
 }
 
 async function circuit(): Promise<void> {
-  const up = controlledUpstream();
+  const up = startUpstream();
   const loom = await startLoom(yamlOf({
     upstreams: [{
       name: "svc",
@@ -423,7 +424,7 @@ async function circuit(): Promise<void> {
 }
 
 async function sigterm(): Promise<void> {
-  const up = controlledUpstream({ delayMs: 50 });
+  const up = startUpstream({ delayMs: 50 });
   const port = freePort();
   const admin = freePort();
   const cfg = writeTempConfig(
@@ -450,7 +451,7 @@ async function sigterm(): Promise<void> {
     stdout: "null",
     stderr: "null",
   }).spawn();
-  await until(
+  await waitFor(
     "ready",
     () => fetch(`http://127.0.0.1:${admin}/ready`).then((r) => r.text().then(() => r.ok), () => false),
     20_000,

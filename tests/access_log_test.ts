@@ -1,16 +1,6 @@
 import assert from "node:assert/strict";
-import { itest, startLoom, startUpstream } from "./helpers.ts";
-
-/** Polls `f` until it returns a value (bounded). */
-async function until<T>(f: () => T | undefined, ms = 3000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error("timed out waiting");
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { itest, startLoom, waitFor } from "./helpers.ts";
+import { startUpstream } from "./upstream.ts";
 
 itest("access log: one JSON line per request, written to the configured file", async () => {
   const up = startUpstream(() => new Response("hello"));
@@ -39,11 +29,11 @@ routes:
     });
     assert.equal(await res.text(), "hello");
     await (await fetch(loom.url("/nowhere"))).body?.cancel();
-    const lines = await until(() => {
+    const lines = await waitFor("2 access log lines", () => {
       const text = Deno.readTextFileSync(logPath).trim();
       const ls = text === "" ? [] : text.split("\n");
       return ls.length >= 2 ? ls : undefined;
-    });
+    }, 3000);
     const first = JSON.parse(lines[0]);
     assert.equal(first.request_id, "req-abc");
     assert.equal(first.route, "logged");

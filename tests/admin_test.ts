@@ -4,9 +4,10 @@
  * safety rules (auth beyond loopback, deliberate writes, loopback Host).
  */
 import assert from "node:assert/strict";
-import { freePort, itest, startLoom, writeTempConfig } from "./helpers.ts";
-import { echo, echoUpstream, get, metricValue, postReload, waitFor, yamlOf } from "./gateway_util.ts";
-import { rawRequest } from "./gateway_util.ts"; // sets the Host header, which fetch() cannot
+import { freePort, itest, startLoom, waitFor, writeTempConfig, yamlOf } from "./helpers.ts";
+import { echo, get, metricValue, postReload } from "./gateway_util.ts";
+import { startUpstream } from "./upstream.ts";
+import { rawRequest } from "./http1_util.ts"; // sets the Host header, which fetch() cannot
 import { ConfigInvalidError, Supervisor } from "../src/runtime/supervisor.ts";
 
 /** Marks an admin write as deliberate (the admin API refuses writes a web page could send). */
@@ -19,7 +20,7 @@ interface UpstreamsBody {
 }
 
 itest("admin: /health, /ready, /routes, /info, unknown paths", async () => {
-  const up = echoUpstream("up");
+  const up = startUpstream({ echo: "up" });
   const loom = await startLoom(yamlOf({
     upstreams: [{ name: "up", endpoints: [up.address] }],
     routes: [
@@ -60,8 +61,8 @@ itest("admin: /health, /ready, /routes, /info, unknown paths", async () => {
 });
 
 itest("admin: /upstreams shows endpoints, weights and in-flight counts during slow requests", async () => {
-  const slow = echoUpstream("slow", 800);
-  const fast = echoUpstream("fast");
+  const slow = startUpstream({ echo: "slow", delayMs: 800 });
+  const fast = startUpstream({ echo: "fast" });
   const loom = await startLoom(yamlOf({
     upstreams: [
       {
@@ -129,7 +130,7 @@ itest("admin: /upstreams shows endpoints, weights and in-flight counts during sl
 });
 
 itest("admin: /config redacts secrets", async () => {
-  const up = echoUpstream("up");
+  const up = startUpstream({ echo: "up" });
   const loom = await startLoom(yamlOf({
     upstreams: [{ name: "up", endpoints: [up.address] }],
     routes: [{
@@ -164,7 +165,7 @@ itest("admin: /config redacts secrets", async () => {
 });
 
 itest("admin: /metrics counts requests by route id (never raw path) and moves with traffic", async () => {
-  const up = echoUpstream("up");
+  const up = startUpstream({ echo: "up" });
   const loom = await startLoom(yamlOf({
     upstreams: [{ name: "up", endpoints: [up.address] }],
     routes: [
@@ -235,7 +236,7 @@ itest("admin: on 0.0.0.0 without auth Loom refuses to start, naming admin.addres
 itest(
   "admin: on 0.0.0.0 with admin.insecure: true, reads are open; /config and writes are refused",
   async () => {
-    const up = echoUpstream("up");
+    const up = startUpstream({ echo: "up" });
     const loom = await startLoom(yamlOf({
       upstreams: [{ name: "up", endpoints: [up.address] }],
       routes: [{ id: "r", path: "/*", upstream: "up" }],
@@ -266,7 +267,7 @@ itest(
 itest(
   "admin: on 0.0.0.0 with a token from ${ENV} and Basic users; /config redacts env values, secrets",
   async () => {
-    const up = echoUpstream("up");
+    const up = startUpstream({ echo: "up" });
     const TOKEN = "t0ken-from-the-environment-" + crypto.randomUUID();
     const env = { LOOM_TEST_ADMIN_TOKEN: TOKEN, LOOM_TEST_TENANT: "tenant-from-env" };
     for (const [k, v] of Object.entries(env)) Deno.env.set(k, v);
@@ -337,7 +338,7 @@ itest(
 );
 
 itest("admin: on loopback without auth, forged writes and foreign Host names are refused", async () => {
-  const up = echoUpstream("up");
+  const up = startUpstream({ echo: "up" });
   const loom = await startLoom(yamlOf({
     upstreams: [{ name: "up", endpoints: [up.address] }],
     routes: [{ id: "r", path: "/*", upstream: "up" }],
@@ -367,12 +368,15 @@ itest("admin: on loopback without auth, forged writes and foreign Host names are
 
     // DNS rebinding: the browser sends the attacker's name as Host.
     for (const host of ["attacker.example", `attacker.example:${loom.adminPort}`]) {
-      const res = await rawRequest(loom.adminPort, "/config", { host });
-      assert.equal(res.status, 403, host);
-      assert.match(JSON.parse(res.body).error, /^forbidden: the Host header must name a loopback address/);
+      const { res } = await rawRequest(loom.adminPort, { target: "/config", host });
+      assert.equal(res?.status, 403, host);
+      assert.match(
+        JSON.parse(new TextDecoder().decode(res?.body)).error,
+        /^forbidden: the Host header must name a loopback address/,
+      );
     }
     for (const host of [`127.0.0.1:${loom.adminPort}`, `localhost:${loom.adminPort}`]) {
-      assert.equal((await rawRequest(loom.adminPort, "/config", { host })).status, 200, host);
+      assert.equal((await rawRequest(loom.adminPort, { target: "/config", host })).res?.status, 200, host);
     }
   } finally {
     await loom.close();

@@ -3,8 +3,9 @@
  * name: each assertion counts which upstream answered.
  */
 import assert from "node:assert/strict";
-import { itest, startLoom, type TestLoom, type TestUpstream } from "./helpers.ts";
-import { echo, echoUpstream, get, postReload, waitFor, writeConfig, yamlOf } from "./gateway_util.ts";
+import { itest, startLoom, type TestLoom, waitFor, writeConfig, yamlOf } from "./helpers.ts";
+import { echo, get, postReload } from "./gateway_util.ts";
+import { startUpstream, type TestUpstream } from "./upstream.ts";
 
 interface Balanced {
   loom: TestLoom;
@@ -28,7 +29,10 @@ async function balanced(
   upstream: Record<string, unknown>,
   opts: { weights?: number[]; delays?: number[] } = {},
 ): Promise<Balanced> {
-  const ups = Array.from({ length: n }, (_, i) => echoUpstream(`u${i}`, opts.delays?.[i] ?? 0));
+  const ups = Array.from(
+    { length: n },
+    (_, i) => startUpstream({ echo: `u${i}`, delayMs: opts.delays?.[i] ?? 0 }),
+  );
   let loom: TestLoom;
   try {
     loom = await startLoom(lbYaml(ups, upstream, opts.weights));
@@ -197,8 +201,8 @@ itest("balancing: consistent_hash by client IP keeps one client on one endpoint"
 itest(
   "balancing: upstream per_try_timeout and connect_timeout (pool wait) give 504; route overrides win",
   async () => {
-    const slow = echoUpstream("slow", 1000);
-    const capped = echoUpstream("capped", 800);
+    const slow = startUpstream({ echo: "slow", delayMs: 1000 });
+    const capped = startUpstream({ echo: "capped", delayMs: 800 });
     const loom = await startLoom(yamlOf({
       upstreams: [
         { name: "slow", endpoints: [slow.address], per_try_timeout: "300ms" },

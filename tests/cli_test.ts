@@ -4,8 +4,9 @@
  * drains), and the default config as `deno task start` runs it.
  */
 import assert from "node:assert/strict";
-import { freePort, itest, writeTempConfig } from "./helpers.ts";
-import { echoUpstream, get, waitFor, yamlOf } from "./gateway_util.ts";
+import { freePort, itest, waitFor, writeTempConfig, yamlOf } from "./helpers.ts";
+import { get } from "./gateway_util.ts";
+import { startUpstream } from "./upstream.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const MAIN = new URL("../src/cli/main.ts", import.meta.url).pathname;
@@ -182,8 +183,8 @@ admin:
 );
 
 itest("cli: run serves, SIGHUP reloads, SIGTERM drains an in-flight request and exits 0", async () => {
-  const fast = echoUpstream("fast");
-  const slow = echoUpstream("slow", 1000);
+  const fast = startUpstream({ echo: "fast" });
+  const slow = startUpstream({ echo: "slow", delayMs: 1000 });
   const port = freePort();
   const adminPort = freePort();
   const cfg = (routes: unknown[]) =>

@@ -1,10 +1,13 @@
 /**
- * Shared helpers for integration tests: real servers on loopback, a Loom
- * supervisor started in-process from YAML, raw TCP clients.
+ * Shared helpers for integration tests: time-bounded tests, free ports, the
+ * config builder ({@linkcode yamlOf}, {@linkcode writeConfig}), a Loom started
+ * in-process or as a child process from YAML, and polling ({@linkcode waitFor}).
+ * The fake upstream is tests/upstream.ts, the raw HTTP/1.1 client tests/http1_util.ts.
  */
 import { Supervisor } from "../src/runtime/supervisor.ts";
 import { setLogLevel } from "../src/observability/logger.ts";
 import { type Tool, toolTest } from "./tools.ts";
+import type { PluginSpec } from "./wasm_util.ts";
 
 setLogLevel((Deno.env.get("LOOM_TEST_LOG") as "debug" | undefined) ?? "error");
 
@@ -74,16 +77,75 @@ export interface TestLoom {
 }
 
 /**
- * Writes a test config: `${PORT}`/`${ADMIN_PORT}` become free ports; access
+ * A test config's text: `${PORT}`/`${ADMIN_PORT}` become the given ports; access
  * logs are off and the admin API is on loopback unless the YAML says otherwise.
  */
-function prepareConfig(yaml: string): { configPath: string; port: number; adminPort: number } {
-  const port = freePort();
-  const adminPort = freePort();
+function configText(yaml: string, port: number, adminPort: number): string {
   let text = yaml.replaceAll("${PORT}", String(port)).replaceAll("${ADMIN_PORT}", String(adminPort));
   if (!/^access_log:/m.test(text)) text += "\naccess_log:\n  enabled: false\n";
   if (!/^admin:/m.test(text)) text += `\nadmin:\n  address: "127.0.0.1:${adminPort}"\n`;
-  return { configPath: writeTempConfig(text), port, adminPort };
+  return text;
+}
+
+/** Writes a test config ({@linkcode configText}) with free ports. */
+function prepareConfig(yaml: string): { configPath: string; port: number; adminPort: number } {
+  const port = freePort();
+  const adminPort = freePort();
+  return { configPath: writeTempConfig(configText(yaml, port, adminPort)), port, adminPort };
+}
+
+/** Rewrites a running test Loom's config file the way it was written at start (same ports). */
+export function writeConfig(
+  loom: { configPath: string; port: number; adminPort: number },
+  yaml: string,
+): void {
+  // Write then rename: a watcher never sees a half-written file.
+  const tmp = loom.configPath + ".tmp";
+  Deno.writeTextFileSync(tmp, configText(yaml, loom.port, loom.adminPort));
+  Deno.renameSync(tmp, loom.configPath);
+}
+
+/** What {@linkcode yamlOf} writes; lists go in as YAML flow (JSON), as in the config reference. */
+export interface ConfigParts {
+  /** Keys added to the one listener, `http` on 127.0.0.1:${PORT}. */
+  listener?: Record<string, unknown>;
+  upstreams?: unknown[];
+  routes?: unknown[];
+  plugins?: PluginSpec[];
+  /** Shorthand: upstream `up` with these endpoints (plus `upstream` keys) and route `all` (`/*`, plus `route` keys). */
+  endpoints?: string[];
+  upstream?: Record<string, unknown>;
+  route?: Record<string, unknown>;
+  /** Shorthand of the plugin tests: upstream `app` (and `auth`), and per [id, plugin names] a route `/<id>/*` to app. */
+  app?: { address: string };
+  auth?: { address: string };
+  pluginRoutes?: [string, string[]][];
+  /** YAML appended as is. */
+  extra?: string;
+}
+
+/** The test config builder: a Loom YAML with one http listener on ${PORT} and the given parts. */
+export function yamlOf(parts: ConfigParts): string {
+  const upstreams = [...parts.upstreams ?? []];
+  const routes = [...parts.routes ?? []];
+  if (parts.endpoints) {
+    upstreams.push({ name: "up", endpoints: parts.endpoints, ...parts.upstream });
+    routes.push({ id: "all", path: "/*", upstream: "up", ...parts.route });
+  }
+  if (parts.app) upstreams.push({ name: "app", endpoints: [parts.app.address] });
+  if (parts.auth) upstreams.push({ name: "auth", endpoints: [parts.auth.address] });
+  for (const [id, plugins] of parts.pluginRoutes ?? []) {
+    routes.push({ id, path: `/${id}/*`, upstream: "app", plugins });
+  }
+  const listener = Object.entries(parts.listener ?? {}).map(([k, v]) => `\n    ${k}: ${JSON.stringify(v)}`);
+  return [
+    "listeners:",
+    '  - name: http\n    address: "127.0.0.1:${PORT}"\n    protocol: http' + listener.join(""),
+    `upstreams: ${JSON.stringify(upstreams)}`,
+    `routes: ${JSON.stringify(routes)}`,
+    ...(parts.plugins ? [`plugins: ${JSON.stringify(parts.plugins)}`] : []),
+    parts.extra ?? "",
+  ].join("\n") + "\n";
 }
 
 /**
@@ -107,76 +169,6 @@ export async function startLoom(yaml: string, opts: { watch?: boolean } = {}): P
       } catch { /* gone */ }
     },
   };
-}
-
-/** A test upstream on Deno.serve. */
-export interface TestUpstream {
-  port: number;
-  address: string;
-  /** Requests seen, newest last. */
-  seen: { method: string; url: string; headers: Headers }[];
-  close(): Promise<void>;
-}
-
-/** Starts an upstream on 127.0.0.1 with `handler` (default: 200 "ok:<port>"). */
-export function startUpstream(handler?: (req: Request) => Response | Promise<Response>): TestUpstream {
-  const seen: TestUpstream["seen"] = [];
-  let port = 0;
-  const server: Deno.HttpServer<Deno.NetAddr> = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-    (req): Response | Promise<Response> => {
-      seen.push({ method: req.method, url: req.url, headers: req.headers });
-      return handler ? handler(req) : new Response(`ok:${port}`);
-    },
-  );
-  port = server.addr.port;
-  return {
-    port: server.addr.port,
-    address: `127.0.0.1:${server.addr.port}`,
-    seen,
-    close: () => server.shutdown(),
-  };
-}
-
-const enc = new TextEncoder();
-const dec = new TextDecoder();
-
-/**
- * Sends raw bytes to 127.0.0.1:port and returns everything received until
- * the server closes or `idleMs` passes without data.
- */
-export async function rawExchange(
-  port: number,
-  data: string | Uint8Array,
-  idleMs = 1000,
-): Promise<string> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  try {
-    await conn.write(typeof data === "string" ? enc.encode(data) : data);
-    let out = "";
-    const buf = new Uint8Array(64 * 1024);
-    for (;;) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const n = await Promise.race([
-        conn.read(buf),
-        new Promise<"idle">((r) => timer = setTimeout(() => r("idle"), idleMs)),
-      ]).catch(() => null);
-      clearTimeout(timer);
-      if (n === null || n === "idle") break;
-      out += dec.decode(buf.subarray(0, n));
-    }
-    return out;
-  } finally {
-    try {
-      conn.close();
-    } catch { /* closed */ }
-  }
-}
-
-/** Status code of the first response in a raw HTTP/1.1 reply ("" if none). */
-export function statusOf(raw: string): string {
-  const m = /^HTTP\/1\.[01] (\d{3})/.exec(raw);
-  return m ? m[1] : "";
 }
 
 /** A Loom running as a child process (its own process: workers, signals, stderr in assertion messages). */
@@ -258,4 +250,30 @@ export async function startLoomProcess(yaml: string, readyMs = 15_000): Promise<
       } catch { /* gone */ }
     },
   };
+}
+
+/**
+ * Polls `check` every `everyMs` until it returns something other than undefined or false, and returns
+ * that; a check that throws is tried again. After `timeoutMs` it throws, naming `what` (and the last error).
+ */
+export async function waitFor<T>(
+  what: string,
+  check: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 5000,
+  everyMs = 20,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown = undefined;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined && v !== false) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last}` : ""}`);
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
 }

@@ -5,7 +5,9 @@
  * every byte) must receive nothing.
  */
 import assert from "node:assert/strict";
-import { btest, type Message, rawRequest, startLoomWith, startRawUpstream } from "./http1_util.ts";
+import { btest, type Message, rawRequest } from "./http1_util.ts";
+import { startUpstream } from "./upstream.ts";
+import { startLoom, yamlOf } from "./helpers.ts";
 
 const H = "Host: a\r\n";
 const post = (fields: string, body = "") => `POST / HTTP/1.1\r\n${H}${fields}\r\n${body}`;
@@ -139,8 +141,8 @@ btest(
   "http1 strict: smuggling and malformed shapes are rejected and never reach the upstream",
   60_000,
   async (t) => {
-    const up = startRawUpstream();
-    const loom = await startLoomWith({ endpoints: [up.address] });
+    const up = startUpstream({ raw: true });
+    const loom = await startLoom(yamlOf({ endpoints: [up.address] }));
     const totalReceived = () => up.raw.reduce((n, s) => n + s.length, 0);
     try {
       for (const [name, req, status] of CASES) {

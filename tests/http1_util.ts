@@ -1,12 +1,9 @@
 /**
- * Helpers for the HTTP/1.1 engine and proxy integration tests: time-bounded
- * tests, a raw TCP upstream that records the exact bytes it receives, a raw
- * TCP client that parses responses, and a YAML builder for one listener, one
- * upstream and one catch-all route.
+ * The raw HTTP/1.1 side of the tests: time-bounded tests, a lenient message
+ * parser, and the raw TCP client ({@linkcode RawClient}, {@linkcode rawRequest})
+ * that writes bytes as given and parses what comes back. The raw upstream is
+ * tests/upstream.ts (`startUpstream({ raw })`).
  */
-import { startLoom, type TestLoom } from "./helpers.ts";
-
-const enc = new TextEncoder();
 
 /** Bytes to a string, one char per byte (offsets stay valid). */
 export function latin1(b: Uint8Array): string {
@@ -225,200 +222,44 @@ export class RawClient {
   }
 }
 
-/** Sends `data` on a fresh connection, returns the first response and how the connection ended. */
+/** A request {@linkcode rawRequest} writes: `METHOD target HTTP/1.1`, Host, `headers`, `Connection: close`. */
+export interface RawTarget {
+  /** Written byte for byte (fetch() would normalise it). */
+  target: string;
+  method?: string;
+  headers?: Record<string, string>;
+  /** Default 127.0.0.1. */
+  host?: string;
+}
+
+/**
+ * Sends `data` (or the request of a {@linkcode RawTarget}) on a fresh connection; returns the first
+ * response, how the connection ended and the bytes received until then.
+ */
 export async function rawRequest(
   port: number,
-  data: string | Uint8Array,
+  data: string | Uint8Array | RawTarget,
   ms = 3000,
   waitClose = true,
 ): Promise<{ res: Message | null; close: CloseKind; text: string }> {
+  let noBody = false;
+  if (typeof data === "object" && !(data instanceof Uint8Array)) {
+    const method = data.method ?? "GET";
+    noBody = method === "HEAD";
+    const lines = [`${method} ${data.target} HTTP/1.1`, `Host: ${data.host ?? "127.0.0.1"}`];
+    for (const [k, v] of Object.entries(data.headers ?? {})) lines.push(`${k}: ${v}`);
+    lines.push("Connection: close", "", "");
+    data = new TextEncoder().encode(lines.join("\r\n"));
+  }
   const c = await RawClient.connect(port);
   try {
     await c.write(data).catch(() => {});
-    await c.until((b) => parseMessage(b, {}) !== null, ms).catch(() => {});
+    await c.until((b) => parseMessage(b, { noBody }) !== null, ms).catch(() => {});
     const text = c.buf;
-    const p = parseMessage(c.buf, { eof: c.closedBy !== null });
+    const p = parseMessage(c.buf, { noBody, eof: c.closedBy !== null });
     const close = waitClose ? await c.waitClose(ms) : c.closedBy ?? "timeout";
     return { res: p?.msg ?? null, close, text };
   } finally {
     c.close();
   }
-}
-
-// ---------------------------------------------------------------------------
-// Raw upstream
-
-/** What a raw upstream connection handler receives. */
-export interface RawUpstreamConn {
-  conn: Deno.TcpConn;
-  /** Everything received on this connection so far (latin1). */
-  received(): string;
-  /** Resolves with the next complete request on this connection (null on EOF). */
-  nextRequest(): Promise<Message | null>;
-  write(data: string | Uint8Array): Promise<void>;
-  close(): void;
-  /** Resolves when the peer closes or resets. */
-  closed: Promise<void>;
-}
-
-/** A raw TCP upstream recording the exact bytes of every connection. */
-export interface RawUpstream {
-  port: number;
-  address: string;
-  /** Accepted connections. */
-  conns: number;
-  /** Complete requests parsed so far, in arrival order. */
-  requests: Message[];
-  /** Raw bytes received per connection, latin1. */
-  raw: string[];
-  /** Per connection: the peer closed or reset it. */
-  ended: boolean[];
-  close(): void;
-}
-
-/**
- * Starts a raw upstream. The default handler answers every complete request
- * with 200 "ok" (keep-alive); a custom one drives the connection itself.
- */
-export function startRawUpstream(handler?: (c: RawUpstreamConn) => Promise<void>): RawUpstream {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  const up: RawUpstream = {
-    port,
-    address: `127.0.0.1:${port}`,
-    conns: 0,
-    requests: [],
-    raw: [],
-    ended: [],
-    close: () => {
-      try {
-        listener.close();
-      } catch { /* closed */ }
-      for (const c of open) {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
-    },
-  };
-  const open = new Set<Deno.TcpConn>();
-  (async () => {
-    for (;;) {
-      let conn: Deno.TcpConn;
-      try {
-        conn = await listener.accept();
-      } catch {
-        return;
-      }
-      open.add(conn);
-      const idx = up.conns++;
-      up.raw[idx] = "";
-      up.ended[idx] = false;
-      let parsedUpTo = 0;
-      let eof = false;
-      let wake = null as (() => void) | null;
-      const closed = deferred();
-      const buf = new Uint8Array(64 * 1024);
-      (async () => {
-        try {
-          for (;;) {
-            const n = await conn.read(buf);
-            if (n === null) break;
-            up.raw[idx] += latin1(buf.subarray(0, n));
-            wake?.();
-          }
-        } catch { /* reset */ }
-        eof = true;
-        up.ended[idx] = true;
-        open.delete(conn);
-        closed.resolve();
-        wake?.();
-      })();
-      const c: RawUpstreamConn = {
-        conn,
-        received: () => up.raw[idx],
-        async nextRequest() {
-          for (;;) {
-            const p = parseMessage(up.raw[idx].slice(parsedUpTo));
-            if (p !== null) {
-              parsedUpTo += p.used;
-              up.requests.push(p.msg);
-              return p.msg;
-            }
-            if (eof) return null;
-            await new Promise<void>((r) => wake = r);
-            wake = null;
-          }
-        },
-        write: async (data) => {
-          const b = typeof data === "string" ? enc.encode(data) : data;
-          let off = 0;
-          while (off < b.length) off += await conn.write(b.subarray(off));
-        },
-        close: () => {
-          try {
-            conn.close();
-          } catch { /* closed */ }
-        },
-        closed: closed.promise,
-      };
-      (handler ?? defaultRawHandler)(c).catch(() => {});
-    }
-  })();
-  return up;
-}
-
-async function defaultRawHandler(c: RawUpstreamConn): Promise<void> {
-  for (;;) {
-    const req = await c.nextRequest();
-    if (req === null) return c.close();
-    await c.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Config
-
-/** Options for {@linkcode loomConfig}. */
-export interface LoomOpts {
-  /** Upstream endpoint addresses. */
-  endpoints: string[];
-  /** Extra listener keys, e.g. { read_header_timeout: "300ms" }. */
-  listener?: Record<string, string | number>;
-  /** Extra route keys, e.g. { per_try_timeout: "300ms" }. */
-  route?: Record<string, string | number | boolean>;
-  /** Extra upstream keys. */
-  upstream?: Record<string, string | number>;
-}
-
-/** YAML with one listener on ${PORT}, upstream "up" and a catch-all route "all". */
-export function loomConfig(o: LoomOpts): string {
-  const kv = (r: Record<string, unknown> | undefined, indent: string) =>
-    Object.entries(r ?? {}).map(([k, v]) => `${indent}${k}: ${JSON.stringify(v)}\n`).join("");
-  return `
-listeners:
-  - name: http
-    address: "127.0.0.1:\${PORT}"
-    protocol: http
-${kv(o.listener, "    ")}upstreams:
-  - name: up
-    endpoints: [${o.endpoints.map((e) => JSON.stringify(e)).join(", ")}]
-${kv(o.upstream, "    ")}routes:
-  - id: all
-    path: /*
-    upstream: up
-${kv(o.route, "    ")}`;
-}
-
-/** startLoom(loomConfig(o)). */
-export function startLoomWith(o: LoomOpts): Promise<TestLoom> {
-  return startLoom(loomConfig(o));
-}
-
-/** A port with nothing listening (bound then closed). */
-export function deadPort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }

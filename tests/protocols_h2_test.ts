@@ -6,7 +6,8 @@
  * check used for upstream health checks.
  */
 import assert from "node:assert/strict";
-import { freePort, itest, startLoomProcess, startUpstream } from "./helpers.ts";
+import { freePort, itest, startLoomProcess } from "./helpers.ts";
+import { startUpstream } from "./upstream.ts";
 import { TestCa } from "./tls_util.ts";
 import { assertScenarios, runPeer, startGrpcServer } from "./grpc_util.ts";
 import { grpcProbe } from "../src/upstream/health_check.ts";

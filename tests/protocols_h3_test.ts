@@ -9,9 +9,10 @@
  */
 import { concat } from "../src/net/bytes.ts";
 import assert from "node:assert/strict";
-import { freePort, itest, startLoom, startUpstream, type TestLoom, type TestUpstream } from "./helpers.ts";
+import { freePort, itest, startLoom, type TestLoom, writeConfig } from "./helpers.ts";
 import { TestCa } from "./tls_util.ts";
-import { postReload, writeConfig } from "./gateway_util.ts";
+import { postReload } from "./gateway_util.ts";
+import { startUpstream, type TestUpstream } from "./upstream.ts";
 import {
   decodeSettings,
   decodeSingleVarint,

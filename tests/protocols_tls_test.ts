@@ -5,7 +5,8 @@
  * upstream headers, and certificates re-read on reload.
  */
 import assert from "node:assert/strict";
-import { itest, startLoom, startUpstream } from "./helpers.ts";
+import { itest, startLoom } from "./helpers.ts";
+import { startUpstream } from "./upstream.ts";
 import { curl, TestCa } from "./tls_util.ts";
 
 itest(

@@ -15,11 +15,10 @@ import {
   parseMessage,
   RawClient,
   rawRequest,
-  startLoomWith,
-  startRawUpstream,
   within,
 } from "./http1_util.ts";
-import { startLoom, startUpstream } from "./helpers.ts";
+import { startLoom, yamlOf } from "./helpers.ts";
+import { startUpstream } from "./upstream.ts";
 import type { LocalHandle } from "../src/runtime/handles.ts";
 
 const dec = new TextDecoder();
@@ -31,8 +30,8 @@ btest(
   "headers: hop-by-hop fields removed and forwarding fields added toward the upstream",
   10_000,
   async () => {
-    const up = startRawUpstream();
-    const loom = await startLoomWith({ endpoints: [up.address] });
+    const up = startUpstream({ raw: true });
+    const loom = await startLoom(yamlOf({ endpoints: [up.address] }));
     try {
       const { res } = await rawRequest(
         loom.port,
@@ -94,8 +93,8 @@ btest(
 );
 
 btest("headers: TE without trailers is dropped; Upgrade kept only when upgrading", 10_000, async () => {
-  const up = startRawUpstream();
-  const loom = await startLoomWith({ endpoints: [up.address] });
+  const up = startUpstream({ raw: true });
+  const loom = await startLoom(yamlOf({ endpoints: [up.address] }));
   try {
     await rawRequest(loom.port, "GET / HTTP/1.1\r\nHost: a\r\nTE: gzip\r\nUpgrade: h2c\r\n\r\n", 3000, false);
     const m = up.requests[0];
@@ -119,14 +118,16 @@ btest("headers: hop-by-hop fields removed from the response, Via added", 10_000,
     "X-Resp-Keep: yes\r\nContent-Length: 5\r\n\r\nhello",
   ];
   let i = 0;
-  const up = startRawUpstream(async (c) => {
-    for (;;) {
-      const req = await c.nextRequest();
-      if (req === null) return c.close();
-      await c.write(heads[i++ % heads.length]);
-    }
+  const up = startUpstream({
+    raw: async (c) => {
+      for (;;) {
+        const req = await c.nextRequest();
+        if (req === null) return c.close();
+        await c.write(heads[i++ % heads.length]);
+      }
+    },
   });
-  const loom = await startLoomWith({ endpoints: [up.address] });
+  const loom = await startLoom(yamlOf({ endpoints: [up.address] }));
   const c = await RawClient.connect(loom.port);
   try {
     for (const status of [200, 201]) {
@@ -156,12 +157,14 @@ btest(
   "headers: an HTTP/1.0 close-delimited upstream answer reaches an HTTP/1.1 client framed",
   10_000,
   async () => {
-    const up = startRawUpstream(async (c) => {
-      await c.nextRequest();
-      await c.write("HTTP/1.0 200 OK\r\nX-A: b\r\n\r\nuntil-close");
-      c.close();
+    const up = startUpstream({
+      raw: async (c) => {
+        await c.nextRequest();
+        await c.write("HTTP/1.0 200 OK\r\nX-A: b\r\n\r\nuntil-close");
+        c.close();
+      },
     });
-    const loom = await startLoomWith({ endpoints: [up.address] });
+    const loom = await startLoom(yamlOf({ endpoints: [up.address] }));
     const c = await RawClient.connect(loom.port);
     try {
       await c.write("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -235,7 +238,7 @@ btest(
   10_000,
   async () => {
     const up = startUpstream(() => new Response("ok"));
-    const loom = await startLoomWith({ endpoints: [up.address] });
+    const loom = await startLoom(yamlOf({ endpoints: [up.address] }));
     try {
       const ids = async (h: Record<string, string>) => {
         const res = await fetch(loom.url("/"), { headers: h });
@@ -268,7 +271,7 @@ btest("errors: connection refused gives 502 JSON", 10_000, async () => {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const dead = (l.addr as Deno.NetAddr).port;
   l.close();
-  const loom = await startLoomWith({ endpoints: [`127.0.0.1:${dead}`] });
+  const loom = await startLoom(yamlOf({ endpoints: [`127.0.0.1:${dead}`] }));
   try {
     const res = await fetch(loom.url("/x"), { headers: { "x-request-id": "rid-502" } });
     assert.equal(res.status, 502);
@@ -284,7 +287,7 @@ btest("errors: connection refused gives 502 JSON", 10_000, async () => {
 
 btest("errors: no available endpoint gives 503 JSON", 10_000, async () => {
   const up = startUpstream();
-  const loom = await startLoomWith({ endpoints: [up.address] });
+  const loom = await startLoom(yamlOf({ endpoints: [up.address] }));
   try {
     assert.equal((await (await fetch(loom.url("/"))).text()).startsWith("ok:"), true);
     // No config knob marks an endpoint down: reach the live endpoint object of this in-process instance.
@@ -307,7 +310,7 @@ btest("errors: an upstream 500 with a body passes through untouched", 10_000, as
   const up = startUpstream(() =>
     new Response(body, { status: 500, headers: { "content-type": "application/problem+json", "x-up": "1" } })
   );
-  const loom = await startLoomWith({ endpoints: [up.address] });
+  const loom = await startLoom(yamlOf({ endpoints: [up.address] }));
   try {
     const res = await fetch(loom.url("/"));
     assert.equal(res.status, 500);
@@ -327,12 +330,14 @@ for (
   ] as const
 ) {
   btest(`errors: upstream closing mid-body (${name}) aborts the client connection`, 10_000, async () => {
-    const up = startRawUpstream(async (c) => {
-      await c.nextRequest();
-      await c.write(head + partial);
-      c.close();
+    const up = startUpstream({
+      raw: async (c) => {
+        await c.nextRequest();
+        await c.write(head + partial);
+        c.close();
+      },
     });
-    const loom = await startLoomWith({ endpoints: [up.address] });
+    const loom = await startLoom(yamlOf({ endpoints: [up.address] }));
     const c = await RawClient.connect(loom.port);
     try {
       await c.write("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -361,8 +366,8 @@ btest(
   "bodies: chunked request re-encoded upstream, chunk-ext dropped, trailers forwarded",
   10_000,
   async () => {
-    const up = startRawUpstream();
-    const loom = await startLoomWith({ endpoints: [up.address] });
+    const up = startUpstream({ raw: true });
+    const loom = await startLoom(yamlOf({ endpoints: [up.address] }));
     try {
       const c = await RawClient.connect(loom.port);
       await c.write(
@@ -398,8 +403,8 @@ btest(
 );
 
 btest("bodies: chunked request split across many small writes arrives intact", 10_000, async () => {
-  const up = startRawUpstream();
-  const loom = await startLoomWith({ endpoints: [up.address] });
+  const up = startUpstream({ raw: true });
+  const loom = await startLoom(yamlOf({ endpoints: [up.address] }));
   try {
     const c = await RawClient.connect(loom.port);
     const msg = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" +
@@ -423,19 +428,21 @@ btest(
   "bodies: Content-Length request forwarded with its length; response trailers relayed",
   10_000,
   async () => {
-    const up = startRawUpstream(async (c) => {
-      for (;;) {
-        const req = await c.nextRequest();
-        if (req === null) return c.close();
-        const b = latin1(req.body);
-        await c.write(
-          `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n${
-            b.length.toString(16)
-          }\r\n${b}\r\n0\r\nX-Sum: ${b.length}\r\n\r\n`,
-        );
-      }
+    const up = startUpstream({
+      raw: async (c) => {
+        for (;;) {
+          const req = await c.nextRequest();
+          if (req === null) return c.close();
+          const b = latin1(req.body);
+          await c.write(
+            `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n${
+              b.length.toString(16)
+            }\r\n${b}\r\n0\r\nX-Sum: ${b.length}\r\n\r\n`,
+          );
+        }
+      },
     });
-    const loom = await startLoomWith({ endpoints: [up.address] });
+    const loom = await startLoom(yamlOf({ endpoints: [up.address] }));
     const c = await RawClient.connect(loom.port);
     try {
       await c.write("POST / HTTP/1.1\r\nHost: a\r\nTE: trailers\r\nContent-Length: 11\r\n\r\nhello world");
@@ -462,7 +469,7 @@ btest("keep-alive: 3 pipelined requests answered in order on one connection", 10
     if (p === "/1") await new Promise((r) => setTimeout(r, 100));
     return new Response("path:" + p);
   });
-  const loom = await startLoomWith({ endpoints: [up.address] });
+  const loom = await startLoom(yamlOf({ endpoints: [up.address] }));
   const c = await RawClient.connect(loom.port);
   try {
     await c.write(
@@ -485,7 +492,7 @@ btest("keep-alive: 3 pipelined requests answered in order on one connection", 10
 
 btest("keep-alive: pipelined GET then POST whose body arrives later", 10_000, async () => {
   const up = startUpstream(async (req) => new Response(new URL(req.url).pathname + ":" + await req.text()));
-  const loom = await startLoomWith({ endpoints: [up.address] });
+  const loom = await startLoom(yamlOf({ endpoints: [up.address] }));
   const c = await RawClient.connect(loom.port);
   try {
     await c.write(
@@ -506,7 +513,7 @@ btest("keep-alive: pipelined GET then POST whose body arrives later", 10_000, as
 
 btest("keep-alive: Expect: 100-continue gets 100 Continue before the body is sent", 10_000, async () => {
   const up = startUpstream(async (req) => new Response("got:" + await req.text()));
-  const loom = await startLoomWith({ endpoints: [up.address] });
+  const loom = await startLoom(yamlOf({ endpoints: [up.address] }));
   const c = await RawClient.connect(loom.port);
   try {
     await c.write("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
@@ -532,20 +539,22 @@ btest("keep-alive: Expect: 100-continue gets 100 Continue before the body is sen
 });
 
 btest("keep-alive: HEAD keeps Content-Length without a body; 204 and 304 carry no body", 10_000, async () => {
-  const up = startRawUpstream(async (c) => {
-    for (;;) {
-      const req = await c.nextRequest();
-      if (req === null) return c.close();
-      const path = req.start.split(" ")[1];
-      if (req.start.startsWith("HEAD")) {
-        await c.write("HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nX-H: 1\r\n\r\n");
-      } else if (path === "/204") await c.write("HTTP/1.1 204 No Content\r\nX-H: 2\r\n\r\n");
-      else if (path === "/304") {
-        await c.write('HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nContent-Length: 99\r\n\r\n');
-      } else await c.write("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext");
-    }
+  const up = startUpstream({
+    raw: async (c) => {
+      for (;;) {
+        const req = await c.nextRequest();
+        if (req === null) return c.close();
+        const path = req.start.split(" ")[1];
+        if (req.start.startsWith("HEAD")) {
+          await c.write("HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nX-H: 1\r\n\r\n");
+        } else if (path === "/204") await c.write("HTTP/1.1 204 No Content\r\nX-H: 2\r\n\r\n");
+        else if (path === "/304") {
+          await c.write('HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nContent-Length: 99\r\n\r\n');
+        } else await c.write("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext");
+      }
+    },
   });
-  const loom = await startLoomWith({ endpoints: [up.address] });
+  const loom = await startLoom(yamlOf({ endpoints: [up.address] }));
   const c = await RawClient.connect(loom.port);
   try {
     await c.write("HEAD / HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -577,18 +586,20 @@ btest("keep-alive: HEAD keeps Content-Length without a body; 204 and 304 carry n
 
 btest("keep-alive: early upstream 413 during a large upload is relayed as 413, not 502", 20_000, async () => {
   for (const mode of ["close", "keep-open"] as const) {
-    const up = startRawUpstream(async (c) => {
-      const deadline = Date.now() + 5000;
-      while (!c.received().includes("\r\n\r\n") && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 5));
-      }
-      await c.write(
-        "HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big!",
-      );
-      if (mode === "close") c.close();
-      else await c.closed;
+    const up = startUpstream({
+      raw: async (c) => {
+        const deadline = Date.now() + 5000;
+        while (!c.received().includes("\r\n\r\n") && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        await c.write(
+          "HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big!",
+        );
+        if (mode === "close") c.close();
+        else await c.closed;
+      },
     });
-    const loom = await startLoomWith({ endpoints: [up.address] });
+    const loom = await startLoom(yamlOf({ endpoints: [up.address] }));
     const c = await RawClient.connect(loom.port);
     try {
       const size = 64 * 1024 * 1024;
@@ -631,7 +642,7 @@ btest("disconnect: client going away aborts the upstream request", 10_000, async
       });
     });
   });
-  const loom = await startLoomWith({ endpoints: [up.address] });
+  const loom = await startLoom(yamlOf({ endpoints: [up.address] }));
   try {
     const c = await RawClient.connect(loom.port);
     await c.write("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -647,10 +658,12 @@ btest("disconnect: client going away aborts the upstream request", 10_000, async
 });
 
 btest("disconnect: client going away mid-upload closes the upstream connection", 10_000, async () => {
-  const up = startRawUpstream(async (c) => {
-    await c.closed;
+  const up = startUpstream({
+    raw: async (c) => {
+      await c.closed;
+    },
   });
-  const loom = await startLoomWith({ endpoints: [up.address] });
+  const loom = await startLoom(yamlOf({ endpoints: [up.address] }));
   try {
     const c = await RawClient.connect(loom.port);
     await c.write("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n" + "x".repeat(10_000));
@@ -689,7 +702,7 @@ btest("websocket: upgrade tunnelled; text and binary echo; close code preserved"
     socket.onclose = (e) => closed.resolve({ code: e.code, reason: e.reason });
     return response;
   });
-  const loom = await startLoomWith({ endpoints: [up.address] });
+  const loom = await startLoom(yamlOf({ endpoints: [up.address] }));
   try {
     const ws = new WebSocket(`ws://127.0.0.1:${loom.port}/ws`);
     ws.binaryType = "arraybuffer";

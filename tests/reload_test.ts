@@ -4,18 +4,10 @@
  * requests surviving the removal of their route, reload metrics.
  */
 import assert from "node:assert/strict";
-import { itest, startLoom, type TestUpstream } from "./helpers.ts";
+import { itest, startLoom, waitFor, writeConfig, yamlOf } from "./helpers.ts";
 import { setLogOutput } from "../src/observability/logger.ts";
-import {
-  echo,
-  echoUpstream,
-  get,
-  metricValue,
-  postReload,
-  waitFor,
-  writeConfig,
-  yamlOf,
-} from "./gateway_util.ts";
+import { echo, get, metricValue, postReload } from "./gateway_util.ts";
+import { startUpstream, type TestUpstream } from "./upstream.ts";
 
 /** Config with one route per [id, upstream] pair, path /<id>; each upstream one endpoint. */
 function config(ups: Record<string, TestUpstream>, routes: [string, string][], extra = ""): string {
@@ -42,8 +34,8 @@ async function captureLogs<T>(fn: () => Promise<T>): Promise<[T, string[]]> {
 }
 
 itest("reload: a watched config file picks up new routes (in-place writes and atomic renames)", async () => {
-  const a = echoUpstream("a");
-  const b = echoUpstream("b");
+  const a = startUpstream({ echo: "a" });
+  const b = startUpstream({ echo: "b" });
   const ups = { a, b };
   const loom = await startLoom(config(ups, [["one", "a"]]), { watch: true });
   try {
@@ -78,8 +70,8 @@ itest("reload: a watched config file picks up new routes (in-place writes and at
 itest(
   "reload: POST /reload applies a new config; invalid configs are rejected with located errors",
   async () => {
-    const a = echoUpstream("a");
-    const b = echoUpstream("b");
+    const a = startUpstream({ echo: "a" });
+    const b = startUpstream({ echo: "b" });
     const ups = { a, b };
     const loom = await startLoom(config(ups, [["one", "a"]]));
     try {
@@ -138,7 +130,7 @@ itest(
 );
 
 itest("reload: a config the loader chokes on is rejected and later reloads still work", async () => {
-  const a = echoUpstream("a");
+  const a = startUpstream({ echo: "a" });
   const ups = { a };
   const loom = await startLoom(config(ups, [["one", "a"]]));
   try {
@@ -163,9 +155,9 @@ itest("reload: a config the loader chokes on is rejected and later reloads still
 });
 
 itest("reload: 10 reloads under 50 concurrent clients lose no request", async () => {
-  const a = echoUpstream("a");
-  const b = echoUpstream("b");
-  const c = echoUpstream("c");
+  const a = startUpstream({ echo: "a" });
+  const b = startUpstream({ echo: "b" });
+  const c = startUpstream({ echo: "c" });
   const ups = { a, b, c };
   const cfgA = config(ups, [["stable", "a"], ["x", "b"]]);
   const cfgB = yamlOf({
@@ -213,8 +205,8 @@ itest("reload: 10 reloads under 50 concurrent clients lose no request", async ()
 });
 
 itest("reload: in-flight requests on a removed route finish with 200", async () => {
-  const slow = echoUpstream("slow", 1000);
-  const fast = echoUpstream("fast");
+  const slow = startUpstream({ echo: "slow", delayMs: 1000 });
+  const fast = startUpstream({ echo: "fast" });
   const ups = { slow, fast };
   const loom = await startLoom(config(ups, [["slow", "slow"], ["fast", "fast"]]));
   try {

@@ -5,9 +5,10 @@
  * retryable statuses with body replay, and the non-idempotent opt-in.
  */
 import assert from "node:assert/strict";
-import { itest, startLoom } from "./helpers.ts";
-import { metricValue, postReload, writeConfig, yamlOf } from "./gateway_util.ts";
-import { controlledUpstream, endpointState, until } from "./resilience_util.ts";
+import { itest, startLoom, waitFor, writeConfig, yamlOf } from "./helpers.ts";
+import { metricValue, postReload } from "./gateway_util.ts";
+import { endpointState } from "./resilience_util.ts";
+import { startUpstream } from "./upstream.ts";
 
 /** Median of `n` sequential GETs (ms), asserting each status. */
 async function medianLatency(url: string, n: number, status: number): Promise<number> {
@@ -24,7 +25,7 @@ async function medianLatency(url: string, n: number, status: number): Promise<nu
 }
 
 itest("resilience: circuit opens after the threshold, fails fast, recovers through half-open", async () => {
-  const up = controlledUpstream();
+  const up = startUpstream();
   const loom = await startLoom(yamlOf({
     upstreams: [{
       name: "svc",
@@ -77,7 +78,7 @@ itest("resilience: circuit opens after the threshold, fails fast, recovers throu
     assert.equal((await endpointState(admin, "svc", up.address)).circuit, "open", "kept across the reload");
 
     // Still failing at the half-open probe: open again.
-    await until(
+    await waitFor(
       "half-open probe let through",
       async () => {
         const res = await fetch(loom.url("/x"));
@@ -91,7 +92,7 @@ itest("resilience: circuit opens after the threshold, fails fast, recovers throu
 
     // Upstream recovers: one probe, then success_threshold successes close the circuit.
     up.mode = "ok";
-    await until(
+    await waitFor(
       "half-open probe succeeds",
       async () => {
         const res = await fetch(loom.url("/x"));
@@ -118,7 +119,7 @@ itest("resilience: circuit opens after the threshold, fails fast, recovers throu
 });
 
 itest("resilience: bulkhead queues up to queue_size, then answers 503 at once", async () => {
-  const up = controlledUpstream({ delayMs: 300 });
+  const up = startUpstream({ delayMs: 300 });
   const loom = await startLoom(yamlOf({
     upstreams: [{
       name: "svc",
@@ -132,9 +133,10 @@ itest("resilience: bulkhead queues up to queue_size, then answers 503 at once", 
       { length: 3 },
       () => fetch(loom.url("/x")).then((r) => r.text().then(() => r.status)),
     );
-    await until(
+    await waitFor(
       "two in flight",
       async () => (await endpointState(loom.admin(""), "svc", up.address)).in_flight === 2,
+      10_000,
     );
     const t0 = performance.now();
     const r = await fetch(loom.url("/x"));

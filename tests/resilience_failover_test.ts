@@ -5,16 +5,16 @@
  * it is back. Also: drain/enable through the admin API, health check kinds.
  */
 import assert from "node:assert/strict";
-import { itest, startLoom } from "./helpers.ts";
-import { yamlOf } from "./gateway_util.ts";
-import { controlledUpstream, endpointState, runLoad, until } from "./resilience_util.ts";
+import { itest, startLoom, waitFor, yamlOf } from "./helpers.ts";
+import { endpointState, runLoad } from "./resilience_util.ts";
+import { startUpstream } from "./upstream.ts";
 import { probe } from "../src/upstream/health_check.ts";
 import type { HealthCheckConfig } from "../src/config/types.ts";
 
 itest(
   "resilience: stopping one of three endpoints under load fails no request; ejected, then readmitted",
   async () => {
-    const ups = [controlledUpstream(), controlledUpstream(), controlledUpstream()];
+    const ups = [startUpstream(), startUpstream(), startUpstream()];
     const victim = ups[2];
     const loom = await startLoom(yamlOf({
       upstreams: [{
@@ -41,19 +41,19 @@ itest(
       let sent = 0;
       const stop = new AbortController();
       const phases = (async () => {
-        await until("500 requests", () => sent >= 500, 20_000);
+        await waitFor("500 requests", () => sent >= 500, 20_000);
         await victim.stop();
         stoppedAt = Date.now();
-        await until("victim out of rotation", async () => {
+        await waitFor("victim out of rotation", async () => {
           const s = await endpointState(admin, "svc", victim.address);
           return !s.healthy || s.ejected === true;
         }, 5_000);
         downAt = Date.now();
-        await until("1200 requests", () => sent >= 1200, 20_000);
+        await waitFor("1200 requests", () => sent >= 1200, 20_000);
         victim.start();
         restartedAt = Date.now();
         servedAtRestart = victim.served;
-        await until("victim healthy and serving again", async () => {
+        await waitFor("victim healthy and serving again", async () => {
           const s = await endpointState(admin, "svc", victim.address);
           return s.healthy && s.ejected !== true && victim.served > servedAtRestart;
         }, 5_000);
@@ -89,7 +89,7 @@ itest(
 );
 
 itest("resilience: admin drain and enable reach every worker; drained endpoints get no traffic", async () => {
-  const ups = [controlledUpstream(), controlledUpstream()];
+  const ups = [startUpstream(), startUpstream()];
   const loom = await startLoom(
     yamlOf({
       upstreams: [{ name: "svc", endpoints: ups.map((u) => u.address) }],
@@ -164,7 +164,7 @@ itest(
 itest(
   "resilience: with workers: 2, health probes run once per endpoint (main isolate), not per worker",
   async () => {
-    const up = controlledUpstream();
+    const up = startUpstream();
     const loom = await startLoom(yamlOf({
       upstreams: [{
         name: "svc",
@@ -175,10 +175,10 @@ itest(
       extra: "workers: 2",
     }));
     try {
-      await until("first probe", () => up.probes > 0, 2000);
+      await waitFor("first probe", () => up.probes > 0, 2000);
       const p0 = up.probes;
       const t0 = Date.now();
-      await until("1 s of probes", () => Date.now() - t0 >= 1000, 2000, 50);
+      await waitFor("1 s of probes", () => Date.now() - t0 >= 1000, 2000, 50);
       const rate = (up.probes - p0) / ((Date.now() - t0) / 1000);
       assert.ok(rate >= 5 && rate <= 12, `${rate.toFixed(1)} probes/s at interval 100ms`);
     } finally {

@@ -10,9 +10,9 @@
  * H2Connection servers on Deno.listen.
  */
 import assert from "node:assert/strict";
-import { freePort, itest, startLoom } from "./helpers.ts";
-import { metricValue, yamlOf } from "./gateway_util.ts";
-import { endpointState, runLoad, until } from "./resilience_util.ts";
+import { freePort, itest, startLoom, waitFor, yamlOf } from "./helpers.ts";
+import { metricValue } from "./gateway_util.ts";
+import { endpointState, runLoad } from "./resilience_util.ts";
 import { assertScenarios, runPeer, startGrpcServer } from "./grpc_util.ts";
 import { H2Connection, type H2Stream } from "../src/http2/connection.ts";
 import { ErrorCode } from "../src/http2/frame.ts";
@@ -282,7 +282,7 @@ itest("resilience h2: the circuit of an h2c endpoint opens, fails fast and recov
     assert.equal(r.headers.get("retry-after"), "1");
     assert.equal(up.served, served, "an open circuit sends nothing upstream");
     up.mode = "ok";
-    await until(
+    await waitFor(
       "half-open probe succeeds",
       async () => {
         const res = await fetch(loom.url("/x"));
@@ -345,9 +345,10 @@ itest("resilience h2: a bulkhead limits concurrent h2c requests, then answers 50
       { length: 3 },
       () => fetch(loom.url("/x")).then((r) => r.text().then(() => r.status)),
     );
-    await until(
+    await waitFor(
       "two in flight",
       async () => (await endpointState(loom.admin(""), "svc", up.address)).in_flight === 2,
+      10_000,
     );
     const t0 = performance.now();
     const r = await fetch(loom.url("/x"));
@@ -397,16 +398,21 @@ itest("resilience h2: a gRPC health check takes a NOT_SERVING endpoint out and r
     await calls(4);
     assert.ok(await served(addrA) > 0 && await served(addrB) > 0, "both serve");
     await a.setServing(false);
-    await until(
+    await waitFor(
       "a marked unhealthy",
       async () => !(await endpointState(loom.admin(""), "svc", addrA)).healthy,
+      10_000,
     );
     const [a0, b0] = [await served(addrA), await served(addrB)];
     await calls(10);
     assert.equal(await served(addrA), a0, "no traffic to the NOT_SERVING endpoint");
     assert.equal(await served(addrB), b0 + 10);
     await a.setServing(true);
-    await until("a healthy again", async () => (await endpointState(loom.admin(""), "svc", addrA)).healthy);
+    await waitFor(
+      "a healthy again",
+      async () => (await endpointState(loom.admin(""), "svc", addrA)).healthy,
+      10_000,
+    );
     await calls(10);
     assert.ok(await served(addrA) > a0, "readmitted");
   } finally {

@@ -8,17 +8,18 @@
  * `deno task test` short; `deno task chaos` runs it for 30 s).
  */
 import assert from "node:assert/strict";
-import { freePort, itest, startLoom } from "./helpers.ts";
-import { postReload, writeConfig, yamlOf } from "./gateway_util.ts";
+import { freePort, itest, startLoom, waitFor, writeConfig, yamlOf } from "./helpers.ts";
+import { postReload } from "./gateway_util.ts";
 import { setLogOutput } from "../src/observability/logger.ts";
-import { controlledUpstream, runLoad, until } from "./resilience_util.ts";
+import { runLoad } from "./resilience_util.ts";
+import { startUpstream } from "./upstream.ts";
 
 const SSE_SECONDS = Number(Deno.env.get("LOOM_SSE_SECONDS") ?? "6");
 
 itest(
   "resilience: 20 reloads during a 10 s load: no failed request, no reset; the invalid file is rejected",
   async () => {
-    const ups = [controlledUpstream(), controlledUpstream(), controlledUpstream()];
+    const ups = [startUpstream(), startUpstream(), startUpstream()];
     const variant = (i: number) =>
       yamlOf({
         upstreams: [{
@@ -141,7 +142,7 @@ itest(`resilience: an SSE stream of ${SSE_SECONDS} s survives 5 reloads without 
 itest(
   "resilience: listeners added and removed by a reload open and close; the others are untouched",
   async () => {
-    const up = controlledUpstream();
+    const up = startUpstream();
     const extraPort = freePort();
     const base = (extra: boolean) =>
       [
@@ -178,7 +179,7 @@ itest(
 
       writeConfig(loom, base(false));
       assert.equal((await postReload(loom)).status, 200);
-      await until("extra listener closed", async () => {
+      await waitFor("extra listener closed", async () => {
         try {
           const c = await Deno.connect({ hostname: "127.0.0.1", port: extraPort });
           c.close();

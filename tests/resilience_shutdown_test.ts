@@ -5,8 +5,8 @@
  * accepting, the process exits 0; a second signal exits at once.
  */
 import assert from "node:assert/strict";
-import { freePort, itest, writeTempConfig } from "./helpers.ts";
-import { controlledUpstream, until } from "./resilience_util.ts";
+import { freePort, itest, waitFor, writeTempConfig } from "./helpers.ts";
+import { startUpstream } from "./upstream.ts";
 
 const MAIN = new URL("../src/cli/main.ts", import.meta.url).pathname;
 
@@ -31,7 +31,7 @@ async function startProcess(
     stdout: "null",
     stderr: "null",
   }).spawn();
-  await until(
+  await waitFor(
     "loom ready",
     async () => {
       try {
@@ -51,7 +51,7 @@ async function startProcess(
 itest(
   "resilience: SIGTERM during load: accepted requests complete, /ready 503 while draining, exit 0",
   async () => {
-    const up = controlledUpstream({ delayMs: 1000 });
+    const up = startUpstream({ delayMs: 1000 });
     const { child, port, admin } = await startProcess(up.address);
     try {
       const n = 20;
@@ -60,9 +60,9 @@ itest(
         (_, i) =>
           fetch(`http://127.0.0.1:${port}/r${i}`).then(async (r) => [r.status, await r.text()] as const),
       );
-      await until("all requests accepted upstream", () => up.received >= n, 5000);
+      await waitFor("all requests accepted upstream", () => up.received >= n, 5000);
       child.kill("SIGTERM");
-      await until("/ready is 503 while draining", async () => {
+      await waitFor("/ready is 503 while draining", async () => {
         const r = await fetch(`http://127.0.0.1:${admin}/ready`);
         await r.text();
         return r.status === 503;
@@ -88,13 +88,13 @@ itest(
 );
 
 itest("resilience: a second signal exits at once", async () => {
-  const up = controlledUpstream({ delayMs: 3000 });
+  const up = startUpstream({ delayMs: 3000 });
   const { child, port, admin } = await startProcess(up.address);
   try {
     const pending = fetch(`http://127.0.0.1:${port}/slow`).then((r) => r.text()).catch(() => "");
-    await until("request accepted", () => up.received >= 1, 5000);
+    await waitFor("request accepted", () => up.received >= 1, 5000);
     child.kill("SIGTERM");
-    await until("draining", async () => {
+    await waitFor("draining", async () => {
       const r = await fetch(`http://127.0.0.1:${admin}/ready`);
       await r.text();
       return r.status === 503;

@@ -1,68 +1,9 @@
 /**
- * Helpers of the resilience tests and the chaos script: upstreams that can be
- * stopped and restarted on the same port, switchable behaviour, and a load
- * generator that counts failures and latency percentiles.
+ * Helpers of the resilience tests and the chaos script: a load generator that
+ * counts failures and latency percentiles, and an endpoint's state from the
+ * admin API. Their upstreams are tests/upstream.ts (stop() and start() again
+ * on the same port, `mode` "fail").
  */
-
-/** An upstream on a fixed loopback port that can be stopped and started again. */
-export interface ControlledUpstream {
-  readonly port: number;
-  readonly address: string;
-  /** Requests answered since start (all runs). */
-  served: number;
-  /** Requests received (counted before any delay). */
-  received: number;
-  /** Health probes answered. */
-  probes: number;
-  /** What non-probe requests get: "ok" (200 "ok:<port>"), "fail" (500) or a custom response. */
-  mode: "ok" | "fail";
-  running(): boolean;
-  start(): void;
-  stop(): Promise<void>;
-}
-
-/**
- * Starts an upstream on 127.0.0.1 (port 0 = a free one, then kept). `/health`
- * answers 200 "healthy"; other paths per `mode`, after `delayMs`.
- */
-export function controlledUpstream(opts: { port?: number; delayMs?: number } = {}): ControlledUpstream {
-  let server: Deno.HttpServer<Deno.NetAddr> | null = null;
-  let port = opts.port ?? 0;
-  const u: ControlledUpstream = {
-    get port() {
-      return port;
-    },
-    get address() {
-      return `127.0.0.1:${port}`;
-    },
-    served: 0,
-    received: 0,
-    probes: 0,
-    mode: "ok",
-    running: () => server !== null,
-    start() {
-      server = Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, async (req) => {
-        if (new URL(req.url).pathname === "/health") {
-          u.probes++;
-          return new Response("healthy");
-        }
-        u.received++;
-        await req.arrayBuffer();
-        if (opts.delayMs) await new Promise((r) => setTimeout(r, opts.delayMs));
-        u.served++;
-        return u.mode === "ok" ? new Response(`ok:${port}`) : new Response("boom", { status: 500 });
-      });
-      port = server.addr.port;
-    },
-    async stop() {
-      const s = server;
-      server = null;
-      await s?.shutdown();
-    },
-  };
-  u.start();
-  return u;
-}
 
 /** Result of {@linkcode runLoad}. */
 export interface LoadResult {
@@ -126,20 +67,6 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const pct = (p: number) =>
     latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] : 0;
   return { sent, failed, samples, p50: pct(0.5), p99: pct(0.99) };
-}
-
-/** Resolves once `check()` is true, polling every `everyMs` (bounded by `timeoutMs`). */
-export async function until(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  timeoutMs = 10_000,
-  everyMs = 10,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
 }
 
 /** One endpoint's state from `GET /upstreams`. */

@@ -4,8 +4,9 @@
  * the exact target its upstream received.
  */
 import assert from "node:assert/strict";
-import { itest, startLoom, type TestLoom, type TestUpstream } from "./helpers.ts";
-import { type Echo, echoUpstream, rawRequest, type RawResponse, yamlOf } from "./gateway_util.ts";
+import { itest, startLoom, type TestLoom, yamlOf } from "./helpers.ts";
+import { rawRequest } from "./http1_util.ts";
+import { type Echo, startUpstream, type TestUpstream } from "./upstream.ts";
 
 type Route = Record<string, unknown> & { id: string };
 
@@ -13,9 +14,10 @@ interface RoutedGateway {
   loom: TestLoom;
   ups: Map<string, TestUpstream>;
   /** Sends a raw request; returns the response plus the echo of the upstream that served it. */
-  send(target: string, opts?: { method?: string; headers?: Record<string, string>; host?: string }): Promise<
-    RawResponse & { echo?: Echo }
-  >;
+  send(
+    target: string,
+    opts?: { method?: string; headers?: Record<string, string>; host?: string },
+  ): Promise<{ status: number; headers: Headers; body: string; echo?: Echo }>;
   /** The tag of the route that served `target`, or "<status>" when no upstream answered. */
   which(
     target: string,
@@ -29,7 +31,7 @@ async function routed(routes: Route[]): Promise<RoutedGateway> {
   const ups = new Map<string, TestUpstream>();
   for (const r of routes) {
     if (r.redirect !== undefined) continue;
-    ups.set(r.id, echoUpstream(r.id));
+    ups.set(r.id, startUpstream({ echo: r.id }));
     r.upstream = r.id;
   }
   const upstreams = [...ups].map(([name, u]) => ({ name, endpoints: [u.address] }));
@@ -41,7 +43,12 @@ async function routed(routes: Route[]): Promise<RoutedGateway> {
     throw e;
   }
   const send: RoutedGateway["send"] = async (target, opts) => {
-    const res = await rawRequest(loom.port, target, opts);
+    const { res: m } = await rawRequest(loom.port, { target, ...opts });
+    const res = {
+      status: m?.status ?? 0,
+      headers: new Headers(m?.fields ?? []),
+      body: new TextDecoder().decode(m?.body),
+    };
     const isEcho = res.status === 200 && res.headers.get("content-type")?.includes("json");
     return { ...res, echo: isEcho ? JSON.parse(res.body) as Echo : undefined };
   };

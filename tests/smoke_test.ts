@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { itest, startLoom, startUpstream } from "./helpers.ts";
+import { itest, startLoom } from "./helpers.ts";
+import { startUpstream } from "./upstream.ts";
 
 itest("smoke: proxies a GET through a prefix route", async () => {
   const up = startUpstream();

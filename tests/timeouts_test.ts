@@ -5,25 +5,18 @@
  * timeouts that turn into 504.
  */
 import assert from "node:assert/strict";
-import {
-  btest,
-  deferred,
-  field,
-  RawClient,
-  rawRequest,
-  startLoomWith,
-  startRawUpstream,
-} from "./http1_util.ts";
-import { startUpstream } from "./helpers.ts";
+import { btest, deferred, field, RawClient, rawRequest } from "./http1_util.ts";
+import { startLoom, yamlOf } from "./helpers.ts";
+import { startUpstream } from "./upstream.ts";
 
 const HEAD = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
 
 btest("timeouts: slowloris head trickled past read_header_timeout is closed", 10_000, async () => {
   const up = startUpstream();
-  const loom = await startLoomWith({
+  const loom = await startLoom(yamlOf({
     endpoints: [up.address],
     listener: { read_header_timeout: "300ms", idle_timeout: "5s" },
-  });
+  }));
   const c = await RawClient.connect(loom.port);
   try {
     const t0 = Date.now();
@@ -57,10 +50,10 @@ btest(
   10_000,
   async () => {
     const up = startUpstream();
-    const loom = await startLoomWith({
+    const loom = await startLoom(yamlOf({
       endpoints: [up.address],
       listener: { idle_timeout: "300ms", read_header_timeout: "5s" },
-    });
+    }));
     const c = await RawClient.connect(loom.port);
     try {
       // Requests 200 ms apart keep the connection (each resets the idle timer).
@@ -85,7 +78,7 @@ btest(
 
 btest("timeouts: a fresh connection that never sends is closed after idle_timeout", 10_000, async () => {
   const up = startUpstream();
-  const loom = await startLoomWith({ endpoints: [up.address], listener: { idle_timeout: "300ms" } });
+  const loom = await startLoom(yamlOf({ endpoints: [up.address], listener: { idle_timeout: "300ms" } }));
   const c = await RawClient.connect(loom.port);
   try {
     const t0 = Date.now();
@@ -112,10 +105,10 @@ btest(
       }
       return new Response("ok");
     });
-    const loom = await startLoomWith({
+    const loom = await startLoom(yamlOf({
       endpoints: [up.address],
       listener: { body_timeout: "300ms", read_header_timeout: "5s", idle_timeout: "5s" },
-    });
+    }));
     const c = await RawClient.connect(loom.port);
     try {
       await c.write("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789");
@@ -134,11 +127,11 @@ btest(
 );
 
 btest("timeouts: body_timeout applies before the first body byte too", 10_000, async () => {
-  const up = startRawUpstream();
-  const loom = await startLoomWith({
+  const up = startUpstream({ raw: true });
+  const loom = await startLoom(yamlOf({
     endpoints: [up.address],
     listener: { body_timeout: "300ms", read_header_timeout: "5s", idle_timeout: "5s" },
-  });
+  }));
   const c = await RawClient.connect(loom.port);
   try {
     // Head only; the body never comes.
@@ -165,10 +158,10 @@ btest(
       await new Promise((r) => setTimeout(r, 800));
       return new Response("got:" + body);
     });
-    const loom = await startLoomWith({
+    const loom = await startLoom(yamlOf({
       endpoints: [up.address],
       listener: { body_timeout: "200ms", read_header_timeout: "5s", idle_timeout: "5s" },
-    });
+    }));
     try {
       const res = await fetch(loom.url("/"), { method: "POST", body: "hello" });
       assert.equal(res.status, 200);
@@ -189,7 +182,7 @@ btest(
 
 btest("timeouts: max_connections: the extra connection gets 503 and close", 10_000, async () => {
   const up = startUpstream();
-  const loom = await startLoomWith({ endpoints: [up.address], listener: { max_connections: 2 } });
+  const loom = await startLoom(yamlOf({ endpoints: [up.address], listener: { max_connections: 2 } }));
   const held: RawClient[] = [];
   try {
     for (let i = 0; i < 2; i++) {
@@ -222,8 +215,8 @@ btest("timeouts: max_connections: the extra connection gets 503 and close", 10_0
 });
 
 btest("timeouts: max_header_bytes is enforced even when the head arrives in one read", 10_000, async () => {
-  const up = startRawUpstream();
-  const loom = await startLoomWith({ endpoints: [up.address], listener: { max_header_bytes: 4096 } });
+  const up = startUpstream({ raw: true });
+  const loom = await startLoom(yamlOf({ endpoints: [up.address], listener: { max_header_bytes: 4096 } }));
   try {
     const small = await rawRequest(
       loom.port,
@@ -253,7 +246,7 @@ btest("timeouts: upstream slower than per_try_timeout gives 504 JSON", 10_000, a
     await release.promise;
     return new Response("late");
   });
-  const loom = await startLoomWith({ endpoints: [up.address], route: { per_try_timeout: "300ms" } });
+  const loom = await startLoom(yamlOf({ endpoints: [up.address], route: { per_try_timeout: "300ms" } }));
   try {
     const t0 = Date.now();
     const res = await fetch(loom.url("/slow"));
@@ -277,7 +270,7 @@ btest("timeouts: upstream slower than the route timeout gives 504 JSON", 10_000,
     await release.promise;
     return new Response("late");
   });
-  const loom = await startLoomWith({ endpoints: [up.address], route: { timeout: "300ms" } });
+  const loom = await startLoom(yamlOf({ endpoints: [up.address], route: { timeout: "300ms" } }));
   try {
     const t0 = Date.now();
     const res = await fetch(loom.url("/slow"));
@@ -292,12 +285,14 @@ btest("timeouts: upstream slower than the route timeout gives 504 JSON", 10_000,
 });
 
 btest("timeouts: a stalled upstream body after the head aborts the client connection", 10_000, async () => {
-  const up = startRawUpstream(async (c) => {
-    await c.nextRequest();
-    await c.write("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789");
-    await c.closed; // never sends the rest
+  const up = startUpstream({
+    raw: async (c) => {
+      await c.nextRequest();
+      await c.write("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789");
+      await c.closed; // never sends the rest
+    },
   });
-  const loom = await startLoomWith({ endpoints: [up.address], route: { per_try_timeout: "300ms" } });
+  const loom = await startLoom(yamlOf({ endpoints: [up.address], route: { per_try_timeout: "300ms" } }));
   const c = await RawClient.connect(loom.port);
   try {
     await c.write(HEAD);

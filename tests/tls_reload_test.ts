@@ -10,7 +10,8 @@ import assert from "node:assert/strict";
 import type { TlsConfig } from "../src/config/types.ts";
 import type { ListenerTls } from "../src/listeners/tls.ts";
 import { TlsMaterial } from "../src/listeners/tls_reload.ts";
-import { freePort, itest, startLoom, startUpstream } from "./helpers.ts";
+import { freePort, itest, startLoom } from "./helpers.ts";
+import { startUpstream } from "./upstream.ts";
 import { type CertFiles, TestCa } from "./tls_util.ts";
 
 /**
@@ -93,7 +94,7 @@ itest("TlsMaterial: unchanged, changed and invalid reloads; apply runs only for 
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
-});
+}, { needs: ["openssl"] });
 
 /** Whether a TLS handshake naming `name` succeeds on a TCP port (retried while a reloaded socket rebinds). */
 async function tcpServes(port: number, name: string, caPem: string): Promise<boolean> {
@@ -183,4 +184,5 @@ routes:
       Deno.removeSync(dir, { recursive: true });
     }
   },
+  { needs: ["openssl"] },
 );

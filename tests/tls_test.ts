@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { itest, startLoom, startUpstream } from "./helpers.ts";
+import { itest, startLoom } from "./helpers.ts";
+import { startUpstream } from "./upstream.ts";
 import { TestCa } from "./tls_util.ts";
 
 itest("https listener: HTTP/1.1 over TLS on Loom's own engine", async () => {

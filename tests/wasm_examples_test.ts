@@ -3,22 +3,22 @@
  * body-rewrite) doing their job in the running gateway.
  */
 import assert from "node:assert/strict";
-import { itest, startLoom, startUpstream } from "./helpers.ts";
+import { itest, startLoom, yamlOf } from "./helpers.ts";
 import { get } from "./gateway_util.ts";
-import { type Echoed, jsonEcho, pluginYaml } from "./wasm_util.ts";
+import { type Echo, startUpstream } from "./upstream.ts";
 import { TestCa } from "./tls_util.ts";
 
 const root = new URL("../plugins/", import.meta.url).pathname;
 
 itest("example plugins: add-headers, auth via http_call, rate-limit, body-rewrite", async () => {
-  const app = jsonEcho();
+  const app = startUpstream({ echo: "app" });
   const auth = startUpstream(async (req) => {
     const ok = (await req.text()) === "Bearer good";
     return new Response(ok ? null : "no", { status: ok ? 204 : 403 });
   });
-  const loom = await startLoom(pluginYaml(
+  const loom = await startLoom(yamlOf({
     app,
-    [
+    plugins: [
       {
         name: "hdr",
         path: root + "add-headers/add_headers.wasm",
@@ -29,12 +29,12 @@ itest("example plugins: add-headers, auth via http_call, rate-limit, body-rewrit
       { name: "rl", path: root + "rate-limit/rate_limit.wasm", config: "3" },
       { name: "body", path: root + "body-rewrite/body_rewrite.wasm", phase: "on_request_body", config: "ao" },
     ],
-    [["hdr", ["hdr"]], ["auth", ["auth"]], ["rl", ["rl"]], ["body", ["body"]]],
+    pluginRoutes: [["hdr", ["hdr"]], ["auth", ["auth"]], ["rl", ["rl"]], ["body", ["body"]]],
     auth,
-  ));
+  }));
   try {
     const h = await get(loom.url("/hdr/x"), { headers: { "x-internal": "1" } });
-    const e = JSON.parse(h.text) as Echoed;
+    const e = JSON.parse(h.text) as Echo;
     assert.equal(e.headers["x-gateway"], "loom");
     assert.equal(e.headers["x-internal"], undefined);
     assert.equal(h.headers.get("x-served-by"), "loom");
@@ -42,7 +42,7 @@ itest("example plugins: add-headers, auth via http_call, rate-limit, body-rewrit
 
     const good = await get(loom.url("/auth/x"), { headers: { authorization: "Bearer good" } });
     assert.equal(good.status, 200, good.text);
-    assert.equal((JSON.parse(good.text) as Echoed).headers["x-auth"], "ok");
+    assert.equal((JSON.parse(good.text) as Echo).headers["x-auth"], "ok");
     assert.equal((await get(loom.url("/auth/x"), { headers: { authorization: "Bearer bad" } })).status, 401);
     assert.equal((await get(loom.url("/auth/x"))).status, 401);
 
@@ -51,7 +51,7 @@ itest("example plugins: add-headers, auth via http_call, rate-limit, body-rewrit
     assert.deepEqual(codes, [200, 200, 200, 429, 429]);
 
     const b = await get(loom.url("/body/x"), { method: "POST", body: "banana" });
-    assert.equal((JSON.parse(b.text) as Echoed).body, "bonono");
+    assert.equal((JSON.parse(b.text) as Echo).body, "bonono");
   } finally {
     await loom.close();
     await app.close();
@@ -62,7 +62,7 @@ itest("example plugins: add-headers, auth via http_call, rate-limit, body-rewrit
 itest(
   "example auth plugin: http_call to a TLS upstream (ca_file + server_name), on kept-alive connections",
   async () => {
-    const app = jsonEcho();
+    const app = startUpstream({ echo: "app" });
     const dir = Deno.makeTempDirSync();
     const ca = await TestCa.create(dir);
     const leaf = await ca.leaf("auth", "auth.test", ["DNS:auth.test"]);
@@ -78,7 +78,11 @@ itest(
       const ok = (await req.text()) === "Bearer good";
       return new Response(ok ? null : "no", { status: ok ? 204 : 403 });
     });
-    const yaml = pluginYaml(app, [{ name: "auth", path: root + "auth/auth.wasm" }], [["auth", ["auth"]]])
+    const yaml = yamlOf({
+      app,
+      plugins: [{ name: "auth", path: root + "auth/auth.wasm" }],
+      pluginRoutes: [["auth", ["auth"]]],
+    })
       .replace(
         /upstreams: .*\n/,
         `upstreams: ${
@@ -97,7 +101,7 @@ itest(
       for (let i = 0; i < 5; i++) {
         const good = await get(loom.url("/auth/x"), { headers: { authorization: "Bearer good" } });
         assert.equal(good.status, 200, good.text);
-        assert.equal((JSON.parse(good.text) as Echoed).headers["x-auth"], "ok");
+        assert.equal((JSON.parse(good.text) as Echo).headers["x-auth"], "ok");
         assert.equal(
           (await get(loom.url("/auth/x"), { headers: { authorization: "Bearer bad" } })).status,
           401,

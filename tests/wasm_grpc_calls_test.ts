@@ -10,7 +10,8 @@ import { freePort, itest, startLoom } from "./helpers.ts";
 import { get, metricValue } from "./gateway_util.ts";
 import { startGrpcServer } from "./grpc_util.ts";
 import { TestCa } from "./tls_util.ts";
-import { type Echoed, jsonEcho, PLUGINS } from "./wasm_util.ts";
+import { PLUGINS } from "./wasm_util.ts";
+import { type Echo, startUpstream } from "./upstream.ts";
 
 const WASM = PLUGINS + "grpc_calls.wasm";
 
@@ -27,13 +28,13 @@ function yaml(app: string, grpc: string, isolation: string, tls?: Record<string,
 
 for (const isolation of ["timeslice", "inline"]) {
   itest(`plugin gRPC calls and streams reach a real gRPC server (${isolation})`, async () => {
-    const app = jsonEcho();
+    const app = startUpstream({ echo: "app" });
     const server = await startGrpcServer(freePort());
     const loom = await startLoom(yaml(app.address, `127.0.0.1:${server.port}`, isolation));
     const log = async (headers: Record<string, string>) => {
       const r = await get(loom.url("/g/x"), { headers });
       assert.equal(r.status, 200, r.text);
-      return (JSON.parse(r.text) as Echoed).headers["x-grpc-log"];
+      return (JSON.parse(r.text) as Echo).headers["x-grpc-log"];
     };
     try {
       // Unary: the one message arrives in proxy_on_grpc_receive (no close callback), metadata reached the server.
@@ -85,13 +86,13 @@ for (const isolation of ["timeslice", "inline"]) {
 }
 
 itest("plugin gRPC call to an unreachable upstream closes with UNAVAILABLE", async () => {
-  const app = jsonEcho();
+  const app = startUpstream({ echo: "app" });
   const dead = `127.0.0.1:${freePort()}`;
   const loom = await startLoom(yaml(app.address, dead, "timeslice"));
   try {
     const r = await get(loom.url("/g/x"), { headers: { "x-grpc": "unary", "x-msg": "hi" } });
     assert.equal(r.status, 200, r.text);
-    assert.match((JSON.parse(r.text) as Echoed).headers["x-grpc-log"], /^C:14:gRPC upstream unreachable: /);
+    assert.match((JSON.parse(r.text) as Echo).headers["x-grpc-log"], /^C:14:gRPC upstream unreachable: /);
   } finally {
     await loom.close();
     await app.close();
@@ -102,7 +103,7 @@ itest("plugin gRPC calls and streams to a TLS upstream (h2 with ALPN, verified w
   const dir = Deno.makeTempDirSync();
   const ca = await TestCa.create(dir);
   const backend = await ca.leaf("backend", "backend.test", ["DNS:backend.test"]);
-  const app = jsonEcho();
+  const app = startUpstream({ echo: "app" });
   const server = await startGrpcServer(freePort(), backend);
   const loom = await startLoom(
     yaml(app.address, `127.0.0.1:${server.port}`, "timeslice", {
@@ -119,7 +120,7 @@ itest("plugin gRPC calls and streams to a TLS upstream (h2 with ALPN, verified w
     ) {
       const r = await get(loom.url("/g/x"), { headers });
       assert.equal(r.status, 200, r.text);
-      assert.equal((JSON.parse(r.text) as Echoed).headers["x-grpc-log"], want);
+      assert.equal((JSON.parse(r.text) as Echo).headers["x-grpc-log"], want);
     }
   } finally {
     await loom.close();

@@ -4,9 +4,10 @@
  * VM is recreated, and concurrent requests on other routes keep succeeding.
  */
 import assert from "node:assert/strict";
-import { itest, startLoom, startUpstream } from "./helpers.ts";
+import { itest, startLoom, yamlOf } from "./helpers.ts";
 import { get, metricValue } from "./gateway_util.ts";
-import { jsonEcho, KITCHEN, pluginYaml } from "./wasm_util.ts";
+import { KITCHEN } from "./wasm_util.ts";
+import { startUpstream } from "./upstream.ts";
 
 interface Info {
   name: string;
@@ -33,12 +34,16 @@ async function alongside(url: (p: string) => string, bad: () => Promise<void>, n
 }
 
 itest("wasm isolation: a trap answers 500 (or passes when fail_open), the VM is recreated", async () => {
-  const app = jsonEcho();
-  const loom = await startLoom(pluginYaml(app, [
-    { name: "trap", path: KITCHEN["0.2.1"], config: "x" },
-    { name: "trap-open", path: KITCHEN["0.2.1"], config: "x", failure_policy: "fail_open" },
-    { name: "good", path: KITCHEN["0.2.1"], config: "hok" },
-  ], [["trap", ["trap"]], ["open", ["trap-open"]], ["ok", ["good"]]]));
+  const app = startUpstream({ echo: "app" });
+  const loom = await startLoom(yamlOf({
+    app,
+    plugins: [
+      { name: "trap", path: KITCHEN["0.2.1"], config: "x" },
+      { name: "trap-open", path: KITCHEN["0.2.1"], config: "x", failure_policy: "fail_open" },
+      { name: "good", path: KITCHEN["0.2.1"], config: "hok" },
+    ],
+    pluginRoutes: [["trap", ["trap"]], ["open", ["trap-open"]], ["ok", ["good"]]],
+  }));
   try {
     await alongside(loom.url, async () => {
       for (let i = 0; i < 3; i++) {
@@ -65,11 +70,15 @@ itest("wasm isolation: a trap answers 500 (or passes when fail_open), the VM is 
 itest(
   "wasm isolation: an endless loop is stopped at its timeout; other routes keep being served",
   async () => {
-    const app = jsonEcho();
-    const loom = await startLoom(pluginYaml(app, [
-      { name: "loop", path: KITCHEN["0.2.1"], config: "l", timeout: "30ms" },
-      { name: "good", path: KITCHEN["0.2.1"], config: "hok" },
-    ], [["loop", ["loop"]], ["ok", ["good"]]]));
+    const app = startUpstream({ echo: "app" });
+    const loom = await startLoom(yamlOf({
+      app,
+      plugins: [
+        { name: "loop", path: KITCHEN["0.2.1"], config: "l", timeout: "30ms" },
+        { name: "good", path: KITCHEN["0.2.1"], config: "hok" },
+      ],
+      pluginRoutes: [["loop", ["loop"]], ["ok", ["good"]]],
+    }));
     try {
       await alongside(loom.url, async () => {
         const t0 = performance.now();
@@ -92,12 +101,16 @@ itest(
 );
 
 itest("wasm isolation: memory_limit caps a memory hog; it fails alone", async () => {
-  const app = jsonEcho();
-  const loom = await startLoom(pluginYaml(app, [
-    { name: "hog", path: KITCHEN["0.2.1"], config: "g", memory_limit: "2MB" },
-    { name: "good", path: KITCHEN["0.2.1"], config: "hok" },
-    { name: "tiny", path: KITCHEN["0.2.1"], config: "hok", memory_limit: "512KB" },
-  ], [["hog", ["hog"]], ["ok", ["good"]], ["tiny", ["tiny"]]]));
+  const app = startUpstream({ echo: "app" });
+  const loom = await startLoom(yamlOf({
+    app,
+    plugins: [
+      { name: "hog", path: KITCHEN["0.2.1"], config: "g", memory_limit: "2MB" },
+      { name: "good", path: KITCHEN["0.2.1"], config: "hok" },
+      { name: "tiny", path: KITCHEN["0.2.1"], config: "hok", memory_limit: "512KB" },
+    ],
+    pluginRoutes: [["hog", ["hog"]], ["ok", ["good"]], ["tiny", ["tiny"]]],
+  }));
   try {
     await alongside(loom.url, async () => {
       assert.equal((await get(loom.url("/hog/x"))).status, 500);
@@ -114,22 +127,22 @@ itest("wasm isolation: memory_limit caps a memory hog; it fails alone", async ()
 });
 
 itest("wasm isolation: a trap fails the VM's other paused requests cleanly", async () => {
-  const app = jsonEcho();
+  const app = startUpstream({ echo: "app" });
   let release: () => void = () => {};
   const gate = new Promise<void>((r) => release = r);
   const auth = startUpstream(async () => {
     await gate;
     return new Response("yes");
   });
-  const loom = await startLoom(pluginYaml(
+  const loom = await startLoom(yamlOf({
     app,
-    [
+    plugins: [
       { name: "auth", path: KITCHEN["0.2.1"], config: "a" },
       { name: "good", path: KITCHEN["0.2.1"], config: "hok" },
     ],
-    [["a", ["auth"]], ["ok", ["good"]]],
+    pluginRoutes: [["a", ["auth"]], ["ok", ["good"]]],
     auth,
-  ));
+  }));
   try {
     const paused = Array.from(
       { length: 3 },

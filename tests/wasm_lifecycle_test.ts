@@ -4,9 +4,10 @@
  * the cap on VM re-creation during a crash loop.
  */
 import assert from "node:assert/strict";
-import { itest, startLoom, startUpstream } from "./helpers.ts";
-import { get, metricValue, postReload, waitFor, writeConfig } from "./gateway_util.ts";
-import { jsonEcho, PLUGINS, pluginYaml } from "./wasm_util.ts";
+import { itest, startLoom, waitFor, writeConfig, yamlOf } from "./helpers.ts";
+import { get, metricValue, postReload } from "./gateway_util.ts";
+import { PLUGINS } from "./wasm_util.ts";
+import { startUpstream } from "./upstream.ts";
 
 const LIFE = PLUGINS + "lifecycle.wasm";
 const AUTH = new URL("../plugins/auth/auth.wasm", import.meta.url).pathname;
@@ -14,8 +15,10 @@ const AUTH = new URL("../plugins/auth/auth.wasm", import.meta.url).pathname;
 itest(
   "wasm lifecycle: a retired root context waits for proxy_done, then on_delete runs (deferred)",
   async () => {
-    const app = jsonEcho();
-    const loom = await startLoom(pluginYaml(app, [{ name: "life", path: LIFE }], [["l", ["life"]]]));
+    const app = startUpstream({ echo: "app" });
+    const loom = await startLoom(
+      yamlOf({ app, plugins: [{ name: "life", path: LIFE }], pluginRoutes: [["l", ["life"]]] }),
+    );
     try {
       assert.equal((await get(loom.url("/l/x"))).status, 200);
       const m0 = (await get(loom.admin("/metrics"))).text;
@@ -23,7 +26,7 @@ itest(
       assert.equal(metricValue(m0, "wasm_root_done"), 0);
 
       // The reload drops the plugin: on_done(root) returns false, the next tick calls proxy_done.
-      writeConfig(loom, pluginYaml(app, [], [["l", []]]));
+      writeConfig(loom, yamlOf({ app, plugins: [], pluginRoutes: [["l", []]] }));
       assert.equal((await postReload(loom)).status, 200);
       const m = await waitFor("root context deleted", async () => {
         const t = (await get(loom.admin("/metrics"))).text;
@@ -46,11 +49,15 @@ itest(
 );
 
 itest("wasm lifecycle: VM re-creation is capped during a crash loop, resumes after the window", async () => {
-  const app = jsonEcho();
-  const loom = await startLoom(pluginYaml(app, [
-    { name: "crash", path: LIFE, config: "x" },
-    { name: "ok", path: LIFE },
-  ], [["c", ["crash"]], ["ok", ["ok"]]]));
+  const app = startUpstream({ echo: "app" });
+  const loom = await startLoom(yamlOf({
+    app,
+    plugins: [
+      { name: "crash", path: LIFE, config: "x" },
+      { name: "ok", path: LIFE },
+    ],
+    pluginRoutes: [["c", ["crash"]], ["ok", ["ok"]]],
+  }));
   const info = async (name: string) =>
     (JSON.parse((await get(loom.admin("/plugins"))).text) as { name: string; vms: number; errors: number }[])
       .find((p) => p.name === name)!;
@@ -74,14 +81,16 @@ itest("wasm lifecycle: VM re-creation is capped during a crash loop, resumes aft
 itest(
   "wasm lifecycle: a client that leaves during a paused request ends it; the upstream never sees it",
   async () => {
-    const app = jsonEcho();
+    const app = startUpstream({ echo: "app" });
     let authCalls = 0;
     const auth = startUpstream(async () => {
       authCalls++;
       await new Promise((r) => setTimeout(r, 300));
       return new Response(null, { status: 204 });
     });
-    const loom = await startLoom(pluginYaml(app, [{ name: "auth", path: AUTH }], [["a", ["auth"]]], auth));
+    const loom = await startLoom(
+      yamlOf({ app, plugins: [{ name: "auth", path: AUTH }], pluginRoutes: [["a", ["auth"]]], auth }),
+    );
     try {
       const c = await Deno.connect({ hostname: "127.0.0.1", port: loom.port });
       await c.write(
@@ -108,8 +117,10 @@ itest(
 itest(
   "wasm lifecycle: a request context's on_done=false does not hold back on_log/on_delete (reference host)",
   async () => {
-    const app = jsonEcho();
-    const loom = await startLoom(pluginYaml(app, [{ name: "life", path: LIFE }], [["l", ["life"]]]));
+    const app = startUpstream({ echo: "app" });
+    const loom = await startLoom(
+      yamlOf({ app, plugins: [{ name: "life", path: LIFE }], pluginRoutes: [["l", ["life"]]] }),
+    );
     try {
       for (let i = 0; i < 3; i++) assert.equal((await get(loom.url("/l/x"))).status, 200);
       // As proxy-wasm-cpp-host (ContextBase::destroy ignores onDone's result; WasmBase::done only

@@ -4,20 +4,25 @@
  * what the upstream and the client see.
  */
 import assert from "node:assert/strict";
-import { itest, startLoom, startUpstream } from "./helpers.ts";
-import { get, metricValue, postReload, waitFor, writeConfig } from "./gateway_util.ts";
-import { type Echoed, jsonEcho, KITCHEN, PLUGINS, pluginYaml } from "./wasm_util.ts";
+import { itest, startLoom, waitFor, writeConfig, yamlOf } from "./helpers.ts";
+import { get, metricValue, postReload } from "./gateway_util.ts";
+import { KITCHEN, PLUGINS } from "./wasm_util.ts";
+import { type Echo, startUpstream } from "./upstream.ts";
 
 for (const abi of ["0.1.0", "0.2.0", "0.2.1"] as const) {
   itest(`wasm ${abi}: headers added/removed both ways, properties, plugin_name`, async () => {
-    const app = jsonEcho();
-    const loom = await startLoom(pluginYaml(app, [
-      { name: "hdr", path: KITCHEN[abi], config: "hfrom-config", phase: "on_response_headers" },
-    ], [["h", ["hdr"]], ["plain", []]]));
+    const app = startUpstream({ echo: "app" });
+    const loom = await startLoom(yamlOf({
+      app,
+      plugins: [
+        { name: "hdr", path: KITCHEN[abi], config: "hfrom-config", phase: "on_response_headers" },
+      ],
+      pluginRoutes: [["h", ["hdr"]], ["plain", []]],
+    }));
     try {
       const r = await get(loom.url("/h/x?q=1"), { headers: { "x-remove-me": "1", "x-keep": "2" } });
       assert.equal(r.status, 200, r.text);
-      const e = JSON.parse(r.text) as Echoed;
+      const e = JSON.parse(r.text) as Echo;
       assert.equal(e.headers["x-wasm-added"], "from-config");
       assert.equal(e.headers["x-remove-me"], undefined);
       assert.equal(e.headers["x-keep"], "2");
@@ -42,10 +47,14 @@ for (const abi of ["0.1.0", "0.2.0", "0.2.1"] as const) {
 }
 
 itest("wasm: local response from request headers and from response headers", async () => {
-  const app = jsonEcho();
-  const loom = await startLoom(pluginYaml(app, [
-    { name: "deny", path: KITCHEN["0.2.1"], config: "d", phase: "on_response_headers" },
-  ], [["d", ["deny"]]]));
+  const app = startUpstream({ echo: "app" });
+  const loom = await startLoom(yamlOf({
+    app,
+    plugins: [
+      { name: "deny", path: KITCHEN["0.2.1"], config: "d", phase: "on_response_headers" },
+    ],
+    pluginRoutes: [["d", ["deny"]]],
+  }));
   try {
     const r = await get(loom.url("/d/x"), { headers: { "x-deny": "yes" } });
     assert.equal(r.status, 403);
@@ -65,20 +74,27 @@ itest("wasm: local response from request headers and from response headers", asy
 });
 
 itest("wasm: http_call round trip pauses the request until the auth upstream answers", async () => {
-  const app = jsonEcho();
+  const app = startUpstream({ echo: "app" });
   const auth = startUpstream(async (req) => {
     const token = await req.text();
     await new Promise((r) => setTimeout(r, 20));
     return new Response(token === "good" ? "yes" : "no", { status: token === "good" ? 200 : 403 });
   });
-  const loom = await startLoom(pluginYaml(app, [{ name: "auth", path: KITCHEN["0.2.1"], config: "a" }], [[
-    "a",
-    ["auth"],
-  ]], auth));
+  const loom = await startLoom(
+    yamlOf({
+      app,
+      plugins: [{ name: "auth", path: KITCHEN["0.2.1"], config: "a" }],
+      pluginRoutes: [[
+        "a",
+        ["auth"],
+      ]],
+      auth,
+    }),
+  );
   try {
     const ok = await get(loom.url("/a/x"), { headers: { "x-token": "good" } });
     assert.equal(ok.status, 200, ok.text);
-    assert.equal((JSON.parse(ok.text) as Echoed).headers["x-auth"], "ok");
+    assert.equal((JSON.parse(ok.text) as Echo).headers["x-auth"], "ok");
     assert.equal(auth.seen[0].url.endsWith("/check"), true);
     assert.equal(auth.seen[0].method, "POST");
     const bad = await get(loom.url("/a/x"), { headers: { "x-token": "bad" } });
@@ -103,15 +119,20 @@ itest("wasm: http_call round trip pauses the request until the auth upstream ans
 });
 
 itest("wasm 0.1.0: http_call resumes with proxy_continue_request", async () => {
-  const app = jsonEcho();
+  const app = startUpstream({ echo: "app" });
   const auth = startUpstream(() => new Response("yes"));
   const loom = await startLoom(
-    pluginYaml(app, [{ name: "auth", path: KITCHEN["0.1.0"], config: "a" }], [["a", ["auth"]]], auth),
+    yamlOf({
+      app,
+      plugins: [{ name: "auth", path: KITCHEN["0.1.0"], config: "a" }],
+      pluginRoutes: [["a", ["auth"]]],
+      auth,
+    }),
   );
   try {
     const ok = await get(loom.url("/a/x"), { headers: { "x-token": "t" } });
     assert.equal(ok.status, 200, ok.text);
-    assert.equal((JSON.parse(ok.text) as Echoed).headers["x-auth"], "ok");
+    assert.equal((JSON.parse(ok.text) as Echo).headers["x-auth"], "ok");
   } finally {
     await loom.close();
     await app.close();
@@ -120,19 +141,23 @@ itest("wasm 0.1.0: http_call resumes with proxy_continue_request", async () => {
 });
 
 itest("wasm: shared data with CAS across requests (rate limit), queue, ticks and metrics", async () => {
-  const app = jsonEcho();
-  const loom = await startLoom(pluginYaml(app, [
-    { name: "rl", path: KITCHEN["0.2.0"], config: "r3" },
-    { name: "tick", path: KITCHEN["0.2.1"], config: "t" },
-    { name: "count", path: KITCHEN["0.2.1"], config: "m" },
-    { name: "queue", path: KITCHEN["0.2.1"], config: "q" },
-  ], [["rl", ["rl"]], ["t", ["tick", "count"]], ["q", ["queue"]]]));
+  const app = startUpstream({ echo: "app" });
+  const loom = await startLoom(yamlOf({
+    app,
+    plugins: [
+      { name: "rl", path: KITCHEN["0.2.0"], config: "r3" },
+      { name: "tick", path: KITCHEN["0.2.1"], config: "t" },
+      { name: "count", path: KITCHEN["0.2.1"], config: "m" },
+      { name: "queue", path: KITCHEN["0.2.1"], config: "q" },
+    ],
+    pluginRoutes: [["rl", ["rl"]], ["t", ["tick", "count"]], ["q", ["queue"]]],
+  }));
   try {
     const statuses = [];
     for (let i = 0; i < 5; i++) statuses.push((await get(loom.url("/rl/x"))).status);
     assert.deepEqual(statuses, [200, 200, 200, 429, 429]);
     const ticked = await waitFor("a tick", async () => {
-      const e = JSON.parse((await get(loom.url("/t/x"))).text) as Echoed;
+      const e = JSON.parse((await get(loom.url("/t/x"))).text) as Echo;
       return e.headers["x-ticked"];
     });
     assert.equal(ticked, "yes");
@@ -142,7 +167,7 @@ itest("wasm: shared data with CAS across requests (rate limit), queue, ticks and
     assert.ok(metricValue(metrics, "loom_plugin_duration_seconds_count", { plugin: "rl" }) >= 5);
     await get(loom.url("/q/x"));
     const dq = await waitFor("on_queue_ready", async () => {
-      const e = JSON.parse((await get(loom.url("/q/x"))).text) as Echoed;
+      const e = JSON.parse((await get(loom.url("/q/x"))).text) as Echo;
       return e.headers["x-dequeued"];
     });
     assert.equal(dq, "hello");
@@ -153,16 +178,20 @@ itest("wasm: shared data with CAS across requests (rate limit), queue, ticks and
 });
 
 itest("wasm: request and response bodies rewritten (buffered while paused)", async () => {
-  const app = jsonEcho();
-  const loom = await startLoom(pluginYaml(app, [
-    { name: "req", path: KITCHEN["0.2.1"], config: "b", phase: "on_request_body" },
-    { name: "res", path: KITCHEN["0.2.1"], config: "b", phase: "on_response_body" },
-  ], [["req", ["req"]], ["res", ["res"]]]));
+  const app = startUpstream({ echo: "app" });
+  const loom = await startLoom(yamlOf({
+    app,
+    plugins: [
+      { name: "req", path: KITCHEN["0.2.1"], config: "b", phase: "on_request_body" },
+      { name: "res", path: KITCHEN["0.2.1"], config: "b", phase: "on_response_body" },
+    ],
+    pluginRoutes: [["req", ["req"]], ["res", ["res"]]],
+  }));
   try {
     const body = "hello body ".repeat(3000); // ~33 KB: several chunks
     const r = await get(loom.url("/req/x"), { method: "POST", body });
     assert.equal(r.status, 200);
-    const e = JSON.parse(r.text) as Echoed;
+    const e = JSON.parse(r.text) as Echo;
     assert.equal(e.body, body.toUpperCase());
     assert.equal(e.headers["content-length"], String(body.length));
     // Chunked upload.
@@ -174,10 +203,10 @@ itest("wasm: request and response bodies rewritten (buffered while paused)", asy
       },
     });
     const r2 = await get(loom.url("/req/y"), { method: "POST", body: stream });
-    assert.equal((JSON.parse(r2.text) as Echoed).body, "ABCDEF");
+    assert.equal((JSON.parse(r2.text) as Echo).body, "ABCDEF");
     const r3 = await get(loom.url("/res/x"), { method: "POST", body: "quiet" });
     assert.equal(r3.status, 200);
-    const upper = JSON.parse(r3.text.toLowerCase()) as Echoed;
+    const upper = JSON.parse(r3.text.toLowerCase()) as Echo;
     assert.equal(upper.body, "quiet");
     assert.ok(r3.text.includes('"BODY":"QUIET"'));
     assert.equal(r3.headers.get("content-length"), String(r3.text.length));
@@ -188,19 +217,23 @@ itest("wasm: request and response bodies rewritten (buffered while paused)", asy
 });
 
 itest("wasm: plugins reload with the config; unchanged plugins keep their state", async () => {
-  const app = jsonEcho();
+  const app = startUpstream({ echo: "app" });
   const plugins = [{ name: "rl", path: KITCHEN["0.2.1"], config: "r2" }];
-  const loom = await startLoom(pluginYaml(app, plugins, [["rl", ["rl"]]]));
+  const loom = await startLoom(yamlOf({ app, plugins, pluginRoutes: [["rl", ["rl"]]] }));
   try {
     assert.equal((await get(loom.url("/rl/x"))).status, 200);
-    writeConfig(loom, pluginYaml(app, plugins, [["rl", ["rl"]], ["other", []]]));
+    writeConfig(loom, yamlOf({ app, plugins, pluginRoutes: [["rl", ["rl"]], ["other", []]] }));
     assert.equal((await postReload(loom)).status, 200);
     assert.equal((await get(loom.url("/rl/x"))).status, 200);
     assert.equal((await get(loom.url("/rl/x"))).status, 429, "shared data survived the reload");
     // A changed config builds a new plugin (new VM), shared data is per isolate and stays.
     writeConfig(
       loom,
-      pluginYaml(app, [{ name: "rl", path: KITCHEN["0.2.1"], config: "r9" }], [["rl", ["rl"]]]),
+      yamlOf({
+        app,
+        plugins: [{ name: "rl", path: KITCHEN["0.2.1"], config: "r9" }],
+        pluginRoutes: [["rl", ["rl"]]],
+      }),
     );
     assert.equal((await postReload(loom)).status, 200);
     assert.equal((await get(loom.url("/rl/x"))).status, 200);
@@ -211,12 +244,16 @@ itest("wasm: plugins reload with the config; unchanged plugins keep their state"
 });
 
 itest("wasm: a module without ABI marker is refused; its routes fail closed or open", async () => {
-  const app = jsonEcho();
-  const loom = await startLoom(pluginYaml(app, [
-    { name: "bad", path: PLUGINS + "no_abi.wasm" },
-    { name: "bad-open", path: PLUGINS + "no_abi.wasm", failure_policy: "fail_open" },
-    { name: "reject", path: KITCHEN["0.2.1"], config: "c" },
-  ], [["closed", ["bad"]], ["open", ["bad-open"]], ["rej", ["reject"]]]));
+  const app = startUpstream({ echo: "app" });
+  const loom = await startLoom(yamlOf({
+    app,
+    plugins: [
+      { name: "bad", path: PLUGINS + "no_abi.wasm" },
+      { name: "bad-open", path: PLUGINS + "no_abi.wasm", failure_policy: "fail_open" },
+      { name: "reject", path: KITCHEN["0.2.1"], config: "c" },
+    ],
+    pluginRoutes: [["closed", ["bad"]], ["open", ["bad-open"]], ["rej", ["reject"]]],
+  }));
   try {
     assert.equal((await get(loom.url("/closed/x"))).status, 500);
     assert.equal((await get(loom.url("/open/x"))).status, 200);

@@ -5,10 +5,11 @@
  * (HTTP/1.1 and HTTP/2) and a plain one.
  */
 import assert from "node:assert/strict";
-import { itest, startLoom, startUpstream } from "./helpers.ts";
+import { itest, startLoom } from "./helpers.ts";
 import { RawClient } from "./http1_util.ts";
 import { curl, TestCa } from "./tls_util.ts";
 import { PLUGINS } from "./wasm_util.ts";
+import { startUpstream } from "./upstream.ts";
 
 const enc = new TextEncoder();
 const PATHS = [

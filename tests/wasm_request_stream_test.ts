@@ -6,10 +6,11 @@
  * handling for a plugin without proxy_on_request_body.
  */
 import assert from "node:assert/strict";
-import { itest, startLoom } from "./helpers.ts";
-import { get, metricValue, waitFor } from "./gateway_util.ts";
-import { fieldValues, RawClient, startRawUpstream } from "./http1_util.ts";
+import { itest, startLoom, waitFor } from "./helpers.ts";
+import { get, metricValue } from "./gateway_util.ts";
+import { fieldValues, RawClient } from "./http1_util.ts";
 import { PLUGINS } from "./wasm_util.ts";
+import { type RawUpstream, startUpstream } from "./upstream.ts";
 
 const dec = new TextDecoder();
 const ADD_HEADERS = new URL("../plugins/add-headers/add_headers.wasm", import.meta.url).pathname;
@@ -37,14 +38,14 @@ async function metrics(loom: { admin(p: string): string }): Promise<string> {
 }
 
 interface Rig {
-  up: ReturnType<typeof startRawUpstream>;
+  up: RawUpstream;
   loom: Awaited<ReturnType<typeof startLoom>>;
   c: RawClient;
 }
 
 /** Runs `body` with a gateway on the routes above, a raw upstream and one raw client connection. */
 async function withRig(body: (rig: Rig) => Promise<void>): Promise<void> {
-  const up = startRawUpstream();
+  const up = startUpstream({ raw: true });
   const loom = await startLoom(yaml(up.address));
   try {
     const c = await RawClient.connect(loom.port);

@@ -8,20 +8,24 @@
  * counts a metric and rewrites the buffered request body.
  */
 import assert from "node:assert/strict";
-import { itest, startLoom } from "./helpers.ts";
+import { itest, startLoom, yamlOf } from "./helpers.ts";
 import { get } from "./gateway_util.ts";
+import { type Echo, startUpstream } from "./upstream.ts";
 import { sdkFilterTests } from "./wasm_sdk_util.ts";
-import { type Echoed, jsonEcho, pluginYaml } from "./wasm_util.ts";
 
 const WASM = new URL("../plugins/sdk-go/http_filter.wasm", import.meta.url).pathname;
 
 sdkFilterTests({ lang: "go", label: "Go", wasm: WASM });
 
 itest("go sdk plugin: many large bodies (the Go runtime's GC runs inside callbacks)", async () => {
-  const app = jsonEcho();
-  const loom = await startLoom(pluginYaml(app, [
-    { name: "go-gc", path: WASM, root_id: "loom_go", phase: "on_request_body", config: "gc" },
-  ], [["gc", ["go-gc"]]]));
+  const app = startUpstream({ echo: "app" });
+  const loom = await startLoom(yamlOf({
+    app,
+    plugins: [
+      { name: "go-gc", path: WASM, root_id: "loom_go", phase: "on_request_body", config: "gc" },
+    ],
+    pluginRoutes: [["gc", ["go-gc"]]],
+  }));
   try {
     // ~40 MiB through the Go heap (GetHttpRequestBody copies, the rewritten
     // body, string conversions): several GC cycles, all inside exports.
@@ -30,7 +34,7 @@ itest("go sdk plugin: many large bodies (the Go runtime's GC runs inside callbac
       const body = `${i}:` + chunk;
       const r = await get(loom.url(`/gc/${i}`), { method: "POST", body });
       assert.equal(r.status, 200, r.text.slice(0, 200));
-      const e = JSON.parse(r.text) as Echoed;
+      const e = JSON.parse(r.text) as Echo;
       assert.equal(e.body, `go[${body.length}]:${body}`);
       assert.equal(e.headers["x-go-sdk"], "proxy-wasm-go-sdk");
     }

@@ -4,17 +4,17 @@
  * example and a C plugin compiled with clang against the ABI.
  */
 import assert from "node:assert/strict";
-import { itest, startLoom } from "./helpers.ts";
+import { itest, startLoom, yamlOf } from "./helpers.ts";
 import { get } from "./gateway_util.ts";
-import { type Echoed, jsonEcho, pluginYaml } from "./wasm_util.ts";
+import { type Echo, startUpstream } from "./upstream.ts";
 
 const root = new URL("../plugins/", import.meta.url).pathname;
 
 itest("sdk plugin: AssemblyScript proxy-runtime add_header (config and default)", async () => {
-  const app = jsonEcho();
-  const loom = await startLoom(pluginYaml(
+  const app = startUpstream({ echo: "app" });
+  const loom = await startLoom(yamlOf({
     app,
-    [
+    plugins: [
       {
         name: "as",
         path: root + "sdk-assemblyscript/add_header.wasm",
@@ -29,13 +29,13 @@ itest("sdk plugin: AssemblyScript proxy-runtime add_header (config and default)"
         root_id: "add_header",
       },
     ],
-    [["as", ["as"]], ["asd", ["as-default"]]],
-  ));
+    pluginRoutes: [["as", ["as"]], ["asd", ["as-default"]]],
+  }));
   try {
     for (let i = 0; i < 3; i++) {
       const r = await get(loom.url("/as/x"));
       assert.equal(r.status, 200, r.text);
-      assert.equal((JSON.parse(r.text) as Echoed).headers["x-sdk"], "assemblyscript");
+      assert.equal((JSON.parse(r.text) as Echo).headers["x-sdk"], "assemblyscript");
       assert.equal(r.headers.get("hello"), "from-loom");
     }
     // Empty configuration: the SDK's onConfigure passes the size as size_ptr and
@@ -44,7 +44,7 @@ itest("sdk plugin: AssemblyScript proxy-runtime add_header (config and default)"
     // header value is dropped by the host: the response stays well-formed.
     const d = await get(loom.url("/asd/x"));
     assert.equal(d.status, 200, d.text);
-    assert.equal((JSON.parse(d.text) as Echoed).headers["x-sdk"], "assemblyscript");
+    assert.equal((JSON.parse(d.text) as Echo).headers["x-sdk"], "assemblyscript");
     assert.notEqual(d.headers.get("hello"), "world!");
     const info = JSON.parse((await get(loom.admin("/plugins"))).text) as { name: string; errors: number }[];
     for (const p of info) assert.equal(p.errors, 0, JSON.stringify(p));
@@ -55,14 +55,18 @@ itest("sdk plugin: AssemblyScript proxy-runtime add_header (config and default)"
 });
 
 itest("c plugin: clang --target=wasm32 against the ABI (hand-written externs)", async () => {
-  const app = jsonEcho();
-  const loom = await startLoom(pluginYaml(app, [
-    { name: "c", path: root + "c-headers/add_header.wasm", phase: "on_response_headers", config: "c-ok" },
-  ], [["c", ["c"]]]));
+  const app = startUpstream({ echo: "app" });
+  const loom = await startLoom(yamlOf({
+    app,
+    plugins: [
+      { name: "c", path: root + "c-headers/add_header.wasm", phase: "on_response_headers", config: "c-ok" },
+    ],
+    pluginRoutes: [["c", ["c"]]],
+  }));
   try {
     const r = await get(loom.url("/c/x"));
     assert.equal(r.status, 200, r.text);
-    assert.equal((JSON.parse(r.text) as Echoed).headers["x-c-plugin"], "clang");
+    assert.equal((JSON.parse(r.text) as Echo).headers["x-c-plugin"], "clang");
     assert.equal(r.headers.get("x-c-config"), "c-ok");
   } finally {
     await loom.close();

@@ -5,10 +5,10 @@
  * a metric, a buffered body rewrite and a rejected configuration.
  */
 import assert from "node:assert/strict";
-import { itest, startLoom } from "./helpers.ts";
+import { itest, startLoom, yamlOf } from "./helpers.ts";
 import type { Tool } from "./tools.ts";
 import { get, metricValue } from "./gateway_util.ts";
-import { type Echoed, jsonEcho, pluginYaml } from "./wasm_util.ts";
+import { type Echo, startUpstream } from "./upstream.ts";
 
 /** An SDK filter: `lang` prefixes its headers, metric and body marker (x-go-sdk, wasm_go_requests, go[n]:). */
 export interface SdkFilter {
@@ -34,25 +34,29 @@ export function sdkFilterTests(sdk: SdkFilter): void {
   const marked = (body: string) => `${lang}[${body.length}]:${body}`;
 
   itest(`${lang} sdk plugin: configuration, header edits, properties, local response, metric`, async () => {
-    const app = jsonEcho();
+    const app = startUpstream({ echo: "app" });
     const config = { greeting: "from-yaml", n: 2 };
-    const loom = await startLoom(pluginYaml(app, [
-      { name: lang, path: wasm, root_id: rootId, phase: "on_response_headers", config },
-      {
-        name: `${lang}-text`,
-        path: wasm,
-        root_id: rootId,
-        phase: "on_response_headers",
-        config: "plain text",
-      },
-    ], [[lang, [lang]], [`${lang}t`, [`${lang}-text`]]]));
+    const loom = await startLoom(yamlOf({
+      app,
+      plugins: [
+        { name: lang, path: wasm, root_id: rootId, phase: "on_response_headers", config },
+        {
+          name: `${lang}-text`,
+          path: wasm,
+          root_id: rootId,
+          phase: "on_response_headers",
+          config: "plain text",
+        },
+      ],
+      pluginRoutes: [[lang, [lang]], [`${lang}t`, [`${lang}-text`]]],
+    }));
     try {
       for (let i = 0; i < 3; i++) {
         const r = await get(loom.url(`/${lang}/x?q=1`), {
           headers: { "x-remove-me": "1", [h("config")]: "old" },
         });
         assert.equal(r.status, 200, r.text);
-        const e = JSON.parse(r.text) as Echoed;
+        const e = JSON.parse(r.text) as Echo;
         // Request side: add, replace and remove a header.
         assert.equal(e.headers[h("sdk")], `proxy-wasm-${lang}-sdk`);
         assert.equal(e.headers[h("config")], JSON.stringify(config)); // a mapping is passed as JSON
@@ -67,7 +71,7 @@ export function sdkFilterTests(sdk: SdkFilter): void {
       }
       const t = await get(loom.url(`/${lang}t/x`));
       assert.equal(t.status, 200, t.text);
-      assert.equal((JSON.parse(t.text) as Echoed).headers[h("config")], "plain text");
+      assert.equal((JSON.parse(t.text) as Echo).headers[h("config")], "plain text");
       assert.equal(t.headers.get(h("config")), "plain text");
 
       // A local response: the upstream never sees the request.
@@ -88,14 +92,18 @@ export function sdkFilterTests(sdk: SdkFilter): void {
   }, { needs });
 
   itest(`${lang} sdk plugin: the request body buffered until its end, then rewritten`, async () => {
-    const app = jsonEcho();
-    const loom = await startLoom(pluginYaml(app, [
-      { name: `${lang}-body`, path: wasm, root_id: rootId, phase: "on_request_body", config: "body" },
-    ], [["b", [`${lang}-body`]]]));
+    const app = startUpstream({ echo: "app" });
+    const loom = await startLoom(yamlOf({
+      app,
+      plugins: [
+        { name: `${lang}-body`, path: wasm, root_id: rootId, phase: "on_request_body", config: "body" },
+      ],
+      pluginRoutes: [["b", [`${lang}-body`]]],
+    }));
     try {
       const r = await get(loom.url("/b/x"), { method: "POST", body: "hello wasm" });
       assert.equal(r.status, 200, r.text);
-      const e = JSON.parse(r.text) as Echoed;
+      const e = JSON.parse(r.text) as Echo;
       assert.equal(e.body, marked("hello wasm"));
       assert.equal(e.headers["content-length"], String(marked("hello wasm").length));
       assert.equal(e.headers[h("config")], "body");
@@ -111,7 +119,7 @@ export function sdkFilterTests(sdk: SdkFilter): void {
       });
       const s = await get(loom.url("/b/y"), { method: "POST", body: stream });
       assert.equal(s.status, 200, s.text);
-      assert.equal((JSON.parse(s.text) as Echoed).body, marked("one,two,three"));
+      assert.equal((JSON.parse(s.text) as Echo).body, marked("one,two,three"));
       await pluginErrors(loom.admin);
     } finally {
       await loom.close();
@@ -120,10 +128,14 @@ export function sdkFilterTests(sdk: SdkFilter): void {
   }, { needs });
 
   itest(`${lang} sdk plugin: a rejected configuration marks the plugin failed`, async () => {
-    const app = jsonEcho();
-    const loom = await startLoom(pluginYaml(app, [
-      { name: `${lang}-bad`, path: wasm, root_id: rootId, phase: "on_request_headers", config: "reject" },
-    ], [["bad", [`${lang}-bad`]]]));
+    const app = startUpstream({ echo: "app" });
+    const loom = await startLoom(yamlOf({
+      app,
+      plugins: [
+        { name: `${lang}-bad`, path: wasm, root_id: rootId, phase: "on_request_headers", config: "reject" },
+      ],
+      pluginRoutes: [["bad", [`${lang}-bad`]]],
+    }));
     try {
       const r = await get(loom.url("/bad/x"));
       assert.equal(r.status, 500, r.text); // fail_closed: {"error":"plugin failed"}

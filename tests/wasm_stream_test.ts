@@ -7,27 +7,30 @@
 import assert from "node:assert/strict";
 import { itest, startLoom } from "./helpers.ts";
 import { get, metricValue } from "./gateway_util.ts";
-import { deferred, fieldValues, RawClient, startRawUpstream } from "./http1_util.ts";
+import { deferred, fieldValues, RawClient } from "./http1_util.ts";
 import { PLUGINS } from "./wasm_util.ts";
+import { startUpstream } from "./upstream.ts";
 
 const dec = new TextDecoder();
 
 /** Upstream answering chunked "hello" … (until released) " world", with a trailer on /t/. */
 function chunkedUpstream() {
   const gates: { resolve(): void }[] = [];
-  const up = startRawUpstream(async (c) => {
-    for (;;) {
-      const req = await c.nextRequest();
-      if (req === null) return;
-      const gate = deferred();
-      gates.push(gate);
-      await c.write(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
-      );
-      await gate.promise;
-      const trailer = req.start.includes(" /t/") ? "X-Up: 1\r\n" : "";
-      await c.write(`6\r\n world\r\n0\r\n${trailer}\r\n`);
-    }
+  const up = startUpstream({
+    raw: async (c) => {
+      for (;;) {
+        const req = await c.nextRequest();
+        if (req === null) return;
+        const gate = deferred();
+        gates.push(gate);
+        await c.write(
+          "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        );
+        await gate.promise;
+        const trailer = req.start.includes(" /t/") ? "X-Up: 1\r\n" : "";
+        await c.write(`6\r\n world\r\n0\r\n${trailer}\r\n`);
+      }
+    },
   });
   return { up, release: () => gates.shift()?.resolve() };
 }

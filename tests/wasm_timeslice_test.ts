@@ -7,9 +7,10 @@
  */
 import assert from "node:assert/strict";
 import wabtInit from "wabt";
-import { itest, startLoom } from "./helpers.ts";
+import { itest, startLoom, yamlOf } from "./helpers.ts";
 import { get } from "./gateway_util.ts";
-import { jsonEcho, KITCHEN, pluginYaml } from "./wasm_util.ts";
+import { KITCHEN } from "./wasm_util.ts";
+import { startUpstream, type TestUpstream } from "./upstream.ts";
 
 /** A minimal plugin: on_request_headers loops forever when the request has `x-spin`, else continues. */
 const SPIN_WAT = `(module
@@ -101,17 +102,21 @@ async function duringRunaway(
   return { ...(await runaway), latencies };
 }
 
-function yaml(app: ReturnType<typeof jsonEcho>, spin: string, isolation: string): string {
-  return pluginYaml(app, [
-    { name: "spin", path: spin, timeout: "300ms", isolation },
-    { name: "good", path: KITCHEN["0.2.1"], config: "hok", isolation },
-  ], [["spin", ["spin"]], ["ok", ["good"]], ["plain", []]]);
+function yaml(app: TestUpstream, spin: string, isolation: string): string {
+  return yamlOf({
+    app,
+    plugins: [
+      { name: "spin", path: spin, timeout: "300ms", isolation },
+      { name: "good", path: KITCHEN["0.2.1"], config: "hok", isolation },
+    ],
+    pluginRoutes: [["spin", ["spin"]], ["ok", ["good"]], ["plain", []]],
+  });
 }
 
 itest(
   "wasm timeslice: other routes are served while a runaway callback runs; it ends at its timeout",
   async () => {
-    const app = jsonEcho();
+    const app = startUpstream({ echo: "app" });
     const spin = await spinModule();
     const loom = await startLoom(yaml(app, spin, "timeslice"));
     try {
@@ -139,7 +144,7 @@ itest(
 );
 
 itest("wasm timeslice: inline isolation keeps other requests waiting for the runaway callback", async () => {
-  const app = jsonEcho();
+  const app = startUpstream({ echo: "app" });
   const spin = await spinModule();
   const loom = await startLoom(yaml(app, spin, "inline"));
   try {
@@ -156,7 +161,7 @@ itest("wasm timeslice: inline isolation keeps other requests waiting for the run
 });
 
 itest("wasm timeslice: a request to the same plugin waits for its suspended VM, then is served", async () => {
-  const app = jsonEcho();
+  const app = startUpstream({ echo: "app" });
   const spin = await spinModule();
   const loom = await startLoom(yaml(app, spin, "timeslice"));
   try {
@@ -182,7 +187,7 @@ itest("wasm timeslice: a request to the same plugin waits for its suspended VM, 
 itest(
   "wasm timeslice: a runaway VM start-up (on_configure) is sliced too, and stopped at its timeout",
   async () => {
-    const app = jsonEcho();
+    const app = startUpstream({ echo: "app" });
     const spin = await spinModule(CONFIGURE_SPIN_WAT);
     const loom = await startLoom(yaml(app, spin, "timeslice"));
     try {

@@ -3,9 +3,11 @@
  * plugin state and merges it (VMs and errors summed, latest error kept).
  */
 import assert from "node:assert/strict";
-import { itest, startLoom } from "./helpers.ts";
-import { get, rawRequest } from "./gateway_util.ts";
-import { jsonEcho, KITCHEN, pluginYaml } from "./wasm_util.ts";
+import { itest, startLoom, yamlOf } from "./helpers.ts";
+import { rawRequest } from "./http1_util.ts";
+import { get } from "./gateway_util.ts";
+import { KITCHEN } from "./wasm_util.ts";
+import { startUpstream } from "./upstream.ts";
 
 interface Info {
   name: string;
@@ -18,12 +20,16 @@ interface Info {
 }
 
 itest("wasm workers: GET /plugins merges every worker (errors summed)", async () => {
-  const app = jsonEcho();
+  const app = startUpstream({ echo: "app" });
   const loom = await startLoom(
-    pluginYaml(app, [
-      { name: "trap", path: KITCHEN["0.2.1"], config: "x" },
-      { name: "good", path: KITCHEN["0.2.1"], config: "hok" },
-    ], [["trap", ["trap"]], ["ok", ["good"]]]) + "workers: 2\n",
+    yamlOf({
+      app,
+      plugins: [
+        { name: "trap", path: KITCHEN["0.2.1"], config: "x" },
+        { name: "good", path: KITCHEN["0.2.1"], config: "hok" },
+      ],
+      pluginRoutes: [["trap", ["trap"]], ["ok", ["good"]]],
+    }) + "workers: 2\n",
   );
   try {
     const N = 16; // 8 traps: below the per-worker cap of 10 VM starts per second
@@ -31,7 +37,7 @@ itest("wasm workers: GET /plugins merges every worker (errors summed)", async ()
     const codes = await Promise.all(
       Array.from(
         { length: N },
-        async (_, i) => (await rawRequest(loom.port, i % 2 ? "/trap/x" : "/ok/x")).status,
+        async (_, i) => (await rawRequest(loom.port, { target: i % 2 ? "/trap/x" : "/ok/x" })).res?.status,
       ),
     );
     assert.deepEqual(codes, Array.from({ length: N }, (_, i) => i % 2 ? 500 : 200));

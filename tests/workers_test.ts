@@ -4,23 +4,16 @@
  * both workers; metrics, reloads and in-flight counts must cover both.
  */
 import assert from "node:assert/strict";
-import { itest, startLoom } from "./helpers.ts";
-import {
-  echoUpstream,
-  get,
-  metricValue,
-  postReload,
-  rawRequest,
-  waitFor,
-  writeConfig,
-  yamlOf,
-} from "./gateway_util.ts";
+import { itest, startLoom, waitFor, writeConfig, yamlOf } from "./helpers.ts";
+import { rawRequest } from "./http1_util.ts";
+import { get, metricValue, postReload } from "./gateway_util.ts";
+import { startUpstream } from "./upstream.ts";
 
 const N = 40;
 
 itest("workers: 2 workers serve, metrics are summed over both, a reload reaches both", async () => {
-  const a = echoUpstream("a");
-  const b = echoUpstream("b");
+  const a = startUpstream({ echo: "a" });
+  const b = startUpstream({ echo: "b" });
   const base = (routes: unknown[]) =>
     yamlOf({
       upstreams: [{ name: "a", endpoints: [a.address] }, { name: "b", endpoints: [b.address] }],
@@ -31,7 +24,7 @@ itest("workers: 2 workers serve, metrics are summed over both, a reload reaches 
   try {
     assert.equal(JSON.parse((await get(loom.admin("/info"))).text).workers, 2);
     const statuses = await Promise.all(
-      Array.from({ length: N }, async () => (await rawRequest(loom.port, "/one")).status),
+      Array.from({ length: N }, async () => (await rawRequest(loom.port, { target: "/one" })).res?.status),
     );
     assert.deepEqual(statuses, Array(N).fill(200));
     const metrics = (await get(loom.admin("/metrics"))).text;
@@ -48,8 +41,10 @@ itest("workers: 2 workers serve, metrics are summed over both, a reload reaches 
     );
     assert.equal((await postReload(loom)).status, 200);
     const after = await Promise.all(Array.from({ length: N }, async (_, i) => {
-      const r = await rawRequest(loom.port, i % 2 ? "/one" : "/two");
-      return r.status === 200 ? JSON.parse(r.body).tag : String(r.status);
+      const { res } = await rawRequest(loom.port, { target: i % 2 ? "/one" : "/two" });
+      return res?.status === 200
+        ? JSON.parse(new TextDecoder().decode(res.body)).tag
+        : String(res?.status ?? 0);
     }));
     assert.deepEqual(
       after,
@@ -70,8 +65,8 @@ itest("workers: 2 workers serve, metrics are summed over both, a reload reaches 
 });
 
 itest("workers: least_conn in-flight counts in /upstreams cover every worker", async () => {
-  const s1 = echoUpstream("s1", 1000);
-  const s2 = echoUpstream("s2", 1000);
+  const s1 = startUpstream({ echo: "s1", delayMs: 1000 });
+  const s2 = startUpstream({ echo: "s2", delayMs: 1000 });
   const loom = await startLoom(yamlOf({
     upstreams: [{ name: "pool", load_balancer: "least_conn", endpoints: [s1.address, s2.address] }],
     routes: [{ id: "slow", path: "/slow", upstream: "pool" }],
@@ -79,7 +74,7 @@ itest("workers: least_conn in-flight counts in /upstreams cover every worker", a
   }));
   try {
     const k = 12;
-    const inflight = Array.from({ length: k }, () => rawRequest(loom.port, "/slow"));
+    const inflight = Array.from({ length: k }, () => rawRequest(loom.port, { target: "/slow" }));
     await waitFor(
       "all requests at the upstreams",
       () => s1.seen.length + s2.seen.length === k || undefined,
@@ -92,7 +87,7 @@ itest("workers: least_conn in-flight counts in /upstreams cover every worker", a
     assert.equal(counts[0] + counts[1], k, `in_flight ${counts} must count both workers' requests`);
     // Shared counters let least_conn balance across workers, not just within one.
     assert.ok(Math.abs(s1.seen.length - s2.seen.length) <= 2, `${s1.seen.length} vs ${s2.seen.length}`);
-    for (const r of await Promise.all(inflight)) assert.equal(r.status, 200);
+    for (const r of await Promise.all(inflight)) assert.equal(r.res?.status, 200);
     await waitFor("in-flight back to 0", async () => {
       const u = JSON.parse((await get(loom.admin("/upstreams"))).text);
       return u[0].endpoints.every((e: { in_flight: number }) => e.in_flight === 0) || undefined;
