@@ -17,6 +17,8 @@ import {
   type SecurityHeadersOptions,
 } from "./headers/index.ts";
 import { cors, type CorsOptions } from "./cors/index.ts";
+import { jwt, type JwtOptions } from "./jwt/index.ts";
+import { apiKey, type ApiKeyOptions } from "./api_key/index.ts";
 
 /** What a middleware may use besides its options, given when the snapshot is built. */
 export interface MiddlewareEnv {
@@ -46,6 +48,8 @@ export type MiddlewareFactory = (options: never, env: MiddlewareEnv) => Middlewa
 const factories = new Map<string, MiddlewareFactory>([
   ["headers", (o: HeadersOptions) => headers(o)],
   ["cors", (o: CorsOptions) => cors(o)],
+  ["jwt", (o: JwtOptions, env) => jwt(o, env)],
+  ["api_key", (o: ApiKeyOptions) => apiKey(o)],
   ["security_headers", (o: SecurityHeadersOptions) => securityHeaders(o)],
 ]);
 

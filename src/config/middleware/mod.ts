@@ -17,6 +17,8 @@
 import { type Field, opt, t, type Type } from "../dsl.ts";
 import { headersOptions, securityHeadersOptions } from "./headers.ts";
 import { corsOptions } from "./cors.ts";
+import { jwtOptions } from "./jwt.ts";
+import { apiKeyOptions } from "./api_key.ts";
 
 /** A middleware entry after validation: its name and normalised options. */
 export interface MiddlewareEntry {
@@ -29,6 +31,8 @@ const fields: Record<string, Field> = {
   headers: headersOptions,
   security_headers: securityHeadersOptions,
   cors: corsOptions,
+  jwt: jwtOptions,
+  api_key: apiKeyOptions,
 };
 
 /** Declares the options of a middleware named `name` (used by middleware outside the built-in set). */
