@@ -20,16 +20,9 @@ import { HeaderList } from "../core/headers.ts";
 import { respond, respondError } from "../core/respond.ts";
 import { BufferType, MapType } from "./abi.ts";
 import type { Plugin, PluginChain } from "./plugin.ts";
-import {
-  type Callback,
-  encodePairs,
-  headerListView,
-  type LocalResponse,
-  type MapView,
-  type PluginVM,
-  StaleVM,
-  type StreamHost,
-} from "./vm.ts";
+import { StaleVM } from "./errors.ts";
+import { encodePairs, headerListView, type MapView } from "./header_maps.ts";
+import type { Callback, LocalResponse, PluginVM, StreamHost } from "./vm.ts";
 
 const enc = new TextEncoder();
 const EMPTY = new Uint8Array(0);

@@ -20,7 +20,8 @@ import { GrpcCallouts } from "./grpc_callouts.ts";
 import { call } from "../proxy/call.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import type { ConnectionPool } from "../upstream/pool.ts";
-import { type CalloutData, type Isolation, PluginVM, type SharedStores, StaleVM, type VmHost } from "./vm.ts";
+import { StaleVM } from "./errors.ts";
+import { type CalloutData, type Isolation, PluginVM, type SharedStores, type VmHost } from "./vm.ts";
 
 const enc = new TextEncoder();
 const log = logger.child({ component: "wasm" });

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import wabtInit from "wabt";
-import { decodePairs, encodePairs, pairsView, PluginVM, type SharedStores } from "./vm.ts";
+import { decodePairs, encodePairs, pairsView } from "./header_maps.ts";
+import { PluginVM, type SharedStores } from "./vm.ts";
 import { detectAbi, LogLevel } from "./abi.ts";
 import { getLogLevel, setLogLevel } from "../observability/logger.ts";
 
