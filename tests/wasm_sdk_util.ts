@@ -32,6 +32,12 @@ export function sdkFilterTests(sdk: SdkFilter): void {
   const rootId = `loom_${lang}`;
   const h = (name: string) => `x-${lang}-${name}`;
   const marked = (body: string) => `${lang}[${body.length}]:${body}`;
+  /** An echo upstream and a Loom running the filter as `name` in `phase` on route `/<route>/*`. */
+  const withFilter = async (route: string, name: string, phase: string, config: string) => {
+    const app = startUpstream({ echo: "app" });
+    const plugins = [{ name, path: wasm, root_id: rootId, phase, config }];
+    return { app, loom: await startLoom(yamlOf({ app, plugins, pluginRoutes: [[route, [name]]] })) };
+  };
 
   itest(`${lang} sdk plugin: configuration, header edits, properties, local response, metric`, async () => {
     const app = startUpstream({ echo: "app" });
@@ -92,14 +98,7 @@ export function sdkFilterTests(sdk: SdkFilter): void {
   }, { needs });
 
   itest(`${lang} sdk plugin: the request body buffered until its end, then rewritten`, async () => {
-    const app = startUpstream({ echo: "app" });
-    const loom = await startLoom(yamlOf({
-      app,
-      plugins: [
-        { name: `${lang}-body`, path: wasm, root_id: rootId, phase: "on_request_body", config: "body" },
-      ],
-      pluginRoutes: [["b", [`${lang}-body`]]],
-    }));
+    const { app, loom } = await withFilter("b", `${lang}-body`, "on_request_body", "body");
     try {
       const r = await get(loom.url("/b/x"), { method: "POST", body: "hello wasm" });
       assert.equal(r.status, 200, r.text);
@@ -128,14 +127,7 @@ export function sdkFilterTests(sdk: SdkFilter): void {
   }, { needs });
 
   itest(`${lang} sdk plugin: a rejected configuration marks the plugin failed`, async () => {
-    const app = startUpstream({ echo: "app" });
-    const loom = await startLoom(yamlOf({
-      app,
-      plugins: [
-        { name: `${lang}-bad`, path: wasm, root_id: rootId, phase: "on_request_headers", config: "reject" },
-      ],
-      pluginRoutes: [["bad", [`${lang}-bad`]]],
-    }));
+    const { app, loom } = await withFilter("bad", `${lang}-bad`, "on_request_headers", "reject");
     try {
       const r = await get(loom.url("/bad/x"));
       assert.equal(r.status, 500, r.text); // fail_closed: {"error":"plugin failed"}
