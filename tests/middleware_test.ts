@@ -1,12 +1,14 @@
 /**
  * The middleware chain through a running gateway: a middleware written from
- * src/middleware/README.md (tests/fixtures/powered_by.ts) on HTTP/1.1 and
- * HTTP/2 (h2c) listeners, top-level before route order, request edits seen by
+ * src/middleware/README.md (tests/fixtures/powered_by.ts) on HTTP/1.1, HTTP/2
+ * (h2c) and HTTP/3 listeners, top-level before route order, request edits seen by
  * the upstream, response hooks on Loom's own errors, and config errors.
  */
 import assert from "node:assert/strict";
 import "./fixtures/powered_by.ts";
-import { itest, startLoom } from "./helpers.ts";
+import { freePort, itest, startLoom } from "./helpers.ts";
+import { TestCa } from "./tls_util.ts";
+import { GET, h3Client } from "./h3_client.ts";
 import { startUpstream } from "./upstream.ts";
 import { parseConfig } from "../src/config/load.ts";
 
@@ -18,7 +20,7 @@ itest(
         headers: { "x-from-upstream": "1" },
       })
     );
-    const h2cPort = (await import("./helpers.ts")).freePort();
+    const h2cPort = freePort();
     const loom = await startLoom(`
 listeners:
   - { name: http, address: "127.0.0.1:\${PORT}", protocol: http }
@@ -120,3 +122,39 @@ rate_limit: { enabled: true, rate: 10 }
     [["rate_limit", 4], ["tracing", 2]],
   );
 });
+
+itest("middleware: README's powered_by and route headers on an HTTP/3 listener", async () => {
+  const dir = Deno.makeTempDirSync();
+  const ca = await TestCa.create(dir);
+  const cert = await ca.leaf("server", "localhost", ["DNS:localhost"]);
+  const up = startUpstream((req) => new Response(req.headers.get("x-who") ?? "none"));
+  const h3Port = freePort();
+  const loom = await startLoom(`
+listeners:
+  - { name: h3, address: "127.0.0.1:${h3Port}", protocol: http3, tls: { cert_file: "${cert.cert}", key_file: "${cert.key}" } }
+upstreams: [{ name: up, endpoints: ["${up.address}"] }]
+middleware:
+  - powered_by: { value: loom-h3 }
+routes:
+  - id: api
+    path: /api/*
+    upstream: up
+    middleware:
+      - headers: { request: { set: { x-who: "\${route_id}" } }, response: { add: { x-order: route } } }
+`);
+  try {
+    const c = await h3Client(h3Port, Deno.readTextFileSync(ca.cert));
+    const r = await c.request(GET("/api/x"));
+    const fields = new Map<string, string>();
+    for (let i = 0; i < r.fields.length; i += 2) fields.set(r.fields[i], r.fields[i + 1]);
+    assert.equal(fields.get(":status"), "200");
+    assert.equal(fields.get("x-powered-by"), "loom-h3");
+    assert.equal(fields.get("x-order"), "route");
+    assert.equal(r.body, "api");
+    c.conn.close();
+  } finally {
+    await loom.close();
+    await up.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
+}, { needs: ["openssl"] });

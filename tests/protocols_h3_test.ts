@@ -7,23 +7,13 @@
  * (which does verify it) sends what gtlsclient cannot: custom, oversized,
  * malformed and dynamic-table header sections; it also watches for GOAWAY.
  */
-import { concat } from "../src/net/bytes.ts";
 import assert from "node:assert/strict";
 import { freePort, itest, startLoom, type TestLoom, writeConfig } from "./helpers.ts";
 import { TestCa } from "./tls_util.ts";
 import { postReload } from "./gateway_util.ts";
 import { startUpstream, type TestUpstream } from "./upstream.ts";
-import {
-  decodeSettings,
-  decodeSingleVarint,
-  encodeFrame,
-  encodeSettings,
-  FrameType,
-  StreamReader,
-  StreamType,
-} from "../src/http3/frame.ts";
-import { decodeFieldSection, encodeFieldSection } from "../src/http3/qpack.ts";
-import { encodeVarint } from "../src/http3/varint.ts";
+import { decodeSettings, decodeSingleVarint, encodeFrame, FrameType } from "../src/http3/frame.ts";
+import { GET, h3Client } from "./h3_client.ts";
 
 const GTLSCLIENT = "/usr/bin/gtlsclient";
 
@@ -248,80 +238,6 @@ routes:
   },
   { needs: ["openssl", "gtlsclient"] },
 );
-
-/**
- * A minimal HTTP/3 client on Deno.connectQuic for what gtlsclient cannot send
- * (custom, oversized, malformed or dynamic-table header sections).
- */
-async function h3Client(port: number, caPem: string, serverName = "localhost") {
-  const conn = await Deno.connectQuic({
-    hostname: "127.0.0.1",
-    port,
-    serverName,
-    alpnProtocols: ["h3"],
-    caCerts: [caPem],
-  });
-  // The control stream must stay open for the connection's life: keep its writer referenced, since a
-  // collected QUIC send stream is finished (the server then closes with H3_CLOSED_CRITICAL_STREAM).
-  const control = (await conn.createUnidirectionalStream()).getWriter();
-  await control.write(concat([encodeVarint(StreamType.CONTROL), encodeSettings(new Map())]));
-  /** The server's control stream frames, as they arrive. */
-  const serverFrames: { type: number; payload: Uint8Array }[] = [];
-  (async () => {
-    for await (const uni of conn.incomingUnidirectionalStreams) {
-      const rd = uni.getReader();
-      const sr = new StreamReader(async () => {
-        const x = await rd.read();
-        return x.done ? null : x.value;
-      });
-      if (await sr.varint() !== StreamType.CONTROL) continue;
-      for (;;) {
-        const h = await sr.frameHeader();
-        if (h === null) break;
-        serverFrames.push({ type: h.type, payload: (await sr.exact(h.length)).slice() });
-      }
-    }
-  })().catch(() => {});
-  return {
-    conn,
-    control,
-    serverFrames,
-    /** Sends one request (a HEADERS frame from `fields`, or `raw` bytes); returns the response head and body. */
-    async request(fields: string[], raw?: Uint8Array): Promise<{ fields: string[]; body: string }> {
-      const s = await conn.createBidirectionalStream();
-      const w = s.writable.getWriter();
-      await w.write(raw ?? encodeFrame(FrameType.HEADERS, encodeFieldSection(fields)));
-      await w.close();
-      const rd = s.readable.getReader();
-      const sr = new StreamReader(async () => {
-        const x = await rd.read();
-        return x.done ? null : x.value;
-      });
-      const h = await sr.frameHeader();
-      if (h === null || h.type !== FrameType.HEADERS) throw new Error("no response HEADERS");
-      const head = decodeFieldSection(await sr.exact(h.length)).fields;
-      let body = "";
-      for (;;) {
-        const d = await sr.frameHeader();
-        if (d === null) break;
-        body += new TextDecoder().decode(await sr.exact(d.length));
-      }
-      return { fields: head, body };
-    },
-  };
-}
-
-const GET = (path: string, extra: string[] = []) => [
-  ":method",
-  "GET",
-  ":scheme",
-  "https",
-  ":authority",
-  "localhost",
-  ":path",
-  path,
-  ...extra,
-];
 
 itest(
   "http3 listener: 431 over the header limit, 400 for malformed requests, QPACK dynamic refs close the connection",

@@ -16,7 +16,17 @@ export interface ClientCertificate {
   readonly sans: readonly string[];
   /** SHA-256 fingerprint (colon-separated hex). */
   readonly fingerprint256: string;
+  /**
+   * Subject attributes by short name ("CN", "O", "OU", ...), each value in order. Unambiguous where
+   * `subject` is not: a value may itself contain "," or "OU=".
+   */
+  readonly subjectAttrs: ReadonlyMap<string, readonly string[]>;
 }
+
+/** Request field with the verified client certificate's subject (TLS listeners with `client_auth`). */
+export const CLIENT_SUBJECT_HEADER = "x-loom-client-subject";
+/** Request field with the verified client certificate's SANs, ", "-separated. */
+export const CLIENT_SAN_HEADER = "x-loom-client-san";
 
 /** gRPC flavour of a request: 0 none, 1 native gRPC, 2 gRPC-Web binary, 3 gRPC-Web text. */
 export type GrpcKind = 0 | 1 | 2 | 3;

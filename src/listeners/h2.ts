@@ -12,7 +12,12 @@
  */
 import tls from "node:tls";
 import type { Socket } from "node:net";
-import type { ClientCertificate, RequestContext } from "../core/context.ts";
+import {
+  CLIENT_SAN_HEADER,
+  CLIENT_SUBJECT_HEADER,
+  type ClientCertificate,
+  type RequestContext,
+} from "../core/context.ts";
 import type { ListenerConfig } from "../config/types.ts";
 import { H2Connection } from "../http2/connection.ts";
 import { ErrorCode } from "../http2/frame.ts";
@@ -22,11 +27,6 @@ import { type StreamConnInfo, type StreamProtocol, StreamRequests } from "./stre
 import { contextFor, peerChain, verifyClientCert } from "./tls.ts";
 import { TlsMaterial } from "./tls_reload.ts";
 import { logger } from "../observability/logger.ts";
-
-/** Headers on the verified client identity, set by the gateway (client-sent copies are removed). */
-export const CLIENT_SUBJECT_HEADER = "x-loom-client-subject";
-/** Comma-separated SANs of the verified client certificate. */
-export const CLIENT_SAN_HEADER = "x-loom-client-san";
 
 /** The client connection preface (RFC 9113 3.4). */
 const PREFACE = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");

@@ -213,6 +213,21 @@ function signedBy(x: X509Certificate, issuer: X509Certificate): boolean {
   }
 }
 
+/** A certificate's subject attributes by short name (from the parsed name, not its text form). */
+function subjectAttrs(x: X509Certificate): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  let subject: Record<string, string | string[]> | undefined;
+  try {
+    subject = x.toLegacyObject().subject as unknown as Record<string, string | string[]> | undefined;
+  } catch {
+    return out;
+  }
+  for (const [k, v] of Object.entries(subject ?? {})) {
+    out.set(k, Array.isArray(v) ? v.map(String) : [String(v)]);
+  }
+  return out;
+}
+
 /**
  * Verifies a client's certificate chain (DER, leaf first, then whatever
  * intermediates the client sent) against the configured CAs: the leaf is
@@ -237,6 +252,7 @@ export function verifyClientCert(t: ListenerTls, chain: readonly Uint8Array[]): 
         subject: leaf.subject.split("\n").join(","),
         sans: (leaf.subjectAltName ?? "").split(",").map((s) => s.trim()).filter((s) => s !== ""),
         fingerprint256: leaf.fingerprint256,
+        subjectAttrs: subjectAttrs(leaf),
       };
     }
     const next = sent.find((x) => x !== cur && signedBy(cur, x));

@@ -1,0 +1,80 @@
+/** A minimal HTTP/3 test client on Deno.connectQuic (no Debian tool needed), and a GET field list. */
+import { concat } from "../src/net/bytes.ts";
+import { encodeFrame, encodeSettings, FrameType, StreamReader, StreamType } from "../src/http3/frame.ts";
+import { decodeFieldSection, encodeFieldSection } from "../src/http3/qpack.ts";
+import { encodeVarint } from "../src/http3/varint.ts";
+
+/**
+ * A minimal HTTP/3 client on Deno.connectQuic for what gtlsclient cannot send
+ * (custom, oversized, malformed or dynamic-table header sections).
+ */
+export async function h3Client(port: number, caPem: string, serverName = "localhost") {
+  const conn = await Deno.connectQuic({
+    hostname: "127.0.0.1",
+    port,
+    serverName,
+    alpnProtocols: ["h3"],
+    caCerts: [caPem],
+  });
+  // The control stream must stay open for the connection's life: keep its writer referenced, since a
+  // collected QUIC send stream is finished (the server then closes with H3_CLOSED_CRITICAL_STREAM).
+  const control = (await conn.createUnidirectionalStream()).getWriter();
+  await control.write(concat([encodeVarint(StreamType.CONTROL), encodeSettings(new Map())]));
+  /** The server's control stream frames, as they arrive. */
+  const serverFrames: { type: number; payload: Uint8Array }[] = [];
+  (async () => {
+    for await (const uni of conn.incomingUnidirectionalStreams) {
+      const rd = uni.getReader();
+      const sr = new StreamReader(async () => {
+        const x = await rd.read();
+        return x.done ? null : x.value;
+      });
+      if (await sr.varint() !== StreamType.CONTROL) continue;
+      for (;;) {
+        const h = await sr.frameHeader();
+        if (h === null) break;
+        serverFrames.push({ type: h.type, payload: (await sr.exact(h.length)).slice() });
+      }
+    }
+  })().catch(() => {});
+  return {
+    conn,
+    control,
+    serverFrames,
+    /** Sends one request (a HEADERS frame from `fields`, or `raw` bytes); returns the response head and body. */
+    async request(fields: string[], raw?: Uint8Array): Promise<{ fields: string[]; body: string }> {
+      const s = await conn.createBidirectionalStream();
+      const w = s.writable.getWriter();
+      await w.write(raw ?? encodeFrame(FrameType.HEADERS, encodeFieldSection(fields)));
+      await w.close();
+      const rd = s.readable.getReader();
+      const sr = new StreamReader(async () => {
+        const x = await rd.read();
+        return x.done ? null : x.value;
+      });
+      const h = await sr.frameHeader();
+      if (h === null || h.type !== FrameType.HEADERS) throw new Error("no response HEADERS");
+      const head = decodeFieldSection(await sr.exact(h.length)).fields;
+      let body = "";
+      for (;;) {
+        const d = await sr.frameHeader();
+        if (d === null) break;
+        body += new TextDecoder().decode(await sr.exact(d.length));
+      }
+      return { fields: head, body };
+    },
+  };
+}
+
+/** The field list of a GET for `path` on authority localhost, plus `extra` name/value pairs. */
+export const GET = (path: string, extra: string[] = []) => [
+  ":method",
+  "GET",
+  ":scheme",
+  "https",
+  ":authority",
+  "localhost",
+  ":path",
+  path,
+  ...extra,
+];
