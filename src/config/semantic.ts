@@ -125,7 +125,39 @@ export function checkSemantics(config: Obj, positions: Map<string, Position>): C
   });
 
   checkPorts(config, at);
+  checkMiddleware(config, upstreams, positions, at);
   return errors;
+}
+
+/** Middleware options that depend on the rest of the config (an upstream's name) or on each other. */
+function checkMiddleware(
+  config: Obj,
+  upstreams: Map<string, number>,
+  positions: Map<string, Position>,
+  at: (path: string, message: string) => void,
+): void {
+  const lists: [string, unknown][] = [["middleware", config.middleware]];
+  list(config.routes).forEach((r, i) => lists.push([`routes[${i}].middleware`, r.middleware]));
+  for (const [p, entries] of lists) {
+    list(entries).forEach((e, j) => {
+      const o = e.options as Obj | undefined;
+      if (o === undefined || o === null) return;
+      const path = `${p}[${j}].${str(e.name)}`;
+      if (e.name === "forward_auth") {
+        const up = str(o.upstream);
+        if (up !== undefined && !upstreams.has(up)) {
+          at(`${path}.upstream`, `upstream "${up}" is not defined${known(upstreams)}`);
+        }
+      } else if (e.name === "basic_auth") {
+        const users = o.users as Obj | undefined;
+        // A users_file written but invalid was already reported.
+        const file = o.users_file !== undefined || positions.has(`${path}.users_file`);
+        if (!file && (users === undefined || Object.keys(users).length === 0)) {
+          at(path, "basic_auth needs users or users_file");
+        }
+      }
+    });
+  }
 }
 
 function known(names: Map<string, number>): string {

@@ -17,6 +17,7 @@ import {
   type SecurityHeadersOptions,
 } from "./headers/index.ts";
 import { cors, type CorsOptions } from "./cors/index.ts";
+import { basicAuth, type BasicAuthOptions } from "./basic_auth/index.ts";
 import { jwt, type JwtOptions } from "./jwt/index.ts";
 import { apiKey, type ApiKeyOptions } from "./api_key/index.ts";
 
@@ -48,6 +49,7 @@ export type MiddlewareFactory = (options: never, env: MiddlewareEnv) => Middlewa
 const factories = new Map<string, MiddlewareFactory>([
   ["headers", (o: HeadersOptions) => headers(o)],
   ["cors", (o: CorsOptions) => cors(o)],
+  ["basic_auth", (o: BasicAuthOptions) => basicAuth(o)],
   ["jwt", (o: JwtOptions, env) => jwt(o, env)],
   ["api_key", (o: ApiKeyOptions) => apiKey(o)],
   ["security_headers", (o: SecurityHeadersOptions) => securityHeaders(o)],

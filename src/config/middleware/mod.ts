@@ -17,6 +17,7 @@
 import { type Field, opt, t, type Type } from "../dsl.ts";
 import { headersOptions, securityHeadersOptions } from "./headers.ts";
 import { corsOptions } from "./cors.ts";
+import { basicAuthOptions } from "./basic_auth.ts";
 import { jwtOptions } from "./jwt.ts";
 import { apiKeyOptions } from "./api_key.ts";
 
@@ -31,6 +32,7 @@ const fields: Record<string, Field> = {
   headers: headersOptions,
   security_headers: securityHeadersOptions,
   cors: corsOptions,
+  basic_auth: basicAuthOptions,
   jwt: jwtOptions,
   api_key: apiKeyOptions,
 };

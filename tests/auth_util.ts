@@ -1,0 +1,64 @@
+/**
+ * Helpers of the authentication middleware tests (mw_basic_auth, mw_forward_auth,
+ * mw_mtls): a Deno.serve service on loopback, an upstream that echoes the request
+ * fields it got as JSON, and the rejection counters from /metrics.
+ */
+import { freePort, waitFor } from "./helpers.ts";
+
+/** A Deno.serve on 127.0.0.1. */
+export interface Service {
+  address: string;
+  close(): Promise<void>;
+}
+
+/** Starts `handler` on a free loopback port. */
+export function serve(handler: (req: Request) => Response | Promise<Response>): Service {
+  const port = freePort();
+  const ac = new AbortController();
+  const server = Deno.serve({ hostname: "127.0.0.1", port, signal: ac.signal, onListen: () => {} }, handler);
+  return {
+    address: `127.0.0.1:${port}`,
+    close: async () => {
+      ac.abort();
+      await server.finished;
+    },
+  };
+}
+
+/** An upstream answering `{headers: {name: value}, body}` with every request field it got. */
+export function echoUpstream(): Service {
+  return serve(async (req) => {
+    const headers: Record<string, string> = {};
+    req.headers.forEach((v, k) => headers[k] = v);
+    return Response.json({
+      method: req.method,
+      url: new URL(req.url).pathname,
+      headers,
+      body: await req.text(),
+    });
+  });
+}
+
+/** `loom_rejections_total` samples for `middleware`, as "route/reason" → count. */
+export async function rejections(metricsUrl: string, middleware: string): Promise<Map<string, number>> {
+  const text = await (await fetch(metricsUrl)).text();
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (!line.startsWith("loom_rejections_total{")) continue;
+    const labels = Object.fromEntries(
+      [...line.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]),
+    );
+    if (labels.middleware !== middleware) continue;
+    out.set(`${labels.route}/${labels.reason}`, Number(line.slice(line.lastIndexOf(" ") + 1)));
+  }
+  return out;
+}
+
+/** Waits until 127.0.0.1:`port` accepts connections (a node:tls listener opens a moment after start). */
+export function listening(port: number): Promise<true> {
+  return waitFor(`127.0.0.1:${port} to accept`, async () => {
+    const c = await Deno.connect({ hostname: "127.0.0.1", port });
+    c.close();
+    return true as const;
+  });
+}
