@@ -18,6 +18,7 @@ import {
 } from "./headers/index.ts";
 import { cors, type CorsOptions } from "./cors/index.ts";
 import { basicAuth, type BasicAuthOptions } from "./basic_auth/index.ts";
+import { forwardAuth, type ForwardAuthOptions } from "./forward_auth/index.ts";
 import { jwt, type JwtOptions } from "./jwt/index.ts";
 import { apiKey, type ApiKeyOptions } from "./api_key/index.ts";
 
@@ -50,6 +51,7 @@ const factories = new Map<string, MiddlewareFactory>([
   ["headers", (o: HeadersOptions) => headers(o)],
   ["cors", (o: CorsOptions) => cors(o)],
   ["basic_auth", (o: BasicAuthOptions) => basicAuth(o)],
+  ["forward_auth", (o: ForwardAuthOptions, env) => forwardAuth(o, env)],
   ["jwt", (o: JwtOptions, env) => jwt(o, env)],
   ["api_key", (o: ApiKeyOptions) => apiKey(o)],
   ["security_headers", (o: SecurityHeadersOptions) => securityHeaders(o)],

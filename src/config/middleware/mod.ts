@@ -18,6 +18,7 @@ import { type Field, opt, t, type Type } from "../dsl.ts";
 import { headersOptions, securityHeadersOptions } from "./headers.ts";
 import { corsOptions } from "./cors.ts";
 import { basicAuthOptions } from "./basic_auth.ts";
+import { forwardAuthOptions } from "./forward_auth.ts";
 import { jwtOptions } from "./jwt.ts";
 import { apiKeyOptions } from "./api_key.ts";
 
@@ -33,6 +34,7 @@ const fields: Record<string, Field> = {
   security_headers: securityHeadersOptions,
   cors: corsOptions,
   basic_auth: basicAuthOptions,
+  forward_auth: forwardAuthOptions,
   jwt: jwtOptions,
   api_key: apiKeyOptions,
 };
