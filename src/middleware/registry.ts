@@ -19,6 +19,7 @@ import {
 import { cors, type CorsOptions } from "./cors/index.ts";
 import { basicAuth, type BasicAuthOptions } from "./basic_auth/index.ts";
 import { forwardAuth, type ForwardAuthOptions } from "./forward_auth/index.ts";
+import { mtls, type MtlsOptions } from "./mtls/index.ts";
 import { jwt, type JwtOptions } from "./jwt/index.ts";
 import { apiKey, type ApiKeyOptions } from "./api_key/index.ts";
 
@@ -52,6 +53,7 @@ const factories = new Map<string, MiddlewareFactory>([
   ["cors", (o: CorsOptions) => cors(o)],
   ["basic_auth", (o: BasicAuthOptions) => basicAuth(o)],
   ["forward_auth", (o: ForwardAuthOptions, env) => forwardAuth(o, env)],
+  ["mtls", (o: MtlsOptions) => mtls(o)],
   ["jwt", (o: JwtOptions, env) => jwt(o, env)],
   ["api_key", (o: ApiKeyOptions) => apiKey(o)],
   ["security_headers", (o: SecurityHeadersOptions) => securityHeaders(o)],

@@ -19,6 +19,7 @@ import { headersOptions, securityHeadersOptions } from "./headers.ts";
 import { corsOptions } from "./cors.ts";
 import { basicAuthOptions } from "./basic_auth.ts";
 import { forwardAuthOptions } from "./forward_auth.ts";
+import { mtlsOptions } from "./mtls.ts";
 import { jwtOptions } from "./jwt.ts";
 import { apiKeyOptions } from "./api_key.ts";
 
@@ -35,6 +36,7 @@ const fields: Record<string, Field> = {
   cors: corsOptions,
   basic_auth: basicAuthOptions,
   forward_auth: forwardAuthOptions,
+  mtls: mtlsOptions,
   jwt: jwtOptions,
   api_key: apiKeyOptions,
 };
