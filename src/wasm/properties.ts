@@ -1,0 +1,132 @@
+/**
+ * The request properties a plugin reads with `proxy_get_property`, in
+ * Envoy's attribute names and encodings (strings as bytes, integers as
+ * little-endian i64, maps in the pairs encoding). Plugin-level ones
+ * (`plugin_name`, ...) are the plugin's (plugin.ts); values a plugin set on
+ * its stream win over both (stream.ts).
+ *
+ * @module
+ */
+import type { RequestContext } from "../core/context.ts";
+import type { HeaderList } from "../core/headers.ts";
+import { encodePairs } from "./header_maps.ts";
+
+const enc = new TextEncoder();
+
+/** What properties read of a request's plugin run besides its context. */
+export interface RunState {
+  /** The request target, as plugins rewrote it. */
+  readonly target: string;
+  /** The response status once on_response_headers runs, else 0. */
+  readonly resStatus: number;
+  readonly resHeaders: HeaderList | null;
+}
+
+/** Property `key` (segments joined by "."): null = not available on this request, undefined = unknown. */
+export function requestProperty(
+  ctx: RequestContext,
+  run: RunState,
+  key: string,
+): Uint8Array | null | undefined {
+  switch (key) {
+    case "request.path":
+      return enc.encode(run.target);
+    case "request.url_path":
+      return enc.encode(ctx.path || run.target.split("?")[0]);
+    case "request.host":
+      return enc.encode(ctx.authority);
+    case "request.scheme":
+      return enc.encode(ctx.scheme);
+    case "request.method":
+      return enc.encode(ctx.method);
+    case "request.headers":
+      return pairsOf(ctx.headers);
+    case "request.referer":
+      return str(ctx.headers.get("referer"));
+    case "request.useragent":
+      return str(ctx.headers.get("user-agent"));
+    case "request.id":
+      return enc.encode(ctx.id);
+    case "request.protocol":
+      return enc.encode(ctx.protocol);
+    case "request.query":
+      return enc.encode(ctx.query);
+    case "request.time":
+      return i64((performance.timeOrigin + ctx.start) * 1e6);
+    case "request.duration":
+      return i64((performance.now() - ctx.start) * 1e6);
+    case "request.size":
+      return ctx.body.length >= 0 ? i64(ctx.body.length) : null;
+    case "response.code":
+      return run.resStatus > 0 ? i64(run.resStatus) : null;
+    case "response.code_details":
+      return run.resStatus > 0 ? enc.encode("via_upstream") : null;
+    case "response.headers":
+      return run.resHeaders !== null ? pairsOf(run.resHeaders) : null;
+    case "response.size":
+      return i64(ctx.bytesOut);
+    case "source.address":
+      return enc.encode(hostPort(ctx.clientIp, ctx.clientPort));
+    case "source.port":
+      return i64(ctx.clientPort);
+    case "destination.address":
+      // Envoy: the downstream connection's local address (the listener side), not the authority.
+      return ctx.localAddr !== "" ? enc.encode(hostPort(ctx.localAddr, ctx.localPort)) : null;
+    case "destination.port":
+      return ctx.localPort > 0 ? i64(ctx.localPort) : null;
+    case "connection.mtls":
+      return new Uint8Array([ctx.clientCert !== null ? 1 : 0]);
+    case "connection.requested_server_name":
+      return ctx.scheme === "https" ? enc.encode(ctx.sni) : null;
+    case "connection.subject_peer_certificate":
+      // As Envoy: a string on TLS connections (empty without a client certificate), else not found.
+      return ctx.scheme === "https" ? enc.encode(ctx.clientCert?.subject ?? "") : null;
+    case "connection.uri_san_peer_certificate":
+      return firstSan(ctx, "URI:");
+    case "connection.dns_san_peer_certificate":
+      return firstSan(ctx, "DNS:");
+    case "upstream.address":
+      return ctx.upstreamAddr !== "" ? enc.encode(ctx.upstreamAddr) : null;
+    case "upstream.port": {
+      const m = /:(\d+)$/.exec(ctx.upstreamAddr);
+      return m ? i64(Number(m[1])) : null;
+    }
+    case "route_name":
+    case "xds.route_name":
+      return ctx.route !== null ? enc.encode(ctx.route.id) : null;
+    case "cluster_name":
+    case "xds.cluster_name": {
+      const up = (ctx.route as { config?: { upstream?: string } } | null)?.config?.upstream;
+      return up !== undefined ? enc.encode(up) : null;
+    }
+    default:
+      return undefined;
+  }
+}
+
+function i64(n: number): Uint8Array {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigInt64(0, BigInt(Math.trunc(n)), true);
+  return b;
+}
+
+function pairsOf(h: HeaderList): Uint8Array {
+  const out: [string, string][] = [];
+  for (let i = 0; i < h.keys.length; i++) out.push([h.keys[i], h.values[i]]);
+  // Envoy encodes map-valued properties in the pairs format.
+  return encodePairs(out);
+}
+
+function hostPort(ip: string, port: number): string {
+  return ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/** Envoy's `*_san_peer_certificate`: the first SAN of that kind; not found when there is none. */
+function firstSan(ctx: RequestContext, prefix: string): Uint8Array | null {
+  const san = ctx.clientCert?.sans.find((s) => s.startsWith(prefix));
+  return san !== undefined ? enc.encode(san.slice(prefix.length)) : null;
+}
+
+function str(v: string | undefined): Uint8Array | null {
+  return v === undefined ? null : enc.encode(v);
+}
