@@ -172,6 +172,11 @@ export const jwtOptions: Field = opt(
       "Claim → request header sent upstream (client-sent values replaced; dotted claims for nesting).",
     ),
     strip_token: opt(t.bool(), false, "Remove the token from the request sent upstream."),
+    cache_size: opt(
+      t.int({ min: 0 }),
+      1000,
+      "Verified tokens remembered (exact text; time window and key re-checked on each use); 0: none.",
+    ),
     realm: opt(quotable, "loom", "realm of the WWW-Authenticate challenge."),
   }),
   undefined,

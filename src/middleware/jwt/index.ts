@@ -63,6 +63,7 @@ import {
 } from "./keys.ts";
 import type { VerifyKey } from "./keys.ts";
 import { JwksCache } from "./jwks.ts";
+import { VerifiedTokens } from "./verified.ts";
 
 /** One inline or file key source. */
 export interface JwtKeyOptions {
@@ -103,6 +104,7 @@ export interface JwtOptions {
   max_token_size: number;
   forward_claims: Record<string, string>;
   strip_token: boolean;
+  cache_size: number;
   realm: string;
 }
 
@@ -263,6 +265,12 @@ export function jwt(o: JwtOptions, env: MiddlewareEnv): Middleware {
     );
     jwks.start();
   }
+  const jwksCache = jwks;
+  const verified = new VerifiedTokens(
+    o.cache_size,
+    Math.floor(o.leeway / 1000),
+    (key) => (staticIndex as KeyIndex | null)?.has(key) === true || jwksCache?.usable(key) === true,
+  );
   const allowedAlgs = new Set([...keyList.flatMap((k) => k.algorithms), ...(o.jwks?.algorithms ?? [])]);
 
   const verifyOptions: JWTVerifyOptions = {
@@ -327,6 +335,8 @@ export function jwt(o: JwtOptions, env: MiddlewareEnv): Middleware {
 
   async function verify(token: string): Promise<Record<string, unknown> | Failure> {
     if (token.length > o.max_token_size) return new Failure("token_too_large", "token too large");
+    const known = verified.get(token);
+    if (known !== undefined) return known;
     const h = tokenHeader(token);
     if (h === null) return new Failure("malformed", "malformed token");
     const alg = h.alg;
@@ -352,6 +362,7 @@ export function jwt(o: JwtOptions, env: MiddlewareEnv): Middleware {
     for (let i = 0; i < candidates.length && i < MAX_TRIES; i++) {
       try {
         const { payload } = await jwtVerify(token, candidates[i].byAlg.get(alg)!, verifyOptions);
+        verified.add(token, payload as Record<string, unknown>, candidates[i]);
         return payload as Record<string, unknown>;
       } catch (e) {
         last = failureOf(e);

@@ -312,7 +312,13 @@ Deno.test("jwt: kid selects the key; several keys without kid are tried", async 
   const mw = middlewareFrom("jwt", {
     keys: [{ kid: "a", pem: a.pem, algorithms: ["RS256"] }, { pem: b.pem, algorithms: ["RS256"] }],
   });
-  assert.equal((await run(mw, await signToken(a, {}, { kid: "a" }))).passed, true);
+  const token = await signToken(a, {}, { kid: "a" });
+  const first = await run(mw, token);
+  assert.equal(first.passed, true);
+  // The second use is a cache hit: the very same (frozen) claims object.
+  const second = await run(mw, token);
+  assert.equal(second.ctx.vars.get(JWT_CLAIMS_VAR), first.ctx.vars.get(JWT_CLAIMS_VAR));
+  assert.ok(Object.isFrozen(second.ctx.vars.get(JWT_CLAIMS_VAR)));
   assert.equal((await run(mw, await signToken(a))).passed, true, "no kid: both keys tried");
   assert.equal(
     (await run(mw, await signToken(b, {}, { kid: "zzz" }))).passed,

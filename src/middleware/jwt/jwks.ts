@@ -88,6 +88,7 @@ export class JwksCache {
   /** Fetches started (tests, metrics). */
   fetches = 0;
   private entries: Entry[] = [];
+  private byKey = new Map<VerifyKey, Entry>();
   private index = new KeyIndex([]);
   private loaded = false;
   private setExpiresAt = 0;
@@ -131,6 +132,12 @@ export class JwksCache {
     if (this.inflight !== null) return this.inflight.then(() => this.lookup(kid, alg, this.now(), out));
     if (!this.mayFetch(now)) return;
     return this.refresh().then(() => this.lookup(kid, alg, this.now(), out));
+  }
+
+  /** Whether `key` (found earlier) may still verify: in the latest set, or rotated out but not expired. */
+  usable(key: VerifyKey, now = this.now()): boolean {
+    const e = this.byKey.get(key);
+    return e !== undefined && (e.current || e.expiresAt > now);
   }
 
   private mayFetch(now: number): boolean {
@@ -201,6 +208,7 @@ export class JwksCache {
       .filter((e) => e.expiresAt > now);
     this.entries = [...fresh.map((key) => ({ key, expiresAt, current: true })), ...kept];
     this.index = new KeyIndex(this.entries.map((e) => e.key));
+    this.byKey = new Map(this.entries.map((e) => [e.key, e]));
     this.setExpiresAt = expiresAt;
     this.loaded = true;
   }

@@ -189,8 +189,10 @@ export async function importKey(jwk: KeyJwk, algs: readonly string[], kid = jwk.
 export class KeyIndex {
   private readonly byKid = new Map<string, VerifyKey[]>();
   private readonly noKid: VerifyKey[] = [];
+  private readonly all: ReadonlySet<VerifyKey>;
 
   constructor(readonly keys: readonly VerifyKey[]) {
+    this.all = new Set(keys);
     for (const k of keys) {
       if (k.kid === undefined) this.noKid.push(k);
       else {
@@ -203,6 +205,10 @@ export class KeyIndex {
 
   get size(): number {
     return this.keys.length;
+  }
+
+  has(key: VerifyKey): boolean {
+    return this.all.has(key);
   }
 
   /**
