@@ -10,6 +10,8 @@
 import { GET_REQUEST, runInproc } from "./inproc_harness.ts";
 import { t } from "../src/config/dsl.ts";
 import { defineMiddleware } from "../src/middleware/registry.ts";
+import { signToken, testKey } from "../src/middleware/jwt/test_keys.ts";
+import { bcrypt } from "hash-wasm";
 
 defineMiddleware("noop", t.object({}), () => ({ name: "noop", request: (_ctx, next) => next() }));
 
@@ -22,11 +24,42 @@ upstreams: [{name: up, endpoints: ["127.0.0.1:1"]}]
 routes: [{id: all, path: "/*", upstream: up${middleware}}]
 access_log: {enabled: false}`;
 
+const rs256 = await testKey("RS256", "b1");
+/** GET_REQUEST with one more header line. */
+const withHeader = (line: string) =>
+  new TextEncoder().encode(new TextDecoder().decode(GET_REQUEST).replace(/\r\n\r\n$/, `\r\n${line}\r\n\r\n`));
+/**
+ * Variants whose requests carry a credential (the rest send GET_REQUEST); `none-bearer`: the token, no middleware.
+ * `jwt-rs256` reuses one token (verified once, then from the cache); `jwt-rs256-verify` checks its signature each time.
+ */
+const REQUESTS: Record<string, Uint8Array> = {
+  "jwt-rs256": withHeader(`Authorization: Bearer ${await signToken(rs256, { sub: "bench" }, { kid: "b1" })}`),
+  "api-key": withHeader("X-Api-Key: bench-key-0001"),
+};
+REQUESTS["none-bearer"] = REQUESTS["jwt-rs256-verify"] = REQUESTS["jwt-rs256"];
+REQUESTS["basic-auth"] = withHeader(`Authorization: Basic ${btoa("bench:bench-password")}`);
+REQUESTS["none-basic"] = REQUESTS["basic-auth"];
+const benchHash = await bcrypt({
+  password: "bench-password",
+  salt: new Uint8Array(16),
+  costFactor: 10,
+  outputType: "encoded",
+});
+
 /** Variant name → the route's extra YAML (flow style). Add one line per middleware worth measuring. */
 const VARIANTS: Record<string, string> = {
   "none": "",
   "3-noop": ", middleware: [{noop: {}}, {noop: {}}, {noop: {}}]",
   "headers": ", middleware: [{headers: {response: {set: {x-a: b}}, request: {set: {x-ip: '${client_ip}'}}}}]",
+  "jwt-rs256": `, middleware: [{jwt: {keys: [{pem: ${JSON.stringify(rs256.pem)}, algorithms: [RS256]}]}}]`,
+  "jwt-rs256-verify": `, middleware: [{jwt: {cache_size: 0, keys: [{pem: ${
+    JSON.stringify(rs256.pem)
+  }, algorithms: [RS256]}]}}]`,
+  "api-key": ", middleware: [{api_key: {keys: [{name: bench, key: bench-key-0001}]}}]",
+  "none-bearer": "",
+  "basic-auth": `, middleware: [{basic_auth: {users: {bench: "${benchHash}"}}}]`,
+  "none-basic": "",
+  "forward-auth": ", middleware: [{forward_auth: {upstream: up}}]",
 };
 const wanted = Deno.args[2]?.split(",") ?? Object.keys(VARIANTS);
 const variants: [string, string][] = [
@@ -39,7 +72,7 @@ const variants: [string, string][] = [
 const results = new Map<string, number[]>(variants.map(([n]) => [n, []]));
 for (let r = 0; r < rounds; r++) {
   for (const [name, mw] of variants) {
-    const { cpu } = await runInproc(config(mw), GET_REQUEST, total);
+    const { cpu } = await runInproc(config(mw), REQUESTS[name] ?? GET_REQUEST, total);
     results.get(name)!.push(cpu);
   }
 }
