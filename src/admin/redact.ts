@@ -30,6 +30,8 @@ export function isSecretName(name: string): boolean {
 
 /** Path of an entry of a `middleware:` list (top level or a route's). */
 const MIDDLEWARE_ENTRY = /(?:^|\.)middleware\[\d+\]$/;
+/** The users map of a `basic_auth` middleware (its options' YAML path is the entry's name). */
+const BASIC_AUTH_USERS = /(?:^|\.)middleware\[\d+\]\.basic_auth\.users$/;
 
 const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
 const PARAM = /([?&;#])([^=&;#]*)=([^&;#]*)/g;
@@ -70,7 +72,8 @@ export interface RedactOptions {
  * input is not mutated. Redacted:
  *
  * - values under keys matching {@link SECRET_KEY}, anywhere;
- * - the password hashes of `admin.auth.users` (usernames stay visible);
+ * - the password hashes of `admin.auth.users` and of a `basic_auth` middleware's `users` (usernames stay
+ *   visible);
  * - every value under a plugin's `config`, except the top-level keys listed in
  *   its `public_config_keys` (which the other rules still apply to);
  * - values of credential header and query parameter names ({@link isSecretName})
@@ -95,7 +98,8 @@ class Redactor {
     if (value === null || typeof value !== "object") return value;
     const obj = value as Record<string, unknown>;
     const out: Record<string, unknown> = {};
-    const adminUsers = path === "admin.auth.users";
+    // Password hashes: the admin API's and basic_auth's (user names stay visible).
+    const adminUsers = path === "admin.auth.users" || BASIC_AUTH_USERS.test(path);
     const fromEnvAddress = this.env.has(joinKey(path, "address"));
     // A middleware entry `{headers: {...}}` is normalised to {name: "headers", options: {...}}.
     const middleware = MIDDLEWARE_ENTRY.test(path) && typeof obj.name === "string" ? obj.name : undefined;

@@ -116,6 +116,14 @@ Deno.test("redactConfig: credential header and query parameter matchers", () => 
   assert.deepEqual(redactConfig(mw, { envPaths: ["middleware[0].headers.response.set.x-env"] }).middleware, [
     { name: "headers", options: { response: { set: { "x-env": REDACTED } } } },
   ]);
+  // basic_auth's password hashes, at the top level and in a route.
+  const auth = {
+    middleware: [{ name: "basic_auth", options: { realm: "r", users: { ada: "$2y$10$h" } } }],
+    routes: [{ id: "r", middleware: [{ name: "basic_auth", options: { users: { bob: "$argon2id$h" } } }] }],
+  };
+  const redacted = redactConfig(auth);
+  assert.deepEqual(redacted.middleware[0].options, { realm: "r", users: { ada: REDACTED } });
+  assert.deepEqual(redacted.routes[0].middleware[0].options, { users: { bob: REDACTED } });
   // Outside header/query maps such names are ordinary keys.
   assert.deepEqual(redactConfig({ cookie: { name: "sticky" }, session: 5 }), {
     cookie: { name: "sticky" },

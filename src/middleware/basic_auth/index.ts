@@ -46,6 +46,7 @@ export type { BasicAuthOptions };
 export const BASIC_AUTH_USER_VAR = "loom.basic_auth.user";
 
 const NAME = "basic_auth";
+const RETRY: [string, string][] = [["retry-after", "1"]];
 
 /** A remembered success. */
 interface CacheEntry {
@@ -53,21 +54,18 @@ interface CacheEntry {
   expires: number;
 }
 
-/** Per-process random prefix of the cache keys. */
-const SALT = crypto.getRandomValues(new Uint8Array(32));
+/** Per-process random prefix of the cache keys (hex). */
+const SALT = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0"))
+  .join("");
 
 let hasher: IHasher | null = null;
 const hasherReady: Promise<IHasher> = createSHA256().then((h) => hasher = h);
 
-/** SHA-256 of SALT and `token`, as a 32-character binary string (a Map key). */
+/** SHA-256 of SALT and `token`, hex: a Map key that is neither the password nor a plain hash of it. */
 function cacheKey(h: IHasher, token: string): string {
   h.init();
-  h.update(SALT);
-  h.update(token);
-  const d = h.digest("binary");
-  let s = "";
-  for (let i = 0; i < d.length; i++) s += String.fromCharCode(d[i]);
-  return s;
+  h.update(SALT + token);
+  return h.digest("hex");
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -164,51 +162,51 @@ export function basicAuth(o: BasicAuthOptions, deps: BasicAuthDeps = {}): Middle
   const deny = (ctx: RequestContext, reason: string) =>
     reject(ctx, NAME, reason, 401, "authentication required", challenge);
 
+  /** A cache miss: verify (shared with concurrent requests bearing the same credentials). */
+  const verify = async (ctx: RequestContext, next: Next, token: string, key: string): Promise<void> => {
+    let run = inflight.get(key);
+    if (run === undefined) {
+      const creds = decodeCredentials(token);
+      if (creds === null) return deny(ctx, "malformed");
+      if (pending >= maxPending) {
+        return reject(ctx, NAME, "busy", 503, "authentication is busy, retry shortly", RETRY);
+      }
+      pending++;
+      run = check(creds, key).finally(() => {
+        pending--;
+        inflight.delete(key);
+      });
+      inflight.set(key, run);
+    }
+    let user: string | null;
+    try {
+      user = await run;
+    } catch (e) {
+      logger.error("basic_auth: password verification failed", { error: String(e) });
+      return reject(ctx, NAME, "verifier_error", 503, "authentication is unavailable", RETRY);
+    }
+    return user === null ? deny(ctx, "invalid") : admit(ctx, user, next);
+  };
+
   return {
     name: NAME,
-    request: async (ctx, next) => {
+    // Not async: a cache hit goes on to next() without an extra promise.
+    request: (ctx, next) => {
       const value = ctx.headers.get("authorization");
       if (value === undefined) return deny(ctx, "missing");
       // Two Authorization fields: which one would the upstream believe? Neither.
-      if (ctx.headers.keys.indexOf("authorization") !== ctx.headers.keys.lastIndexOf("authorization")) {
-        return deny(ctx, "malformed");
-      }
+      const keys = ctx.headers.keys;
+      if (keys.indexOf("authorization") !== keys.lastIndexOf("authorization")) return deny(ctx, "malformed");
       const token = basicToken(value);
       if (token === null) return deny(ctx, "malformed");
-      const key = cacheKey(hasher ?? await hasherReady, token);
+      if (hasher === null) return hasherReady.then(() => verify(ctx, next, token, cacheKey(hasher!, token)));
+      const key = cacheKey(hasher, token);
       const hit = cache.get(key);
       if (hit !== undefined) {
         if (hit.expires > now()) return admit(ctx, hit.user, next);
         cache.delete(key);
       }
-      let run = inflight.get(key);
-      if (run === undefined) {
-        const creds = decodeCredentials(token);
-        if (creds === null) return deny(ctx, "malformed");
-        if (pending >= maxPending) {
-          return reject(ctx, NAME, "busy", 503, "authentication is busy, retry shortly", [[
-            "retry-after",
-            "1",
-          ]]);
-        }
-        pending++;
-        run = check(creds, key).finally(() => {
-          pending--;
-          inflight.delete(key);
-        });
-        inflight.set(key, run);
-      }
-      let user: string | null;
-      try {
-        user = await run;
-      } catch (e) {
-        logger.error("basic_auth: password verification failed", { error: String(e) });
-        return reject(ctx, NAME, "verifier_error", 503, "authentication is unavailable", [[
-          "retry-after",
-          "1",
-        ]]);
-      }
-      return user === null ? deny(ctx, "invalid") : admit(ctx, user, next);
+      return verify(ctx, next, token, key);
     },
   };
 }
