@@ -45,6 +45,7 @@ function makeConfig(): LoomConfig {
     access_log: { enabled: false, path: "stdout" },
     demo: {},
     drain_timeout: 1000,
+    trusted_proxies: [],
     tracing: { exporter: { Token: "t", "private-key": "pk", credentials: { a: 1 }, endpoint: "http://x" } },
   };
 }

@@ -11,6 +11,7 @@ import { middlewareList } from "./middleware/mod.ts";
 import { corsType } from "./middleware/cors.ts";
 import { opt, req, t, type Type } from "./dsl.ts";
 import { ENDPOINT_PATTERN, LISTEN_ADDRESS_PATTERN, parseAddress } from "./address.ts";
+import { cidrError } from "../net/cidr.ts";
 import type { EndpointConfig, RedirectConfig, ValueMatcher } from "./types.ts";
 
 /** RFC 9110 token characters: what a method or header name may contain. */
@@ -478,6 +479,12 @@ export const loomSchema: Type = t.object({
       enabled: opt(t.bool()),
       endpoint: opt(t.string()),
       service_name: opt(t.string()),
+  trusted_proxies: opt(
+    t.list(t.string({ check: cidrError, description: 'An address or CIDR range, e.g. "10.0.0.0/8".' })),
+    [],
+    "Clients (proxies in front of Loom) whose X-Forwarded-For and Forwarded are appended to; " +
+      "from any other client they are replaced by Loom's.",
+  ),
       sample_rate: opt(t.number({ min: 0, max: 1 })),
       batch_timeout: opt(t.duration()),
     }),

@@ -327,6 +327,8 @@ export interface LoomConfig {
   /** Top-level CORS (Loom format): a `cors` middleware in front of every route. */
   cors?: CorsOptions;
   cache?: Record<string, unknown>;
+  /** Addresses / CIDR ranges of proxies in front of Loom, whose X-Forwarded-For and Forwarded are kept. Default []. */
+  trusted_proxies: string[];
 }
 
 /** One validation problem, located in the YAML source. */
