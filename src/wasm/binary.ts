@@ -52,6 +52,7 @@ import { type Ctx, emitCheck, OUR_IMPORTS, rewriteExpr, shiftFunc } from "./bina
 import { type Entry, entryBody, entryPoints, serveBody } from "./binary_entries.ts";
 import { Reader, WasmLoadError, Writer } from "./binary_io.ts";
 
+/** What {@link instrument} throws for modules it cannot (or must not) load. */
 export { WasmLoadError };
 
 /** Options of {@link instrument}. */
@@ -460,7 +461,7 @@ function rewriteElements(r: Reader, p: Plan): Uint8Array {
   });
 }
 
-/** Code section: every body instrumented (instrumentBody), then the entry points' and the serving loop's bodies. */
+/** Code section: every body instrumented (instrumentBody), then the entry points' and serving loop's. */
 function rewriteCode(r: Reader, p: Plan): Uint8Array {
   const sized = (w: Writer, body: Uint8Array) => {
     w.u32(body.length);

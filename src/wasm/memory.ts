@@ -59,10 +59,12 @@ export class GuestMemory {
     return dec.decode(b);
   }
 
+  /** Writes a little-endian u32 at `ptr`. */
   setU32(ptr: number, v: number): void {
     new DataView(this.memory.buffer).setUint32(ptr >>> 0, v >>> 0, true);
   }
 
+  /** Writes a little-endian u64 at `ptr`. */
   setU64(ptr: number, v: bigint): void {
     new DataView(this.memory.buffer).setBigUint64(ptr >>> 0, v, true);
   }

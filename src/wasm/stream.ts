@@ -37,7 +37,7 @@ export class Stream implements StreamHost {
   failure: Error | null = null;
   resumedEarly = false;
   props: Map<string, Uint8Array> | null = null;
-  /** Body this plugin held back (StopIterationAndBuffer), not yet passed on: request, response (by BufferType). */
+  /** Body held back (StopIterationAndBuffer), not yet passed on: request, response (by BufferType). */
   held: [Uint8Array, Uint8Array] = [EMPTY, EMPTY];
 
   constructor(readonly run: ChainRun, readonly plugin: Plugin, public vm: PluginVM) {

@@ -107,7 +107,10 @@ export class CallClock {
     this.depth = 0;
   }
 
-  /** `loom.check` (a bound field: the guest calls it directly): fresh fuel, or 0 = yield now; throws {@link PluginTimeout} past the deadline. */
+  /**
+   * `loom.check` (a bound field: the guest calls it directly): fresh fuel,
+   * or 0 = yield now; throws {@link PluginTimeout} past the deadline.
+   */
   readonly check = (): number => {
     const now = performance.now();
     if (this.slicing) {
@@ -272,7 +275,7 @@ export class Timeslicer {
     return new Promise<number>((r) => this.wake = r);
   }
 
-  /** `loom.arg`: argument `i` of the current job (bound fields, like `result`: the guest calls them directly). */
+  /** `loom.arg`: argument `i` of the current job (bound, as `result`: the guest calls them directly). */
   readonly arg = (i: number): number => this.args[i];
 
   /** `loom.result`: the serving loop's job returned `r`. */

@@ -25,7 +25,7 @@ function bufferOf(vm: PluginVM, type: number): Uint8Array | null {
   }
 }
 
-/** `proxy_get_configuration`, `proxy_get_buffer_bytes`, `proxy_get_buffer_status`, `proxy_set_buffer_bytes`. */
+/** `proxy_get_configuration`, `proxy_{get,set}_buffer_bytes`, `proxy_get_buffer_status`. */
 export function bufferFunctions(vm: PluginVM): HostFunctions {
   const mem = vm.mem;
   return {

@@ -25,7 +25,10 @@ function mapOf(vm: PluginVM, type: number): MapView | null {
   return vm.stream()?.map(type) ?? null;
 }
 
-/** `proxy_{get,set}_header_map_pairs`, `proxy_get_header_map_size`, `proxy_{get,add,replace,remove}_header_map_value`. */
+/**
+ * `proxy_{get,set}_header_map_pairs`, `proxy_get_header_map_size`,
+ * `proxy_{get,add,replace,remove}_header_map_value`.
+ */
 export function mapFunctions(vm: PluginVM): HostFunctions {
   const mem = vm.mem;
   return {
