@@ -464,6 +464,12 @@ export const loomSchema: Type = t.object({
     "Services Loom starts itself.",
   ),
   drain_timeout: opt(t.duration(), "30s", "Time to finish in-flight requests on SIGTERM."),
+  trusted_proxies: opt(
+    t.list(t.string({ check: cidrError, description: 'An address or CIDR range, e.g. "10.0.0.0/8".' })),
+    [],
+    "Clients (proxies in front of Loom) whose X-Forwarded-For and Forwarded are appended to; " +
+      "from any other client they are replaced by Loom's.",
+  ),
   rate_limit: opt(
     t.object({
       enabled: opt(t.bool()),
@@ -479,12 +485,6 @@ export const loomSchema: Type = t.object({
       enabled: opt(t.bool()),
       endpoint: opt(t.string()),
       service_name: opt(t.string()),
-  trusted_proxies: opt(
-    t.list(t.string({ check: cidrError, description: 'An address or CIDR range, e.g. "10.0.0.0/8".' })),
-    [],
-    "Clients (proxies in front of Loom) whose X-Forwarded-For and Forwarded are appended to; " +
-      "from any other client they are replaced by Loom's.",
-  ),
       sample_rate: opt(t.number({ min: 0, max: 1 })),
       batch_timeout: opt(t.duration()),
     }),

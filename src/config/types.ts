@@ -321,14 +321,14 @@ export interface LoomConfig {
   demo: DemoConfig;
   /** SIGTERM drain time (ms). Default 30s. */
   drain_timeout: number;
+  /** Addresses / CIDR ranges of proxies in front of Loom, whose X-Forwarded-For and Forwarded are kept. Default []. */
+  trusted_proxies: string[];
   /** Accepted and validated for compatibility with Loom configs; implemented by later issues. */
   rate_limit?: Record<string, unknown>;
   tracing?: Record<string, unknown>;
   /** Top-level CORS (Loom format): a `cors` middleware in front of every route. */
   cors?: CorsOptions;
   cache?: Record<string, unknown>;
-  /** Addresses / CIDR ranges of proxies in front of Loom, whose X-Forwarded-For and Forwarded are kept. Default []. */
-  trusted_proxies: string[];
 }
 
 /** One validation problem, located in the YAML source. */
