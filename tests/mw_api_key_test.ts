@@ -6,20 +6,13 @@
  * plain key (nor the jwt middleware's HMAC secret).
  */
 import assert from "node:assert/strict";
+import { bothProtocols, startEcho } from "./mw_auth_util.ts";
 import { freePort, itest, startLoom, waitFor, writeConfig } from "./helpers.ts";
-
-function startApp() {
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
-    const url = new URL(req.url);
-    return Response.json({ headers: Object.fromEntries(req.headers), search: url.search });
-  });
-  return { server, address: `127.0.0.1:${server.addr.port}` };
-}
 
 itest(
   "api_key: header and query keys over HTTP/1.1 and h2c; stripped, masked, reloaded, never shown",
   async () => {
-    const app = startApp();
+    const app = startEcho();
     const h2cPort = freePort();
     const dir = await Deno.makeTempDir();
     const keyFile = `${dir}/keys.yaml`;
@@ -50,12 +43,7 @@ routes:
 # ${fileKeyNote}
 `;
     const loom = await startLoom(yaml("v1"));
-    const h2 = Deno.createHttpClient({ http1: false, http2: true });
-    const protocols = [["HTTP/1.1", loom.url(""), undefined], [
-      "h2c",
-      `http://127.0.0.1:${h2cPort}`,
-      h2,
-    ]] as const;
+    const { protocols, close } = bothProtocols(loom, h2cPort);
     try {
       for (const [proto, base, client] of protocols) {
         const ok = await fetch(base + "/api/x", {
@@ -115,7 +103,7 @@ routes:
       assert.match(log, /"path":"\/api\/x\?a=1&api_key=\[REDACTED\]"/);
       assert.match(log, /"rejection":"api_key\/expired"/);
     } finally {
-      h2.close();
+      close();
       await loom.close();
       await app.server.shutdown();
       await Deno.remove(dir, { recursive: true });

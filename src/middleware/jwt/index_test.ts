@@ -3,6 +3,7 @@ import { HeaderList } from "../../core/headers.ts";
 import type { Middleware } from "../../core/middleware.ts";
 import { testContext } from "../test_context.ts";
 import { JWT_CLAIMS_VAR } from "../template.ts";
+import { JWT_ALGORITHMS } from "../../config/middleware/jwt.ts";
 import { b64url, middlewareFrom, signToken, testKey } from "./test_keys.ts";
 
 /** Runs the request phase with `token` in `where`; returns status, challenge, reason and whether next() ran. */
@@ -36,23 +37,7 @@ async function run(
 }
 
 Deno.test("jwt: every algorithm family verifies with its inline key (PEM, JWK, secret)", async () => {
-  for (
-    const alg of [
-      "HS256",
-      "HS384",
-      "HS512",
-      "RS256",
-      "RS384",
-      "RS512",
-      "PS256",
-      "PS384",
-      "PS512",
-      "ES256",
-      "ES384",
-      "ES512",
-      "EdDSA",
-    ]
-  ) {
+  for (const alg of JWT_ALGORITHMS) {
     const key = await testKey(alg);
     const source = alg.startsWith("HS")
       ? { secret: key.secret }

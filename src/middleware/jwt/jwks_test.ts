@@ -55,6 +55,15 @@ function source(over: Partial<JwksSource> = {}): JwksSource {
   };
 }
 
+/** A cache started on a fake IdP serving one ES256 key, kid "k1"; `clock` is its time. */
+async function started(clock: () => number) {
+  const idp = fakeIdp();
+  idp.keys = [(await testKey("ES256", "k1")).jwk];
+  const cache = new JwksCache(source(), idp.fetcher, clock);
+  cache.start();
+  return { idp, cache };
+}
+
 async function find(cache: JwksCache, kid: string | undefined, alg = "ES256"): Promise<VerifyKey[]> {
   const out: VerifyKey[] = [];
   await cache.find(kid, alg, out);
@@ -74,11 +83,7 @@ Deno.test("jwks: cache time from Cache-Control, bounded", () => {
 
 Deno.test("jwks: unknown kids refetch at most once per interval, concurrent ones share the fetch", async () => {
   let now = 1_000_000;
-  const idp = fakeIdp();
-  const k1 = await testKey("ES256", "k1");
-  idp.keys = [k1.jwk];
-  const cache = new JwksCache(source(), idp.fetcher, () => now);
-  cache.start();
+  const { cache } = await started(() => now);
   assert.equal((await find(cache, "k1")).length, 1);
   assert.equal(cache.fetches, 1);
   // Within the interval: a flood of unknown kids fetches nothing.
@@ -115,11 +120,7 @@ Deno.test("jwks: rotation keeps the old key until its expiry; a new kid is fetch
 
 Deno.test("jwks: an expired set is refreshed in the background; a failing fetch keeps the keys", async () => {
   let now = 1_000_000;
-  const idp = fakeIdp();
-  const k1 = await testKey("ES256", "k1");
-  idp.keys = [k1.jwk];
-  const cache = new JwksCache(source(), idp.fetcher, () => now);
-  cache.start();
+  const { idp, cache } = await started(() => now);
   await find(cache, "k1");
   now += 61_000;
   idp.fail = true;
