@@ -1,9 +1,12 @@
 /**
  * Helpers of the authentication middleware tests (mw_basic_auth, mw_forward_auth,
  * mw_mtls): a Deno.serve service on loopback, an upstream that echoes the request
- * fields it got as JSON, and the rejection counters from /metrics.
+ * fields it got as JSON, a gateway with an HTTP/1.1 and an h2c listener, config
+ * errors as lines, and the rejection counters from /metrics.
  */
-import { freePort, waitFor } from "./helpers.ts";
+import assert from "node:assert/strict";
+import { freePort, startLoom, type TestLoom, waitFor } from "./helpers.ts";
+import { parseConfig } from "../src/config/load.ts";
 
 /** A Deno.serve on 127.0.0.1. */
 export interface Service {
@@ -61,4 +64,42 @@ export function listening(port: number): Promise<true> {
     c.close();
     return true as const;
   });
+}
+
+/** A protocol to run a test's requests over: its name, base URL and fetch client. */
+export type Protocol = readonly [name: string, base: string, client: Deno.HttpClient | undefined];
+
+/** A test gateway with listeners `http` (HTTP/1.1, ${PORT}) and `h2c` (prior knowledge). */
+export interface DualLoom {
+  loom: TestLoom;
+  /** HTTP/1.1 and h2c, in that order. */
+  protocols: readonly Protocol[];
+  close(): Promise<void>;
+}
+
+/** Starts a gateway whose config is the two listeners followed by `rest` (upstreams, routes, ...). */
+export async function startDualLoom(rest: string): Promise<DualLoom> {
+  const h2cPort = freePort();
+  const loom = await startLoom(`
+listeners:
+  - { name: http, address: "127.0.0.1:\${PORT}", protocol: http }
+  - { name: h2c, address: "127.0.0.1:${h2cPort}", protocol: h2c }
+${rest}`);
+  const h2 = Deno.createHttpClient({ http1: false, http2: true });
+  return {
+    loom,
+    protocols: [["HTTP/1.1", loom.url(""), undefined], ["h2c", `http://127.0.0.1:${h2cPort}`, h2]],
+    close: async () => {
+      h2.close();
+      await loom.close();
+    },
+  };
+}
+
+/** A config's errors as "line: path: message"; asserts that each of `expected` matches one of them. */
+export function configErrors(yaml: string, expected: readonly RegExp[]): string[] {
+  const r = parseConfig(yaml, "test.yaml", {});
+  const lines = r.ok ? [] : r.errors.map((e) => `${e.line}: ${e.path}: ${e.message}`);
+  for (const re of expected) assert.ok(lines.some((l) => re.test(l)), `${re}\n${lines.join("\n")}`);
+  return lines;
 }

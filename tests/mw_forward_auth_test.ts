@@ -6,9 +6,8 @@
  * the check never carries the request body and gets X-Forwarded-*.
  */
 import assert from "node:assert/strict";
-import { freePort, itest, startLoom } from "./helpers.ts";
-import { echoUpstream, rejections, serve } from "./auth_util.ts";
-import { parseConfig } from "../src/config/load.ts";
+import { itest } from "./helpers.ts";
+import { configErrors, echoUpstream, rejections, serve, startDualLoom } from "./auth_util.ts";
 
 interface Seen {
   method: string;
@@ -54,13 +53,9 @@ itest(
       }
     });
     const up = echoUpstream();
-    const h2cPort = freePort();
     const check =
       "{ upstream: auth, path: '/check?v=1', response_headers: [x-user, x-groups], timeout: 300ms";
-    const loom = await startLoom(`
-listeners:
-  - { name: http, address: "127.0.0.1:\${PORT}", protocol: http }
-  - { name: h2c, address: "127.0.0.1:${h2cPort}", protocol: h2c }
+    const gw = await startDualLoom(`
 upstreams:
   - { name: up, endpoints: ["${up.address}"] }
   - { name: auth, endpoints: ["${auth.address}"] }
@@ -70,14 +65,8 @@ routes:
   - { id: lax, path: /lax/*, upstream: up, middleware: [{ forward_auth: ${check}, on_error: allow } }] }
   - { id: down, path: /down/*, upstream: up, middleware: [{ forward_auth: { upstream: dead } }] }
 `);
-    const h2 = Deno.createHttpClient({ http1: false, http2: true });
     try {
-      for (
-        const [proto, base, client] of [
-          ["HTTP/1.1", loom.url(""), undefined],
-          ["h2c", `http://127.0.0.1:${h2cPort}`, h2],
-        ] as const
-      ) {
+      for (const [proto, base, client] of gw.protocols) {
         const call = (path: string, init: RequestInit = {}) =>
           fetch(base + path, { client, redirect: "manual", ...init });
 
@@ -148,15 +137,14 @@ routes:
         await down.body?.cancel();
         assert.equal(down.status, 503, proto);
       }
-      const counted = await rejections(loom.admin("/metrics"), "forward_auth");
+      const counted = await rejections(gw.loom.admin("/metrics"), "forward_auth");
       assert.equal(counted.get("api/unauthorized"), 2);
       assert.equal(counted.get("api/forbidden"), 2);
       assert.equal(counted.get("api/redirect"), 2);
       assert.equal(counted.get("api/timeout"), 2);
       assert.equal(counted.get("down/unavailable"), 2);
     } finally {
-      h2.close();
-      await loom.close();
+      await gw.close();
       await up.close();
       await auth.close();
     }
@@ -164,7 +152,7 @@ routes:
 );
 
 Deno.test("forward_auth config: an undefined upstream and a bad path are located errors", () => {
-  const r = parseConfig(
+  configErrors(
     `listeners: [{ name: l, address: ":1", protocol: http }]
 upstreams: [{ name: u, endpoints: ["127.0.0.1:2"] }]
 middleware:
@@ -176,22 +164,10 @@ routes:
     middleware:
       - forward_auth: { upstream: u, path: check, on_error: maybe }
 `,
-    "f.yaml",
-    {},
-  );
-  assert.equal(r.ok, false);
-  if (r.ok) return;
-  const lines = r.errors.map((e) => `${e.line}: ${e.path}: ${e.message}`);
-  assert.ok(
-    lines.some((l) => /^4: middleware\[0\]\.forward_auth\.upstream: upstream "auht" is not defined/.test(l)),
-    lines.join("\n"),
-  );
-  assert.ok(
-    lines.some((l) => /^10: .*forward_auth\.path: path must start with \//.test(l)),
-    lines.join("\n"),
-  );
-  assert.ok(
-    lines.some((l) => /^10: .*forward_auth\.on_error: .*allowed: deny, allow/.test(l)),
-    lines.join("\n"),
+    [
+      /^4: middleware\[0\]\.forward_auth\.upstream: upstream "auht" is not defined/,
+      /^10: .*forward_auth\.path: path must start with \//,
+      /^10: .*forward_auth\.on_error: .*allowed: deny, allow/,
+    ],
   );
 });

@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { itest, startLoom } from "./helpers.ts";
-import { TestCa } from "./tls_util.ts";
+import { mtlsListenerYaml, TestCa } from "./tls_util.ts";
 import { echoUpstream, listening, rejections } from "./auth_util.ts";
 
 itest(
@@ -28,16 +28,7 @@ itest(
       "URI:spiffe://corp.example.evil/ns/billing/sa/api",
     ]);
     const up = echoUpstream();
-    const loom = await startLoom(`
-listeners:
-  - name: mtls
-    address: "127.0.0.1:\${PORT}"
-    protocol: https
-    tls:
-      cert_file: "${server.cert}"
-      key_file: "${server.key}"
-      client_auth: optional
-      client_ca_file: "${root.cert}"
+    const loom = await startLoom(`${mtlsListenerYaml(server, root.cert, "optional")}
 upstreams:
   - { name: up, endpoints: ["${up.address}"] }
 routes:

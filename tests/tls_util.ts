@@ -133,6 +133,24 @@ export class TestCa {
   }
 }
 
+/** The `listeners:` YAML of an `https` listener on \${PORT} that verifies client certificates against `clientCa`. */
+export function mtlsListenerYaml(
+  server: CertFiles,
+  clientCa: string,
+  clientAuth: "require" | "optional",
+): string {
+  return `listeners:
+  - name: mtls
+    address: "127.0.0.1:\${PORT}"
+    protocol: https
+    tls:
+      cert_file: "${server.cert}"
+      key_file: "${server.key}"
+      client_auth: ${clientAuth}
+      client_ca_file: "${clientCa}"
+`;
+}
+
 /** Result of a curl run. */
 export interface CurlResult {
   ok: boolean;
