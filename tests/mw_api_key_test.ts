@@ -56,6 +56,9 @@ routes:
         assert.equal(seen.headers["x-consumer"], "alice", proto);
         assert.equal(seen.headers["x-plan"], "gold", proto);
 
+        const expiredInQuery = await fetch(base + "/api/x?api_key=old-plain-key-0001", { client });
+        await expiredInQuery.body?.cancel();
+        assert.equal(expiredInQuery.status, 401, proto);
         const q = await fetch(base + "/api/x?a=1&api_key=file-key-0001", { client });
         assert.equal(q.status, 200, proto);
         const qs = await q.json();
@@ -99,7 +102,7 @@ routes:
         const text = await Deno.readTextFile(accessLog).catch(() => "");
         return text.includes("api_key=") ? text : undefined;
       });
-      assert.ok(!log.includes("file-key-0001"), log);
+      assert.ok(!log.includes("file-key-0001") && !log.includes("old-plain-key-0001"), log);
       assert.match(log, /"path":"\/api\/x\?a=1&api_key=\[REDACTED\]"/);
       assert.match(log, /"rejection":"api_key\/expired"/);
     } finally {

@@ -179,6 +179,8 @@ export function apiKey(o: ApiKeyOptions): Middleware {
     name: "api_key",
     request: (ctx, next) => {
       const key = presented(ctx);
+      // Whatever the outcome, the access log must not show a key (a refused one may be real, e.g. expired).
+      if (query !== undefined && ctx.query !== "") ctx.target = rewriteQueryParam(ctx.target, query, MASKED);
       if (key === undefined) return reject(ctx, "api_key", "missing", 401, "API key required");
       if (key === null) {
         return reject(ctx, "api_key", "ambiguous", 401, "more than one API key, or a malformed one");
@@ -191,7 +193,6 @@ export function apiKey(o: ApiKeyOptions): Middleware {
       if (Date.now() >= stored.expiresAt) return reject(ctx, "api_key", "expired", 401, "API key expired");
       ctx.vars.set(API_KEY_CONSUMER_VAR, stored.name);
       ctx.vars.set(ENTRY_VAR, stored);
-      if (query !== undefined && ctx.query !== "") ctx.target = rewriteQueryParam(ctx.target, query, MASKED);
       return next();
     },
     upstreamRequest: (ctx, head) => {

@@ -100,6 +100,9 @@ Deno.test("api_key: query parameter; masked in the log path; key and spoofed met
     "api_key/ambiguous",
   );
   assert.equal((await run(mw, [], "api_key=%zz")).rejection, "api_key/ambiguous");
+  const refused = await run(mw, [], "api_key=typo-of-a-real-key");
+  assert.equal(refused.rejection, "api_key/invalid");
+  assert.equal(refused.ctx.target, "/p?api_key=[REDACTED]", "masked even when refused");
 });
 
 Deno.test("api_key: strip false keeps the key; header '' reads the query only", async () => {

@@ -376,6 +376,8 @@ export function jwt(o: JwtOptions, env: MiddlewareEnv): Middleware {
     name: "jwt",
     request: async (ctx, next) => {
       const token = extract(ctx);
+      // Whatever the outcome, the access log must not show a token (even a refused one may be real).
+      if (query !== undefined && ctx.query !== "") ctx.target = rewriteQueryParam(ctx.target, query, MASKED);
       if (token === undefined) {
         return reject(ctx, "jwt", "missing_token", 401, "authentication required", [[
           "www-authenticate",
@@ -403,7 +405,6 @@ export function jwt(o: JwtOptions, env: MiddlewareEnv): Middleware {
         }
       }
       ctx.vars.set(JWT_CLAIMS_VAR, claims);
-      if (query !== undefined) ctx.target = rewriteQueryParam(ctx.target, query, MASKED);
       return next();
     },
     upstreamRequest: forward.length === 0 && !o.strip_token ? undefined : (ctx, head) => {

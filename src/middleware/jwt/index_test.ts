@@ -287,6 +287,9 @@ Deno.test("jwt: token from a cookie or a query parameter; forward_claims and str
   };
   fromQuery.upstreamRequest!(q.ctx, qh);
   assert.equal(qh.target, "/p?x=1");
+  const refused = await run(fromQuery, "x.y.z", { query: "access_token" });
+  assert.equal(refused.rejection, "jwt/malformed");
+  assert.equal(refused.ctx.target, "/p?x=1&access_token=[REDACTED]", "masked even when refused");
   // The header is not looked at when the token comes from the query.
   assert.equal((await run(fromQuery, token)).rejection, "jwt/missing_token");
 });
