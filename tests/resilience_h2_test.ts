@@ -132,7 +132,8 @@ itest("resilience h2: an h2c endpoint that is down is retried to the live one; n
     for (let i = 0; i < 4; i++) {
       const r = await fetch(loom.url("/post"), { method: "POST", body: `body-${i}` });
       assert.equal(r.status, 200);
-      assert.match(await r.text(), /^ok:\d+:.*2 loom/, "went over HTTP/2");
+      // Via names the client's hop (HTTP/1.1 from fetch), whatever the upstream protocol.
+      assert.match(await r.text(), /^ok:\d+:1\.1 loom$/, "reached the live endpoint");
     }
     assert.deepEqual(live.bodies, ["body-0", "body-1", "body-2", "body-3"]);
     // A retryable status is discarded unread and the (idempotent) request resent with its body.

@@ -10,6 +10,7 @@ import { specsFromConfig } from "./route_specs.ts";
 import type { CounterSlots } from "../upstream/counters.ts";
 import { Upstream } from "../upstream/upstream.ts";
 import type { ForwardOptions, ProxyObserver } from "../proxy/forward.ts";
+import { CidrSet } from "../net/cidr.ts";
 import { createMiddleware } from "../middleware/registry.ts";
 import { cors } from "../middleware/cors/index.ts";
 import {
@@ -69,6 +70,8 @@ export function buildSnapshot(
   const global = config.middleware.map((m) => createMiddleware(m, env));
   // The Loom format's top-level `cors` block: CORS in front of every route.
   if (config.cors !== undefined && config.cors.enabled) global.unshift(cors(config.cors));
+  // One matcher for every route: proxies in front of Loom whose forwarding fields are kept.
+  const trustedProxies = config.trusted_proxies.length > 0 ? new CidrSet(config.trusted_proxies) : null;
   const routes: RouteRuntime[] = [];
   const specs = specsFromConfig(config.routes, (r) => {
     const up = r.upstream !== undefined ? upstreams.get(r.upstream) ?? null : null;
@@ -81,6 +84,7 @@ export function buildSnapshot(
       totalTimeout: r.timeout,
       resilient: up?.resilience != null,
       retry: compileRetry(ucfg?.retry, r.retry_non_idempotent),
+      trustedProxies,
     };
     const chain = plugins.chain(r.plugins);
     const terminal = up === null ? null : proxyTerminal(up, forward, ucfg?.protocol, obs);

@@ -11,7 +11,7 @@ import { findHeadEnd, parseResponseHead } from "../http1/parse.ts";
 import { ChunkedBodyReader, CloseDelimitedReader, LengthBodyReader, writeAll } from "../http1/reader.ts";
 import { encodeHead } from "../http1/serialize.ts";
 import type { ConnectionPool, PooledConn } from "../upstream/pool.ts";
-import { isHopByHop } from "./headers.ts";
+import { isHopByHop } from "./header_policy.ts";
 
 /** A request for {@link call}. */
 export interface CallRequest {

@@ -21,7 +21,7 @@ import {
 } from "../http1/reader.ts";
 import { encodeLatin1Into, headText } from "../http1/serialize.ts";
 import type { PooledConn } from "../upstream/pool.ts";
-import { copyResponseHead, filterResponseHeaders } from "./headers.ts";
+import { copyResponseHead, filterResponseHeaders } from "./header_policy.ts";
 import { tunnel } from "./tunnel.ts";
 
 const MAX_RESPONSE_HEAD = 64 * 1024;
@@ -170,19 +170,22 @@ export async function exchange(
 /** The client went away: nothing more to answer. */
 export const CLIENT_GONE = new UpstreamFailure("client", "client went away");
 const VIA_11 = new TextEncoder().encode("via: 1.1 loom\r\n");
+const VIA_10 = new TextEncoder().encode("via: 1.0 loom\r\n");
 let headScratch = new Uint8Array(16 * 1024);
 
 /**
- * Starts the client response. An HTTP/1.1 client gets the upstream's head as
- * bytes (kept lines copied, no string building); others get the filtered list.
+ * Starts the client response, by the response rule of header_policy.ts (Via
+ * names the upstream's version). An HTTP/1.1 client gets the upstream's head
+ * as bytes (kept lines copied, no string building); others get the filtered list.
  */
 function writeResponseHead(ctx: RequestContext, res: ParsedResponse, src: Uint8Array, length: number): void {
   const w = ctx.res as Partial<RawHeadWriter> & ResponseWriter;
   if (w.writeHeadRaw !== undefined) {
-    let n = copyResponseHead(src, res.lines, res.headers, res.connection, headScratch, VIA_11);
+    const via = res.minor === 0 ? VIA_10 : VIA_11;
+    let n = copyResponseHead(src, res.lines, res.headers, res.connection, headScratch, via);
     if (n === -1 && headScratch.length < 256 * 1024) {
       headScratch = new Uint8Array(256 * 1024);
-      n = copyResponseHead(src, res.lines, res.headers, res.connection, headScratch, VIA_11);
+      n = copyResponseHead(src, res.lines, res.headers, res.connection, headScratch, via);
     }
     if (n !== -1) {
       // The writer copies the prefix at once, so the shared scratch is free again on return.
@@ -190,12 +193,7 @@ function writeResponseHead(ctx: RequestContext, res: ParsedResponse, src: Uint8A
       return;
     }
   }
-  filterResponseHeaders(
-    res.headers,
-    res.connection,
-    ctx.protocol === "HTTP/2" ? "2" : ctx.protocol === "HTTP/3" ? "3" : "1.1",
-    false,
-  );
+  filterResponseHeaders(res.headers, res.connection, res.minor === 0 ? "1.0" : "1.1", false);
   w.writeHead(res.status, res.headers, length, res.reason);
 }
 

@@ -15,7 +15,8 @@ import { ConnectError } from "../upstream/pool.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import type { RetryPolicy } from "../upstream/retry.ts";
 import type { Upstream } from "../upstream/upstream.ts";
-import { upstreamRequestHead } from "./headers.ts";
+import type { CidrSet } from "../net/cidr.ts";
+import { http1UpstreamHead, upstreamAuthority } from "./header_policy.ts";
 import { respondError } from "../core/respond.ts";
 import { exchange, UpstreamFailure } from "./exchange.ts";
 import {
@@ -45,6 +46,8 @@ export interface ForwardOptions {
   resilient?: boolean;
   /** The route's retry policy, or null. */
   retry?: RetryPolicy | null;
+  /** Clients whose X-Forwarded-For and Forwarded are appended to (top-level `trusted_proxies`); null: none. */
+  trustedProxies?: CidrSet | null;
 }
 
 /** Upstream-side metrics the proxy reports. */
@@ -90,29 +93,19 @@ export function forward(
   return done as Promise<void>;
 }
 
-function hostOf(ep: Endpoint): string {
-  return ep.port === 80
-    ? ep.hostname
-    : (ep.hostname.includes(":") ? "[" + ep.hostname + "]" : ep.hostname) + ":" +
-      ep.port;
-}
-
-/** The HTTP/1.1 request head for `ep`: Host per the route's options, framing from the body. */
-function requestHeadFor(ctx: RequestContext, ep: Endpoint, target: string, opt: ForwardOptions): string {
-  const body = ctx.body;
-  const framing = body.length === 0
-    ? (ctx.method === "POST" || ctx.method === "PUT" || ctx.method === "PATCH" ? "content-length: 0\r\n" : "")
-    : body.length > 0
-    ? "content-length: " + body.length + "\r\n"
-    : "transfer-encoding: chunked\r\n";
-  return upstreamRequestHead(ctx, {
-    method: ctx.method,
-    target,
-    host: opt.hostRewrite ?? (opt.preserveHost && ctx.authority !== "" ? ctx.authority : hostOf(ep)),
-    framing,
-    upgrade: ctx.upgrade,
-    requestId: ctx.id,
-  });
+/**
+ * The HTTP/1.1 request head for `ep`: the header policy's head (Host per the
+ * route's options), the route's upstream_request hooks, then the text.
+ */
+function requestHeadFor(
+  ctx: RequestContext,
+  ep: Endpoint,
+  secure: boolean,
+  target: string,
+  opt: ForwardOptions,
+): string {
+  const authority = upstreamAuthority(ctx, opt, ep.hostname, ep.port, secure);
+  return http1UpstreamHead(ctx, target, authority, opt.trustedProxies ?? null);
 }
 
 /** The HTTP/1.1 side of the resilient loop: pooled-connection attempts, bodies buffered for replay. */
@@ -149,8 +142,8 @@ async function attempt(
   answer = false,
 ): Promise<number> {
   const body = ctx.body;
-  const head = requestHeadFor(ctx, ep, target, opt);
   const pool = up.pool(ep);
+  const head = requestHeadFor(ctx, ep, pool.tls !== null, target, opt);
   const t0 = performance.now();
   ep.begin();
   let status = 0;

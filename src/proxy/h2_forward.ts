@@ -23,7 +23,15 @@ import { HeaderList, isConnectionField } from "../core/headers.ts";
 import { ConnectError } from "../upstream/pool.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import type { Upstream } from "../upstream/upstream.ts";
-import { isHopByHop } from "./headers.ts";
+import {
+  applyUpstreamHooks,
+  connectionTokens,
+  filterResponseHeaders,
+  h2RequestFields,
+  isHopByHop,
+  upstreamAuthority,
+  upstreamRequestHead,
+} from "./header_policy.ts";
 import { respondError } from "../core/respond.ts";
 import type { ForwardOptions, ProxyObserver } from "./forward.ts";
 import {
@@ -47,10 +55,11 @@ import { addGrpcWebCors, encodeGrpcMessage, grpcContentType, GrpcStatus } from "
 import { formatGrpcTimeout, parseGrpcTimeout } from "../grpc/timeout.ts";
 import { Base64Decoder, Base64Encoder, trailerFrame } from "../grpc/web.ts";
 
-/** HTTP/2 fields ([name, value, ...]) into a HeaderList, skipping pseudo and connection-specific fields. */
-function toHeaderList(f: string[], into = new HeaderList()): HeaderList {
+/** HTTP/2 fields ([name, value, ...]) into a HeaderList, skipping pseudo fields and, with `dropConnection`, connection-specific ones. */
+function toHeaderList(f: string[], dropConnection = true): HeaderList {
+  const into = new HeaderList();
   for (let i = 0; i < f.length; i += 2) {
-    if (f[i][0] !== ":" && !isConnectionField(f[i])) into.append(f[i], f[i + 1]);
+    if (f[i][0] !== ":" && !(dropConnection && isConnectionField(f[i]))) into.append(f[i], f[i + 1]);
   }
   return into;
 }
@@ -142,6 +151,13 @@ async function h2Attempt(
 ): Promise<number> {
   const grpc = ctx.grpc;
   const pools = h2PoolFor(up.pool(ep));
+  const head = upstreamRequestHead(
+    ctx,
+    target,
+    upstreamAuthority(ctx, opt, ep.hostname, ep.port, pools.secure),
+    opt.trustedProxies ?? null,
+  );
+  applyUpstreamHooks(ctx, head);
   const t0 = performance.now();
   const meter = { status: 0 };
   ep.begin();
@@ -156,7 +172,9 @@ async function h2Attempt(
         return kind === "timeout" ? CONNECT_TIMEOUT : CONNECT_REFUSED;
       }
       try {
-        const fields = requestFields(ctx, target, opt, ep, pools.secure, deadline);
+        // For gRPC, the time left when the stream opens.
+        const timeout = grpc !== 0 ? formatGrpcTimeout(deadline - Date.now()) : null;
+        const fields = h2RequestFields(ctx, head, pools.secure, timeout);
         return await runStream(ctx, lease, fields, deadline, perTry, discard, replay, meter);
       } catch (e) {
         if (!(e instanceof H2Failure)) throw e;
@@ -191,65 +209,6 @@ async function h2Attempt(
     ep.end();
     if (meter.status > 0) obs?.upstream(up.name, ep.address, meter.status, (performance.now() - t0) / 1000);
   }
-}
-
-/**
- * The request head for one attempt, as HTTP/2 fields: hop-by-hop fields
- * dropped, X-Forwarded-For/-Proto, X-Request-ID and Via added; for gRPC the
- * time left as grpc-timeout, and gRPC-Web translated to gRPC.
- */
-function requestFields(
-  ctx: RequestContext,
-  target: string,
-  opt: ForwardOptions,
-  ep: Endpoint,
-  secure: boolean,
-  deadline: number,
-): string[] {
-  const authority = opt.hostRewrite ??
-    (opt.preserveHost && ctx.authority !== "" ? ctx.authority : ep.hostname + ":" + ep.port);
-  const f = [
-    ":method",
-    ctx.method,
-    ":scheme",
-    secure ? "https" : "http",
-    ":authority",
-    authority,
-    ":path",
-    target,
-  ];
-  const grpc = ctx.grpc;
-  const { keys, values } = ctx.headers;
-  let xff: string | undefined;
-  let via: string | undefined;
-  let rid = false;
-  for (let i = 0; i < keys.length; i++) {
-    const k = keys[i];
-    let v = values[i];
-    if (isHopByHop(k) || k === "http2-settings" || k === "host" || k[0] === ":") continue;
-    if (k === "x-forwarded-for") {
-      xff = xff === undefined ? v : xff + ", " + v;
-      continue;
-    }
-    if (k === "via") {
-      via = via === undefined ? v : via + ", " + v;
-      continue;
-    }
-    if (grpc !== 0 && (k === "grpc-timeout" || k === "te")) continue;
-    if (grpc >= 2) {
-      // gRPC-Web → gRPC: same framing of messages, trailers move back into HTTP/2 trailers.
-      if (k === "x-grpc-web" || k === "content-length") continue;
-      if (k === "content-type") v = "application/grpc" + v.replace(/^application\/grpc-web(-text)?/, "");
-    }
-    if (k === "x-request-id") rid = true;
-    f.push(k, v);
-  }
-  f.push("x-forwarded-for", xff === undefined ? ctx.clientIp : xff + ", " + ctx.clientIp);
-  f.push("x-forwarded-proto", ctx.scheme);
-  if (!rid && ctx.id !== "") f.push("x-request-id", ctx.id);
-  f.push("via", via === undefined ? "2 loom" : via + ", 2 loom");
-  if (grpc !== 0) f.push("te", "trailers", "grpc-timeout", formatGrpcTimeout(deadline - Date.now()));
-  return f;
 }
 
 class H2Failure extends Error {
@@ -388,8 +347,9 @@ async function runStream(
       return DISCARDED - status;
     }
     let grpcStatus = grpc !== 0 ? field(head, "grpc-status") : undefined;
-    const out = toHeaderList(head);
-    out.append("via", "2 loom");
+    // The response rule of header_policy.ts: hop-by-hop and Connection-listed fields out, Via "2 loom".
+    const out = toHeaderList(head, false);
+    filterResponseHeaders(out, connectionTokens(out), "2", false);
     // END_STREAM on the head: a trailers-only answer (gRPC errors); keep it one frame.
     const trailersOnly = stream.headersEnded;
     if (web) {
