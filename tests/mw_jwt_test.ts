@@ -78,7 +78,7 @@ routes: ${
           keys: inlineKeys,
           scopes: [],
           forward_claims: { sub: "x-user-id", "org.id": "x-org" },
-          max_token_size: "4KB",
+          max_size: "4KB",
         }, [{ headers: { request: { set: { "x-hello": "hi ${jwt.sub}" } } } }]),
         route("scoped", { keys: [inlineKeys[0]], scopes: ["orders:read"], realm: "orders" }),
         route("rotating", {

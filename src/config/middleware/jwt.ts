@@ -68,7 +68,7 @@ const keyEntry = t.object({
     undefined,
     "HMAC secret (HS* algorithms; at least as long as the hash: 32/48/64 bytes).",
   ),
-  secret_encoding: opt(t.enum(["utf8", "base64", "base64url"]), "utf8", "How `secret` is written."),
+  encoding: opt(t.enum(["utf8", "base64", "base64url"]), "utf8", "How `secret` is written."),
   pem: opt(t.string({ check: pemProblem }), undefined, "PEM public key (SPKI) or X.509 certificate."),
   jwk: opt(t.map(t.any()), undefined, "A public JWK (RSA, EC or OKP; HMAC secrets go in `secret`)."),
   file: opt(
@@ -151,7 +151,7 @@ export const jwtOptions: Field = opt(
         ),
       }),
     ),
-    token: opt(
+    from: opt(
       t.object({
         header: opt(headerName, undefined, "Request header (with `scheme`)."),
         cookie: opt(t.string({ pattern: "^[!#$%&'*+\\-.^_`|~0-9A-Za-z]+$" }), undefined, "Cookie name."),
@@ -163,15 +163,15 @@ export const jwtOptions: Field = opt(
     scheme: opt(
       t.string(),
       "Bearer",
-      'Auth scheme before the token in `token.header` ("" for a bare token).',
+      'Auth scheme before the token in `from.header` ("" for a bare token).',
     ),
-    max_token_size: opt(t.size(), "8KB", "Longer tokens are refused (401) before any parsing."),
+    max_size: opt(t.size(), "8KB", "Longer tokens are refused (401) before any parsing."),
     forward_claims: opt(
       t.map(headerName),
       {},
       "Claim → request header sent upstream (client-sent values replaced; dotted claims for nesting).",
     ),
-    strip_token: opt(t.bool(), false, "Remove the token from the request sent upstream."),
+    strip: opt(t.bool(), false, "Remove the token from the request sent upstream."),
     cache_size: opt(
       t.int({ min: 0 }),
       1000,

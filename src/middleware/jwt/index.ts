@@ -20,7 +20,7 @@
  *   and algorithm confusion (an RSA key as an HMAC secret) never verify.
  *   Keys are imported when built or fetched, never per request.
  * - The token: `Authorization: Bearer` by default, or a cookie or query
- *   parameter (`token`); longer than `max_token_size` is refused unparsed.
+ *   parameter (`from`); longer than `max_size` is refused unparsed.
  *   A token in the query is masked in the access log's path.
  * - Checks: signature, `exp`/`nbf` with `leeway`, `iss`, `aud`,
  *   `required_claims`, then `scopes` (`scope`, space-separated, or `scp`)
@@ -70,7 +70,7 @@ export interface JwtKeyOptions {
   kid?: string;
   algorithms: string[];
   secret?: string;
-  secret_encoding: "utf8" | "base64" | "base64url";
+  encoding: "utf8" | "base64" | "base64url";
   pem?: string;
   jwk?: Record<string, unknown>;
   file?: string;
@@ -99,11 +99,11 @@ export interface JwtOptions {
   required_claims: string[];
   scopes: string[];
   roles?: { claim: string; any_of: string[] };
-  token: { header?: string; cookie?: string; query?: string };
+  from: { header?: string; cookie?: string; query?: string };
   scheme: string;
-  max_token_size: number;
+  max_size: number;
   forward_claims: Record<string, string>;
-  strip_token: boolean;
+  strip: boolean;
   cache_size: number;
   realm: string;
 }
@@ -198,7 +198,7 @@ function staticKeys(list: readonly JwtKeyOptions[]): Promise<KeyIndex> {
     if (given !== 1) throw new Error(`${where}: needs exactly one of secret, pem, jwk, file`);
     try {
       let jwks: KeyJwk[];
-      if (k.secret !== undefined) jwks = [secretJwk(k.secret, k.secret_encoding)];
+      if (k.secret !== undefined) jwks = [secretJwk(k.secret, k.encoding)];
       else if (k.pem !== undefined) jwks = [parsePem(k.pem)];
       else if (k.jwk !== undefined) {
         if (k.jwk.kty === "oct") throw new Error("HMAC secrets go in `secret`, not an inline jwk");
@@ -295,9 +295,9 @@ export function jwt(o: JwtOptions, env: MiddlewareEnv): Middleware {
     reject(ctx, "jwt", reason, 403, description, challenge("insufficient_scope", description, scopeParam));
 
   const scheme = o.scheme.toLowerCase();
-  const header = o.token.header?.toLowerCase();
-  const cookie = o.token.cookie;
-  const query = o.token.query;
+  const header = o.from.header?.toLowerCase();
+  const cookie = o.from.cookie;
+  const query = o.from.query;
   const getRoles = o.roles === undefined ? null : claimGetter(o.roles.claim);
   const rolesAny = o.roles?.any_of ?? [];
   const forward = Object.entries(o.forward_claims).map(([claim, h]) =>
@@ -334,7 +334,7 @@ export function jwt(o: JwtOptions, env: MiddlewareEnv): Middleware {
   }
 
   async function verify(token: string): Promise<Record<string, unknown> | Failure> {
-    if (token.length > o.max_token_size) return new Failure("token_too_large", "token too large");
+    if (token.length > o.max_size) return new Failure("token_too_large", "token too large");
     const known = verified.get(token);
     if (known !== undefined) return known;
     const h = tokenHeader(token);
@@ -407,14 +407,14 @@ export function jwt(o: JwtOptions, env: MiddlewareEnv): Middleware {
       ctx.vars.set(JWT_CLAIMS_VAR, claims);
       return next();
     },
-    upstreamRequest: forward.length === 0 && !o.strip_token ? undefined : (ctx, head) => {
+    upstreamRequest: forward.length === 0 && !o.strip ? undefined : (ctx, head) => {
       const claims = ctx.vars.get(JWT_CLAIMS_VAR) as Record<string, unknown> | undefined;
       for (const [get, h] of forward) {
         const v = claims === undefined ? null : headerValue(get(claims));
         if (v === null) head.headers.delete(h);
         else head.headers.set(h, v);
       }
-      if (o.strip_token) {
+      if (o.strip) {
         if (header !== undefined) head.headers.delete(header);
         else if (cookie !== undefined) removeCookie(head.headers, cookie);
         else head.target = rewriteQueryParam(head.target, query!, null);

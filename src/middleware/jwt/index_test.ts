@@ -87,7 +87,7 @@ Deno.test("jwt: malformed tokens, alg none, algorithm confusion and oversized to
   const hs = await testKey("HS256");
   const mw = middlewareFrom("jwt", {
     keys: [{ pem: rsa.pem, algorithms: ["RS256"] }, { secret: hs.secret, algorithms: ["HS256"] }],
-    max_token_size: "2KB",
+    max_size: "2KB",
   });
   const payload = b64url(JSON.stringify({ sub: "x", exp: Math.floor(Date.now() / 1000) + 60 }));
   const cases: [string, string][] = [
@@ -243,14 +243,14 @@ Deno.test("jwt: scopes (scope or scp) and roles → 403 insufficient_scope", asy
   assert.equal(noRole.rejection, "jwt/missing_role");
 });
 
-Deno.test("jwt: token from a cookie or a query parameter; forward_claims and strip_token upstream", async () => {
+Deno.test("jwt: token from a cookie or a query parameter; forward_claims and strip upstream", async () => {
   const key = await testKey("HS256");
   const keys = [{ secret: key.secret, algorithms: ["HS256"] }];
   const token = await signToken(key, { sub: "ada", "https://example.com/tenant": "t1", n: 7, name: "José" });
   const fromCookie = middlewareFrom("jwt", {
     keys,
-    token: { cookie: "session" },
-    strip_token: true,
+    from: { cookie: "session" },
+    strip: true,
     forward_claims: {
       sub: "x-user-id",
       "https://example.com/tenant": "x-tenant",
@@ -275,7 +275,7 @@ Deno.test("jwt: token from a cookie or a query parameter; forward_claims and str
     ["cookie", "a=1"],
   ]);
 
-  const fromQuery = middlewareFrom("jwt", { keys, token: { query: "access_token" }, strip_token: true });
+  const fromQuery = middlewareFrom("jwt", { keys, from: { query: "access_token" }, strip: true });
   const q = await run(fromQuery, token, { query: "access_token" });
   assert.equal(q.passed, true);
   assert.equal(q.ctx.target, "/p?x=1&access_token=[REDACTED]", "masked for the access log");
