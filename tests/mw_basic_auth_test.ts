@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { argon2id, bcrypt } from "hash-wasm";
 import { itest } from "./helpers.ts";
-import { configErrors, echoUpstream, rejections, startDualLoom } from "./auth_util.ts";
+import { configErrors, echoUpstream, rejections, startDualLoom } from "./mw_auth_util.ts";
 
 const salt = () => crypto.getRandomValues(new Uint8Array(16));
 const basic = (user: string, pw: string) =>

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { itest } from "./helpers.ts";
-import { configErrors, echoUpstream, rejections, serve, startDualLoom } from "./auth_util.ts";
+import { configErrors, echoUpstream, rejections, serve, startDualLoom } from "./mw_auth_util.ts";
 
 interface Seen {
   method: string;

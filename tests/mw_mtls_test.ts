@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { itest, startLoom } from "./helpers.ts";
 import { mtlsListenerYaml, TestCa } from "./tls_util.ts";
-import { echoUpstream, listening, rejections } from "./auth_util.ts";
+import { echoUpstream, listening, rejections } from "./mw_auth_util.ts";
 
 itest(
   "mtls: client certificate chains over HTTP/1.1 and HTTP/2; allow rules; identity headers upstream",
