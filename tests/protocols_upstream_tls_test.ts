@@ -10,7 +10,9 @@ import type { TLSSocket } from "node:tls";
 import { freePort, itest, startLoom } from "./helpers.ts";
 import { TestCa } from "./tls_util.ts";
 import { assertScenarios, runPeer, startGrpcServer } from "./grpc_util.ts";
-import { H2Connection, type H2Stream } from "../src/http2/connection.ts";
+import type { H2Stream } from "../src/http2/connection.ts";
+import { field } from "../src/http2/fields.ts";
+import { startH2Upstream } from "./upstream.ts";
 
 itest(
   "upstream tls (HTTP/1.1 pool): ca_file + server_name verify; no CA fails; insecure_skip_verify only when set",
@@ -111,16 +113,10 @@ routes:
   }
 }, { needs: ["openssl"] });
 
-/** An HTTP/2 upstream (Loom's H2Connection on Deno.listen / Deno.listenTls with ALPN h2) that counts connections and answers with a trailer. */
+/** An HTTP/2 upstream (h2c, or h2 over TLS) that answers with a trailer, late enough for requests to overlap. */
 function h2Upstream(tls?: { cert: string; key: string }) {
-  let connections = 0;
-  const conns = new Set<H2Connection>();
   const enc = new TextEncoder();
-  const field = (f: string[], name: string) => {
-    for (let i = 0; i < f.length; i += 2) if (f[i] === name) return f[i + 1];
-    return undefined;
-  };
-  const onStream = (s: H2Stream) => {
+  return startH2Upstream((s: H2Stream) => {
     s.respond([":status", "200", "content-type", "text/plain"], false);
     // Hold the answer a little so concurrent requests overlap (multiplexing is visible).
     setTimeout(async () => {
@@ -129,33 +125,7 @@ function h2Upstream(tls?: { cert: string; key: string }) {
         await s.end(["x-upstream-trailer", "yes"]);
       } catch { /* reset by the peer */ }
     }, 50);
-  };
-  const listener = tls
-    ? Deno.listenTls({
-      hostname: "127.0.0.1",
-      port: 0,
-      cert: Deno.readTextFileSync(tls.cert),
-      key: Deno.readTextFileSync(tls.key),
-      alpnProtocols: ["h2"],
-    })
-    : Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  (async () => {
-    for await (const conn of listener) {
-      connections++;
-      const h2 = H2Connection.server(conn, { onStream });
-      conns.add(h2);
-      h2.closed.then(() => conns.delete(h2));
-    }
-  })().catch(() => {/* listener closed */});
-  return {
-    port: listener.addr.port,
-    connections: () => connections,
-    close: async () => {
-      listener.close();
-      for (const c of conns) c.destroy();
-      await Promise.all([...conns].map((c) => c.closed));
-    },
-  };
+  }, tls);
 }
 
 itest("upstream protocol h2 (TLS) and h2c: multiplexed on few connections", async () => {

@@ -14,8 +14,8 @@ import { freePort, itest, startLoom, waitFor, yamlOf } from "./helpers.ts";
 import { metricValue } from "./gateway_util.ts";
 import { endpointState, runLoad } from "./resilience_util.ts";
 import { assertScenarios, runPeer, startGrpcServer } from "./grpc_util.ts";
-import { H2Connection, type H2Stream } from "../src/http2/connection.ts";
 import { ErrorCode } from "../src/http2/frame.ts";
+import { startH2Upstream } from "./upstream.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -50,27 +50,6 @@ function h2cUpstream(opts: { delayMs?: number } = {}) {
   u.port = u.server.addr.port;
   u.address = `127.0.0.1:${u.port}`;
   return u;
-}
-
-/** An h2c server (prior knowledge) on Deno.listen whose streams all go to `onStream`. */
-function h2cServer(onStream: (s: H2Stream) => void) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns = new Set<H2Connection>();
-  (async () => {
-    for await (const conn of listener) {
-      const h2 = H2Connection.server(conn, { onStream });
-      conns.add(h2);
-      h2.closed.then(() => conns.delete(h2));
-    }
-  })().catch(() => {/* listener closed */});
-  return {
-    port: listener.addr.port,
-    close: async () => {
-      listener.close();
-      for (const c of conns) c.destroy();
-      await Promise.all([...conns].map((c) => c.closed));
-    },
-  };
 }
 
 /** A gRPC-Web call over fetch (the gateway translates it to gRPC over HTTP/2 upstream). */
@@ -160,11 +139,11 @@ itest(
     // HTTP/2 servers that refuse every stream unprocessed, or reset it after reading it.
     let refusedStreams = 0;
     let resetStreams = 0;
-    const refusing = h2cServer((s) => {
+    const refusing = startH2Upstream((s) => {
       refusedStreams++;
       s.reset(ErrorCode.REFUSED_STREAM);
     });
-    const resetting = h2cServer((s) => {
+    const resetting = startH2Upstream((s) => {
       resetStreams++;
       // Read the call, then reset: the upstream may have processed it.
       (async () => {

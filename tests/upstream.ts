@@ -5,8 +5,10 @@
  * optionally after a delay, counts what it served and can be stopped and
  * started again on its port. With `raw`, it is a TCP server instead that
  * records the exact bytes of every connection and writes any bytes back.
+ * {@linkcode startH2Upstream} is its HTTP/2 counterpart (h2c or h2 over TLS).
  */
 import { deferred, latin1, type Message, parseMessage } from "./http1_util.ts";
+import { H2Connection, type H2Stream } from "../src/http2/connection.ts";
 
 const enc = new TextEncoder();
 
@@ -274,4 +276,59 @@ async function defaultRawHandler(c: RawUpstreamConn): Promise<void> {
     if (req === null) return c.close();
     await c.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
   }
+}
+
+// ---------------------------------------------------------------------------
+// HTTP/2 upstream
+
+/** An HTTP/2 fake upstream (see {@linkcode startH2Upstream}). */
+export interface H2Upstream {
+  port: number;
+  /** 127.0.0.1:port */
+  address: string;
+  /** Connections accepted so far. */
+  connections(): number;
+  /** Closes the listener and every connection. */
+  close(): Promise<void>;
+}
+
+/**
+ * An HTTP/2 upstream on 127.0.0.1 (Loom's own H2Connection server): h2c with
+ * prior knowledge, or h2 over TLS (ALPN h2) with `tls`. Every request stream
+ * goes to `onStream`, which answers it.
+ */
+export function startH2Upstream(
+  onStream: (s: H2Stream) => void,
+  tls?: { cert: string; key: string },
+): H2Upstream {
+  let connections = 0;
+  const conns = new Set<H2Connection>();
+  const listener = tls
+    ? Deno.listenTls({
+      hostname: "127.0.0.1",
+      port: 0,
+      cert: Deno.readTextFileSync(tls.cert),
+      key: Deno.readTextFileSync(tls.key),
+      alpnProtocols: ["h2"],
+    })
+    : Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  (async () => {
+    for await (const conn of listener) {
+      connections++;
+      const h2 = H2Connection.server(conn, { onStream });
+      conns.add(h2);
+      h2.closed.then(() => conns.delete(h2));
+    }
+  })().catch(() => {/* listener closed */});
+  const port = listener.addr.port;
+  return {
+    port,
+    address: `127.0.0.1:${port}`,
+    connections: () => connections,
+    close: async () => {
+      listener.close();
+      for (const c of conns) c.destroy();
+      await Promise.all([...conns].map((c) => c.closed));
+    },
+  };
 }
