@@ -5,7 +5,7 @@ import type { Middleware } from "../../core/middleware.ts";
 import { parseConfig } from "../../config/load.ts";
 import { testContext } from "../test_context.ts";
 import { middlewareFrom } from "../jwt/test_keys.ts";
-import { API_KEY_CONSUMER_VAR } from "./index.ts";
+import { API_KEY_CONSUMER_VAR, sameHash } from "./index.ts";
 
 const sha = (s: string) => createHash("sha256").update(s).digest("hex");
 
@@ -150,4 +150,13 @@ Deno.test("api_key: keys from a YAML file, re-read at each build; errors never s
   } finally {
     await Deno.remove(file);
   }
+});
+
+Deno.test("api_key: sameHash compares whole 64-digit digests", () => {
+  const a = sha("a");
+  assert.equal(sameHash(a, sha("a")), true);
+  assert.equal(sameHash(a, sha("b")), false);
+  assert.equal(sameHash(a, a.slice(0, 63) + (a[63] === "0" ? "1" : "0")), false);
+  assert.equal(sameHash(a, a + "0"), false);
+  assert.equal(sameHash("", ""), false);
 });
