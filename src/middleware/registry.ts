@@ -22,6 +22,8 @@ import { forwardAuth, type ForwardAuthOptions } from "./forward_auth/index.ts";
 import { mtls, type MtlsOptions } from "./mtls/index.ts";
 import { jwt, type JwtOptions } from "./jwt/index.ts";
 import { apiKey, type ApiKeyOptions } from "./api_key/index.ts";
+import { bodyLimit } from "./body_limit/index.ts";
+import type { BodyLimitOptions } from "../config/middleware/body_limit.ts";
 
 /** What a middleware may use besides its options, given when the snapshot is built. */
 export interface MiddlewareEnv {
@@ -57,6 +59,7 @@ const factories = new Map<string, MiddlewareFactory>([
   ["jwt", (o: JwtOptions, env) => jwt(o, env)],
   ["api_key", (o: ApiKeyOptions) => apiKey(o)],
   ["security_headers", (o: SecurityHeadersOptions) => securityHeaders(o)],
+  ["body_limit", (o: BodyLimitOptions) => bodyLimit(o)],
 ]);
 
 /**

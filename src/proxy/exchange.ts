@@ -11,6 +11,7 @@
 import type { RequestContext } from "../core/context.ts";
 import type { BodyReader, RawHeadWriter, ResponseWriter } from "../core/body.ts";
 import { armAt, disarm } from "../core/deadline.ts";
+import { BodyLimitError } from "../core/body_limit.ts";
 import { findHeadEnd, type ParsedResponse, parseResponseHead } from "../http1/parse.ts";
 import {
   ChunkedBodyReader,
@@ -313,6 +314,9 @@ async function readResponseHead(pc: PooledConn, ctx: RequestContext): Promise<Pa
 }
 
 function clientUploadFailure(e: unknown): UpstreamFailure {
-  if (e instanceof FramingError) return new UpstreamFailure("client", e.message, false, e.status);
+  // A malformed body (400) or one over a body_limit (413): answered with its status, not a 502.
+  if (e instanceof FramingError || e instanceof BodyLimitError) {
+    return new UpstreamFailure("client", e.message, false, e.status);
+  }
   return new UpstreamFailure("client", "client went away");
 }

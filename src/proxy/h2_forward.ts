@@ -33,6 +33,7 @@ import {
   upstreamRequestHead,
 } from "./header_policy.ts";
 import { respondError } from "../core/respond.ts";
+import { BodyLimitError } from "../core/body_limit.ts";
 import type { ForwardOptions, ProxyObserver } from "./forward.ts";
 import {
   ANSWERED,
@@ -182,6 +183,11 @@ async function h2Attempt(
           ctx.res.abort();
           return CLIENT;
         }
+        if (e.status > 0) {
+          // The upstream stream was cancelled; the client gets the status, or a reset once its head is out.
+          await respondError(ctx, e.status, e.message);
+          return CLIENT;
+        }
         if (e.kind === "refused") {
           if (fresh === 0 && ctx.body.length === 0) continue;
           obs?.upstreamError(up.name, ep.address, "refused");
@@ -212,8 +218,15 @@ async function h2Attempt(
 }
 
 class H2Failure extends Error {
-  /** `refused`: the upstream declined the stream before processing it (REFUSED_STREAM, GOAWAY). */
-  constructor(readonly kind: "reset" | "timeout" | "protocol" | "refused", message: string) {
+  /**
+   * `refused`: the upstream declined the stream before processing it (REFUSED_STREAM, GOAWAY).
+   * `status` > 0: the client's fault, answered with it (413: the request body passed a body_limit).
+   */
+  constructor(
+    readonly kind: "reset" | "timeout" | "protocol" | "refused",
+    message: string,
+    readonly status = 0,
+  ) {
     super(message);
   }
 }
@@ -328,7 +341,8 @@ async function runStream(
     if (hasBody) {
       upload(ctx, stream, text, () => failure !== null || over).catch((e) => {
         // A failed write means the stream died: the response side reports that. A failed read is the client.
-        if (!(e instanceof H2Error)) fail(new H2Failure("reset", "client request body failed"));
+        if (e instanceof BodyLimitError) fail(new H2Failure("reset", e.message, e.status));
+        else if (!(e instanceof H2Error)) fail(new H2Failure("reset", "client request body failed"));
       });
     }
     let head: string[];

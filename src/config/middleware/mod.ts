@@ -22,6 +22,7 @@ import { forwardAuthOptions } from "./forward_auth.ts";
 import { mtlsOptions } from "./mtls.ts";
 import { jwtOptions } from "./jwt.ts";
 import { apiKeyOptions } from "./api_key.ts";
+import { bodyLimitOptions } from "./body_limit.ts";
 
 /** A middleware entry after validation: its name and normalised options. */
 export interface MiddlewareEntry {
@@ -39,6 +40,7 @@ const fields: Record<string, Field> = {
   mtls: mtlsOptions,
   jwt: jwtOptions,
   api_key: apiKeyOptions,
+  body_limit: bodyLimitOptions,
 };
 
 /** Declares the options of a middleware named `name` (used by middleware outside the built-in set). */
