@@ -45,6 +45,8 @@ export interface ResponseHead {
 export interface BodyFilter {
   push(chunk: Uint8Array): Uint8Array | Promise<Uint8Array>;
   flush(): Uint8Array | Promise<Uint8Array>;
+  /** The response was given up (reset, client gone): free what the filter holds (a codec, say). */
+  abort?(): void;
 }
 
 /** One middleware: a name and the phases it hooks (each optional). */

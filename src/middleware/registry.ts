@@ -23,7 +23,9 @@ import { mtls, type MtlsOptions } from "./mtls/index.ts";
 import { jwt, type JwtOptions } from "./jwt/index.ts";
 import { apiKey, type ApiKeyOptions } from "./api_key/index.ts";
 import { bodyLimit } from "./body_limit/index.ts";
+import { compress } from "./compress/index.ts";
 import type { BodyLimitOptions } from "../config/middleware/body_limit.ts";
+import type { CompressOptions } from "../config/middleware/compress.ts";
 
 /** What a middleware may use besides its options, given when the snapshot is built. */
 export interface MiddlewareEnv {
@@ -60,6 +62,7 @@ const factories = new Map<string, MiddlewareFactory>([
   ["api_key", (o: ApiKeyOptions) => apiKey(o)],
   ["security_headers", (o: SecurityHeadersOptions) => securityHeaders(o)],
   ["body_limit", (o: BodyLimitOptions) => bodyLimit(o)],
+  ["compress", (o: CompressOptions) => compress(o)],
 ]);
 
 /**

@@ -64,6 +64,8 @@ export class PhasedWriter implements ResponseWriter {
   }
 
   abort(): void {
+    const fs = this.filters;
+    if (fs !== null) { for (let i = 0; i < fs.length; i++) fs[i].abort?.(); }
     this.inner.abort();
   }
 }

@@ -23,6 +23,7 @@ import { mtlsOptions } from "./mtls.ts";
 import { jwtOptions } from "./jwt.ts";
 import { apiKeyOptions } from "./api_key.ts";
 import { bodyLimitOptions } from "./body_limit.ts";
+import { compressOptions } from "./compress.ts";
 
 /** A middleware entry after validation: its name and normalised options. */
 export interface MiddlewareEntry {
@@ -41,6 +42,7 @@ const fields: Record<string, Field> = {
   jwt: jwtOptions,
   api_key: apiKeyOptions,
   body_limit: bodyLimitOptions,
+  compress: compressOptions,
 };
 
 /** Declares the options of a middleware named `name` (used by middleware outside the built-in set). */
