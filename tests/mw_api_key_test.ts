@@ -95,7 +95,7 @@ routes:
       const config = await (await fetch(loom.admin("/config"))).text();
       assert.ok(!config.includes("alice-plain-key-0001"), "plain API key in /config");
       assert.ok(!config.includes("hmac-secret-that-is-long-enough-0001"), "HMAC secret in /config");
-  
+
       // The access log shows the query key masked.
       const log = await waitFor("access log lines", async () => {
         const text = await Deno.readTextFile(accessLog).catch(() => "");
