@@ -9,6 +9,9 @@ import { joinIndex, joinKey } from "../config/path.ts";
 /** Replacement for redacted values. */
 export const REDACTED = "[REDACTED]";
 
+/** An api_key middleware's key list entry. */
+const API_KEY_ENTRY = /\.api_key\.keys\[\d+\]$/;
+
 /** Keys whose values are secrets wherever they appear. */
 export const SECRET_KEY = /secret|password|token|api[_-]?key|private[_-]?key|credential/i;
 
@@ -116,6 +119,8 @@ class Redactor {
 
   private entry(key: string, value: unknown, parent: string, names: boolean): unknown {
     if (SECRET_KEY.test(key) || (names && isSecretName(key))) return REDACTED;
+    // api_key keys are SHA-256 hashes by then; a weak key's hash can still be cracked offline.
+    if (key === "key" && API_KEY_ENTRY.test(parent)) return REDACTED;
     return this.value(value, joinKey(parent, key), names || NAME_MAP.test(key));
   }
 

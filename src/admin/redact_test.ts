@@ -237,3 +237,13 @@ Deno.test("redactConfig: values from ${ENV}, with the host and port derived from
   // A whole plugin config from one variable.
   assert.equal(redactConfig(config, { envPaths: ["plugins[0].config"] }).plugins[0].config, REDACTED);
 });
+
+Deno.test("redactConfig: api_key middleware key hashes, top level and per route", () => {
+  const entry = { name: "api_key", options: { header: "x-api-key", keys: [{ key: "sha256:ab12", name: "shop" }] } };
+  const out = redactConfig({ middleware: [entry], routes: [{ id: "r", middleware: [entry] }] }) as {
+    middleware: { options: { keys: { key: string; name: string }[] } }[];
+    routes: { middleware: { options: { keys: { key: string; name: string }[] } }[] }[];
+  };
+  assert.deepEqual(out.middleware[0].options.keys, [{ key: REDACTED, name: "shop" }]);
+  assert.deepEqual(out.routes[0].middleware[0].options.keys, [{ key: REDACTED, name: "shop" }]);
+});
