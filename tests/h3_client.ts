@@ -41,8 +41,11 @@ export async function h3Client(port: number, caPem: string, serverName = "localh
     conn,
     control,
     serverFrames,
-    /** Sends one request (a HEADERS frame from `fields`, or `raw` bytes); returns the response head and body. */
-    async request(fields: string[], raw?: Uint8Array): Promise<{ fields: string[]; body: string }> {
+    /** Sends one request (a HEADERS frame from `fields`, or `raw` bytes); returns the response head and body (text and bytes). */
+    async request(
+      fields: string[],
+      raw?: Uint8Array,
+    ): Promise<{ fields: string[]; body: string; bytes: Uint8Array }> {
       const s = await conn.createBidirectionalStream();
       const w = s.writable.getWriter();
       await w.write(raw ?? encodeFrame(FrameType.HEADERS, encodeFieldSection(fields)));
@@ -55,13 +58,14 @@ export async function h3Client(port: number, caPem: string, serverName = "localh
       const h = await sr.frameHeader();
       if (h === null || h.type !== FrameType.HEADERS) throw new Error("no response HEADERS");
       const head = decodeFieldSection(await sr.exact(h.length)).fields;
-      let body = "";
+      const parts: Uint8Array[] = [];
       for (;;) {
         const d = await sr.frameHeader();
         if (d === null) break;
-        body += new TextDecoder().decode(await sr.exact(d.length));
+        parts.push((await sr.exact(d.length)).slice());
       }
-      return { fields: head, body };
+      const bytes = concat(parts);
+      return { fields: head, body: new TextDecoder().decode(bytes), bytes };
     },
   };
 }

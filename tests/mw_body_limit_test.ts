@@ -5,13 +5,18 @@
  * DATA without content-length) counted as they pass, the upstream request
  * aborted when the limit is passed mid-stream (413 to the client, or a reset
  * once the response head was out), route and top-level limits, and the
- * rejection counted in loom_rejections_total.
+ * rejection counted in loom_rejections_total. HTTP/3 through the raw QUIC client.
  */
 import assert from "node:assert/strict";
 import { freePort, itest, startLoom } from "./helpers.ts";
 import { field, RawClient } from "./http1_util.ts";
 import { H2Connection, type H2Stream } from "../src/http2/connection.ts";
 import { ErrorCode } from "../src/http2/frame.ts";
+import { concat } from "../src/net/bytes.ts";
+import { encodeFrame, FrameType } from "../src/http3/frame.ts";
+import { encodeFieldSection } from "../src/http3/qpack.ts";
+import { TestCa } from "./tls_util.ts";
+import { h3Client } from "./h3_client.ts";
 
 /** A resolvable promise. */
 function signal(): { promise: Promise<void>; resolve(): void } {
@@ -352,3 +357,56 @@ itest(
     }
   },
 );
+
+itest("body_limit: on an HTTP/3 listener, by content-length and while DATA streams", async () => {
+  const dir = Deno.makeTempDirSync();
+  const ca = await TestCa.create(dir);
+  const cert = await ca.leaf("server", "localhost", ["DNS:localhost"]);
+  const up = upstream();
+  const h3Port = freePort();
+  const loom = await startLoom(`
+listeners:
+  - { name: h3, address: "127.0.0.1:${h3Port}", protocol: http3, tls: { cert_file: "${cert.cert}", key_file: "${cert.key}" } }
+upstreams: [{ name: up, endpoints: ["${up.h1}"] }]
+routes:
+  - { id: small, path: "/small/*", upstream: up, middleware: [{ body_limit: { max: 1KB } }] }
+`);
+  /** A POST as raw HTTP/3 frames: HEADERS (with `extra` fields), then one DATA frame per size. */
+  const post = (sizes: number[], extra: string[] = []) =>
+    concat([
+      encodeFrame(
+        FrameType.HEADERS,
+        encodeFieldSection([
+          ":method",
+          "POST",
+          ":scheme",
+          "https",
+          ":authority",
+          "localhost",
+          ":path",
+          "/small/x",
+          ...extra,
+        ]),
+      ),
+      ...sizes.map((n) => encodeFrame(FrameType.DATA, new Uint8Array(n))),
+    ]);
+  try {
+    const c = await h3Client(h3Port, Deno.readTextFileSync(ca.cert));
+    const ok = await c.request([], post([500, 500]));
+    assert.equal(ok.fields[1], "200");
+    assert.equal(ok.body, "got:1000");
+    const streamed = await c.request([], post([512, 1024]));
+    assert.equal(streamed.fields[1], "413");
+    assert.match(streamed.body, /request body larger than 1024 bytes/);
+    const before = up.seen.started;
+    const declared = await c.request([], post([2000], ["content-length", "2000"]));
+    assert.equal(declared.fields[1], "413");
+    assert.equal(up.seen.started, before, "nothing went upstream");
+    c.conn.close();
+    assert.equal(await rejections(loom.admin("/metrics"), "small"), 2);
+  } finally {
+    await loom.close();
+    await up.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
+}, { needs: ["openssl"] });

@@ -4,13 +4,16 @@
  * with DecompressionStream and node:zlib, `curl --compressed` as an
  * independent client, HEAD/204/304/Range/206 and the other cases that pass
  * untouched, and a streamed upstream response whose compressed chunks reach
- * the client before the upstream finished.
+ * the client before the upstream finished. HTTP/3 through the raw QUIC client.
  */
 import assert from "node:assert/strict";
 import * as zlib from "node:zlib";
 import { freePort, itest, startLoom } from "./helpers.ts";
 import { field, parseMessage, RawClient } from "./http1_util.ts";
 import { H2Connection, type H2Stream } from "../src/http2/connection.ts";
+import { concat } from "../src/net/bytes.ts";
+import { TestCa } from "./tls_util.ts";
+import { GET, h3Client } from "./h3_client.ts";
 
 const TEXT = Array.from({ length: 400 }, (_, i) => `line ${i}: the quick brown fox jumps over the lazy dog\n`)
   .join("");
@@ -157,16 +160,6 @@ function get(f: string[], name: string): string | undefined {
   const all: string[] = [];
   for (let i = 0; i < f.length; i += 2) if (f[i] === name) all.push(f[i + 1]);
   return all.length === 0 ? undefined : all.join(", ");
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
 
 async function gateway(upAddress: string) {
@@ -412,3 +405,40 @@ itest(
   },
   { needs: ["curl"] },
 );
+
+itest("compress: on an HTTP/3 listener (the writer-level filter applies there too)", async () => {
+  const dir = Deno.makeTempDirSync();
+  const ca = await TestCa.create(dir);
+  const cert = await ca.leaf("server", "localhost", ["DNS:localhost"]);
+  const up = upstream();
+  const h3Port = freePort();
+  const loom = await startLoom(`
+listeners:
+  - { name: h3, address: "127.0.0.1:${h3Port}", protocol: http3, tls: { cert_file: "${cert.cert}", key_file: "${cert.key}" } }
+upstreams: [{ name: up, endpoints: ["${up.address}"] }]
+middleware:
+  - compress: {}
+routes:
+  - { id: c, path: "/c/*", upstream: up }
+`);
+  try {
+    const c = await h3Client(h3Port, Deno.readTextFileSync(ca.cert));
+    for (const ae of ["gzip", "br", "zstd"]) {
+      const r = await c.request(GET("/c/text", ["accept-encoding", ae]));
+      assert.equal(get(r.fields, ":status"), "200");
+      assert.equal(get(r.fields, "content-encoding"), ae);
+      assert.equal(get(r.fields, "vary"), "Accept-Encoding");
+      assert.equal(await decode(ae, r.bytes), TEXT, ae);
+    }
+    const headFields = GET("/c/text", ["accept-encoding", "gzip"]);
+    headFields[1] = "HEAD";
+    const head = await c.request(headFields);
+    assert.equal(get(head.fields, "content-encoding"), "gzip");
+    assert.equal(head.bytes.length, 0);
+    c.conn.close();
+  } finally {
+    await loom.close();
+    await up.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
+}, { needs: ["openssl"] });
