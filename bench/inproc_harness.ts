@@ -25,6 +25,28 @@ export const RESPONSE_1K: Uint8Array = enc.encode(
     'Content-Length: 1024\r\nLast-Modified: Fri, 27 Nov 2026 12:55:16 GMT\r\nConnection: keep-alive\r\nETag: "6b097db4-400"\r\n' +
     "Accept-Ranges: bytes\r\n\r\n" + "x".repeat(1024),
 );
+
+/** nginx's answer for a 16 KiB text file (numbered lines, so any 64-byte window is unique): for compression. */
+export const RESPONSE_16K_TEXT: Uint8Array = (() => {
+  let body = "";
+  for (let i = 0; body.length < 16 * 1024; i++) {
+    body += `${String(i).padStart(4, "0")}: the quick brown fox jumps over the lazy dog, ${
+      i * 7919 % 1000
+    }\n`;
+  }
+  return enc.encode(
+    "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Fri, 27 Nov 2026 13:01:12 GMT\r\nContent-Type: text/plain\r\n" +
+      'Content-Length: 16384\r\nConnection: keep-alive\r\nETag: "6b097db4-4000"\r\n\r\n' +
+      body.slice(0, 16 * 1024),
+  );
+})();
+const LAST_CHUNK = enc.encode("0\r\n\r\n");
+
+function endsWith(d: Uint8Array, tail: Uint8Array): boolean {
+  if (d.length < tail.length) return false;
+  for (let i = 1; i <= tail.length; i++) if (d[d.length - i] !== tail[tail.length - i]) return false;
+  return true;
+}
 const ADDR = { transport: "tcp", hostname: "127.0.0.1", port: 1 } as Deno.NetAddr;
 
 /** A connection whose reads are fed by `push` and whose writes go to `onWrite`. */
@@ -88,13 +110,14 @@ export interface InprocResult {
 
 /**
  * Serves `total` copies of `request` through a gateway built from `configYaml`
- * (one `http` listener; the upstream answers RESPONSE_1K once a whole request,
+ * (one `http` listener; the upstream answers `response`, RESPONSE_1K by default, once a whole request,
  * head and Content-Length body, was written). The first 1000 are warm-up.
  */
 export async function runInproc(
   configYaml: string,
   request: Uint8Array,
   total: number,
+  response: Uint8Array = RESPONSE_1K,
 ): Promise<InprocResult> {
   const res = parseConfig(configYaml, "inproc.yaml");
   if (!res.ok) throw new Error(JSON.stringify(res.errors));
@@ -117,7 +140,7 @@ export async function runInproc(
       if (pending >= need) {
         pending = 0;
         need = -1;
-        queueMicrotask(() => up.push(RESPONSE_1K));
+        queueMicrotask(() => up.push(response));
       }
     });
     return Promise.resolve(up as unknown as Deno.TcpConn);
@@ -128,9 +151,12 @@ export async function runInproc(
   const finished = new Promise<void>((r) => finish = r);
   let t0 = 0;
   let cpu0 = 0;
-  // Client: sends the next request when a full response arrived.
+  // Client: sends the next request when a full response arrived. Another response than RESPONSE_1K may
+  // come in several writes (or chunked, compressed): its end is its body's last bytes or the last chunk.
+  const tail = response === RESPONSE_1K ? null : response.subarray(response.length - 64);
   const client: MemConn = new MemConn((d) => {
-    if (d.length < 1024) return; // head-only writes would be partial responses; ours come in one write
+    // head-only writes would be partial responses; RESPONSE_1K comes in one write
+    if (tail === null ? d.length < 1024 : !endsWith(d, tail) && !endsWith(d, LAST_CHUNK)) return;
     done++;
     if (done === 1000) {
       t0 = performance.now();

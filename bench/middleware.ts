@@ -7,7 +7,7 @@
  *
  *   deno run -A --unstable-net bench/middleware.ts [requests] [rounds] [variant,variant...]
  */
-import { GET_REQUEST, runInproc } from "./inproc_harness.ts";
+import { GET_REQUEST, RESPONSE_16K_TEXT, runInproc } from "./inproc_harness.ts";
 import { t } from "../src/config/dsl.ts";
 import { defineMiddleware } from "../src/middleware/registry.ts";
 import { signToken, testKey } from "../src/middleware/jwt/test_keys.ts";
@@ -39,6 +39,12 @@ const REQUESTS: Record<string, Uint8Array> = {
 REQUESTS["none-bearer"] = REQUESTS["jwt-rs256-verify"] = REQUESTS["jwt-rs256"];
 REQUESTS["basic-auth"] = withHeader(`Authorization: Basic ${btoa("bench:bench-password")}`);
 REQUESTS["none-basic"] = REQUESTS["basic-auth"];
+REQUESTS["gzip-16k"] = REQUESTS["none-16k"] = withHeader("Accept-Encoding: gzip");
+/** Variants whose upstream answers another response than RESPONSE_1K (compare `gzip-16k` with `none-16k`). */
+const RESPONSES: Record<string, Uint8Array> = {
+  "gzip-16k": RESPONSE_16K_TEXT,
+  "none-16k": RESPONSE_16K_TEXT,
+};
 const benchHash = await bcrypt({
   password: "bench-password",
   salt: new Uint8Array(16),
@@ -60,6 +66,9 @@ const VARIANTS: Record<string, string> = {
   "basic-auth": `, middleware: [{basic_auth: {users: {bench: "${benchHash}"}}}]`,
   "none-basic": "",
   "forward-auth": ", middleware: [{forward_auth: {upstream: up}}]",
+  "body-limit": ", middleware: [{body_limit: {max: 1MB}}]",
+  "gzip-16k": ", middleware: [{compress: {encodings: [gzip]}}]",
+  "none-16k": "",
 };
 const wanted = Deno.args[2]?.split(",") ?? Object.keys(VARIANTS);
 const variants: [string, string][] = [
@@ -72,7 +81,7 @@ const variants: [string, string][] = [
 const results = new Map<string, number[]>(variants.map(([n]) => [n, []]));
 for (let r = 0; r < rounds; r++) {
   for (const [name, mw] of variants) {
-    const { cpu } = await runInproc(config(mw), REQUESTS[name] ?? GET_REQUEST, total);
+    const { cpu } = await runInproc(config(mw), REQUESTS[name] ?? GET_REQUEST, total, RESPONSES[name]);
     results.get(name)!.push(cpu);
   }
 }
