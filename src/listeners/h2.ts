@@ -20,7 +20,7 @@ import {
 } from "../core/context.ts";
 import type { ListenerConfig } from "../config/types.ts";
 import { H2Connection } from "../http2/connection.ts";
-import { ErrorCode } from "../http2/frame.ts";
+import { ErrorCode, PREFACE } from "../http2/frame.ts";
 import { NodeSocketConn, PrefixedConn } from "../net/node_conn.ts";
 import { type ConnectionHooks, Http1Connection, type RequestHandler } from "./http1.ts";
 import { type StreamConnInfo, type StreamProtocol, StreamRequests } from "./stream_request.ts";
@@ -28,8 +28,8 @@ import { contextFor, peerChain, verifyClientCert } from "./tls.ts";
 import { TlsMaterial } from "./tls_reload.ts";
 import { logger } from "../observability/logger.ts";
 
-/** The client connection preface (RFC 9113 3.4). */
-const PREFACE = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+/** Length of the preface's request line, `PRI * HTTP/2.0\r\n`: no HTTP/1.1 request starts with it. */
+const PREFACE_LINE = 16;
 
 /** What a connection's requests share: scheme, addresses, SNI name and the verified client identity. */
 interface ConnInfo extends StreamConnInfo {
@@ -172,12 +172,20 @@ export class H2Listener {
     }
   }
 
-  /** Reads until the bytes either are the HTTP/2 preface or cannot be; then hands the connection over. */
+  /**
+   * Reads until the bytes either are the HTTP/2 preface or cannot be (at most its 24 bytes, over as
+   * many reads as it takes); then hands the connection over. Only the exact preface is HTTP/2; bytes
+   * that leave it before the end of its request line (`PRI * HTTP/2.0\r\n`) go to the HTTP/1.1 engine
+   * with what was read. A preface broken after that line is an HTTP/2 client's mistake: the HTTP/2
+   * engine checks it and answers GOAWAY(PROTOCOL_ERROR).
+   */
   private async sniff(conn: Deno.Conn, info: ConnInfo): Promise<void> {
     const buf = new Uint8Array(PREFACE.length);
     let n = 0;
+    // Leading bytes equal to the preface's.
+    let same = 0;
     try {
-      while (n < PREFACE.length) {
+      while (same === n && n < PREFACE.length) {
         const timer = setTimeout(() => conn.close(), this.cfg.read_header_timeout);
         let got: number | null;
         try {
@@ -186,11 +194,8 @@ export class H2Listener {
           clearTimeout(timer);
         }
         if (got === null) break;
-        const before = n;
         n += got;
-        let same = true;
-        for (let i = before; i < n; i++) if (buf[i] !== PREFACE[i]) same = false;
-        if (!same) break;
+        while (same < n && buf[same] === PREFACE[same]) same++;
       }
     } catch {
       try {
@@ -198,12 +203,13 @@ export class H2Listener {
       } catch { /* closed */ }
       return;
     }
-    if (n === PREFACE.length) this.serveH2(conn, info, PREFACE);
+    if (same === PREFACE.length) this.serveH2(conn, info, PREFACE);
     else if (n === 0) {
       try {
         conn.close();
       } catch { /* closed */ }
-    } else this.serveH1(new PrefixedConn(conn, buf.slice(0, n)) as unknown as Deno.Conn, info);
+    } else if (same >= PREFACE_LINE) this.serveH2(conn, info, buf.slice(0, n));
+    else this.serveH1(new PrefixedConn(conn, buf.slice(0, n)) as unknown as Deno.Conn, info);
   }
 
   private onTls(sock: tls.TLSSocket): void {
