@@ -12,6 +12,7 @@
  *   back-pressures the peer; blocked writers wait in a round-robin queue.
  */
 import { HpackDecoder, HpackEncoder } from "./hpack.ts";
+import { fieldSectionSize } from "./fields.ts";
 import {
   DEFAULT_MAX_FRAME_SIZE,
   DEFAULT_WINDOW,
@@ -51,6 +52,17 @@ export interface H2Options {
   onStream?: (s: H2Stream) => void;
   /** Bytes already read from the transport before the connection took over (e.g. a sniffed preface). */
   leftover?: Uint8Array;
+  /** Our SETTINGS not acknowledged within this many ms: GOAWAY(SETTINGS_TIMEOUT) (RFC 9113 §6.5.3); 0 = wait forever. Default 10 s. */
+  settingsTimeout?: number;
+  /** Keepalive: a PING when nothing arrived for this many ms (0 = off, the default)... */
+  keepaliveInterval?: number;
+  /** ...and the connection closed when nothing (its ACK included) arrived this many ms after that PING. Default 20 s. */
+  keepaliveTimeout?: number;
+  /**
+   * Called for each error of the peer's making that we answer with GOAWAY or RST_STREAM (refused
+   * streams are no error): the RFC 9113 code, what was wrong, and the stream (0: a connection error).
+   */
+  onProtocolError?: (code: number, message: string, streamId: number) => void;
 }
 
 /** A connection or stream error; `code` is the RFC 9113 error code. */
@@ -85,6 +97,12 @@ const WRITE_FAIL_GRACE_MS = 1000;
 const GOAWAY_PING = new TextEncoder().encode("loom-bye");
 /** How many stream ids we reset are remembered, so frames already in flight for them are ignored. */
 const RESET_MEMORY = 1024;
+/** How many ranges of stream ids the peer skipped (closed without ever opening them) are remembered. */
+const SKIPPED_MEMORY = 16;
+/** Payload of keepalive PINGs. */
+const KEEPALIVE_PING = new TextEncoder().encode("loom-ka!");
+/** Internal header-block flag (beyond the frame's own bits): its priority fields name its own stream. */
+const SELF_DEPENDENT = 0x100;
 
 interface PendingWrite {
   data: Uint8Array;
@@ -138,6 +156,8 @@ export class H2Stream {
   _gotResponse = false;
   /** @internal */ _resp: PromiseWithResolvers<string[]> | null = null;
   /** @internal */ _done: PromiseWithResolvers<void> | null = null;
+  /** @internal Server: an extended CONNECT tunnel (ending our side does not end the exchange). */
+  _tunnel = false;
 
   /** @internal */
   constructor(conn: H2Connection, id: number, sendWindow: number, recvWindow: number, client: boolean) {
@@ -155,6 +175,16 @@ export class H2Stream {
   /** Client: resolves with the final (non-1xx) response fields; rejects with H2Error on reset/connection loss (code REFUSED_STREAM when the peer refused it or it was above a received GOAWAY's last stream id, so the caller knows it is safe to retry). */
   get response(): Promise<string[]> {
     return this._resp ? this._resp.promise : Promise.resolve(this.headers);
+  }
+
+  /** Reset (either side) or its connection lost: nothing more can be sent on it. */
+  get failed(): boolean {
+    return this._writeErr !== null;
+  }
+
+  /** The largest header list the peer accepts (its SETTINGS_MAX_HEADER_LIST_SIZE); Infinity when it set none. */
+  get peerMaxFieldSection(): number {
+    return this._conn.peerMaxHeaderListSize;
   }
 
   /** Resolves when the stream is closed both ways or reset (never rejects). */
@@ -217,6 +247,9 @@ function validName(n: string): boolean {
   return true;
 }
 
+/** Set by checkRequest: the list it last accepted was a CONNECT (a tunnel). */
+let checkedConnect = false;
+
 /** Validates a request header list (RFC 9113 §8.2, §8.3.1). Returns -2 when malformed, else the content-length (-1 when absent). */
 function checkRequest(f: string[], enableConnect: boolean): number {
   let method: string | undefined, scheme: string | undefined, path: string | undefined;
@@ -276,7 +309,8 @@ function checkRequest(f: string[], enableConnect: boolean): number {
     }
   }
   if (method === undefined || method.length === 0) return -2;
-  if (method === "CONNECT") {
+  checkedConnect = method === "CONNECT";
+  if (checkedConnect) {
     if (protocol === undefined) {
       // Plain CONNECT: only :method and :authority (RFC 9113 §8.5).
       if (scheme !== undefined || path !== undefined || !authority) return -2;
@@ -323,6 +357,7 @@ export class H2Connection {
   private readonly dec = new HpackDecoder();
   private readonly streams = new Map<number, H2Stream>();
   private readonly onStream: ((s: H2Stream) => void) | undefined;
+  private readonly onProtocolError: ((code: number, message: string, streamId: number) => void) | undefined;
 
   // Our settings.
   private readonly maxConcurrent: number;
@@ -338,7 +373,9 @@ export class H2Connection {
   private peerMaxConcurrent = 100;
   private peerIws = DEFAULT_WINDOW;
   private peerMaxFrame = DEFAULT_MAX_FRAME_SIZE;
+  private peerMaxHeaderList = Infinity;
   private gotSettings = false;
+  private settingsTimer: ReturnType<typeof setTimeout> | undefined;
 
   // Connection flow control.
   private connSendWindow = DEFAULT_WINDOW;
@@ -349,6 +386,8 @@ export class H2Connection {
   private nextStreamId = 1;
   private lastPeerStreamId = 0;
   private readonly recentlyReset = new Set<number>();
+  /** Server: ranges [first, last, first, last, ...] of client stream ids skipped, so implicitly closed (RFC 9113 §5.1.1). */
+  private readonly skipped: number[] = [];
   private sentGoaway = false;
   private recvGoaway = false;
   private dead = false;
@@ -383,6 +422,16 @@ export class H2Connection {
   private pumping = false;
   private readonly flushFn = () => void this.flush();
 
+  // Keepalive.
+  private readonly kaInterval: number;
+  private readonly kaTimeout: number;
+  private kaTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Transport reads so far, and their count when the keepalive timer last looked. */
+  private reads = 0;
+  private kaReads = 0;
+  private kaPinging = false;
+  private readonly kaFn = () => this.keepaliveTick();
+
   private constructor(t: H2Transport, opts: H2Options, isServer: boolean) {
     this.t = t;
     this.isServer = isServer;
@@ -395,6 +444,9 @@ export class H2Connection {
     this.maxHeaderListSize = opts.maxHeaderListSize ?? 64 * 1024;
     this.enableConnect = isServer && !!opts.enableConnectProtocol;
     this.onStream = opts.onStream;
+    this.onProtocolError = opts.onProtocolError;
+    this.kaInterval = opts.keepaliveInterval ?? 0;
+    this.kaTimeout = opts.keepaliveTimeout ?? 20_000;
     this.prefaceLeft = isServer ? PREFACE.length : 0;
     this.ready = this.readyD.promise;
     this.ready.catch(noop);
@@ -422,6 +474,14 @@ export class H2Connection {
       this.connRecvWindow = this.connWindowSize;
     }
     this.scheduleFlush();
+    const settingsTimeout = opts.settingsTimeout ?? 10_000;
+    if (settingsTimeout > 0) {
+      this.settingsTimer = setTimeout(() => {
+        this.settingsTimer = undefined;
+        if (!this.settingsAcked) this.connError(ErrorCode.SETTINGS_TIMEOUT, "SETTINGS not acknowledged");
+      }, settingsTimeout);
+    }
+    if (this.kaInterval > 0) this.kaTimer = setTimeout(this.kaFn, this.kaInterval);
     void this.readLoop();
   }
 
@@ -438,6 +498,11 @@ export class H2Connection {
   /** From peer SETTINGS, default 100 until known (unlimited → a large number). */
   get peerMaxConcurrentStreams(): number {
     return this.peerMaxConcurrent;
+  }
+
+  /** The peer's SETTINGS_MAX_HEADER_LIST_SIZE; Infinity until it sets one. */
+  get peerMaxHeaderListSize(): number {
+    return this.peerMaxHeaderList;
   }
 
   /** Open (or half-closed) streams. */
@@ -460,7 +525,8 @@ export class H2Connection {
       this.goaway();
       throw new H2Error(ErrorCode.REFUSED_STREAM, "HTTP/2 stream ids exhausted");
     }
-    // Encoded first: a field that cannot be encoded fails the request before a stream exists.
+    // Checked and encoded first: a field list that cannot be sent fails the request before a stream exists.
+    this.checkListSize(fields);
     const block = this.encode(fields);
     this.nextStreamId += 2;
     const s = new H2Stream(this, id, this.peerIws, this.peerViewIws, true);
@@ -509,6 +575,7 @@ export class H2Connection {
         }
         const n = await this.t.read(this.rbuf.subarray(this.rend));
         if (n === null) break;
+        this.reads++;
         this.rend += n;
         this.parse();
       }
@@ -577,7 +644,9 @@ export class H2Connection {
       case FrameType.PRIORITY:
         if (sid === 0) return this.connError(ErrorCode.PROTOCOL_ERROR, "PRIORITY on stream 0");
         if (len !== 5) return this.streamErrorId(sid, ErrorCode.FRAME_SIZE_ERROR);
-        return; // priorities are deprecated (RFC 9113 §5.3.2): ignored
+        // Priorities are deprecated (RFC 9113 §5.3.2) and ignored, but a stream cannot depend on itself (§5.3.1).
+        if ((this.u32(off) & 0x7fffffff) === sid) return this.streamErrorId(sid, ErrorCode.PROTOCOL_ERROR);
+        return;
       case FrameType.RST_STREAM:
         return this.onRstStream(sid, off, len);
       case FrameType.SETTINGS:
@@ -671,7 +740,11 @@ export class H2Connection {
       if (len < 1) return this.connError(ErrorCode.FRAME_SIZE_ERROR, "HEADERS padding");
       end -= this.rbuf[p++];
     }
-    if ((flags & Flag.PRIORITY) !== 0) p += 5; // deprecated priority fields: skipped
+    if ((flags & Flag.PRIORITY) !== 0) {
+      // Deprecated priority fields: skipped, but a stream cannot depend on itself (RFC 9113 §5.3.1).
+      if (end >= p + 5 && (this.u32(p) & 0x7fffffff) === sid) flags |= SELF_DEPENDENT;
+      p += 5;
+    }
     if (end < p) return this.connError(ErrorCode.PROTOCOL_ERROR, "HEADERS padding exceeds payload");
     if ((flags & Flag.END_HEADERS) !== 0) {
       this.onHeaderBlock(sid, flags, this.rbuf.subarray(p, end));
@@ -721,19 +794,38 @@ export class H2Connection {
       return this.connError(ErrorCode.COMPRESSION_ERROR, `HPACK: ${(e as Error)?.message}`);
     }
     const endStream = (flags & Flag.END_STREAM) !== 0;
-    if (this.isServer) this.serverHeaders(sid, fields, this.dec.oversized, endStream);
+    if ((flags & SELF_DEPENDENT) !== 0 && !this.isServer) {
+      const s = this.streams.get(sid);
+      if (s !== undefined) this.streamError(s, ErrorCode.PROTOCOL_ERROR);
+      return;
+    }
+    if (this.isServer) this.serverHeaders(sid, fields, this.dec.oversized, endStream, flags);
     else this.clientHeaders(sid, fields, endStream);
   }
 
-  private serverHeaders(sid: number, fields: string[], oversized: boolean, endStream: boolean): void {
+  private serverHeaders(
+    sid: number,
+    fields: string[],
+    oversized: boolean,
+    endStream: boolean,
+    flags: number,
+  ): void {
     const existing = this.streams.get(sid);
-    if (existing !== undefined) return this.trailersReceived(existing, fields, endStream);
+    if (existing !== undefined) {
+      if ((flags & SELF_DEPENDENT) !== 0) return this.streamError(existing, ErrorCode.PROTOCOL_ERROR);
+      return this.trailersReceived(existing, fields, endStream);
+    }
     if ((sid & 1) === 0) return this.connError(ErrorCode.PROTOCOL_ERROR, "even stream id from a client");
     if (sid <= this.lastPeerStreamId) {
       if (this.recentlyReset.has(sid)) return; // trailers in flight for a stream we reset
+      // A stream id lower than one already used, never opened itself: RFC 9113 §5.1.1.
+      if (this.wasSkipped(sid)) return this.connError(ErrorCode.PROTOCOL_ERROR, "stream id went backwards");
       return this.connError(ErrorCode.STREAM_CLOSED, "HEADERS on a closed stream");
     }
+    const expected = this.lastPeerStreamId === 0 ? 1 : this.lastPeerStreamId + 2;
+    if (sid !== expected) this.noteSkipped(expected, sid - 2);
     this.lastPeerStreamId = sid;
+    if ((flags & SELF_DEPENDENT) !== 0) return this.streamErrorId(sid, ErrorCode.PROTOCOL_ERROR);
     if (this.sentGoaway || this.dead || this.streams.size >= this.maxConcurrent) {
       return this.streamErrorId(sid, ErrorCode.REFUSED_STREAM);
     }
@@ -744,6 +836,7 @@ export class H2Connection {
     s.headers = fields;
     s.oversized = oversized;
     s._contentLength = cl;
+    s._tunnel = !oversized && checkedConnect;
     this.streams.set(sid, s);
     if (endStream) {
       s.remoteEnded = true;
@@ -820,6 +913,8 @@ export class H2Connection {
     if ((flags & Flag.ACK) !== 0) {
       if (len !== 0) return this.connError(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS ACK with payload");
       if (!this.settingsAcked) {
+        if (this.settingsTimer !== undefined) clearTimeout(this.settingsTimer);
+        this.settingsTimer = undefined;
         // From here on the peer counts our advertised stream window, not the default.
         this.settingsAcked = true;
         const delta = this.iws - this.peerViewIws;
@@ -873,8 +968,12 @@ export class H2Connection {
         case SettingId.ENABLE_CONNECT_PROTOCOL:
           if (v > 1) return this.connError(ErrorCode.PROTOCOL_ERROR, "bad SETTINGS_ENABLE_CONNECT_PROTOCOL");
           break;
+        case SettingId.MAX_HEADER_LIST_SIZE:
+          // Advisory (RFC 9113 §6.5.2), but honoured: a larger list is never sent (checkListSize).
+          this.peerMaxHeaderList = v;
+          break;
         default:
-          break; // MAX_HEADER_LIST_SIZE is advisory; unknown settings are ignored
+          break; // unknown settings are ignored
       }
     }
     this.out.settingsAck();
@@ -970,6 +1069,7 @@ export class H2Connection {
     if (s._localEnded || s._closed) throw new H2Error(ErrorCode.STREAM_CLOSED, `stream ${s.id} is closed`);
     let block: Uint8Array;
     try {
+      this.checkListSize(fields);
       block = this.encode(fields);
     } catch (e) {
       this._reset(s, ErrorCode.INTERNAL_ERROR, true);
@@ -977,9 +1077,27 @@ export class H2Connection {
     }
     this.out.headers(s.id, block, endStream, this.peerMaxFrame);
     this.scheduleFlush();
-    if (endStream) {
-      s._localEnded = true;
-      if (s.remoteEnded) this.closeStream(s);
+    if (endStream) this.localEnd(s);
+  }
+
+  /** Our side of s ended (its last frame is queued). */
+  private localEnd(s: H2Stream): void {
+    s._localEnded = true;
+    if (s.remoteEnded) this.closeStream(s);
+    else if (this.isServer && !s._tunnel) {
+      // A complete response while the request body is still coming: RST_STREAM(NO_ERROR) asks the
+      // client to stop sending it (RFC 9113 §8.1); it keeps the response.
+      this._reset(s, ErrorCode.NO_ERROR, true);
+    }
+  }
+
+  /** Throws H2Error(INTERNAL_ERROR) when a field list is larger than the peer's SETTINGS_MAX_HEADER_LIST_SIZE. */
+  private checkListSize(fields: string[]): void {
+    if (this.peerMaxHeaderList !== Infinity && fieldSectionSize(fields) > this.peerMaxHeaderList) {
+      throw new H2Error(
+        ErrorCode.INTERNAL_ERROR,
+        `header list larger than the peer's SETTINGS_MAX_HEADER_LIST_SIZE (${this.peerMaxHeaderList})`,
+      );
     }
   }
 
@@ -1031,6 +1149,7 @@ export class H2Connection {
     if (trailers !== null && trailers.length > 0) {
       let block: Uint8Array;
       try {
+        this.checkListSize(trailers);
         block = this.encode(trailers);
       } catch {
         // Trailers that cannot be encoded: the stream cannot end cleanly.
@@ -1038,9 +1157,8 @@ export class H2Connection {
       }
       this.out.headers(s.id, block, true, this.peerMaxFrame);
     } else this.out.data(s.id, true, EMPTY, 0, 0);
-    s._localEnded = true;
     this.scheduleFlush();
-    if (s.remoteEnded) this.closeStream(s);
+    this.localEnd(s);
   }
 
   /** One header block; a field HPACK cannot carry (a char above 255) throws H2Error(INTERNAL_ERROR). */
@@ -1071,6 +1189,7 @@ export class H2Connection {
       for (let i = 0; i < q.length;) {
         const s = q[i];
         if (this.sendOne(s)) progress = any = true;
+        if (q[i] !== s) continue; // reset meanwhile (e.g. ended early), and so already dequeued
         if (s._pending.length === 0) {
           s._queued = false;
           q.splice(i, 1);
@@ -1131,17 +1250,33 @@ export class H2Connection {
     this.failStream(s, err);
   }
 
+  private noteSkipped(first: number, last: number): void {
+    const k = this.skipped;
+    if (k.length >= 2 * SKIPPED_MEMORY) k.splice(0, 2);
+    k.push(first, last);
+  }
+
+  private wasSkipped(sid: number): boolean {
+    const k = this.skipped;
+    for (let i = 0; i < k.length; i += 2) if (sid >= k[i] && sid <= k[i + 1]) return true;
+    return false;
+  }
+
   private rememberReset(id: number): void {
     const r = this.recentlyReset;
     r.add(id);
     if (r.size > RESET_MEMORY) r.delete(r.values().next().value!);
   }
 
+  /** The peer broke a rule on stream s: RST_STREAM(code). */
   private streamError(s: H2Stream, code: number): void {
+    this.onProtocolError?.(code, "stream error", s.id);
     this._reset(s, code, true);
   }
 
+  /** RST_STREAM(code) on sid, open or not: a stream error of the peer's, or a refusal (REFUSED_STREAM). */
   private streamErrorId(sid: number, code: number): void {
+    if (code !== ErrorCode.REFUSED_STREAM) this.onProtocolError?.(code, "stream error", sid);
     const s = this.streams.get(sid);
     if (s !== undefined) return this._reset(s, code, true);
     this.out.rstStream(sid, code);
@@ -1203,8 +1338,10 @@ export class H2Connection {
 
   // ------------------------------------------------------ connection close
 
-  private connError(code: number, msg: string): void {
+  /** GOAWAY(code) and close: the peer broke a rule of the connection (`peer` false: we give up on it). */
+  private connError(code: number, msg: string, peer = true): void {
     if (this.dead) return;
+    if (peer) this.onProtocolError?.(code, msg, 0);
     if (!this.tClosed) {
       this.out.goaway(this.lastPeerStreamId, code, new TextEncoder().encode(msg));
       this.sentGoaway = true;
@@ -1242,13 +1379,40 @@ export class H2Connection {
   }
 
   private teardown(err: H2Error): void {
+    this.clearTimers();
     this.dead = true;
     this.failAll(err);
     this.closeTransport();
     this.maybeResolveClosed();
   }
 
+  /** Keepalive timer: a PING after a quiet interval; the connection closes when nothing answers it in time. */
+  private keepaliveTick(): void {
+    this.kaTimer = undefined;
+    if (this.dead || this.tClosed) return;
+    const quiet = this.reads === this.kaReads;
+    this.kaReads = this.reads;
+    if (this.kaPinging) {
+      this.kaPinging = false;
+      if (quiet) return this.connError(ErrorCode.NO_ERROR, "keepalive PING not answered", false);
+    } else if (quiet) {
+      this.out.ping(false, KEEPALIVE_PING, 0);
+      this.scheduleFlush();
+      this.kaPinging = true;
+      this.kaTimer = setTimeout(this.kaFn, this.kaTimeout);
+      return;
+    }
+    this.kaTimer = setTimeout(this.kaFn, this.kaInterval);
+  }
+
+  private clearTimers(): void {
+    if (this.settingsTimer !== undefined) clearTimeout(this.settingsTimer);
+    if (this.kaTimer !== undefined) clearTimeout(this.kaTimer);
+    this.settingsTimer = this.kaTimer = undefined;
+  }
+
   private closeTransport(): void {
+    this.clearTimers();
     if (this.drainTimer !== undefined) {
       clearTimeout(this.drainTimer);
       this.drainTimer = undefined;

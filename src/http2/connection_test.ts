@@ -6,7 +6,9 @@
 import assert from "node:assert/strict";
 import { H2Connection, H2Error, type H2Options, type H2Stream } from "./connection.ts";
 import { ErrorCode, Flag, FrameType, PREFACE } from "./frame.ts";
+import { HpackDecoder, HpackEncoder } from "./hpack.ts";
 import { toolTest } from "../../tests/tools.ts";
+import { frame } from "../../tests/h2_raw.ts";
 
 // ------------------------------------------------------------------ helpers
 
@@ -547,7 +549,7 @@ Deno.test("client↔server: streams over maxConcurrentStreams are refused", asyn
   }
 });
 
-Deno.test("client↔server: oversized header list is flagged", async () => {
+Deno.test("client↔server: oversized header list is flagged; a client never sends one", async () => {
   const srv = startServer((s) => {
     if (s.oversized) s.respond([":status", "431"], true);
     else return echo(s);
@@ -555,12 +557,36 @@ Deno.test("client↔server: oversized header list is flagged", async () => {
   const c = await connectClient(srv.port);
   try {
     await bounded(10_000, async () => {
-      const big = c.request(req(srv.port, "GET", "/", ["x-big", "a".repeat(4000)]), true);
-      assert.equal(field(await big.response, ":status"), "431");
-      await big.done;
+      // Our client honours the server's SETTINGS_MAX_HEADER_LIST_SIZE: no stream is opened.
+      assert.throws(
+        () => c.request(req(srv.port, "GET", "/", ["x-big", "a".repeat(4000)]), true),
+        (e) => e instanceof H2Error && e.code === ErrorCode.INTERNAL_ERROR,
+      );
       const small = c.request(req(srv.port, "GET", "/", ["x-small", "a"]), true);
       assert.equal(field(await small.response, ":status"), "200");
       await readAll(small);
+      // A raw client that ignores it: the list is still decoded (HPACK stays in step) and flagged.
+      const block = new HpackEncoder().encode([
+        ":method",
+        "GET",
+        ":scheme",
+        "http",
+        ":path",
+        "/",
+        "x-big",
+        "a".repeat(4000),
+      ]);
+      const r = await rawSession(
+        srv.port,
+        concat([
+          PREFACE,
+          SETTINGS_EMPTY,
+          frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 1, block),
+        ]),
+        (f) => f.type === FrameType.HEADERS && f.sid === 1,
+      );
+      assert.ok(r.match, "a response on stream 1");
+      assert.equal(field(new HpackDecoder().decode(r.match.payload), ":status"), "431");
     });
   } finally {
     await closeClient(c);
@@ -642,18 +668,6 @@ Deno.test("client↔server: connection loss fails open streams", async () => {
 });
 
 // ------------------------------------------------ raw protocol errors
-
-function frame(type: number, flags: number, sid: number, payload: Uint8Array): Uint8Array {
-  const f = new Uint8Array(9 + payload.length);
-  f[0] = payload.length >>> 16;
-  f[1] = (payload.length >>> 8) & 0xff;
-  f[2] = payload.length & 0xff;
-  f[3] = type;
-  f[4] = flags;
-  new DataView(f.buffer).setUint32(5, sid);
-  f.set(payload, 9);
-  return f;
-}
 
 interface RawFrame {
   type: number;

@@ -17,3 +17,10 @@ export function fieldPairs(fields: string[]): [string, string][] {
   for (let i = 0; i < fields.length; i += 2) out.push([fields[i], fields[i + 1]]);
   return out;
 }
+
+/** A field list's size as SETTINGS_MAX_HEADER_LIST_SIZE counts it: name + value + 32 per field (RFC 9113 §6.5.2). */
+export function fieldSectionSize(fields: string[]): number {
+  let n = 0;
+  for (let i = 0; i < fields.length; i++) n += fields[i].length;
+  return n + 32 * (fields.length >>> 1);
+}

@@ -47,6 +47,14 @@ export const ErrorCode = {
   HTTP_1_1_REQUIRED: 0xd,
 } as const;
 
+const ERROR_NAMES: string[] = [];
+for (const [name, code] of Object.entries(ErrorCode)) ERROR_NAMES[code] = name;
+
+/** An error code's RFC 9113 name (`PROTOCOL_ERROR`); unknown codes as hex (`0xff`). */
+export function errorCodeName(code: number): string {
+  return ERROR_NAMES[code] ?? "0x" + code.toString(16);
+}
+
 /** SETTINGS parameters (RFC 9113 §6.5.2, RFC 8441 §3). */
 export const SettingId = {
   HEADER_TABLE_SIZE: 0x1,
