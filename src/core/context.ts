@@ -58,7 +58,13 @@ export class RequestContext {
   headers: HeaderList;
   body: BodyReader;
   res: ResponseWriter;
+  /**
+   * The client's address: the socket peer, or the address a trusted proxy
+   * reported (src/net/client_ip.ts). Logs, IP filters and rate limits use it.
+   */
   clientIp: string;
+  /** The socket peer's address (the previous hop): trust and X-Forwarded-For use it. */
+  readonly peerIp: string;
   clientPort: number;
   listener: string;
   /** Upgrade protocol requested (e.g. "websocket"), when Connection lists upgrade. */
@@ -126,6 +132,7 @@ export class RequestContext {
     this.body = body;
     this.res = res;
     this.clientIp = clientIp;
+    this.peerIp = clientIp;
     this.clientPort = clientPort;
     this.listener = listener;
     this.start = performance.now();

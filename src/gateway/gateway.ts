@@ -18,6 +18,7 @@ import { respondError } from "../core/respond.ts";
 import type { GatewayMetrics } from "../observability/gateway_metrics.ts";
 import type { AccessLog } from "../observability/access_log.ts";
 import { requestIdFrom } from "../observability/request_id.ts";
+import { resolveClientIp } from "../net/client_ip.ts";
 import { logger } from "../observability/logger.ts";
 import type { RouteRuntime } from "./snapshot.ts";
 
@@ -70,6 +71,16 @@ export class Gateway {
   /** Not async: returns the phase's promise directly (one promise less per request). */
   private route(ctx: RequestContext, snap: Snapshot): Promise<void> {
     ctx.id = requestIdFrom(ctx.headers.get("x-request-id"));
+    // One client-IP rule for logs, filters and limits: through configured trusted proxies only.
+    const trusted = snap.trustedProxies;
+    if (trusted !== null && trusted.has(ctx.peerIp)) {
+      ctx.clientIp = resolveClientIp(
+        ctx.peerIp,
+        trusted,
+        ctx.headers.getJoined("x-forwarded-for"),
+        ctx.headers.getJoined("forwarded"),
+      );
+    }
     // gRPC is always POST: other methods skip the content-type lookup.
     if (ctx.method === "POST") ctx.grpc = grpcKindOf(ctx.headers.get("content-type"));
     // gRPC outcomes are grpc-status values, not HTTP statuses: record the one sent.

@@ -45,6 +45,8 @@ export interface Snapshot {
   readonly upstreams: ReadonlyMap<string, Upstream>;
   /** Plugin VMs of this isolate; carried over by reload so unchanged plugins keep their state. */
   readonly plugins: PluginManager;
+  /** `trusted_proxies`: peers whose X-Forwarded-For / Forwarded name the client; null = none. */
+  readonly trustedProxies: CidrSet | null;
 }
 
 let versions = 0;
@@ -101,7 +103,15 @@ export function buildSnapshot(
     routes.push(rt);
     return rt;
   });
-  return { version: ++versions, config, router: new Router(specs), routes, upstreams, plugins };
+  return {
+    version: ++versions,
+    config,
+    router: new Router(specs),
+    routes,
+    upstreams,
+    plugins,
+    trustedProxies,
+  };
 }
 
 /** Closes the pools of `old` that `next` no longer uses (busy connections close when released). */

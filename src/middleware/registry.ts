@@ -17,6 +17,7 @@ import {
   type SecurityHeadersOptions,
 } from "./headers/index.ts";
 import { cors, type CorsOptions } from "./cors/index.ts";
+import { ipFilter, type IpFilterOptions } from "./ip_filter/index.ts";
 import { basicAuth, type BasicAuthOptions } from "./basic_auth/index.ts";
 import { forwardAuth, type ForwardAuthOptions } from "./forward_auth/index.ts";
 import { mtls, type MtlsOptions } from "./mtls/index.ts";
@@ -55,6 +56,7 @@ export type MiddlewareFactory = (options: never, env: MiddlewareEnv) => Middlewa
 const factories = new Map<string, MiddlewareFactory>([
   ["headers", (o: HeadersOptions) => headers(o)],
   ["cors", (o: CorsOptions) => cors(o)],
+  ["ip_filter", (o: IpFilterOptions) => ipFilter(o)],
   ["basic_auth", (o: BasicAuthOptions) => basicAuth(o)],
   ["forward_auth", (o: ForwardAuthOptions, env) => forwardAuth(o, env)],
   ["mtls", (o: MtlsOptions) => mtls(o)],

@@ -16,7 +16,7 @@
  * - `TE: trailers` is sent when the client asked for trailers, and always to
  *   gRPC upstreams; an upgrade (WebSocket, HTTP/1.1 only) is re-announced.
  * - `Via` gets "<client version> loom" appended ("1.1", "2", "3").
- * - `X-Forwarded-For` and `Forwarded` get the client's address appended to
+ * - `X-Forwarded-For` and `Forwarded` get the peer's address appended to
  *   the client's values when the client is a trusted proxy (`trusted_proxies`),
  *   else the client's values are replaced. `X-Forwarded-Proto` and
  *   `X-Forwarded-Host` are always Loom's (a client's are never kept beside).
@@ -191,7 +191,7 @@ function begin(ctx: RequestContext, trusted: CidrSet | null): void {
   st.te = te;
   st.grpc = grpc;
   st.rid = ctx.id;
-  st.chain = trusted !== null && trusted.has(ctx.clientIp);
+  st.chain = trusted !== null && trusted.has(ctx.peerIp);
   st.xff = st.fwd = st.via = undefined;
 }
 
@@ -227,12 +227,12 @@ function pass(k: string, v: string): string | null {
 
 /** Loom's X-Forwarded-For: the client's address, after a trusted proxy's list. */
 function xffValue(ctx: RequestContext): string {
-  return st.xff === undefined ? ctx.clientIp : st.xff + ", " + ctx.clientIp;
+  return st.xff === undefined ? ctx.peerIp : st.xff + ", " + ctx.peerIp;
 }
 
 /** Loom's Forwarded: `for`, `proto` and `host` of this hop, after a trusted proxy's elements. */
 function forwardedValue(ctx: RequestContext): string {
-  let f = "for=" + forwardedFor(ctx.clientIp) + ";proto=" + ctx.scheme;
+  let f = "for=" + forwardedFor(ctx.peerIp) + ";proto=" + ctx.scheme;
   if (ctx.authority !== "") f += ";host=" + forwardedHost(ctx.authority);
   return st.fwd === undefined ? f : st.fwd + ", " + f;
 }

@@ -17,6 +17,7 @@
 import { type Field, opt, t, type Type } from "../dsl.ts";
 import { headersOptions, securityHeadersOptions } from "./headers.ts";
 import { corsOptions } from "./cors.ts";
+import { ipFilterOptions } from "./ip_filter.ts";
 import { basicAuthOptions } from "./basic_auth.ts";
 import { forwardAuthOptions } from "./forward_auth.ts";
 import { mtlsOptions } from "./mtls.ts";
@@ -36,6 +37,7 @@ const fields: Record<string, Field> = {
   headers: headersOptions,
   security_headers: securityHeadersOptions,
   cors: corsOptions,
+  ip_filter: ipFilterOptions,
   basic_auth: basicAuthOptions,
   forward_auth: forwardAuthOptions,
   mtls: mtlsOptions,
