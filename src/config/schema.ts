@@ -144,6 +144,21 @@ const listener = t.object({
     t.object({
       max_concurrent_streams: opt(t.int({ min: 1 }), 100, "Streams a client may open at once."),
       max_header_list_size: opt(t.size(), "64KB", "Largest decoded header list of a request."),
+      settings_timeout: opt(
+        t.duration(),
+        "10s",
+        "Time a client has to acknowledge Loom's SETTINGS (then GOAWAY SETTINGS_TIMEOUT); 0 = no limit.",
+      ),
+      keepalive_interval: opt(
+        t.duration(),
+        "0s",
+        "Send a PING after this long without a frame from the client; 0 = no keepalive.",
+      ),
+      keepalive_timeout: opt(
+        t.duration(),
+        "20s",
+        "Close the connection when nothing arrives this long after a keepalive PING.",
+      ),
     }),
     undefined,
     "HTTP/2 limits (grpc, grpcs, and TLS listeners offering h2).",

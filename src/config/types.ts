@@ -9,6 +9,7 @@
  */
 import type { MiddlewareEntry } from "./middleware/mod.ts";
 import type { CorsOptions } from "./middleware/cors.ts";
+import type { Resource } from "./resources.ts";
 export type { MiddlewareEntry };
 
 /** Listener protocols of Loom's format. */
@@ -35,6 +36,12 @@ export interface Http2Limits {
   max_concurrent_streams: number;
   /** Bytes. */
   max_header_list_size: number;
+  /** ms a client has to acknowledge Loom's SETTINGS (then GOAWAY SETTINGS_TIMEOUT); 0 = forever. Default 10s. */
+  settings_timeout?: number;
+  /** ms without a frame from the client before Loom sends a keepalive PING; 0 = no keepalive (default). */
+  keepalive_interval?: number;
+  /** ms after a keepalive PING with nothing from the client before the connection is closed. Default 20s. */
+  keepalive_timeout?: number;
 }
 
 /** TLS towards an upstream. */
@@ -301,6 +308,14 @@ export interface AccessLogConfig {
   path: string;
 }
 
+/** Config reloads (`reload:`). */
+export interface ReloadConfig {
+  /** Reload when the config file changes. Default true. */
+  watch: boolean;
+  /** ms: file changes and SIGHUPs this close together give one reload. Default 100ms. */
+  debounce: number;
+}
+
 /** Services Loom starts itself (the demo echo upstream of the default config). */
 export interface DemoConfig {
   echo?: { address: string; hostname: string; port: number };
@@ -321,6 +336,8 @@ export interface LoomConfig {
   demo: DemoConfig;
   /** SIGTERM drain time (ms). Default 30s. */
   drain_timeout: number;
+  /** How config changes are picked up. Default: watched, 100ms debounce. */
+  reload?: ReloadConfig;
   /** Addresses / CIDR ranges of proxies in front of Loom, whose X-Forwarded-For and Forwarded are kept. Default []. */
   trusted_proxies: string[];
   /** Accepted and validated for compatibility with Loom configs; implemented by later issues. */
@@ -351,5 +368,7 @@ export type LoadResult =
     runErrors: ConfigError[];
     /** YAML paths of values that came from `${VAR}` substitution (redacted by `GET /config`). */
     envPaths: string[];
+    /** The files the config names (plugins, certificates, key files), checked before it is applied. */
+    resources: Resource[];
   }
   | { ok: false; errors: ConfigError[] };

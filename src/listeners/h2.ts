@@ -20,7 +20,7 @@ import {
 } from "../core/context.ts";
 import type { ListenerConfig } from "../config/types.ts";
 import { H2Connection } from "../http2/connection.ts";
-import { ErrorCode, PREFACE } from "../http2/frame.ts";
+import { ErrorCode, errorCodeName, PREFACE } from "../http2/frame.ts";
 import { NodeSocketConn, PrefixedConn } from "../net/node_conn.ts";
 import { type ConnectionHooks, Http1Connection, type RequestHandler } from "./http1.ts";
 import { type StreamConnInfo, type StreamProtocol, StreamRequests } from "./stream_request.ts";
@@ -84,6 +84,9 @@ export class H2Listener {
       initialWindowSize: 1024 * 1024,
       // RFC 8441: WebSocket over HTTP/2 (extended CONNECT with :protocol), tunnelled like an Upgrade.
       enableConnectProtocol: true,
+      settingsTimeout: cfg.http2?.settings_timeout ?? 10_000,
+      keepaliveInterval: cfg.http2?.keepalive_interval ?? 0,
+      keepaliveTimeout: cfg.http2?.keepalive_timeout ?? 20_000,
     };
     const secure = cfg.protocol === "grpcs" || cfg.protocol === "https";
     const hostname = cfg.hostname || "0.0.0.0";
@@ -264,6 +267,7 @@ export class H2Listener {
         st.idleSince = Date.now();
         this.streams.serve(s, info);
       },
+      onProtocolError: (code, message, streamId) => this.protocolError(code, message, streamId, info),
     });
     this.h2.set(c, st);
     this.hooks.opened?.(this.cfg.name);
@@ -273,6 +277,19 @@ export class H2Listener {
     });
     c.ready.catch(() => {});
     if (this.closing) c.goaway();
+  }
+
+  /** A client broke an HTTP/2 rule: its mistake, not Loom's, so counted and logged at debug level only. */
+  private protocolError(code: number, message: string, streamId: number, info: ConnInfo): void {
+    const name = errorCodeName(code);
+    this.hooks.protocolError?.(this.cfg.name, name);
+    logger.debug("HTTP/2 protocol error", {
+      listener: this.cfg.name,
+      code: name,
+      stream: streamId,
+      error: message,
+      client: info.remoteIp,
+    });
   }
 
   private sweepIdle(): void {

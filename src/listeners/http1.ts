@@ -35,6 +35,8 @@ export interface RequestHandler {
 export interface ConnectionHooks {
   opened?(listener: string): void;
   closed?(listener: string): void;
+  /** An HTTP/2 client broke a protocol rule (`code`: the RFC 9113 error name sent back). */
+  protocolError?(listener: string, code: string): void;
 }
 
 const CONTINUE = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");

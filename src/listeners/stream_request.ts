@@ -16,6 +16,7 @@ import { RequestContext } from "../core/context.ts";
 import { HeaderList, isConnectionField } from "../core/headers.ts";
 import type { ListenerConfig } from "../config/types.ts";
 import type { RequestHandler } from "./http1.ts";
+import { fieldSectionSize } from "../http2/fields.ts";
 
 /** A server-side request stream with flat [name, value, ...] field lists. */
 export interface FieldStream {
@@ -28,6 +29,10 @@ export interface FieldStream {
   write(data: Uint8Array): Promise<void>;
   end(trailers?: string[] | null): Promise<void>;
   reset(code: number): void;
+  /** The largest field section the client accepts (HTTP/2: its SETTINGS_MAX_HEADER_LIST_SIZE), else absent. */
+  readonly peerMaxFieldSection?: number;
+  /** HTTP/2: the stream was reset or its connection lost (the client is gone). */
+  readonly failed?: boolean;
 }
 
 /** A request stream as an HTTP/2 or HTTP/3 server connection delivers it. */
@@ -126,9 +131,22 @@ export class StreamWriter<S extends FieldStream = FieldStream> implements Respon
   writeHead(status: number, headers: HeaderList, bodyLength: number): void {
     this.headSent = true;
     if (this.ctx) this.ctx.status = status;
+    // The client is gone (it reset the stream or broke its connection): nobody to answer, and no
+    // failure of Loom's. Body writes then fail, which ends the exchange as a client that went away.
+    if (this.s.failed === true) return;
     const f = toFields(headers, [":status", String(status)]);
     if (this.extra !== null) f.push(...this.extra);
     if (bodyLength > 0 && !this.head) f.push("content-length", String(bodyLength));
+    const limit = this.s.peerMaxFieldSection;
+    if (limit !== undefined && limit !== Infinity && fieldSectionSize(f) > limit) {
+      // A head the client refuses to take (RFC 9113 §6.5.2) is never sent: a bare 500 instead.
+      if (this.ctx) this.ctx.status = 500;
+      this.ended = true;
+      try {
+        this.s.respond([":status", "500"], true);
+      } catch { /* even that is too large: the stream was reset */ }
+      return;
+    }
     if (bodyLength === 0 || this.head || status === 204 || status === 304) {
       // One HEADERS frame ending the stream: a gRPC trailers-only response when it carries grpc-status.
       this.ended = true;
@@ -147,11 +165,19 @@ export class StreamWriter<S extends FieldStream = FieldStream> implements Respon
   end(trailers?: HeaderList | null): Promise<void> {
     if (this.ended) return Promise.resolve();
     this.ended = true;
-    return this.s.end(trailers && trailers.size > 0 ? toFields(trailers, []) : null);
+    return this.s.end(trailers && trailers.size > 0 ? toFields(trailers, []) : null).catch((e) => {
+      // A stream the client reset or whose connection it lost has nobody left to finish for.
+      if (this.s.failed !== true) throw e;
+    });
   }
 
   abort(): void {
     this.s.reset(this.abortCode);
+  }
+
+  /** The response is complete (its last frame is on its way). */
+  get complete(): boolean {
+    return this.ended;
   }
 }
 
@@ -297,9 +323,12 @@ export class StreamRequests {
     w.ctx = ctx;
     this.active++;
     let finished = false;
-    // A reset stream (client cancel, connection loss) aborts the request upstream.
+    // A reset stream (client cancel, connection loss) aborts the request upstream; not the reset that
+    // follows a complete response (RFC 9113 §8.1: the rest of the request body is not wanted).
     s.done.then(() => {
-      if (!finished && s.rstCode !== null) ctx.abort();
+      if (!finished && s.rstCode !== null && !(w.complete && s.rstCode === 0 /* HTTP/2 NO_ERROR */)) {
+        ctx.abort();
+      }
     });
     this.handler.handle(ctx).catch(() => w.abort()).finally(() => {
       finished = true;

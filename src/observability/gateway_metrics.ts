@@ -69,6 +69,7 @@ export class GatewayMetrics {
   readonly websocketsActive: Gauge;
   readonly grpcResponsesTotal: Counter;
   readonly rejectionsTotal: Counter;
+  readonly http2ProtocolErrorsTotal: Counter;
 
   // Two-level caches (outer name -> inner name -> children): lookups by the
   // caller's strings directly, no key concatenation per request.
@@ -150,6 +151,11 @@ export class GatewayMetrics {
       "Requests a middleware refused, by route, middleware and reason (e.g. jwt/expired, cors/origin).",
       ["route", "middleware", "reason"],
     );
+    this.http2ProtocolErrorsTotal = r.counter(
+      "loom_http2_protocol_errors_total",
+      "HTTP/2 protocol errors of clients (answered with GOAWAY or RST_STREAM), by listener and error code.",
+      ["listener", "code"],
+    );
     this.websocketsTotal = r.counter(
       "loom_websocket_connections_total",
       "WebSocket tunnels opened, by route.",
@@ -221,6 +227,12 @@ export class GatewayMetrics {
     const slash = rejection.indexOf("/");
     const mw = slash === -1 ? rejection : rejection.slice(0, slash);
     this.rejectionsTotal.labels(route, mw, slash === -1 ? "" : rejection.slice(slash + 1)).value++;
+  }
+
+  /** An HTTP/2 client on `listener` broke a protocol rule; `code` is the RFC 9113 error name sent back. */
+  http2ProtocolError(listener: string, code: string): void {
+    // Rare path: the generic per-label lookup is fast enough.
+    this.http2ProtocolErrorsTotal.labels(listener, code).value++;
   }
 
   /** A WebSocket (HTTP/1.1 Upgrade) tunnel opened on `route`. */

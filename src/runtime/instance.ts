@@ -101,6 +101,7 @@ export class GatewayInstance {
     const hooks = {
       opened: (name: string) => this.metrics.connectionOpened(name),
       closed: (name: string) => this.metrics.connectionClosed(name),
+      protocolError: (name: string, code: string) => this.metrics.http2ProtocolError(name, code),
     };
     const hostname = l.hostname || "0.0.0.0";
     switch (l.protocol) {
