@@ -1,5 +1,10 @@
-/** A minimal HTTP/3 test client on Deno.connectQuic (no Debian tool needed), and a GET field list. */
+/**
+ * A minimal HTTP/3 test client on Deno.connectQuic (no Debian tool needed), a GET field list, and the
+ * pieces of an http3 listener for a test config ({@linkcode h3Listener}, {@linkcode withH3Loom}).
+ */
 import { concat } from "../src/net/bytes.ts";
+import { freePort, startLoom, type TestLoom } from "./helpers.ts";
+import { TestCa } from "./tls_util.ts";
 import { encodeFrame, encodeSettings, FrameType, StreamReader, StreamType } from "../src/http3/frame.ts";
 import { decodeFieldSection, encodeFieldSection } from "../src/http3/qpack.ts";
 import { encodeVarint } from "../src/http3/varint.ts";
@@ -82,3 +87,50 @@ export const GET = (path: string, extra: string[] = []) => [
   path,
   ...extra,
 ];
+
+/**
+ * An http3 listener for a test config: a CA and a localhost certificate (openssl) in a temp folder, a free
+ * port, the listener's line of a `listeners:` list, a client that trusts the CA, and `remove` for the folder.
+ */
+export async function h3Listener(name = "h3") {
+  const dir = Deno.makeTempDirSync();
+  const ca = await TestCa.create(dir);
+  const cert = await ca.leaf("server", "localhost", ["DNS:localhost"]);
+  const port = freePort();
+  return {
+    port,
+    yaml: `  - { name: ${name}, address: "127.0.0.1:${port}", protocol: http3, ` +
+      `tls: { cert_file: "${cert.cert}", key_file: "${cert.key}" } }`,
+    client: () => h3Client(port, Deno.readTextFileSync(ca.cert)),
+    remove: () => Deno.removeSync(dir, { recursive: true }),
+  };
+}
+
+/** The client {@linkcode h3Client} returns. */
+export type H3Client = Awaited<ReturnType<typeof h3Client>>;
+
+/**
+ * Runs `fn` with a Loom whose only listener is HTTP/3 (the config: that listener, then `rest`: upstreams,
+ * routes, ...) and a client on it; client, Loom and certificates are gone after.
+ */
+export async function withH3Loom(
+  rest: string,
+  fn: (c: H3Client, loom: TestLoom) => Promise<void>,
+): Promise<void> {
+  const h3 = await h3Listener();
+  try {
+    const loom = await startLoom(`listeners:\n${h3.yaml}\n${rest}`);
+    try {
+      const c = await h3.client();
+      try {
+        await fn(c, loom);
+      } finally {
+        c.conn.close();
+      }
+    } finally {
+      await loom.close();
+    }
+  } finally {
+    h3.remove();
+  }
+}

@@ -7,8 +7,7 @@
 import assert from "node:assert/strict";
 import "./fixtures/powered_by.ts";
 import { freePort, itest, startLoom } from "./helpers.ts";
-import { TestCa } from "./tls_util.ts";
-import { GET, h3Client } from "./h3_client.ts";
+import { GET, withH3Loom } from "./h3_client.ts";
 import { startUpstream } from "./upstream.ts";
 import { parseConfig } from "../src/config/load.ts";
 
@@ -124,15 +123,10 @@ rate_limit: { enabled: true, rate: 10 }
 });
 
 itest("middleware: README's powered_by and route headers on an HTTP/3 listener", async () => {
-  const dir = Deno.makeTempDirSync();
-  const ca = await TestCa.create(dir);
-  const cert = await ca.leaf("server", "localhost", ["DNS:localhost"]);
   const up = startUpstream((req) => new Response(req.headers.get("x-who") ?? "none"));
-  const h3Port = freePort();
-  const loom = await startLoom(`
-listeners:
-  - { name: h3, address: "127.0.0.1:${h3Port}", protocol: http3, tls: { cert_file: "${cert.cert}", key_file: "${cert.key}" } }
-upstreams: [{ name: up, endpoints: ["${up.address}"] }]
+  try {
+    await withH3Loom(
+      `upstreams: [{ name: up, endpoints: ["${up.address}"] }]
 middleware:
   - powered_by: { value: loom-h3 }
 routes:
@@ -141,20 +135,18 @@ routes:
     upstream: up
     middleware:
       - headers: { request: { set: { x-who: "\${route_id}" } }, response: { add: { x-order: route } } }
-`);
-  try {
-    const c = await h3Client(h3Port, Deno.readTextFileSync(ca.cert));
-    const r = await c.request(GET("/api/x"));
-    const fields = new Map<string, string>();
-    for (let i = 0; i < r.fields.length; i += 2) fields.set(r.fields[i], r.fields[i + 1]);
-    assert.equal(fields.get(":status"), "200");
-    assert.equal(fields.get("x-powered-by"), "loom-h3");
-    assert.equal(fields.get("x-order"), "route");
-    assert.equal(r.body, "api");
-    c.conn.close();
+`,
+      async (c) => {
+        const r = await c.request(GET("/api/x"));
+        const fields = new Map<string, string>();
+        for (let i = 0; i < r.fields.length; i += 2) fields.set(r.fields[i], r.fields[i + 1]);
+        assert.equal(fields.get(":status"), "200");
+        assert.equal(fields.get("x-powered-by"), "loom-h3");
+        assert.equal(fields.get("x-order"), "route");
+        assert.equal(r.body, "api");
+      },
+    );
   } finally {
-    await loom.close();
     await up.close();
-    Deno.removeSync(dir, { recursive: true });
   }
 }, { needs: ["openssl"] });

@@ -8,15 +8,15 @@
  * rejection counted in loom_rejections_total. HTTP/3 through the raw QUIC client.
  */
 import assert from "node:assert/strict";
-import { freePort, itest, startLoom } from "./helpers.ts";
+import { itest, type TestLoom } from "./helpers.ts";
 import { field, RawClient } from "./http1_util.ts";
 import { H2Connection, type H2Stream } from "../src/http2/connection.ts";
 import { ErrorCode } from "../src/http2/frame.ts";
 import { concat } from "../src/net/bytes.ts";
 import { encodeFrame, FrameType } from "../src/http3/frame.ts";
 import { encodeFieldSection } from "../src/http3/qpack.ts";
-import { TestCa } from "./tls_util.ts";
-import { h3Client } from "./h3_client.ts";
+import { withH3Loom } from "./h3_client.ts";
+import { rejections, startDualLoom } from "./mw_auth_util.ts";
 
 /** A resolvable promise. */
 function signal(): { promise: Promise<void>; resolve(): void } {
@@ -132,12 +132,9 @@ function upstream() {
   };
 }
 
+/** The HTTP/1.1 + h2c gateway: a 64 KiB top-level limit, 1 KiB on two routes (HTTP/1.1 and h2c upstreams). */
 async function gateway(up: { h1: string; h2: string }) {
-  const h2cPort = freePort();
-  const loom = await startLoom(`
-listeners:
-  - { name: http, address: "127.0.0.1:\${PORT}", protocol: http }
-  - { name: h2c, address: "127.0.0.1:${h2cPort}", protocol: h2c }
+  const g = await startDualLoom(`
 upstreams:
   - { name: up, endpoints: ["${up.h1}"] }
   - { name: up2, protocol: h2c, endpoints: ["${up.h2}"] }
@@ -148,16 +145,32 @@ routes:
   - { id: h2up, path: "/h2up/*", upstream: up2, middleware: [{ body_limit: { max: 1KB } }] }
   - { id: big, path: "/big/*", upstream: up }
 `);
-  return { loom, h2cPort };
+  return { ...g, h2cPort: Number(new URL(g.protocols[1][1]).port) };
 }
 
-async function rejections(admin: string, route: string): Promise<number> {
-  const text = await (await fetch(admin)).text();
-  const m = new RegExp(
-    `loom_rejections_total\\{route="${route}",middleware="body_limit",reason="too_large"\\} (\\d+)`,
-  )
-    .exec(text);
-  return m === null ? 0 : Number(m[1]);
+/** body_limit refusals counted on `route`. */
+async function refused(loom: TestLoom, route: string): Promise<number> {
+  return (await rejections(loom.admin("/metrics"), "body_limit")).get(`${route}/too_large`) ?? 0;
+}
+
+/** Runs `fn` against both upstreams and the gateway, closed after it. */
+async function withGateway(
+  fn: (up: ReturnType<typeof upstream>, g: Awaited<ReturnType<typeof gateway>>) => Promise<void>,
+): Promise<void> {
+  const up = upstream();
+  const g = await gateway(up);
+  try {
+    await fn(up, g);
+  } finally {
+    await g.close();
+    await up.close();
+  }
+}
+
+/** Waits (up to 2 s) for the upstream to record how a body read after the `before`-th ended; returns those. */
+async function bodiesSince(seen: Seen, before: number): Promise<string[]> {
+  for (let i = 0; i < 100 && seen.bodies.length === before; i++) await new Promise((r) => setTimeout(r, 20));
+  return seen.bodies.slice(before);
 }
 
 function chunk(n: number): string {
@@ -185,17 +198,10 @@ function status(f: string[]): string {
 
 itest(
   "body_limit: Content-Length over the limit is a 413 before anything goes upstream (HTTP/1.1, h2c)",
-  async () => {
-    const up = upstream();
-    const { loom, h2cPort } = await gateway(up);
-    const h2 = Deno.createHttpClient({ http1: false, http2: true });
-    try {
-      for (
-        const [proto, base, client] of [
-          ["HTTP/1.1", loom.url(""), undefined],
-          ["h2c", `http://127.0.0.1:${h2cPort}`, h2],
-        ] as const
-      ) {
+  () =>
+    withGateway(async (up, g) => {
+      const loom = g.loom;
+      for (const [proto, base, client] of g.protocols) {
         const post = (path: string, n: number) =>
           fetch(base + path, { method: "POST", body: new Uint8Array(n), client });
         const ok = await post("/small/x", 1024);
@@ -212,22 +218,16 @@ itest(
         assert.equal(await (await post("/big/x", 64 * 1024)).text(), "got:65536", proto);
         assert.equal(await (await post("/h2up/x", 1000)).text(), "got:1000", proto);
       }
-      assert.equal(await rejections(loom.admin("/metrics"), "small"), 2);
-      assert.equal(await rejections(loom.admin("/metrics"), "big"), 2);
-    } finally {
-      h2.close();
-      await loom.close();
-      await up.close();
-    }
-  },
+      assert.equal(await refused(loom, "small"), 2);
+      assert.equal(await refused(loom, "big"), 2);
+    }),
 );
 
 itest(
   "body_limit: a chunked HTTP/1.1 body is counted as it streams; 413 and the upstream request aborted",
-  async () => {
-    const up = upstream();
-    const { loom } = await gateway(up);
-    try {
+  () =>
+    withGateway(async (up, g) => {
+      const loom = g.loom;
       // Within the limit, in three chunks.
       let c = await RawClient.connect(loom.port);
       await c.write(
@@ -260,117 +260,92 @@ itest(
         c.close();
         assert.equal(m.status, 413, path);
         assert.match(new TextDecoder().decode(m.body), /request body larger than 1024 bytes/);
-        for (let i = 0; i < 100 && up.seen.bodies.length === before; i++) {
-          await new Promise((r) => setTimeout(r, 20));
-        }
-        assert.deepEqual(up.seen.bodies.slice(before), ["aborted"], path);
+        assert.deepEqual(await bodiesSince(up.seen, before), ["aborted"], path);
       }
-      assert.equal(await rejections(loom.admin("/metrics"), "small"), 2);
-      assert.equal(await rejections(loom.admin("/metrics"), "h2up"), 1);
-    } finally {
-      await loom.close();
-      await up.close();
-    }
-  },
+      assert.equal(await refused(loom, "small"), 2);
+      assert.equal(await refused(loom, "h2up"), 1);
+    }),
 );
 
 itest(
   "body_limit: an h2c body without content-length is counted as it streams; 413 and the upstream aborted",
-  async () => {
-    const up = upstream();
-    const { loom, h2cPort } = await gateway(up);
-    const h2 = await h2c(h2cPort);
-    try {
-      // Within the top-level limit, streamed.
-      let st = h2.post("/big/x");
-      for (let i = 0; i < 8; i++) await st.write(new Uint8Array(8000));
-      await st.end();
-      assert.equal(status(await st.response), "200");
-      let body = "";
-      for (let d = await st.read(); d !== null; d = await st.read()) body += new TextDecoder().decode(d);
-      assert.equal(body, "got:64000");
-      // Past the route's limit once the upstream request started, for an HTTP/1.1 and an h2c upstream.
-      for (const path of ["/small/x", "/h2up/x"]) {
-        const before = up.seen.bodies.length;
-        up.seen.next = signal();
-        st = h2.post(path);
-        await st.write(new Uint8Array(512));
-        await up.seen.next.promise;
-        await st.write(new Uint8Array(1024));
-        const f = await st.response;
-        assert.equal(status(f), "413", path);
-        body = "";
+  () =>
+    withGateway(async (up, g) => {
+      const loom = g.loom;
+      const h2 = await h2c(g.h2cPort);
+      try {
+        // Within the top-level limit, streamed.
+        let st = h2.post("/big/x");
+        for (let i = 0; i < 8; i++) await st.write(new Uint8Array(8000));
+        await st.end();
+        assert.equal(status(await st.response), "200");
+        let body = "";
         for (let d = await st.read(); d !== null; d = await st.read()) body += new TextDecoder().decode(d);
-        assert.match(body, /request body larger than 1024 bytes/, path);
-        for (let i = 0; i < 100 && up.seen.bodies.length === before; i++) {
-          await new Promise((r) => setTimeout(r, 20));
+        assert.equal(body, "got:64000");
+        // Past the route's limit once the upstream request started, for an HTTP/1.1 and an h2c upstream.
+        for (const path of ["/small/x", "/h2up/x"]) {
+          const before = up.seen.bodies.length;
+          up.seen.next = signal();
+          st = h2.post(path);
+          await st.write(new Uint8Array(512));
+          await up.seen.next.promise;
+          await st.write(new Uint8Array(1024));
+          const f = await st.response;
+          assert.equal(status(f), "413", path);
+          body = "";
+          for (let d = await st.read(); d !== null; d = await st.read()) body += new TextDecoder().decode(d);
+          assert.match(body, /request body larger than 1024 bytes/, path);
+          assert.deepEqual(await bodiesSince(up.seen, before), ["aborted"], path);
         }
-        assert.deepEqual(up.seen.bodies.slice(before), ["aborted"], path);
+        assert.equal(await refused(loom, "small"), 1);
+        assert.equal(await refused(loom, "h2up"), 1);
+      } finally {
+        h2.close();
       }
-      assert.equal(await rejections(loom.admin("/metrics"), "small"), 1);
-      assert.equal(await rejections(loom.admin("/metrics"), "h2up"), 1);
-    } finally {
-      h2.close();
-      await loom.close();
-      await up.close();
-    }
-  },
+    }),
 );
 
 itest(
   "body_limit: passed after the response head went out: the response is reset (HTTP/1.1, h2c)",
-  async () => {
-    const up = upstream();
-    const { loom, h2cPort } = await gateway(up);
-    const h2 = await h2c(h2cPort);
-    try {
-      // HTTP/1.1: the chunked response ends without its last chunk.
-      const c = await RawClient.connect(loom.port);
-      await c.write(
-        "POST /small/early HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(512),
-      );
-      await c.until((b) => b.includes("early answer"), 5000);
-      assert.match(c.buf, /^HTTP\/1\.1 200 /);
-      await c.write(chunk(1024) + "0\r\n\r\n");
-      const end = await c.waitClose(5000);
-      assert.notEqual(end, "timeout");
-      assert.ok(!c.buf.includes("\r\n0\r\n\r\n"), "no last chunk: " + JSON.stringify(c.buf));
-      c.close();
-      // h2c: the stream is reset.
-      for (const path of ["/small/early", "/h2up/early"]) {
-        const st = h2.post(path);
-        await st.write(new Uint8Array(512));
-        assert.equal(status(await st.response), "200", path);
-        assert.match(new TextDecoder().decode((await st.read())!), /early answer/);
-        await st.write(new Uint8Array(1024)).catch(() => {});
-        await assert.rejects(
-          (async () => {
-            while ((await st.read()) !== null) { /* until the reset */ }
-          })(),
-          path,
+  () =>
+    withGateway(async (_up, g) => {
+      const loom = g.loom;
+      const h2 = await h2c(g.h2cPort);
+      try {
+        // HTTP/1.1: the chunked response ends without its last chunk.
+        const c = await RawClient.connect(loom.port);
+        await c.write(
+          "POST /small/early HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(512),
         );
+        await c.until((b) => b.includes("early answer"), 5000);
+        assert.match(c.buf, /^HTTP\/1\.1 200 /);
+        await c.write(chunk(1024) + "0\r\n\r\n");
+        const end = await c.waitClose(5000);
+        assert.notEqual(end, "timeout");
+        assert.ok(!c.buf.includes("\r\n0\r\n\r\n"), "no last chunk: " + JSON.stringify(c.buf));
+        c.close();
+        // h2c: the stream is reset.
+        for (const path of ["/small/early", "/h2up/early"]) {
+          const st = h2.post(path);
+          await st.write(new Uint8Array(512));
+          assert.equal(status(await st.response), "200", path);
+          assert.match(new TextDecoder().decode((await st.read())!), /early answer/);
+          await st.write(new Uint8Array(1024)).catch(() => {});
+          await assert.rejects(
+            (async () => {
+              while ((await st.read()) !== null) { /* until the reset */ }
+            })(),
+            path,
+          );
+        }
+      } finally {
+        h2.close();
       }
-    } finally {
-      h2.close();
-      await loom.close();
-      await up.close();
-    }
-  },
+    }),
 );
 
 itest("body_limit: on an HTTP/3 listener, by content-length and while DATA streams", async () => {
-  const dir = Deno.makeTempDirSync();
-  const ca = await TestCa.create(dir);
-  const cert = await ca.leaf("server", "localhost", ["DNS:localhost"]);
   const up = upstream();
-  const h3Port = freePort();
-  const loom = await startLoom(`
-listeners:
-  - { name: h3, address: "127.0.0.1:${h3Port}", protocol: http3, tls: { cert_file: "${cert.cert}", key_file: "${cert.key}" } }
-upstreams: [{ name: up, endpoints: ["${up.h1}"] }]
-routes:
-  - { id: small, path: "/small/*", upstream: up, middleware: [{ body_limit: { max: 1KB } }] }
-`);
   /** A POST as raw HTTP/3 frames: HEADERS (with `extra` fields), then one DATA frame per size. */
   const post = (sizes: number[], extra: string[] = []) =>
     concat([
@@ -391,22 +366,24 @@ routes:
       ...sizes.map((n) => encodeFrame(FrameType.DATA, new Uint8Array(n))),
     ]);
   try {
-    const c = await h3Client(h3Port, Deno.readTextFileSync(ca.cert));
-    const ok = await c.request([], post([500, 500]));
-    assert.equal(ok.fields[1], "200");
-    assert.equal(ok.body, "got:1000");
-    const streamed = await c.request([], post([512, 1024]));
-    assert.equal(streamed.fields[1], "413");
-    assert.match(streamed.body, /request body larger than 1024 bytes/);
-    const before = up.seen.started;
-    const declared = await c.request([], post([2000], ["content-length", "2000"]));
-    assert.equal(declared.fields[1], "413");
-    assert.equal(up.seen.started, before, "nothing went upstream");
-    c.conn.close();
-    assert.equal(await rejections(loom.admin("/metrics"), "small"), 2);
+    await withH3Loom(
+      `upstreams: [{ name: up, endpoints: ["${up.h1}"] }]
+routes: [{ id: small, path: "/small/*", upstream: up, middleware: [{ body_limit: { max: 1KB } }] }]`,
+      async (c, loom) => {
+        const ok = await c.request([], post([500, 500]));
+        assert.equal(ok.fields[1], "200");
+        assert.equal(ok.body, "got:1000");
+        const streamed = await c.request([], post([512, 1024]));
+        assert.equal(streamed.fields[1], "413");
+        assert.match(streamed.body, /request body larger than 1024 bytes/);
+        const before = up.seen.started;
+        const declared = await c.request([], post([2000], ["content-length", "2000"]));
+        assert.equal(declared.fields[1], "413");
+        assert.equal(up.seen.started, before, "nothing went upstream");
+        assert.equal(await refused(loom, "small"), 2);
+      },
+    );
   } finally {
-    await loom.close();
     await up.close();
-    Deno.removeSync(dir, { recursive: true });
   }
 }, { needs: ["openssl"] });

@@ -8,12 +8,12 @@
  */
 import assert from "node:assert/strict";
 import * as zlib from "node:zlib";
-import { freePort, itest, startLoom } from "./helpers.ts";
+import { itest } from "./helpers.ts";
 import { field, parseMessage, RawClient } from "./http1_util.ts";
 import { H2Connection, type H2Stream } from "../src/http2/connection.ts";
 import { concat } from "../src/net/bytes.ts";
-import { TestCa } from "./tls_util.ts";
-import { GET, h3Client } from "./h3_client.ts";
+import { GET, withH3Loom } from "./h3_client.ts";
+import { startDualLoom } from "./mw_auth_util.ts";
 
 const TEXT = Array.from({ length: 400 }, (_, i) => `line ${i}: the quick brown fox jumps over the lazy dog\n`)
   .join("");
@@ -162,12 +162,9 @@ function get(f: string[], name: string): string | undefined {
   return all.length === 0 ? undefined : all.join(", ");
 }
 
+/** The HTTP/1.1 + h2c gateway: compress for every route, a gzip-only one on /gz/ after it. */
 async function gateway(upAddress: string) {
-  const h2cPort = freePort();
-  const loom = await startLoom(`
-listeners:
-  - { name: http, address: "127.0.0.1:\${PORT}", protocol: http }
-  - { name: h2c, address: "127.0.0.1:${h2cPort}", protocol: h2c }
+  const g = await startDualLoom(`
 upstreams: [{ name: up, endpoints: ["${upAddress}"] }]
 middleware:
   - compress: { min_length: 1KB }
@@ -179,110 +176,123 @@ routes:
     middleware:
       - compress: { encodings: [gzip], types: ["text/*"] }
 `);
-  return { loom, h2cPort };
+  return { ...g, h2cPort: Number(new URL(g.protocols[1][1]).port) };
 }
 
-itest("compress: gzip, br and zstd negotiated and decoded; headers (HTTP/1.1 and h2c)", async () => {
+/** Runs `fn` against the upstream, the gateway and an h2c client on it, closed after it. */
+async function withGateway(
+  fn: (
+    up: ReturnType<typeof upstream>,
+    g: Awaited<ReturnType<typeof gateway>>,
+    h2: Awaited<ReturnType<typeof h2c>>,
+  ) => Promise<void>,
+): Promise<void> {
   const up = upstream();
-  const { loom, h2cPort } = await gateway(up.address);
-  const h2 = await h2c(h2cPort);
+  const g = await gateway(up.address);
+  const h2 = await h2c(g.h2cPort);
   try {
-    const clients: [string, (m: string, p: string, h: Record<string, string>) => Promise<Answer>][] = [
-      ["HTTP/1.1", (m, p, h) => h1(loom.port, m, p, h)],
-      ["h2c", (m, p, h) => h2.fetch(m, p, h)],
-    ];
-    for (const [proto, send] of clients) {
-      for (
-        const [ae, want] of [
-          ["gzip", "gzip"],
-          ["br", "br"],
-          ["zstd", "zstd"],
-          ["gzip, deflate, br, zstd", "zstd"],
-          ["gzip;q=1, br;q=0.5, zstd;q=0", "gzip"],
-          ["*;q=0.1, zstd;q=0", "br"],
-        ]
-      ) {
-        const r = await send("GET", "/c/text", { "accept-encoding": ae });
-        const what = `${proto} ${ae}`;
-        assert.equal(r.status, 200, what);
-        assert.equal(r.get("content-encoding"), want, what);
-        assert.equal(r.get("content-length"), undefined, what);
-        assert.equal(r.get("vary"), "Accept-Encoding", what);
-        assert.equal(r.get("etag"), 'W/"v1"', what);
-        assert.ok(r.body.length < TEXT.length / 4, `${what}: ${r.body.length} bytes`);
-        assert.equal(await decode(want, r.body), TEXT, what);
-      }
-      // The route's own list (after the top-level one, which compressed already): gzip only, not twice.
-      const gz = await send("GET", "/gz/text", { "accept-encoding": "br, gzip" });
-      assert.equal(gz.get("content-encoding"), "br", proto);
-      assert.equal(await decode("br", gz.body), TEXT, proto);
-      // No Accept-Encoding: identity, but the answer still varies by it.
-      const plain = await send("GET", "/c/text", {});
-      assert.equal(plain.get("content-encoding"), undefined, proto);
-      assert.equal(plain.get("vary"), "Accept-Encoding", proto);
-      assert.equal(plain.get("etag"), '"v1"', proto);
-      assert.equal(new TextDecoder().decode(plain.body), TEXT, proto);
-    }
+    await fn(up, g, h2);
   } finally {
     h2.close();
-    await loom.close();
+    up.sse.release.resolve();
+    await g.close();
     await up.close();
   }
-});
+}
 
-itest("compress: HEAD, 204, 304, Range/206 and the untouched cases (HTTP/1.1 and h2c)", async () => {
-  const up = upstream();
-  const { loom, h2cPort } = await gateway(up.address);
-  const h2 = await h2c(h2cPort);
-  const gzip = { "accept-encoding": "gzip" };
-  try {
-    const clients: [string, (m: string, p: string, h: Record<string, string>) => Promise<Answer>][] = [
-      ["HTTP/1.1", (m, p, h) => h1(loom.port, m, p, h)],
-      ["h2c", (m, p, h) => h2.fetch(m, p, h)],
-    ];
-    for (const [proto, send] of clients) {
-      // HEAD: the headers a GET gets, no body (no length either: the compressed one is unknown).
-      const head = await send("HEAD", "/c/text", gzip);
-      assert.equal(head.status, 200, proto);
-      assert.equal(head.get("content-encoding"), "gzip", proto);
-      assert.equal(head.get("vary"), "Accept-Encoding", proto);
-      assert.equal(head.get("etag"), 'W/"v1"', proto);
-      assert.equal(head.get("content-length"), undefined, proto);
-      assert.equal(head.body.length, 0, proto);
-      const none = await send("GET", "/c/nocontent", gzip);
-      assert.equal(none.status, 204, proto);
-      assert.equal(none.get("content-encoding"), undefined, proto);
-      assert.equal(none.body.length, 0, proto);
-      // Revalidation with the weakened tag: the upstream's weak comparison gives 304, not encoded.
-      const nm = await send("GET", "/c/text", { ...gzip, "if-none-match": '"v1"' });
-      assert.equal(nm.status, 304, proto);
-      assert.equal(nm.get("content-encoding"), undefined, proto);
-      assert.equal(nm.body.length, 0, proto);
-      // A Range request passes untouched, whatever the upstream answers (206 here).
-      const range = await send("GET", "/c/range", { ...gzip, range: "bytes=0-99" });
-      assert.equal(range.status, 206, proto);
-      assert.equal(range.get("content-encoding"), undefined, proto);
-      assert.equal(range.get("content-range"), `bytes 0-99/${TEXT.length}`, proto);
-      assert.equal(new TextDecoder().decode(range.body), TEXT.slice(0, 100), proto);
-      const ranged200 = await send("GET", "/c/text", { ...gzip, range: "bytes=0-99" });
-      assert.equal(ranged200.get("content-encoding"), undefined, proto);
-      assert.equal(new TextDecoder().decode(ranged200.body), TEXT, proto);
-      for (const path of ["/c/png", "/c/small", "/c/notransform"]) {
-        const r = await send("GET", path, gzip);
-        assert.equal(r.status, 200, proto + path);
-        assert.equal(r.get("content-encoding"), undefined, proto + path);
+itest(
+  "compress: gzip, br and zstd negotiated and decoded; headers (HTTP/1.1 and h2c)",
+  () =>
+    withGateway(async (_up, g, h2) => {
+      const loom = g.loom;
+      const clients: [string, (m: string, p: string, h: Record<string, string>) => Promise<Answer>][] = [
+        ["HTTP/1.1", (m, p, h) => h1(loom.port, m, p, h)],
+        ["h2c", (m, p, h) => h2.fetch(m, p, h)],
+      ];
+      for (const [proto, send] of clients) {
+        for (
+          const [ae, want] of [
+            ["gzip", "gzip"],
+            ["br", "br"],
+            ["zstd", "zstd"],
+            ["gzip, deflate, br, zstd", "zstd"],
+            ["gzip;q=1, br;q=0.5, zstd;q=0", "gzip"],
+            ["*;q=0.1, zstd;q=0", "br"],
+          ]
+        ) {
+          const r = await send("GET", "/c/text", { "accept-encoding": ae });
+          const what = `${proto} ${ae}`;
+          assert.equal(r.status, 200, what);
+          assert.equal(r.get("content-encoding"), want, what);
+          assert.equal(r.get("content-length"), undefined, what);
+          assert.equal(r.get("vary"), "Accept-Encoding", what);
+          assert.equal(r.get("etag"), 'W/"v1"', what);
+          assert.ok(r.body.length < TEXT.length / 4, `${what}: ${r.body.length} bytes`);
+          assert.equal(await decode(want, r.body), TEXT, what);
+        }
+        // The route's own list (after the top-level one, which compressed already): gzip only, not twice.
+        const gz = await send("GET", "/gz/text", { "accept-encoding": "br, gzip" });
+        assert.equal(gz.get("content-encoding"), "br", proto);
+        assert.equal(await decode("br", gz.body), TEXT, proto);
+        // No Accept-Encoding: identity, but the answer still varies by it.
+        const plain = await send("GET", "/c/text", {});
+        assert.equal(plain.get("content-encoding"), undefined, proto);
+        assert.equal(plain.get("vary"), "Accept-Encoding", proto);
+        assert.equal(plain.get("etag"), '"v1"', proto);
+        assert.equal(new TextDecoder().decode(plain.body), TEXT, proto);
       }
-      // Encoded upstream bodies keep their encoding and bytes.
-      const pre = await send("GET", "/c/encoded", { "accept-encoding": "br, gzip" });
-      assert.equal(pre.get("content-encoding"), "gzip", proto);
-      assert.equal(await decode("gzip", pre.body), TEXT, proto);
-    }
-  } finally {
-    h2.close();
-    await loom.close();
-    await up.close();
-  }
-});
+    }),
+);
+
+itest(
+  "compress: HEAD, 204, 304, Range/206 and the untouched cases (HTTP/1.1 and h2c)",
+  () =>
+    withGateway(async (_up, g, h2) => {
+      const loom = g.loom;
+      const gzip = { "accept-encoding": "gzip" };
+      const clients: [string, (m: string, p: string, h: Record<string, string>) => Promise<Answer>][] = [
+        ["HTTP/1.1", (m, p, h) => h1(loom.port, m, p, h)],
+        ["h2c", (m, p, h) => h2.fetch(m, p, h)],
+      ];
+      for (const [proto, send] of clients) {
+        // HEAD: the headers a GET gets, no body (no length either: the compressed one is unknown).
+        const head = await send("HEAD", "/c/text", gzip);
+        assert.equal(head.status, 200, proto);
+        assert.equal(head.get("content-encoding"), "gzip", proto);
+        assert.equal(head.get("vary"), "Accept-Encoding", proto);
+        assert.equal(head.get("etag"), 'W/"v1"', proto);
+        assert.equal(head.get("content-length"), undefined, proto);
+        assert.equal(head.body.length, 0, proto);
+        const none = await send("GET", "/c/nocontent", gzip);
+        assert.equal(none.status, 204, proto);
+        assert.equal(none.get("content-encoding"), undefined, proto);
+        assert.equal(none.body.length, 0, proto);
+        // Revalidation with the weakened tag: the upstream's weak comparison gives 304, not encoded.
+        const nm = await send("GET", "/c/text", { ...gzip, "if-none-match": '"v1"' });
+        assert.equal(nm.status, 304, proto);
+        assert.equal(nm.get("content-encoding"), undefined, proto);
+        assert.equal(nm.body.length, 0, proto);
+        // A Range request passes untouched, whatever the upstream answers (206 here).
+        const range = await send("GET", "/c/range", { ...gzip, range: "bytes=0-99" });
+        assert.equal(range.status, 206, proto);
+        assert.equal(range.get("content-encoding"), undefined, proto);
+        assert.equal(range.get("content-range"), `bytes 0-99/${TEXT.length}`, proto);
+        assert.equal(new TextDecoder().decode(range.body), TEXT.slice(0, 100), proto);
+        const ranged200 = await send("GET", "/c/text", { ...gzip, range: "bytes=0-99" });
+        assert.equal(ranged200.get("content-encoding"), undefined, proto);
+        assert.equal(new TextDecoder().decode(ranged200.body), TEXT, proto);
+        for (const path of ["/c/png", "/c/small", "/c/notransform"]) {
+          const r = await send("GET", path, gzip);
+          assert.equal(r.status, 200, proto + path);
+          assert.equal(r.get("content-encoding"), undefined, proto + path);
+        }
+        // Encoded upstream bodies keep their encoding and bytes.
+        const pre = await send("GET", "/c/encoded", { "accept-encoding": "br, gzip" });
+        assert.equal(pre.get("content-encoding"), "gzip", proto);
+        assert.equal(await decode("gzip", pre.body), TEXT, proto);
+      }
+    }),
+);
 
 /** Inflates a gzip prefix that ends at a sync flush point (what a streamed gzip body has so far). */
 function gunzipPrefix(data: Uint8Array): string {
@@ -291,71 +301,61 @@ function gunzipPrefix(data: Uint8Array): string {
   );
 }
 
+/** The first event, gzip-compressed and flushed, while the upstream holds the second; then the rest. */
+const SSE = "data: first\n\ndata: second\n\n";
+
 itest(
-  "compress: a streamed upstream response flows compressed, chunk by chunk (HTTP/1.1 and h2c)",
-  async () => {
-    for (const proto of ["HTTP/1.1", "h2c"]) {
-      const up = upstream();
-      const { loom, h2cPort } = await gateway(up.address);
+  "compress: a streamed upstream response flows compressed, chunk by chunk (HTTP/1.1)",
+  () =>
+    withGateway(async (up, g) => {
+      const c = await RawClient.connect(g.loom.port);
       try {
-        if (proto === "HTTP/1.1") {
-          const c = await RawClient.connect(loom.port);
+        await c.write("GET /c/sse HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n");
+        await up.sse.sent.promise;
+        let first = "";
+        await c.until((b) => {
+          const at = b.indexOf("\r\n\r\n");
+          if (at < 0) return false;
           try {
-            await c.write("GET /c/sse HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n");
-            // The first event, compressed and flushed, arrives while the upstream still holds the second.
-            await up.sse.sent.promise;
-            let first = "";
-            await c.until((b) => {
-              const at = b.indexOf("\r\n\r\n");
-              if (at < 0) return false;
-              const body = dechunk(b.slice(at + 4));
-              try {
-                first = gunzipPrefix(body);
-              } catch {
-                return false;
-              }
-              return first === "data: first\n\n";
-            }, 5000);
-            assert.equal(first, "data: first\n\n");
-            const head = parseMessage(c.buf.slice(0, c.buf.indexOf("\r\n\r\n") + 4) + "0\r\n\r\n", {})!.msg;
-            assert.equal(field(head, "content-encoding"), "gzip");
-            assert.equal(field(head, "transfer-encoding"), "chunked");
-            up.sse.release.resolve();
-            const m = await c.response({ ms: 5000 });
-            assert.equal(await decode("gzip", m.body), "data: first\n\ndata: second\n\n");
-          } finally {
-            c.close();
+            first = gunzipPrefix(dechunk(b.slice(at + 4)));
+          } catch {
+            return false;
           }
-        } else {
-          const h2 = await h2c(h2cPort);
-          try {
-            const st = h2.open("GET", "/c/sse", { "accept-encoding": "gzip" });
-            const f = await st.response;
-            assert.equal(get(f, "content-encoding"), "gzip");
-            const parts: Uint8Array[] = [];
-            let first = "";
-            while (first !== "data: first\n\n") {
-              const d = await st.read();
-              assert.ok(d !== null, "stream ended before the first event");
-              parts.push(d.slice());
-              try {
-                first = gunzipPrefix(concat(parts));
-              } catch { /* more to come */ }
-            }
-            up.sse.release.resolve();
-            for (let d = await st.read(); d !== null; d = await st.read()) parts.push(d.slice());
-            assert.equal(await decode("gzip", concat(parts)), "data: first\n\ndata: second\n\n");
-          } finally {
-            h2.close();
-          }
-        }
-      } finally {
+          return first === "data: first\n\n";
+        }, 5000);
+        assert.equal(first, "data: first\n\n");
+        const head = parseMessage(c.buf.slice(0, c.buf.indexOf("\r\n\r\n") + 4) + "0\r\n\r\n", {})!.msg;
+        assert.equal(field(head, "content-encoding"), "gzip");
+        assert.equal(field(head, "transfer-encoding"), "chunked");
         up.sse.release.resolve();
-        await loom.close();
-        await up.close();
+        const m = await c.response({ ms: 5000 });
+        assert.equal(await decode("gzip", m.body), SSE);
+      } finally {
+        c.close();
       }
-    }
-  },
+    }),
+);
+
+itest(
+  "compress: a streamed upstream response flows compressed, chunk by chunk (h2c)",
+  () =>
+    withGateway(async (up, _g, h2) => {
+      const st = h2.open("GET", "/c/sse", { "accept-encoding": "gzip" });
+      assert.equal(get(await st.response, "content-encoding"), "gzip");
+      const parts: Uint8Array[] = [];
+      let first = "";
+      while (first !== "data: first\n\n") {
+        const d = await st.read();
+        assert.ok(d !== null, "stream ended before the first event");
+        parts.push(d.slice());
+        try {
+          first = gunzipPrefix(concat(parts));
+        } catch { /* more to come */ }
+      }
+      up.sse.release.resolve();
+      for (let d = await st.read(); d !== null; d = await st.read()) parts.push(d.slice());
+      assert.equal(await decode("gzip", concat(parts)), SSE);
+    }),
 );
 
 /** The data of the complete chunks at the start of a chunked body (latin1 text). */
@@ -375,14 +375,12 @@ function dechunk(s: string): Uint8Array {
 
 itest(
   "compress: curl --compressed decodes what Loom sends (HTTP/1.1 and h2c prior knowledge)",
-  async () => {
-    const up = upstream();
-    const { loom, h2cPort } = await gateway(up.address);
-    try {
+  () =>
+    withGateway(async (_up, g) => {
       for (
         const [proto, url, extra] of [
-          ["HTTP/1.1", loom.url("/c/text"), []],
-          ["h2c", `http://127.0.0.1:${h2cPort}/c/text`, ["--http2-prior-knowledge"]],
+          ["HTTP/1.1", g.loom.url("/c/text"), []],
+          ["h2c", `http://127.0.0.1:${g.h2cPort}/c/text`, ["--http2-prior-knowledge"]],
         ] as const
       ) {
         for (const ae of [null, "gzip", "br", "zstd"]) {
@@ -398,47 +396,33 @@ itest(
           assert.equal(text.slice(at + 4), TEXT, `${proto} ${ae}`);
         }
       }
-    } finally {
-      await loom.close();
-      await up.close();
-    }
-  },
+    }),
   { needs: ["curl"] },
 );
 
 itest("compress: on an HTTP/3 listener (the writer-level filter applies there too)", async () => {
-  const dir = Deno.makeTempDirSync();
-  const ca = await TestCa.create(dir);
-  const cert = await ca.leaf("server", "localhost", ["DNS:localhost"]);
   const up = upstream();
-  const h3Port = freePort();
-  const loom = await startLoom(`
-listeners:
-  - { name: h3, address: "127.0.0.1:${h3Port}", protocol: http3, tls: { cert_file: "${cert.cert}", key_file: "${cert.key}" } }
-upstreams: [{ name: up, endpoints: ["${up.address}"] }]
-middleware:
-  - compress: {}
-routes:
-  - { id: c, path: "/c/*", upstream: up }
-`);
   try {
-    const c = await h3Client(h3Port, Deno.readTextFileSync(ca.cert));
-    for (const ae of ["gzip", "br", "zstd"]) {
-      const r = await c.request(GET("/c/text", ["accept-encoding", ae]));
-      assert.equal(get(r.fields, ":status"), "200");
-      assert.equal(get(r.fields, "content-encoding"), ae);
-      assert.equal(get(r.fields, "vary"), "Accept-Encoding");
-      assert.equal(await decode(ae, r.bytes), TEXT, ae);
-    }
-    const headFields = GET("/c/text", ["accept-encoding", "gzip"]);
-    headFields[1] = "HEAD";
-    const head = await c.request(headFields);
-    assert.equal(get(head.fields, "content-encoding"), "gzip");
-    assert.equal(head.bytes.length, 0);
-    c.conn.close();
+    await withH3Loom(
+      `upstreams: [{ name: up, endpoints: ["${up.address}"] }]
+middleware: [{ compress: {} }]
+routes: [{ id: c, path: "/c/*", upstream: up }]`,
+      async (c) => {
+        for (const ae of ["gzip", "br", "zstd"]) {
+          const r = await c.request(GET("/c/text", ["accept-encoding", ae]));
+          assert.equal(get(r.fields, ":status"), "200");
+          assert.equal(get(r.fields, "content-encoding"), ae);
+          assert.equal(get(r.fields, "vary"), "Accept-Encoding");
+          assert.equal(await decode(ae, r.bytes), TEXT, ae);
+        }
+        const headFields = GET("/c/text", ["accept-encoding", "gzip"]);
+        headFields[1] = "HEAD";
+        const head = await c.request(headFields);
+        assert.equal(get(head.fields, "content-encoding"), "gzip");
+        assert.equal(head.bytes.length, 0);
+      },
+    );
   } finally {
-    await loom.close();
     await up.close();
-    Deno.removeSync(dir, { recursive: true });
   }
 }, { needs: ["openssl"] });

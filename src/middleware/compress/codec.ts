@@ -11,6 +11,7 @@
 import * as zlib from "node:zlib";
 import type { Transform } from "node:stream";
 import type { BodyFilter } from "../../core/middleware.ts";
+import { concat } from "../../net/bytes.ts";
 import type { CompressEncoding } from "../../config/middleware/compress.ts";
 
 const C = zlib.constants;
@@ -97,15 +98,6 @@ class StreamFilter implements BodyFilter {
     const out = this.out;
     if (out.length === 0) return EMPTY;
     this.out = [];
-    if (out.length === 1) return out[0];
-    let n = 0;
-    for (const b of out) n += b.length;
-    const all = new Uint8Array(n);
-    let o = 0;
-    for (const b of out) {
-      all.set(b, o);
-      o += b.length;
-    }
-    return all;
+    return out.length === 1 ? out[0] : concat(out);
   }
 }

@@ -4,6 +4,7 @@ import { addVary, compress } from "./index.ts";
 import { cachedNegotiator, negotiate, typeMatcher } from "./negotiate.ts";
 import { createCompressor, supported } from "./codec.ts";
 import { HeaderList } from "../../core/headers.ts";
+import { concat } from "../../net/bytes.ts";
 import type { ResponseHead } from "../../core/middleware.ts";
 import { compileChain } from "../compose.ts";
 import { testContext } from "../test_context.ts";
@@ -112,16 +113,6 @@ function decode(encoding: string, data: Uint8Array): string {
     ? zlib.brotliDecompressSync(data)
     : (zlib as unknown as { zstdDecompressSync(b: Uint8Array): Uint8Array }).zstdDecompressSync(data);
   return new TextDecoder().decode(out);
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    all.set(p, o);
-    o += p.length;
-  }
-  return all;
 }
 
 Deno.test("compress: each codec's filter flushes every chunk (decodable as it goes) and ends the stream", async () => {
