@@ -26,6 +26,11 @@ export interface StringType extends Common {
   /** Precise validation run before `pattern` (which then only feeds the JSON Schema); returns an error message. */
   check?: (value: string) => string | undefined;
   coerce?: boolean;
+  /**
+   * A file path: when the config is loaded from a file, a relative value is made absolute against that
+   * file's directory before `check` runs (the values in `keep`, like "stdout", stay as written).
+   */
+  file?: boolean | { keep: readonly string[] };
 }
 
 /** An integer within optional bounds. */

@@ -4,6 +4,7 @@
  * produces the normalised plain-data value.
  */
 
+import { isAbsolute, resolve } from "node:path";
 import { type Document, isAlias, isMap, isPair, isScalar, isSeq, type Node } from "yaml";
 import type { EnumValue, ObjectType, Type } from "./dsl.ts";
 import type { ConfigError } from "./types.ts";
@@ -26,15 +27,19 @@ export interface NormaliseResult {
 /** Marks a value that failed validation; parents drop it. */
 const INVALID = Symbol("invalid");
 
-/** Walks `root` against `type`; nodes in `skip` are invalid but already reported. */
+/**
+ * Walks `root` against `type`; nodes in `skip` are invalid but already reported. With `baseDir`, relative
+ * values of file-path strings (`file` in the schema) become absolute against it.
+ */
 export function normalise(
   type: Type,
   root: Node | null,
   doc: Document,
   locate: Locate,
   skip: ReadonlySet<Node> = new Set(),
+  baseDir?: string,
 ): NormaliseResult {
-  const w = new Walker(doc, locate, skip);
+  const w = new Walker(doc, locate, skip, baseDir);
   const value = w.walk(type, root, "", locate(root, { line: 1, column: 1 }));
   return {
     value: value === INVALID ? undefined : value,
@@ -120,7 +125,12 @@ class Walker {
   /** Nodes on the current path: guards against recursive aliases. */
   #active = new Set<Node>();
 
-  constructor(private doc: Document, private locate: Locate, private skip: ReadonlySet<Node>) {}
+  constructor(
+    private doc: Document,
+    private locate: Locate,
+    private skip: ReadonlySet<Node>,
+    private baseDir?: string,
+  ) {}
 
   #fail(path: string, pos: Position, message: string): typeof INVALID {
     this.errors.push({ path, line: pos.line, column: pos.column, message });
@@ -159,6 +169,9 @@ class Walker {
           // Keep the text as written ("1.0", not "1"), like Go's yaml into a string field.
           s = isScalar(node) && typeof node.source === "string" ? node.source : String(scalar);
         } else return expected();
+        if (type.file && this.baseDir !== undefined && s !== "" && !isAbsolute(s)) {
+          if (type.file === true || !type.file.keep.includes(s)) s = resolve(this.baseDir, s);
+        }
         // `check` first: it gives the precise message; `pattern` is its looser JSON-Schema shadow.
         const problem = type.check?.(s);
         if (problem) return this.#fail(path, pos, problem);

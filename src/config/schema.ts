@@ -106,8 +106,8 @@ const redirect = t.oneOf([
 ], { description: "Answer with a redirect instead of proxying: a URL (302) or {url, code}." });
 
 const tlsFiles = {
-  cert_file: req(t.string(), "PEM certificate (chain) file."),
-  key_file: req(t.string(), "PEM private key file."),
+  cert_file: req(t.string({ file: true }), "PEM certificate (chain) file."),
+  key_file: req(t.string({ file: true }), "PEM private key file."),
 };
 
 const tls = t.object({
@@ -124,7 +124,7 @@ const tls = t.object({
     undefined,
     "Client certificate policy (mTLS): require (verified certificate needed) or optional (verified when sent).",
   ),
-  client_ca_file: opt(t.string(), undefined, "CA bundle for verifying client certificates."),
+  client_ca_file: opt(t.string({ file: true }), undefined, "CA bundle for verifying client certificates."),
 }, { description: "TLS settings; required for https, grpcs and http3." });
 
 const listener = t.object({
@@ -167,13 +167,13 @@ const listener = t.object({
 
 const upstreamTls = t.object({
   ca_file: opt(
-    t.string(),
+    t.string({ file: true }),
     undefined,
     "PEM CA bundle trusted for the upstream's certificate (system roots when absent).",
   ),
   server_name: opt(t.string(), undefined, "SNI and verified name; default: the endpoint host."),
-  cert_file: opt(t.string(), undefined, "Client certificate (mTLS towards the upstream)."),
-  key_file: opt(t.string(), undefined, "Client certificate key."),
+  cert_file: opt(t.string({ file: true }), undefined, "Client certificate (mTLS towards the upstream)."),
+  key_file: opt(t.string({ file: true }), undefined, "Client certificate key."),
   insecure_skip_verify: opt(t.bool(), false, "Do not verify the upstream certificate (tests only)."),
 }, { description: "TLS towards the upstream's endpoints; verification is on unless insecure_skip_verify." });
 
@@ -366,7 +366,7 @@ const upstream = t.object({
 
 const plugin = t.object({
   name: req(t.string(), "Unique plugin name, referenced by routes."),
-  path: req(t.string(), "Path of the .wasm file."),
+  path: req(t.string({ file: true }), "Path of the .wasm file."),
   phase: opt(
     t.enum(["on_request_headers", "on_request_body", "on_response_headers", "on_response_body", "on_log"]),
     "on_request_headers",
@@ -461,7 +461,7 @@ export const loomSchema: Type = t.object({
   access_log: opt(
     t.object({
       enabled: opt(t.bool(), true),
-      path: opt(t.string(), "stdout", '"stdout" or a file path.'),
+      path: opt(t.string({ file: { keep: ["stdout"] } }), "stdout", '"stdout" or a file path.'),
     }),
     {},
   ),

@@ -70,9 +70,15 @@ function syntaxMessage(message: string): string {
 
 /**
  * Validates and normalises `doc` (parsed with `lineCounter`). Syntax errors stop
- * here, since the tree after them is unreliable and would produce noise.
+ * here, since the tree after them is unreliable and would produce noise. Relative
+ * file paths become absolute against `baseDir` when given (see `normalise`).
  */
-export function validateDocument(doc: Document, lineCounter: LineCounter, env: EnvLookup): ValidateResult {
+export function validateDocument(
+  doc: Document,
+  lineCounter: LineCounter,
+  env: EnvLookup,
+  baseDir?: string,
+): ValidateResult {
   if (doc.errors.length) {
     return {
       errors: doc.errors.map((e) => ({
@@ -97,7 +103,7 @@ export function validateDocument(doc: Document, lineCounter: LineCounter, env: E
   }
   const envPaths = envReferencePaths(root, doc);
   const { errors, failed } = substituteEnv(root, env, locate);
-  const result = normalise(loomSchema, root, doc, locate, failed);
+  const result = normalise(loomSchema, root, doc, locate, failed, baseDir);
   errors.push(...result.errors);
   const value = (result.value ?? {}) as Record<string, unknown>;
   if (Array.isArray(value.routes)) {

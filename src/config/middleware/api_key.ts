@@ -65,7 +65,7 @@ export const apiKeyOptions: Field = opt(
     query: opt(t.string({ pattern: "^[^&=#\\s]+$" }), undefined, "Query parameter holding the key."),
     keys: opt(t.list(apiKeyEntry), [], "Accepted keys."),
     file: opt(
-      t.string(),
+      t.string({ file: true }),
       undefined,
       "YAML or JSON file with more keys (a list of entries like `keys`); read at load and on every reload.",
     ),

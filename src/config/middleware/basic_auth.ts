@@ -150,7 +150,7 @@ export const basicAuthOptions: Field = opt(
       "User name → bcrypt ($2a$/$2b$/$2y$) or argon2id ($argon2id$...) hash.",
     ),
     users_file: opt(
-      t.string({ check: (p) => readUsersFileError(p) }),
+      t.string({ file: true, check: (p) => readUsersFileError(p) }),
       undefined,
       "An htpasswd-style file of name:hash lines (bcrypt or argon2id); read at start and on every reload.",
     ),

@@ -72,7 +72,7 @@ const keyEntry = t.object({
   pem: opt(t.string({ check: pemProblem }), undefined, "PEM public key (SPKI) or X.509 certificate."),
   jwk: opt(t.map(t.any()), undefined, "A public JWK (RSA, EC or OKP; HMAC secrets go in `secret`)."),
   file: opt(
-    t.string(),
+    t.string({ file: true }),
     undefined,
     "A file holding a PEM, a JWK or a JWK Set (JSON); read at load and on every reload.",
   ),
