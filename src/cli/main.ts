@@ -7,32 +7,51 @@
  *
  * Exit codes: 0 ok, 1 runtime failure, 2 invalid config or usage.
  */
+import { fileURLToPath } from "node:url";
 import { formatErrors, formatWarnings, loadConfig } from "../config/mod.ts";
 import { logger, type LogLevel, setLogLevel } from "../observability/logger.ts";
 import { ConfigInvalidError, Supervisor } from "../runtime/supervisor.ts";
 import { VERSION } from "../version.ts";
+import { shippedFile, versionReport } from "../build.ts";
 
 const USAGE = `loom ${VERSION}: an API gateway
 
 Usage:
   loom run [-c config.yaml] [--log-level debug|info|warn|error]   serve the config
   loom validate [-c config.yaml]                                   check a config, print every error
-  loom version                                                     print the version
+  loom version                                                     print the version and build
 
-Default config: config/loom.yaml`;
+Default config: config/loom.yaml, or else the default config shipped with Loom.
+Relative paths in a config (plugins, certificates, key files) are relative to the config file.`;
 
 const LEVELS = new Set(["debug", "info", "warn", "error"]);
 
 /** Parsed command-line flags. */
 export interface CliArgs {
   command: string;
+  /** The config file; "" when not given (see {@linkcode defaultConfigPath}). */
   config: string;
   logLevel: LogLevel;
 }
 
+/**
+ * The config when no `-c` is given: config/loom.yaml in the working directory (a checkout), else the
+ * default config shipped with Loom (beside the bundle, or embedded in a compiled binary).
+ */
+export function defaultConfigPath(): string {
+  const local = "config/loom.yaml";
+  try {
+    Deno.statSync(local);
+    return local;
+  } catch {
+    const shipped = shippedFile(local);
+    return shipped.protocol === "file:" ? fileURLToPath(shipped) : local;
+  }
+}
+
 /** Parses argv; returns an error message on bad usage. */
 export function parseArgs(argv: string[]): CliArgs | string {
-  const out: CliArgs = { command: argv[0] ?? "", config: "config/loom.yaml", logLevel: "info" };
+  const out: CliArgs = { command: argv[0] ?? "", config: "", logLevel: "info" };
   for (let i = 1; i < argv.length; i++) {
     const a = argv[i];
     const [flag, inline] = a.includes("=")
@@ -68,10 +87,13 @@ async function main(argv: string[]): Promise<number> {
     console.error(`loom: ${args}\n\n${USAGE}`);
     return 2;
   }
+  if (args.config === "" && (args.command === "run" || args.command === "validate")) {
+    args.config = defaultConfigPath();
+  }
   switch (args.command) {
     case "version":
     case "--version":
-      console.log(`loom ${VERSION} (deno ${Deno.version.deno})`);
+      console.log(versionReport(VERSION));
       return 0;
     case "validate": {
       const res = await loadConfig(args.config);

@@ -8,6 +8,7 @@ import type { CounterSlotsSnapshot } from "../upstream/counters.ts";
 import type { UpstreamInfo } from "../upstream/upstream.ts";
 import type { PluginInfo } from "../wasm/mod.ts";
 import { GatewayInstance, type InstanceOptions, type ReloadReport } from "./instance.ts";
+import { workerUrl } from "../build.ts";
 
 /** Control surface of one instance. */
 export interface InstanceHandle {
@@ -80,7 +81,7 @@ export class WorkerHandle implements InstanceHandle {
 
   /** Spawns a worker and starts an instance in it. */
   static start(opts: InstanceOptions, logLevel: string, index: number): Promise<WorkerHandle> {
-    const worker = new Worker(new URL("./worker.ts", import.meta.url), {
+    const worker = new Worker(workerUrl("gateway"), {
       type: "module",
       name: `loom-${index}`,
     });

@@ -16,6 +16,7 @@
  */
 import { argon2Verify, bcryptVerify } from "hash-wasm";
 import { logger } from "../../observability/logger.ts";
+import { workerUrl } from "../../build.ts";
 
 const encoder = new TextEncoder();
 
@@ -99,7 +100,7 @@ export class HashVerifier {
 
   private start(): Worker {
     if (this.worker !== null) return this.worker;
-    const w = new Worker(new URL("./verify_worker.ts", import.meta.url), { type: "module" });
+    const w = new Worker(workerUrl("basicAuthVerify"), { type: "module" });
     w.onmessage = (e: MessageEvent<VerifyResult>) => this.answered(e.data);
     w.onerror = (e: ErrorEvent) => {
       e.preventDefault();

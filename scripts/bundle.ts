@@ -1,0 +1,104 @@
+/**
+ * `deno task bundle [--out dir]`: Loom as JavaScript that needs only a Deno binary (2.9).
+ *
+ *   dist/loom.js                      the CLI, every module and npm package inlined (`deno bundle`)
+ *   dist/loom-worker.js, ...          one bundle per worker entry point (src/build.ts WORKERS)
+ *   dist/config/loom.yaml             the default config (and its JSON Schema)
+ *   dist/plugins/<name>/*.wasm        the example Proxy-Wasm plugins
+ *
+ * Run it as `deno run -A --unstable-net dist/loom.js run -c loom.yaml` (or `./dist/loom.js ...`: it
+ * starts with a `deno run` shebang). Each bundle is stamped with the commit it was built from
+ * (LOOM_BUILD_COMMIT, else `git rev-parse --short HEAD`, else "unknown"), which `loom version` prints.
+ *
+ * @module
+ */
+import { WORKERS } from "../src/build.ts";
+import {
+  buildCommitOfCheckout,
+  capture,
+  copyInto,
+  humanSize,
+  ROOT,
+  run,
+  shippedAssets,
+} from "./dist_common.ts";
+
+/** The literal src/build.ts carries until a bundle is stamped. */
+const COMMIT_PLACEHOLDER = '"<loom-build-commit>"';
+
+/** The shebang of dist/loom.js: the flags Loom needs. */
+export const BUNDLE_SHEBANG = "#!/usr/bin/env -S deno run --allow-all --unstable-net --no-config\n";
+
+/** What {@linkcode buildBundle} wrote. */
+export interface BundleResult {
+  dir: string;
+  /** dist/loom.js */
+  main: string;
+  commit: string;
+  /** Relative path → size in bytes, of everything written. */
+  files: Map<string, number>;
+}
+
+/** Bundles `entry` (repository-relative) to `out` and stamps `commit` into it (the CLI must have the stamp). */
+async function bundleOne(entry: string, out: string, commit: string, shebang = ""): Promise<void> {
+  await run(Deno.execPath(), ["bundle", "--quiet", "--platform", "deno", "--output", out, entry], {
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+  });
+  const js = Deno.readTextFileSync(out);
+  if (shebang !== "" && !js.includes(COMMIT_PLACEHOLDER)) {
+    throw new Error(`${out}: the commit placeholder of src/build.ts is missing; cannot stamp the build`);
+  }
+  Deno.writeTextFileSync(out, shebang + js.replaceAll(COMMIT_PLACEHOLDER, JSON.stringify(commit)));
+}
+
+/** Writes the bundle and what it ships with to `dir` (created; earlier bundle files are replaced). */
+export async function buildBundle(
+  dir = ROOT + "dist",
+  commit = buildCommitOfCheckout(),
+): Promise<BundleResult> {
+  Deno.mkdirSync(dir, { recursive: true });
+  if (Deno.realPathSync(dir) === Deno.realPathSync(ROOT)) {
+    throw new Error("the bundle needs its own directory");
+  }
+  const main = `${dir}/loom.js`;
+  await bundleOne("src/cli/main.ts", main, commit, BUNDLE_SHEBANG);
+  Deno.chmodSync(main, 0o755);
+  for (const w of Object.values(WORKERS)) await bundleOne(w.source, `${dir}/${w.bundle}`, commit);
+  const assets = shippedAssets();
+  for (const a of ["config", "plugins"]) {
+    try {
+      Deno.removeSync(`${dir}/${a}`, { recursive: true });
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+  copyInto(dir, assets);
+  const files = new Map<string, number>();
+  for (const f of ["loom.js", ...Object.values(WORKERS).map((w) => w.bundle)]) {
+    files.set(f, Deno.statSync(`${dir}/${f}`).size);
+  }
+  for (const f of assets) files.set(f, Deno.statSync(`${dir}/${f}`).size);
+  // The bundle must run: its own version (cheap, and it proves the stamp and the inlined npm packages).
+  const v = await capture(Deno.execPath(), ["run", "-A", "--unstable-net", "--no-config", main, "version"]);
+  if (v.code !== 0 || !v.stdout.startsWith("loom ") || !v.stdout.includes(`commit:     ${commit}`)) {
+    throw new Error(`${main} does not run: exit ${v.code}\n${v.stdout}${v.stderr}`);
+  }
+  return { dir, main, commit, files };
+}
+
+if (import.meta.main) {
+  const i = Deno.args.indexOf("--out");
+  const dir = i >= 0 ? Deno.args[i + 1] : ROOT + "dist";
+  const r = await buildBundle(dir);
+  let total = 0;
+  for (const [f, size] of r.files) {
+    total += size;
+    if (!f.startsWith("plugins/")) console.log(`${humanSize(size).padStart(9)}  ${dir}/${f}`);
+  }
+  const plugins = [...r.files].filter(([f]) => f.startsWith("plugins/"));
+  const pluginBytes = plugins.reduce((n, [, s]) => n + s, 0);
+  console.log(`${humanSize(pluginBytes).padStart(9)}  ${dir}/plugins/ (${plugins.length} files)`);
+  console.log(`bundle: ${humanSize(total)} in ${dir} (commit ${r.commit})`);
+  console.log(`run:    deno run -A --unstable-net ${r.main} run -c config.yaml`);
+}
