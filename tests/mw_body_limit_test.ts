@@ -138,12 +138,14 @@ async function gateway(up: { h1: string; h2: string }) {
 upstreams:
   - { name: up, endpoints: ["${up.h1}"] }
   - { name: up2, protocol: h2c, endpoints: ["${up.h2}"] }
+  - { name: upr, endpoints: ["${up.h1}"], retry: { max_retries: 1 } }
 middleware:
   - body_limit: { max: 64KB }
 routes:
   - { id: small, path: "/small/*", upstream: up, middleware: [{ body_limit: { max: 1KB } }] }
   - { id: h2up, path: "/h2up/*", upstream: up2, middleware: [{ body_limit: { max: 1KB } }] }
   - { id: big, path: "/big/*", upstream: up }
+  - { id: retry, path: "/retry/*", upstream: upr, middleware: [{ body_limit: { max: 1KB } }] }
 `);
   return { ...g, h2cPort: Number(new URL(g.protocols[1][1]).port) };
 }
@@ -248,6 +250,16 @@ itest(
       assert.equal(m.status, 413);
       assert.equal(field(m, "connection"), "close");
       assert.equal(up.seen.started, before);
+      // A retry policy keeps the body for replay before sending it: the limit holds there too.
+      c = await RawClient.connect(loom.port);
+      await c.write(
+        "PUT /retry/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(600) + chunk(600) +
+          "0\r\n\r\n",
+      );
+      m = await c.response();
+      c.close();
+      assert.equal(m.status, 413);
+      assert.equal(up.seen.started, before);
       // Past the limit after the upstream request started: aborted upstream, 413 here.
       for (const path of ["/small/x", "/h2up/x"]) {
         before = up.seen.bodies.length;
@@ -264,6 +276,7 @@ itest(
       }
       assert.equal(await refused(loom, "small"), 2);
       assert.equal(await refused(loom, "h2up"), 1);
+      assert.equal(await refused(loom, "retry"), 1);
     }),
 );
 
