@@ -7,6 +7,16 @@
  *
  * Deno's QUIC API takes one certificate and no client-certificate settings,
  * so SNI certificate lists and mTLS are not available on this listener.
+ *
+ * A listener is rebuilt on its endpoint by a certificate reload, and handed
+ * the endpoint (the UDP socket) by a reload that changes its settings. Deno
+ * 2.9.6: once a stopped QuicListener is garbage-collected, its endpoint takes
+ * no new handshakes for the listener opened after it, silently (measured:
+ * `incoming()` never resolves again; open connections keep working).
+ * {@link QuicSocket} keeps every stopped listener referenced while its
+ * endpoint lives, and each listener checks now and then that it still
+ * accepts (a handshake to itself over loopback when it saw none for a while):
+ * one that does not is logged, counted (`acceptFailed`) and reopened.
  */
 import type { ListenerConfig, TlsConfig } from "../config/types.ts";
 import { H3Connection } from "../http3/connection.ts";
@@ -24,7 +34,7 @@ import { logger } from "../observability/logger.ts";
 const HTTP3: StreamProtocol = { name: "HTTP/3", abortCode: H3Error.INTERNAL_ERROR, connectCancelCode: null };
 
 /** The listener's TLS block: one certificate (Deno's QUIC API takes no SNI list and no client certificates). */
-function quicTls(cfg: ListenerConfig): TlsConfig {
+export function quicTls(cfg: ListenerConfig): TlsConfig {
   const t = cfg.tls;
   if (t === undefined) throw new Error("http3 listener needs a tls block");
   if (t.client_auth !== undefined && t.client_auth !== "none") {
@@ -37,12 +47,47 @@ function quicTls(cfg: ListenerConfig): TlsConfig {
 }
 
 /** How this listener uses its TLS block. */
-const QUIC_TLS: TlsUse = { alpn: ["h3"], pairOnly: true };
+export const QUIC_TLS: TlsUse = { alpn: ["h3"], pairOnly: true };
+
+/** Hooks of an HTTP/3 listener: a listener found not accepting new handshakes (then reopened). */
+export interface H3Hooks extends ConnectionHooks {
+  acceptFailed?(listener: string): void;
+}
+
+/** How long a listener may go without a new connection before it checks that it still accepts. */
+export const ACCEPT_CHECK_INTERVAL_MS = 30_000;
+/** How long a self-check waits for its handshake to arrive. */
+const ACCEPT_CHECK_TIMEOUT_MS = 3_000;
+
+/**
+ * One UDP socket (a QUIC endpoint) and the QUIC listeners opened on it. Stopped listeners stay
+ * referenced until the endpoint closes: collecting one stops the endpoint from taking new handshakes
+ * (Deno 2.9.6; see the module doc).
+ */
+export class QuicSocket {
+  /** Stopped listeners, kept for the endpoint's life. */
+  readonly stopped: Deno.QuicListener[] = [];
+  constructor(readonly endpoint: Deno.QuicEndpoint) {}
+
+  stop(l: Deno.QuicListener): void {
+    try {
+      l.stop();
+    } catch { /* stopped */ }
+    if (!this.stopped.includes(l)) this.stopped.push(l);
+  }
+
+  close(): void {
+    try {
+      this.endpoint.close();
+    } catch { /* closed */ }
+    this.stopped.length = 0;
+  }
+}
 
 /** A running HTTP/3 listener. */
 export class H3Listener {
   readonly addr: Deno.NetAddr;
-  private endpoint: Deno.QuicEndpoint;
+  private socket: QuicSocket;
   private listener: Deno.QuicListener;
   private tls: TlsMaterial;
   private conns = new Set<H3Connection>();
@@ -50,6 +95,11 @@ export class H3Listener {
   private closing = false;
   /** The listener that took over this one's UDP socket (a reload changed it): new connections go there. */
   private successor: H3Listener | null = null;
+  /** Connection attempts seen (any listener of this one's); the accept check compares it. */
+  private incomingSeen = 0;
+  private seenAtLastCheck = -1;
+  private checkTimer: ReturnType<typeof setInterval> | undefined;
+  private checking: Promise<boolean> | null = null;
 
   /**
    * @param replaces a closed listener on the same address (reload): its UDP socket is taken over, since
@@ -58,22 +108,25 @@ export class H3Listener {
   constructor(
     readonly cfg: ListenerConfig,
     readonly handler: RequestHandler,
-    private hooks: ConnectionHooks = {},
+    private hooks: H3Hooks = {},
     replaces?: H3Listener,
   ) {
     this.streams = new StreamRequests(cfg, handler, HTTP3);
     this.tls = new TlsMaterial(cfg.name, quicTls(cfg), QUIC_TLS);
-    const taken = replaces?.canHandOver(cfg) ? replaces.endpoint : undefined;
-    this.endpoint = taken ?? new Deno.QuicEndpoint({ hostname: cfg.hostname || "0.0.0.0", port: cfg.port });
-    this.addr = this.endpoint.addr;
+    const taken = replaces?.canHandOver(cfg) ? replaces.socket : undefined;
+    this.socket = taken ??
+      new QuicSocket(new Deno.QuicEndpoint({ hostname: cfg.hostname || "0.0.0.0", port: cfg.port }));
+    this.addr = this.socket.endpoint.addr;
     try {
       this.listener = this.listen(this.tls.current);
     } catch (e) {
-      if (taken === undefined) this.endpoint.close();
+      if (taken === undefined) this.socket.close();
       throw e;
     }
     if (taken !== undefined) replaces!.successor = this;
     this.acceptLoop(this.listener);
+    this.checkTimer = setInterval(() => void this.checkAccepting(), ACCEPT_CHECK_INTERVAL_MS);
+    Deno.unrefTimer(this.checkTimer);
   }
 
   /** Whether `next` may take over this listener's socket: this one is closed and bound to the same address. */
@@ -83,7 +136,7 @@ export class H3Listener {
   }
 
   private listen(t: ListenerTls): Deno.QuicListener {
-    return this.endpoint.listen({
+    return this.socket.endpoint.listen({
       alpnProtocols: ["h3"],
       cert: t.cert,
       key: t.key,
@@ -103,9 +156,12 @@ export class H3Listener {
       let inc: Deno.QuicIncoming;
       try {
         inc = await l.incoming();
-      } catch {
-        return; // stopped (close or certificate reload)
+      } catch (e) {
+        // Stopped (close or certificate reload), or failed: then this listener takes nothing more.
+        if (!this.closing && l === this.listener) this.acceptFailed(`the listener failed: ${e}`);
+        return;
       }
+      this.incomingSeen++;
       // A stopped QUIC listener's pending incoming() still takes the next connection (Deno 2.9.6), and
       // accepting it applies the socket's current listen options: pass it on to whoever serves now,
       // then let the stopped listener's loop end.
@@ -116,6 +172,62 @@ export class H3Listener {
         logger.debug("HTTP/3 connection attempt failed", { error: String(e) });
       }
       if (this.closing || l !== this.listener) return;
+    }
+  }
+
+  /**
+   * Whether this listener still takes new handshakes: when it saw no connection attempt since the last
+   * check, it makes one to itself (over loopback; the handshake fails on the certificate, its arrival is
+   * what counts). One that does not arrive is logged and counted, and the listener is reopened.
+   * Runs every {@link ACCEPT_CHECK_INTERVAL_MS}; concurrent calls share one check.
+   */
+  checkAccepting(): Promise<boolean> {
+    if (this.closing || this.successor !== null) return Promise.resolve(true);
+    if (this.incomingSeen !== this.seenAtLastCheck && this.seenAtLastCheck !== -1) {
+      this.seenAtLastCheck = this.incomingSeen;
+      return Promise.resolve(true);
+    }
+    this.checking ??= this.selfHandshake().finally(() => this.checking = null);
+    return this.checking;
+  }
+
+  private async selfHandshake(): Promise<boolean> {
+    const before = this.incomingSeen;
+    const host = this.addr.hostname;
+    (async () => {
+      const c = await Deno.connectQuic({
+        hostname: host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "::1" : host,
+        port: this.addr.port,
+        serverName: "loom-accept-check.invalid",
+        alpnProtocols: ["h3"],
+        maxIdleTimeout: ACCEPT_CHECK_TIMEOUT_MS,
+      });
+      c.close();
+    })().catch(() => {}); // the certificate is not trusted here: the handshake fails, as it may
+    const deadline = Date.now() + ACCEPT_CHECK_TIMEOUT_MS;
+    while (this.incomingSeen === before && Date.now() < deadline && !this.closing) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    this.seenAtLastCheck = this.incomingSeen;
+    if (this.incomingSeen !== before || this.closing || this.successor !== null) return true;
+    this.acceptFailed(`no handshake to itself arrived within ${ACCEPT_CHECK_TIMEOUT_MS} ms`);
+    return false;
+  }
+
+  /** The current QUIC listener takes no new connections: logged, counted, and a new one is opened. */
+  private acceptFailed(why: string): void {
+    logger.error("HTTP/3 listener is not accepting new connections; reopening it", {
+      listener: this.cfg.name,
+      address: `${this.addr.hostname}:${this.addr.port}`,
+      error: why,
+    });
+    this.hooks.acceptFailed?.(this.cfg.name);
+    try {
+      this.socket.stop(this.listener);
+      this.listener = this.listen(this.tls.current);
+      this.acceptLoop(this.listener);
+    } catch (e) {
+      logger.error("HTTP/3 listener could not be reopened", { listener: this.cfg.name, error: String(e) });
     }
   }
 
@@ -176,7 +288,7 @@ export class H3Listener {
   reloadTls(cfg: ListenerConfig): void {
     if (this.closing || cfg.tls === undefined) return;
     this.tls.reload(cfg.tls, (next) => {
-      this.listener.stop();
+      this.socket.stop(this.listener);
       try {
         this.listener = this.listen(next);
       } catch (e) {
@@ -192,9 +304,8 @@ export class H3Listener {
   close(): void {
     if (this.closing) return;
     this.closing = true;
-    try {
-      this.listener.stop();
-    } catch { /* stopped */ }
+    clearInterval(this.checkTimer);
+    this.socket.stop(this.listener);
     for (const c of this.conns) c.goaway();
   }
 
@@ -206,8 +317,6 @@ export class H3Listener {
     this.close();
     for (const c of this.conns) c.destroy();
     if (this.successor !== null) return; // the socket is the successor's now
-    try {
-      this.endpoint.close();
-    } catch { /* closed */ }
+    this.socket.close();
   }
 }

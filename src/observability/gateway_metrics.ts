@@ -61,6 +61,7 @@ export class GatewayMetrics {
   readonly upstreamErrorsTotal: Counter;
   readonly configReloadsTotal: Counter;
   readonly activeConnections: Gauge;
+  readonly listenerAcceptFailuresTotal: Counter;
   readonly buildInfo: Gauge;
   readonly upstreamRetriesTotal: Counter;
   readonly circuitBreakerState: Gauge;
@@ -117,6 +118,11 @@ export class GatewayMetrics {
     this.activeConnections = r.gauge("loom_active_connections", "Open client connections, by listener.", [
       "listener",
     ]);
+    this.listenerAcceptFailuresTotal = r.counter(
+      "loom_listener_accept_failures_total",
+      "Times a listener was found taking no new connections (then reopened), by listener.",
+      ["listener"],
+    );
     // "max": every isolate reports 1; summing would show the worker count.
     this.buildInfo = r.gauge("loom_build_info", "Loom build information (always 1).", ["version"], {
       aggregate: "max",
@@ -259,6 +265,11 @@ export class GatewayMetrics {
   /** A client connection on `listener` closed. */
   connectionClosed(listener: string): void {
     this.#connection(listener).value--;
+  }
+
+  /** `listener` was found taking no new connections (it is reopened). */
+  listenerAcceptFailed(listener: string): void {
+    this.listenerAcceptFailuresTotal.labels(listener).value++;
   }
 
   #connection(listener: string): GaugeChild {

@@ -102,6 +102,7 @@ export class GatewayInstance {
       opened: (name: string) => this.metrics.connectionOpened(name),
       closed: (name: string) => this.metrics.connectionClosed(name),
       protocolError: (name: string, code: string) => this.metrics.http2ProtocolError(name, code),
+      acceptFailed: (name: string) => this.metrics.listenerAcceptFailed(name),
     };
     const hostname = l.hostname || "0.0.0.0";
     switch (l.protocol) {
