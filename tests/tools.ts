@@ -40,6 +40,14 @@ const TOOLS = {
     apt: "clang lld",
   },
   npm: { check: "command -v npm && command -v node", apt: "npm" },
+  // The ARM64 run of the bundle (tests/dist_arm64_test.ts): qemu-user and the arm64 glibc and libgcc_s
+  // that Deno's aarch64 binary loads.
+  "qemu-aarch64-static": { check: "command -v qemu-aarch64-static", apt: "qemu-user-static" },
+  "aarch64 sysroot": {
+    check:
+      "test -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 && test -e /usr/aarch64-linux-gnu/lib/libgcc_s.so.1",
+    apt: "libc6-arm64-cross libgcc-s1-arm64-cross",
+  },
   "plugins/sdk-rust/http_filter.wasm": {
     check: `test -f '${SDK_RUST_WASM}'`,
     hint: "build it with scripts/build_sdk_rust.sh (plugins/sdk-rust/README.md)",
