@@ -40,6 +40,8 @@ const TOOLS = {
     apt: "clang lld",
   },
   npm: { check: "command -v npm && command -v node", apt: "npm" },
+  // tests/mw_rate_limit_test.ts starts its own on a loopback port.
+  "redis-server": { check: "command -v redis-server", apt: "redis-server" },
   // The ARM64 run of the bundle (tests/dist_arm64_test.ts): qemu-user and the arm64 glibc and libgcc_s
   // that Deno's aarch64 binary loads.
   "qemu-aarch64-static": { check: "command -v qemu-aarch64-static", apt: "qemu-user-static" },

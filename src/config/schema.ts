@@ -2,13 +2,14 @@
  * The Loom configuration format, declared once. `normalise.ts` validates and
  * normalises against it; `json_schema.ts` turns it into config/loom.schema.json.
  *
- * Compatibility blocks (`rate_limit`, `tracing`, `cache`) are validated
+ * Compatibility blocks (`tracing`, `cache`) are validated
  * field by field but get no defaults: they are kept as written except that
  * durations become milliseconds and sizes bytes, like everywhere else.
  */
 
 import { middlewareList } from "./middleware/mod.ts";
 import { corsType } from "./middleware/cors.ts";
+import { topLevelRateLimitType } from "./middleware/rate_limit.ts";
 import { opt, req, t, type Type } from "./dsl.ts";
 import { ENDPOINT_PATTERN, LISTEN_ADDRESS_PATTERN, parseAddress } from "./address.ts";
 import { cidrError } from "../net/cidr.ts";
@@ -486,14 +487,9 @@ export const loomSchema: Type = t.object({
       "from any other client they are replaced by Loom's.",
   ),
   rate_limit: opt(
-    t.object({
-      enabled: opt(t.bool()),
-      rate: opt(t.number({ min: 0 }), undefined, "Requests per second."),
-      burst: opt(t.int({ min: 0 })),
-      cleanup_interval: opt(t.duration()),
-    }),
+    topLevelRateLimitType,
     undefined,
-    "Global rate limiting (accepted for compatibility).",
+    "A token bucket per client IP in front of every route (the rate_limit middleware: more options there).",
   ),
   tracing: opt(
     t.object({

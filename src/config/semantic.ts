@@ -7,6 +7,7 @@
 import { parsePattern } from "../router/pattern.ts";
 import type { ConfigError } from "./types.ts";
 import { type Position, UNKNOWN_POSITION } from "./position.ts";
+import { type RateLimitOptions, rateLimitProblems } from "./middleware/rate_limit.ts";
 
 type Obj = Record<string, unknown>;
 
@@ -154,6 +155,10 @@ function checkMiddleware(
         const file = o.users_file !== undefined || positions.has(`${path}.users_file`);
         if (!file && (users === undefined || Object.keys(users).length === 0)) {
           at(path, "basic_auth needs users or users_file");
+        }
+      } else if (e.name === "rate_limit") {
+        for (const [sub, message] of rateLimitProblems(o as unknown as RateLimitOptions)) {
+          at(`${path}.${sub}`, message);
         }
       }
     });

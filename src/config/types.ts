@@ -9,6 +9,7 @@
  */
 import type { MiddlewareEntry } from "./middleware/mod.ts";
 import type { CorsOptions } from "./middleware/cors.ts";
+import type { TopLevelRateLimit } from "./middleware/rate_limit.ts";
 export type { MiddlewareEntry };
 
 /** Listener protocols of Loom's format. */
@@ -330,7 +331,8 @@ export interface LoomConfig {
   /** Addresses / CIDR ranges of proxies in front of Loom, whose X-Forwarded-For and Forwarded are kept. Default []. */
   trusted_proxies: string[];
   /** Accepted and validated for compatibility with Loom configs; implemented by later issues. */
-  rate_limit?: Record<string, unknown>;
+  /** Loom format: a rate limit per client IP in front of every route (the rate_limit middleware). */
+  rate_limit?: TopLevelRateLimit;
   tracing?: Record<string, unknown>;
   /** Top-level CORS (Loom format): a `cors` middleware in front of every route. */
   cors?: CorsOptions;

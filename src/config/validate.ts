@@ -33,7 +33,6 @@ export type ValidateResult = {
  * leaves this list when its feature lands.
  */
 const UNIMPLEMENTED: Record<string, string> = {
-  rate_limit: "rate limiting is not implemented yet; this block is ignored",
   tracing: "tracing is not implemented yet; this block is ignored",
   cache: "response caching is not implemented yet; this block is ignored",
   "metrics.opentelemetry": "OpenTelemetry metrics export is not implemented yet; this block is ignored",

@@ -20,6 +20,7 @@ import { call } from "../proxy/call.ts";
 import { redirect } from "../middleware/redirect/index.ts";
 import { grpcWebEntry } from "../middleware/grpc_web/index.ts";
 import { wasmPlugins } from "../middleware/wasm/index.ts";
+import { entryScope, scopedEnv } from "../middleware/shared.ts";
 
 /** The two entry points of a route: every method, and OPTIONS (behind the gRPC-Web entry). */
 export interface RouteChains {
@@ -66,7 +67,10 @@ export function routeMiddleware(
   global: readonly Middleware[],
   env: MiddlewareEnv,
 ): Middleware[] {
-  const list = [...global, ...route.middleware.map((m) => createMiddleware(m, env))];
+  const list = [
+    ...global,
+    ...route.middleware.map((m, i) => createMiddleware(m, scopedEnv(env, entryScope(route.id, i)))),
+  ];
   if (plugins !== null) list.push(wasmPlugins(plugins, route.timeout));
   if (route.redirect !== undefined) list.push(redirect(route.redirect.url, route.redirect.code));
   return list;

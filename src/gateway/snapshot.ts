@@ -13,6 +13,10 @@ import type { ForwardOptions, ProxyObserver } from "../proxy/forward.ts";
 import { CidrSet } from "../net/cidr.ts";
 import { createMiddleware } from "../middleware/registry.ts";
 import { cors } from "../middleware/cors/index.ts";
+import { rateLimit } from "../middleware/rate_limit/index.ts";
+import { entryScope, scopedEnv, sharedRegionsOf } from "../middleware/shared.ts";
+import { topLevelRateLimit } from "../config/middleware/rate_limit.ts";
+import { GatewayMetrics } from "../observability/gateway_metrics.ts";
 import {
   compileRouteChains,
   middlewareEnv,
@@ -51,6 +55,18 @@ export interface Snapshot {
 
 let versions = 0;
 
+/** Scope (shared-memory id prefix) of the top-level `rate_limit` block's middleware. */
+const TOP_RATE_LIMIT = "rate_limit";
+
+/** The shared memory blocks `config`'s middleware need (the supervisor reserves them before posting it). */
+export function sharedRegionsFor(config: LoomConfig): Map<string, number> {
+  const top = topLevelRateLimit(config.rate_limit);
+  return sharedRegionsOf(
+    config,
+    top === null ? [] : [[TOP_RATE_LIMIT, { name: "rate_limit", options: top }]],
+  );
+}
+
 /**
  * Compiles `config` into a snapshot. Endpoints present in `previous` keep
  * their pools (and, through CounterSlots, their in-flight counts).
@@ -68,9 +84,16 @@ export function buildSnapshot(
   const plugins = previous?.plugins ?? new PluginManager();
   plugins.update(config, upstreams);
   // Top-level middleware are built once and shared by every route (one state, e.g. one limit).
-  const env = middlewareEnv(upstreams);
-  const global = config.middleware.map((m) => createMiddleware(m, env));
-  // The Loom format's top-level `cors` block: CORS in front of every route.
+  const env = {
+    ...middlewareEnv(upstreams),
+    regions: counters.regions,
+    metrics: obs instanceof GatewayMetrics ? obs : null,
+  };
+  const global = config.middleware.map((m, i) => createMiddleware(m, scopedEnv(env, entryScope(null, i))));
+  // The Loom format's top-level `rate_limit` block: a limit per client IP in front of every route.
+  const topLimit = topLevelRateLimit(config.rate_limit);
+  if (topLimit !== null) global.unshift(rateLimit(topLimit, scopedEnv(env, TOP_RATE_LIMIT)));
+  // The Loom format's top-level `cors` block: CORS in front of every route (and of its limit's 429s).
   if (config.cors !== undefined && config.cors.enabled) global.unshift(cors(config.cors));
   // One matcher for every route: proxies in front of Loom whose forwarding fields are kept.
   const trustedProxies = config.trusted_proxies.length > 0 ? new CidrSet(config.trusted_proxies) : null;

@@ -27,6 +27,9 @@ import { bodyLimit } from "./body_limit/index.ts";
 import { compress } from "./compress/index.ts";
 import type { BodyLimitOptions } from "../config/middleware/body_limit.ts";
 import type { CompressOptions } from "../config/middleware/compress.ts";
+import type { SharedRegions } from "../core/shared_memory.ts";
+import { rateLimit } from "./rate_limit/index.ts";
+import type { RateLimitOptions } from "../config/middleware/rate_limit.ts";
 
 /** What a middleware may use besides its options, given when the snapshot is built. */
 export interface MiddlewareEnv {
@@ -42,6 +45,24 @@ export interface MiddlewareEnv {
   ): Promise<CallResponse>;
   /** Whether an upstream of that name is configured. */
   hasUpstream(name: string): boolean;
+  /** Shared memory of this process's isolates (see shared.ts `sharedBlock`); absent in tools and unit tests. */
+  regions?: SharedRegions;
+  /** The entry's place in the config ("middleware[0]", "routes.api.middleware[1]"): a stable id for shared state. */
+  scope?: string;
+  /** This isolate's metrics (GatewayMetrics); absent in tools and unit tests. */
+  metrics?: MiddlewareMetrics | null;
+}
+
+/** Metrics a middleware may record (implemented by GatewayMetrics). */
+export interface MiddlewareMetrics {
+  /** A rate_limit decision on `route`: "allowed", "limited" or "error". */
+  rateLimitDecision(route: string, result: string): void;
+  /** A Redis round trip that answered, in seconds. */
+  redisRequest(seconds: number): void;
+  /** A Redis request that failed: "timeout", "unavailable" or "reply". */
+  redisError(type: string): void;
+  /** The Redis connection went up or down. */
+  redisState(up: boolean): void;
 }
 
 /** An environment with no upstreams (unit tests, tools). */
@@ -65,6 +86,7 @@ const factories = new Map<string, MiddlewareFactory>([
   ["security_headers", (o: SecurityHeadersOptions) => securityHeaders(o)],
   ["body_limit", (o: BodyLimitOptions) => bodyLimit(o)],
   ["compress", (o: CompressOptions) => compress(o)],
+  ["rate_limit", (o: RateLimitOptions, env) => rateLimit(o, env)],
 ]);
 
 /**

@@ -70,6 +70,10 @@ export class GatewayMetrics {
   readonly websocketsActive: Gauge;
   readonly grpcResponsesTotal: Counter;
   readonly rejectionsTotal: Counter;
+  readonly rateLimitDecisionsTotal: Counter;
+  readonly redisRequestDuration: Histogram;
+  readonly redisErrorsTotal: Counter;
+  readonly redisStateChangesTotal: Counter;
   readonly http2ProtocolErrorsTotal: Counter;
 
   // Two-level caches (outer name -> inner name -> children): lookups by the
@@ -77,6 +81,9 @@ export class GatewayMetrics {
   readonly #requests = new Map<string, Map<string, PairCache>>();
   readonly #upstreams = new Map<string, Map<string, PairCache>>();
   readonly #connections = new Map<string, GaugeChild>();
+  /** route -> result -> counter child. */
+  readonly #rateLimit = new Map<string, Map<string, CounterChild>>();
+  #redisDuration: HistogramChild | null = null;
   readonly #reloadOk: CounterChild;
   readonly #reloadFailed: CounterChild;
 
@@ -162,6 +169,27 @@ export class GatewayMetrics {
       "HTTP/2 protocol errors of clients (answered with GOAWAY or RST_STREAM), by listener and error code.",
       ["listener", "code"],
     );
+    this.rateLimitDecisionsTotal = r.counter(
+      "loom_rate_limit_decisions_total",
+      "rate_limit decisions by route and result (allowed, limited, error: Redis failed and the fail mode decided).",
+      ["route", "result"],
+    );
+    this.redisRequestDuration = r.histogram(
+      "loom_redis_request_duration_seconds",
+      "Redis round trips of rate limits that answered, in seconds.",
+      [],
+      [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+    );
+    this.redisErrorsTotal = r.counter(
+      "loom_redis_errors_total",
+      "Redis requests of rate limits that failed, by type (timeout, unavailable, reply).",
+      ["type"],
+    );
+    this.redisStateChangesTotal = r.counter(
+      "loom_redis_state_changes_total",
+      "Redis connection state changes of rate limits (to=up, to=down), summed over workers.",
+      ["to"],
+    );
     this.websocketsTotal = r.counter(
       "loom_websocket_connections_total",
       "WebSocket tunnels opened, by route.",
@@ -239,6 +267,30 @@ export class GatewayMetrics {
   http2ProtocolError(listener: string, code: string): void {
     // Rare path: the generic per-label lookup is fast enough.
     this.http2ProtocolErrorsTotal.labels(listener, code).value++;
+  }
+
+  /** A rate_limit decision on `route` (allowed, limited, error). */
+  rateLimitDecision(route: string, result: string): void {
+    let inner = this.#rateLimit.get(route);
+    if (inner === undefined) this.#rateLimit.set(route, inner = new Map());
+    let c = inner.get(result);
+    if (c === undefined) inner.set(result, c = this.rateLimitDecisionsTotal.labels(route, result));
+    c.value++;
+  }
+
+  /** A Redis round trip of a rate limit that answered in `seconds`. */
+  redisRequest(seconds: number): void {
+    (this.#redisDuration ??= this.redisRequestDuration.labels()).observe(seconds);
+  }
+
+  /** A Redis request of a rate limit failed (timeout, unavailable, reply). */
+  redisError(type: string): void {
+    this.redisErrorsTotal.labels(type).value++;
+  }
+
+  /** A rate limit's Redis connection went up or down. */
+  redisState(up: boolean): void {
+    this.redisStateChangesTotal.labels(up ? "up" : "down").value++;
   }
 
   /** A WebSocket (HTTP/1.1 Upgrade) tunnel opened on `route`. */

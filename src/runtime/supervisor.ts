@@ -15,6 +15,7 @@ import { basename, dirname, resolve } from "node:path";
 import type { LoomConfig } from "../config/types.ts";
 import { type ConfigError, formatErrors, formatWarnings, loadConfig } from "../config/mod.ts";
 import { counterKey, CounterSlots } from "../upstream/counters.ts";
+import { sharedRegionsFor } from "../gateway/snapshot.ts";
 import { Endpoint } from "../upstream/endpoint.ts";
 import { HealthMonitor } from "../upstream/health_check.ts";
 import { GatewayMetrics } from "../observability/gateway_metrics.ts";
@@ -85,6 +86,7 @@ export class Supervisor implements AdminBackend {
     const cfg = this.cfg;
     if (cfg.demo.echo) this.echo = startEcho(cfg.demo.echo.hostname || "127.0.0.1", cfg.demo.echo.port);
     this.counters.reserve(cfg.upstreams);
+    this.counters.regions.reserve(sharedRegionsFor(cfg));
     const n = Math.max(1, cfg.workers);
     const instOpts = { config: cfg, counters: this.counters.snapshot(), reusePort: n > 1 };
     if (n === 1) this.handles.push(LocalHandle.start(instOpts));
@@ -263,6 +265,7 @@ export class Supervisor implements AdminBackend {
     let listenerErrors: string[];
     try {
       this.counters.reserve(next.upstreams);
+      this.counters.regions.reserve(sharedRegionsFor(next));
       const counters = this.counters.snapshot();
       const reports = await Promise.all(this.handles.map((h) => h.reload(next, counters)));
       listenerErrors = [...new Set(reports.flatMap((r) => r.errors))];

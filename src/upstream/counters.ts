@@ -10,6 +10,7 @@
  */
 
 import type { UpstreamConfig } from "../config/types.ts";
+import { SharedRegions } from "../core/shared_memory.ts";
 
 /** Default number of counters: 256 KiB of shared memory. */
 export const DEFAULT_COUNTER_CAPACITY = 65536;
@@ -21,6 +22,8 @@ export interface CounterSlotsSnapshot {
   slots: [string, number][];
   /** Health cells (same slots); absent in snapshots of older callers, then local cells are made. */
   health?: SharedArrayBuffer | ArrayBuffer;
+  /** Middleware state shared by the isolates (rate-limit tables): see {@linkcode CounterSlots.regions}. */
+  regions?: [string, SharedArrayBuffer][];
 }
 
 /**
@@ -89,6 +92,12 @@ export class CounterSlots {
   readonly counters: Int32Array;
   /** Shared health state, same slots. */
   readonly health: HealthCells;
+  /**
+   * Named blocks of shared memory for middleware (a rate limit's key table),
+   * reserved by the main thread for the config it posts and travelling with
+   * these counters to every isolate.
+   */
+  readonly regions: SharedRegions;
   readonly #slots = new Map<string, number>();
   // Attached copies must not allocate: a slot chosen by a worker could collide
   // with one the main thread hands out for another key.
@@ -111,6 +120,7 @@ export class CounterSlots {
       this.health = snapshot.health !== undefined
         ? new HealthCells(snapshot.health)
         : HealthCells.allocate(this.counters.length, false);
+      this.regions = new SharedRegions({ regions: snapshot.regions ?? [] });
       this.#owner = false;
       return;
     }
@@ -123,6 +133,7 @@ export class CounterSlots {
       options.shared === false ? new ArrayBuffer(bytes) : new SharedArrayBuffer(bytes),
     );
     this.health = HealthCells.allocate(capacity, options.shared !== false);
+    this.regions = new SharedRegions();
     this.#owner = true;
   }
 
@@ -193,6 +204,7 @@ export class CounterSlots {
       buffer: this.counters.buffer as SharedArrayBuffer | ArrayBuffer,
       slots: [...this.#slots],
       health: this.health.buffer,
+      regions: this.regions.snapshot().regions,
     };
   }
 }

@@ -25,6 +25,7 @@ import { jwtOptions } from "./jwt.ts";
 import { apiKeyOptions } from "./api_key.ts";
 import { bodyLimitOptions } from "./body_limit.ts";
 import { compressOptions } from "./compress.ts";
+import { rateLimitOptions } from "./rate_limit.ts";
 
 /** A middleware entry after validation: its name and normalised options. */
 export interface MiddlewareEntry {
@@ -45,6 +46,7 @@ const fields: Record<string, Field> = {
   api_key: apiKeyOptions,
   body_limit: bodyLimitOptions,
   compress: compressOptions,
+  rate_limit: rateLimitOptions,
 };
 
 /** Declares the options of a middleware named `name` (used by middleware outside the built-in set). */

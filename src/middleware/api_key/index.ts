@@ -58,6 +58,13 @@ export const API_KEY_CONSUMER_VAR = "loom.api_key.consumer";
 /** The accepted key's record, for this middleware's upstream phase. */
 const ENTRY_VAR = "loom.api_key.entry";
 
+/** The accepted key's metadata value `name` (lower-case header name), or undefined (rate_limit classes). */
+export function apiKeyMetadata(ctx: RequestContext, name: string): string | undefined {
+  const stored = ctx.vars.get(ENTRY_VAR) as StoredKey | undefined;
+  if (stored !== undefined) { for (const [k, v] of stored.headers) if (k === name) return v; }
+  return undefined;
+}
+
 /** A key ready for lookup. */
 interface StoredKey {
   /** SHA-256, 64 lower-case hex digits. */
