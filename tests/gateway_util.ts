@@ -38,6 +38,52 @@ export function metricValue(text: string, name: string, labels: Record<string, s
   return total;
 }
 
+/** A running {@linkcode loadLoop}. */
+export interface LoadLoop {
+  /** Requests answered as wanted so far. */
+  readonly ok: number;
+  /** Every other outcome (status and body, or the error), in order. */
+  readonly failures: string[];
+  /** Stops the clients and waits for their last requests. */
+  stop(): Promise<void>;
+}
+
+/**
+ * `clients` concurrent clients GET `url` in a loop until stopped; a response is fine when `problem`
+ * returns undefined for it (default: status 200), else its answer is a failure, as is any error.
+ */
+export function loadLoop(
+  url: string,
+  clients: number,
+  problem = (r: { status: number; headers: Headers; text: string }): string | undefined =>
+    r.status === 200 ? undefined : `${r.status} ${r.text}`,
+): LoadLoop {
+  let stopped = false;
+  let ok = 0;
+  const failures: string[] = [];
+  const runs = Array.from({ length: clients }, async () => {
+    while (!stopped) {
+      try {
+        const p = problem(await get(url, {}, 5000));
+        if (p === undefined) ok++;
+        else failures.push(p);
+      } catch (e) {
+        failures.push(String(e));
+      }
+    }
+  });
+  return {
+    get ok() {
+      return ok;
+    },
+    failures,
+    stop: async () => {
+      stopped = true;
+      await Promise.all(runs);
+    },
+  };
+}
+
 /** POST /reload on the admin API; returns status and parsed body. */
 export async function postReload(loom: { admin(path: string): string }): Promise<
   { status: number; body: { result: string; errors?: string[] } }

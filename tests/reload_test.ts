@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { itest, startLoom, waitFor, writeConfig, yamlOf } from "./helpers.ts";
 import { setLogOutput } from "../src/observability/logger.ts";
-import { echo, get, metricValue, postReload } from "./gateway_util.ts";
+import { echo, get, loadLoop, metricValue, postReload } from "./gateway_util.ts";
 import { startUpstream, type TestUpstream } from "./upstream.ts";
 
 /** Config with one route per [id, upstream] pair, path /<id>; each upstream one endpoint. */
@@ -168,20 +168,7 @@ itest("reload: 10 reloads under 50 concurrent clients lose no request", async ()
   const loom = await startLoom(cfgA);
   try {
     const fail0 = await reloadCount(loom.admin("/metrics"), "failure");
-    let stop = false;
-    let ok = 0;
-    const failures: string[] = [];
-    const clients = Array.from({ length: 50 }, async () => {
-      while (!stop) {
-        try {
-          const r = await get(loom.url("/stable"), {}, 5000);
-          if (r.status === 200) ok++;
-          else failures.push(`${r.status} ${r.text}`);
-        } catch (e) {
-          failures.push(String(e));
-        }
-      }
-    });
+    const load = loadLoop(loom.url("/stable"), 50);
     const results: number[] = [];
     const started = Date.now();
     for (let i = 0; i < 10; i++) {
@@ -190,8 +177,8 @@ itest("reload: 10 reloads under 50 concurrent clients lose no request", async ()
       results.push((await captureLogs(() => postReload(loom)))[0].status);
     }
     while (Date.now() - started < 3000) await new Promise((r) => setTimeout(r, 50));
-    stop = true;
-    await Promise.all(clients);
+    await load.stop();
+    const { ok, failures } = load;
     assert.deepEqual(results, [200, 200, 200, 200, 200, 400, 200, 200, 200, 200]);
     assert.deepEqual(failures.slice(0, 5), [], `${failures.length} failed of ${ok + failures.length}`);
     assert.ok(ok > 500, `only ${ok} requests in 3 s`);

@@ -3,8 +3,8 @@
  * listener kind: the unchanged / changed / invalid decision on its own, then
  * the three kinds (fast-path https on Deno.listenTls, https with h2 on
  * node:tls, http3 on QUIC) in one Loom: a reload with a key that does not
- * match its certificate keeps the old certificate on all three, a good pair
- * replaces it, and a reload with unchanged files changes nothing.
+ * match its certificate is refused and all three keep the old certificate,
+ * a good pair replaces it, and a reload with unchanged files changes nothing.
  */
 import assert from "node:assert/strict";
 import type { TlsConfig } from "../src/config/types.ts";
@@ -166,9 +166,19 @@ routes:
       assert.deepEqual(await serves("first.test"), [true, true, true]);
       assert.deepEqual(await serves("second.test"), [false, false, false]);
 
-      // The new certificate with the old key: invalid, every listener keeps the old pair.
+      // The new certificate with the old key: the reload is refused (naming each listener's key file) and
+      // every listener keeps the old pair.
       install({ cert: second.cert });
-      assert.ok((await loom.sup.reload()).ok);
+      const refused = await loom.sup.reload();
+      assert.ok(!refused.ok);
+      for (const i of [0, 1, 2]) {
+        assert.ok(
+          refused.errors.some((e) =>
+            e.includes(`listeners[${i}].tls.key_file: ${live.key} is not the private key of ${live.cert}`)
+          ),
+          refused.errors.join("\n"),
+        );
+      }
       assert.deepEqual(await serves("first.test"), [true, true, true]);
 
       install({ key: second.key });

@@ -8,9 +8,10 @@
  * Exit codes: 0 ok, 1 runtime failure, 2 invalid config or usage.
  */
 import { fileURLToPath } from "node:url";
-import { formatErrors, formatWarnings, loadConfig } from "../config/mod.ts";
+import { formatErrors, formatWarnings } from "../config/mod.ts";
 import { logger, type LogLevel, setLogLevel } from "../observability/logger.ts";
 import { ConfigInvalidError, Supervisor } from "../runtime/supervisor.ts";
+import { loadWholeConfig } from "../runtime/config_load.ts";
 import { VERSION } from "../version.ts";
 import { shippedFile, versionReport } from "../build.ts";
 
@@ -96,7 +97,8 @@ async function main(argv: string[]): Promise<number> {
       console.log(versionReport(VERSION));
       return 0;
     case "validate": {
-      const res = await loadConfig(args.config);
+      // Everything `run` checks: the files the config names are read and checked too.
+      const res = (await loadWholeConfig(args.config)).result;
       if (!res.ok) {
         console.error(formatErrors(res.errors, args.config));
         console.error(`${args.config}: ${res.errors.length} error(s)`);

@@ -34,6 +34,7 @@ export function parseConfig(
       warnings: r.warnings,
       runErrors: r.runErrors,
       envPaths: r.envPaths,
+      resources: r.resources,
     }
     : { ok: false, errors: r.errors };
 }

@@ -480,6 +480,18 @@ export const loomSchema: Type = t.object({
     "Services Loom starts itself.",
   ),
   drain_timeout: opt(t.duration(), "30s", "Time to finish in-flight requests on SIGTERM."),
+  reload: opt(
+    t.object({
+      watch: opt(t.bool(), true, "Reload when the config file changes."),
+      debounce: opt(
+        t.duration(),
+        "100ms",
+        "File changes and SIGHUPs this close together (or during a reload) give one reload.",
+      ),
+    }),
+    {},
+    "How config changes are picked up (SIGHUP and POST /reload always reload).",
+  ),
   trusted_proxies: opt(
     t.list(t.string({ check: cidrError, description: 'An address or CIDR range, e.g. "10.0.0.0/8".' })),
     [],

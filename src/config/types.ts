@@ -9,6 +9,7 @@
  */
 import type { MiddlewareEntry } from "./middleware/mod.ts";
 import type { CorsOptions } from "./middleware/cors.ts";
+import type { Resource } from "./resources.ts";
 import type { TopLevelRateLimit } from "./middleware/rate_limit.ts";
 export type { MiddlewareEntry };
 
@@ -308,6 +309,14 @@ export interface AccessLogConfig {
   path: string;
 }
 
+/** Config reloads (`reload:`). */
+export interface ReloadConfig {
+  /** Reload when the config file changes. Default true. */
+  watch: boolean;
+  /** ms: file changes and SIGHUPs this close together give one reload. Default 100ms. */
+  debounce: number;
+}
+
 /** Services Loom starts itself (the demo echo upstream of the default config). */
 export interface DemoConfig {
   echo?: { address: string; hostname: string; port: number };
@@ -328,6 +337,8 @@ export interface LoomConfig {
   demo: DemoConfig;
   /** SIGTERM drain time (ms). Default 30s. */
   drain_timeout: number;
+  /** How config changes are picked up. Default: watched, 100ms debounce. */
+  reload?: ReloadConfig;
   /** Addresses / CIDR ranges of proxies in front of Loom, whose X-Forwarded-For and Forwarded are kept. Default []. */
   trusted_proxies: string[];
   /** Accepted and validated for compatibility with Loom configs; implemented by later issues. */
@@ -359,5 +370,7 @@ export type LoadResult =
     runErrors: ConfigError[];
     /** YAML paths of values that came from `${VAR}` substitution (redacted by `GET /config`). */
     envPaths: string[];
+    /** The files the config names (plugins, certificates, key files), checked before it is applied. */
+    resources: Resource[];
   }
   | { ok: false; errors: ConfigError[] };

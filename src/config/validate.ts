@@ -12,6 +12,7 @@ import { normalise } from "./normalise.ts";
 import { locator, type Position } from "./position.ts";
 import { loomSchema } from "./schema.ts";
 import { checkSemantics } from "./semantic.ts";
+import { collectResources, type Resource } from "./resources.ts";
 
 /** Outcome of {@link validateDocument}: a config only when there are no errors. */
 export type ValidateResult = {
@@ -22,6 +23,8 @@ export type ValidateResult = {
   runErrors: ConfigError[];
   /** YAML paths of values with a `${VAR}` reference (see {@link envReferencePaths}). */
   envPaths: string[];
+  /** The files the config names, with their positions (checked before the config is applied). */
+  resources: Resource[];
 } | {
   config?: undefined;
   errors: ConfigError[];
@@ -115,11 +118,13 @@ export function validateDocument(
     return { errors };
   }
   const exposure = adminExposure(value, result.positions);
+  const config = value as unknown as LoomConfig;
   return {
-    config: value as unknown as LoomConfig,
+    config,
     errors: [],
     warnings: [...unimplementedWarnings(value, result.keyPositions), ...exposure ? [exposure.problem] : []],
     runErrors: exposure?.refuse ? [exposure.problem] : [],
     envPaths,
+    resources: collectResources(config, result.positions),
   };
 }

@@ -126,8 +126,11 @@ export function sameFiles(a: TlsFiles, b: TlsFiles): boolean {
     a.certificates.every((c, i) => c.cert === b.certificates[i].cert && c.key === b.certificates[i].key);
 }
 
-/** Checks that `cert` parses and `key` is its private key (Deno's node:tls contexts check neither). */
-function checkPair(cert: string, key: string, certFile: string, keyFile: string): void {
+/**
+ * Checks that `cert` parses and `key` is its private key (Deno's node:tls contexts check neither); throws
+ * naming the file.
+ */
+export function checkPair(cert: string, key: string, certFile: string, keyFile: string): void {
   let x: X509Certificate;
   try {
     x = new X509Certificate(cert);
@@ -165,16 +168,22 @@ export function buildListenerTls(cfg: TlsConfig, use: TlsUse, files: TlsFiles): 
   // The default certificate takes part in SNI matching too, after the listed ones.
   sni.push({ names: certNames(cert), ctx: defaultCtx });
   const clientAuth = files.clientCa === null ? "none" : clientAuthMode(cfg.client_auth);
-  const clientCas: X509Certificate[] = [];
-  if (files.clientCa !== null) {
-    for (
-      const m of files.clientCa.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)
-    ) {
-      clientCas.push(new X509Certificate(m[0]));
-    }
-    if (clientCas.length === 0) throw new Error(`${cfg.client_ca_file}: no certificate found`);
-  }
+  const clientCas = files.clientCa === null ? [] : parseCaBundle(files.clientCa, cfg.client_ca_file!);
   return { cert, key, files, sni, defaultCtx, clientAuth, clientCas, minVersion, alpn: cfg.alpn ?? use.alpn };
+}
+
+/** The certificates of a PEM CA bundle read from `file`; throws naming it when there is none or one is bad. */
+export function parseCaBundle(text: string, file: string): X509Certificate[] {
+  const out: X509Certificate[] = [];
+  for (const m of text.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)) {
+    try {
+      out.push(new X509Certificate(m[0]));
+    } catch (e) {
+      throw new Error(`${file}: certificate ${out.length + 1} does not parse (${(e as Error).message})`);
+    }
+  }
+  if (out.length === 0) throw new Error(`${file}: no certificate found`);
+  return out;
 }
 
 /** Reads, builds and checks a listener's TLS material (throws naming the file when one is bad). */

@@ -13,7 +13,8 @@
  */
 import { basename, dirname, resolve } from "node:path";
 import type { LoomConfig } from "../config/types.ts";
-import { type ConfigError, formatErrors, formatWarnings, loadConfig } from "../config/mod.ts";
+import { type ConfigError, formatErrors, formatWarnings } from "../config/mod.ts";
+import { loadWholeConfig } from "./config_load.ts";
 import { counterKey, CounterSlots } from "../upstream/counters.ts";
 import { sharedRegionsFor } from "../gateway/snapshot.ts";
 import { Endpoint } from "../upstream/endpoint.ts";
@@ -32,7 +33,7 @@ import { mergePluginInfo, type PluginInfo } from "../wasm/mod.ts";
 export interface SupervisorOptions {
   configPath: string;
   logLevel?: string;
-  /** Watch the config file and reload on change (default true). */
+  /** Watch the config file and reload on change (default true; `reload.watch: false` in the config also turns it off). */
   watch?: boolean;
   /** Install SIGHUP/SIGTERM/SIGINT handlers (default false; the CLI turns them on). */
   signals?: boolean;
@@ -49,7 +50,17 @@ export class Supervisor implements AdminBackend {
   private watcher: Deno.FsWatcher | null = null;
   private isReady = false;
   private stopping: Promise<void> | null = null;
-  private reloading: Promise<ReloadResult> = Promise.resolve({ ok: true });
+  /** The reload running now, and the one queued behind it (every request meanwhile joins that one). */
+  private running: Promise<ReloadResult> | null = null;
+  private queued: Promise<ReloadResult> | null = null;
+  /** What asked for the next reload ("file", "SIGHUP", "admin"), for its log line. */
+  private triggers = new Set<string>();
+  /** A file change or SIGHUP waiting out the debounce window. */
+  private debounceTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Digest of the config and its files in effect; null = unknown (the next reload applies what it reads). */
+  private appliedHash: string | null = null;
+  /** The last rejection (digest or error text): the same rejection again is answered but not logged again. */
+  private rejected: string | null = null;
   private readonly counters = new CounterSlots();
   /** Reload counts and health verdicts live here (the main isolate); request metrics come from instances. */
   private readonly ownMetrics = new GatewayMetrics(VERSION);
@@ -66,13 +77,14 @@ export class Supervisor implements AdminBackend {
 
   /** Loads the config and starts everything; throws ConfigInvalidError with all errors. */
   static async start(opts: SupervisorOptions): Promise<Supervisor> {
-    const res = await loadConfig(opts.configPath);
+    const { result: res, hash } = await loadWholeConfig(opts.configPath);
     if (!res.ok) throw new ConfigInvalidError(formatErrors(res.errors, opts.configPath));
     // E.g. an admin API beyond loopback without auth: loadable (and reloadable), but not startable.
     if (res.runErrors.length > 0) throw new ConfigInvalidError(formatErrors(res.runErrors, opts.configPath));
     warnConfig(res.warnings, opts.configPath);
     const s = new Supervisor(res.config, opts);
     s.envPaths = res.envPaths;
+    s.appliedHash = hash;
     try {
       await s.boot();
     } catch (e) {
@@ -97,7 +109,7 @@ export class Supervisor implements AdminBackend {
     }
     this.health.update(cfg);
     if (cfg.admin.enabled) this.admin = startAdminServer(this, cfg.admin);
-    if (this.opts.watch !== false) this.watch();
+    this.syncWatch();
     if (this.opts.signals) this.installSignals();
     this.isReady = true;
     logger.info("loom started", {
@@ -118,6 +130,16 @@ export class Supervisor implements AdminBackend {
     return this.admin?.addr ?? null;
   }
 
+  /** Starts or stops the config file watch as the options and the config's `reload.watch` say. */
+  private syncWatch(): void {
+    const want = this.opts.watch !== false && (this.cfg.reload?.watch ?? true) && this.stopping === null;
+    if (want && this.watcher === null) this.watch();
+    else if (!want && this.watcher !== null) {
+      this.watcher.close();
+      this.watcher = null;
+    }
+  }
+
   private watch(): void {
     const path = this.opts.configPath;
     // Watch the directory, not the file: editors and config managers save by
@@ -133,19 +155,26 @@ export class Supervisor implements AdminBackend {
       return;
     }
     this.watcher = watcher;
-    let timer: ReturnType<typeof setTimeout> | undefined;
     (async () => {
       try {
         for await (const ev of watcher) {
           if (ev.kind === "access" || !ev.paths.some((p) => basename(p) === name)) continue;
-          clearTimeout(timer);
-          // Editors write in several steps: debounce.
-          timer = setTimeout(() => {
-            if (this.stopping === null) this.reload();
-          }, 100);
+          // Editors write in several steps: debounced.
+          this.requestReload("file");
         }
       } catch { /* watcher closed */ }
     })();
+  }
+
+  /**
+   * A file change or SIGHUP: one reload after the debounce window
+   * (`reload.debounce`), for every request within it.
+   */
+  private requestReload(trigger: string): void {
+    if (this.stopping !== null) return;
+    this.triggers.add(trigger);
+    clearTimeout(this.debounceTimer);
+    this.debounceTimer = setTimeout(() => void this.reload(trigger), this.cfg.reload?.debounce ?? 100);
   }
 
   private installSignals(): void {
@@ -153,7 +182,7 @@ export class Supervisor implements AdminBackend {
       Deno.addSignalListener(sig, f);
       this.signalHandlers.push([sig, f]);
     };
-    on("SIGHUP", () => void this.reload());
+    on("SIGHUP", () => this.requestReload("SIGHUP"));
     let signalled = false;
     const stop = () => {
       if (signalled) {
@@ -234,28 +263,58 @@ export class Supervisor implements AdminBackend {
     return this.envPaths;
   }
 
-  /** Re-reads, validates and applies the config file; serialised. Never rejects. */
-  reload(): Promise<ReloadResult> {
-    // A throw (e.g. from the loader) must neither poison the chain for later
-    // reloads nor become an unhandled rejection (watcher / SIGHUP callers).
-    this.reloading = this.reloading.then(() =>
-      this.doReload().catch((e): ReloadResult => {
+  /**
+   * Re-reads, checks and applies the config file. Serialised and coalesced:
+   * a request while a reload runs joins the one queued behind it (which reads
+   * the file again), and a pending debounced request is served by this one.
+   * Never rejects.
+   */
+  reload(trigger = "admin"): Promise<ReloadResult> {
+    clearTimeout(this.debounceTimer);
+    this.triggers.add(trigger);
+    if (this.queued !== null) return this.queued;
+    const start = (): Promise<ReloadResult> => {
+      this.queued = null;
+      const triggers = [...this.triggers].join(", ");
+      this.triggers.clear();
+      // A throw (e.g. from the loader) must neither poison later reloads nor become an unhandled
+      // rejection (watcher / SIGHUP callers).
+      const p = this.doReload(triggers).catch((e): ReloadResult => {
+        this.appliedHash = null;
         this.ownMetrics.reload(false);
-        logger.error("config reload failed", { error: String(e) });
+        logger.error("config reload failed", { error: String(e), trigger: triggers });
         return { ok: false, errors: [String(e)] };
-      })
-    );
-    return this.reloading;
+      });
+      this.running = p;
+      p.then(() => {
+        if (this.running === p) this.running = null;
+      });
+      return p;
+    };
+    if (this.running === null) return start();
+    this.queued = this.running.then(start);
+    return this.queued;
   }
 
-  private async doReload(): Promise<ReloadResult> {
-    const res = await loadConfig(this.opts.configPath);
-    if (!res.ok) {
-      this.ownMetrics.reload(false);
-      const text = formatErrors(res.errors, this.opts.configPath);
-      logger.error("config reload rejected; keeping the current config", { errors: text.split("\n") });
-      return { ok: false, errors: text.split("\n") };
+  private async doReload(trigger: string): Promise<ReloadResult> {
+    const { result: res, hash } = await loadWholeConfig(this.opts.configPath);
+    if (hash !== null && hash === this.appliedHash) {
+      // E.g. a file write and a SIGHUP for the same change: the first applied it.
+      this.rejected = null;
+      logger.debug("config unchanged; reload skipped", { trigger });
+      return { ok: true };
     }
+    if (!res.ok) {
+      const errors = formatErrors(res.errors, this.opts.configPath).split("\n");
+      const key = hash ?? errors.join("\n");
+      if (key !== this.rejected) {
+        this.rejected = key;
+        this.ownMetrics.reload(false);
+        logger.error("config reload rejected; keeping the current config", { errors, trigger });
+      } else logger.debug("config still rejected; keeping the current config", { trigger });
+      return { ok: false, errors };
+    }
+    this.rejected = null;
     const next = res.config;
     warnConfig(res.warnings, this.opts.configPath);
     const changed = restartOnly(this.cfg, next);
@@ -270,21 +329,25 @@ export class Supervisor implements AdminBackend {
       const reports = await Promise.all(this.handles.map((h) => h.reload(next, counters)));
       listenerErrors = [...new Set(reports.flatMap((r) => r.errors))];
     } catch (e) {
+      this.appliedHash = null;
       this.ownMetrics.reload(false);
-      logger.error("config reload failed", { error: String(e) });
+      logger.error("config reload failed", { error: String(e), trigger });
       return { ok: false, errors: [String(e)] };
     }
     this.cfg = next;
     this.envPaths = res.envPaths;
     this.health.update(next);
+    this.syncWatch();
     if (listenerErrors.length > 0) {
-      // Routes and upstreams are applied; only these listeners failed to open.
+      // Routes and upstreams are applied; only these listeners failed to open (a retry reloads again).
+      this.appliedHash = null;
       this.ownMetrics.reload(false);
-      logger.error("config reloaded, but listeners failed to open", { errors: listenerErrors });
+      logger.error("config reloaded, but listeners failed to open", { errors: listenerErrors, trigger });
       return { ok: false, errors: listenerErrors };
     }
+    this.appliedHash = hash;
     this.ownMetrics.reload(true);
-    logger.info("config reloaded", { routes: next.routes.length, upstreams: next.upstreams.length });
+    logger.info("config reloaded", { routes: next.routes.length, upstreams: next.upstreams.length, trigger });
     return { ok: true };
   }
 
@@ -308,6 +371,7 @@ export class Supervisor implements AdminBackend {
     this.stopping ??= (async () => {
       this.isReady = false;
       for (const [sig, f] of this.signalHandlers) Deno.removeSignalListener(sig, f);
+      clearTimeout(this.debounceTimer);
       this.watcher?.close();
       this.health.stop();
       await Promise.all(this.handles.map((h) => h.shutdown(drainMs)));
