@@ -69,6 +69,18 @@ const VARIANTS: Record<string, string> = {
   "body-limit": ", middleware: [{body_limit: {max: 1MB}}]",
   "gzip-16k": ", middleware: [{compress: {encodings: [gzip]}}]",
   "none-16k": "",
+  // A local limit that never refuses (the table lookup, update and RateLimit fields on every request).
+  "rate-limit-local": ", middleware: [{rate_limit: {limits: [{rate: 1e9, burst: 1000000000}]}}]",
+  "rate-limit-local-noheaders":
+    ", middleware: [{rate_limit: {headers: false, limits: [{rate: 1e9, burst: 1000000000}]}}]",
+  // One Redis round trip per request: needs a redis-server at LOOM_BENCH_REDIS (host:port).
+  "rate-limit-redis": `, middleware: [{rate_limit: {redis: {address: "${
+    Deno.env.get("LOOM_BENCH_REDIS") ?? "127.0.0.1:6379"
+  }", timeout: 1s}, limits: [{rate: 1e9, burst: 1000000000, store: redis}]}}]`,
+  // The same with prefetch: 100 (one round trip per 100 requests).
+  "rate-limit-redis-prefetch": `, middleware: [{rate_limit: {redis: {address: "${
+    Deno.env.get("LOOM_BENCH_REDIS") ?? "127.0.0.1:6379"
+  }", timeout: 1s}, limits: [{rate: 1e9, burst: 1000000000, store: redis, prefetch: 100}]}}]`,
 };
 const wanted = Deno.args[2]?.split(",") ?? Object.keys(VARIANTS);
 const variants: [string, string][] = [

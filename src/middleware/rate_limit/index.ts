@@ -55,7 +55,13 @@
  *   it; when all 16 probed slots are live, the one closest to expiry is
  *   evicted (its key starts afresh: the only way a local limit lets more through).
  * - Time is `performance.timeOrigin + performance.now()`, the same clock in every isolate.
- * - Measured (bench/middleware.ts, one 2-core machine): see the README's rate-limit section.
+ * - Measured on a 2-core machine: one table update 0.17 µs, 0.27 µs with two
+ *   Worker isolates updating at once (one key or 10 000); through the gateway
+ *   (bench/middleware.ts `rate-limit-local`) +1.4 µs of CPU per request with
+ *   the RateLimit fields, +0.7 µs without (`headers: false`). Exactness: two
+ *   workers taking 60 000 units from buckets of 20 000 get exactly 20 000
+ *   (index_test.ts); through a `workers: 2` gateway at 130 times the limit
+ *   for 5 s, within 1 % of burst + rate × time (tests/mw_rate_limit_test.ts).
  *
  * ## Redis store
  *

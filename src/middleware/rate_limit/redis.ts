@@ -56,7 +56,7 @@ if ARGV[1] == 't' then
   end
   local k = math.min(n, avail)
   tat = tat + k * iv
-  redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX', math.ceil(tat - now))
+  redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX', math.max(1, math.ceil(tat - now)))
   return {k, math.floor((now + tau - tat) / iv + 1e-6), '0', tostring(tat - now)}
 end
 local st = redis.call('HMGET', KEYS[1], 's', 'c', 'p')
