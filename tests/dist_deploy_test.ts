@@ -125,17 +125,16 @@ Deno.test("deploy: the systemd unit runs the bundle with its flags, hardened", (
   assert.deepEqual(exec.slice(1, 2 + BUNDLE_FLAGS.length), ["run", ...BUNDLE_FLAGS]);
   assert.deepEqual(exec.slice(-5), ["--no-config", "/opt/loom/loom.js", "run", "-c", "/etc/loom/loom.yaml"]);
   assert.equal(one("ExecReload"), "/bin/kill -HUP $MAINPID");
-  for (
-    const [k, v] of [
-      ["DynamicUser", "yes"],
-      ["CapabilityBoundingSet", "CAP_NET_BIND_SERVICE"],
-      ["AmbientCapabilities", "CAP_NET_BIND_SERVICE"],
-      ["ProtectSystem", "strict"],
-      ["NoNewPrivileges", "yes"],
-      ["PrivateTmp", "yes"],
-      ["ProtectHome", "yes"],
-      ["KillMode", "mixed"],
-    ]
-  ) assert.equal(one(k), v, k);
+  const hardening = {
+    DynamicUser: "yes",
+    CapabilityBoundingSet: "CAP_NET_BIND_SERVICE",
+    AmbientCapabilities: "CAP_NET_BIND_SERVICE",
+    ProtectSystem: "strict",
+    NoNewPrivileges: "yes",
+    PrivateTmp: "yes",
+    ProtectHome: "yes",
+    KillMode: "mixed",
+  };
+  assert.deepEqual(Object.fromEntries(Object.keys(hardening).map((k) => [k, one(k)])), hardening);
   assert.equal(directives.has("MemoryDenyWriteExecute"), false, "V8 needs writable executable memory");
 });
