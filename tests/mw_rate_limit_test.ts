@@ -362,3 +362,42 @@ itest(
   },
   { timeoutMs: 60_000, needs: ["redis-server"] },
 );
+
+itest(
+  "rate_limit: prefetch takes units N at a time from Redis: fewer round trips, within (N-1) per isolate",
+  async () => {
+    const redis = await startRedis();
+    const up = echoUpstream();
+    const prefetch = 10;
+    const loom = await startLoom(`
+listeners: [{ name: http, address: "127.0.0.1:\${PORT}", protocol: http }]
+upstreams: [{ name: up, endpoints: ["${up.address}"] }]
+routes:
+  - id: all
+    path: /*
+    upstream: up
+    middleware:
+      - rate_limit:
+          redis: { address: "127.0.0.1:${redis.port}", timeout: 50ms }
+          limits: [{ key: global, rate: ${RATE}, burst: ${BURST}, store: redis, prefetch: ${prefetch} }]
+`);
+    try {
+      const res = await load([loom.url("/x")], 8, 2000);
+      const accepted = res.statuses.get(200) ?? 0;
+      const limit = BURST + RATE * res.elapsedMs / 1000;
+      // One isolate: at most prefetch - 1 units held; a lease's units expire after 1 s unspent.
+      assert.ok(
+        Math.abs(accepted - limit) <= (prefetch - 1) + 0.05 * limit,
+        `accepted ${accepted}, limit ${limit}`,
+      );
+      const text = await (await fetch(loom.admin("/metrics"))).text();
+      const trips = sample(text, "loom_redis_request_duration_seconds_count");
+      assert.ok(trips < res.total / 2, `${trips} round trips for ${res.total} requests`);
+    } finally {
+      await loom.close();
+      await up.close();
+      await redis.kill();
+    }
+  },
+  { timeoutMs: 60_000, needs: ["redis-server"] },
+);

@@ -67,7 +67,9 @@
  *
  * See redis.ts: one script call per limit (EVALSHA, atomic on the server),
  * all of a request's limits in one pipelined round trip, `timeout` (50 ms)
- * at most, `fail: open|closed` when Redis is down or slow. `prefetch: N`
+ * at most, `fail: open|closed` when Redis is down or slow. A refusal is held
+ * in the isolate until its retry time (no unit can appear earlier): a client
+ * far over its limit costs a round trip per retry period. `prefetch: N`
  * takes up to N units per round trip and spends them in this isolate for at
  * most {@link LEASE_MS}: fewer round trips, at the cost of an error bound of
  * (N−1) units per isolate and key (units granted but not yet spent count
@@ -195,7 +197,7 @@ interface Limit {
   readonly leases: Map<string, Lease>;
 }
 
-/** Units prefetched from Redis, spent locally until `until`. */
+/** Units prefetched from Redis and spent locally until `until`, or (units -1) a refusal held until then. */
 interface Lease {
   units: number;
   until: number;
@@ -205,6 +207,11 @@ interface Lease {
 
 /** Most leases kept per limit (oldest dropped first). */
 const MAX_LEASES = 10_000;
+
+function setLease(l: Limit, key: string, lease: Lease): void {
+  if (l.leases.size >= MAX_LEASES && !l.leases.has(key)) l.leases.delete(l.leases.keys().next().value!);
+  l.leases.set(key, lease);
+}
 
 /** The limit parameters of `r` (a limit or a class), or null when it sets none. */
 function paramsOf(r: RateFields, algorithm: string): LimitParams | null {
@@ -393,30 +400,52 @@ export function rateLimit(o: RateLimitOptions, env: MiddlewareEnv): Middleware {
     return -1;
   };
 
-  /** A Redis limit's decision: from a lease when one has units, else a round trip. */
+  /**
+   * A Redis limit's decision: from this isolate's lease when it has units
+   * (prefetch) or holds a refusal whose retry time has not come (no unit can
+   * appear before it), else a round trip.
+   */
   const redisTake = (l: Limit, p: Policy, key: string): ScriptReply | null | Promise<ScriptReply | null> => {
     const rkey = p.redisPrefix + key;
-    if (l.prefetch > 1) {
-      const lease = l.leases.get(rkey);
+    const lease = l.leases.get(rkey);
+    if (lease !== undefined) {
       const now = nowMs();
-      if (lease !== undefined && lease.units > 0 && now < lease.until) {
-        lease.units--;
-        return [1, lease.remaining, "0", String(lease.resetAt - now)];
+      if (now < lease.until) {
+        if (lease.units > 0) {
+          lease.units--;
+          return [1, lease.remaining, "0", String(lease.resetAt - now)];
+        }
+        if (lease.units < 0) return [0, 0, String(lease.until - now), String(lease.resetAt - now)];
       }
-      return l.link!.take(rkey, p.alg, p.params.interval, p.params.capacity, l.prefetch).then((r) => {
-        if (r !== null && r[0] > 1) {
-          if (l.leases.size >= MAX_LEASES) l.leases.delete(l.leases.keys().next().value!);
-          l.leases.set(rkey, {
-            units: r[0] - 1,
-            until: nowMs() + LEASE_MS,
-            remaining: r[1],
-            resetAt: nowMs() + Number(r[3]),
+    }
+    return l.link!.take(rkey, p.alg, p.params.interval, p.params.capacity, l.prefetch).then((r) => {
+      if (r === null || r[0] === 1) return r;
+      const now = nowMs();
+      const cur = l.leases.get(rkey);
+      const holding = cur !== undefined && cur.units > 0 && now < cur.until;
+      if (r[0] === 0) {
+        // A refusal is held until its retry time (unless this isolate still holds units).
+        if (!holding) {
+          setLease(l, rkey, {
+            units: -1,
+            until: now + Number(r[2]),
+            remaining: 0,
+            resetAt: now + Number(r[3]),
           });
         }
-        return r;
-      });
-    }
-    return l.link!.take(rkey, p.alg, p.params.interval, p.params.capacity, 1);
+      } else if (holding) {
+        cur.units += r[0] - 1; // concurrent round trips of one isolate add up
+        cur.until = now + LEASE_MS;
+      } else {
+        setLease(l, rkey, {
+          units: r[0] - 1,
+          until: now + LEASE_MS,
+          remaining: r[1],
+          resetAt: now + Number(r[3]),
+        });
+      }
+      return r;
+    });
   };
 
   const decideRedis = async (ctx: RequestContext, next: () => Promise<void>): Promise<void> => {
