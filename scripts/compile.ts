@@ -199,10 +199,14 @@ export async function compile(
   try {
     const r = await capture(Deno.execPath(), args, { cwd: ROOT, env: { NO_COLOR: "1" } });
     if (r.code !== 0) {
-      const noRuntime = /denort|dl\.deno\.land|download/i.test(r.stderr);
+      const url = r.stderr.match(/error sending request for url \((\S+denort\S+)\)/)?.[1];
+      // The innermost cause ("dns error: ..."): the last of deno's numbered "Caused by" lines.
+      const cause = [...r.stderr.split("Stack backtrace")[0].matchAll(/^\s*\d+: (.+)$/gm)].at(-1)?.[1];
       throw new CompileError(
-        `deno compile failed (exit ${r.code}):\n${r.stderr.trim()}`,
-        noRuntime ? runtimeFix(triple) : "see deno compile's message above",
+        url
+          ? `deno compile could not download its runtime ${url} (${cause ?? "network error"})`
+          : `deno compile failed (exit ${r.code}):\n${r.stderr.trim()}`,
+        url || /denort/i.test(r.stderr) ? runtimeFix(triple) : "see deno compile's message above",
       );
     }
     try {

@@ -205,6 +205,6 @@ if (import.meta.main) {
     console.log(`${humanSize(Deno.statSync(`${out}/${a}`).size).padStart(9)}  ${out}/${a}`);
   }
   console.log(
-    `release: ${r.artifacts.length} files, SHA256SUMS written; ${r.skipped.length} binaries skipped`,
+    `release: ${r.artifacts.length} files, SHA256SUMS written; skipped: ${r.skipped.length}`,
   );
 }
