@@ -244,7 +244,7 @@ routes:
 }, { timeoutMs: 60_000 });
 
 /** A route limited through Redis at `port` (RATE/s, BURST), plus `extra` YAML. */
-function redisConfig(port: number, upstream: string, extra = ""): string {
+function redisConfig(port: number, upstream: string, extra = "", prefetch = 1): string {
   return `
 listeners: [{ name: http, address: "127.0.0.1:\${PORT}", protocol: http }]
 upstreams: [{ name: up, endpoints: ["${upstream}"] }]
@@ -255,44 +255,57 @@ routes:
     middleware:
       - rate_limit:
           redis: { address: "127.0.0.1:${port}", timeout: 50ms }
-          limits: [{ name: shared, key: global, rate: ${RATE}, burst: ${BURST}, store: redis }]
+          limits: [{ name: shared, key: global, rate: ${RATE}, burst: ${BURST}, store: redis, prefetch: ${prefetch} }]
 ${extra}`;
+}
+
+/** Options of the tests that run a redis-server. */
+const WITH_REDIS = { timeoutMs: 60_000, needs: ["redis-server"] } as const;
+
+/** Runs `f` with a redis-server and an echo upstream of its own, stopped afterwards. */
+async function withRedis(
+  f: (redis: Awaited<ReturnType<typeof startRedis>>, upstream: string) => Promise<void>,
+): Promise<void> {
+  const redis = await startRedis();
+  const up = echoUpstream();
+  try {
+    await f(redis, up.address);
+  } finally {
+    await up.close();
+    await redis.kill();
+  }
 }
 
 itest(
   "rate_limit acceptance: two Loom processes share one limit in redis-server (within 5 % over 5 s)",
-  async () => {
-    const redis = await startRedis();
-    const up = echoUpstream();
-    const a = await startLoom(redisConfig(redis.port, up.address));
-    const b = await startLoomProcess(redisConfig(redis.port, up.address));
-    try {
-      const res = await load([a.url("/x"), b.url("/x")], 16, LOAD_MS);
-      assertWithinLimit(res.statuses.get(200) ?? 0, res.elapsedMs, "2 Looms, redis", res.statuses);
-      const text = await (await fetch(a.admin("/metrics"))).text();
-      assert.ok(sample(text, "loom_redis_request_duration_seconds_count") > 0, "redis latency recorded");
-      // A saturated 2-core machine may miss the 50 ms timeout now and then (fail open: counted as error).
-      const errors = sample(text, "loom_rate_limit_decisions_total", { route: "all", result: "error" });
-      assert.ok(errors <= res.total * 0.01, `${errors} decisions by the fail mode`);
-    } finally {
-      await b.close();
-      await a.close();
-      await up.close();
-      await redis.kill();
-    }
-  },
-  { timeoutMs: 60_000, needs: ["redis-server"] },
+  () =>
+    withRedis(async (redis, upstream) => {
+      const a = await startLoom(redisConfig(redis.port, upstream));
+      const b = await startLoomProcess(redisConfig(redis.port, upstream));
+      try {
+        const res = await load([a.url("/x"), b.url("/x")], 16, LOAD_MS);
+        assertWithinLimit(res.statuses.get(200) ?? 0, res.elapsedMs, "2 Looms, redis", res.statuses);
+        const text = await (await fetch(a.admin("/metrics"))).text();
+        assert.ok(sample(text, "loom_redis_request_duration_seconds_count") > 0, "redis latency recorded");
+        // A saturated 2-core machine may miss the 50 ms timeout now and then (fail open: counted as error).
+        const errors = sample(text, "loom_rate_limit_decisions_total", { route: "all", result: "error" });
+        assert.ok(errors <= res.total * 0.01, `${errors} decisions by the fail mode`);
+      } finally {
+        await b.close();
+        await a.close();
+      }
+    }),
+  WITH_REDIS,
 );
 
 itest(
   "rate_limit acceptance: Redis killed mid-run and restarted: fail modes, no wait past the timeout, recovery",
-  async () => {
-    const redis = await startRedis();
-    const up = echoUpstream();
-    const loom = await startLoom(redisConfig(
-      redis.port,
-      up.address,
-      `  - id: closed
+  () =>
+    withRedis(async (redis, upstream) => {
+      const loom = await startLoom(redisConfig(
+        redis.port,
+        upstream,
+        `  - id: closed
     path: /closed/*
     upstream: up
     middleware:
@@ -300,104 +313,90 @@ itest(
           redis: { address: "127.0.0.1:${redis.port}", timeout: 50ms }
           limits: [{ name: closed, key: global, rate: 1000, burst: 1000, store: redis, fail: closed }]
 `,
-    ));
-    try {
-      const open = loom.url("/open"); // route "all": fail open, 100/s
-      const closed = loom.url("/closed/x"); // fail closed, never limited while Redis answers
-      const before = await load([open, closed], 4, 1000);
-      assert.ok((before.statuses.get(429) ?? 0) > 0, "the open route is limited while Redis is up");
-      await redis.kill();
-      const down = await load([open, closed], 4, 1500);
-      // Open: nothing limited (no 429), everything passes; closed: 503.
-      const openDown = await load([open], 2, 300);
-      assert.equal(openDown.statuses.get(429) ?? 0, 0, JSON.stringify([...openDown.statuses]));
-      assert.ok((openDown.statuses.get(200) ?? 0) > 0);
-      const closedDown = await fetch(closed);
-      await closedDown.body?.cancel();
-      assert.equal(closedDown.status, 503);
-      assert.equal(closedDown.headers.get("retry-after"), "1");
-      // No request waited for Redis past the 50 ms timeout (margin for a loaded 2-core machine).
-      assert.ok(
-        down.slowest < 50 + 250,
-        `slowest answer while Redis was down: ${down.slowest.toFixed(0)} ms`,
-      );
-      // Restarted on the same port: limits hold again, without restarting Loom.
-      const again = await startRedis(redis.port);
+      ));
       try {
-        await waitFor(
-          "the closed route to answer 200 again",
-          async () => {
-            const r = await fetch(closed);
-            await r.body?.cancel();
-            return r.status === 200;
-          },
-          10_000,
-          100,
-        );
-        const after = await load([open], 4, 1000);
+        const open = loom.url("/open"); // route "all": fail open, 100/s
+        const closed = loom.url("/closed/x"); // fail closed, never limited while Redis answers
+        const before = await load([open, closed], 4, 1000);
+        assert.ok((before.statuses.get(429) ?? 0) > 0, "the open route is limited while Redis is up");
+        await redis.kill();
+        const down = await load([open, closed], 4, 1500);
+        // Open: nothing limited (no 429), everything passes; closed: 503.
+        const openDown = await load([open], 2, 300);
+        assert.equal(openDown.statuses.get(429) ?? 0, 0, JSON.stringify([...openDown.statuses]));
+        assert.ok((openDown.statuses.get(200) ?? 0) > 0);
+        const closedDown = await fetch(closed);
+        await closedDown.body?.cancel();
+        assert.equal(closedDown.status, 503);
+        assert.equal(closedDown.headers.get("retry-after"), "1");
+        // No request waited for Redis past the 50 ms timeout (margin for a loaded 2-core machine).
         assert.ok(
-          (after.statuses.get(429) ?? 0) > 0,
-          `limited again: ${JSON.stringify([...after.statuses])}`,
+          down.slowest < 50 + 250,
+          `slowest answer while Redis was down: ${down.slowest.toFixed(0)} ms`,
         );
-        const text = await (await fetch(loom.admin("/metrics"))).text();
-        assert.ok(sample(text, "loom_redis_state_changes_total", { to: "down" }) >= 1, "down counted");
-        assert.ok(sample(text, "loom_redis_state_changes_total", { to: "up" }) >= 2, "up counted twice");
-        assert.ok(sample(text, "loom_rate_limit_decisions_total", { route: "all", result: "error" }) > 0);
-        assert.ok(sample(text, "loom_rate_limit_decisions_total", { route: "closed", result: "error" }) > 0);
-        const errors = sample(text, "loom_redis_errors_total", { type: "unavailable" }) +
-          sample(text, "loom_redis_errors_total", { type: "timeout" });
-        assert.ok(errors > 0, "redis errors counted");
-        assert.equal(
-          (await rejections(loom.admin("/metrics"), "rate_limit")).get("closed/unavailable")! > 0,
-          true,
-        );
+        // Restarted on the same port: limits hold again, without restarting Loom.
+        const again = await startRedis(redis.port);
+        try {
+          await waitFor(
+            "the closed route to answer 200 again",
+            async () => {
+              const r = await fetch(closed);
+              await r.body?.cancel();
+              return r.status === 200;
+            },
+            10_000,
+            100,
+          );
+          const after = await load([open], 4, 1000);
+          assert.ok(
+            (after.statuses.get(429) ?? 0) > 0,
+            `limited again: ${JSON.stringify([...after.statuses])}`,
+          );
+          const text = await (await fetch(loom.admin("/metrics"))).text();
+          assert.ok(sample(text, "loom_redis_state_changes_total", { to: "down" }) >= 1, "down counted");
+          assert.ok(sample(text, "loom_redis_state_changes_total", { to: "up" }) >= 2, "up counted twice");
+          assert.ok(sample(text, "loom_rate_limit_decisions_total", { route: "all", result: "error" }) > 0);
+          assert.ok(
+            sample(text, "loom_rate_limit_decisions_total", { route: "closed", result: "error" }) > 0,
+          );
+          const errors = sample(text, "loom_redis_errors_total", { type: "unavailable" }) +
+            sample(text, "loom_redis_errors_total", { type: "timeout" });
+          assert.ok(errors > 0, "redis errors counted");
+          assert.equal(
+            (await rejections(loom.admin("/metrics"), "rate_limit")).get("closed/unavailable")! > 0,
+            true,
+          );
+        } finally {
+          await again.kill();
+        }
       } finally {
-        await again.kill();
+        await loom.close();
       }
-    } finally {
-      await loom.close();
-      await up.close();
-      await redis.kill();
-    }
-  },
-  { timeoutMs: 60_000, needs: ["redis-server"] },
+    }),
+  WITH_REDIS,
 );
 
 itest(
   "rate_limit: prefetch takes units N at a time from Redis: fewer round trips, within (N-1) per isolate",
-  async () => {
-    const redis = await startRedis();
-    const up = echoUpstream();
-    const prefetch = 10;
-    const loom = await startLoom(`
-listeners: [{ name: http, address: "127.0.0.1:\${PORT}", protocol: http }]
-upstreams: [{ name: up, endpoints: ["${up.address}"] }]
-routes:
-  - id: all
-    path: /*
-    upstream: up
-    middleware:
-      - rate_limit:
-          redis: { address: "127.0.0.1:${redis.port}", timeout: 50ms }
-          limits: [{ key: global, rate: ${RATE}, burst: ${BURST}, store: redis, prefetch: ${prefetch} }]
-`);
-    try {
-      const res = await load([loom.url("/x")], 8, 2000);
-      const accepted = res.statuses.get(200) ?? 0;
-      const limit = BURST + RATE * res.elapsedMs / 1000;
-      // One isolate: at most prefetch - 1 units held; a lease's units expire after 1 s unspent.
-      assert.ok(
-        Math.abs(accepted - limit) <= (prefetch - 1) + 0.05 * limit,
-        `accepted ${accepted}, limit ${limit}`,
-      );
-      const text = await (await fetch(loom.admin("/metrics"))).text();
-      const trips = sample(text, "loom_redis_request_duration_seconds_count");
-      assert.ok(trips < res.total / 2, `${trips} round trips for ${res.total} requests`);
-    } finally {
-      await loom.close();
-      await up.close();
-      await redis.kill();
-    }
-  },
-  { timeoutMs: 60_000, needs: ["redis-server"] },
+  () =>
+    withRedis(async (redis, upstream) => {
+      const prefetch = 10;
+      const loom = await startLoom(redisConfig(redis.port, upstream, "", prefetch));
+      try {
+        const res = await load([loom.url("/x")], 8, 2000);
+        const accepted = res.statuses.get(200) ?? 0;
+        const limit = BURST + RATE * res.elapsedMs / 1000;
+        // One isolate: at most prefetch - 1 units held; a lease's units expire after 1 s unspent.
+        assert.ok(
+          Math.abs(accepted - limit) <= (prefetch - 1) + 0.05 * limit,
+          `accepted ${accepted}, limit ${limit}`,
+        );
+        const text = await (await fetch(loom.admin("/metrics"))).text();
+        const trips = sample(text, "loom_redis_request_duration_seconds_count");
+        assert.ok(trips < res.total / 2, `${trips} round trips for ${res.total} requests`);
+      } finally {
+        await loom.close();
+      }
+    }),
+  WITH_REDIS,
 );
