@@ -141,6 +141,13 @@ const listener = t.object({
   body_timeout: opt(t.duration(), "30s", "Longest pause while receiving a request body."),
   max_connections: opt(t.int({ min: 0 }), 10000, "Concurrent connections per worker; 0 = unlimited."),
   max_header_bytes: opt(t.size(), "64KB", "Largest request head; beyond it the answer is 431."),
+  write_buffer: opt(
+    t.size(),
+    "64KB",
+    "Response bytes a connection holds for its client: HTTP/1.1 copies at most this much at once " +
+      "(larger chunks go out uncopied), HTTP/2 takes no more response data while this much is unsent " +
+      "(at least 16KB). A client that does not read costs no more, and Loom stops reading the upstream.",
+  ),
   http2: opt(
     t.object({
       max_concurrent_streams: opt(t.int({ min: 1 }), 100, "Streams a client may open at once."),
@@ -222,6 +229,12 @@ const route = t.object({
     t.bool(),
     undefined,
     "Let the upstream's retry policy retry this route's non-idempotent methods (POST, PATCH).",
+  ),
+  allow_trace: opt(
+    t.bool(),
+    false,
+    "Forward TRACE (false: 405 with Allow). With Max-Forwards: 0 Loom answers the TRACE itself, " +
+      "credentials redacted.",
   ),
 });
 

@@ -73,6 +73,11 @@ export interface ListenerConfig {
   max_connections: number;
   /** Largest request head (request line + headers). Default 64KiB; beyond it 431. */
   max_header_bytes: number;
+  /**
+   * Response bytes a connection holds for its client (a slow reader costs no more): the HTTP/1.1
+   * writer's copy bound, the unsent HTTP/2 output before stream writes wait. Default 64KiB.
+   */
+  write_buffer: number;
   /** HTTP/2 limits; defaults apply when absent. */
   http2?: Http2Limits;
 }
@@ -118,6 +123,8 @@ export interface RouteConfig {
   host_rewrite?: string;
   /** Overrides the upstream retry policy's retry_non_idempotent for this route. */
   retry_non_idempotent?: boolean;
+  /** Forward TRACE (default false: 405 with Allow); Max-Forwards: 0 is answered by Loom. */
+  allow_trace: boolean;
   /** Position in the YAML list, used as the last tie-breaker. */
   order: number;
 }

@@ -226,6 +226,7 @@ Deno.test("validate: normalised shapes and defaults", () => {
     body_timeout: 30_000,
     max_connections: 10_000,
     max_header_bytes: 65_536,
+    write_buffer: 65_536,
   });
   const u = c.upstreams[0];
   assert.deepEqual(u.endpoints, [
@@ -269,8 +270,8 @@ Deno.test("validate: normalised shapes and defaults", () => {
   assert.equal(r.per_try_timeout, 250);
   assert.equal(r.connect_timeout, undefined);
   assert.deepEqual(
-    [r.plugins, r.strip_prefix, r.timeout, r.priority, r.preserve_host, r.order],
-    [[], false, 30_000, 0, true, 0],
+    [r.plugins, r.strip_prefix, r.timeout, r.priority, r.preserve_host, r.allow_trace, r.order],
+    [[], false, 30_000, 0, true, false, 0],
   );
   assert.deepEqual(c.routes[1].redirect, { url: "https://example.com", code: 302 });
   assert.deepEqual(c.routes[2].redirect, { url: "/x", code: 308 });
