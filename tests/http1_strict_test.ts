@@ -5,7 +5,7 @@
  * every byte) must receive nothing.
  */
 import assert from "node:assert/strict";
-import { btest, type Message, rawRequest } from "./http1_util.ts";
+import { btest, type Message, RawClient, rawRequest } from "./http1_util.ts";
 import { startUpstream } from "./upstream.ts";
 import { startLoom, yamlOf } from "./helpers.ts";
 
@@ -59,6 +59,11 @@ const CASES: [string, string, number][] = [
   ["bare CR ending a value", get(`${H}X-A: a\r\r\n`), 400],
   ["bare CR in the request line", `GET /\r HTTP/1.1\r\n${H}\r\n`, 400],
   ["bare CR before the version CRLF", `GET / HTTP/1.1\r\r\n${H}\r\n`, 400],
+  // A head with a bare CR that never ends with CRLFCRLF: 400 at once, not after read_header_timeout.
+  ["bare CR line endings only", `GET / HTTP/1.1\r${H.replace("\r\n", "\r")}\r`, 400],
+  ["bare CR line endings after the request line", `GET / HTTP/1.1\r\nHost: a\rX-A: b\r\r`, 400],
+  ["bare CR in a value, head unfinished", `GET / HTTP/1.1\r\n${H}X-A: a\rb`, 400],
+  ["CR CR LF as the final empty line", `GET / HTTP/1.1\r\n${H}\r\r\n`, 400],
   // Control bytes
   ["NUL in a header value", get(`${H}X-A: a\x00b\r\n`), 400],
   ["SOH in a header value", get(`${H}X-A: a\x01b\r\n`), 400],
@@ -178,6 +183,45 @@ btest(
           if (req.startsWith("POST")) assert.equal(new TextDecoder().decode(seen.body), "hello", name);
         }
       });
+    } finally {
+      await loom.close();
+      up.close();
+    }
+  },
+);
+
+btest(
+  "http1 strict: a bare CR is answered 400 at once, also when its LF is awaited over reads",
+  20_000,
+  async () => {
+    const up = startUpstream({ raw: true });
+    const loom = await startLoom(
+      yamlOf({ endpoints: [up.address], listener: { read_header_timeout: "10s" } }),
+    );
+    try {
+      // Split after a CR: fine until the next read shows what follows it.
+      for (
+        const [first, second, status] of [
+          ["GET / HTTP/1.1\r", "\nHost: a\r\n\r\n", 200],
+          ["GET / HTTP/1.1\r\nHost: a\r", "X-A: b", 400],
+          ["GET / HTTP/1.1\r\nHost: a\r\nX-A: b", "\rc", 400],
+        ] as const
+      ) {
+        const c = await RawClient.connect(loom.port);
+        try {
+          const t0 = Date.now();
+          await c.write(first);
+          await new Promise((r) => setTimeout(r, 100));
+          await c.write(second);
+          const res = await c.response({ ms: 2000 });
+          assert.equal(res.status, status, JSON.stringify(first + second) + res.raw);
+          assert.ok(Date.now() - t0 < 1500, `answered after ${Date.now() - t0} ms`);
+          if (status === 400) assert.equal(await c.waitClose(2000), "eof");
+        } finally {
+          c.close();
+        }
+      }
+      assert.equal(up.requests.length, 1);
     } finally {
       await loom.close();
       up.close();

@@ -11,6 +11,33 @@ import { startUpstream } from "./upstream.ts";
 
 const HEAD = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
 
+/**
+ * Sends `data` (a request that stops short) on a new connection, after a complete request answered 200
+ * when `after200` is given: a 408 with Connection: close must come after the listener's 300 ms timeout,
+ * then the close, nothing else.
+ */
+async function expect408(port: number, data: string, after200?: string): Promise<void> {
+  const c = await RawClient.connect(port);
+  try {
+    if (after200 !== undefined) {
+      await c.write(after200);
+      assert.equal((await c.response()).status, 200);
+    }
+    const t0 = Date.now();
+    await c.write(data);
+    const res = await c.response({ ms: 3000 });
+    const elapsed = Date.now() - t0;
+    assert.equal(res.status, 408, `${JSON.stringify(data)}: ${res.raw}`);
+    assert.equal(field(res, "connection"), "close");
+    assert.equal(JSON.parse(new TextDecoder().decode(res.body)).status, 408);
+    assert.ok(elapsed >= 250 && elapsed < 1500, `408 after ${elapsed} ms`);
+    assert.equal(await c.waitClose(2000), "eof");
+    assert.equal(c.buf, "", "nothing after the 408");
+  } finally {
+    c.close();
+  }
+}
+
 btest("timeouts: slowloris head trickled past read_header_timeout is closed", 10_000, async () => {
   const up = startUpstream();
   const loom = await startLoom(yamlOf({
@@ -35,6 +62,7 @@ btest("timeouts: slowloris head trickled past read_header_timeout is closed", 10
       }
     }
     assert.ok(closedAt > 0, "the connection stayed open");
+    assert.match(c.buf, /^HTTP\/1\.1 408 /, "a started head that timed out is answered 408");
     const elapsed = closedAt - t0;
     assert.ok(elapsed >= 250 && elapsed < 1500, `closed after ${elapsed} ms`);
     assert.equal(up.seen.length, 0);
@@ -66,6 +94,7 @@ btest(
       const kind = await c.waitClose(3000);
       const elapsed = Date.now() - t0;
       assert.equal(kind, "eof");
+      assert.equal(c.buf, "", "an idle connection is closed without a 408");
       assert.ok(elapsed < 1000, `idle close took ${elapsed + 200} ms`);
       assert.equal(up.seen.length, 3);
     } finally {
@@ -84,6 +113,7 @@ btest("timeouts: a fresh connection that never sends is closed after idle_timeou
     const t0 = Date.now();
     assert.equal(await c.waitClose(3000), "eof");
     assert.ok(Date.now() - t0 < 1500);
+    assert.equal(c.buf, "", "an idle connection that sent nothing gets no answer");
   } finally {
     c.close();
     await loom.close();
@@ -92,7 +122,7 @@ btest("timeouts: a fresh connection that never sends is closed after idle_timeou
 });
 
 btest(
-  "timeouts: request body stalled mid-way beyond body_timeout is closed, upstream sees the abort",
+  "timeouts: request body stalled mid-way beyond body_timeout gets 408 and the close, upstream sees the abort",
   10_000,
   async () => {
     const upstreamDone = deferred<string>();
@@ -109,17 +139,14 @@ btest(
       endpoints: [up.address],
       listener: { body_timeout: "300ms", read_header_timeout: "5s", idle_timeout: "5s" },
     }));
-    const c = await RawClient.connect(loom.port);
     try {
-      await c.write("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789");
-      const t0 = Date.now();
-      const kind = await c.waitClose(3000);
-      const elapsed = Date.now() - t0;
-      assert.notEqual(kind, "timeout");
-      assert.ok(elapsed >= 250 && elapsed < 1500, `closed after ${elapsed} ms`);
+      await expect408(loom.port, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789");
+      await expect408(
+        loom.port,
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+      );
       assert.equal(await upstreamDone.promise, "aborted");
     } finally {
-      c.close();
       await loom.close();
       await up.close();
     }
@@ -132,18 +159,11 @@ btest("timeouts: body_timeout applies before the first body byte too", 10_000, a
     endpoints: [up.address],
     listener: { body_timeout: "300ms", read_header_timeout: "5s", idle_timeout: "5s" },
   }));
-  const c = await RawClient.connect(loom.port);
   try {
     // Head only; the body never comes.
-    await c.write("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n");
-    const t0 = Date.now();
-    const kind = await c.waitClose(3000);
-    const elapsed = Date.now() - t0;
-    assert.notEqual(kind, "timeout", "a body that never starts must time out");
-    assert.ok(elapsed < 1500, `closed after ${elapsed} ms`);
+    await expect408(loom.port, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n");
     assert.equal(up.requests.length, 0);
   } finally {
-    c.close();
     await loom.close();
     up.close();
   }
@@ -302,6 +322,24 @@ btest("timeouts: a stalled upstream body after the head aborts the client connec
     assert.ok(!c.buf.includes('"status":504'), "no second response after the head was sent");
   } finally {
     c.close();
+    await loom.close();
+    up.close();
+  }
+});
+
+btest("timeouts: a request head started and stalled gets 408 with Connection: close", 10_000, async () => {
+  const up = startUpstream({ raw: true });
+  const loom = await startLoom(yamlOf({
+    endpoints: [up.address],
+    listener: { read_header_timeout: "300ms", idle_timeout: "5s" },
+  }));
+  try {
+    await expect408(loom.port, "G");
+    await expect408(loom.port, "GET / HTTP/1.1\r\nHost: a\r\nX-A: b");
+    // After a complete exchange, a keep-alive connection that starts its next head and stalls: 408 too.
+    await expect408(loom.port, "GET /next HTTP/1.1\r\n", HEAD);
+    assert.equal(up.requests.length, 1);
+  } finally {
     await loom.close();
     up.close();
   }

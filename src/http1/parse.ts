@@ -94,6 +94,22 @@ export function findHeadEnd(buf: Uint8Array, from: number, to: number): number {
   return -1;
 }
 
+/**
+ * Whether `buf[from, to)` holds a bare CR: a CR followed by anything but LF. A
+ * CR as the last byte may still get its LF and does not count. Callers ask only
+ * while a head is incomplete (findHeadEnd gave -1): such a head can never end
+ * with CRLFCRLF, so it is rejected at once instead of waiting for the timeout;
+ * a complete head's bare CRs are the parser's to reject.
+ */
+export function hasBareCr(buf: Uint8Array, from: number, to: number): boolean {
+  let i = buf.indexOf(CR, from);
+  while (i !== -1 && i < to - 1) {
+    if (buf[i + 1] !== LF) return true;
+    i = buf.indexOf(CR, i + 2);
+  }
+  return false;
+}
+
 /** Decodes bytes 1:1 into a string (ISO-8859-1), keeping byte offsets valid. */
 function latin1(buf: Uint8Array, start: number, end: number): string {
   let s = "";

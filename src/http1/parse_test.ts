@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   findHeadEnd,
+  hasBareCr,
   type ParsedRequest,
   type ParsedResponse,
   parseRequestHead,
@@ -35,6 +36,23 @@ Deno.test("findHeadEnd: complete, incomplete and bare-LF heads", () => {
   // Offsets inside a larger buffer.
   const b = bytes("XXGET / HTTP/1.1\r\n\r\nYY");
   assert.equal(findHeadEnd(b, 2, b.length), 20);
+});
+
+Deno.test("hasBareCr: a CR followed by anything but LF; a final CR may still get its LF", () => {
+  const cases: [string, boolean][] = [
+    ["GET / HTTP/1.1\r\nHost: a\r\n", false],
+    ["GET / HTTP/1.1\r", false],
+    ["GET / HTTP/1.1\r\nHost: a\r\r", true],
+    ["GET / HTTP/1.1\rHost", true],
+    ["\r\r\n", true],
+    ["", false],
+  ];
+  for (const [s, want] of cases) assert.equal(hasBareCr(bytes(s), 0, s.length), want, JSON.stringify(s));
+  // Only [from, to) counts: stale bytes after `to` are ignored.
+  const b = bytes("XX\r\nab\rZ");
+  assert.equal(hasBareCr(b, 2, 7), false);
+  assert.equal(hasBareCr(b, 2, 8), true);
+  assert.equal(hasBareCr(bytes("\rX\r\n"), 1, 4), false);
 });
 
 Deno.test("parseRequestHead: valid heads", () => {

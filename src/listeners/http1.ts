@@ -15,7 +15,7 @@ import {
   writeAll,
   writeRest,
 } from "../http1/reader.ts";
-import { findHeadEnd, parseRequestHead } from "../http1/parse.ts";
+import { findHeadEnd, hasBareCr, parseRequestHead } from "../http1/parse.ts";
 import { EMPTY_BODY, type RawStream, type UpgradableWriter } from "../core/body.ts";
 import { RequestContext } from "../core/context.ts";
 import type { HeaderList } from "../core/headers.ts";
@@ -218,6 +218,14 @@ const REFUSED = new TextEncoder().encode(
   "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: " +
     REFUSED_BODY.length + "\r\nconnection: close\r\n\r\n" + REFUSED_BODY,
 );
+const TIMEOUT_BODY = '{"error":"request timeout","status":408}\n';
+/** The answer to a request whose head or body did not arrive in time. */
+const REQUEST_TIMEOUT = new TextEncoder().encode(
+  "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: " +
+    TIMEOUT_BODY.length + "\r\nconnection: close\r\n\r\n" + TIMEOUT_BODY,
+);
+/** How long a timed-out client has to take its 408 before the connection closes anyway. */
+const TIMEOUT_WRITE_MS = 1000;
 
 /** What an HTTP/1.1 connection needs from the listener that accepted it. */
 export interface Http1Owner {
@@ -241,6 +249,12 @@ export class Http1Connection implements Expirable {
   draining = false;
   /** Output buffer for heads and coalesced small bodies (grown on demand). */
   out: Uint8Array = new Uint8Array(0);
+  /**
+   * The most response bytes copied into `out` at once (listener `write_buffer`): a
+   * larger chunk is written from where it lies, and nothing is read for the response
+   * until a write completes, so a client that does not read holds no more than this.
+   */
+  readonly coalesce: number;
   ctx: RequestContext | null = null;
   private readonly remoteIp: string;
   private readonly remotePort: number;
@@ -258,6 +272,7 @@ export class Http1Connection implements Expirable {
     private onContext?: (ctx: RequestContext) => void,
   ) {
     this.r = new ConnReader(conn, 16 * 1024);
+    this.coalesce = server.cfg.write_buffer ?? MAX_COALESCE;
     const ra = conn.remoteAddr as Deno.NetAddr;
     this.remoteIp = ra.hostname ?? "";
     this.remotePort = ra.port ?? 0;
@@ -266,8 +281,43 @@ export class Http1Connection implements Expirable {
     this.localPort = la?.port ?? 0;
   }
 
+  /**
+   * A deadline passed. A connection that started a request (head bytes
+   * received, or its body still coming and no response begun) is told `408
+   * Request Timeout` with `Connection: close` before the close; an idle one
+   * (nothing received since the last response) just closes, as does one
+   * whose response is under way.
+   */
   expire(): void {
-    this.destroy();
+    if (this.closed) return;
+    const ctx = this.ctx;
+    if (ctx !== null ? !ctx.res.headSent : this.r.available > 0) this.timedOut(ctx);
+    else this.destroy();
+  }
+
+  /** Writes the 408 and closes; nothing else is read or answered on this connection from here on. */
+  private timedOut(ctx: RequestContext | null): void {
+    this.closed = true;
+    disarm(this);
+    const conn = this.conn;
+    let done = false;
+    const close = () => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      try {
+        conn.close();
+      } catch { /* already closed */ }
+    };
+    // A client that does not read even the 408 is not waited for long.
+    const timer = setTimeout(close, TIMEOUT_WRITE_MS);
+    writeAll(conn, REQUEST_TIMEOUT).then(close, close);
+    if (ctx !== null) {
+      // The request stops upstream; whatever the proxy answers now goes nowhere (ctx.aborted).
+      ctx.abort();
+      ctx.status = 408;
+      ctx.rejection = "request_timeout";
+    }
   }
 
   destroy(): void {
@@ -286,10 +336,16 @@ export class Http1Connection implements Expirable {
     if (!this.busy) this.destroy();
   }
 
+  /**
+   * Reads until a complete head is buffered: its end offset, or -1 (EOF or
+   * closed), -2 (bare LF), -3 (too large), -4 (bare CR).
+   */
   private async readHead(): Promise<number> {
     const r = this.r;
     const cfg = this.server.cfg;
     let sawBytes = r.available > 0;
+    /** Offset from r.start up to which an incomplete head was checked for a bare CR. */
+    let crChecked = 0;
     arm(this, sawBytes ? cfg.read_header_timeout : cfg.idle_timeout);
     for (;;) {
       // RFC 9112 2.2: ignore at least one empty line before the request line.
@@ -299,6 +355,9 @@ export class Http1Connection implements Expirable {
         // A head that arrived whole in one read must respect the limit too.
         if (end !== -1) return end - r.start > cfg.max_header_bytes ? -3 : end;
         if (r.available >= cfg.max_header_bytes) return -3;
+        // Incomplete: a bare CR means it never completes (a head is read whole in one read as a rule).
+        if (hasBareCr(r.buf, r.start + crChecked, r.end)) return -4;
+        crChecked = r.available - 1;
       }
       r.reset();
       // Joins the disconnect detector's read when one is in flight (see watchClient).
@@ -322,9 +381,12 @@ export class Http1Connection implements Expirable {
           if (e instanceof FramingError) await this.reject(e.status, e.message);
           return;
         }
-        if (end === -1) return; // EOF or closed
-        if (end === -2) return await this.reject(400, "bare LF");
-        if (end === -3) return await this.reject(431, "request head too large");
+        if (end < 0 || this.closed) {
+          if (end === -2) await this.reject(400, "bare LF");
+          else if (end === -3) await this.reject(431, "request head too large");
+          else if (end === -4) await this.reject(400, "bare CR");
+          return; // -1: EOF or closed (a timeout answered 408 meanwhile)
+        }
         const head = parseRequestHead(r.buf, r.start, end);
         if (head.error) return await this.reject(head.status, head.reason);
         // Any CONNECT, whatever its target form, would turn the upstream connection into a tunnel.
@@ -380,12 +442,14 @@ export class Http1Connection implements Expirable {
           cfg.name,
         );
         ctx.bytesIn = headBytes;
-        ctx.upgrade = head.upgrade;
+        // `Upgrade: h2c` (RFC 7540 3.2) is for the next hop, which is Loom: refused by going on as
+        // plain HTTP/1.1 (the header policy drops Upgrade and HTTP2-Settings; nothing is re-announced).
+        if (head.upgrade !== undefined) ctx.upgrade = forwardedUpgrade(head.upgrade);
         ctx.localAddr = this.localIp;
         ctx.localPort = this.localPort;
         this.onContext?.(ctx);
         this.ctx = ctx;
-        if (body === EMPTY_BODY && head.upgrade === undefined) this.watchClient();
+        if (body === EMPTY_BODY && ctx.upgrade === undefined) this.watchClient();
 
         try {
           await this.server.handler.handle(ctx);
@@ -494,6 +558,19 @@ async function drainBody(body: { read(): Promise<Uint8Array | null> }): Promise<
   }
 }
 
+const HTTP2_UPGRADE = /^(h2c?|http\/2(\.0)?)$/i;
+
+/**
+ * The protocols of a client's Upgrade that go upstream: all but HTTP/2's
+ * (`h2c`; `h2`, which RFC 7540 3.3 keeps to TLS; `HTTP/2.0`), which Loom does
+ * not offer over an upgrade. Undefined when none is left.
+ */
+export function forwardedUpgrade(value: string): string | undefined {
+  if (!/\bh2c?\b|http\/2/i.test(value)) return value;
+  const kept = value.split(",").map((p) => p.trim()).filter((p) => p !== "" && !HTTP2_UPGRADE.test(p));
+  return kept.length === 0 ? undefined : kept.join(", ");
+}
+
 function absoluteForm(target: string): { authority: string; pathAndQuery: string } | null {
   const m = /^https?:\/\/([^/?#]*)([^#]*)$/i.exec(target);
   if (m === null || m[1] === "" || m[1].includes("@")) return null;
@@ -583,7 +660,7 @@ class Http1Writer implements UpgradableWriter {
     const c = this.c;
     const prefix = this.chunked ? chunk.length.toString(16) + "\r\n" : "";
     const total = this.pending + prefix.length + chunk.length + (this.chunked ? 2 : 0);
-    if (total <= MAX_COALESCE) {
+    if (total <= c.coalesce) {
       // One write: pending head + framing + data, copied into the out buffer.
       let o = this.pending;
       if (prefix !== "") o = c.put(prefix, o);
@@ -656,5 +733,5 @@ class Http1Writer implements UpgradableWriter {
 
 const CRLF = new Uint8Array([13, 10]);
 const RESOLVED: Promise<void> = Promise.resolve();
-/** Largest head+body written with one copy and one syscall. */
+/** Largest head+body written with one copy and one syscall, unless the listener says (`write_buffer`). */
 const MAX_COALESCE = 64 * 1024;
