@@ -1,9 +1,10 @@
 /**
  * The life of a request, in named phases (after Pingora):
  *
- *   request id → normalise target → route (snapshot) → the route's compiled
- *   chain: middleware `request` phase → plugins → proxy (`upstream_request`,
- *   `response`, `response_body` hooks run inside) → `log`
+ *   request id → normalise target → route (snapshot) → TRACE / Max-Forwards
+ *   rules (intermediary.ts) → the route's compiled chain: middleware `request`
+ *   phase → plugins → proxy (`upstream_request`, `response`, `response_body`
+ *   hooks run inside) → `log`
  *
  * Engines call `handle(ctx)`; the snapshot is read once per request, so a
  * reload never changes the routes under a request in flight.
@@ -21,6 +22,7 @@ import { requestIdFrom } from "../observability/request_id.ts";
 import { resolveClientIp } from "../net/client_ip.ts";
 import { logger } from "../observability/logger.ts";
 import type { RouteRuntime } from "./snapshot.ts";
+import { serverOptions, traceOrOptions } from "./intermediary.ts";
 
 /** Strips the port and lower-cases a Host / :authority value. */
 export function hostForRouting(authority: string): string {
@@ -87,7 +89,7 @@ export class Gateway {
     if (ctx.grpc !== 0) watchGrpcStatus(ctx);
     const { path: rawPath, query } = splitTarget(ctx.target);
     const path = normalizePath(rawPath);
-    if (path === null) return respondError(ctx, 400, "invalid request path");
+    if (path === null) return serverOptions(ctx) ?? respondError(ctx, 400, "invalid request path");
     ctx.path = path;
     ctx.query = query;
     ctx.host = hostForRouting(ctx.authority);
@@ -105,7 +107,14 @@ export class Gateway {
       ? encodePath(stripPrefix(path, m.prefix))
       : encodePath(path);
     ctx.upstreamTarget = query === "" ? upPath : upPath + "?" + query;
-    return ctx.method === "OPTIONS" ? rt.optionsHandler(ctx) : rt.handler(ctx);
+    const method = ctx.method;
+    if (method === "OPTIONS" || method === "TRACE") {
+      // RFC 9110 rules of Loom's own, before any middleware: TRACE refused, Max-Forwards.
+      const answer = traceOrOptions(ctx, rt.config);
+      if (answer !== null) return answer;
+      return method === "OPTIONS" ? rt.optionsHandler(ctx) : rt.handler(ctx);
+    }
+    return rt.handler(ctx);
   }
 
   private record(ctx: RequestContext): void {

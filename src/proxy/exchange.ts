@@ -12,7 +12,7 @@ import type { RequestContext } from "../core/context.ts";
 import type { BodyReader, RawHeadWriter, ResponseWriter } from "../core/body.ts";
 import { armAt, disarm } from "../core/deadline.ts";
 import { BodyLimitError } from "../core/body_limit.ts";
-import { findHeadEnd, type ParsedResponse, parseResponseHead } from "../http1/parse.ts";
+import { findHeadEnd, type ParsedResponse, parseResponseHead, tokenList } from "../http1/parse.ts";
 import {
   ChunkedBodyReader,
   CloseDelimitedReader,
@@ -83,7 +83,11 @@ export async function exchange(
     }
     const res = await readResponseHead(pc, ctx);
     if (res.status === 101) {
+      // A tunnel opens only for the upgrade Loom forwarded, to the protocol it named.
       if (ctx.upgrade === undefined) throw new UpstreamFailure("protocol", "unexpected 101 from upstream");
+      if (!upgradeAnswered(ctx.upgrade, res.headers.get("upgrade"))) {
+        throw new UpstreamFailure("protocol", "101 to a protocol the client did not ask for");
+      }
       disarm(pc);
       filterResponseHeaders(res.headers, res.connection, "1.1", true);
       await tunnel(ctx, pc, res);
@@ -166,6 +170,16 @@ export async function exchange(
     ctx.onAbort = null;
     pc.pool.release(pc, reusable);
   }
+}
+
+/**
+ * Whether a 101's Upgrade (`answer`) names a protocol of the request's Upgrade
+ * (`asked`), compared without case ("websocket", "WebSocket").
+ */
+export function upgradeAnswered(asked: string, answer: string | undefined): boolean {
+  if (answer === undefined) return false;
+  const offered = tokenList(asked);
+  return tokenList(answer).some((p) => offered.includes(p));
 }
 
 /** The client went away: nothing more to answer. */

@@ -12,7 +12,8 @@
  * - Hop-by-hop fields never cross: Connection, Keep-Alive, Proxy-Connection,
  *   TE, Transfer-Encoding, Upgrade, HTTP2-Settings and every field the
  *   Connection header lists; Host and Content-Length too (the serialiser
- *   writes Host / :authority and the framing of the body it sends).
+ *   writes Host / :authority and the framing of the body it sends), and
+ *   their look-alikes `Content_Length` and `Transfer_Encoding` (any case).
  * - `TE: trailers` is sent when the client asked for trailers, and always to
  *   gRPC upstreams; an upgrade (WebSocket, HTTP/1.1 only) is re-announced.
  * - `Via` gets "<client version> loom" appended ("1.1", "2", "3").
@@ -62,6 +63,22 @@ export function isHopByHop(k: string): boolean {
       return k === "proxy-connection";
     case 17:
       return k === "transfer-encoding";
+    default:
+      return false;
+  }
+}
+
+/**
+ * `Content_Length` and `Transfer_Encoding` in any case (`k` is lower-case):
+ * an upstream that folds "_" into "-" (CGI-style servers, some frameworks)
+ * would read them as framing, so they never cross (nginx drops them too).
+ */
+export function isFramingLookAlike(k: string): boolean {
+  switch (k.length) {
+    case 14:
+      return k === "content_length";
+    case 17:
+      return k === "transfer_encoding";
     default:
       return false;
   }
@@ -201,7 +218,7 @@ function begin(ctx: RequestContext, trusted: CidrSet | null): void {
  * are collected into `st`.
  */
 function pass(k: string, v: string): string | null {
-  if (isHopByHop(k) || k.charCodeAt(0) === 58 /* : pseudo */) return null;
+  if (isHopByHop(k) || k.charCodeAt(0) === 58 /* : pseudo */ || isFramingLookAlike(k)) return null;
   if (st.nominated !== null && st.nominated.includes(k)) return null;
   if (isForwarding(k)) {
     if (k === "via") st.via = st.via === undefined ? v : st.via + ", " + v;

@@ -235,6 +235,20 @@ const CASES: Case[] = [
     want: (c, u) => [["x-keep", "k"], ...loomBlock(c, u)],
   },
   {
+    name: "Content_Length / Transfer_Encoding look-alikes dropped in any case; other underscores kept",
+    req: {
+      fields: [
+        ["Transfer_Encoding", "chunked"],
+        ["content_length", "50"],
+        ["CONTENT_LENGTH", "7"],
+        ["transfer_ENCODING", "gzip"],
+        ["X_Other", "kept"],
+        ["Content_Type", "text/plain"],
+      ],
+    },
+    want: (c, u) => [["x_other", "kept"], ["content_type", "text/plain"], ...loomBlock(c, u)],
+  },
+  {
     name: "TE only as trailers, when the client asked for them",
     req: { fields: [["TE", "deflate;q=0.5, trailers, gzip"], ["X-A", "1"]] },
     want: (
