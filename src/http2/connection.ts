@@ -59,6 +59,12 @@ export interface H2Options {
   /** ...and the connection closed when nothing (its ACK included) arrived this many ms after that PING. Default 20 s. */
   keepaliveTimeout?: number;
   /**
+   * Unsent output (bytes) beyond which no more DATA is queued: stream writes wait until the transport
+   * took it, whatever windows the peer granted, so a peer that stops reading holds about twice this
+   * (the buffer in flight and the one filling). At least 16 KiB. Default: unbounded (the windows only).
+   */
+  maxBufferedOutput?: number;
+  /**
    * Called for each error of the peer's making that we answer with GOAWAY or RST_STREAM (refused
    * streams are no error): the RFC 9113 code, what was wrong, and the stream (0: a connection error).
    */
@@ -431,6 +437,8 @@ export class H2Connection {
   private kaReads = 0;
   private kaPinging = false;
   private readonly kaFn = () => this.keepaliveTick();
+  /** maxBufferedOutput (Infinity: unbounded). */
+  private readonly maxOut: number;
 
   private constructor(t: H2Transport, opts: H2Options, isServer: boolean) {
     this.t = t;
@@ -447,6 +455,9 @@ export class H2Connection {
     this.onProtocolError = opts.onProtocolError;
     this.kaInterval = opts.keepaliveInterval ?? 0;
     this.kaTimeout = opts.keepaliveTimeout ?? 20_000;
+    this.maxOut = opts.maxBufferedOutput === undefined
+      ? Infinity
+      : Math.max(opts.maxBufferedOutput, DEFAULT_MAX_FRAME_SIZE);
     this.prefaceLeft = isServer ? PREFACE.length : 0;
     this.ready = this.readyD.promise;
     this.ready.catch(noop);
@@ -1113,7 +1124,13 @@ export class H2Connection {
       // Fast path: everything fits in the windows now.
       const max = this.peerMaxFrame;
       while (off < data.length) {
-        const n = Math.min(data.length - off, max, s._sendWindow, this.connSendWindow);
+        const n = Math.min(
+          data.length - off,
+          max,
+          s._sendWindow,
+          this.connSendWindow,
+          this.maxOut - this.out.length,
+        );
         if (n <= 0) break;
         this.out.data(s.id, false, data, off, n);
         s._sendWindow -= n;
@@ -1206,7 +1223,13 @@ export class H2Connection {
     if (pw === undefined) return false;
     const rem = pw.data.length - pw.off;
     if (rem > 0) {
-      const n = Math.min(rem, this.peerMaxFrame, s._sendWindow, this.connSendWindow);
+      const n = Math.min(
+        rem,
+        this.peerMaxFrame,
+        s._sendWindow,
+        this.connSendWindow,
+        this.maxOut - this.out.length,
+      );
       if (n <= 0) return false;
       this.out.data(s.id, false, pw.data, pw.off, n);
       s._sendWindow -= n;
@@ -1450,6 +1473,8 @@ export class H2Connection {
         let off = 0;
         while (off < chunk.length) off += await this.t.write(off === 0 ? chunk : chunk.subarray(off));
         w.length = 0;
+        // Writers held back by maxBufferedOutput fill the other buffer while this one is written.
+        if (this.sendQueue.length > 0) this.pump();
       }
     } catch (e) {
       this.writing = false;

@@ -87,6 +87,8 @@ export class H2Listener {
       settingsTimeout: cfg.http2?.settings_timeout ?? 10_000,
       keepaliveInterval: cfg.http2?.keepalive_interval ?? 0,
       keepaliveTimeout: cfg.http2?.keepalive_timeout ?? 20_000,
+      // A client that stops reading holds about this much, whatever windows it granted.
+      maxBufferedOutput: cfg.write_buffer,
     };
     const secure = cfg.protocol === "grpcs" || cfg.protocol === "https";
     const hostname = cfg.hostname || "0.0.0.0";
