@@ -82,6 +82,39 @@ export function createAdminApp(backend: AdminBackend, cfg: AdminConfig): Hono {
     log.warn("config reload via admin API failed", { errors: result.errors });
     return c.json({ result: "failure", errors: result.errors }, 400);
   });
+  app.post("/cache/purge", async (c) => {
+    if (backend.purgeCache === undefined) return c.json({ error: "not supported" }, 501);
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      return c.json({ error: 'expected a JSON body {"key": "..."} or {"prefix": "..."}' }, 400);
+    }
+    const o = (body ?? {}) as Record<string, unknown>;
+    const key = o.key;
+    const prefix = o.prefix;
+    if (
+      typeof body !== "object" || Array.isArray(body) || (key === undefined) === (prefix === undefined) ||
+      (key !== undefined && (typeof key !== "string" || key === "")) ||
+      (prefix !== undefined && typeof prefix !== "string")
+    ) {
+      return c.json(
+        { error: 'expected {"key": "<cache key>"} or {"prefix": "<key prefix>"} (one of them)' },
+        400,
+      );
+    }
+    const what = key !== undefined ? { key: key as string } : { prefix: prefix as string };
+    let purged: number;
+    try {
+      purged = await backend.purgeCache(what);
+    } catch (e) {
+      // E.g. a Redis store that is not reachable: nothing was confirmed purged there.
+      log.warn("cache purge via admin API failed", { ...what, error: String(e) });
+      return c.json({ error: `purge failed: ${e instanceof Error ? e.message : String(e)}` }, 503);
+    }
+    log.info("cache purged via admin API", { ...what, purged });
+    return c.json({ ...what, purged });
+  });
   for (const action of ["drain", "enable"] as const) {
     app.post(`/upstreams/:name/endpoints/:endpoint/${action}`, async (c) => {
       if (backend.setEndpointDraining === undefined) return c.json({ error: "not supported" }, 501);

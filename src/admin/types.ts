@@ -57,6 +57,12 @@ export interface AdminBackend {
   setEndpointDraining?(upstream: string, endpoint: string, draining: boolean): boolean | Promise<boolean>;
   /** Proxy-Wasm plugins (GET /plugins); optional: without it the admin isolate's own are listed. */
   plugins?(): PluginInfo[] | Promise<PluginInfo[]>;
+  /**
+   * Drops cached responses (the cache middleware) on every worker: `key`
+   * exactly (with its Vary variants) or every key starting with `prefix`;
+   * the count dropped. Optional: backends without it answer 501.
+   */
+  purgeCache?(what: { key?: string; prefix?: string }): Promise<number>;
   /** Prometheus text, already merged across workers. */
   metrics(): Promise<string>;
   info(): GatewayInfo;

@@ -2,7 +2,7 @@
  * The Loom configuration format, declared once. `normalise.ts` validates and
  * normalises against it; `json_schema.ts` turns it into config/loom.schema.json.
  *
- * Compatibility blocks (`tracing`, `cache`) are validated
+ * Compatibility blocks (`tracing`) are validated
  * field by field but get no defaults: they are kept as written except that
  * durations become milliseconds and sizes bytes, like everywhere else.
  */
@@ -10,6 +10,7 @@
 import { middlewareList } from "./middleware/mod.ts";
 import { corsType } from "./middleware/cors.ts";
 import { topLevelRateLimitType } from "./middleware/rate_limit.ts";
+import { topLevelCacheType } from "./middleware/cache.ts";
 import { opt, req, t, type Type } from "./dsl.ts";
 import { ENDPOINT_PATTERN, LISTEN_ADDRESS_PATTERN, parseAddress } from "./address.ts";
 import { cidrError } from "../net/cidr.ts";
@@ -533,17 +534,8 @@ export const loomSchema: Type = t.object({
     "CORS for every route (the Loom format's block; same options as the cors middleware).",
   ),
   cache: opt(
-    t.object({
-      enabled: opt(t.bool()),
-      max_size: opt(t.size()),
-      default_ttl: opt(t.duration()),
-      cleanup_interval: opt(t.duration()),
-      stale_while_revalidate: opt(t.duration()),
-      excluded_paths: opt(stringList),
-      included_paths: opt(stringList),
-      bypass_header: opt(t.string()),
-    }),
+    topLevelCacheType,
     undefined,
-    "Response caching (accepted for compatibility).",
+    "A response cache in front of every route (the cache middleware, memory store: more options there).",
   ),
 }, { description: "Loom API gateway configuration." });

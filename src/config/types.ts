@@ -11,6 +11,7 @@ import type { MiddlewareEntry } from "./middleware/mod.ts";
 import type { CorsOptions } from "./middleware/cors.ts";
 import type { Resource } from "./resources.ts";
 import type { TopLevelRateLimit } from "./middleware/rate_limit.ts";
+import type { TopLevelCache } from "./middleware/cache.ts";
 export type { MiddlewareEntry };
 
 /** Listener protocols of Loom's format. */
@@ -354,7 +355,8 @@ export interface LoomConfig {
   tracing?: Record<string, unknown>;
   /** Top-level CORS (Loom format): a `cors` middleware in front of every route. */
   cors?: CorsOptions;
-  cache?: Record<string, unknown>;
+  /** Loom format: a response cache in front of every route (the cache middleware). */
+  cache?: TopLevelCache;
 }
 
 /** One validation problem, located in the YAML source. */

@@ -37,7 +37,6 @@ export type ValidateResult = {
  */
 const UNIMPLEMENTED: Record<string, string> = {
   tracing: "tracing is not implemented yet; this block is ignored",
-  cache: "response caching is not implemented yet; this block is ignored",
   "metrics.opentelemetry": "OpenTelemetry metrics export is not implemented yet; this block is ignored",
   "upstreams[].service_discovery": "service discovery is not implemented yet; this block is ignored",
 };

@@ -16,6 +16,8 @@ import { cors } from "../middleware/cors/index.ts";
 import { rateLimit } from "../middleware/rate_limit/index.ts";
 import { entryScope, scopedEnv, sharedRegionsOf } from "../middleware/shared.ts";
 import { topLevelRateLimit } from "../config/middleware/rate_limit.ts";
+import { cache } from "../middleware/cache/index.ts";
+import { topLevelCache } from "../config/middleware/cache.ts";
 import { GatewayMetrics } from "../observability/gateway_metrics.ts";
 import {
   compileRouteChains,
@@ -57,6 +59,8 @@ let versions = 0;
 
 /** Scope (shared-memory id prefix) of the top-level `rate_limit` block's middleware. */
 const TOP_RATE_LIMIT = "rate_limit";
+/** Scope of the top-level `cache` block's middleware (its store is kept across reloads by it). */
+const TOP_CACHE = "cache";
 
 /** The shared memory blocks `config`'s middleware need (the supervisor reserves them before posting it). */
 export function sharedRegionsFor(config: LoomConfig): Map<string, number> {
@@ -90,6 +94,9 @@ export function buildSnapshot(
     metrics: obs instanceof GatewayMetrics ? obs : null,
   };
   const global = config.middleware.map((m, i) => createMiddleware(m, scopedEnv(env, entryScope(null, i))));
+  // The Loom format's top-level `cache` block: a cache in front of every route (behind the limit and CORS).
+  const topCache = topLevelCache(config.cache);
+  if (topCache !== null) global.unshift(cache(topCache, scopedEnv(env, TOP_CACHE)));
   // The Loom format's top-level `rate_limit` block: a limit per client IP in front of every route.
   const topLimit = topLevelRateLimit(config.rate_limit);
   if (topLimit !== null) global.unshift(rateLimit(topLimit, scopedEnv(env, TOP_RATE_LIMIT)));

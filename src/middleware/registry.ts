@@ -30,6 +30,8 @@ import type { CompressOptions } from "../config/middleware/compress.ts";
 import type { SharedRegions } from "../core/shared_memory.ts";
 import { rateLimit } from "./rate_limit/index.ts";
 import type { RateLimitOptions } from "../config/middleware/rate_limit.ts";
+import { cache } from "./cache/index.ts";
+import type { CacheOptions } from "../config/middleware/cache.ts";
 
 /** What a middleware may use besides its options, given when the snapshot is built. */
 export interface MiddlewareEnv {
@@ -63,6 +65,8 @@ export interface MiddlewareMetrics {
   redisError(type: string): void;
   /** The Redis connection went up or down. */
   redisState(up: boolean): void;
+  /** A GET/HEAD the cache saw on `route`: "hit", "miss", "stale", "revalidated" or "bypass". */
+  cacheRequest?(route: string, result: string): void;
 }
 
 /** An environment with no upstreams (unit tests, tools). */
@@ -87,6 +91,7 @@ const factories = new Map<string, MiddlewareFactory>([
   ["body_limit", (o: BodyLimitOptions) => bodyLimit(o)],
   ["compress", (o: CompressOptions) => compress(o)],
   ["rate_limit", (o: RateLimitOptions, env) => rateLimit(o, env)],
+  ["cache", (o: CacheOptions, env) => cache(o, env)],
 ]);
 
 /**

@@ -71,6 +71,7 @@ export class GatewayMetrics {
   readonly grpcResponsesTotal: Counter;
   readonly rejectionsTotal: Counter;
   readonly rateLimitDecisionsTotal: Counter;
+  readonly cacheRequestsTotal: Counter;
   readonly redisRequestDuration: Histogram;
   readonly redisErrorsTotal: Counter;
   readonly redisStateChangesTotal: Counter;
@@ -83,6 +84,8 @@ export class GatewayMetrics {
   readonly #connections = new Map<string, GaugeChild>();
   /** route -> result -> counter child. */
   readonly #rateLimit = new Map<string, Map<string, CounterChild>>();
+  /** route -> result -> counter child. */
+  readonly #cache = new Map<string, Map<string, CounterChild>>();
   #redisDuration: HistogramChild | null = null;
   readonly #reloadOk: CounterChild;
   readonly #reloadFailed: CounterChild;
@@ -172,6 +175,11 @@ export class GatewayMetrics {
     this.rateLimitDecisionsTotal = r.counter(
       "loom_rate_limit_decisions_total",
       "rate_limit decisions by route and result (allowed, limited, error: Redis failed and the fail mode decided).",
+      ["route", "result"],
+    );
+    this.cacheRequestsTotal = r.counter(
+      "loom_cache_requests_total",
+      "GET/HEAD requests seen by the cache middleware, by route and result (hit, miss, stale, revalidated, bypass).",
       ["route", "result"],
     );
     this.redisRequestDuration = r.histogram(
@@ -275,6 +283,15 @@ export class GatewayMetrics {
     if (inner === undefined) this.#rateLimit.set(route, inner = new Map());
     let c = inner.get(result);
     if (c === undefined) inner.set(result, c = this.rateLimitDecisionsTotal.labels(route, result));
+    c.value++;
+  }
+
+  /** A request the cache middleware answered or forwarded on `route` (hit, miss, stale, revalidated, bypass). */
+  cacheRequest(route: string, result: string): void {
+    let inner = this.#cache.get(route);
+    if (inner === undefined) this.#cache.set(route, inner = new Map());
+    let c = inner.get(result);
+    if (c === undefined) inner.set(result, c = this.cacheRequestsTotal.labels(route, result));
     c.value++;
   }
 

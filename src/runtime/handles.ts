@@ -16,8 +16,16 @@ export interface InstanceHandle {
   metrics(): Promise<MetricsSnapshot>;
   upstreams(): Promise<UpstreamInfo[]>;
   plugins(): Promise<PluginInfo[]>;
+  /** Drops cached responses of this instance; `shared` stores (Redis) only when `shared`. */
+  purgeCache(what: CachePurge, shared: boolean): Promise<number>;
   shutdown(drainMs: number): Promise<void>;
   addresses(): Record<string, Deno.NetAddr>;
+}
+
+/** What to purge from the caches: a key (and its variants) or a key prefix. */
+export interface CachePurge {
+  key?: string;
+  prefix?: string;
 }
 
 /** An instance in this isolate. */
@@ -38,6 +46,9 @@ export class LocalHandle implements InstanceHandle {
   plugins(): Promise<PluginInfo[]> {
     return Promise.resolve(this.instance.plugins());
   }
+  purgeCache(what: CachePurge, shared: boolean): Promise<number> {
+    return this.instance.purgeCache(what, shared);
+  }
   shutdown(drainMs: number): Promise<void> {
     return this.instance.shutdown(drainMs);
   }
@@ -53,6 +64,7 @@ export type ToWorker =
   | { type: "metrics"; id: number }
   | { type: "upstreams"; id: number }
   | { type: "plugins"; id: number }
+  | { type: "purge"; id: number; what: CachePurge; shared: boolean }
   | { type: "shutdown"; id: number; drainMs: number };
 
 /** Messages from a worker. */
@@ -127,6 +139,9 @@ export class WorkerHandle implements InstanceHandle {
   }
   plugins(): Promise<PluginInfo[]> {
     return this.call({ type: "plugins", id: this.nextId++ });
+  }
+  purgeCache(what: CachePurge, shared: boolean): Promise<number> {
+    return this.call({ type: "purge", id: this.nextId++, what, shared });
   }
   async shutdown(drainMs: number): Promise<void> {
     try {

@@ -18,6 +18,7 @@ import { CounterSlots, type CounterSlotsSnapshot } from "../upstream/counters.ts
 import type { UpstreamInfo } from "../upstream/upstream.ts";
 import { VERSION } from "../version.ts";
 import type { PluginInfo } from "../wasm/mod.ts";
+import { purgeCaches } from "../middleware/cache/index.ts";
 
 /** A listener of any engine. */
 interface RunningListener {
@@ -221,6 +222,11 @@ export class GatewayInstance {
   /** This isolate's Proxy-Wasm plugins (GET /plugins, merged over workers by the supervisor). */
   plugins(): PluginInfo[] {
     return this.gateway.snapshot.plugins.describe();
+  }
+
+  /** Drops cached responses of this isolate's caches (Redis ones only when `shared`). */
+  purgeCache(what: { key?: string; prefix?: string }, shared: boolean): Promise<number> {
+    return purgeCaches(what, shared);
   }
 
   /** Stops accepting, lets busy connections finish up to `drainMs`, then closes everything. */

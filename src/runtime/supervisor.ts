@@ -255,6 +255,12 @@ export class Supervisor implements AdminBackend {
     return true;
   }
 
+  /** Purges the caches of every worker; a Redis store once (by the first worker). */
+  async purgeCache(what: { key?: string; prefix?: string }): Promise<number> {
+    const counts = await Promise.all(this.handles.map((h, i) => h.purgeCache(what, i === 0)));
+    return counts.reduce((a, b) => a + b, 0);
+  }
+
   config(): LoomConfig {
     return this.cfg;
   }

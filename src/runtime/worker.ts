@@ -34,6 +34,8 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
         return send({ type: "reply", id: m.id, data: instance!.upstreams() });
       case "plugins":
         return send({ type: "reply", id: m.id, data: instance!.plugins() });
+      case "purge":
+        return send({ type: "reply", id: m.id, data: await instance!.purgeCache(m.what, m.shared) });
       case "shutdown":
         await instance?.shutdown(m.drainMs);
         return send({ type: "reply", id: m.id });

@@ -26,6 +26,7 @@ import { apiKeyOptions } from "./api_key.ts";
 import { bodyLimitOptions } from "./body_limit.ts";
 import { compressOptions } from "./compress.ts";
 import { rateLimitOptions } from "./rate_limit.ts";
+import { cacheOptions } from "./cache.ts";
 
 /** A middleware entry after validation: its name and normalised options. */
 export interface MiddlewareEntry {
@@ -47,6 +48,7 @@ const fields: Record<string, Field> = {
   body_limit: bodyLimitOptions,
   compress: compressOptions,
   rate_limit: rateLimitOptions,
+  cache: cacheOptions,
 };
 
 /** Declares the options of a middleware named `name` (used by middleware outside the built-in set). */
