@@ -43,31 +43,29 @@ class RequestBodyPump {
 
   /** The next bytes the plugins let through (valid until the next call); null at the end. */
   async next(): Promise<Uint8Array | null> {
+    const len = this.src.length;
     while (!this.ended) {
       const chunk = await this.src.read();
-      let out: Uint8Array;
-      if (chunk !== null) this.lastChunk = chunk;
+      let eos: boolean;
+      let trailers: HeaderList | null = null;
       if (chunk === null) {
         const t = this.src.trailers;
-        out = await this.push(EMPTY, t === null || t.size === 0, t !== null && t.size > 0 ? t : null);
+        eos = t === null || t.size === 0;
+        if (!eos) trailers = t;
       } else {
+        this.lastChunk = chunk;
         if (chunk.length === 0) continue;
         this.seen += chunk.length;
         // A known length tells the last chunk, as the downstream codec's end_stream does in Envoy.
-        const len = this.src.length;
-        out = await this.push(chunk, len >= 0 && this.seen >= len, null);
+        eos = len >= 0 && this.seen >= len;
       }
+      const out = await passChunk(this.run, this.streams, REQUEST_BODY, chunk ?? EMPTY, eos, trailers, len);
+      if (eos || trailers !== null) this.ended = true;
       if (out.length > 0) return out;
     }
     // Ended by the length: let the reader see its end too.
     while ((await this.src.read()) !== null) { /* nothing past Content-Length */ }
     return null;
-  }
-
-  private async push(chunk: Uint8Array, eos: boolean, trailers: HeaderList | null): Promise<Uint8Array> {
-    const out = await passChunk(this.run, this.streams, REQUEST_BODY, chunk, eos, trailers, this.src.length);
-    if (eos || trailers !== null) this.ended = true;
-    return out;
   }
 
   /** Whether `data` lies in the reader's (reused) memory. */
