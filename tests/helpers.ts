@@ -277,3 +277,26 @@ export async function waitFor<T>(
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/** A redis-server of a test on a free loopback port (no persistence); needs the "redis-server" tool. */
+export async function startRedis(port = freePort()) {
+  const child = new Deno.Command("redis-server", {
+    args: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  await waitFor("redis-server to accept", async () => {
+    const c = await Deno.connect({ hostname: "127.0.0.1", port });
+    c.close();
+    return true as const;
+  });
+  return {
+    port,
+    kill: async () => {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+      await child.status;
+    },
+  };
+}

@@ -9,7 +9,7 @@
  * counters, and purge through the admin API with workers: 2.
  */
 import assert from "node:assert/strict";
-import { itest, startLoomProcess, waitFor } from "./helpers.ts";
+import { itest, startLoom, startLoomProcess, startRedis, waitFor } from "./helpers.ts";
 import { type DualLoom, serve, type Service, startDualLoom } from "./mw_auth_util.ts";
 
 /** What the scripted upstream answers on a path. */
@@ -521,3 +521,59 @@ routes: [{id: all, path: "/*", upstream: up, middleware: [{cache: {}}]}]
     }
   },
 );
+
+itest("cache: store: redis is shared by two Loom processes (and purged through either)", async () => {
+  const redis = await startRedis();
+  const up = scripted();
+  const yaml = `
+listeners: [{name: http, address: "127.0.0.1:\${PORT}", protocol: http}]
+upstreams: [{name: up, endpoints: ["${up.address}"]}]
+routes:
+  - id: all
+    path: "/*"
+    upstream: up
+    middleware: [{cache: {store: redis, redis: {address: "127.0.0.1:${redis.port}", prefix: "t:"}}}]
+`;
+  // Two processes: nothing is shared but the redis-server.
+  const a = await startLoomProcess(yaml);
+  const b = await startLoom(yaml);
+  try {
+    up.scripts.set("/shared", { headers: { "cache-control": "max-age=60", etag: '"s1"', "x-a": "1" } });
+    up.scripts.set("/vary", { headers: { "cache-control": "max-age=60", vary: "accept-language" } });
+    // The first lookups may run before the connection is up (a miss, not a wait): fill until stored.
+    await waitFor("a stored response in redis", async () => {
+      await get(a.url(""), "/shared");
+      return (await get(b.url(""), "/shared")).h.get("cache-status")?.startsWith("loom; hit");
+    });
+    const hits = up.hits.get("/shared")!;
+    const fromB = await get(b.url(""), "/shared");
+    assert.match(fromB.h.get("cache-status")!, /^loom; hit; ttl=/);
+    assert.equal(fromB.h.get("x-a"), "1");
+    assert.equal(fromB.h.get("etag"), '"s1"');
+    assert.equal(fromB.body, "body 1");
+    assert.equal(up.hits.get("/shared"), hits, "B answered from what A stored");
+    // Vary variants through Redis (the marker, then the variant).
+    await get(a.url(""), "/vary", { headers: { "accept-language": "en" } });
+    await waitFor(
+      "the variant in redis",
+      async () =>
+        (await get(b.url(""), "/vary", { headers: { "accept-language": "en" } })).h.get("cache-status")
+          ?.startsWith(
+            "loom; hit",
+          ),
+    );
+    const fr = await get(b.url(""), "/vary", { headers: { "accept-language": "fr" } });
+    assert.match(fr.h.get("cache-status")!, /^loom; fwd=vary-miss/);
+    // Purge through B's admin API: A misses too.
+    const p = await purge(b.admin("/cache/purge"), { key: "GET 127.0.0.1/shared" });
+    assert.deepEqual(p.json, { key: "GET 127.0.0.1/shared", purged: 1 });
+    assert.match((await get(a.url(""), "/shared")).h.get("cache-status")!, /^loom; fwd=miss/);
+    const pv = await purge(a.admin("/cache/purge"), { prefix: "GET 127.0.0.1/v" });
+    assert.equal(pv.json.purged, 3, "the marker and two variants");
+  } finally {
+    await a.close();
+    await b.close();
+    await up.close();
+    await redis.kill();
+  }
+}, { timeoutMs: 60_000, needs: ["redis-server"] });

@@ -11,34 +11,11 @@
  * limits hold again without restarting Loom.
  */
 import assert from "node:assert/strict";
-import { freePort, itest, startLoom, startLoomProcess, waitFor } from "./helpers.ts";
+import { itest, startLoom, startLoomProcess, startRedis, waitFor } from "./helpers.ts";
 import { echoUpstream, rejections, startDualLoom } from "./mw_auth_util.ts";
 
 /** How long each acceptance run sends requests. */
 const LOAD_MS = 5000;
-
-/** A redis-server of this test on a free loopback port (no persistence). */
-async function startRedis(port = freePort()) {
-  const child = new Deno.Command("redis-server", {
-    args: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  await waitFor("redis-server to accept", async () => {
-    const c = await Deno.connect({ hostname: "127.0.0.1", port });
-    c.close();
-    return true as const;
-  });
-  return {
-    port,
-    kill: async () => {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* gone */ }
-      await child.status;
-    },
-  };
-}
 
 /** Counts by status of `concurrency` loops sending GET `url` until `ms` passed; the slowest answer too. */
 async function load(

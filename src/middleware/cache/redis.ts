@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 import type { CacheRedisOptions } from "../../config/middleware/cache.ts";
 import { logger } from "../../observability/logger.ts";
 import { type CacheStore, decodeItem, encodeItem, type Item } from "./store.ts";
@@ -118,7 +119,10 @@ export class RedisStore implements CacheStore {
     const c = this.#ready();
     if (c === null) return;
     const ms = Math.max(1000, Math.ceil(item.keepUntil - Date.now()));
-    c.set(this.options.prefix + key, encodeItem(item), "PX", ms).catch(() => {});
+    const bytes = encodeItem(item);
+    // A Buffer: ioredis sends other typed arrays as text.
+    const value = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    c.set(this.options.prefix + key, value, "PX", ms).catch(() => {});
   }
 
   async purge(key: string, exact: boolean): Promise<number> {
