@@ -5,31 +5,15 @@
  */
 
 import { joinIndex, joinKey } from "../config/path.ts";
+import { isSecretName, REDACTED, SECRET_KEY } from "../core/secret_names.ts";
 
-/** Replacement for redacted values. */
-export const REDACTED = "[REDACTED]";
+export { isSecretName, REDACTED, SECRET_KEY };
 
 /** An api_key middleware's key list entry. */
 const API_KEY_ENTRY = /\.api_key\.keys\[\d+\]$/;
 
-/** Keys whose values are secrets wherever they appear. */
-export const SECRET_KEY = /secret|password|token|api[_-]?key|private[_-]?key|credential/i;
-
-/** Header names that carry credentials whatever their spelling suggests. */
-const CREDENTIAL_HEADER = /^(?:proxy-)?authorization$|^(?:set-)?cookie$/i;
-/** A word of a name (split at "-", "_", ".") that marks a secret: `X-Auth-Token`, `sig`, `X-Amz-Signature`. */
-const SECRET_WORD =
-  /(?:^|[-_.])(?:auth|authorization|token|key|apikey|secret|session|sessionid|sig|signature|pass|passwd|password|pwd|credentials?|cookie)(?:[-_.]|$)/i;
 /** Keys whose children are header or query parameter names (`headers`, `query_params`, `set` below `headers`). */
 const NAME_MAP = /header|query|param/i;
-
-/**
- * True for a header or query parameter name whose value is a credential:
- * `authorization`, `cookie`, `x-api-key`, `x-auth-token`, `sig`, `access_token`...
- */
-export function isSecretName(name: string): boolean {
-  return SECRET_KEY.test(name) || CREDENTIAL_HEADER.test(name) || SECRET_WORD.test(name);
-}
 
 /** Path of an entry of a `middleware:` list (top level or a route's). */
 const MIDDLEWARE_ENTRY = /(?:^|\.)middleware\[\d+\]$/;

@@ -22,7 +22,7 @@ import type { RequestContext } from "../core/context.ts";
 import type { RouteConfig } from "../config/types.ts";
 import { HeaderList } from "../core/headers.ts";
 import { respond, respondError } from "../core/respond.ts";
-import { isSecretName, REDACTED } from "../admin/redact.ts";
+import { isSecretName, REDACTED } from "../core/secret_names.ts";
 import { encodeHead } from "../http1/serialize.ts";
 
 /** What Loom forwards when a route lists no methods (CONNECT is refused by every listener). */
