@@ -7,6 +7,7 @@ Deno.test("specsFromConfig maps query_params and keeps the RouteConfig as payloa
   const base = {
     plugins: [],
     middleware: [],
+    allow_trace: false,
     strip_prefix: true,
     timeout: 30000,
     priority: 0,
