@@ -40,6 +40,7 @@ REQUESTS["none-bearer"] = REQUESTS["jwt-rs256-verify"] = REQUESTS["jwt-rs256"];
 REQUESTS["basic-auth"] = withHeader(`Authorization: Basic ${btoa("bench:bench-password")}`);
 REQUESTS["none-basic"] = REQUESTS["basic-auth"];
 REQUESTS["gzip-16k"] = REQUESTS["none-16k"] = withHeader("Accept-Encoding: gzip");
+REQUESTS["cors"] = REQUESTS["none-origin"] = withHeader("Origin: https://app.example");
 /** Variants whose upstream answers another response than RESPONSE_1K (compare `gzip-16k` with `none-16k`). */
 const RESPONSES: Record<string, Uint8Array> = {
   "gzip-16k": RESPONSE_16K_TEXT,
@@ -57,6 +58,9 @@ const VARIANTS: Record<string, string> = {
   "none": "",
   "3-noop": ", middleware: [{noop: {}}, {noop: {}}, {noop: {}}]",
   "headers": ", middleware: [{headers: {response: {set: {x-a: b}}, request: {set: {x-ip: '${client_ip}'}}}}]",
+  "none-origin": "",
+  "cors":
+    ", middleware: [{cors: {allow_origins: ['https://app.example', 'https://*.example.org'], allow_credentials: true}}]",
   "jwt-rs256": `, middleware: [{jwt: {keys: [{pem: ${JSON.stringify(rs256.pem)}, algorithms: [RS256]}]}}]`,
   "jwt-rs256-verify": `, middleware: [{jwt: {cache_size: 0, keys: [{pem: ${
     JSON.stringify(rs256.pem)
@@ -77,6 +81,10 @@ const VARIANTS: Record<string, string> = {
   "rate-limit-redis": `, middleware: [{rate_limit: {redis: {address: "${
     Deno.env.get("LOOM_BENCH_REDIS") ?? "127.0.0.1:6379"
   }", timeout: 1s}, limits: [{rate: 1e9, burst: 1000000000, store: redis}]}}]`,
+  // A cache hit (the first request fills it): the answer is written from memory, no upstream round trip.
+  "cache-hit": ", middleware: [{cache: {default_ttl: 10m}}]",
+  // Every request a miss that is not stored (no freshness): the cost of passing through the cache.
+  "cache-miss": ", middleware: [{cache: {}}]",
   // The same with prefetch: 100 (one round trip per 100 requests).
   "rate-limit-redis-prefetch": `, middleware: [{rate_limit: {redis: {address: "${
     Deno.env.get("LOOM_BENCH_REDIS") ?? "127.0.0.1:6379"
