@@ -100,6 +100,24 @@ function validHeader(k: string, v: string): boolean {
   return HEADER_NAME.test(k) && !BAD_VALUE.test(v);
 }
 
+/**
+ * The header lines of a local response (`proxy_send_local_response`): names
+ * lower-cased and checked like every other header edit (invalid ones
+ * dropped), pseudo headers (say the `:status` of an http_call answer passed
+ * on) never written as lines, framing fields (`content-length`,
+ * `transfer-encoding`) left to the host.
+ */
+export function localResponseHeaders(pairs: [string, string][]): [string, string][] {
+  const out: [string, string][] = [];
+  for (const [name, v] of pairs) {
+    const k = name.toLowerCase();
+    // Framing is the host's: the body's length is what it sends.
+    if (k === "content-length" || k === "transfer-encoding") continue;
+    if (k.charCodeAt(0) !== 58 && validHeader(k, v)) out.push([k, v]);
+  }
+  return out;
+}
+
 /** Pseudo headers (`:path`, `:status`, ...) of a map, kept outside its HeaderList. */
 export interface PseudoHeaders {
   get(k: string): string | undefined;

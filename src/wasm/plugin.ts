@@ -92,6 +92,8 @@ export const DEFAULT_ISOLATION: Isolation = "timeslice";
 /** Crash-loop cap: at most this many VM starts per plugin and isolate per window. */
 const VM_RESTARTS_PER_WINDOW = 10;
 const VM_RESTART_WINDOW_MS = 1000;
+/** The same VM failure within this time is counted, not logged again (ms). */
+const FAILURE_LOG_REPEAT_MS = 60_000;
 /** Longest wait for in-flight requests, then for proxy_done, when a plugin is retired. */
 const ROOT_DONE_WAIT_MS = 10_000;
 
@@ -249,13 +251,36 @@ export class Plugin implements VmHost {
     else if (vm === undefined) this.recordError(msg);
     this.retryAt = now + 1000;
     this.stopTicks();
-    log.error("plugin VM failed to start", { plugin: this.cfg.name, error: msg });
+    this.logFailure("plugin VM failed to start", msg, vm?.failedOutput ?? "");
     return null;
+  }
+
+  /** The last failure logged and how often it repeated since (a crash loop logs its panic once). */
+  private lastLogged = { msg: "", at: -Infinity, repeated: 0 };
+
+  /**
+   * Logs a VM failure with what the plugin wrote meanwhile (a panic's
+   * message); the same failure again within a minute is only counted, and
+   * the count goes with the next one logged.
+   */
+  private logFailure(what: string, msg: string, output: string): void {
+    const key = msg + "\0" + output;
+    const now = performance.now();
+    const last = this.lastLogged;
+    if (last.msg === key && now - last.at < FAILURE_LOG_REPEAT_MS) {
+      last.repeated++;
+      return;
+    }
+    const fields: Record<string, unknown> = { plugin: this.cfg.name, error: msg };
+    if (output !== "") fields.output = output;
+    if (last.repeated > 0) fields.previous_repeated = last.repeated;
+    log.error(what, fields);
+    this.lastLogged = { msg: key, at: now, repeated: 0 };
   }
 
   private vmFailed(vm: PluginVM, e: Error): void {
     this.recordError(e.message);
-    log.error("plugin VM failed; it will be recreated", { plugin: this.cfg.name, error: e.message });
+    this.logFailure("plugin VM failed; it will be recreated", e.message, vm.failedOutput);
     if (this.vm === vm) {
       this.vm = null;
       this.stopTicks();
@@ -649,15 +674,17 @@ export class PluginManager {
     const up = this.upstreams.get(upstream);
     if (up === undefined) return null;
     const token = this.nextToken++;
-    let method = "GET", path = "/", authority = "";
+    let method: string | undefined, path: string | undefined, authority: string | undefined;
     const rest: [string, string][] = [];
     const lower = new Map<string, string>();
     for (const [k, v] of headers) {
-      if (k === ":method") method = v;
-      else if (k === ":path") path = v;
-      else if (k === ":authority") authority = v;
+      // Pseudo headers are singletons: the first wins (a plugin sets its own :path, then copies the request's).
+      if (k === ":method") method ??= v;
+      else if (k === ":path") path ??= v;
+      else if (k === ":authority") authority ??= v;
       else if (k.charCodeAt(0) !== 58) rest.push([k, v]), lower.set(k.toLowerCase(), v);
     }
+    method ??= "GET", path ??= "/", authority ??= "";
     lower.set("host", authority);
     const ep = up.select({ header: (n) => lower.get(n), clientIp: "" });
     const deliver = (r: CalloutData) => vm.deliverHttpCall(token, r);

@@ -142,6 +142,8 @@ export interface SlicedVM {
   effective: number;
   /** What a callout callback reads during the callback. */
   callout: CalloutData | null;
+  /** A callback ended: what it wrote to stdout/stderr is logged. */
+  callbackEnded(): void;
 }
 
 /**
@@ -259,6 +261,7 @@ export class Timeslicer {
   /** Ends the current sliced call and hands the VM to the next waiting one. */
   private leave(): void {
     this.clock.endSliced();
+    this.vm.callbackEnded();
     this.vm.effective = 0;
     this.vm.callout = null;
     this.release();

@@ -20,6 +20,7 @@ import { PluginTimeout, ProcExit, StaleVM } from "./errors.ts";
 import type { MapView } from "./header_maps.ts";
 import { hostImports } from "./host/mod.ts";
 import { GuestMemory } from "./memory.ts";
+import { PluginOutput } from "./wasi.ts";
 import { CallClock, type Entry, entryOf, loomImports, servingJobs, Timeslicer } from "./timeslice.ts";
 
 /** A local response a plugin asked for. */
@@ -184,6 +185,10 @@ export class PluginVM {
   callout: CalloutData | null = null;
   /** Timeslice mode: callbacks entered through JSPI. */
   readonly sliced: boolean;
+  /** What the plugin writes to stdout/stderr (WASI), logged once per callback. */
+  readonly output: PluginOutput;
+  /** What the plugin wrote in the callback that failed the VM (say a Go panic's message), "" if nothing. */
+  failedOutput = "";
   private nextId = 1;
   private readonly clock: CallClock;
   /** Null in inline mode. */
@@ -195,6 +200,7 @@ export class PluginVM {
     this.sliced = host.isolation === "timeslice";
     this.clock = new CallClock(host.timeout);
     this.mem = new GuestMemory(this.clock);
+    this.output = new PluginOutput(host.pluginName);
     this.slicer = this.sliced ? new Timeslicer(this, this.clock) : null;
     this.instance = new WebAssembly.Instance(
       module,
@@ -363,7 +369,13 @@ export class PluginVM {
       throw this.failed;
     } finally {
       this.clock.exit();
+      if (this.clock.depth === 0) this.output.flush();
     }
+  }
+
+  /** A sliced callback ended (timeslice.ts): what it wrote is logged. */
+  callbackEnded(): void {
+    this.output.flush();
   }
 
   /** Poisons the VM (idempotent). */
@@ -374,6 +386,8 @@ export class PluginVM {
       : e instanceof RangeError
       ? new Error("plugin trapped: " + e.message)
       : e;
+    // A panic's message (Go's runtime writes it to stderr, then exits or traps) goes with the failure.
+    this.failedOutput = this.output.take();
     this.onFail?.(this.failed);
   }
 

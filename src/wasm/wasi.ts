@@ -1,8 +1,11 @@
 /**
  * The WASI preview1 shim plugins built with WASI toolchains import (Go,
- * Rust wasm32-wasi, C++ with wasi-libc): stdout/stderr go to Loom's log,
- * clocks and randomness work, and everything else (files, environment,
- * arguments) is absent. `proc_exit` ends the VM, never the process.
+ * Rust wasm32-wasi, C++ with wasi-libc): stdout/stderr go to Loom's log
+ * (collected per callback: one entry per callback and stream, so a Go
+ * panic's message and traceback are one entry), clocks, randomness and
+ * `poll_oneoff` (clock subscriptions fire at once: a callback never sleeps)
+ * work, and everything else (files, environment, arguments) is absent.
+ * `proc_exit` ends the VM, never the process.
  *
  * @module
  */
@@ -12,26 +15,92 @@ import type { GuestMemory } from "./memory.ts";
 import type { HostFunctions } from "./host/mod.ts";
 import { logger } from "../observability/logger.ts";
 
+/** Most text kept of one callback's output per stream (the rest is cut). */
+const MAX_OUTPUT = 8192;
+
+/**
+ * What a VM's plugin wrote to stdout (fd 1) and stderr (fd 2) during the
+ * current callback: logged as one entry per stream when the callback ends,
+ * or carried by the failure when the callback ends the VM (a panic).
+ */
+export class PluginOutput {
+  private out = "";
+  private err = "";
+
+  constructor(private readonly pluginName: string) {}
+
+  write(fd: number, text: string): void {
+    if (fd === 1) {
+      if (this.out.length < MAX_OUTPUT) this.out += text.slice(0, MAX_OUTPUT - this.out.length);
+    } else if (this.err.length < MAX_OUTPUT) this.err += text.slice(0, MAX_OUTPUT - this.err.length);
+  }
+
+  /** Logs what the callback wrote (stdout at info, stderr at warn) and clears it. */
+  flush(): void {
+    if (this.out === "" && this.err === "") return;
+    const out = trimEnd(this.out), err = trimEnd(this.err);
+    this.out = this.err = "";
+    if (out !== "") logger.info("plugin: " + out, { plugin: this.pluginName });
+    if (err !== "") logger.warn("plugin: " + err, { plugin: this.pluginName });
+  }
+
+  /** What the callback wrote, stderr first, unlogged (the VM failed: its failure carries it); "" when nothing. */
+  take(): string {
+    const text = [trimEnd(this.err), trimEnd(this.out)].filter((t) => t !== "").join("\n");
+    this.out = this.err = "";
+    return text;
+  }
+}
+
+function trimEnd(s: string): string {
+  return s.replace(/\s+$/, "");
+}
+
+/** Sizes of poll_oneoff's records (wasi_snapshot_preview1: subscription 48 bytes, event 32). */
+const SUBSCRIPTION = 48;
+const EVENT = 32;
+const EVENT_CLOCK = 0, EVENT_FD_READ = 1;
+
 /** The WASI functions of one VM (`wasi_snapshot_preview1` and `wasi_unstable`), by name. */
-export function wasiFunctions(mem: GuestMemory, pluginName: string): HostFunctions {
+export function wasiFunctions(mem: GuestMemory, output: PluginOutput): HostFunctions {
   const E = Errno;
   return {
     fd_write: (fd: number, iovs: number, n: number, nwritten: number) => {
       if (fd !== 1 && fd !== 2) return E.BADF;
       const dv = mem.view();
-      let text = "";
       let total = 0;
       for (let i = 0; i < n; i++) {
         const p = dv.getUint32((iovs >>> 0) + i * 8, true);
         const l = dv.getUint32((iovs >>> 0) + i * 8 + 4, true);
-        text += mem.str(p, l);
+        output.write(fd, mem.str(p, l));
         total += l;
       }
-      const line = text.replace(/\n$/, "");
-      if (line !== "") {
-        logger[fd === 2 ? "warn" : "info"]("plugin: " + line, { plugin: pluginName });
-      }
       mem.setU32(nwritten, total);
+      return E.SUCCESS;
+    },
+    // Go's runtime sets flags on its standard streams.
+    fd_fdstat_set_flags: (fd: number) => fd <= 2 ? E.SUCCESS : E.BADF,
+    // Clock subscriptions fire at once (Go's usleep, Rust's thread::sleep): a callback never sleeps,
+    // and stdout/stderr are always writable; reading (stdin) gets EBADF.
+    poll_oneoff: (inPtr: number, outPtr: number, n: number, neventsPtr: number) => {
+      n >>>= 0;
+      if (n === 0) return E.INVAL;
+      const subs = mem.read(inPtr, n * SUBSCRIPTION);
+      const sv = new DataView(subs.buffer, subs.byteOffset, subs.length);
+      const events = mem.read(outPtr, n * EVENT);
+      events.fill(0);
+      const ev = new DataView(events.buffer, events.byteOffset, events.length);
+      for (let i = 0; i < n; i++) {
+        const s = i * SUBSCRIPTION, o = i * EVENT;
+        const tag = sv.getUint8(s + 8);
+        ev.setBigUint64(o, sv.getBigUint64(s, true), true); // userdata
+        ev.setUint8(o + 10, tag);
+        if (tag === EVENT_CLOCK) continue;
+        const fd = sv.getUint32(s + 16, true);
+        const ok = tag !== EVENT_FD_READ && (fd === 1 || fd === 2);
+        ev.setUint16(o + 8, ok ? E.SUCCESS : E.BADF, true);
+      }
+      mem.setU32(neventsPtr, n);
       return E.SUCCESS;
     },
     fd_read: () => E.BADF,

@@ -59,11 +59,11 @@ export function bufferFunctions(vm: PluginVM): HostFunctions {
       const data = mem.read(dp, dl);
       start >>>= 0, size >>>= 0;
       let next: Uint8Array;
-      if (start === 0xffffffff) next = concat([b, data]); // append (SIZE_MAX)
-      else if (start === 0 && size >= b.length) next = data.slice(); // replace all
+      if (start === 0 && size >= b.length) next = data.slice(); // replace all
+      // Append: a start at or past the end, as Envoy (SIZE_MAX from Rust and C++, 0x7fffffff from Go).
+      else if (start >= b.length) next = concat([b, data]);
       else if (start === 0 && size === 0) next = concat([data, b]); // prepend
       else {
-        if (start > b.length) return Status.BAD_ARGUMENT;
         const end = Math.min(b.length, start + size);
         next = concat([b.subarray(0, start), data, b.subarray(end)]);
       }

@@ -7,7 +7,7 @@
  * @module
  */
 import { Status, StreamType } from "../abi.ts";
-import { decodePairs } from "../header_maps.ts";
+import { decodePairs, localResponseHeaders } from "../header_maps.ts";
 import type { PluginVM } from "../vm.ts";
 import type { HostFunctions } from "./mod.ts";
 
@@ -41,7 +41,11 @@ export function contextFunctions(vm: PluginVM): HostFunctions {
       if (s === null) return Status.NOT_FOUND;
       const headers = decodePairs(mem.read(hp, hl));
       if (headers === null) return Status.BAD_ARGUMENT;
-      s.localResponse({ status: status >>> 0, headers, body: mem.read(bp, bl).slice() });
+      s.localResponse({
+        status: status >>> 0,
+        headers: localResponseHeaders(headers),
+        body: mem.read(bp, bl).slice(),
+      });
       return Status.OK;
     },
     proxy_continue_stream: continueStream,

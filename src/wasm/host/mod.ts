@@ -56,7 +56,7 @@ export function hostImports(
   loom: Record<string, WebAssembly.ImportValue>,
 ): WebAssembly.Imports {
   const env = envFunctions(vm);
-  const wasi = wasiFunctions(vm.mem, vm.host.pluginName);
+  const wasi = wasiFunctions(vm.mem, vm.output);
   const out: Record<string, Record<string, WebAssembly.ImportValue>> = {};
   for (const imp of WebAssembly.Module.imports(module)) {
     const ns = out[imp.module] ??= {};

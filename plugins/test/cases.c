@@ -1,0 +1,269 @@
+// Test plugin for the Envoy behaviours of issue 14 (ABI 0.2.1, C against the
+// ABI, no libc). The request header `x-case` picks a scenario; results go to
+// request headers (the echo upstream shows them) or into a local response.
+//
+//   append      on_request_body at the end appends "+go" with start 0x7fffffff
+//               (the Go SDK's append), "+at" with start = body size and "+max"
+//               with start 0xffffffff
+//   callpseudo  http_call to upstream "app" with :path "/first" then
+//               "/second" (and :method twice): the first wins; the answer
+//               (its headers, :status included, and body) is passed on as a
+//               local response with x-call: 1
+//   inject      a local response whose header names and values carry CR LF
+//   poll        poll_oneoff with one clock subscription: x-poll = errno,
+//               events, type, userdata echoed (0:1:0:1)
+//   panic       writes a Go-style panic and traceback to stderr in pieces, then
+//               traps (a crash loop logs it once)
+//
+// Every other request gets x-cases: <plugin config> and passes.
+//
+// Build: deno task build:plugins (clang --target=wasm32 -O2 -nostdlib -Wl,--no-entry).
+
+typedef unsigned int u32;
+typedef unsigned long long u64;
+typedef unsigned long size_t;
+
+#define IMPORT(name) __attribute__((import_module("env"), import_name(#name)))
+#define WASI(name) __attribute__((import_module("wasi_snapshot_preview1"), import_name(#name)))
+#define EXPORT(name) __attribute__((export_name(#name)))
+
+IMPORT(proxy_log) u32 proxy_log(u32 level, const char *p, size_t n);
+IMPORT(proxy_get_buffer_bytes) u32 proxy_get_buffer_bytes(u32 type, u32 start, u32 max, char **ptr, size_t *size);
+IMPORT(proxy_set_buffer_bytes) u32 proxy_set_buffer_bytes(u32 type, u32 start, u32 len, const char *p, size_t n);
+IMPORT(proxy_get_buffer_status) u32 proxy_get_buffer_status(u32 type, size_t *len, u32 *flags);
+IMPORT(proxy_get_header_map_value)
+u32 proxy_get_header_map_value(u32 map, const char *k, size_t kl, char **vp, size_t *vl);
+IMPORT(proxy_get_header_map_pairs) u32 proxy_get_header_map_pairs(u32 map, char **ptr, size_t *size);
+IMPORT(proxy_replace_header_map_value)
+u32 proxy_replace_header_map_value(u32 map, const char *k, size_t kl, const char *v, size_t vl);
+IMPORT(proxy_set_effective_context) u32 proxy_set_effective_context(u32 ctx);
+IMPORT(proxy_continue_stream) u32 proxy_continue_stream(u32 type);
+IMPORT(proxy_send_local_response)
+u32 proxy_send_local_response(u32 status, const char *d, size_t dl, const char *b, size_t bl, const char *h, size_t hl,
+                              u32 grpc);
+IMPORT(proxy_http_call)
+u32 proxy_http_call(const char *up, size_t upl, const char *h, size_t hl, const char *b, size_t bl, const char *t,
+                    size_t tl, u32 timeout, u32 *token);
+WASI(fd_write) u32 fd_write(u32 fd, const void *iovs, size_t n, size_t *written);
+WASI(poll_oneoff) u32 poll_oneoff(const void *in, void *out, size_t n, size_t *nevents);
+
+enum {
+  MAP_REQUEST_HEADERS = 0,
+  MAP_HTTP_CALL_RESPONSE_HEADERS = 6,
+  BUFFER_REQUEST_BODY = 0,
+  BUFFER_HTTP_CALL_RESPONSE_BODY = 4,
+  BUFFER_VM_CONFIGURATION = 6,
+  BUFFER_PLUGIN_CONFIGURATION = 7,
+  CONTINUE = 0,
+  PAUSE = 1,
+};
+
+static char arena[256 * 1024];
+static size_t arena_used;
+
+EXPORT(proxy_on_memory_allocate) void *proxy_on_memory_allocate(size_t n) {
+  n = (n + 7) & ~(size_t)7;
+  if (arena_used + n > sizeof(arena)) arena_used = 0; // results are used at once
+  void *p = arena + arena_used;
+  arena_used += n;
+  return p;
+}
+
+static size_t slen(const char *s) {
+  size_t n = 0;
+  while (s[n]) n++;
+  return n;
+}
+static int eq(const char *a, size_t al, const char *b) {
+  size_t bl = slen(b);
+  if (al != bl) return 0;
+  for (size_t i = 0; i < al; i++)
+    if (a[i] != b[i]) return 0;
+  return 1;
+}
+static void copy(char *d, const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) d[i] = s[i];
+}
+
+// A small text builder.
+static char out[4096];
+static size_t ol;
+static void o_str(const char *s) {
+  for (; *s && ol < sizeof(out); s++) out[ol++] = *s;
+}
+static void o_mem(const char *s, size_t n) {
+  for (size_t i = 0; i < n && ol < sizeof(out); i++) out[ol++] = s[i];
+}
+static void o_u(u64 v) {
+  char d[20];
+  int n = 0;
+  do d[n++] = '0' + v % 10, v /= 10;
+  while (v);
+  while (n && ol < sizeof(out)) out[ol++] = d[--n];
+}
+
+static void set_req(const char *k, const char *v, size_t vl) {
+  proxy_replace_header_map_value(MAP_REQUEST_HEADERS, k, slen(k), v, vl);
+}
+static char *req_header(const char *name, size_t *len) {
+  char *v = 0;
+  *len = 0;
+  if (proxy_get_header_map_value(MAP_REQUEST_HEADERS, name, slen(name), &v, len) != 0) return 0;
+  return v;
+}
+
+// Pairs encoding: count, (key len, value len)*, then key\0value\0 each.
+static char pairs[1024];
+static size_t pairs_len;
+static const char *pk[16], *pv[16];
+static size_t np;
+static void pair(const char *k, const char *v) { pk[np] = k, pv[np] = v, np++; }
+static void encode_pairs(void) {
+  size_t o = 4 + np * 8;
+  *(u32 *)pairs = np;
+  for (size_t i = 0; i < np; i++) {
+    size_t kl = slen(pk[i]), vl = slen(pv[i]);
+    *(u32 *)(pairs + 4 + i * 8) = kl;
+    *(u32 *)(pairs + 8 + i * 8) = vl;
+    copy(pairs + o, pk[i], kl + 1), o += kl + 1;
+    copy(pairs + o, pv[i], vl + 1), o += vl + 1;
+  }
+  pairs_len = o;
+  np = 0;
+}
+
+static char config[256];
+static size_t config_len;
+
+EXPORT(proxy_abi_version_0_2_1) void proxy_abi_version_0_2_1(void) {}
+EXPORT(proxy_on_context_create) void proxy_on_context_create(u32 id, u32 root) {}
+EXPORT(proxy_on_vm_start) u32 proxy_on_vm_start(u32 root, u32 size) { return 1; }
+
+EXPORT(proxy_on_configure) u32 proxy_on_configure(u32 root, u32 size) {
+  char *p = 0;
+  size_t n = 0;
+  config_len = 0;
+  if (proxy_get_buffer_bytes(BUFFER_PLUGIN_CONFIGURATION, 0, size, &p, &n) == 0 && p) {
+    if (n > sizeof(config)) n = sizeof(config);
+    copy(config, p, n);
+    config_len = n;
+  }
+  return 1;
+}
+
+// The request waiting for this plugin's http_call.
+static u32 call_ctx;
+
+// Go's runtime writes a panic piece by piece: the message, then a traceback.
+static void panic_write(const char *s) {
+  struct {
+    const char *p;
+    size_t n;
+  } iov = {s, slen(s)};
+  size_t w;
+  fd_write(2, &iov, 1, &w);
+}
+
+static u32 do_panic(void) {
+  panic_write("panic: ");
+  panic_write("boom from cases.c");
+  panic_write("\n\ngoroutine 1 [running]:\n");
+  for (int i = 0; i < 60; i++) panic_write("main.handler(...)\n\t/src/main.go:42 +0x1\n");
+  __builtin_trap();
+}
+
+static u32 do_poll(void) {
+  // One clock subscription (48 bytes) and room for one event (32 bytes).
+  u64 sub[6] = {0};
+  u64 ev[4] = {0};
+  sub[0] = 0x1234;               // userdata
+  ((char *)sub)[8] = 0;          // tag: clock
+  ((u32 *)sub)[4] = 1;           // clock id: monotonic
+  sub[3] = 1000000;              // timeout: 1 ms, relative
+  size_t n = 0;
+  u32 err = poll_oneoff(sub, ev, 1, &n);
+  ol = 0;
+  o_u(err), o_str(":"), o_u(n), o_str(":"), o_u(((unsigned char *)ev)[10]), o_str(":");
+  o_u(ev[0] == 0x1234);
+  set_req("x-poll", out, ol);
+  return CONTINUE;
+}
+
+static u32 do_inject(void) {
+  pair("x-ok", "1");
+  pair("x-bad\r\nx-injected", "v");
+  pair("x-val", "a\r\nx-injected2: b");
+  pair("X-Upper", "kept");
+  pair(":status", "201");
+  encode_pairs();
+  proxy_send_local_response(200, "", 0, "local\n", 6, pairs, pairs_len, -1);
+  return PAUSE;
+}
+
+static u32 do_callpseudo(u32 ctx) {
+  pair(":path", "/first");
+  pair(":method", "GET");
+  pair(":authority", "app");
+  pair(":path", "/second");
+  pair(":method", "DELETE");
+  pair("x-from", "cases");
+  encode_pairs();
+  u32 token = 0;
+  if (proxy_http_call("app", 3, pairs, pairs_len, "", 0, "", 0, 5000, &token) != 0) {
+    set_req("x-call-failed", "1", 1);
+    return CONTINUE;
+  }
+  call_ctx = ctx;
+  return PAUSE;
+}
+
+EXPORT(proxy_on_http_call_response)
+void proxy_on_http_call_response(u32 root, u32 token, u32 nh, u32 body_size, u32 nt) {
+  char *h = 0, *b = 0;
+  size_t hl = 0, bl = 0;
+  proxy_get_header_map_pairs(MAP_HTTP_CALL_RESPONSE_HEADERS, &h, &hl);
+  // Copied out: the next allocation may reuse the arena.
+  static char hs[2048];
+  if (hl > sizeof(hs)) hl = 0;
+  copy(hs, h, hl);
+  proxy_get_buffer_bytes(BUFFER_HTTP_CALL_RESPONSE_BODY, 0, body_size, &b, &bl);
+  static char bs[8192];
+  if (bl > sizeof(bs)) bl = sizeof(bs);
+  copy(bs, b, bl);
+  proxy_set_effective_context(call_ctx);
+  // The call's own headers, :status included, as the local response's headers.
+  proxy_send_local_response(200, "", 0, bs, bl, hs, hl, -1);
+}
+
+static u32 body_case;
+
+EXPORT(proxy_on_request_headers) u32 proxy_on_request_headers(u32 ctx, u32 n, u32 eos) {
+  size_t cl = 0;
+  char *c = req_header("x-case", &cl);
+  body_case = 0;
+  if (!c) {
+    set_req("x-cases", config, config_len);
+    return CONTINUE;
+  }
+  if (eq(c, cl, "append")) {
+    body_case = 1;
+    return CONTINUE;
+  }
+  if (eq(c, cl, "callpseudo")) return do_callpseudo(ctx);
+  if (eq(c, cl, "inject")) return do_inject();
+  if (eq(c, cl, "poll")) return do_poll();
+  if (eq(c, cl, "panic")) return do_panic();
+  return CONTINUE;
+}
+
+EXPORT(proxy_on_request_body) u32 proxy_on_request_body(u32 ctx, u32 size, u32 eos) {
+  if (body_case != 1) return CONTINUE;
+  if (!eos) return PAUSE;
+  size_t len = 0;
+  u32 flags = 0;
+  proxy_set_buffer_bytes(BUFFER_REQUEST_BODY, 0x7fffffff, 0, "+go", 3);
+  proxy_get_buffer_status(BUFFER_REQUEST_BODY, &len, &flags);
+  proxy_set_buffer_bytes(BUFFER_REQUEST_BODY, len, 0, "+at", 3);
+  proxy_set_buffer_bytes(BUFFER_REQUEST_BODY, 0xffffffff, 0, "+max", 4);
+  return CONTINUE;
+}

@@ -1,0 +1,97 @@
+/**
+ * Envoy's behaviour for the published SDKs (issue 14), through a running
+ * gateway with the C test plugin plugins/test/cases.c: buffer appends past
+ * the end, http_call pseudo headers, local responses checked like every
+ * header edit, WASI poll_oneoff, and a panicking plugin logged once.
+ */
+import assert from "node:assert/strict";
+import { itest, startLoom, yamlOf } from "./helpers.ts";
+import { echo, get } from "./gateway_util.ts";
+import { rawRequest } from "./http1_util.ts";
+import { startUpstream } from "./upstream.ts";
+import { PLUGINS } from "./wasm_util.ts";
+import { setLogLevel, setLogOutput } from "../src/observability/logger.ts";
+
+const CASES = PLUGINS + "cases.wasm";
+
+itest(
+  "wasm envoy: set_buffer_bytes appends past the end; http_call pseudo headers; local responses",
+  async () => {
+    const app = startUpstream({ echo: "app" });
+    const loom = await startLoom(yamlOf({
+      app,
+      plugins: [{ name: "cases", path: CASES, phase: "on_request_body", config: "c" }],
+      pluginRoutes: [["c", ["cases"]]],
+    }));
+    try {
+      // 1. Appends: start 0x7fffffff (Go SDK), start = size, start 0xffffffff.
+      const e = await echo(loom.url("/c/append"), {
+        method: "POST",
+        headers: { "x-case": "append" },
+        body: "body",
+      });
+      assert.equal(e.body, "body+go+at+max");
+
+      // 2. http_call: the first :path and :method win; the answer's :status is no header line.
+      const r = await rawRequest(loom.port, { target: "/c/call", headers: { "x-case": "callpseudo" } });
+      assert.equal(r.res?.status, 200, r.text);
+      const call = JSON.parse(new TextDecoder().decode(r.res!.body));
+      assert.equal(call.path, "/first");
+      assert.equal(call.method, "GET");
+      assert.equal(call.headers["x-from"], "cases");
+      assert.ok(!/^:/m.test(r.text), r.text);
+      assert.ok(r.res!.fields.some(([k]) => k.toLowerCase() === "x-upstream-secret"), r.text);
+
+      // 3. Local response headers: CR LF in names or values never reach the client.
+      const inj = await rawRequest(loom.port, { target: "/c/inject", headers: { "x-case": "inject" } });
+      assert.equal(inj.res?.status, 200, inj.text);
+      const names = inj.res!.fields.map(([k]) => k.toLowerCase());
+      assert.ok(names.includes("x-ok"), inj.text);
+      assert.ok(names.includes("x-upper"), inj.text);
+      assert.ok(
+        !names.some((n) => n.startsWith("x-injected") || n.startsWith("x-bad") || n === "x-val"),
+        inj.text,
+      );
+      assert.ok(!/^:/m.test(inj.text), inj.text);
+      assert.equal(new TextDecoder().decode(inj.res!.body), "local\n");
+    } finally {
+      await loom.close();
+      await app.close();
+    }
+  },
+);
+
+itest("wasm envoy: WASI poll_oneoff; a panicking plugin logs its panic once", async () => {
+  const app = startUpstream({ echo: "app" });
+  const loom = await startLoom(yamlOf({
+    app,
+    plugins: [{ name: "cases", path: CASES, config: "c", failure_policy: "fail_closed" }],
+    pluginRoutes: [["c", ["cases"]]],
+  }));
+  const lines: string[] = [];
+  const prev = setLogOutput((l) => void lines.push(l));
+  setLogLevel("warn");
+  try {
+    const e = await echo(loom.url("/c/poll"), { headers: { "x-case": "poll" } });
+    assert.equal(e.headers["x-poll"], "0:1:0:1");
+    for (let i = 0; i < 5; i++) {
+      const r = await get(loom.url("/c/panic"), { headers: { "x-case": "panic" } });
+      assert.equal(r.status, 500);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const panics = lines.filter((l) => l.includes("boom from cases.c"));
+    assert.equal(panics.length, 1, panics.join("\n"));
+    const entry = JSON.parse(panics[0]);
+    assert.equal(entry.level, "error");
+    assert.match(entry.output, /^panic: boom from cases\.c\n\ngoroutine 1 \[running\]:/);
+    // Nothing else of the traceback was logged line by line.
+    assert.equal(lines.filter((l) => l.includes("main.handler")).length, 1);
+    // The plugin still serves once its VM is recreated.
+    assert.equal((await echo(loom.url("/c/ok"))).headers["x-cases"], "c");
+  } finally {
+    setLogOutput(prev);
+    setLogLevel("error");
+    await loom.close();
+    await app.close();
+  }
+});
