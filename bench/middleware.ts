@@ -7,7 +7,7 @@
  *
  *   deno run -A --unstable-net bench/middleware.ts [requests] [rounds] [variant,variant...]
  */
-import { GET_REQUEST, RESPONSE_16K_TEXT, runInproc } from "./inproc_harness.ts";
+import { GET_REQUEST, RESPONSE_16K_TEXT, RESPONSE_1K, runInproc } from "./inproc_harness.ts";
 import { t } from "../src/config/dsl.ts";
 import { defineMiddleware } from "../src/middleware/registry.ts";
 import { signToken, testKey } from "../src/middleware/jwt/test_keys.ts";
@@ -46,6 +46,16 @@ const RESPONSES: Record<string, Uint8Array> = {
   "gzip-16k": RESPONSE_16K_TEXT,
   "none-16k": RESPONSE_16K_TEXT,
 };
+/** RESPONSE_1K dated now (a cache counts its age from Date), with `extra` field lines. */
+const fresh1k = (extra = "") =>
+  new TextEncoder().encode(
+    new TextDecoder().decode(RESPONSE_1K).replace(
+      /Date: [^\r]*\r\n/,
+      `Date: ${new Date().toUTCString()}\r\n${extra}`,
+    ),
+  );
+RESPONSES["cache-hit"] = fresh1k();
+RESPONSES["cache-miss"] = fresh1k("Cache-Control: no-store\r\n");
 const benchHash = await bcrypt({
   password: "bench-password",
   salt: new Uint8Array(16),
@@ -83,8 +93,9 @@ const VARIANTS: Record<string, string> = {
   }", timeout: 1s}, limits: [{rate: 1e9, burst: 1000000000, store: redis}]}}]`,
   // A cache hit (the first request fills it): the answer is written from memory, no upstream round trip.
   "cache-hit": ", middleware: [{cache: {default_ttl: 10m}}]",
-  // Every request a miss that is not stored (no freshness): the cost of passing through the cache.
-  "cache-miss": ", middleware: [{cache: {}}]",
+  // Every request a miss that may not be stored (no-store): the cost of passing through the cache.
+  // (Another max_size: a store of its own, not the one cache-hit filled; stores outlive snapshots.)
+  "cache-miss": ", middleware: [{cache: {max_size: 64MB}}]",
   // The same with prefetch: 100 (one round trip per 100 requests).
   "rate-limit-redis-prefetch": `, middleware: [{rate_limit: {redis: {address: "${
     Deno.env.get("LOOM_BENCH_REDIS") ?? "127.0.0.1:6379"

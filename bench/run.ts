@@ -5,7 +5,7 @@
  * shared/notes/http1-fast-path.md; see bench/README.md.
  *
  *   deno task bench [--rounds N] [--duration S] [--warmup S] [--quick]
- *                   [--only direct,nginx,loom-1w,loom-auto] [--idle-timeout S] [--no-nginx]
+ *                   [--only direct,nginx,loom-1w,loom-auto] [--idle-timeout S] [--no-nginx] [--cache]
  *
  * Everything it starts is killed on exit (also on Ctrl-C) and its temp dir is
  * removed. Results go to stdout and to bench/results/<timestamp>.md.
@@ -45,6 +45,8 @@ interface Options {
   quick: boolean;
   /** Behave as if nginx were not installed (tests the CI fallback). */
   noNginx: boolean;
+  /** Cache hits: nginx with proxy_cache, Loom with the cache middleware (both fresh for 10m). */
+  cache: boolean;
 }
 
 const VARIANT_IDS = ["direct", "nginx", "loom-1w", "loom-auto"];
@@ -58,6 +60,7 @@ const USAGE = `Usage: deno task bench [flags]
   --only LIST        comma-separated subset of ${VARIANT_IDS.join(",")}
   --idle-timeout S   longest wait for an idle machine before each run (default 20)
   --no-nginx         act as if nginx were missing (Deno upstream, no nginx proxy)
+  --cache            cache hits: nginx proxy_cache vs Loom's cache middleware (the upstream is asked once)
   -h, --help         this text`;
 
 function parseOptions(argv: string[]): Options | string {
@@ -69,6 +72,7 @@ function parseOptions(argv: string[]): Options | string {
     only: null,
     quick: false,
     noNginx: false,
+    cache: false,
   };
   const set: Partial<Record<"rounds" | "duration" | "warmup" | "idleTimeout", boolean>> = {};
   for (let i = 0; i < argv.length; i++) {
@@ -113,6 +117,9 @@ function parseOptions(argv: string[]): Options | string {
         break;
       case "--no-nginx":
         o.noNginx = true;
+        break;
+      case "--cache":
+        o.cache = true;
         break;
       case "-h":
       case "--help":
@@ -425,11 +432,24 @@ Deno.serve({ hostname: "127.0.0.1", port: ${port}, onListen() {} }, () =>
   return p;
 }
 
-async function startNginxProxy(nginx: string, port: number, upstreamPort: number): Promise<Proc> {
+async function startNginxProxy(
+  nginx: string,
+  port: number,
+  upstreamPort: number,
+  cache: boolean,
+): Promise<Proc> {
   const dir = `${tmpDir}/proxy-nginx`;
   Deno.mkdirSync(dir, { recursive: true });
+  // --cache: every hit from proxy_cache (a 10m zone; the upstream answer has no Cache-Control).
+  const cachePath = cache
+    ? `  proxy_cache_path ${dir}/cache levels=1:2 keys_zone=loom:10m max_size=100m inactive=10m;\n`
+    : "";
+  const cacheUse = cache
+    ? `      proxy_cache loom;\n      proxy_cache_valid 200 10m;\n      proxy_cache_lock on;\n`
+    : "";
   const conf = `${nginxMain(dir)}http {
 ${nginxCommonHttp(dir)}
+${cachePath}
   upstream up {
     server 127.0.0.1:${upstreamPort};
     keepalive 128;
@@ -441,7 +461,7 @@ ${nginxCommonHttp(dir)}
       proxy_pass http://up;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-    }
+${cacheUse}    }
   }
 }
 `;
@@ -461,6 +481,7 @@ async function startLoom(
   cpus: string | null,
   port: number,
   upstreamPort: number,
+  cache: boolean,
 ): Promise<Proc> {
   const dir = `${tmpDir}/${id}`;
   Deno.mkdirSync(dir, { recursive: true });
@@ -483,7 +504,7 @@ routes:
   - id: all
     path: /*
     upstream: up
-`;
+${cache ? "    middleware: [{cache: {default_ttl: 10m}}]\n" : ""}`;
   Deno.writeTextFileSync(`${dir}/loom.yaml`, yaml);
   const p = spawn(
     `Loom (${id})`,
@@ -868,14 +889,24 @@ async function main(): Promise<number> {
   };
   await add("direct", "upstream direct (baseline)", "—", () => Promise.resolve(null));
   if (nginx) {
-    await add("nginx", "nginx proxy, 1 worker", "CPU 1", (p) => startNginxProxy(nginx, p, upstreamPort));
+    await add(
+      "nginx",
+      "nginx proxy, 1 worker",
+      "CPU 1",
+      (p) => startNginxProxy(nginx, p, upstreamPort, opts.cache),
+    );
   }
-  await add("loom-1w", "Loom workers: 1", "CPU 1", (p) => startLoom("loom-1w", 1, "1", p, upstreamPort));
+  await add(
+    "loom-1w",
+    "Loom workers: 1",
+    "CPU 1",
+    (p) => startLoom("loom-1w", 1, "1", p, upstreamPort, opts.cache),
+  );
   await add(
     "loom-auto",
     `Loom workers: auto (${ncpu})`,
     "unpinned",
-    (p) => startLoom("loom-auto", "auto", null, p, upstreamPort),
+    (p) => startLoom("loom-auto", "auto", null, p, upstreamPort, opts.cache),
   );
   if (variants.length === 0) throw new Error("no variant started");
 
@@ -949,6 +980,12 @@ async function main(): Promise<number> {
   const stamp = started.toISOString().replace(/\.\d+Z$/, "Z").replaceAll(":", "-");
   const setup = [
     `- Upstream: ${upstreamDesc}; requests are \`GET /file\`.`,
+    ...(opts.cache
+      ? [
+        "- --cache: cache hits. nginx: `proxy_cache` (zone on disk in the temp dir, `proxy_cache_valid 200 10m`, " +
+        "`proxy_cache_lock on`); Loom: the route's `cache: {default_ttl: 10m}` (memory store). The upstream sees one request per proxy (worker).",
+      ]
+      : []),
     `- Load: \`taskset -c 0 wrk -t1 -c64|-c1 -d${opts.duration}s --latency\` over 127.0.0.1; ` +
     `${opts.rounds} round(s), each c64 then c1, variants alternated in the order ${
       variants.map((v) => v.id).join(", ")
@@ -986,7 +1023,7 @@ async function main(): Promise<number> {
 
   const outDir = `${REPO}/bench/results`;
   Deno.mkdirSync(outDir, { recursive: true });
-  const outFile = `${outDir}/${stamp}${opts.quick ? "-quick" : ""}.md`;
+  const outFile = `${outDir}/${stamp}${opts.cache ? "-cache" : ""}${opts.quick ? "-quick" : ""}.md`;
   Deno.writeTextFileSync(outFile, md);
   console.log(`\n${machine.join("\n")}\n\n${summary}\n`);
   if (problems.length) console.log(`Problems seen:\n${problems.map((p) => `- ${p}`).join("\n")}\n`);
