@@ -12,17 +12,20 @@ import { t } from "../src/config/dsl.ts";
 import { defineMiddleware } from "../src/middleware/registry.ts";
 import { signToken, testKey } from "../src/middleware/jwt/test_keys.ts";
 import { bcrypt } from "hash-wasm";
+import { parseConfig } from "../src/config/mod.ts";
+import { prepareTracing } from "../src/observability/tracing.ts";
 
 defineMiddleware("noop", t.object({}), () => ({ name: "noop", request: (_ctx, next) => next() }));
 
 const total = Number(Deno.args[0] ?? 200_000);
 const rounds = Number(Deno.args[1] ?? 5);
 
-const config = (middleware: string) =>
+const config = (middleware: string, top = "") =>
   `listeners: [{name: http, address: "127.0.0.1:9", protocol: http}]
 upstreams: [{name: up, endpoints: ["127.0.0.1:1"]}]
 routes: [{id: all, path: "/*", upstream: up${middleware}}]
-access_log: {enabled: false}`;
+access_log: {enabled: false}
+${top}`;
 
 const rs256 = await testKey("RS256", "b1");
 /** GET_REQUEST with one more header line. */
@@ -101,6 +104,41 @@ const VARIANTS: Record<string, string> = {
     Deno.env.get("LOOM_BENCH_REDIS") ?? "127.0.0.1:6379"
   }", timeout: 1s}, limits: [{rate: 1e9, burst: 1000000000, store: redis, prefetch: 100}]}}]`,
 };
+/**
+ * Top-level blocks of variants (their route gets no middleware). `tracing-*`: every request traced
+ * (1.0) or one in a hundred (0.01), spans exported by Loom's own OTLP exporter (the OpenTelemetry SDK)
+ * to a sink in another process, so the export's cost counts; `tracing-deno-*`: Deno's built-in
+ * exporter (run the bench with OTEL_DENO=true and OTEL_EXPORTER_OTLP_ENDPOINT at a collector or sink).
+ */
+const sink = Deno.args[2]?.includes("tracing") ? otlpSink() : null;
+const TOP: Record<string, string> = {
+  "tracing-1": `tracing: {endpoint: "${sink?.url}", sample_rate: 1.0}`,
+  "tracing-0.01": `tracing: {endpoint: "${sink?.url}", sample_rate: 0.01}`,
+  "tracing-deno-1": "tracing: {sample_rate: 1.0}",
+  "tracing-deno-0.01": "tracing: {sample_rate: 0.01}",
+};
+for (const k of Object.keys(TOP)) VARIANTS[k] = "";
+for (const [k, top] of Object.entries(TOP)) {
+  if (!(Deno.args[2] ?? "").split(",").includes(k)) continue;
+  if (k.includes("deno") && Deno.env.get("OTEL_DENO") !== "true") {
+    throw new Error(`${k} needs OTEL_DENO=true`);
+  }
+  const cfg = parseConfig(config("", top), "bench.yaml");
+  if (cfg.ok) await prepareTracing(cfg.config.tracing);
+}
+
+/** An OTLP/HTTP receiver that discards what it gets, in a process of its own. */
+function otlpSink(): { url: string; child: Deno.ChildProcess } {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  const code = `Deno.serve({hostname: "127.0.0.1", port: ${port}, onListen() {}}, async (r) => ` +
+    `{ await r.arrayBuffer(); return Response.json({}); })`;
+  const child = new Deno.Command(Deno.execPath(), { args: ["eval", code], stdout: "null", stderr: "null" })
+    .spawn();
+  return { url: `http://127.0.0.1:${port}`, child };
+}
+
 const wanted = Deno.args[2]?.split(",") ?? Object.keys(VARIANTS);
 const variants: [string, string][] = [
   ["none", ""],
@@ -112,7 +150,8 @@ const variants: [string, string][] = [
 const results = new Map<string, number[]>(variants.map(([n]) => [n, []]));
 for (let r = 0; r < rounds; r++) {
   for (const [name, mw] of variants) {
-    const { cpu } = await runInproc(config(mw), REQUESTS[name] ?? GET_REQUEST, total, RESPONSES[name]);
+    const yaml = config(mw, TOP[name]);
+    const { cpu } = await runInproc(yaml, REQUESTS[name] ?? GET_REQUEST, total, RESPONSES[name]);
     results.get(name)!.push(cpu);
   }
 }
@@ -126,4 +165,5 @@ for (const [name] of variants) {
     })${name === "none" ? "" : `, +${(m - base).toFixed(2)} µs`}`,
   );
 }
+sink?.child.kill();
 Deno.exit(0);

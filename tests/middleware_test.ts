@@ -107,6 +107,7 @@ routes:
 Deno.test("config: blocks accepted but not implemented are warned about with key and line", () => {
   const r = parseConfig(
     `listeners: [{ name: l, address: ":1", protocol: http }]
+upstreams: [{ name: u, endpoints: ["u:1"], service_discovery: { type: dns } }]
 tracing:
   enabled: true
 rate_limit: { enabled: true, rate: 10 }
@@ -118,7 +119,8 @@ rate_limit: { enabled: true, rate: 10 }
   if (!r.ok) return;
   assert.deepEqual(
     r.warnings.map((w) => [w.path, w.line]),
-    [["tracing", 2]], // rate_limit is implemented (the rate_limit middleware per client IP)
+    // tracing and rate_limit are implemented (OpenTelemetry spans; the rate_limit middleware per client IP)
+    [["upstreams[0].service_discovery", 2]],
   );
 });
 

@@ -9,6 +9,13 @@
 
 import { middlewareList } from "./middleware/mod.ts";
 import { corsType } from "./middleware/cors.ts";
+import {
+  accessLogFields,
+  dashboardType,
+  otlpMetricsType,
+  requestIdType,
+  tracingType,
+} from "./observability.ts";
 import { topLevelRateLimitType } from "./middleware/rate_limit.ts";
 import { topLevelCacheType } from "./middleware/cache.ts";
 import { opt, req, t, type Type } from "./dsl.ts";
@@ -462,6 +469,11 @@ export const loomSchema: Type = t.object({
         undefined,
         "true: let the admin API listen beyond loopback without auth (GET /config and writes stay refused).",
       ),
+      dashboard: opt(
+        dashboardType,
+        undefined,
+        "The live dashboard at /dashboard (on, 10s samples, when absent).",
+      ),
     }, { normalize: withHostPort }),
     {},
     "Admin API.",
@@ -469,7 +481,7 @@ export const loomSchema: Type = t.object({
   metrics: opt(
     t.object({
       prometheus: opt(t.object({ enabled: opt(t.bool(), true), path: opt(t.string(), "/metrics") }), {}),
-      opentelemetry: opt(t.object({ enabled: opt(t.bool(), false), endpoint: opt(t.string(), "") }), {}),
+      opentelemetry: opt(otlpMetricsType, {}, "OTLP/HTTP export of the metrics, beside Prometheus."),
     }),
     {},
   ),
@@ -477,6 +489,7 @@ export const loomSchema: Type = t.object({
     t.object({
       enabled: opt(t.bool(), true),
       path: opt(t.string({ file: { keep: ["stdout"] } }), "stdout", '"stdout" or a file path.'),
+      ...accessLogFields,
     }),
     {},
   ),
@@ -518,16 +531,11 @@ export const loomSchema: Type = t.object({
     "A token bucket per client IP in front of every route (the rate_limit middleware: more options there).",
   ),
   tracing: opt(
-    t.object({
-      enabled: opt(t.bool()),
-      endpoint: opt(t.string()),
-      service_name: opt(t.string()),
-      sample_rate: opt(t.number({ min: 0, max: 1 })),
-      batch_timeout: opt(t.duration()),
-    }),
+    tracingType,
     undefined,
-    "Distributed tracing (accepted for compatibility).",
+    "OpenTelemetry traces: a span per request, its middleware, plugins, upstream attempts.",
   ),
+  request_id: opt(requestIdType, undefined, "The request id on responses."),
   cors: opt(
     corsType,
     undefined,

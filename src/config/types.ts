@@ -9,6 +9,13 @@
  */
 import type { MiddlewareEntry } from "./middleware/mod.ts";
 import type { CorsOptions } from "./middleware/cors.ts";
+import type {
+  AccessLogField,
+  DashboardConfig,
+  OtlpMetricsConfig,
+  RequestIdConfig,
+  TracingConfig,
+} from "./observability.ts";
 import type { Resource } from "./resources.ts";
 import type { TopLevelRateLimit } from "./middleware/rate_limit.ts";
 import type { TopLevelCache } from "./middleware/cache.ts";
@@ -304,17 +311,23 @@ export interface AdminConfig {
   };
   /** true: allow a non-loopback address without auth (then GET /config and writes are refused). */
   insecure?: boolean;
+  /** The live dashboard (default on, 10s samples). */
+  dashboard?: DashboardConfig;
 }
 
 export interface MetricsConfig {
   prometheus: { enabled: boolean; path: string };
-  opentelemetry: { enabled: boolean; endpoint: string };
+  opentelemetry: OtlpMetricsConfig;
 }
 
 export interface AccessLogConfig {
   enabled: boolean;
   /** "stdout" or a file path. */
   path: string;
+  /** The fields of a line, in order (default DEFAULT_ACCESS_LOG_FIELDS). */
+  fields?: AccessLogField[];
+  /** Fraction of 1xx-3xx requests logged (errors always are). Default 1. */
+  sample?: number;
 }
 
 /** Config reloads (`reload:`). */
@@ -352,7 +365,10 @@ export interface LoomConfig {
   /** Accepted and validated for compatibility with Loom configs; implemented by later issues. */
   /** Loom format: a rate limit per client IP in front of every route (the rate_limit middleware). */
   rate_limit?: TopLevelRateLimit;
-  tracing?: Record<string, unknown>;
+  /** OpenTelemetry traces (Loom format's block). */
+  tracing?: TracingConfig;
+  /** The request id on every response. */
+  request_id?: RequestIdConfig;
   /** Top-level CORS (Loom format): a `cors` middleware in front of every route. */
   cors?: CorsOptions;
   /** Loom format: a response cache in front of every route (the cache middleware). */

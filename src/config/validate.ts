@@ -36,8 +36,6 @@ export type ValidateResult = {
  * leaves this list when its feature lands.
  */
 const UNIMPLEMENTED: Record<string, string> = {
-  tracing: "tracing is not implemented yet; this block is ignored",
-  "metrics.opentelemetry": "OpenTelemetry metrics export is not implemented yet; this block is ignored",
   "upstreams[].service_discovery": "service discovery is not implemented yet; this block is ignored",
 };
 
@@ -51,10 +49,7 @@ function unimplementedWarnings(
     out.push({ path, line: p?.line ?? 0, column: p?.column ?? 0, message });
   };
   for (const [key, message] of Object.entries(UNIMPLEMENTED)) {
-    if (key === "metrics.opentelemetry") {
-      const otel = (value.metrics as { opentelemetry?: { enabled?: boolean } } | undefined)?.opentelemetry;
-      if (otel?.enabled === true) warn(key, message);
-    } else if (key === "upstreams[].service_discovery") {
+    if (key === "upstreams[].service_discovery") {
       const ups = (value.upstreams ?? []) as { service_discovery?: unknown }[];
       ups.forEach((u, i) => {
         if (u.service_discovery !== undefined) warn(`upstreams[${i}].service_discovery`, message);

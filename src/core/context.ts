@@ -7,6 +7,7 @@
 import type { BodyReader, ResponseWriter } from "./body.ts";
 import type { HeaderList } from "./headers.ts";
 import type { PhaseHooks } from "./middleware.ts";
+import type { RequestTrace } from "./trace.ts";
 
 /** A verified TLS client certificate (mTLS), as routing, headers and plugins see it. */
 export interface ClientCertificate {
@@ -87,6 +88,8 @@ export class RequestContext {
   pathRest = "";
   /** The route's middleware hooks after the request phase (null: none, the common case). */
   hooks: PhaseHooks | null = null;
+  /** The request's trace when tracing is on and it was sampled (src/core/trace.ts), else null. */
+  trace: RequestTrace | null = null;
   /** Why a middleware refused the request ("" when none did), e.g. "jwt_expired": metrics and access log. */
   rejection = "";
   /** Path and query to send upstream (set after routing; rewrites and plugins may change it). */

@@ -13,6 +13,8 @@ import type { ForwardOptions, ProxyObserver } from "../proxy/forward.ts";
 import { CidrSet } from "../net/cidr.ts";
 import { createMiddleware } from "../middleware/registry.ts";
 import { cors } from "../middleware/cors/index.ts";
+import { tracing } from "../middleware/tracing/index.ts";
+import { requestIdHeader } from "../middleware/request_id/index.ts";
 import { rateLimit } from "../middleware/rate_limit/index.ts";
 import { entryScope, scopedEnv, sharedRegionsOf } from "../middleware/shared.ts";
 import { topLevelRateLimit } from "../config/middleware/rate_limit.ts";
@@ -102,6 +104,10 @@ export function buildSnapshot(
   if (topLimit !== null) global.unshift(rateLimit(topLimit, scopedEnv(env, TOP_RATE_LIMIT)));
   // The Loom format's top-level `cors` block: CORS in front of every route (and of its limit's 429s).
   if (config.cors !== undefined && config.cors.enabled) global.unshift(cors(config.cors));
+  // The top-level `request_id` block: the request id on every response.
+  if (config.request_id?.response_header) global.unshift(requestIdHeader(config.request_id.header));
+  // The top-level `tracing` block: first of all, so its span holds every other middleware's.
+  if (config.tracing !== undefined && config.tracing.enabled) global.unshift(tracing(config.tracing));
   // One matcher for every route: proxies in front of Loom whose forwarding fields are kept.
   const trustedProxies = config.trusted_proxies.length > 0 ? new CidrSet(config.trusted_proxies) : null;
   const routes: RouteRuntime[] = [];

@@ -65,12 +65,87 @@ export function phaseHooks(list: readonly Middleware[]): PhaseHooks | null {
     : hooks;
 }
 
+/** Name of the middleware that opens a request's trace (src/middleware/tracing/). */
+const TRACING = "tracing";
+
+/**
+ * `m` with a span around its `request` phase (until it calls `next()`, or
+ * until it is done when it answers itself) and its `upstream_request` and `response` hooks, for
+ * requests with a trace. Only chains with the tracing middleware get these
+ * wrappers: without tracing nothing here runs.
+ */
+function traced(m: Middleware): Middleware {
+  const { request, upstreamRequest, response } = m;
+  if (
+    m.name === TRACING || (request === undefined && upstreamRequest === undefined && response === undefined)
+  ) {
+    return m;
+  }
+  const name = m.name;
+  const requestSpan = "middleware " + name;
+  const attrs = { "loom.middleware": name };
+  /** A synchronous hook in a span of its own. */
+  const timed = <H>(hook: ((ctx: RequestContext, head: H) => void) | undefined, span: string) =>
+    hook === undefined ? undefined : (ctx: RequestContext, head: H) => {
+      const tr = ctx.trace;
+      if (tr === null) return hook(ctx, head);
+      const s = tr.child(span, attrs);
+      try {
+        hook(ctx, head);
+      } finally {
+        s.end();
+      }
+    };
+  return {
+    name,
+    upstreamRequest: timed(upstreamRequest, requestSpan + " upstream_request"),
+    response: timed(response, requestSpan + " response"),
+    responseBody: m.responseBody,
+    log: m.log,
+    request: request === undefined ? undefined : (ctx, next) => {
+      const tr = ctx.trace;
+      if (tr === null) return request(ctx, next);
+      const span = tr.child(requestSpan, attrs);
+      let passed = false;
+      const settle = (error: unknown) => {
+        if (passed) return;
+        if (error !== undefined) span.fail(String(error));
+        else {
+          // It answered the request itself (a refusal, a redirect, a cached answer...).
+          span.setAttribute("loom.answered", true);
+          if (ctx.status > 0) span.setAttribute("http.response.status_code", ctx.status);
+          if (ctx.rejection !== "") span.setAttribute("loom.rejection", ctx.rejection);
+        }
+        span.end();
+      };
+      let p: Promise<void>;
+      try {
+        p = request(ctx, () => {
+          passed = true;
+          span.end();
+          return next();
+        });
+      } catch (e) {
+        settle(e);
+        throw e;
+      }
+      return p.then(() => settle(undefined), (e) => {
+        settle(e);
+        throw e;
+      });
+    },
+  };
+}
+
 /**
  * Compiles `list` (in run order) around `terminal`: sets the route's phase
  * hooks on the context, wraps the response writer when a response phase is
  * hooked, then runs the onion. Returns `terminal` itself for an empty list.
+ * With the tracing middleware in the list, every other middleware's request
+ * and response phases get a span (see {@link traced}).
  */
-export function compileChain(list: readonly Middleware[], terminal: Endpoint): Endpoint {
+export function compileChain(chain: readonly Middleware[], terminal: Endpoint): Endpoint {
+  const list = chain.some((m) => m.name === TRACING) ? chain.map(traced) : chain;
   const onion = compose(hooksOf(list, "request") ?? [], terminal);
   const hooks = phaseHooks(list);
   if (hooks === null) return onion;
@@ -79,6 +154,32 @@ export function compileChain(list: readonly Middleware[], terminal: Endpoint): E
     ctx.hooks = hooks;
     // A 101 hands the connection over: there is no response to edit.
     if (wrap && ctx.upgrade === undefined) ctx.res = new PhasedWriter(ctx.res, ctx, hooks);
+    return onion(ctx);
+  };
+}
+
+/**
+ * Compiles `list` as a chain nested inside an outer chain of `outer` (a
+ * route's backend inside the route): its request handlers run after the
+ * outer ones, its phase hooks join the outer ones on the context (its
+ * `upstream_request` and `log` hooks after them), and its `response` /
+ * `response_body` hooks run before the outer ones (nearer the upstream, as
+ * in an onion). Returns `terminal` itself for an empty list.
+ */
+export function compileInnerChain(
+  outer: readonly Middleware[],
+  list: readonly Middleware[],
+  terminal: Endpoint,
+): Endpoint {
+  if (list.length === 0) return terminal;
+  const onion = compose(hooksOf(list, "request") ?? [], terminal);
+  const own = phaseHooks(list);
+  if (own === null) return onion;
+  const merged = phaseHooks([...outer, ...list]);
+  const wrap = own.response !== null || own.responseBody !== null;
+  return (ctx) => {
+    ctx.hooks = merged;
+    if (wrap && ctx.upgrade === undefined) ctx.res = new PhasedWriter(ctx.res, ctx, own);
     return onion(ctx);
   };
 }

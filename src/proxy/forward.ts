@@ -143,6 +143,9 @@ async function attempt(
 ): Promise<number> {
   const body = ctx.body;
   const pool = up.pool(ep);
+  // Traced requests: the attempt's span, opened before the head so upstream_request hooks see it.
+  const span = ctx.trace === null ? null : ctx.trace.startAttempt(up.name, ep.address, target);
+  let failure = "";
   const head = requestHeadFor(ctx, ep, pool.tls !== null, target, opt);
   const t0 = performance.now();
   ep.begin();
@@ -150,6 +153,7 @@ async function attempt(
   let outcome: number;
   try {
     for (let stale = 0;; stale++) {
+      failure = "";
       let pc = stale === 0 ? pool.takeIdle(Date.now()) : null;
       if (pc === null) {
         try {
@@ -157,6 +161,7 @@ async function attempt(
         } catch (e) {
           const kind = e instanceof ConnectError ? e.kind : "refused";
           obs?.upstreamError(up.name, ep.address, "connect_" + kind);
+          failure = "connect_" + kind;
           outcome = kind === "timeout" ? CONNECT_TIMEOUT : CONNECT_REFUSED;
           break;
         }
@@ -169,6 +174,7 @@ async function attempt(
           e.retryableStale && pc.reused && stale === 0 && body.length === 0 && IDEMPOTENT.has(ctx.method) &&
           !ctx.aborted
         ) continue;
+        if (e.kind !== "status") failure = ctx.aborted ? "client_aborted" : e.kind;
         if (e.kind === "client" || ctx.aborted) {
           if (e.status > 0 && !ctx.res.headSent && !ctx.aborted) {
             await respondError(ctx, e.status, e.message, [["connection", "close"]]);
@@ -194,6 +200,7 @@ async function attempt(
     const end = performance.now();
     if (answer) ctx.endTime = end;
     if (status > 0) obs?.upstream(up.name, ep.address, status, (end - t0) / 1000);
+    if (span !== null) ctx.trace!.endAttempt(span, status, failure);
   }
 }
 

@@ -152,6 +152,9 @@ async function h2Attempt(
 ): Promise<number> {
   const grpc = ctx.grpc;
   const pools = h2PoolFor(up.pool(ep));
+  // Traced requests: the attempt's span, opened before the head so upstream_request hooks see it.
+  const span = ctx.trace === null ? null : ctx.trace.startAttempt(up.name, ep.address, target);
+  let failure = "";
   const head = upstreamRequestHead(
     ctx,
     target,
@@ -164,12 +167,14 @@ async function h2Attempt(
   ep.begin();
   try {
     for (let fresh = 0;; fresh++) {
+      failure = "";
       let lease: H2Lease;
       try {
         lease = await pools.acquire(Math.min(opt.connectTimeout, Math.max(1, deadline - Date.now())));
       } catch (e) {
         const kind = e instanceof ConnectError ? e.kind : "refused";
         obs?.upstreamError(up.name, ep.address, "connect_" + kind);
+        failure = "connect_" + kind;
         return kind === "timeout" ? CONNECT_TIMEOUT : CONNECT_REFUSED;
       }
       try {
@@ -179,6 +184,7 @@ async function h2Attempt(
         return await runStream(ctx, lease, fields, deadline, perTry, discard, replay, meter);
       } catch (e) {
         if (!(e instanceof H2Failure)) throw e;
+        failure = ctx.aborted ? "client_aborted" : e.kind;
         if (ctx.aborted) {
           ctx.res.abort();
           return CLIENT;
@@ -214,6 +220,7 @@ async function h2Attempt(
   } finally {
     ep.end();
     if (meter.status > 0) obs?.upstream(up.name, ep.address, meter.status, (performance.now() - t0) / 1000);
+    if (span !== null) ctx.trace!.endAttempt(span, meter.status, failure);
   }
 }
 

@@ -22,6 +22,7 @@ import { HealthMonitor } from "../upstream/health_check.ts";
 import { GatewayMetrics } from "../observability/gateway_metrics.ts";
 import { renderMerged } from "../observability/metrics.ts";
 import { logger } from "../observability/logger.ts";
+import { prepareTracing, retireExporters } from "../observability/tracing.ts";
 import type { AdminBackend, GatewayInfo, ReloadResult, RouteInfo, UpstreamInfo } from "../admin/types.ts";
 import { type AdminServer, startAdminServer } from "../admin/server.ts";
 import { startEcho } from "../demo/echo.ts";
@@ -101,6 +102,8 @@ export class Supervisor implements AdminBackend {
     this.counters.regions.reserve(sharedRegionsFor(cfg));
     const n = Math.max(1, cfg.workers);
     const instOpts = { config: cfg, counters: this.counters.snapshot(), reusePort: n > 1 };
+    // Tracing's exporter is ready before the first request (workers prepare their own).
+    if (n === 1) await prepareTracing(cfg.tracing);
     if (n === 1) this.handles.push(LocalHandle.start(instOpts));
     else {
       for (let i = 0; i < n; i++) {
@@ -332,7 +335,9 @@ export class Supervisor implements AdminBackend {
       this.counters.reserve(next.upstreams);
       this.counters.regions.reserve(sharedRegionsFor(next));
       const counters = this.counters.snapshot();
+      if (this.handles[0] instanceof LocalHandle) await prepareTracing(next.tracing);
       const reports = await Promise.all(this.handles.map((h) => h.reload(next, counters)));
+      if (this.handles[0] instanceof LocalHandle) void retireExporters(next.tracing);
       listenerErrors = [...new Set(reports.flatMap((r) => r.errors))];
     } catch (e) {
       this.appliedHash = null;
@@ -381,6 +386,8 @@ export class Supervisor implements AdminBackend {
       this.watcher?.close();
       this.health.stop();
       await Promise.all(this.handles.map((h) => h.shutdown(drainMs)));
+      // Spans still batched go out before the process ends.
+      await retireExporters(undefined);
       await this.admin?.shutdown();
       await this.echo?.shutdown();
     })();

@@ -6,6 +6,7 @@
 import { GatewayInstance } from "./instance.ts";
 import type { FromWorker, ToWorker } from "./handles.ts";
 import { logger, type LogLevel, setLogLevel } from "../observability/logger.ts";
+import { prepareTracing, retireExporters } from "../observability/tracing.ts";
 
 let instance: GatewayInstance | null = null;
 
@@ -20,14 +21,19 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
       case "start":
         setLogLevel(m.logLevel as LogLevel);
         try {
+          await prepareTracing(m.opts.config.tracing);
           instance = GatewayInstance.start(m.opts);
           send({ type: "started", addresses: instance.addresses() });
         } catch (err) {
           send({ type: "failed", error: String(err) });
         }
         return;
-      case "reload":
-        return send({ type: "reply", id: m.id, data: instance!.reload(m.config, m.counters) });
+      case "reload": {
+        await prepareTracing(m.config.tracing);
+        const data = instance!.reload(m.config, m.counters);
+        void retireExporters(m.config.tracing);
+        return send({ type: "reply", id: m.id, data });
+      }
       case "metrics":
         return send({ type: "reply", id: m.id, data: instance!.metricsSnapshot() });
       case "upstreams":
@@ -38,6 +44,7 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
         return send({ type: "reply", id: m.id, data: await instance!.purgeCache(m.what, m.shared) });
       case "shutdown":
         await instance?.shutdown(m.drainMs);
+        await retireExporters(undefined);
         return send({ type: "reply", id: m.id });
     }
   } catch (err) {

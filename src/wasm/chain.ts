@@ -119,20 +119,20 @@ export class ChainRun implements RunState {
     try {
       action = s.vm.call(cb, s.id, s.id, a, b);
     } catch (e) {
-      s.plugin.observe(phase, (performance.now() - t0) / 1000);
+      this.observe(s, phase, t0, e);
       return this.callFailed(s, e, cb, phase, a, b);
     }
     if (typeof action !== "number") {
       return action.then((r) => {
-        s.plugin.observe(phase, (performance.now() - t0) / 1000);
+        this.observe(s, phase, t0, null);
         s.fresh = false;
         return s.failure !== null ? this.failed(s) : r;
       }, (e) => {
-        s.plugin.observe(phase, (performance.now() - t0) / 1000);
+        this.observe(s, phase, t0, e);
         return this.callFailed(s, e, cb, phase, a, b);
       });
     }
-    s.plugin.observe(phase, (performance.now() - t0) / 1000);
+    this.observe(s, phase, t0, null);
     s.fresh = false;
     if (s.failure !== null) return this.failed(s);
     return action;
@@ -159,7 +159,7 @@ export class ChainRun implements RunState {
   }
 
   private started(s: Stream, t0: number, r: number): number {
-    s.plugin.observe("on_request_headers", (performance.now() - t0) / 1000);
+    this.observe(s, "on_request_headers", t0, null);
     s.fresh = false;
     return s.failure !== null ? this.failed(s) : r;
   }
@@ -173,7 +173,7 @@ export class ChainRun implements RunState {
         return this.failed(s);
       });
     }
-    s.plugin.observe("on_request_headers", (performance.now() - t0) / 1000);
+    this.observe(s, "on_request_headers", t0, e);
     s.failure ??= e instanceof Error ? e : new Error(String(e));
     return this.failed(s);
   }
@@ -200,6 +200,16 @@ export class ChainRun implements RunState {
     s.dead = true;
     if (s.plugin.cfg.failure_policy === "fail_open") return -1;
     throw new Stop("fail");
+  }
+
+  /** A callback's duration metric, and its span when the request is traced (`error`: it threw). */
+  private observe(s: Stream, phase: string, t0: number, error: unknown): void {
+    const end = performance.now();
+    s.plugin.observe(phase, (end - t0) / 1000);
+    const tr = this.ctx.trace;
+    if (tr === null) return;
+    const failure = error == null ? s.failure : error instanceof Error ? error : new Error(String(error));
+    tr.pluginCallback(s.plugin.pluginName, phase, t0, end, failure);
   }
 
   /** Acts on a callback's result: stops the request, or waits while the plugin paused it. */

@@ -7,6 +7,7 @@
 import { LogLevel, Status } from "../abi.ts";
 import { getLogLevel, isLevelEnabled, logger } from "../../observability/logger.ts";
 import type { PluginVM } from "../vm.ts";
+import { Stream } from "../stream.ts";
 import type { HostFunctions } from "./mod.ts";
 
 /** Loom's level for each Proxy-Wasm level (trace..critical). */
@@ -18,6 +19,10 @@ export function loggingFunctions(vm: PluginVM): HostFunctions {
   return {
     proxy_log: (level: number, p: number, l: number) => {
       const lv = LEVELS[level] ?? "info";
+      // A traced request's lines, whatever Loom's level: events of the callback's span.
+      const st = vm.stream();
+      const tr = st instanceof Stream ? st.run.ctx.trace : null;
+      if (tr !== null) tr.pluginLog(vm.host.pluginName, lv, mem.str(p, l));
       // Below Loom's level (an SDK's debug/trace chatter): not even decoded.
       if (isLevelEnabled(lv)) logger[lv]("plugin: " + mem.str(p, l), { plugin: vm.host.pluginName });
       return Status.OK;
