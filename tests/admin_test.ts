@@ -204,6 +204,11 @@ itest("admin: /metrics counts requests by route id (never raw path) and moves wi
     assert.ok(!/item-|\/users\/u|missing-/.test(text), "raw paths never appear in labels");
 
     const ok0 = metricValue(text, "loom_config_reloads_total", { result: "success" });
+    // A reload of an unchanged config is skipped (not counted): change a setting first.
+    Deno.writeTextFileSync(
+      loom.configPath,
+      Deno.readTextFileSync(loom.configPath) + "\ndrain_timeout: 29s\n",
+    );
     assert.equal((await postReload(loom)).status, 200);
     assert.equal(metricValue(await scrape(), "loom_config_reloads_total", { result: "success" }), ok0 + 1);
   } finally {

@@ -5,7 +5,7 @@
  * upstream headers, and certificates re-read on reload.
  */
 import assert from "node:assert/strict";
-import { itest, startLoom } from "./helpers.ts";
+import { itest, startLoom, waitFor } from "./helpers.ts";
 import { startUpstream } from "./upstream.ts";
 import { curl, TestCa } from "./tls_util.ts";
 
@@ -316,6 +316,13 @@ routes:
         Deno.copyFileSync(second.key, live.key);
         const r = await loom.sup.reload();
         assert.ok(r.ok, JSON.stringify(r));
+        // With one worker the new socket binds once the old one's pending accept failed (README: a
+        // connection attempt in that gap is refused): wait for it rather than race it.
+        await waitFor("the reopened TLS socket", async () => {
+          const c = await Deno.connect({ hostname: "127.0.0.1", port: loom.port });
+          c.close();
+          return true;
+        });
         // Fresh connections (several, so both workers are likely hit) get the new certificate.
         for (let i = 0; i < 6; i++) {
           const after = await get("second.test");
