@@ -25,6 +25,7 @@ export const WORKERS = {
     source: "src/middleware/basic_auth/verify_worker.ts",
     bundle: "loom-basic-auth-worker.js",
   },
+  wasmCompile: { source: "src/wasm/compile_worker.ts", bundle: "loom-wasm-compile-worker.js" },
 } as const;
 
 /** A worker entry point of {@linkcode WORKERS}. */

@@ -106,7 +106,7 @@ function yaml(app: TestUpstream, spin: string, isolation: string): string {
   return yamlOf({
     app,
     plugins: [
-      { name: "spin", path: spin, timeout: "300ms", isolation },
+      { name: "spin", path: spin, timeout: "300ms", start_timeout: "300ms", isolation },
       { name: "good", path: KITCHEN["0.2.1"], config: "hok", isolation },
     ],
     pluginRoutes: [["spin", ["spin"]], ["ok", ["good"]], ["plain", []]],

@@ -22,6 +22,7 @@ export interface PluginSpec {
   failure_policy?: string;
   memory_limit?: string;
   timeout?: string;
+  start_timeout?: string;
   root_id?: string;
   global?: boolean;
   isolation?: string;

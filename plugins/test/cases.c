@@ -15,7 +15,8 @@
 //   panic       writes a Go-style panic and traceback to stderr in pieces, then
 //               traps (a crash loop logs it once)
 //
-// Every other request gets x-cases: <plugin config> and passes.
+// Every other request gets x-cases: <plugin config> and passes. A configuration
+// "until:<unix ms>" is refused (on_configure false) until that time.
 //
 // Build: deno task build:plugins (clang --target=wasm32 -O2 -nostdlib -Wl,--no-entry).
 
@@ -44,6 +45,7 @@ u32 proxy_send_local_response(u32 status, const char *d, size_t dl, const char *
 IMPORT(proxy_http_call)
 u32 proxy_http_call(const char *up, size_t upl, const char *h, size_t hl, const char *b, size_t bl, const char *t,
                     size_t tl, u32 timeout, u32 *token);
+IMPORT(proxy_get_current_time_nanoseconds) u32 proxy_get_current_time_nanoseconds(u64 *ns);
 WASI(fd_write) u32 fd_write(u32 fd, const void *iovs, size_t n, size_t *written);
 WASI(poll_oneoff) u32 poll_oneoff(const void *in, void *out, size_t n, size_t *nevents);
 
@@ -147,6 +149,13 @@ EXPORT(proxy_on_configure) u32 proxy_on_configure(u32 root, u32 size) {
     if (n > sizeof(config)) n = sizeof(config);
     copy(config, p, n);
     config_len = n;
+  }
+  // "until:<unix ms>": the configuration is refused until then (background start retries).
+  if (config_len > 6 && eq(config, 6, "until:")) {
+    u64 until = 0, ns = 0;
+    for (size_t i = 6; i < config_len; i++) until = until * 10 + (config[i] - '0');
+    proxy_get_current_time_nanoseconds(&ns);
+    if (ns / 1000000 < until) return 0;
   }
   return 1;
 }

@@ -407,6 +407,11 @@ const plugin = t.object({
   config: opt(t.any(), undefined, "Plugin configuration (string or mapping, passed as JSON)."),
   memory_limit: opt(t.size(), "16MB"),
   timeout: opt(t.duration(), "50ms"),
+  start_timeout: opt(
+    t.duration(),
+    undefined,
+    "Running time a VM's start-up (_initialize/_start, on_vm_start, on_configure) may take; default 10s.",
+  ),
   failure_policy: opt(
     t.enum(["fail_closed", "fail_open"]),
     "fail_closed",

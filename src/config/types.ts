@@ -286,6 +286,8 @@ export interface PluginConfig {
   memory_limit: number;
   /** ms. Default 50ms. */
   timeout: number;
+  /** Running time of a VM's start-up (ms); absent = 10 s (`DEFAULT_START_TIMEOUT` in src/wasm/plugin.ts). */
+  start_timeout?: number;
   failure_policy: "fail_closed" | "fail_open";
   /**
    * How callbacks run: `timeslice` (suspended every few ms so other requests are served) or `inline`

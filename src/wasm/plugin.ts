@@ -2,10 +2,12 @@
  * Plugins, their VMs and the per-isolate plugin manager.
  *
  * - A module is read, instrumented (binary.ts) and compiled once per
- *   (path, memory limit); each plugin gets one VM per isolate (worker),
- *   reused by every request; a request gets one stream context per plugin.
+ *   content and memory limit, off the event loop (compile.ts); each plugin
+ *   gets one VM per isolate (worker), started in the background and reused
+ *   by every request; a request gets one stream context per plugin.
  * - A VM that traps, times out or exits is dropped; the next request creates
- *   a fresh one (at most one attempt per second after a failed start).
+ *   a fresh one. One that failed to start is retried in the background with
+ *   backoff (1 s .. 60 s), with or without requests.
  * - Shared data, shared queues and plugin-defined metrics are isolate-wide,
  *   as in Envoy (per worker); http_call goes to a configured upstream.
  *
@@ -14,8 +16,9 @@
 import type { LoomConfig, PluginConfig } from "../config/types.ts";
 import type { Counter, Gauge, Histogram, HistogramChild, Registry } from "../observability/metrics.ts";
 import { logger } from "../observability/logger.ts";
-import { type AbiVersion, detectAbi, MetricType } from "./abi.ts";
-import { instrument, WasmLoadError } from "./binary.ts";
+import { MetricType } from "./abi.ts";
+import { WasmLoadError } from "./binary.ts";
+import { type CompiledModule, compileModule, warmCompileWorker } from "./compile.ts";
 import { GrpcCallouts } from "./grpc_callouts.ts";
 import { call } from "../proxy/call.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
@@ -81,14 +84,13 @@ export function mergePluginInfo(lists: readonly PluginInfo[][]): PluginInfo[] {
   return [...byName.values()];
 }
 
-interface CompiledModule {
-  module: WebAssembly.Module;
-  abi: AbiVersion;
-  loops: number;
-}
-
 /** Isolation of plugins that do not set `isolation` (timeslice costs ~1 µs per request more than inline). */
 export const DEFAULT_ISOLATION: Isolation = "timeslice";
+/** Longest running time of a VM's start-up (`_initialize`/`_start`, on_vm_start, on_configure) by default (ms). */
+export const DEFAULT_START_TIMEOUT = 10_000;
+/** Background retries of a VM that failed to start: the first after this long, doubling up to the cap (ms). */
+const RETRY_FIRST_MS = 1000;
+const RETRY_MAX_MS = 60_000;
 /** Crash-loop cap: at most this many VM starts per plugin and isolate per window. */
 const VM_RESTARTS_PER_WINDOW = 10;
 const VM_RESTART_WINDOW_MS = 1000;
@@ -106,9 +108,13 @@ export class Plugin implements VmHost {
   readonly vmConfig = new Uint8Array(0);
   readonly pluginConfig: Uint8Array;
   readonly timeout: number;
+  /** Running time a VM's start-up may take (ms). */
+  readonly startTimeout: number;
   readonly isolation: Isolation;
   readonly key: string;
-  compiled: CompiledModule | null = null;
+  compiled: (CompiledModule & { abi: NonNullable<CompiledModule["abi"]> }) | null = null;
+  /** The module is being read and compiled (off the event loop); getVM waits for it. */
+  private loading: Promise<void> | null = null;
   loadError: string | null = null;
   vm: PluginVM | null = null;
   vms = 0;
@@ -134,6 +140,7 @@ export class Plugin implements VmHost {
     this.pluginName = cfg.name;
     this.rootId = cfg.root_id ?? "";
     this.timeout = cfg.timeout > 0 ? cfg.timeout : 50;
+    this.startTimeout = (cfg.start_timeout ?? 0) > 0 ? cfg.start_timeout! : DEFAULT_START_TIMEOUT;
     this.isolation = cfg.isolation ?? DEFAULT_ISOLATION;
     this.key = pluginKey(cfg);
     const c = cfg.config;
@@ -153,11 +160,18 @@ export class Plugin implements VmHost {
     return this.manager.grpc;
   }
 
-  /** Compiles the module (cached per path and limit) and starts the first VM. */
+  /**
+   * Reads and compiles the module (off the event loop, cached by content:
+   * compile.ts), then starts the first VM in the background, so a plugin is
+   * running before its first request.
+   */
   load(): void {
-    try {
-      this.compiled = this.manager.compile(this.cfg.path, this.cfg.memory_limit);
-    } catch (e) {
+    const loading = this.manager.compile(this.cfg.path, this.cfg.memory_limit).then((c) => {
+      this.compiled = c;
+      // A module without the callback cannot look at the body: it streams past uncopied.
+      this.wantsRequestBody = this.cfg.phase === "on_request_body" &&
+        WebAssembly.Module.exports(c.module).some((e) => e.name === "proxy_on_request_body");
+    }, (e) => {
       this.loadError = e instanceof Error ? e.message : String(e);
       this.recordError(this.loadError);
       log.error("plugin failed to load", {
@@ -165,12 +179,11 @@ export class Plugin implements VmHost {
         path: this.cfg.path,
         error: this.loadError,
       });
-      return;
-    }
-    // A module without the callback cannot look at the body: it streams past uncopied.
-    this.wantsRequestBody = this.cfg.phase === "on_request_body" &&
-      WebAssembly.Module.exports(this.compiled.module).some((e) => e.name === "proxy_on_request_body");
-    this.getVM();
+    }).finally(() => {
+      this.loading = null;
+      if (!this.retired) void this.getVM();
+    });
+    this.loading = loading;
   }
 
   /**
@@ -182,6 +195,7 @@ export class Plugin implements VmHost {
   getVM(): PluginVM | null | Promise<PluginVM | null> {
     if (this.vm !== null && this.vm.failed === null) return this.vm;
     if (this.starting !== null) return this.starting;
+    if (this.loading !== null) return this.loading.then(() => this.getVM());
     if (this.compiled === null || this.retired) return null;
     const now = performance.now();
     if (now < this.retryAt) return null;
@@ -222,6 +236,8 @@ export class Plugin implements VmHost {
   /** A new VM's start-up (getVM): each step sliced in timeslice mode, plain calls inline. */
   private async startVM(vm: PluginVM, now: number): Promise<PluginVM | null> {
     try {
+      // Start-up is bounded by its own (larger) running time: a Go runtime's start on a busy machine.
+      vm.setCallTimeout(this.startTimeout);
       await vm.start();
       const root = vm.rootContextId;
       await vm.call("proxy_on_context_create", root, root, 0);
@@ -238,7 +254,9 @@ export class Plugin implements VmHost {
         throw new Error("proxy_on_configure returned false (plugin rejected its configuration)");
       }
       if (vm.failed !== null) throw vm.failed;
+      vm.setCallTimeout(this.timeout);
       this.vm = vm;
+      this.failedStarts = 0;
       return vm;
     } catch (e) {
       return this.startFailed(vm, e instanceof StaleVM ? vm.failed ?? e : e, now);
@@ -252,7 +270,26 @@ export class Plugin implements VmHost {
     this.retryAt = now + 1000;
     this.stopTicks();
     this.logFailure("plugin VM failed to start", msg, vm?.failedOutput ?? "");
+    // Retried in the background too (a plugin without traffic, say one that only ticks, comes back).
+    this.failedStarts++;
+    this.scheduleRetry(Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** (this.failedStarts - 1)));
     return null;
+  }
+
+  /** VM starts that failed in a row (background retry backoff). */
+  private failedStarts = 0;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /** Starts a VM in `ms` unless one runs by then (or the plugin was retired). */
+  private scheduleRetry(ms: number): void {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      if (this.retired || (this.vm !== null && this.vm.failed === null) || this.starting !== null) return;
+      if (performance.now() < this.retryAt) return this.scheduleRetry(this.retryAt - performance.now());
+      void this.getVM();
+    }, Math.max(0, ms));
+    Deno.unrefTimer(this.retryTimer as unknown as number);
   }
 
   /** The last failure logged and how often it repeated since (a crash loop logs its panic once). */
@@ -342,6 +379,7 @@ export class Plugin implements VmHost {
    */
   retire(): void {
     this.retired = true;
+    clearTimeout(this.retryTimer);
     const vm = this.vm;
     if (vm === null || vm.failed !== null) return this.stopTicks();
     const started = performance.now();
@@ -466,7 +504,6 @@ export function currentPluginManager(): PluginManager | null {
 /** All plugins of one gateway isolate, carried from snapshot to snapshot across reloads. */
 export class PluginManager {
   private plugins = new Map<string, Plugin>();
-  private modules = new Map<string, CompiledModule>();
   private upstreams: ReadonlyMap<string, CallUpstream> = new Map();
   private registry: Registry | null = null;
   private durations: Histogram | null = null;
@@ -480,6 +517,7 @@ export class PluginManager {
 
   constructor() {
     lastManager = this;
+    warmCompileWorker();
     this.shared = {
       data: new Map(),
       nextCas: 1,
@@ -539,35 +577,43 @@ export class PluginManager {
     plugins.sort((a, b) => b.cfg.priority - a.cfg.priority);
     return {
       plugins,
-      responseSide: plugins.some((p) => p.wantsResponseHeaders),
-      requestBody: plugins.some((p) => p.wantsRequestBody),
+      // Known once the modules are compiled (off the event loop): asked after on_request_headers.
+      get responseSide() {
+        return plugins.some((p) => p.wantsResponseHeaders);
+      },
+      get requestBody() {
+        return plugins.some((p) => p.wantsRequestBody);
+      },
     };
   }
 
-  /** Reads, instruments and compiles a module (cached by path and limit). */
-  compile(path: string, memoryLimit: number): CompiledModule {
-    // The file's mtime is part of the key: a rebuilt module is picked up by the next reload.
-    const key = path + "\0" + memoryLimit + "\0" + mtimeOf(path);
-    const cached = this.modules.get(key);
-    if (cached !== undefined) return cached;
+  /**
+   * Reads, instruments and compiles a module, off the event loop and cached
+   * by content (compile.ts: the config-time check compiled it already).
+   */
+  async compile(
+    path: string,
+    memoryLimit: number,
+  ): Promise<CompiledModule & { abi: NonNullable<CompiledModule["abi"]> }> {
     let bytes: Uint8Array;
     try {
-      bytes = Deno.readFileSync(path);
+      bytes = await Deno.readFile(path);
     } catch (e) {
       throw new WasmLoadError(`cannot read ${path}: ${e instanceof Error ? e.message : e}`);
     }
-    const maxPages = Math.max(1, Math.floor(memoryLimit / 65536));
-    const inst = instrument(bytes, { maxPages });
-    const module = new WebAssembly.Module(inst.bytes as Uint8Array<ArrayBuffer>);
-    const abi = detectAbi(WebAssembly.Module.exports(module).map((e) => e.name));
+    let c: CompiledModule;
+    try {
+      c = await compileModule(bytes, memoryLimit);
+    } catch (e) {
+      throw new WasmLoadError(`${path}: ${e instanceof Error ? e.message : e}`);
+    }
+    const abi = c.abi;
     if (abi === null) {
       throw new WasmLoadError(
         `${path}: not a Proxy-Wasm module (no proxy_abi_version_0_1_0/0_2_0/0_2_1 export)`,
       );
     }
-    const out = { module, abi, loops: inst.loops };
-    this.modules.set(key, out);
-    return out;
+    return { ...c, abi };
   }
 
   /** Plugin metrics and the loom_plugin_* metrics go to `registry` (once). */

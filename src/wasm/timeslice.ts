@@ -78,7 +78,12 @@ export class CallClock {
   private sliceStart = 0;
   private wallDeadline = 0;
 
-  constructor(private readonly timeout: number) {}
+  constructor(private timeout: number) {}
+
+  /** Sets the time budget of the calls that follow (VM start-up has its own). */
+  setTimeout(ms: number): void {
+    this.timeout = ms;
+  }
 
   /** A plain (synchronous) guest call begins; the outermost one sets the deadline. */
   enter(): void {

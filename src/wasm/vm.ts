@@ -256,6 +256,11 @@ export class PluginVM {
     })();
   }
 
+  /** The time budget (ms) of the calls that follow: start-up has its own (`start_timeout`). */
+  setCallTimeout(ms: number): void {
+    this.clock.setTimeout(ms);
+  }
+
   /** A fresh stream context id. */
   newContextId(): number {
     return this.nextId++;
