@@ -6,6 +6,7 @@
  * @module
  */
 import { type Field, opt, t, type Type } from "../dsl.ts";
+import { redisConnectionFields, type RedisOptions } from "./rate_limit.ts";
 
 const TOKEN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
 const fieldName = t.string({ pattern: TOKEN, patternMessage: "a header field name" });
@@ -33,11 +34,7 @@ const keyType: Type = t.object({
 
 /** `redis: {...}` of the cache. */
 const redisType: Type = t.object({
-  address: opt(t.string(), "127.0.0.1:6379", "host:port of the Redis server."),
-  username: opt(t.string(), undefined, "ACL user."),
-  password: opt(t.string(), undefined, "Password (AUTH)."),
-  db: opt(t.int({ min: 0 }), 0, "Database number."),
-  tls: opt(t.bool(), false, "Connect with TLS."),
+  ...redisConnectionFields,
   timeout: opt(
     t.duration(),
     "100ms",
@@ -118,19 +115,8 @@ export interface CacheKeyOptions {
   headers: string[];
 }
 
-/** The normalised Redis options. */
-export interface CacheRedisOptions {
-  address: string;
-  username?: string;
-  password?: string;
-  db: number;
-  tls: boolean;
-  /** ms. */
-  timeout: number;
-  /** ms. */
-  connect_timeout: number;
-  prefix: string;
-}
+/** The normalised Redis options (the rate limiter's, without Sentinel and Cluster). */
+export type CacheRedisOptions = Omit<RedisOptions, "sentinels" | "master" | "cluster">;
 
 /** The normalised options (durations in ms, sizes in bytes). */
 export interface CacheOptions {

@@ -98,12 +98,17 @@ const limitType: Type = t.object({
 });
 
 /** `redis: {...}`. */
-const redisType: Type = t.object({
+/** Where and how to connect: the first fields of every `redis:` block (rate_limit, cache). */
+export const redisConnectionFields: Record<string, Field> = {
   address: opt(t.string(), "127.0.0.1:6379", "host:port of the Redis server."),
   username: opt(t.string(), undefined, "ACL user."),
   password: opt(t.string(), undefined, "Password (AUTH)."),
   db: opt(t.int({ min: 0 }), 0, "Database number."),
   tls: opt(t.bool(), false, "Connect with TLS."),
+};
+
+const redisType: Type = t.object({
+  ...redisConnectionFields,
   timeout: opt(t.duration(), "50ms", "Longest a request waits for Redis; then `fail` decides."),
   connect_timeout: opt(t.duration(), "1s", "Time to establish a connection."),
   prefix: opt(t.string(), "loom:rl:", "Prefix of every key Loom writes."),

@@ -76,6 +76,7 @@ import type { HeaderList } from "../../core/headers.ts";
 import type { Middleware } from "../../core/middleware.ts";
 import type { CacheOptions, CacheRedisOptions } from "../../config/middleware/cache.ts";
 import { encodeLatin1Into, headText, reasonPhrase } from "../../http1/serialize.ts";
+import { concat } from "../../net/bytes.ts";
 import { reject } from "../reject.ts";
 import { type MiddlewareEnv, NO_ENV } from "../registry.ts";
 import {
@@ -385,7 +386,13 @@ export function cache(o: CacheOptions, env: MiddlewareEnv = NO_ENV): Middleware 
       store.set(r.key, s);
       return;
     }
-    store.set(r.key, { kind: "vary", fields, keepUntil: s.keepUntil, size: 256 });
+    // The marker lives as long as its longest-lived variant (known here for the memory store).
+    const old = store instanceof MemoryStore ? store.get(r.key) : undefined;
+    const keepUntil = old !== undefined && old.kind === "vary" &&
+        old.fields.join() === fields.join()
+      ? Math.max(old.keepUntil, s.keepUntil)
+      : s.keepUntil;
+    store.set(r.key, { kind: "vary", fields, keepUntil, size: 256 });
     store.set(r.key + "\0" + variant(ctx, fields), s);
   };
 
@@ -525,7 +532,7 @@ export function cache(o: CacheOptions, env: MiddlewareEnv = NO_ENV): Middleware 
       }
       if (this.#mode === 1) {
         if (trailers == null || trailers.size === 0) {
-          const body = concatChunks(this.#chunks, this.#size);
+          const body = this.#chunks.length === 1 ? this.#chunks[0] : concat(this.#chunks);
           this.#chunks = [];
           put(
             this.ctx,
@@ -719,10 +726,7 @@ export function cache(o: CacheOptions, env: MiddlewareEnv = NO_ENV): Middleware 
   const invalidating = async (ctx: RequestContext, next: () => Promise<void>): Promise<void> => {
     const key = keyOf(ctx);
     await next();
-    if (ctx.status >= 200 && ctx.status < 400) {
-      const n = store.purge(key, true);
-      if (n instanceof Promise) n.catch(() => {});
-    }
+    if (ctx.status >= 200 && ctx.status < 400) store.invalidate(key);
   };
 
   const mw: Middleware = {
@@ -778,18 +782,6 @@ export function cache(o: CacheOptions, env: MiddlewareEnv = NO_ENV): Middleware 
   // The store lives as long as a compiled chain holds this middleware's request handler.
   hold(mw.request!);
   return mw;
-}
-
-/** `parts` (of `size` bytes together) as one array. */
-function concatChunks(parts: readonly Uint8Array[], size: number): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(size);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
 
 /** The HTTP/1.1 status line and field lines of `s` (no final blank line), for writeHeadRaw. */

@@ -4,19 +4,11 @@ import type { CacheOptions } from "../../config/middleware/cache.ts";
 import { parseConfig } from "../../config/load.ts";
 import { testContext } from "../test_context.ts";
 import { cache, closeCaches, compileKey, purgeCaches } from "./index.ts";
-import {
-  freshness,
-  keepFor,
-  notModified,
-  parseCacheControl,
-  type PolicySettings,
-  refreshHeaders,
-  unstorable,
-} from "./policy.ts";
+import * as policy from "./policy.ts";
 import { decodeItem, encodeItem, MemoryStore, type Stored } from "./store.ts";
 import { globEscape } from "./redis.ts";
 
-const SETTINGS: PolicySettings = {
+const SETTINGS: policy.PolicySettings = {
   defaultTtl: 0,
   heuristic: false,
   staleWhileRevalidate: 0,
@@ -25,20 +17,20 @@ const SETTINGS: PolicySettings = {
 };
 
 Deno.test("cache policy: Cache-Control parsing (case, quotes, duplicates, invalid values)", () => {
-  const d = parseCacheControl(
+  const d = policy.parseCacheControl(
     'Max-Age=60, s-maxage="120", no-cache="set-cookie, x", PUBLIC, max-age=5, must-revalidate',
   );
   assert.equal(d.maxAge, 60, "the first of a duplicate counts");
   assert.equal(d.sMaxAge, 120);
   assert.ok(d.noCache && d.public && d.mustRevalidate && !d.private && !d.noStore);
-  assert.equal(parseCacheControl("max-age=abc").maxAge, 0, "invalid: stale");
-  assert.equal(parseCacheControl("max-age=99999999999").maxAge, 2147483648);
-  assert.equal(parseCacheControl("max-stale").maxStale, Infinity);
-  assert.equal(parseCacheControl("max-stale=5, min-fresh=3").minFresh, 3);
-  const e = parseCacheControl("stale-while-revalidate=30, stale-if-error=600, only-if-cached");
+  assert.equal(policy.parseCacheControl("max-age=abc").maxAge, 0, "invalid: stale");
+  assert.equal(policy.parseCacheControl("max-age=99999999999").maxAge, 2147483648);
+  assert.equal(policy.parseCacheControl("max-stale").maxStale, Infinity);
+  assert.equal(policy.parseCacheControl("max-stale=5, min-fresh=3").minFresh, 3);
+  const e = policy.parseCacheControl("stale-while-revalidate=30, stale-if-error=600, only-if-cached");
   assert.deepEqual([e.staleWhileRevalidate, e.staleIfError, e.onlyIfCached], [30, 600, true]);
-  assert.equal(parseCacheControl(undefined).maxAge, -1);
-  assert.equal(parseCacheControl(",,  ,").maxAge, -1);
+  assert.equal(policy.parseCacheControl(undefined).maxAge, -1);
+  assert.equal(policy.parseCacheControl(",,  ,").maxAge, -1);
 });
 
 const headers = (o: Record<string, string>) => HeaderList.from(o);
@@ -48,7 +40,7 @@ Deno.test("cache policy: freshness lifetime, age and stale windows (RFC 9111 4.2
   const date = new Date(now).toUTCString();
   const f = (h: Record<string, string>, s = SETTINGS, status = 200) => {
     const hl = headers({ date, ...h });
-    return freshness(status, hl, parseCacheControl(hl.get("cache-control")), now - 500, now, s);
+    return policy.freshness(status, hl, policy.parseCacheControl(hl.get("cache-control")), now - 500, now, s);
   };
   assert.equal(f({ "cache-control": "max-age=60, s-maxage=10" }).lifetime, 10, "s-maxage wins");
   assert.equal(f({ "cache-control": "max-age=60" }).lifetime, 60);
@@ -66,7 +58,10 @@ Deno.test("cache policy: freshness lifetime, age and stale windows (RFC 9111 4.2
   // Age: the Age field plus the round trip, or the apparent age, whichever is more.
   assert.equal(f({ "cache-control": "max-age=60", age: "10" }).initialAge, 10.5);
   const old = headers({ date: new Date(now - 20_000).toUTCString(), "cache-control": "max-age=60" });
-  assert.equal(freshness(200, old, parseCacheControl("max-age=60"), now, now, SETTINGS).initialAge, 20);
+  assert.equal(
+    policy.freshness(200, old, policy.parseCacheControl("max-age=60"), now, now, SETTINGS).initialAge,
+    20,
+  );
   // Stale windows: the response's, else the configured ones; none after must-revalidate, no-cache.
   const conf = { ...SETTINGS, staleWhileRevalidate: 30_000, staleIfError: 60_000 };
   assert.deepEqual([
@@ -85,15 +80,15 @@ Deno.test("cache policy: freshness lifetime, age and stale windows (RFC 9111 4.2
   assert.ok(!f({ "cache-control": "max-age=1" }).authOk);
   // Kept: fresh time plus the longest stale window, or keep_stale with a validator.
   const k = f({ "cache-control": "max-age=10, stale-if-error=20" });
-  assert.equal(keepFor(k, false, SETTINGS), 29_500, "less the age it arrived with");
-  assert.equal(keepFor(k, true, { ...SETTINGS, keepStale: 600_000 }), 609_500);
+  assert.equal(policy.keepFor(k, false, SETTINGS), 29_500, "less the age it arrived with");
+  assert.equal(policy.keepFor(k, true, { ...SETTINGS, keepStale: 600_000 }), 609_500);
 });
 
 Deno.test("cache policy: what a shared cache may not store", () => {
   const why = (status: number, h: Record<string, string>, auth = false, s = SETTINGS) => {
     const hl = headers(h);
-    const d = parseCacheControl(hl.get("cache-control"));
-    return unstorable(status, hl, d, freshness(status, hl, d, 0, 0, s), auth, s);
+    const d = policy.parseCacheControl(hl.get("cache-control"));
+    return policy.unstorable(status, hl, d, policy.freshness(status, hl, d, 0, 0, s), auth, s);
   };
   assert.equal(why(200, { "cache-control": "max-age=60" }), "");
   assert.equal(why(200, { "cache-control": "no-store, max-age=60" }), "no-store");
@@ -112,12 +107,15 @@ Deno.test("cache policy: what a shared cache may not store", () => {
 
 Deno.test("cache policy: conditional requests and the 304 refresh", () => {
   const lm = Date.parse("Mon, 07 Dec 2026 10:00:00 GMT");
-  assert.ok(notModified('"a", W/"b"', undefined, '"b"', NaN), "weak comparison");
-  assert.ok(notModified("*", undefined, '"x"', NaN));
-  assert.ok(!notModified('"a"', "Mon, 07 Dec 2026 11:00:00 GMT", '"b"', lm), "If-None-Match decides alone");
-  assert.ok(notModified(undefined, "Mon, 07 Dec 2026 10:00:00 GMT", undefined, lm));
-  assert.ok(!notModified(undefined, "Mon, 07 Dec 2026 09:59:59 GMT", undefined, lm));
-  assert.ok(!notModified(undefined, "garbage", undefined, lm));
+  assert.ok(policy.notModified('"a", W/"b"', undefined, '"b"', NaN), "weak comparison");
+  assert.ok(policy.notModified("*", undefined, '"x"', NaN));
+  assert.ok(
+    !policy.notModified('"a"', "Mon, 07 Dec 2026 11:00:00 GMT", '"b"', lm),
+    "If-None-Match decides alone",
+  );
+  assert.ok(policy.notModified(undefined, "Mon, 07 Dec 2026 10:00:00 GMT", undefined, lm));
+  assert.ok(!policy.notModified(undefined, "Mon, 07 Dec 2026 09:59:59 GMT", undefined, lm));
+  assert.ok(!policy.notModified(undefined, "garbage", undefined, lm));
   const stored = headers({
     "content-type": "text/plain",
     etag: '"a"',
@@ -125,7 +123,7 @@ Deno.test("cache policy: conditional requests and the 304 refresh", () => {
     "content-encoding": "gzip",
   });
   const up = headers({ "x-v": "2", "content-encoding": "br", "cache-control": "max-age=9", age: "3" });
-  const h = refreshHeaders(stored, up);
+  const h = policy.refreshHeaders(stored, up);
   assert.equal(h.get("x-v"), "2");
   assert.equal(h.get("content-encoding"), "gzip", "the stored body's encoding stays");
   assert.equal(h.get("cache-control"), "max-age=9");
@@ -175,6 +173,10 @@ Deno.test("cache store: memory LRU bounded in bytes, expiry, purge by key (with 
   for (const k of ["GET h/a", "GET h/a\0en", "GET h/a\0fr", "GET h/ab", "GET h/b"]) p.set(k, stored(k));
   assert.equal(p.purge("GET h/a", true), 3, "the key and its variants, not GET h/ab");
   assert.equal(p.purge("GET h/", false), 2);
+  p.set("GET h/c", stored("c"));
+  p.invalidate("GET h/c");
+  p.invalidate("GET h/none");
+  assert.equal(p.get("GET h/c"), undefined);
   assert.equal(p.size, 0);
   assert.equal(p.bytes, 0);
   p.close();

@@ -7,7 +7,8 @@
  * Never stalls a request: a lookup while disconnected is a miss at once, a
  * lookup waits at most `timeout` (then it is a miss), writes are sent
  * without waiting, nothing is queued while disconnected; reconnection with
- * backoff (50 ms doubling to 2 s). A purge by prefix SCANs the keys (MATCH
+ * backoff (50 ms doubling to 2 s): the connection options are the rate
+ * limiter's (rate_limit/redis.ts `failFastOptions`). A purge by prefix SCANs the keys (MATCH
  * `prefix*`) and UNLINKs them in batches.
  *
  * @module
@@ -16,6 +17,7 @@ import { Buffer } from "node:buffer";
 import type { CacheRedisOptions } from "../../config/middleware/cache.ts";
 import { logger } from "../../observability/logger.ts";
 import { type CacheStore, decodeItem, encodeItem, type Item } from "./store.ts";
+import { failFastOptions, hostPort } from "../rate_limit/redis.ts";
 
 /** The commands the store sends (a subset of ioredis' client, so tests can stand in). */
 export interface RedisCommands {
@@ -38,26 +40,10 @@ export function globEscape(s: string): string {
   return s.replace(/[*?[\]\\]/g, (c) => "\\" + c);
 }
 
-/** Opens an ioredis connection for `o` that fails fast (no offline queue, no retry of a command). */
+/** Opens an ioredis connection for `o` that fails fast (the rate limiter's options: one way to talk to Redis). */
 async function connect(o: CacheRedisOptions): Promise<RedisCommands> {
   const { Redis: IoRedis } = await import("ioredis");
-  const i = o.address.lastIndexOf(":");
-  const host = (i === -1 ? o.address : o.address.slice(0, i)).replace(/^\[|\]$/g, "") || "127.0.0.1";
-  const port = i === -1 ? 6379 : Number(o.address.slice(i + 1)) || 6379;
-  const client = new IoRedis({
-    host,
-    port,
-    username: o.username,
-    password: o.password,
-    db: o.db,
-    tls: o.tls ? {} : undefined,
-    connectTimeout: o.connect_timeout,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    retryStrategy: (times: number) => Math.min(2000, 50 * 2 ** Math.min(times - 1, 6)),
-    keepAlive: 10_000,
-    noDelay: true,
-  });
+  const client = new IoRedis({ ...failFastOptions(o), ...hostPort(o.address) });
   const where = o.address;
   let up: boolean | null = null;
   const state = (next: boolean, why: string) => {
@@ -139,6 +125,10 @@ export class RedisStore implements CacheStore {
       if (keys.length > 0) n += await c.unlink(...keys);
     } while (cursor !== "0");
     return n;
+  }
+
+  invalidate(key: string): void {
+    this.#ready()?.unlink(this.options.prefix + key).catch(() => {});
   }
 
   close(): void {

@@ -63,6 +63,8 @@ export interface CacheStore {
   set(key: string, item: Item): void;
   /** Drops `key` and its variants (`exact`), or every key starting with `key`; the count dropped. */
   purge(key: string, exact: boolean): number | Promise<number>;
+  /** Drops what `key` holds (its variants become unreachable and expire): cheap, for unsafe methods. */
+  invalidate(key: string): void;
   /** Frees timers and connections. */
   close(): void;
 }
@@ -145,6 +147,11 @@ export class MemoryStore implements CacheStore {
       }
     }
     return n;
+  }
+
+  invalidate(key: string): void {
+    const it = this.#map.get(key);
+    if (it !== undefined) this.#drop(key, it);
   }
 
   /** Drops every entry past its keepUntil. */

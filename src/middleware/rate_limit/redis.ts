@@ -103,7 +103,8 @@ type Client = (Redis | Cluster) & {
   loomRateLimit(key: string, alg: string, iv: number, cap: number, n: number): Promise<ScriptReply>;
 };
 
-function hostPort(a: string): { host: string; port: number } {
+/** `host:port` (IPv6 in brackets) as ioredis wants it; port 6379 when absent. */
+export function hostPort(a: string): { host: string; port: number } {
   const i = a.lastIndexOf(":");
   const host = i === -1 ? a : a.slice(0, i).replace(/^\[|\]$/g, "");
   return { host: host || "127.0.0.1", port: i === -1 ? 6379 : Number(a.slice(i + 1)) || 6379 };
@@ -113,6 +114,30 @@ function hostPort(a: string): { host: string; port: number } {
 export function backoff(times: number): number {
   const base = Math.min(2000, 50 * 2 ** Math.min(times - 1, 6));
   return Math.round(base * (0.8 + Math.random() * 0.4));
+}
+
+/**
+ * ioredis options that never make a request wait: nothing queued while
+ * disconnected, nothing re-sent after a disconnect, reconnection with
+ * {@linkcode backoff} (the cache's Redis store uses them too).
+ */
+export function failFastOptions(
+  o: Pick<RedisOptions, "username" | "password" | "db" | "tls" | "connect_timeout">,
+): IoRedisOptions {
+  return {
+    username: o.username,
+    password: o.password,
+    db: o.db,
+    tls: o.tls ? {} : undefined,
+    connectTimeout: o.connect_timeout,
+    // Fail fast: nothing queued while disconnected, nothing re-sent after a disconnect.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: backoff,
+    keepAlive: 10_000,
+    noDelay: true,
+    lazyConnect: false,
+  };
 }
 
 /** One Redis connection of this isolate. */
@@ -147,20 +172,7 @@ export class RedisLink {
     const { Redis: IoRedis, Cluster: IoCluster } = await import("ioredis");
     if (this.#closed) return;
     const o = this.options;
-    const common: IoRedisOptions = {
-      username: o.username,
-      password: o.password,
-      db: o.db,
-      tls: o.tls ? {} : undefined,
-      connectTimeout: o.connect_timeout,
-      // Fail fast: nothing queued while disconnected, nothing re-sent after a disconnect.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      retryStrategy: backoff,
-      keepAlive: 10_000,
-      noDelay: true,
-      lazyConnect: false,
-    };
+    const common = failFastOptions(o);
     let client: Redis | Cluster;
     if (o.cluster !== undefined) {
       client = new IoCluster(o.cluster.map(hostPort), {
