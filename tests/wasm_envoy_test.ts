@@ -95,3 +95,32 @@ itest("wasm envoy: WASI poll_oneoff; a panicking plugin logs its panic once", as
     await app.close();
   }
 });
+
+itest("wasm envoy: every callback a module exports runs unless phase restricts it", async () => {
+  const app = startUpstream({ echo: "app" });
+  const loom = await startLoom(yamlOf({
+    app,
+    plugins: [
+      { name: "all", path: CASES, config: "a" },
+      { name: "restricted", path: CASES, config: "r", phase: "on_request_headers" },
+    ],
+    pluginRoutes: [["all", ["all"]], ["r", ["restricted"]]],
+  }));
+  try {
+    const init = { method: "POST", headers: { "x-case": "both" }, body: "b" };
+    const r = await get(loom.url("/all/x"), init);
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.headers.get("x-both"), "resp");
+    assert.ok(r.text.endsWith("+resp"), r.text);
+    assert.equal(JSON.parse(r.text.slice(0, -5)).body, "b+req");
+    // phase: on_request_headers restricts it to the request headers.
+    const only = await get(loom.url("/r/x"), init);
+    assert.equal(only.headers.get("x-both"), null);
+    assert.equal(JSON.parse(only.text).body, "b");
+    const info = JSON.parse((await get(loom.admin("/plugins"))).text) as { name: string; phase: string }[];
+    assert.deepEqual(info.map((p) => p.phase).sort(), ["all", "on_request_headers"]);
+  } finally {
+    await loom.close();
+    await app.close();
+  }
+});

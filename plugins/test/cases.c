@@ -12,6 +12,8 @@
 //   inject      a local response whose header names and values carry CR LF
 //   poll        poll_oneoff with one clock subscription: x-poll = errno,
 //               events, type, userdata echoed (0:1:0:1)
+//   both        (no phase configured) request body +req, response header
+//               x-both: resp, response body +resp
 //   panic       writes a Go-style panic and traceback to stderr in pieces, then
 //               traps (a crash loop logs it once)
 //
@@ -35,6 +37,8 @@ IMPORT(proxy_get_buffer_status) u32 proxy_get_buffer_status(u32 type, size_t *le
 IMPORT(proxy_get_header_map_value)
 u32 proxy_get_header_map_value(u32 map, const char *k, size_t kl, char **vp, size_t *vl);
 IMPORT(proxy_get_header_map_pairs) u32 proxy_get_header_map_pairs(u32 map, char **ptr, size_t *size);
+IMPORT(proxy_add_header_map_value)
+u32 proxy_add_header_map_value(u32 map, const char *k, size_t kl, const char *v, size_t vl);
 IMPORT(proxy_replace_header_map_value)
 u32 proxy_replace_header_map_value(u32 map, const char *k, size_t kl, const char *v, size_t vl);
 IMPORT(proxy_set_effective_context) u32 proxy_set_effective_context(u32 ctx);
@@ -51,8 +55,10 @@ WASI(poll_oneoff) u32 poll_oneoff(const void *in, void *out, size_t n, size_t *n
 
 enum {
   MAP_REQUEST_HEADERS = 0,
+  MAP_RESPONSE_HEADERS = 2,
   MAP_HTTP_CALL_RESPONSE_HEADERS = 6,
   BUFFER_REQUEST_BODY = 0,
+  BUFFER_RESPONSE_BODY = 1,
   BUFFER_HTTP_CALL_RESPONSE_BODY = 4,
   BUFFER_VM_CONFIGURATION = 6,
   BUFFER_PLUGIN_CONFIGURATION = 7,
@@ -258,6 +264,10 @@ EXPORT(proxy_on_request_headers) u32 proxy_on_request_headers(u32 ctx, u32 n, u3
     body_case = 1;
     return CONTINUE;
   }
+  if (eq(c, cl, "both")) {
+    body_case = 2;
+    return CONTINUE;
+  }
   if (eq(c, cl, "callpseudo")) return do_callpseudo(ctx);
   if (eq(c, cl, "inject")) return do_inject();
   if (eq(c, cl, "poll")) return do_poll();
@@ -266,6 +276,10 @@ EXPORT(proxy_on_request_headers) u32 proxy_on_request_headers(u32 ctx, u32 n, u3
 }
 
 EXPORT(proxy_on_request_body) u32 proxy_on_request_body(u32 ctx, u32 size, u32 eos) {
+  if (body_case == 2) {
+    if (eos) proxy_set_buffer_bytes(BUFFER_REQUEST_BODY, 0xffffffff, 0, "+req", 4);
+    return CONTINUE;
+  }
   if (body_case != 1) return CONTINUE;
   if (!eos) return PAUSE;
   size_t len = 0;
@@ -274,5 +288,16 @@ EXPORT(proxy_on_request_body) u32 proxy_on_request_body(u32 ctx, u32 size, u32 e
   proxy_get_buffer_status(BUFFER_REQUEST_BODY, &len, &flags);
   proxy_set_buffer_bytes(BUFFER_REQUEST_BODY, len, 0, "+at", 3);
   proxy_set_buffer_bytes(BUFFER_REQUEST_BODY, 0xffffffff, 0, "+max", 4);
+  return CONTINUE;
+}
+
+// "both": a plugin editing both directions gets every callback it exports, with no phase configured.
+EXPORT(proxy_on_response_headers) u32 proxy_on_response_headers(u32 ctx, u32 n, u32 eos) {
+  if (body_case == 2) proxy_add_header_map_value(MAP_RESPONSE_HEADERS, "x-both", 6, "resp", 4);
+  return CONTINUE;
+}
+
+EXPORT(proxy_on_response_body) u32 proxy_on_response_body(u32 ctx, u32 size, u32 eos) {
+  if (body_case == 2 && eos) proxy_set_buffer_bytes(BUFFER_RESPONSE_BODY, 0xffffffff, 0, "+resp", 5);
   return CONTINUE;
 }

@@ -391,7 +391,8 @@ const plugin = t.object({
   path: req(t.string({ file: true }), "Path of the .wasm file."),
   phase: opt(
     t.enum(["on_request_headers", "on_request_body", "on_response_headers", "on_response_body", "on_log"]),
-    "on_request_headers",
+    undefined,
+    "Optional restriction: only the callbacks up to this phase run. Absent: every callback the module exports.",
   ),
   priority: opt(t.int(), 0, "Higher runs first."),
   global: opt(

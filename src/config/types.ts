@@ -274,7 +274,8 @@ export interface UpstreamConfig {
 export interface PluginConfig {
   name: string;
   path: string;
-  phase: "on_request_headers" | "on_request_body" | "on_response_headers" | "on_response_body" | "on_log";
+  /** Optional restriction to the callbacks up to this phase; absent = every callback the module exports. */
+  phase?: "on_request_headers" | "on_request_body" | "on_response_headers" | "on_response_body" | "on_log";
   priority: number;
   /** Runs on every route (merged with route plugins by priority). The schema defaults it to false. */
   global?: boolean;

@@ -122,10 +122,13 @@ export class Plugin implements VmHost {
   lastError: string | null = null;
   lastErrorAt: string | null = null;
   retired = false;
-  /** Request side: body callbacks wanted (phase on_request_body and the module exports proxy_on_request_body). */
+  /**
+   * What runs, known once the module is compiled: every callback it exports
+   * (as Envoy), unless `phase` restricts it to the callbacks up to that phase.
+   */
   wantsRequestBody = false;
-  readonly wantsResponseHeaders: boolean;
-  readonly wantsResponseBody: boolean;
+  wantsResponseHeaders = false;
+  wantsResponseBody = false;
   readonly onlyLog: boolean;
   private retryAt = 0;
   private tickTimer: ReturnType<typeof setInterval> | undefined;
@@ -147,8 +150,6 @@ export class Plugin implements VmHost {
     this.pluginConfig = c === undefined || c === null
       ? new Uint8Array(0)
       : enc.encode(typeof c === "string" ? c : JSON.stringify(c));
-    this.wantsResponseBody = cfg.phase === "on_response_body";
-    this.wantsResponseHeaders = this.wantsResponseBody || cfg.phase === "on_response_headers";
     this.onlyLog = cfg.phase === "on_log";
   }
 
@@ -168,9 +169,15 @@ export class Plugin implements VmHost {
   load(): void {
     const loading = this.manager.compile(this.cfg.path, this.cfg.memory_limit).then((c) => {
       this.compiled = c;
-      // A module without the callback cannot look at the body: it streams past uncopied.
-      this.wantsRequestBody = this.cfg.phase === "on_request_body" &&
-        WebAssembly.Module.exports(c.module).some((e) => e.name === "proxy_on_request_body");
+      // A module without a callback gets nothing for it: a body it does not look at streams past uncopied.
+      const exported = new Set(WebAssembly.Module.exports(c.module).map((e) => e.name));
+      const has = (...names: string[]) => names.some((n) => exported.has("proxy_on_" + n));
+      const phase = this.cfg.phase;
+      const all = phase === undefined;
+      this.wantsRequestBody = (all || phase === "on_request_body") && has("request_body", "request_trailers");
+      this.wantsResponseBody = (all || phase === "on_response_body") && has("response_body", "response_trailers");
+      this.wantsResponseHeaders = this.wantsResponseBody ||
+        ((all || phase === "on_response_headers") && has("response_headers"));
     }, (e) => {
       this.loadError = e instanceof Error ? e.message : String(e);
       this.recordError(this.loadError);
@@ -460,7 +467,7 @@ export class Plugin implements VmHost {
     return {
       name: this.cfg.name,
       path: this.cfg.path,
-      phase: this.cfg.phase,
+      phase: this.cfg.phase ?? "all",
       priority: this.cfg.priority,
       abi_version: this.compiled?.abi ?? null,
       failure_policy: this.cfg.failure_policy,
