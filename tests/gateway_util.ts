@@ -38,6 +38,18 @@ export function metricValue(text: string, name: string, labels: Record<string, s
   return total;
 }
 
+/** Runs `fn(0)` ... `fn(n - 1)`, `concurrency` at a time (each call starts when one ends). */
+export async function inParallel(
+  n: number,
+  concurrency: number,
+  fn: (i: number) => Promise<unknown>,
+): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < n) await fn(next++);
+  }));
+}
+
 /** A running {@linkcode loadLoop}. */
 export interface LoadLoop {
   /** Requests answered as wanted so far. */

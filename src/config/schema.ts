@@ -21,7 +21,14 @@ import { topLevelCacheType } from "./middleware/cache.ts";
 import { opt, req, t, type Type } from "./dsl.ts";
 import { ENDPOINT_PATTERN, LISTEN_ADDRESS_PATTERN, parseAddress } from "./address.ts";
 import { cidrError } from "../net/cidr.ts";
-import type { EndpointConfig, RedirectConfig, ValueMatcher } from "./types.ts";
+import type { EndpointConfig, ValueMatcher } from "./types.ts";
+import {
+  backendsType,
+  directResponseType,
+  redirectType,
+  routeMirrorType,
+  stickyType,
+} from "./route_actions.ts";
 
 /** RFC 9110 token characters: what a method or header name may contain. */
 const TOKEN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
@@ -100,19 +107,6 @@ const matcher = t.oneOf([
         : { kind: "present" },
   }),
 ], { description: "A string (exact match) or exactly one of {exact, regex, present: true}." });
-
-const redirectCode = t.enum([301, 302, 307, 308], { description: "HTTP status of the redirect." });
-
-const redirect = t.oneOf([
-  t.string({
-    description: "Target URL (302).",
-    normalize: (url: string): RedirectConfig => ({ url, code: 302 }),
-  }),
-  t.object({
-    url: req(t.string(), "Target URL or path; may use {param} captures of the route path."),
-    code: opt(redirectCode, 302),
-  }),
-], { description: "Answer with a redirect instead of proxying: a URL (302) or {url, code}." });
 
 const tlsFiles = {
   cert_file: req(t.string({ file: true }), "PEM certificate (chain) file."),
@@ -213,7 +207,11 @@ const route = t.object({
   ),
   headers: opt(t.map(matcher), undefined, "Request headers that must match."),
   query_params: opt(t.map(matcher), undefined, "Query parameters that must match."),
-  upstream: opt(t.string(), undefined, "Upstream to proxy to (required unless redirect is set)."),
+  upstream: opt(
+    t.string(),
+    undefined,
+    "Upstream to proxy to (else one of backends, redirect, direct_response).",
+  ),
   plugins: opt(t.list(t.string()), [], "Names of plugins (defined under top-level plugins) to run."),
   middleware: middlewareList,
   strip_prefix: opt(t.bool(), false, "Remove the matched prefix before proxying."),
@@ -222,7 +220,15 @@ const route = t.object({
     undefined,
     'Path sent upstream, may use captures: "/v2/users/{id}".',
   ),
-  redirect: opt(redirect),
+  redirect: opt(redirectType),
+  direct_response: opt(directResponseType, undefined, "Answer with a fixed status and body (no upstream)."),
+  backends: opt(
+    backendsType,
+    undefined,
+    "Weighted split across upstreams, each with its own middleware (instead of upstream).",
+  ),
+  sticky: opt(stickyType, undefined, "Keep a client on the backend it was given (with backends)."),
+  mirror: opt(routeMirrorType, undefined, "Copies of requests to other upstreams, answers discarded."),
   timeout: opt(t.duration(), "30s", "Total request time including retries."),
   connect_timeout: opt(t.duration(), undefined, "Overrides the upstream's connect_timeout."),
   per_try_timeout: opt(t.duration(), undefined, "Overrides the upstream's per_try_timeout."),

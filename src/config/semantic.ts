@@ -71,15 +71,18 @@ export function checkSemantics(config: Obj, positions: Map<string, Position>): C
     const upstream = str(route.upstream);
     // Written-but-invalid values were already reported: test presence by position, not value.
     const written = (key: string) => route[key] !== undefined || positions.has(`${p}.${key}`);
-    if (!written("upstream") && !written("redirect")) {
-      at(p, 'route needs "upstream" or "redirect"');
-    }
-    if (upstream !== undefined && route.redirect !== undefined) {
+    const actions = ROUTE_ACTIONS.filter(written);
+    if (actions.length === 0) {
+      at(p, 'route needs "upstream", "backends", "redirect" or "direct_response"');
+    } else if (actions.length > 1) {
       at(
-        `${p}.redirect`,
-        'route has both "upstream" and "redirect"; a redirect route never reaches an upstream',
+        `${p}.${actions[1]}`,
+        `route has both "${actions[0]}" and "${actions[1]}": it takes exactly one of ${
+          ROUTE_ACTIONS.join(", ")
+        }`,
       );
     }
+    checkRouteActions(route, p, upstreams, positions, at);
     if (upstream !== undefined && !upstreams.has(upstream)) {
       at(`${p}.upstream`, `upstream "${upstream}" is not defined${known(upstreams)}`);
     }
@@ -100,6 +103,7 @@ export function checkSemantics(config: Obj, positions: Map<string, Position>): C
     const templates: [string, string | undefined][] = [
       [`${p}.rewrite`, str(route.rewrite)],
       [`${p}.redirect`, str((route.redirect as Obj | undefined)?.url)],
+      [`${p}.redirect`, str((route.redirect as Obj | undefined)?.path)],
     ];
     for (const [tp, template] of templates) {
       if (template === undefined) continue;
@@ -108,7 +112,8 @@ export function checkSemantics(config: Obj, positions: Map<string, Position>): C
           const have = captures.size
             ? `captures only ${[...captures].map((c) => `{${c}}`).join(", ")}`
             : "captures nothing";
-          at(tp, `uses {${name}} but path "${path}" ${have}`, positions.has(`${tp}.url`) ? `${tp}.url` : tp);
+          const at2 = ["url", "path"].map((k) => `${tp}.${k}`).find((k) => positions.has(k)) ?? tp;
+          at(tp, `uses {${name}} but path "${path}" ${have}`, at2);
         }
       }
     }
@@ -138,13 +143,16 @@ function checkMiddleware(
   at: (path: string, message: string) => void,
 ): void {
   const lists: [string, unknown][] = [["middleware", config.middleware]];
-  list(config.routes).forEach((r, i) => lists.push([`routes[${i}].middleware`, r.middleware]));
+  list(config.routes).forEach((r, i) => {
+    lists.push([`routes[${i}].middleware`, r.middleware]);
+    list(r.backends).forEach((b, k) => lists.push([`routes[${i}].backends[${k}].middleware`, b.middleware]));
+  });
   for (const [p, entries] of lists) {
     list(entries).forEach((e, j) => {
       const o = e.options as Obj | undefined;
       if (o === undefined || o === null) return;
       const path = `${p}[${j}].${str(e.name)}`;
-      if (e.name === "forward_auth") {
+      if (e.name === "forward_auth" || e.name === "mirror") {
         const up = str(o.upstream);
         if (up !== undefined && !upstreams.has(up)) {
           at(`${path}.upstream`, `upstream "${up}" is not defined${known(upstreams)}`);
@@ -163,6 +171,79 @@ function checkMiddleware(
       }
     });
   }
+}
+
+/** The fields of which a route takes exactly one: what it does with a request. */
+const ROUTE_ACTIONS = ["upstream", "backends", "redirect", "direct_response"];
+
+/** The parts of a route's redirect, backends, sticky and mirror that depend on each other or on upstreams. */
+function checkRouteActions(
+  route: Obj,
+  p: string,
+  upstreams: Map<string, number>,
+  positions: Map<string, Position>,
+  at: (path: string, message: string) => void,
+): void {
+  const has = (path: string, o: Obj | undefined, key: string) =>
+    o?.[key] !== undefined || positions.has(`${path}.${key}`);
+  const redirect = typeof route.redirect === "object" ? route.redirect as Obj : undefined;
+  if (redirect !== undefined) {
+    const rp = `${p}.redirect`;
+    const parts = ["scheme", "hostname", "port", "path", "prefix_path"].filter((k) => has(rp, redirect, k));
+    if (has(rp, redirect, "url") && parts.length > 0) {
+      at(
+        `${rp}.${parts[0]}`,
+        `"url" is the whole target: it excludes ${parts.map((k) => `"${k}"`).join(", ")}`,
+      );
+    }
+    if (has(rp, redirect, "path") && has(rp, redirect, "prefix_path")) {
+      at(`${rp}.prefix_path`, '"path" and "prefix_path" exclude each other');
+    }
+    if (positions.has(`${rp}.code`) && positions.has(`${rp}.status`)) {
+      at(`${rp}.status`, '"code" and "status" are the same field: write one');
+    }
+  }
+  const names = new Map<string, number>();
+  list(route.backends).forEach((b, k) => {
+    const bp = `${p}.backends[${k}]`;
+    const up = str(b.upstream);
+    const kinds = ["upstream", "direct_response"].filter((key) => has(bp, b, key));
+    if (kinds.length !== 1) {
+      at(bp, 'a backend needs exactly one of "upstream" and "direct_response"');
+    }
+    if (up !== undefined && !upstreams.has(up)) {
+      at(`${bp}.upstream`, `upstream "${up}" is not defined${known(upstreams)}`);
+    }
+    const name = str(b.name) ?? up ?? `backend${k}`;
+    const prev = names.get(name);
+    if (prev !== undefined) {
+      at(
+        has(bp, b, "name") ? `${bp}.name` : bp,
+        `backend name "${name}" also names backends[${prev}]; give each a distinct "name" (the sticky cookie's value)`,
+      );
+    } else names.set(name, k);
+  });
+  const sticky = typeof route.sticky === "object" ? route.sticky as Obj : undefined;
+  if (sticky !== undefined) {
+    const sp = `${p}.sticky`;
+    if (route.backends === undefined && !positions.has(`${p}.backends`)) {
+      at(sp, 'sticky needs "backends" to choose from');
+    }
+    if (has(sp, sticky, "cookie") === has(sp, sticky, "header")) {
+      at(sp, 'sticky needs exactly one of "cookie" and "header"');
+    } else if (has(sp, sticky, "header") && has(sp, sticky, "ttl")) {
+      at(`${sp}.ttl`, '"ttl" is the cookie\'s lifetime: it needs "cookie", not "header"');
+    }
+  }
+  list(route.mirror).forEach((m, k) => {
+    const up = str(m.upstream);
+    if (up !== undefined && !upstreams.has(up)) {
+      const mp = Array.isArray(route.mirror) && positions.has(`${p}.mirror[${k}]`)
+        ? `${p}.mirror[${k}]`
+        : `${p}.mirror`;
+      at(`${mp}.upstream`, `upstream "${up}" is not defined${known(upstreams)}`);
+    }
+  });
 }
 
 function known(names: Map<string, number>): string {

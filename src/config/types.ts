@@ -94,12 +94,14 @@ export interface ListenerConfig {
 import type { ValueMatcher } from "../router/types.ts";
 export type { ValueMatcher };
 
-export interface RedirectConfig {
-  /** Target URL or path; may use `{param}` captures like `rewrite`. */
-  url: string;
-  /** 301, 302, 307 or 308. Default 302. */
-  code: 301 | 302 | 307 | 308;
-}
+import type {
+  BackendConfig,
+  DirectResponseConfig,
+  MirrorOptions,
+  RedirectConfig,
+  StickyConfig,
+} from "./route_actions.ts";
+export type { BackendConfig, DirectResponseConfig, RedirectConfig, StickyConfig };
 
 export interface RouteConfig {
   id: string;
@@ -110,7 +112,7 @@ export interface RouteConfig {
   methods?: string[];
   headers?: Record<string, ValueMatcher>;
   query_params?: Record<string, ValueMatcher>;
-  /** Required unless `redirect` is set. */
+  /** Exactly one of `upstream`, `backends`, `redirect` and `direct_response` is set. */
   upstream?: string;
   plugins: string[];
   /** Route middleware, run after the top-level list. */
@@ -119,6 +121,14 @@ export interface RouteConfig {
   /** Path template sent upstream, e.g. "/v2/users/{id}" or "/files/{path}". */
   rewrite?: string;
   redirect?: RedirectConfig;
+  /** A fixed answer instead of proxying. */
+  direct_response?: DirectResponseConfig;
+  /** Weighted split across upstreams (each with its own middleware) instead of `upstream`. */
+  backends?: BackendConfig[];
+  /** Sticky assignment to one of `backends`. */
+  sticky?: StickyConfig;
+  /** Shadow traffic: mirrors run after the route's middleware and plugins. */
+  mirror?: MirrorOptions[];
   /** Total time for the request including retries (ms). Default 30s. */
   timeout: number;
   /** Overrides of the upstream's connect/per-try timeouts (ms). */

@@ -9,18 +9,23 @@
 import type { RequestContext } from "../core/context.ts";
 import type { Middleware } from "../core/middleware.ts";
 import { respondError } from "../core/respond.ts";
-import type { RouteConfig } from "../config/types.ts";
+import type { RouteConfig, StickyConfig } from "../config/types.ts";
 import { forward, type ForwardOptions, type ProxyObserver } from "../proxy/forward.ts";
 import { forwardH2 } from "../proxy/h2_forward.ts";
 import type { PluginChain } from "../wasm/mod.ts";
 import type { Upstream } from "../upstream/upstream.ts";
-import { compileChain, type Endpoint } from "../middleware/compose.ts";
+import { compileChain, compileInnerChain, type Endpoint } from "../middleware/compose.ts";
 import { createMiddleware, type MiddlewareEnv } from "../middleware/registry.ts";
 import { call } from "../proxy/call.ts";
 import { redirect } from "../middleware/redirect/index.ts";
 import { grpcWebEntry } from "../middleware/grpc_web/index.ts";
 import { wasmPlugins } from "../middleware/wasm/index.ts";
-import { entryScope, scopedEnv } from "../middleware/shared.ts";
+import { backendEntryScope, entryScope, scopedEnv } from "../middleware/shared.ts";
+import { mirror } from "../middleware/mirror/index.ts";
+import { directResponse } from "../middleware/direct_response/index.ts";
+import { stickyCookie, type WeightedBackend, weightedSplit } from "../middleware/backends/index.ts";
+import { compileRetry } from "../upstream/retry.ts";
+import type { CidrSet } from "../net/cidr.ts";
 
 /** The two entry points of a route: every method, and OPTIONS (behind the gRPC-Web entry). */
 export interface RouteChains {
@@ -46,10 +51,57 @@ export function proxyTerminal(
 
 const noUpstream: Endpoint = (ctx) => respondError(ctx, 503, "route has no upstream");
 
-/** What middleware of a snapshot may call: its upstreams, through their balancers and pools. */
-export function middlewareEnv(upstreams: ReadonlyMap<string, Upstream>): MiddlewareEnv {
+/** How requests of route `r` are forwarded to `up` (null: defaults of a route without upstream). */
+export function forwardOptionsFor(
+  r: RouteConfig,
+  up: Upstream | null,
+  trustedProxies: CidrSet | null,
+): ForwardOptions {
+  const ucfg = up?.config;
+  return {
+    preserveHost: r.preserve_host,
+    hostRewrite: r.host_rewrite,
+    connectTimeout: r.connect_timeout ?? ucfg?.connect_timeout ?? 5000,
+    perTryTimeout: r.per_try_timeout ?? ucfg?.per_try_timeout ?? 30000,
+    totalTimeout: r.timeout,
+    resilient: up?.resilience != null,
+    retry: compileRetry(ucfg?.retry, r.retry_non_idempotent),
+    trustedProxies,
+  };
+}
+
+/**
+ * What middleware of a snapshot may call: its upstreams, through their balancers and pools
+ * (`obs` and `trustedProxies` for the requests of `proxy`, a mirror's copies).
+ */
+export function middlewareEnv(
+  upstreams: ReadonlyMap<string, Upstream>,
+  obs: ProxyObserver | null = null,
+  trustedProxies: CidrSet | null = null,
+): MiddlewareEnv {
   return {
     hasUpstream: (name) => upstreams.has(name),
+    proxy: (name, timeoutMs, onConnectFailure) => {
+      const up = upstreams.get(name);
+      if (up === undefined) return null;
+      const watched: ProxyObserver | null = onConnectFailure === undefined ? obs : {
+        upstream: (u, ep, status, seconds) => obs?.upstream(u, ep, status, seconds),
+        upstreamError: (u, ep, type) => {
+          obs?.upstreamError(u, ep, type);
+          if (type.startsWith("connect_")) onConnectFailure();
+        },
+      };
+      const ucfg = up.config;
+      const opt: ForwardOptions = {
+        preserveHost: true,
+        hostRewrite: undefined,
+        connectTimeout: Math.min(ucfg.connect_timeout, timeoutMs),
+        perTryTimeout: timeoutMs,
+        totalTimeout: timeoutMs,
+        trustedProxies,
+      };
+      return proxyTerminal(up, opt, ucfg.protocol, watched);
+    },
     call: (name, req, timeoutMs) => {
       const up = upstreams.get(name);
       if (up === undefined) return Promise.reject(new Error(`upstream "${name}" is not defined`));
@@ -60,7 +112,7 @@ export function middlewareEnv(upstreams: ReadonlyMap<string, Upstream>): Middlew
   };
 }
 
-/** The middleware list of `route` in run order (top level, route, plugins, redirect). */
+/** The middleware list of `route` in run order (top level, route, plugins, mirrors, redirect). */
 export function routeMiddleware(
   route: RouteConfig,
   plugins: PluginChain | null,
@@ -72,12 +124,54 @@ export function routeMiddleware(
     ...route.middleware.map((m, i) => createMiddleware(m, scopedEnv(env, entryScope(route.id, i)))),
   ];
   if (plugins !== null) list.push(wasmPlugins(plugins, route.timeout));
-  if (route.redirect !== undefined) list.push(redirect(route.redirect.url, route.redirect.code));
+  route.mirror?.forEach((m, i) => list.push(mirror(m, scopedEnv(env, `routes.${route.id}.mirror[${i}]`))));
+  if (route.redirect !== undefined) list.push(redirect(route.redirect));
   return list;
 }
 
+/**
+ * The terminal of `route` after its middleware list `list`: a fixed answer, the weighted
+ * split of its backends (each backend's middleware compiled around its own terminal), or the
+ * proxy to its upstream; null when it has none of these (a redirect route).
+ */
+export function routeTerminal(
+  route: RouteConfig,
+  list: readonly Middleware[],
+  upstreams: ReadonlyMap<string, Upstream>,
+  env: MiddlewareEnv,
+  trustedProxies: CidrSet | null,
+  obs: ProxyObserver | null,
+): Endpoint | null {
+  const proxyTo = (name: string | undefined): Endpoint | null => {
+    const up = name === undefined ? undefined : upstreams.get(name);
+    if (up === undefined) return null;
+    return proxyTerminal(up, forwardOptionsFor(route, up, trustedProxies), up.config.protocol, obs);
+  };
+  if (route.direct_response !== undefined) return directResponse(route.direct_response);
+  if (route.backends === undefined) return proxyTo(route.upstream);
+  const sticky: StickyConfig | undefined = route.sticky;
+  const backends: WeightedBackend[] = route.backends.map((b, i) => {
+    const terminal = b.direct_response !== undefined
+      ? directResponse(b.direct_response)
+      : proxyTo(b.upstream) ?? noUpstream;
+    const own = b.middleware.map((m, j) =>
+      createMiddleware(m, scopedEnv(env, backendEntryScope(route.id, i, j)))
+    );
+    const name = b.name ?? b.upstream ?? `backend${i}`;
+    return {
+      name,
+      weight: b.weight,
+      handler: compileInnerChain(list, own, terminal),
+      assign: sticky?.cookie !== undefined
+        ? compileInnerChain(list, [...own, stickyCookie(sticky, name)], terminal)
+        : undefined,
+    };
+  });
+  return weightedSplit(backends, sticky);
+}
+
 function withGrpcWebEntry(list: readonly Middleware[]): Middleware[] {
-  const i = list.findIndex((m) => m.name === "wasm" || m.name === "redirect");
+  const i = list.findIndex((m) => m.name === "wasm" || m.name === "mirror" || m.name === "redirect");
   const at = i === -1 ? list.length : i;
   return [...list.slice(0, at), grpcWebEntry, ...list.slice(at)];
 }

@@ -23,12 +23,12 @@ import { topLevelCache } from "../config/middleware/cache.ts";
 import { GatewayMetrics } from "../observability/gateway_metrics.ts";
 import {
   compileRouteChains,
+  forwardOptionsFor,
   middlewareEnv,
-  proxyTerminal,
   type RouteChains,
   routeMiddleware,
+  routeTerminal,
 } from "./route_chain.ts";
-import { compileRetry } from "../upstream/retry.ts";
 import type { RouteRef } from "../core/context.ts";
 import { type PluginChain, PluginManager } from "../wasm/mod.ts";
 
@@ -89,9 +89,11 @@ export function buildSnapshot(
   }
   const plugins = previous?.plugins ?? new PluginManager();
   plugins.update(config, upstreams);
+  // One matcher for every route: proxies in front of Loom whose forwarding fields are kept.
+  const trustedProxies = config.trusted_proxies.length > 0 ? new CidrSet(config.trusted_proxies) : null;
   // Top-level middleware are built once and shared by every route (one state, e.g. one limit).
   const env = {
-    ...middlewareEnv(upstreams),
+    ...middlewareEnv(upstreams, obs, trustedProxies),
     regions: counters.regions,
     metrics: obs instanceof GatewayMetrics ? obs : null,
   };
@@ -108,24 +110,13 @@ export function buildSnapshot(
   if (config.request_id?.response_header) global.unshift(requestIdHeader(config.request_id.header));
   // The top-level `tracing` block: first of all, so its span holds every other middleware's.
   if (config.tracing !== undefined && config.tracing.enabled) global.unshift(tracing(config.tracing));
-  // One matcher for every route: proxies in front of Loom whose forwarding fields are kept.
-  const trustedProxies = config.trusted_proxies.length > 0 ? new CidrSet(config.trusted_proxies) : null;
   const routes: RouteRuntime[] = [];
   const specs = specsFromConfig(config.routes, (r) => {
     const up = r.upstream !== undefined ? upstreams.get(r.upstream) ?? null : null;
-    const ucfg = up?.config;
-    const forward: ForwardOptions = {
-      preserveHost: r.preserve_host,
-      hostRewrite: r.host_rewrite,
-      connectTimeout: r.connect_timeout ?? ucfg?.connect_timeout ?? 5000,
-      perTryTimeout: r.per_try_timeout ?? ucfg?.per_try_timeout ?? 30000,
-      totalTimeout: r.timeout,
-      resilient: up?.resilience != null,
-      retry: compileRetry(ucfg?.retry, r.retry_non_idempotent),
-      trustedProxies,
-    };
+    const forward = forwardOptionsFor(r, up, trustedProxies);
     const chain = plugins.chain(r.plugins);
-    const terminal = up === null ? null : proxyTerminal(up, forward, ucfg?.protocol, obs);
+    const list = routeMiddleware(r, chain, global, env);
+    const terminal = routeTerminal(r, list, upstreams, env, trustedProxies, obs);
     const rt: RouteRuntime = {
       id: r.id,
       config: r,
@@ -134,7 +125,7 @@ export function buildSnapshot(
       rewrite: r.rewrite !== undefined ? compileRewrite(r.rewrite) : null,
       forward,
       plugins: chain,
-      ...compileRouteChains(routeMiddleware(r, chain, global, env), terminal),
+      ...compileRouteChains(list, terminal),
     };
     routes.push(rt);
     return rt;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { compileChain, compose, phaseHooks } from "./compose.ts";
+import { compileChain, compileInnerChain, compose, phaseHooks } from "./compose.ts";
 import type { Handler, Middleware } from "../core/middleware.ts";
 import type { RequestContext } from "../core/context.ts";
 import { HeaderList } from "../core/headers.ts";
@@ -81,4 +81,42 @@ Deno.test("compileChain: phase hooks set on the context, response hooks and body
 Deno.test("compileChain: a route without middleware calls the terminal directly", () => {
   const terminal = () => Promise.resolve();
   assert.equal(compileChain([], terminal), terminal);
+});
+
+Deno.test("compileInnerChain: a backend's chain inside the route's; its response hooks nearer the upstream", async () => {
+  const seen: string[] = [];
+  const mw = (n: string, response = true): Middleware => ({
+    name: n,
+    request: (_c, next) => (seen.push("request " + n), next()),
+    upstreamRequest: () => seen.push("upstream " + n),
+    response: response ? (_c, head) => (seen.push("response " + n), head.headers.append("x", n)) : undefined,
+    log: () => seen.push("log " + n),
+  });
+  const outer = [mw("route")];
+  const terminal = (c: RequestContext) => {
+    seen.push("proxy");
+    for (const h of c.hooks?.upstreamRequest ?? []) {
+      h(c, { method: "GET", target: "/", authority: "a", headers: new HeaderList() });
+    }
+    c.res.writeHead(200, new HeaderList(), 0);
+    return c.res.end();
+  };
+  const { ctx, sent } = testContext();
+  const run = compileChain(outer, compileInnerChain(outer, [mw("backend")], terminal));
+  await run(ctx);
+  for (const h of ctx.hooks?.log ?? []) h(ctx);
+  assert.deepEqual(seen, [
+    "request route",
+    "request backend",
+    "proxy",
+    "upstream route",
+    "upstream backend",
+    "response backend",
+    "response route",
+    "log route",
+    "log backend",
+  ]);
+  assert.deepEqual(sent.headers.entries(), [["x", "backend"], ["x", "route"]]);
+  const terminalOnly = () => Promise.resolve();
+  assert.equal(compileInnerChain(outer, [], terminalOnly), terminalOnly);
 });

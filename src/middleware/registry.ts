@@ -30,6 +30,11 @@ import type { CompressOptions } from "../config/middleware/compress.ts";
 import type { SharedRegions } from "../core/shared_memory.ts";
 import { rateLimit } from "./rate_limit/index.ts";
 import type { RateLimitOptions } from "../config/middleware/rate_limit.ts";
+import { mirror } from "./mirror/index.ts";
+import type { MirrorOptions } from "../config/middleware/mirror.ts";
+import { fault } from "./fault/index.ts";
+import type { FaultOptions } from "../config/middleware/fault.ts";
+import type { RequestContext } from "../core/context.ts";
 import { cache } from "./cache/index.ts";
 import type { CacheOptions } from "../config/middleware/cache.ts";
 
@@ -47,6 +52,17 @@ export interface MiddlewareEnv {
   ): Promise<CallResponse>;
   /** Whether an upstream of that name is configured. */
   hasUpstream(name: string): boolean;
+  /**
+   * The proxy to `upstream` as a terminal (its balancer, pools, TLS; the plain path, no retries; at most
+   * `timeoutMs` in all), to send a request context of one's own (a mirror's copy); null when not defined.
+   * `onConnectFailure` is called when a connection to an endpoint cannot be made. Absent in tools and
+   * unit tests.
+   */
+  proxy?(
+    upstream: string,
+    timeoutMs: number,
+    onConnectFailure?: () => void,
+  ): ((ctx: RequestContext) => Promise<void>) | null;
   /** Shared memory of this process's isolates (see shared.ts `sharedBlock`); absent in tools and unit tests. */
   regions?: SharedRegions;
   /** The entry's place in the config ("middleware[0]", "routes.api.middleware[1]"): a stable id for shared state. */
@@ -65,6 +81,8 @@ export interface MiddlewareMetrics {
   redisError(type: string): void;
   /** The Redis connection went up or down. */
   redisState(up: boolean): void;
+  /** A request a mirror saw on `route`: sent, skipped_in_flight, skipped_body, skipped_down, aborted_body. */
+  mirrorRequest?(route: string, upstream: string, result: string): void;
   /** A GET/HEAD the cache saw on `route`: "hit", "miss", "stale", "revalidated" or "bypass". */
   cacheRequest?(route: string, result: string): void;
 }
@@ -91,6 +109,8 @@ const factories = new Map<string, MiddlewareFactory>([
   ["body_limit", (o: BodyLimitOptions) => bodyLimit(o)],
   ["compress", (o: CompressOptions) => compress(o)],
   ["rate_limit", (o: RateLimitOptions, env) => rateLimit(o, env)],
+  ["mirror", (o: MirrorOptions, env) => mirror(o, env)],
+  ["fault", (o: FaultOptions) => fault(o)],
   ["cache", (o: CacheOptions, env) => cache(o, env)],
 ]);
 

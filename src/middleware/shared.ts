@@ -33,6 +33,11 @@ export function entryScope(route: string | null, index: number): string {
   return route === null ? `middleware[${index}]` : `routes.${route}.middleware[${index}]`;
 }
 
+/** The scope of entry `index` of the middleware list of backend `backend` of route `route`. */
+export function backendEntryScope(route: string, backend: number, index: number): string {
+  return `routes.${route}.backends[${backend}].middleware[${index}]`;
+}
+
 /** `env` for the entry at `scope`. */
 export function scopedEnv(env: MiddlewareEnv, scope: string): MiddlewareEnv {
   return { ...env, scope };
@@ -66,6 +71,9 @@ export function sharedRegionsOf(
   };
   for (const [scope, e] of extra) add(scope, e);
   config.middleware.forEach((e, i) => add(entryScope(null, i), e));
-  for (const r of config.routes) r.middleware.forEach((e, i) => add(entryScope(r.id, i), e));
+  for (const r of config.routes) {
+    r.middleware.forEach((e, i) => add(entryScope(r.id, i), e));
+    r.backends?.forEach((b, k) => b.middleware.forEach((e, i) => add(backendEntryScope(r.id, k, i), e)));
+  }
   return out;
 }

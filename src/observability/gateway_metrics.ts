@@ -72,6 +72,7 @@ export class GatewayMetrics {
   readonly rejectionsTotal: Counter;
   readonly rateLimitDecisionsTotal: Counter;
   readonly cacheRequestsTotal: Counter;
+  readonly mirrorRequestsTotal: Counter;
   readonly redisRequestDuration: Histogram;
   readonly redisErrorsTotal: Counter;
   readonly redisStateChangesTotal: Counter;
@@ -181,6 +182,13 @@ export class GatewayMetrics {
       "loom_cache_requests_total",
       "GET/HEAD requests seen by the cache middleware, by route and result (hit, miss, stale, revalidated, bypass).",
       ["route", "result"],
+    );
+    this.mirrorRequestsTotal = r.counter(
+      "loom_mirror_requests_total",
+      "Requests a mirror saw, by route, mirror upstream and result (sent, skipped_in_flight, skipped_body, " +
+        "skipped_down: the mirror upstream refused a connection within the last second, aborted_body: a " +
+        "streamed body grew past max_body).",
+      ["route", "upstream", "result"],
     );
     this.redisRequestDuration = r.histogram(
       "loom_redis_request_duration_seconds",
@@ -293,6 +301,11 @@ export class GatewayMetrics {
     let c = inner.get(result);
     if (c === undefined) inner.set(result, c = this.cacheRequestsTotal.labels(route, result));
     c.value++;
+  }
+
+  /** A request a mirror of `route` saw (sent, skipped_in_flight, skipped_body, skipped_down, aborted_body). */
+  mirrorRequest(route: string, upstream: string, result: string): void {
+    this.mirrorRequestsTotal.labels(route, upstream, result).value++;
   }
 
   /** A Redis round trip of a rate limit that answered in `seconds`. */

@@ -26,6 +26,8 @@ import { apiKeyOptions } from "./api_key.ts";
 import { bodyLimitOptions } from "./body_limit.ts";
 import { compressOptions } from "./compress.ts";
 import { rateLimitOptions } from "./rate_limit.ts";
+import { mirrorOptions } from "./mirror.ts";
+import { faultOptions } from "./fault.ts";
 import { cacheOptions } from "./cache.ts";
 
 /** A middleware entry after validation: its name and normalised options. */
@@ -48,6 +50,8 @@ const fields: Record<string, Field> = {
   body_limit: bodyLimitOptions,
   compress: compressOptions,
   rate_limit: rateLimitOptions,
+  mirror: mirrorOptions,
+  fault: faultOptions,
   cache: cacheOptions,
 };
 
