@@ -14,6 +14,8 @@
 //               events, type, userdata echoed (0:1:0:1)
 //   both        (no phase configured) request body +req, response header
 //               x-both: resp, response body +resp
+//   canary      sets x-canary: 1 (routing runs again: a route matching it wins)
+//   repath      sets :path /other/z?q=1 (routing runs again on it)
 //   panic       writes a Go-style panic and traceback to stderr in pieces, then
 //               traps (a crash loop logs it once)
 //
@@ -266,6 +268,14 @@ EXPORT(proxy_on_request_headers) u32 proxy_on_request_headers(u32 ctx, u32 n, u3
   }
   if (eq(c, cl, "both")) {
     body_case = 2;
+    return CONTINUE;
+  }
+  if (eq(c, cl, "canary")) { // a header edit routes the request again (Envoy's route cache cleared)
+    set_req("x-canary", "1", 1);
+    return CONTINUE;
+  }
+  if (eq(c, cl, "repath")) {
+    set_req(":path", "/other/z?q=1", 12);
     return CONTINUE;
   }
   if (eq(c, cl, "callpseudo")) return do_callpseudo(ctx);

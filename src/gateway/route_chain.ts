@@ -123,7 +123,7 @@ export function routeMiddleware(
     ...global,
     ...route.middleware.map((m, i) => createMiddleware(m, scopedEnv(env, entryScope(route.id, i)))),
   ];
-  if (plugins !== null) list.push(wasmPlugins(plugins, route.timeout));
+  if (plugins !== null) list.push(wasmPlugins(plugins, route.timeout, env.reroute));
   route.mirror?.forEach((m, i) => list.push(mirror(m, scopedEnv(env, `routes.${route.id}.mirror[${i}]`))));
   if (route.redirect !== undefined) list.push(redirect(route.redirect));
   return list;

@@ -31,6 +31,7 @@ import {
 } from "./route_chain.ts";
 import type { RouteRef } from "../core/context.ts";
 import { type PluginChain, PluginManager } from "../wasm/mod.ts";
+import { rerouter } from "./reroute.ts";
 
 /** A route compiled for the request path. */
 export interface RouteRuntime extends RouteRef, RouteChains {
@@ -88,6 +89,7 @@ export function buildSnapshot(
     upstreams.set(u.name, new Upstream(u, counters, undefined, previous?.upstreams.get(u.name)));
   }
   const plugins = previous?.plugins ?? new PluginManager();
+  let router: Router<RouteRuntime> | null = null;
   plugins.update(config, upstreams);
   // One matcher for every route: proxies in front of Loom whose forwarding fields are kept.
   const trustedProxies = config.trusted_proxies.length > 0 ? new CidrSet(config.trusted_proxies) : null;
@@ -95,6 +97,8 @@ export function buildSnapshot(
   const env = {
     ...middlewareEnv(upstreams, obs, trustedProxies),
     regions: counters.regions,
+    // proxy_clear_route_cache: plugins' requests routed again through this snapshot's router.
+    reroute: rerouter(() => router, obs),
     metrics: obs instanceof GatewayMetrics ? obs : null,
   };
   const global = config.middleware.map((m, i) => createMiddleware(m, scopedEnv(env, entryScope(null, i))));
@@ -133,7 +137,7 @@ export function buildSnapshot(
   return {
     version: ++versions,
     config,
-    router: new Router(specs),
+    router: router = new Router(specs),
     routes,
     upstreams,
     plugins,

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { Reroute } from "./wasm/index.ts";
 import type { Middleware } from "../core/middleware.ts";
 import type { Type } from "../config/dsl.ts";
 import { type MiddlewareEntry, registerMiddlewareOptions } from "../config/middleware/mod.ts";
@@ -63,6 +64,8 @@ export interface MiddlewareEnv {
     timeoutMs: number,
     onConnectFailure?: () => void,
   ): ((ctx: RequestContext) => Promise<void>) | null;
+  /** Routes a request again after plugins changed it (proxy_clear_route_cache); absent in tools and unit tests. */
+  reroute?: Reroute;
   /** Shared memory of this process's isolates (see shared.ts `sharedBlock`); absent in tools and unit tests. */
   regions?: SharedRegions;
   /** The entry's place in the config ("middleware[0]", "routes.api.middleware[1]"): a stable id for shared state. */

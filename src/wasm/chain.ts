@@ -28,6 +28,8 @@ export class ChainRun implements RunState {
   readonly bodies: [Uint8Array | null, Uint8Array | null] = [null, null];
   /** The request target, as plugins rewrote it (`:path`). */
   target: string;
+  /** Plugins changed request headers or :path before the upstream (or called proxy_clear_route_cache). */
+  routeCleared = false;
   resStatus = 0;
   resHeaders: HeaderList | null = null;
   resTrailers: HeaderList | null = null;
@@ -43,7 +45,7 @@ export class ChainRun implements RunState {
   map(type: number): MapView | null {
     const ctx = this.ctx;
     if (type === MapType.REQUEST_HEADERS) {
-      return this.reqView ??= headerListView(ctx.headers, {
+      return this.reqView ??= this.clearsRoute(headerListView(ctx.headers, {
         get: (k) =>
           k === ":method"
             ? ctx.method
@@ -63,7 +65,7 @@ export class ChainRun implements RunState {
           ":scheme",
           ctx.scheme,
         ]],
-      });
+      }));
     }
     if (type === MapType.RESPONSE_HEADERS && this.resHeaders !== null) {
       return this.resView ??= headerListView(this.resHeaders, {
@@ -86,6 +88,15 @@ export class ChainRun implements RunState {
 
   property(key: string): Uint8Array | null | undefined {
     return requestProperty(this.ctx, this, key);
+  }
+
+  /** The request header map, whose edits clear the route (as Envoy's do): routing runs again. */
+  private clearsRoute(v: MapView): MapView {
+    const edit = <A extends unknown[]>(f: (...a: A) => void) => (...a: A) => {
+      this.routeCleared = true;
+      f(...a);
+    };
+    return { ...v, add: edit(v.add), replace: edit(v.replace), remove: edit(v.remove), setAll: edit(v.setAll) };
   }
 
   /**

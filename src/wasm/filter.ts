@@ -29,14 +29,16 @@ const notLogOnly = (p: Plugin) => !p.onlyLog;
 
 /**
  * Runs `chain` around `proceed` (which forwards to the upstream with the
- * possibly rewritten target). Always finishes the response.
+ * possibly rewritten target; `routeAgain`, when the plugins changed request
+ * headers or the path in on_request_headers, is the target to route again
+ * on). Always finishes the response.
  */
 export async function runPlugins(
   ctx: RequestContext,
   chain: PluginChain,
   pauseTimeout: number,
   target: string,
-  proceed: (target: string) => Promise<void>,
+  proceed: (target: string, routeAgain: string | null) => Promise<void>,
 ): Promise<void> {
   const run = new ChainRun(ctx, chain, pauseTimeout);
   const originalTarget = ctx.target;
@@ -99,10 +101,11 @@ async function afterRequestHeaders(
   noBody: boolean,
   originalTarget: string,
   target: string,
-  proceed: (target: string) => Promise<void>,
+  proceed: (target: string, routeAgain: string | null) => Promise<void>,
 ): Promise<void> {
   const ctx = run.ctx;
   if (chain.requestBody && !noBody) await startRequestBody(run);
   if (chain.responseSide && ctx.upgrade === undefined) ctx.res = new PluginResponseWriter(ctx.res, run);
-  await proceed(run.target === originalTarget ? target : run.target);
+  // Request headers or :path changed (or proxy_clear_route_cache): route again on the plugins' target.
+  await proceed(run.target === originalTarget ? target : run.target, run.routeCleared ? run.target : null);
 }

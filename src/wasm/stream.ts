@@ -97,6 +97,9 @@ export class Stream implements StreamHost {
     this.local = r;
     this.paused?.reject(new Stop("local"));
   }
+  clearRouteCache(): void {
+    this.run.routeCleared = true;
+  }
   resume(_type: number): void {
     const p = this.paused;
     this.paused = null;

@@ -41,6 +41,8 @@ export interface StreamHost {
   localResponse(r: LocalResponse): void;
   resume(type: number): void;
   close(type: number): void;
+  /** proxy_clear_route_cache: the request is routed again before it goes upstream. */
+  clearRouteCache(): void;
 }
 
 /** How callbacks run: see the module doc. */

@@ -60,7 +60,10 @@ export function contextFunctions(vm: PluginVM): HostFunctions {
     proxy_reset_http_response: () => closeStream(StreamType.HTTP_RESPONSE),
     proxy_close_downstream: () => Status.OK,
     proxy_close_upstream: () => Status.OK,
-    proxy_clear_route_cache: () => Status.OK,
+    proxy_clear_route_cache: () => {
+      vm.stream()?.clearRouteCache();
+      return Status.OK;
+    },
     proxy_set_effective_context: (id: number) => {
       id >>>= 0;
       if (id !== vm.rootContextId && !vm.streams.has(id)) return Status.BAD_ARGUMENT;
