@@ -86,6 +86,11 @@ const VARIANTS: Record<string, string> = {
   "body-limit": ", middleware: [{body_limit: {max: 1MB}}]",
   "gzip-16k": ", middleware: [{compress: {encodings: [gzip]}}]",
   "none-16k": "",
+  // fault configured at 0 % (its own cost, no draw); mirror-100: every request copied to `up` too
+  // (the copy's context, its own exchange and the discarded answer).
+  "fault-off":
+    ", middleware: [{fault: {delay: {percent: 0, duration: 1s}, abort: {percent: 0, status: 503}}}]",
+  "mirror-100": ", mirror: {upstream: up}",
   // A local limit that never refuses (the table lookup, update and RateLimit fields on every request).
   "rate-limit-local": ", middleware: [{rate_limit: {limits: [{rate: 1e9, burst: 1000000000}]}}]",
   "rate-limit-local-noheaders":
