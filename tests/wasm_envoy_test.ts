@@ -125,7 +125,7 @@ itest("wasm envoy: every callback a module exports runs unless phase restricts i
   }
 });
 
-itest("wasm envoy: request header or :path edits route the request again (proxy_clear_route_cache)", async () => {
+itest("wasm envoy: request edits route the request again (proxy_clear_route_cache); foreign functions", async () => {
   const app = startUpstream({ echo: "app" });
   const canary = startUpstream({ echo: "canary" });
   const loom = await startLoom(yamlOf({
@@ -147,6 +147,10 @@ itest("wasm envoy: request header or :path edits route the request again (proxy_
     const p = await echo(loom.url("/rr/y"), { headers: { "x-case": "repath" } });
     assert.equal(p.tag, "canary");
     assert.equal(p.path, "/z?q=1");
+    // Foreign functions: compress OK (smaller), uncompress OK (same text), junk SERIALIZATION_FAILURE,
+    // declare_property and clear_route_cache OK, an unknown name NOT_FOUND.
+    const f = await echo(loom.url("/rr/f"), { headers: { "x-case": "foreign" } });
+    assert.equal(f.headers["x-foreign"], "0:1:0:1:3:0:0:1");
     // An edit that matches the same route changes nothing.
     const same = await echo(loom.url("/rr/k"));
     assert.equal(same.tag, "app");

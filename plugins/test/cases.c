@@ -16,6 +16,7 @@
 //               x-both: resp, response body +resp
 //   canary      sets x-canary: 1 (routing runs again: a route matching it wins)
 //   repath      sets :path /other/z?q=1 (routing runs again on it)
+//   foreign     foreign functions: x-foreign = statuses and checks (0:1:0:1:3:0:0:1)
 //   panic       writes a Go-style panic and traceback to stderr in pieces, then
 //               traps (a crash loop logs it once)
 //
@@ -52,6 +53,8 @@ IMPORT(proxy_http_call)
 u32 proxy_http_call(const char *up, size_t upl, const char *h, size_t hl, const char *b, size_t bl, const char *t,
                     size_t tl, u32 timeout, u32 *token);
 IMPORT(proxy_get_current_time_nanoseconds) u32 proxy_get_current_time_nanoseconds(u64 *ns);
+IMPORT(proxy_call_foreign_function)
+u32 proxy_call_foreign_function(const char *n, size_t nl, const char *a, size_t al, char **r, size_t *rl);
 WASI(fd_write) u32 fd_write(u32 fd, const void *iovs, size_t n, size_t *written);
 WASI(poll_oneoff) u32 poll_oneoff(const void *in, void *out, size_t n, size_t *nevents);
 
@@ -252,6 +255,29 @@ void proxy_on_http_call_response(u32 root, u32 token, u32 nh, u32 body_size, u32
   proxy_send_local_response(200, "", 0, bs, bl, hs, hl, -1);
 }
 
+// Foreign functions: compress, uncompress (round trip), declare_property, clear_route_cache, an unknown one.
+static u32 do_foreign(void) {
+  static const char text[] = "hello hello hello hello hello hello";
+  static char z[256];
+  char *r = 0;
+  size_t rl = 0, zl = 0;
+  u32 sc = proxy_call_foreign_function("compress", 8, text, sizeof(text) - 1, &r, &rl);
+  if (sc == 0 && rl <= sizeof(z)) copy(z, r, rl), zl = rl;
+  r = 0, rl = 0;
+  u32 su = proxy_call_foreign_function("uncompress", 10, z, zl, &r, &rl);
+  int same = su == 0 && rl == sizeof(text) - 1;
+  for (size_t i = 0; same && i < rl; i++) same = r[i] == text[i];
+  u32 sb = proxy_call_foreign_function("uncompress", 10, "junk", 4, &r, &rl);
+  u32 sd = proxy_call_foreign_function("declare_property", 16, "", 0, &r, &rl);
+  u32 sr = proxy_call_foreign_function("clear_route_cache", 17, "", 0, &r, &rl);
+  u32 sn = proxy_call_foreign_function("no_such_function", 16, "", 0, &r, &rl);
+  ol = 0;
+  o_u(sc), o_str(":"), o_u(zl < sizeof(text) - 1), o_str(":"), o_u(su), o_str(":"), o_u(same), o_str(":");
+  o_u(sb), o_str(":"), o_u(sd), o_str(":"), o_u(sr), o_str(":"), o_u(sn);
+  set_req("x-foreign", out, ol);
+  return CONTINUE;
+}
+
 static u32 body_case;
 
 EXPORT(proxy_on_request_headers) u32 proxy_on_request_headers(u32 ctx, u32 n, u32 eos) {
@@ -278,6 +304,7 @@ EXPORT(proxy_on_request_headers) u32 proxy_on_request_headers(u32 ctx, u32 n, u3
     set_req(":path", "/other/z?q=1", 12);
     return CONTINUE;
   }
+  if (eq(c, cl, "foreign")) return do_foreign();
   if (eq(c, cl, "callpseudo")) return do_callpseudo(ctx);
   if (eq(c, cl, "inject")) return do_inject();
   if (eq(c, cl, "poll")) return do_poll();

@@ -15,6 +15,7 @@ import type { PluginVM } from "../vm.ts";
 import { wasiFunctions } from "../wasi.ts";
 import { bufferFunctions } from "./buffers.ts";
 import { contextFunctions } from "./contexts.ts";
+import { foreignFunctions } from "./foreign.ts";
 import { grpcFunctions } from "./grpc.ts";
 import { httpCallFunctions } from "./http_calls.ts";
 import { loggingFunctions } from "./logging.ts";
@@ -40,8 +41,7 @@ function envFunctions(vm: PluginVM): HostFunctions {
     ...grpcFunctions(vm),
     ...sharedFunctions(vm),
     ...metricFunctions(vm),
-    // No foreign functions are registered: as Envoy for an unknown name.
-    proxy_call_foreign_function: () => Status.NOT_FOUND,
+    ...foreignFunctions(vm),
   };
 }
 
