@@ -163,3 +163,25 @@ itest("wasm envoy: request edits route the request again (proxy_clear_route_cach
     await canary.close();
   }
 });
+
+itest("wasm envoy: route metadata as properties, vm_config, vm_id", async () => {
+  const app = startUpstream({ echo: "app" });
+  const loom = await startLoom(yamlOf({
+    upstreams: [{ name: "app", endpoints: [app.address] }],
+    routes: [{
+      id: "m",
+      path: "/m/*",
+      upstream: "app",
+      plugins: ["cases"],
+      metadata: { filter_metadata: { loom: { tier: "gold", n: 3 } } },
+    }],
+    plugins: [{ name: "cases", path: CASES, config: "c", vm_id: "shared-vm", vm_config: { vm: 1 } }],
+  }));
+  try {
+    const e = await echo(loom.url("/m/x"), { headers: { "x-case": "meta" } });
+    assert.equal(e.headers["x-meta"], 'gold|3|{"vm":1}|shared-vm');
+  } finally {
+    await loom.close();
+    await app.close();
+  }
+});

@@ -23,6 +23,8 @@ export interface PluginSpec {
   memory_limit?: string;
   timeout?: string;
   start_timeout?: string;
+  vm_id?: string;
+  vm_config?: unknown;
   root_id?: string;
   global?: boolean;
   isolation?: string;

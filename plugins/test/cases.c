@@ -17,6 +17,7 @@
 //   canary      sets x-canary: 1 (routing runs again: a route matching it wins)
 //   repath      sets :path /other/z?q=1 (routing runs again on it)
 //   foreign     foreign functions: x-foreign = statuses and checks (0:1:0:1:3:0:0:1)
+//   meta        x-meta = route metadata tier | metadata n | VM configuration | plugin_vm_id
 //   panic       writes a Go-style panic and traceback to stderr in pieces, then
 //               traps (a crash loop logs it once)
 //
@@ -55,6 +56,7 @@ u32 proxy_http_call(const char *up, size_t upl, const char *h, size_t hl, const 
 IMPORT(proxy_get_current_time_nanoseconds) u32 proxy_get_current_time_nanoseconds(u64 *ns);
 IMPORT(proxy_call_foreign_function)
 u32 proxy_call_foreign_function(const char *n, size_t nl, const char *a, size_t al, char **r, size_t *rl);
+IMPORT(proxy_get_property) u32 proxy_get_property(const char *p, size_t pl, char **v, size_t *vl);
 WASI(fd_write) u32 fd_write(u32 fd, const void *iovs, size_t n, size_t *written);
 WASI(poll_oneoff) u32 poll_oneoff(const void *in, void *out, size_t n, size_t *nevents);
 
@@ -278,6 +280,25 @@ static u32 do_foreign(void) {
   return CONTINUE;
 }
 
+// Route metadata, VM configuration and vm_id: x-meta = tier | n | vm_config | vm_id.
+static u32 do_meta(void) {
+  static const char tier[] = "xds\0route_metadata\0filter_metadata\0loom\0tier";
+  static const char n[] = "metadata\0filter_metadata\0loom\0n";
+  static const char vmid[] = "plugin_vm_id";
+  char *v = 0;
+  size_t vl = 0;
+  ol = 0;
+  if (proxy_get_property(tier, sizeof(tier) - 1, &v, &vl) == 0) o_mem(v, vl);
+  o_str("|");
+  if (proxy_get_property(n, sizeof(n) - 1, &v, &vl) == 0 && vl == 8) o_u(*(u64 *)v);
+  o_str("|");
+  if (proxy_get_buffer_bytes(BUFFER_VM_CONFIGURATION, 0, 1024, &v, &vl) == 0 && v) o_mem(v, vl);
+  o_str("|");
+  if (proxy_get_property(vmid, sizeof(vmid) - 1, &v, &vl) == 0) o_mem(v, vl);
+  set_req("x-meta", out, ol);
+  return CONTINUE;
+}
+
 static u32 body_case;
 
 EXPORT(proxy_on_request_headers) u32 proxy_on_request_headers(u32 ctx, u32 n, u32 eos) {
@@ -305,6 +326,7 @@ EXPORT(proxy_on_request_headers) u32 proxy_on_request_headers(u32 ctx, u32 n, u3
     return CONTINUE;
   }
   if (eq(c, cl, "foreign")) return do_foreign();
+  if (eq(c, cl, "meta")) return do_meta();
   if (eq(c, cl, "callpseudo")) return do_callpseudo(ctx);
   if (eq(c, cl, "inject")) return do_inject();
   if (eq(c, cl, "poll")) return do_poll();

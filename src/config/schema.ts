@@ -143,6 +143,7 @@ const listener = t.object({
   body_timeout: opt(t.duration(), "30s", "Longest pause while receiving a request body."),
   max_connections: opt(t.int({ min: 0 }), 10000, "Concurrent connections per worker; 0 = unlimited."),
   max_header_bytes: opt(t.size(), "64KB", "Largest request head; beyond it the answer is 431."),
+  max_headers: opt(t.int({ min: 1 }), 100, "Most header fields in a request (HTTP/1.1, 2, 3); beyond it 431."),
   write_buffer: opt(
     t.size(),
     "64KB",
@@ -213,6 +214,12 @@ const route = t.object({
     "Upstream to proxy to (else one of backends, redirect, direct_response).",
   ),
   plugins: opt(t.list(t.string()), [], "Names of plugins (defined under top-level plugins) to run."),
+  metadata: opt(
+    t.any(),
+    undefined,
+    "Route metadata (Envoy's, e.g. {filter_metadata: {ns: {k: v}}}): plugins read it as the properties " +
+      "xds.route_metadata.* and metadata.*.",
+  ),
   middleware: middlewareList,
   strip_prefix: opt(t.bool(), false, "Remove the matched prefix before proxying."),
   rewrite: opt(
@@ -412,6 +419,12 @@ const plugin = t.object({
     "Proxy-Wasm root id (Envoy's root_id): SDKs pick the root context registered under this name.",
   ),
   config: opt(t.any(), undefined, "Plugin configuration (string or mapping, passed as JSON)."),
+  vm_id: opt(t.string(), undefined, "Proxy-Wasm vm_id (plugin_vm_id; shared queues are resolved by it)."),
+  vm_config: opt(
+    t.any(),
+    undefined,
+    "VM configuration (string or mapping, passed as JSON): proxy_on_vm_start's size, buffer VM_CONFIGURATION.",
+  ),
   memory_limit: opt(t.size(), "16MB"),
   timeout: opt(t.duration(), "50ms"),
   start_timeout: opt(

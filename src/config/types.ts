@@ -81,6 +81,8 @@ export interface ListenerConfig {
   max_connections: number;
   /** Largest request head (request line + headers). Default 64KiB; beyond it 431. */
   max_header_bytes: number;
+  /** Most header fields in a request (any protocol). Default 100; beyond it 431. */
+  max_headers: number;
   /**
    * Response bytes a connection holds for its client (a slow reader costs no more): the HTTP/1.1
    * writer's copy bound, the unsent HTTP/2 output before stream writes wait. Default 64KiB.
@@ -115,6 +117,8 @@ export interface RouteConfig {
   /** Exactly one of `upstream`, `backends`, `redirect` and `direct_response` is set. */
   upstream?: string;
   plugins: string[];
+  /** Route metadata, read by plugins as `xds.route_metadata.*` / `metadata.*` properties. */
+  metadata?: unknown;
   /** Route middleware, run after the top-level list. */
   middleware: MiddlewareEntry[];
   strip_prefix: boolean;
@@ -293,6 +297,10 @@ export interface PluginConfig {
   root_id?: string;
   /** Plugin configuration as written (string, or object to be sent as JSON). */
   config?: unknown;
+  /** Proxy-Wasm vm_id (`plugin_vm_id`); absent = "". */
+  vm_id?: string;
+  /** VM configuration as written (string, or object sent as JSON): buffer VM_CONFIGURATION. */
+  vm_config?: unknown;
   /** Bytes. Default 16MB. */
   memory_limit: number;
   /** ms. Default 50ms. */

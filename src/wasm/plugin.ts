@@ -104,8 +104,8 @@ export class Plugin implements VmHost {
   readonly pluginName: string;
   /** Envoy's root_id: SDKs (AssemblyScript, C++) look their root context factory up by it. */
   readonly rootId: string;
-  readonly vmId = "";
-  readonly vmConfig = new Uint8Array(0);
+  readonly vmId: string;
+  readonly vmConfig: Uint8Array;
   readonly pluginConfig: Uint8Array;
   readonly timeout: number;
   /** Running time a VM's start-up may take (ms). */
@@ -146,10 +146,9 @@ export class Plugin implements VmHost {
     this.startTimeout = (cfg.start_timeout ?? 0) > 0 ? cfg.start_timeout! : DEFAULT_START_TIMEOUT;
     this.isolation = cfg.isolation ?? DEFAULT_ISOLATION;
     this.key = pluginKey(cfg);
-    const c = cfg.config;
-    this.pluginConfig = c === undefined || c === null
-      ? new Uint8Array(0)
-      : enc.encode(typeof c === "string" ? c : JSON.stringify(c));
+    this.vmId = cfg.vm_id ?? "";
+    this.pluginConfig = configBytes(cfg.config);
+    this.vmConfig = configBytes(cfg.vm_config);
     this.onlyLog = cfg.phase === "on_log";
   }
 
@@ -777,4 +776,9 @@ function mtimeOf(path: string): number {
 /** Identity of a plugin definition: its config and its module file's version. */
 function pluginKey(cfg: PluginConfig): string {
   return JSON.stringify(cfg) + "\0" + mtimeOf(cfg.path);
+}
+
+/** A configuration as the plugin reads it: a string as is, anything else as JSON. */
+function configBytes(c: unknown): Uint8Array {
+  return c === undefined || c === null ? new Uint8Array(0) : enc.encode(typeof c === "string" ? c : JSON.stringify(c));
 }

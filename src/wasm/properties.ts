@@ -100,8 +100,36 @@ export function requestProperty(
       return up !== undefined ? enc.encode(up) : null;
     }
     default:
+      // Route metadata (Envoy's xds.route_metadata; `metadata` is the stream's, seeded from it).
+      if (key.startsWith("xds.route_metadata") || key.startsWith("metadata")) return metadataProperty(ctx, key);
       return undefined;
   }
+}
+
+/** A value under the route's `metadata`, by the rest of `key`; undefined when absent. */
+function metadataProperty(ctx: RequestContext, key: string): Uint8Array | null | undefined {
+  const rest = key.startsWith("xds.route_metadata") ? key.slice(18) : key.slice(8);
+  if (rest !== "" && rest[0] !== ".") return undefined;
+  let v = (ctx.route as { config?: { metadata?: unknown } } | null)?.config?.metadata;
+  for (const seg of rest === "" ? [] : rest.slice(1).split(".")) {
+    if (v === null || typeof v !== "object") return undefined;
+    v = (v as Record<string, unknown>)[seg];
+  }
+  return encodeValue(v);
+}
+
+/** Envoy's encodings: strings raw, integers 8-byte LE, doubles 8-byte LE, booleans one byte, the rest JSON. */
+function encodeValue(v: unknown): Uint8Array | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v === "string") return enc.encode(v);
+  if (typeof v === "boolean") return new Uint8Array([v ? 1 : 0]);
+  if (typeof v === "number") {
+    if (Number.isInteger(v)) return i64(v);
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setFloat64(0, v, true);
+    return b;
+  }
+  return enc.encode(JSON.stringify(v));
 }
 
 function i64(n: number): Uint8Array {
