@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { itest, startLoom, yamlOf } from "./helpers.ts";
-import { echo, get } from "./gateway_util.ts";
+import { echo, get, metricValue } from "./gateway_util.ts";
 import { rawRequest } from "./http1_util.ts";
 import { startUpstream } from "./upstream.ts";
 import { PLUGINS } from "./wasm_util.ts";
@@ -164,7 +164,7 @@ itest("wasm envoy: request edits route the request again (proxy_clear_route_cach
   }
 });
 
-itest("wasm envoy: route metadata as properties, vm_config, vm_id", async () => {
+itest("wasm envoy: route metadata as properties, vm_config, vm_id; histogram metrics", async () => {
   const app = startUpstream({ echo: "app" });
   const loom = await startLoom(yamlOf({
     upstreams: [{ name: "app", endpoints: [app.address] }],
@@ -180,6 +180,14 @@ itest("wasm envoy: route metadata as properties, vm_config, vm_id", async () => 
   try {
     const e = await echo(loom.url("/m/x"), { headers: { "x-case": "meta" } });
     assert.equal(e.headers["x-meta"], 'gold|3|{"vm":1}|shared-vm');
+    // A histogram metric a plugin defines is a Prometheus histogram.
+    await echo(loom.url("/m/h"), { headers: { "x-case": "hist" } });
+    const m = (await get(loom.admin("/metrics"))).text;
+    assert.match(m, /# TYPE wasm_cases_size histogram/);
+    assert.equal(metricValue(m, "wasm_cases_size_bucket", { le: "5" }), 1);
+    assert.equal(metricValue(m, "wasm_cases_size_bucket", { le: "1000" }), 2);
+    assert.equal(metricValue(m, "wasm_cases_size_count"), 2);
+    assert.equal(metricValue(m, "wasm_cases_size_sum"), 703);
   } finally {
     await loom.close();
     await app.close();

@@ -18,6 +18,7 @@
 //   repath      sets :path /other/z?q=1 (routing runs again on it)
 //   foreign     foreign functions: x-foreign = statuses and checks (0:1:0:1:3:0:0:1)
 //   meta        x-meta = route metadata tier | metadata n | VM configuration | plugin_vm_id
+//   hist        records 3 and 700 in the histogram metric cases_size
 //   panic       writes a Go-style panic and traceback to stderr in pieces, then
 //               traps (a crash loop logs it once)
 //
@@ -57,6 +58,8 @@ IMPORT(proxy_get_current_time_nanoseconds) u32 proxy_get_current_time_nanosecond
 IMPORT(proxy_call_foreign_function)
 u32 proxy_call_foreign_function(const char *n, size_t nl, const char *a, size_t al, char **r, size_t *rl);
 IMPORT(proxy_get_property) u32 proxy_get_property(const char *p, size_t pl, char **v, size_t *vl);
+IMPORT(proxy_define_metric) u32 proxy_define_metric(u32 type, const char *n, size_t nl, u32 *id);
+IMPORT(proxy_record_metric) u32 proxy_record_metric(u32 id, u64 v);
 WASI(fd_write) u32 fd_write(u32 fd, const void *iovs, size_t n, size_t *written);
 WASI(poll_oneoff) u32 poll_oneoff(const void *in, void *out, size_t n, size_t *nevents);
 
@@ -327,6 +330,13 @@ EXPORT(proxy_on_request_headers) u32 proxy_on_request_headers(u32 ctx, u32 n, u3
   }
   if (eq(c, cl, "foreign")) return do_foreign();
   if (eq(c, cl, "meta")) return do_meta();
+  if (eq(c, cl, "hist")) { // a histogram metric: wasm_cases_size, values 3 and 700
+    u32 id = 0;
+    proxy_define_metric(2, "cases_size", 10, &id);
+    proxy_record_metric(id, 3);
+    proxy_record_metric(id, 700);
+    return CONTINUE;
+  }
   if (eq(c, cl, "callpseudo")) return do_callpseudo(ctx);
   if (eq(c, cl, "inject")) return do_inject();
   if (eq(c, cl, "poll")) return do_poll();
