@@ -125,44 +125,47 @@ itest("wasm envoy: every callback a module exports runs unless phase restricts i
   }
 });
 
-itest("wasm envoy: request edits route the request again (proxy_clear_route_cache); foreign functions", async () => {
-  const app = startUpstream({ echo: "app" });
-  const canary = startUpstream({ echo: "canary" });
-  const loom = await startLoom(yamlOf({
-    upstreams: [{ name: "app", endpoints: [app.address] }, { name: "canary", endpoints: [canary.address] }],
-    routes: [
-      { id: "canary", path: "/rr/*", headers: { "x-canary": "1" }, upstream: "canary" },
-      { id: "rr", path: "/rr/*", upstream: "app", plugins: ["cases"] },
-      { id: "other", path: "/other/*", upstream: "canary", strip_prefix: true },
-    ],
-    plugins: [{ name: "cases", path: CASES, config: "c" }],
-  }));
-  try {
-    // A header edit: the route matching it now wins, and the request goes to its upstream.
-    const c = await echo(loom.url("/rr/x"), { headers: { "x-case": "canary" } });
-    assert.equal(c.tag, "canary");
-    assert.equal(c.headers["x-canary"], "1");
-    assert.equal(c.path, "/rr/x");
-    // A new :path: routed on it, with the new route's strip_prefix.
-    const p = await echo(loom.url("/rr/y"), { headers: { "x-case": "repath" } });
-    assert.equal(p.tag, "canary");
-    assert.equal(p.path, "/z?q=1");
-    // Foreign functions: compress OK (smaller), uncompress OK (same text), junk SERIALIZATION_FAILURE,
-    // declare_property and clear_route_cache OK, an unknown name NOT_FOUND.
-    const f = await echo(loom.url("/rr/f"), { headers: { "x-case": "foreign" } });
-    assert.equal(f.headers["x-foreign"], "0:1:0:1:3:0:0:1");
-    // An edit that matches the same route changes nothing.
-    const same = await echo(loom.url("/rr/k"));
-    assert.equal(same.tag, "app");
-    assert.equal(same.headers["x-cases"], "c");
-    const m = await get(loom.admin("/metrics"));
-    assert.match(m.text, /loom_requests_total\{[^}]*route="other"/);
-  } finally {
-    await loom.close();
-    await app.close();
-    await canary.close();
-  }
-});
+itest(
+  "wasm envoy: request edits route the request again (proxy_clear_route_cache); foreign functions",
+  async () => {
+    const app = startUpstream({ echo: "app" });
+    const canary = startUpstream({ echo: "canary" });
+    const loom = await startLoom(yamlOf({
+      upstreams: [{ name: "app", endpoints: [app.address] }, { name: "canary", endpoints: [canary.address] }],
+      routes: [
+        { id: "canary", path: "/rr/*", headers: { "x-canary": "1" }, upstream: "canary" },
+        { id: "rr", path: "/rr/*", upstream: "app", plugins: ["cases"] },
+        { id: "other", path: "/other/*", upstream: "canary", strip_prefix: true },
+      ],
+      plugins: [{ name: "cases", path: CASES, config: "c" }],
+    }));
+    try {
+      // A header edit: the route matching it now wins, and the request goes to its upstream.
+      const c = await echo(loom.url("/rr/x"), { headers: { "x-case": "canary" } });
+      assert.equal(c.tag, "canary");
+      assert.equal(c.headers["x-canary"], "1");
+      assert.equal(c.path, "/rr/x");
+      // A new :path: routed on it, with the new route's strip_prefix.
+      const p = await echo(loom.url("/rr/y"), { headers: { "x-case": "repath" } });
+      assert.equal(p.tag, "canary");
+      assert.equal(p.path, "/z?q=1");
+      // Foreign functions: compress OK (smaller), uncompress OK (same text), junk SERIALIZATION_FAILURE,
+      // declare_property and clear_route_cache OK, an unknown name NOT_FOUND.
+      const f = await echo(loom.url("/rr/f"), { headers: { "x-case": "foreign" } });
+      assert.equal(f.headers["x-foreign"], "0:1:0:1:3:0:0:1");
+      // An edit that matches the same route changes nothing.
+      const same = await echo(loom.url("/rr/k"));
+      assert.equal(same.tag, "app");
+      assert.equal(same.headers["x-cases"], "c");
+      const m = await get(loom.admin("/metrics"));
+      assert.match(m.text, /loom_requests_total\{[^}]*route="other"/);
+    } finally {
+      await loom.close();
+      await app.close();
+      await canary.close();
+    }
+  },
+);
 
 itest("wasm envoy: route metadata as properties, vm_config, vm_id; histogram metrics", async () => {
   const app = startUpstream({ echo: "app" });

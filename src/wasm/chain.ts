@@ -96,7 +96,13 @@ export class ChainRun implements RunState {
       this.routeCleared = true;
       f(...a);
     };
-    return { ...v, add: edit(v.add), replace: edit(v.replace), remove: edit(v.remove), setAll: edit(v.setAll) };
+    return {
+      ...v,
+      add: edit(v.add),
+      replace: edit(v.replace),
+      remove: edit(v.remove),
+      setAll: edit(v.setAll),
+    };
   }
 
   /**

@@ -174,7 +174,8 @@ export class Plugin implements VmHost {
       const phase = this.cfg.phase;
       const all = phase === undefined;
       this.wantsRequestBody = (all || phase === "on_request_body") && has("request_body", "request_trailers");
-      this.wantsResponseBody = (all || phase === "on_response_body") && has("response_body", "response_trailers");
+      this.wantsResponseBody = (all || phase === "on_response_body") &&
+        has("response_body", "response_trailers");
       this.wantsResponseHeaders = this.wantsResponseBody ||
         ((all || phase === "on_response_headers") && has("response_headers"));
     }, (e) => {
@@ -780,5 +781,7 @@ function pluginKey(cfg: PluginConfig): string {
 
 /** A configuration as the plugin reads it: a string as is, anything else as JSON. */
 function configBytes(c: unknown): Uint8Array {
-  return c === undefined || c === null ? new Uint8Array(0) : enc.encode(typeof c === "string" ? c : JSON.stringify(c));
+  return c === undefined || c === null
+    ? new Uint8Array(0)
+    : enc.encode(typeof c === "string" ? c : JSON.stringify(c));
 }

@@ -101,7 +101,9 @@ export function requestProperty(
     }
     default:
       // Route metadata (Envoy's xds.route_metadata; `metadata` is the stream's, seeded from it).
-      if (key.startsWith("xds.route_metadata") || key.startsWith("metadata")) return metadataProperty(ctx, key);
+      if (key.startsWith("xds.route_metadata") || key.startsWith("metadata")) {
+        return metadataProperty(ctx, key);
+      }
       return undefined;
   }
 }

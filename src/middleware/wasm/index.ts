@@ -17,7 +17,10 @@ import { type PluginChain, runPlugins } from "../../wasm/mod.ts";
  * route's upstream terminal (its `ctx.upstreamTarget` set), or null to go on
  * as routed (the same route matched, or the request re-routed already).
  */
-export type Reroute = (ctx: RequestContext, target: string) => ((ctx: RequestContext) => Promise<void>) | null;
+export type Reroute = (
+  ctx: RequestContext,
+  target: string,
+) => ((ctx: RequestContext) => Promise<void>) | null;
 
 /** The middleware running `chain`; `pauseTimeout` bounds a paused plugin (the route's timeout). */
 export function wasmPlugins(chain: PluginChain, pauseTimeout: number, reroute?: Reroute): Middleware {
