@@ -49,15 +49,16 @@ export function rerouter(router: () => Router<RouteRuntime> | null, obs: ProxyOb
     if (m === null) return notFound;
     const rt = m.route.data;
     if (rt === ctx.route) return null;
-    ctx.route = rt;
-    ctx.params = m.params as Record<string, string>;
-    ctx.pathRest = m.rest;
-    const upPath = rt.rewrite !== null
-      ? rt.rewrite(m.params, m.rest)
-      : rt.stripPrefix
-      ? encodePath(stripPrefix(path, m.prefix))
-      : encodePath(path);
-    ctx.upstreamTarget = query === "" ? upPath : upPath + "?" + query;
+    const { params, rest, prefix } = m;
+    // The new route's own target rules (gateway.ts applies the same on the first match).
+    const upPath = rt.rewrite?.(params, rest) ??
+      encodePath(rt.stripPrefix ? stripPrefix(path, prefix) : path);
+    Object.assign(ctx, {
+      route: rt,
+      params,
+      pathRest: rest,
+      upstreamTarget: query ? `${upPath}?${query}` : upPath,
+    });
     return terminalOf(rt);
   };
 }
