@@ -1,6 +1,7 @@
 /**
  * The admin API: health, readiness, routes, upstreams, redacted config,
- * reload, info and Prometheus metrics, served by Hono on `Deno.serve`.
+ * reload, info, Prometheus metrics, the live dashboard (dashboard.ts) and
+ * its OpenAPI 3.1 description (openapi.ts), served by Hono on `Deno.serve`.
  * Authentication is in auth.ts, the rules for writes, `Host` and listeners
  * beyond loopback in guard.ts.
  *
@@ -16,6 +17,8 @@ import { adminGuard, exposedWithoutAuth, forbidden } from "./guard.ts";
 import { redactConfig } from "./redact.ts";
 import type { AdminBackend } from "./types.ts";
 import { currentPluginManager } from "../wasm/mod.ts";
+import { mountDashboard } from "./dashboard.ts";
+import { openApiDocument } from "./openapi.ts";
 
 /** Content type of the Prometheus text exposition format. */
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -69,6 +72,14 @@ export function createAdminApp(backend: AdminBackend, cfg: AdminConfig): Hono {
     return c.json(redactConfig(backend.config(), { envPaths: backend.configEnvPaths?.() }));
   });
   app.get("/info", (c) => c.json(backend.info()));
+  app.get(
+    "/openapi.json",
+    (c) => c.json(openApiDocument(backend.config().metrics?.prometheus?.path || "/metrics")),
+  );
+  mountDashboard(
+    app,
+    backend.dashboard !== undefined && cfg.dashboard?.enabled !== false ? () => backend.dashboard!() : null,
+  );
   // Plugins of this isolate's gateway unless the backend merges workers itself.
   app.get("/plugins", async (c) => {
     return c.json(await backend.plugins?.() ?? currentPluginManager()?.describe() ?? []);

@@ -8,6 +8,7 @@
 import type { LoomConfig, RedirectConfig } from "../config/types.ts";
 import type { UpstreamInfo } from "../upstream/upstream.ts";
 import type { PluginInfo } from "../wasm/mod.ts";
+import type { DashboardState } from "./dashboard.ts";
 
 /** A configured route as the admin API lists it. */
 export interface RouteInfo {
@@ -65,5 +66,7 @@ export interface AdminBackend {
   purgeCache?(what: { key?: string; prefix?: string }): Promise<number>;
   /** Prometheus text, already merged across workers. */
   metrics(): Promise<string>;
+  /** What the live dashboard shows (GET /dashboard/state); optional: without it no dashboard. */
+  dashboard?(): Promise<DashboardState>;
   info(): GatewayInfo;
 }

@@ -17,7 +17,8 @@ import { grpcStatusLabel, watchGrpcStatus } from "../grpc/status.ts";
 import { TUNNEL_OBSERVER } from "../proxy/tunnel.ts";
 import { respondError } from "../core/respond.ts";
 import type { GatewayMetrics } from "../observability/gateway_metrics.ts";
-import type { AccessLog } from "../observability/access_log.ts";
+import type { AccessLog, AccessLogEntry } from "../observability/access_log.ts";
+import type { RecentErrors } from "../observability/recent_errors.ts";
 import { requestIdFrom } from "../observability/request_id.ts";
 import { resolveClientIp } from "../net/client_ip.ts";
 import { logger } from "../observability/logger.ts";
@@ -51,6 +52,8 @@ export class Gateway {
     snapshot: Snapshot,
     readonly metrics: GatewayMetrics | null,
     readonly accessLog: AccessLog | null,
+    /** The last failed requests, for the admin dashboard (null: not kept). */
+    readonly recentErrors: RecentErrors | null = null,
   ) {
     this.snapshot = snapshot;
     // Plugin-defined metrics and loom_plugin_* go to this gateway's registry.
@@ -89,12 +92,14 @@ export class Gateway {
     if (ctx.grpc !== 0) watchGrpcStatus(ctx);
     const { path: rawPath, query } = splitTarget(ctx.target);
     const path = normalizePath(rawPath);
-    if (path === null) return serverOptions(ctx) ?? respondError(ctx, 400, "invalid request path");
+    if (path === null) {
+      return serverOptions(ctx) ?? respondError(ctx, 400, "invalid request path", idHeader(snap, ctx));
+    }
     ctx.path = path;
     ctx.query = query;
     ctx.host = hostForRouting(ctx.authority);
     const m = snap.router.match(ctx);
-    if (m === null) return respondError(ctx, 404, "no route matched");
+    if (m === null) return respondError(ctx, 404, "no route matched", idHeader(snap, ctx));
     const rt: RouteRuntime = m.route.data;
     ctx.route = rt;
     ctx.params = m.params as Record<string, string>;
@@ -126,11 +131,32 @@ export class Gateway {
     if (ctx.rejection !== "") this.metrics?.rejection(routeId, ctx.rejection);
     const log = ctx.hooks?.log;
     if (log != null) runLogHooks(ctx, log);
-    this.accessLog?.log({
+    const failed = ctx.status >= 500 || ctx.status === 0;
+    const access = this.accessLog;
+    if (access === null && !(failed && this.recentErrors !== null)) return;
+    const target = ctx.target;
+    const q = target.indexOf("?");
+    const path = q === -1 ? target : target.slice(0, q);
+    if (failed) {
+      this.recentErrors?.add({
+        time: Date.now(),
+        request_id: ctx.id,
+        route: routeId,
+        method: ctx.method,
+        path,
+        status: ctx.status,
+        duration_ms: seconds * 1000,
+        upstream: ctx.upstreamAddr,
+        error: ctx.upstreamError || ctx.rejection,
+      });
+    }
+    if (access === null) return;
+    const entry: AccessLogEntry = {
       request_id: ctx.id,
       route: routeId,
       method: ctx.method,
-      path: ctx.target,
+      path,
+      query: q === -1 ? "" : target.slice(q + 1),
       status: ctx.status,
       bytes_in: ctx.bytesIn,
       bytes_out: ctx.bytesOut,
@@ -141,8 +167,26 @@ export class Gateway {
       user_agent: ctx.headers.get("user-agent") ?? "",
       grpc_status: grpcStatus,
       rejection: ctx.rejection === "" ? undefined : ctx.rejection,
-    });
+    };
+    if (access.extras) {
+      // Configured fields beyond the default line: looked up only then.
+      entry.host = ctx.authority;
+      entry.referer = ctx.headers.get("referer") ?? "";
+      entry.listener = ctx.listener;
+      entry.trace_id = ctx.trace === null ? "" : ctx.trace.server.traceparent().slice(3, 35);
+    }
+    access.log(entry);
   }
+}
+
+/**
+ * Answers without a route carry the request id in the `request_id` block's
+ * header too (routed ones get it from its middleware; X-Request-ID is always there).
+ */
+function idHeader(snap: Snapshot, ctx: RequestContext): [string, string][] | undefined {
+  const r = snap.config.request_id;
+  if (r === undefined || !r.response_header || r.header.toLowerCase() === "x-request-id") return undefined;
+  return [[r.header.toLowerCase(), ctx.id]];
 }
 
 /** The `log` phase: after the response, and a failing hook never affects the others. */

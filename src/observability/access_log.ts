@@ -10,6 +10,7 @@
  */
 
 import type { AccessLogConfig } from "../config/types.ts";
+import { type AccessLogField, DEFAULT_ACCESS_LOG_FIELDS } from "../config/observability.ts";
 import { logger } from "./logger.ts";
 
 /** One request, as the proxy reports it. */
@@ -20,8 +21,10 @@ export interface AccessLogEntry {
   /** Matched route id; "" when none matched. */
   route: string;
   method: string;
-  /** Path and query as received. */
+  /** The path as received, without the query. */
   path: string;
+  /** The raw query string ("" when none). */
+  query: string;
   status: number;
   bytes_in: number;
   bytes_out: number;
@@ -36,6 +39,12 @@ export interface AccessLogEntry {
   grpc_status?: string;
   /** Requests a middleware refused: "middleware/reason"; omitted from the line otherwise. */
   rejection?: string;
+  /** Filled only when the configured fields name them (see {@link AccessLog.extras}). */
+  host?: string;
+  referer?: string;
+  listener?: string;
+  /** The W3C trace id of a traced request ("" otherwise). */
+  trace_id?: string;
 }
 
 /** A batching access-log writer. */
@@ -48,6 +57,8 @@ export interface AccessLog {
   close(): Promise<void>;
   /** Lines dropped because output could not keep up (see {@link MAX_PENDING_CHARS}). */
   readonly dropped: number;
+  /** The configured fields include host, referer, listener or trace_id: the caller fills them. */
+  readonly extras: boolean;
 }
 
 /** Minimal writer interface (Deno.FsFile and Deno.stdout both fit). */
@@ -66,9 +77,47 @@ export const MAX_PENDING_CHARS = 16 * 1024 * 1024;
 /** Opens the configured access log, or returns null when disabled. */
 export function createAccessLog(cfg: AccessLogConfig): AccessLog | null {
   if (!cfg.enabled) return null;
-  if (cfg.path === "stdout") return new BatchedAccessLog(Deno.stdout, false);
+  const opts = { fields: cfg.fields, sample: cfg.sample };
+  if (cfg.path === "stdout") return new BatchedAccessLog(Deno.stdout, false, opts);
   const file = Deno.openSync(cfg.path, { append: true, create: true });
-  return new BatchedAccessLog(file, true);
+  return new BatchedAccessLog(file, true, opts);
+}
+
+/** What a line may hold, by field name. */
+const FIELD_VALUES: Record<AccessLogField, (e: AccessLogEntry) => unknown> = {
+  time: (e) => isoTime(e.time ?? Date.now()),
+  request_id: (e) => e.request_id,
+  route: (e) => e.route,
+  method: (e) => e.method,
+  path: (e) => e.path,
+  query: (e) => e.query,
+  status: (e) => e.status,
+  bytes_in: (e) => e.bytes_in,
+  bytes_out: (e) => e.bytes_out,
+  duration_ms: (e) => Math.round(e.duration_ms * 1000) / 1000,
+  upstream: (e) => e.upstream,
+  client_ip: (e) => e.client_ip,
+  protocol: (e) => e.protocol,
+  user_agent: (e) => e.user_agent,
+  grpc_status: (e) => e.grpc_status,
+  rejection: (e) => e.rejection,
+  host: (e) => e.host ?? "",
+  referer: (e) => e.referer ?? "",
+  listener: (e) => e.listener ?? "",
+  trace_id: (e) => e.trace_id ?? "",
+};
+
+/** Fields the caller fills only on request (see {@link AccessLog.extras}). */
+const EXTRA_FIELDS: ReadonlySet<AccessLogField> = new Set(["host", "referer", "listener", "trace_id"]);
+
+/** A formatter of lines with `fields`, in that order (built once per log). */
+export function fieldFormatter(fields: readonly AccessLogField[]): (e: AccessLogEntry) => string {
+  const getters = fields.map((f) => [f, FIELD_VALUES[f]] as const);
+  return (e) => {
+    const o: Record<string, unknown> = {};
+    for (const [f, get] of getters) o[f] = get(e);
+    return JSON.stringify(o) + "\n";
+  };
 }
 
 /**
@@ -87,6 +136,7 @@ export function formatAccessLogLine(e: AccessLogEntry): string {
     route: e.route,
     method: e.method,
     path: e.path,
+    query: e.query,
     status: e.status,
     bytes_in: e.bytes_in,
     bytes_out: e.bytes_out,
@@ -114,6 +164,10 @@ function isoTime(ms: number): string {
 
 /** The {@link AccessLog} implementation over any {@link LogSink}. */
 export class BatchedAccessLog implements AccessLog {
+  readonly extras: boolean;
+  readonly #format: (e: AccessLogEntry) => string;
+  /** Fraction of 1xx-3xx lines kept. */
+  readonly #sample: number;
   #lines: string[] = [];
   #chars = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -128,7 +182,17 @@ export class BatchedAccessLog implements AccessLog {
    * @param sink where batches go.
    * @param ownsSink close the sink on {@link close}.
    */
-  constructor(private readonly sink: LogSink, private readonly ownsSink: boolean) {}
+  constructor(
+    private readonly sink: LogSink,
+    private readonly ownsSink: boolean,
+    opts: { fields?: readonly AccessLogField[]; sample?: number } = {},
+  ) {
+    const fields = opts.fields;
+    const custom = fields !== undefined && fields.join() !== DEFAULT_ACCESS_LOG_FIELDS.join();
+    this.#format = custom ? fieldFormatter(fields) : formatAccessLogLine;
+    this.extras = custom && fields.some((f) => EXTRA_FIELDS.has(f));
+    this.#sample = opts.sample ?? 1;
+  }
 
   get dropped(): number {
     return this.#dropped;
@@ -136,11 +200,14 @@ export class BatchedAccessLog implements AccessLog {
 
   log(entry: AccessLogEntry): void {
     if (this.#closed) return;
+    // Sampling spares successful requests only: 4xx, 5xx and failed ones (status 0) are always logged.
+    const st = entry.status;
+    if (this.#sample < 1 && st > 0 && st < 400 && Math.random() >= this.#sample) return;
     if (this.#chars + this.#inFlightChars > MAX_PENDING_CHARS) {
       this.#dropped++;
       return;
     }
-    const line = formatAccessLogLine(entry);
+    const line = this.#format(entry);
     this.#lines.push(line);
     this.#chars += line.length;
     if (this.#chars >= FLUSH_THRESHOLD_CHARS) {

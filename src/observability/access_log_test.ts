@@ -14,6 +14,7 @@ const FIELDS = [
   "route",
   "method",
   "path",
+  "query",
   "status",
   "bytes_in",
   "bytes_out",
@@ -30,7 +31,8 @@ function entry(over: Partial<AccessLogEntry> = {}): AccessLogEntry {
     request_id: "abc-1",
     route: "users",
     method: "GET",
-    path: "/users/1?x=y",
+    path: "/users/1",
+    query: "x=y",
     status: 200,
     bytes_in: 0,
     bytes_out: 1234,
@@ -143,4 +145,45 @@ Deno.test("partial writes are completed", async () => {
   log.log(entry({ user_agent: "日本語" }));
   await log.close();
   assert.equal(out, formatAccessLogLine(entry({ user_agent: "日本語" })));
+});
+
+Deno.test("access log: configured fields in their order (query apart from the path, extras)", async () => {
+  const chunks: string[] = [];
+  const sink: LogSink = {
+    write: (p) => (chunks.push(new TextDecoder().decode(p)), Promise.resolve(p.length)),
+  };
+  const log = new BatchedAccessLog(sink, false, { fields: ["status", "path", "query", "host", "trace_id"] });
+  assert.equal(log.extras, true);
+  log.log(entry({ host: "api.example:8080", trace_id: "4bf92f3577b34da6a3ce929d0e0e4736" }));
+  await log.close();
+  assert.deepEqual(JSON.parse(chunks.join("")), {
+    status: 200,
+    path: "/users/1",
+    query: "x=y",
+    host: "api.example:8080",
+    trace_id: "4bf92f3577b34da6a3ce929d0e0e4736",
+  });
+  assert.equal(new BatchedAccessLog(sink, false, { fields: ["status", "path"] }).extras, false);
+});
+
+Deno.test("access log: sample keeps a fraction of 1xx-3xx lines, every error", async () => {
+  let lines = 0;
+  const sink: LogSink = {
+    write: (p) => {
+      lines += new TextDecoder().decode(p).split("\n").length - 1;
+      return Promise.resolve(p.length);
+    },
+  };
+  const log = new BatchedAccessLog(sink, false, { sample: 0.1 });
+  for (let i = 0; i < 5000; i++) log.log(entry({ status: 200 }));
+  for (const status of [404, 500, 502, 0]) for (let i = 0; i < 100; i++) log.log(entry({ status }));
+  await log.close();
+  const ok = lines - 400;
+  assert.ok(ok > 350 && ok < 650, `~10 % of 5000 successes logged: ${ok}`);
+  const none = new BatchedAccessLog(sink, false, { sample: 0 });
+  lines = 0;
+  for (let i = 0; i < 100; i++) none.log(entry({ status: 302 }));
+  none.log(entry({ status: 503 }));
+  await none.close();
+  assert.equal(lines, 1, "sample 0: errors only");
 });

@@ -126,9 +126,11 @@ export class GatewayMetrics {
     this.configReloadsTotal = r.counter("loom_config_reloads_total", "Configuration reloads, by result.", [
       "result",
     ]);
-    this.activeConnections = r.gauge("loom_active_connections", "Open client connections, by listener.", [
-      "listener",
-    ]);
+    this.activeConnections = r.gauge(
+      "loom_active_connections",
+      "Open client connections, by listener and its protocol (http, https, h2c, grpc, grpcs, http3).",
+      ["listener", "protocol"],
+    );
     this.listenerAcceptFailuresTotal = r.counter(
       "loom_listener_accept_failures_total",
       "Times a listener was found taking no new connections (then reopened), by listener.",
@@ -339,14 +341,14 @@ export class GatewayMetrics {
     (ok ? this.#reloadOk : this.#reloadFailed).value++;
   }
 
-  /** A client connection was accepted on `listener`. */
-  connectionOpened(listener: string): void {
-    this.#connection(listener).value++;
+  /** A client connection was accepted on `listener` (of `protocol`, the listener's). */
+  connectionOpened(listener: string, protocol = ""): void {
+    this.#connection(listener, protocol).value++;
   }
 
   /** A client connection on `listener` closed. */
-  connectionClosed(listener: string): void {
-    this.#connection(listener).value--;
+  connectionClosed(listener: string, protocol = ""): void {
+    this.#connection(listener, protocol).value--;
   }
 
   /** `listener` was found taking no new connections (it is reopened). */
@@ -354,9 +356,11 @@ export class GatewayMetrics {
     this.listenerAcceptFailuresTotal.labels(listener).value++;
   }
 
-  #connection(listener: string): GaugeChild {
-    let g = this.#connections.get(listener);
-    if (g === undefined) this.#connections.set(listener, g = this.activeConnections.labels(listener));
+  #connection(listener: string, protocol: string): GaugeChild {
+    // Once per connection, not per request: a joined key is cheap enough.
+    const key = listener + "\u0000" + protocol;
+    let g = this.#connections.get(key);
+    if (g === undefined) this.#connections.set(key, g = this.activeConnections.labels(listener, protocol));
     return g;
   }
 

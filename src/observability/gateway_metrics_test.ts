@@ -13,9 +13,9 @@ Deno.test("GatewayMetrics records Loom's metric set", () => {
   m.reload(true);
   m.reload(false);
   m.reload(false);
-  m.connectionOpened("web");
-  m.connectionOpened("web");
-  m.connectionClosed("web");
+  m.connectionOpened("web", "http");
+  m.connectionOpened("web", "http");
+  m.connectionClosed("web", "http");
   const text = m.registry.render();
   for (
     const line of [
@@ -29,7 +29,7 @@ Deno.test("GatewayMetrics records Loom's metric set", () => {
       'loom_upstream_errors_total{upstream="api",endpoint="10.0.0.1:80",error_type="timeout"} 1',
       'loom_config_reloads_total{result="success"} 1',
       'loom_config_reloads_total{result="failure"} 2',
-      'loom_active_connections{listener="web"} 1',
+      'loom_active_connections{listener="web",protocol="http"} 1',
       'loom_build_info{version="1.2.3"} 1',
     ]
   ) {
@@ -41,11 +41,11 @@ Deno.test("merged worker metrics: counters summed, build_info not", () => {
   const w1 = new GatewayMetrics("1.0.0"), w2 = new GatewayMetrics("1.0.0");
   w1.request("r", "POST", 201, 0.1);
   w2.request("r", "POST", 201, 0.1);
-  w1.connectionOpened("web");
-  w2.connectionOpened("web");
+  w1.connectionOpened("web", "http");
+  w2.connectionOpened("web", "http");
   const text = renderMerged([w1.registry.snapshot(), w2.registry.snapshot()]);
   assert.match(text, /^loom_requests_total\{route="r",method="POST",status="201"\} 2$/m);
-  assert.match(text, /^loom_active_connections\{listener="web"\} 2$/m);
+  assert.match(text, /^loom_active_connections\{listener="web",protocol="http"\} 2$/m);
   assert.match(text, /^loom_build_info\{version="1.0.0"\} 1$/m);
 });
 

@@ -7,6 +7,7 @@ import type { MetricsSnapshot } from "../observability/metrics.ts";
 import type { CounterSlotsSnapshot } from "../upstream/counters.ts";
 import type { UpstreamInfo } from "../upstream/upstream.ts";
 import type { PluginInfo } from "../wasm/mod.ts";
+import type { RecentError } from "../observability/recent_errors.ts";
 import { GatewayInstance, type InstanceOptions, type ReloadReport } from "./instance.ts";
 import { workerUrl } from "../build.ts";
 
@@ -16,6 +17,8 @@ export interface InstanceHandle {
   metrics(): Promise<MetricsSnapshot>;
   upstreams(): Promise<UpstreamInfo[]>;
   plugins(): Promise<PluginInfo[]>;
+  /** The instance's last failed requests, newest first (the dashboard). */
+  recentErrors(): Promise<RecentError[]>;
   /** Drops cached responses of this instance; `shared` stores (Redis) only when `shared`. */
   purgeCache(what: CachePurge, shared: boolean): Promise<number>;
   shutdown(drainMs: number): Promise<void>;
@@ -46,6 +49,9 @@ export class LocalHandle implements InstanceHandle {
   plugins(): Promise<PluginInfo[]> {
     return Promise.resolve(this.instance.plugins());
   }
+  recentErrors(): Promise<RecentError[]> {
+    return Promise.resolve(this.instance.recentErrors());
+  }
   purgeCache(what: CachePurge, shared: boolean): Promise<number> {
     return this.instance.purgeCache(what, shared);
   }
@@ -64,6 +70,7 @@ export type ToWorker =
   | { type: "metrics"; id: number }
   | { type: "upstreams"; id: number }
   | { type: "plugins"; id: number }
+  | { type: "errors"; id: number }
   | { type: "purge"; id: number; what: CachePurge; shared: boolean }
   | { type: "shutdown"; id: number; drainMs: number };
 
@@ -139,6 +146,9 @@ export class WorkerHandle implements InstanceHandle {
   }
   plugins(): Promise<PluginInfo[]> {
     return this.call({ type: "plugins", id: this.nextId++ });
+  }
+  recentErrors(): Promise<RecentError[]> {
+    return this.call({ type: "errors", id: this.nextId++ });
   }
   purgeCache(what: CachePurge, shared: boolean): Promise<number> {
     return this.call({ type: "purge", id: this.nextId++, what, shared });

@@ -12,6 +12,7 @@ import { H3Listener } from "../listeners/h3.ts";
 import { needsNodeTls } from "../listeners/tls.ts";
 import { GatewayMetrics } from "../observability/gateway_metrics.ts";
 import { createAccessLog } from "../observability/access_log.ts";
+import { type RecentError, RecentErrors } from "../observability/recent_errors.ts";
 import { logger } from "../observability/logger.ts";
 import type { MetricsSnapshot } from "../observability/metrics.ts";
 import { CounterSlots, type CounterSlotsSnapshot } from "../upstream/counters.ts";
@@ -74,7 +75,12 @@ export class GatewayInstance {
     this.counters = CounterSlots.attach(opts.counters);
     this.metrics = new GatewayMetrics(VERSION);
     const snapshot = buildSnapshot(opts.config, this.counters, undefined, this.metrics);
-    this.gateway = new Gateway(snapshot, this.metrics, createAccessLog(opts.config.access_log));
+    this.gateway = new Gateway(
+      snapshot,
+      this.metrics,
+      createAccessLog(opts.config.access_log),
+      new RecentErrors(),
+    );
   }
 
   /** Builds the instance and opens its listeners; throws (closing what opened) on failure. */
@@ -100,8 +106,8 @@ export class GatewayInstance {
 
   private open(l: ListenerConfig, reusePort: boolean): RunningListener | null {
     const hooks = {
-      opened: (name: string) => this.metrics.connectionOpened(name),
-      closed: (name: string) => this.metrics.connectionClosed(name),
+      opened: (name: string) => this.metrics.connectionOpened(name, l.protocol),
+      closed: (name: string) => this.metrics.connectionClosed(name, l.protocol),
       protocolError: (name: string, code: string) => this.metrics.http2ProtocolError(name, code),
       acceptFailed: (name: string) => this.metrics.listenerAcceptFailed(name),
     };
@@ -222,6 +228,11 @@ export class GatewayInstance {
   /** This isolate's Proxy-Wasm plugins (GET /plugins, merged over workers by the supervisor). */
   plugins(): PluginInfo[] {
     return this.gateway.snapshot.plugins.describe();
+  }
+
+  /** This isolate's last failed requests, newest first (the dashboard, merged by the supervisor). */
+  recentErrors(): RecentError[] {
+    return this.gateway.recentErrors?.list() ?? [];
   }
 
   /** Drops cached responses of this isolate's caches (Redis ones only when `shared`). */

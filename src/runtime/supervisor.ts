@@ -20,7 +20,11 @@ import { sharedRegionsFor } from "../gateway/snapshot.ts";
 import { Endpoint } from "../upstream/endpoint.ts";
 import { HealthMonitor } from "../upstream/health_check.ts";
 import { GatewayMetrics } from "../observability/gateway_metrics.ts";
-import { renderMerged } from "../observability/metrics.ts";
+import { mergeSnapshots, type MetricsSnapshot, renderMerged } from "../observability/metrics.ts";
+import { ProcessMetrics, RuntimeMetrics } from "../observability/process_metrics.ts";
+import { OtlpMetricsExporter } from "../observability/otlp_metrics.ts";
+import type { DashboardState } from "../admin/dashboard.ts";
+import { cumulative, DashboardHistory } from "./dashboard.ts";
 import { logger } from "../observability/logger.ts";
 import { prepareTracing, retireExporters } from "../observability/tracing.ts";
 import type { AdminBackend, GatewayInfo, ReloadResult, RouteInfo, UpstreamInfo } from "../admin/types.ts";
@@ -70,6 +74,15 @@ export class Supervisor implements AdminBackend {
     (u, e, healthy) => this.ownMetrics.healthStatus(u, e, healthy),
   );
   private readonly startedAt = new Date().toISOString();
+  /** process_* (the whole process) and this isolate's heap and event-loop series. */
+  private readonly processMetrics = new ProcessMetrics(this.ownMetrics.registry);
+  private readonly runtimeMetrics = new RuntimeMetrics(this.ownMetrics.registry);
+  /** The dashboard's samples and reload history, and the timer taking the samples. */
+  private readonly history = new DashboardHistory();
+  private sampler: ReturnType<typeof setInterval> | undefined;
+  /** OTLP metrics export (metrics.opentelemetry), and the settings it runs with. */
+  private otlp: OtlpMetricsExporter | null = null;
+  private otlpKey = "";
   private signalHandlers: [Deno.Signal, () => void][] = [];
   /** YAML paths of the current config's `${VAR}` values (redacted by GET /config). */
   private envPaths: readonly string[] = [];
@@ -112,6 +125,8 @@ export class Supervisor implements AdminBackend {
     }
     this.health.update(cfg);
     if (cfg.admin.enabled) this.admin = startAdminServer(this, cfg.admin);
+    this.startDashboard();
+    this.syncOtlp(cfg);
     this.syncWatch();
     if (this.opts.signals) this.installSignals();
     this.isReady = true;
@@ -295,8 +310,14 @@ export class Supervisor implements AdminBackend {
         return { ok: false, errors: [String(e)] };
       });
       this.running = p;
-      p.then(() => {
+      p.then((r) => {
         if (this.running === p) this.running = null;
+        this.history.reload({
+          time: new Date().toISOString(),
+          trigger: triggers,
+          ok: r.ok,
+          errors: r.ok ? [] : r.errors,
+        });
       });
       return p;
     };
@@ -347,6 +368,7 @@ export class Supervisor implements AdminBackend {
     }
     this.cfg = next;
     this.envPaths = res.envPaths;
+    this.syncOtlp(next);
     this.health.update(next);
     this.syncWatch();
     if (listenerErrors.length > 0) {
@@ -362,10 +384,103 @@ export class Supervisor implements AdminBackend {
     return { ok: true };
   }
 
-  async metrics(): Promise<string> {
+  /** Every isolate's metrics (the process and runtime series refreshed first). */
+  private async snapshots(): Promise<MetricsSnapshot[]> {
     const snaps = await Promise.all(this.handles.map((h) => h.metrics()));
+    this.processMetrics.update();
+    this.runtimeMetrics.update();
     snaps.push(this.ownMetrics.registry.snapshot());
-    return renderMerged(snaps);
+    return snaps;
+  }
+
+  async metrics(): Promise<string> {
+    return renderMerged(await this.snapshots());
+  }
+
+  /** Samples the merged metrics for the dashboard every `admin.dashboard.sample_interval`. */
+  private startDashboard(): void {
+    const d = this.cfg.admin.dashboard;
+    if (!this.cfg.admin.enabled || d?.enabled === false) return;
+    const tick = async () => {
+      try {
+        this.history.sample(mergeSnapshots(await this.snapshots()));
+      } catch (e) {
+        logger.debug("dashboard sample failed", { error: String(e) });
+      }
+    };
+    void tick();
+    const timer = setInterval(tick, Math.max(100, d?.sample_interval ?? 10_000));
+    Deno.unrefTimer(timer);
+    this.sampler = timer;
+  }
+
+  /** Starts, restarts or stops the OTLP metrics export as `cfg` says. */
+  private syncOtlp(cfg: LoomConfig): void {
+    const o = cfg.metrics.opentelemetry;
+    const key = o?.enabled ? JSON.stringify([o, cfg.tracing?.service_name]) : "";
+    if (key === this.otlpKey) return;
+    void this.otlp?.stop(false);
+    this.otlp = null;
+    this.otlpKey = key;
+    if (key === "") return;
+    this.otlp = new OtlpMetricsExporter(
+      o,
+      async () => mergeSnapshots(await this.snapshots()),
+      cfg.tracing?.service_name ?? "loom",
+    );
+    this.otlp.start();
+  }
+
+  /** What the dashboard shows: totals as /metrics has them now, the sampled history, the state of things. */
+  async dashboard(): Promise<DashboardState> {
+    const [snaps, upstreams, plugins, errorLists] = await Promise.all([
+      this.snapshots(),
+      this.upstreams(),
+      this.plugins(),
+      Promise.all(this.handles.map((h) => h.recentErrors())),
+    ]);
+    const merged = mergeSnapshots(snaps);
+    const now = Date.now();
+    const totals = cumulative(merged, now);
+    const series = (name: string) => merged.metrics.find((m) => m.name === name);
+    const sum = (name: string) => (series(name)?.series ?? []).reduce((a, s) => a + (s.value ?? 0), 0);
+    const byRoute = new Map<string, { requests: number; errors: number }>();
+    const requests = series("loom_requests_total");
+    if (requests !== undefined) {
+      const ri = requests.labelNames.indexOf("route");
+      const si = requests.labelNames.indexOf("status");
+      for (const s of requests.series) {
+        const r = byRoute.get(s.labels[ri]) ?? { requests: 0, errors: 0 };
+        r.requests += s.value ?? 0;
+        const st = Number(s.labels[si]);
+        if (st >= 500 || st === 0) r.errors += s.value ?? 0;
+        byRoute.set(s.labels[ri], r);
+      }
+    }
+    const loop = series("loom_runtime_event_loop_delay_seconds")?.series.find((s) => s.labels[0] === "0.99");
+    const d = this.cfg.admin.dashboard;
+    return {
+      info: this.info(),
+      now,
+      interval_ms: d?.sample_interval ?? 10_000,
+      totals: {
+        requests: totals.requests,
+        errors: totals.errors,
+        active_connections: sum("loom_active_connections"),
+      },
+      series: this.history.samples,
+      routes: this.routes().map((r) => ({ ...r, ...(byRoute.get(r.id) ?? { requests: 0, errors: 0 }) })),
+      upstreams,
+      plugins,
+      errors: errorLists.flat().sort((a, b) => b.time - a.time).slice(0, 50),
+      reloads: this.history.reloads,
+      process: {
+        cpu_seconds: sum("process_cpu_seconds_total"),
+        resident_bytes: sum("process_resident_memory_bytes"),
+        heap_used_bytes: sum("loom_runtime_heap_used_bytes"),
+        event_loop_p99_seconds: loop?.value ?? 0,
+      },
+    };
   }
 
   info(): GatewayInfo {
@@ -385,6 +500,12 @@ export class Supervisor implements AdminBackend {
       clearTimeout(this.debounceTimer);
       this.watcher?.close();
       this.health.stop();
+      clearInterval(this.sampler);
+      this.runtimeMetrics.sampler.stop();
+      // The last metrics go out while the workers can still answer (bounded: a collector may be down).
+      if (this.otlp !== null) {
+        await Promise.race([this.otlp.stop(true), new Promise((r) => setTimeout(r, 2000))]);
+      }
       await Promise.all(this.handles.map((h) => h.shutdown(drainMs)));
       // Spans still batched go out before the process ends.
       await retireExporters(undefined);

@@ -7,8 +7,11 @@ import { GatewayInstance } from "./instance.ts";
 import type { FromWorker, ToWorker } from "./handles.ts";
 import { logger, type LogLevel, setLogLevel } from "../observability/logger.ts";
 import { prepareTracing, retireExporters } from "../observability/tracing.ts";
+import { RuntimeMetrics } from "../observability/process_metrics.ts";
 
 let instance: GatewayInstance | null = null;
+/** This isolate's heap and event-loop series (the main isolate has its own). */
+let runtime: RuntimeMetrics | null = null;
 
 function send(m: FromWorker): void {
   self.postMessage(m);
@@ -23,6 +26,7 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
         try {
           await prepareTracing(m.opts.config.tracing);
           instance = GatewayInstance.start(m.opts);
+          runtime = new RuntimeMetrics(instance.metrics.registry);
           send({ type: "started", addresses: instance.addresses() });
         } catch (err) {
           send({ type: "failed", error: String(err) });
@@ -35,15 +39,19 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
         return send({ type: "reply", id: m.id, data });
       }
       case "metrics":
+        runtime?.update();
         return send({ type: "reply", id: m.id, data: instance!.metricsSnapshot() });
       case "upstreams":
         return send({ type: "reply", id: m.id, data: instance!.upstreams() });
       case "plugins":
         return send({ type: "reply", id: m.id, data: instance!.plugins() });
+      case "errors":
+        return send({ type: "reply", id: m.id, data: instance!.recentErrors() });
       case "purge":
         return send({ type: "reply", id: m.id, data: await instance!.purgeCache(m.what, m.shared) });
       case "shutdown":
         await instance?.shutdown(m.drainMs);
+        runtime?.sampler.stop();
         await retireExporters(undefined);
         return send({ type: "reply", id: m.id });
     }
