@@ -172,7 +172,7 @@ itest("cache: revalidation with ETag and Last-Modified, the 304 refresh, client 
     assert.equal(b.body, a.body);
     assert.equal(up.hits.get("/etag"), 2);
     assert.equal(up.seen.get("/etag")![1].get("if-none-match"), '"v1"');
-    assert.match(b.h.get("cache-status")!, /^loom; fwd=stale; fwd-status=304; ttl=-1$/);
+    assert.match(b.h.get("cache-status")!, /^loom; fwd=stale; fwd-status=304; ttl=-[12]$/);
     assert.equal(b.h.get("x-fresh"), "yes", "the 304's fields are served");
 
     // Last-Modified, expired: If-Modified-Since; the 304 refreshes freshness and fields.
@@ -302,18 +302,21 @@ itest("cache: stale-while-revalidate, stale-if-error, must-revalidate", async ()
       delay: 100,
     });
     const a = await get(base, "/swr");
+    // The refresh answers slowly, and stays fresh for a minute.
+    up.scripts.set("/swr", { headers: { "cache-control": "max-age=60" }, delay: 400 });
     await sleep(1100);
     const t0 = performance.now();
     const b = await get(base, "/swr");
-    assert.ok(performance.now() - t0 < 90, "served without waiting for the upstream");
+    assert.ok(performance.now() - t0 < 300, "served without waiting for the upstream");
     assert.equal(b.body, a.body);
     assert.match(b.h.get("cache-status")!, /^loom; fwd=stale; detail=stale-while-revalidate; ttl=-[12]$/);
     // One background refresh, even with more requests meanwhile.
     await get(base, "/swr");
     await waitFor("the background refresh", () => up.hits.get("/swr") === 2);
-    await sleep(150);
-    const c = await get(base, "/swr");
-    assert.equal(c.body, "body 2");
+    const c = await waitFor("the refreshed answer", async () => {
+      const r = await get(base, "/swr");
+      return r.body === "body 2" && r;
+    });
     assert.match(c.h.get("cache-status")!, /^loom; hit/);
     assert.equal(up.hits.get("/swr"), 2);
 
@@ -355,7 +358,7 @@ itest("cache: stale-while-revalidate, stale-if-error, must-revalidate", async ()
 itest("cache: coalescing (100 requests, one upstream fetch), streamed bodies, max_object_size", async () => {
   await withCache({ max_object_size: "4KB" }, async (loom, up) => {
     const [[, base], [, h2base, h2]] = loom.protocols;
-    up.scripts.set("/cold", { headers: { "cache-control": "max-age=60" }, delay: 300 });
+    up.scripts.set("/cold", { headers: { "cache-control": "max-age=60" }, delay: 500 });
     const answers = await Promise.all(
       Array.from(
         { length: 100 },
@@ -364,8 +367,9 @@ itest("cache: coalescing (100 requests, one upstream fetch), streamed bodies, ma
     );
     assert.equal(up.hits.get("/cold"), 1, "one upstream fetch for 100 concurrent requests");
     assert.ok(answers.every((a) => a.status === 200 && a.body === "body 1"));
-    const collapsed = answers.filter((a) => a.h.get("cache-status")!.includes("collapsed")).length;
-    assert.ok(collapsed >= 90, `collapsed: ${collapsed}`);
+    // One answer was the fetch; the others waited for it (collapsed) or came after it (hit).
+    const fromCache = answers.filter((a) => /collapsed|^loom; hit/.test(a.h.get("cache-status")!)).length;
+    assert.equal(fromCache, 99);
 
     // A response that is not storable: the waiters go upstream themselves.
     up.scripts.set("/private", { headers: { "cache-control": "private" }, delay: 200 });
@@ -502,11 +506,19 @@ routes: [{id: all, path: "/*", upstream: up, middleware: [{cache: {}}]}]
       const byKey = await purge(purgeUrl, { key: "GET 127.0.0.1/p/a" });
       assert.equal(byKey.status, 200);
       assert.deepEqual(byKey.json, { key: "GET 127.0.0.1/p/a", purged: 2 });
-      for (let i = 0; i < 6; i++) {
-        const r = await fresh("/p/a");
-        if (i === 0) assert.match(r.h.get("cache-status")!, /^loom; fwd=miss/);
-      }
-      assert.equal(up.hits.get("/p/a"), 4, "each worker fetched it again once");
+      assert.match((await fresh("/p/a")).h.get("cache-status")!, /^loom; fwd=miss/);
+      // Each worker fetches it again once (the kernel spreads connections over the workers).
+      await waitFor(
+        "both workers to fetch /p/a again",
+        async () => {
+          await fresh("/p/a");
+          return up.hits.get("/p/a") === 4;
+        },
+        20_000,
+        0,
+      );
+      for (let i = 0; i < 6; i++) await fresh("/p/a");
+      assert.equal(up.hits.get("/p/a"), 4, "once per worker");
       const bHits = up.hits.get("/p/b")!;
       const byPrefix = await purge(purgeUrl, { prefix: "GET 127.0.0.1/p/" });
       assert.ok(byPrefix.json.purged >= 3, JSON.stringify(byPrefix.json));
@@ -546,11 +558,13 @@ routes:
       return (await get(b.url(""), "/shared")).h.get("cache-status")?.startsWith("loom; hit");
     });
     const hits = up.hits.get("/shared")!;
+    const fromA = await get(a.url(""), "/shared");
+    assert.match(fromA.h.get("cache-status")!, /^loom; hit; ttl=/);
     const fromB = await get(b.url(""), "/shared");
     assert.match(fromB.h.get("cache-status")!, /^loom; hit; ttl=/);
     assert.equal(fromB.h.get("x-a"), "1");
     assert.equal(fromB.h.get("etag"), '"s1"');
-    assert.equal(fromB.body, "body 1");
+    assert.equal(fromB.body, fromA.body);
     assert.equal(up.hits.get("/shared"), hits, "B answered from what A stored");
     // Vary variants through Redis (the marker, then the variant).
     await get(a.url(""), "/vary", { headers: { "accept-language": "en" } });
