@@ -7,10 +7,10 @@
  * (the config's `endpoint`, the OpenTelemetry SDK).
  */
 import assert from "node:assert/strict";
-import wabtInit from "wabt";
 import { itest, startLoomProcess, waitFor } from "./helpers.ts";
 import { startUpstream } from "./upstream.ts";
 import { attr, type OtlpSpan, startOtlpReceiver } from "./otlp_util.ts";
+import { watModule } from "./wasm_util.ts";
 
 const ADD_HEADERS = new URL("../plugins/add-headers/add_headers.wasm", import.meta.url).pathname;
 
@@ -34,18 +34,6 @@ const LOG_WAT = `(module
     (if (i32.eqz (call $get (i32.const 0) (i32.const 64) (i32.const 6) (i32.const 32) (i32.const 36)))
       (then (unreachable)))
     (i32.const 0)))`;
-
-async function logPlugin(): Promise<string> {
-  const wabt = await wabtInit();
-  const m = wabt.parseWat("log.wat", LOG_WAT);
-  try {
-    const path = await Deno.makeTempFile({ suffix: ".wasm" });
-    await Deno.writeFile(path, new Uint8Array(m.toBinary({}).buffer));
-    return path;
-  } finally {
-    m.destroy();
-  }
-}
 
 const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN = "00f067aa0ba902b7";
@@ -84,7 +72,7 @@ itest(
       });
       return new Response(++n === 1 ? "busy" : "ok", { status: n === 1 ? 503 : 200 });
     });
-    const logWasm = await logPlugin();
+    const logWasm = await watModule(LOG_WAT);
     const h2Port = (() => {
       const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
       const p = (l.addr as Deno.NetAddr).port;

@@ -1,7 +1,9 @@
 /**
- * Shared by the Proxy-Wasm integration tests: the test plugin modules and the
- * shape of a `plugins:` entry (for yamlOf in tests/helpers.ts).
+ * Shared by the Proxy-Wasm integration tests: the test plugin modules, the
+ * shape of a `plugins:` entry (for yamlOf in tests/helpers.ts), and
+ * {@linkcode watModule} for plugins written inline as WebAssembly text.
  */
+import wabtInit from "wabt";
 
 /** Directory of the built test plugins. */
 export const PLUGINS = new URL("../plugins/test/", import.meta.url).pathname;
@@ -28,4 +30,17 @@ export interface PluginSpec {
   root_id?: string;
   global?: boolean;
   isolation?: string;
+}
+
+/** Compiles WebAssembly text to a temporary `.wasm` file; returns its path (the caller removes it). */
+export async function watModule(wat: string): Promise<string> {
+  const wabt = await wabtInit();
+  const m = wabt.parseWat("inline.wat", wat);
+  try {
+    const path = await Deno.makeTempFile({ suffix: ".wasm" });
+    await Deno.writeFile(path, new Uint8Array(m.toBinary({}).buffer));
+    return path;
+  } finally {
+    m.destroy();
+  }
 }

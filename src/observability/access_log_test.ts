@@ -7,23 +7,10 @@ import {
   formatAccessLogLine,
   type LogSink,
 } from "./access_log.ts";
+import { DEFAULT_ACCESS_LOG_FIELDS } from "../config/observability.ts";
 
-const FIELDS = [
-  "time",
-  "request_id",
-  "route",
-  "method",
-  "path",
-  "query",
-  "status",
-  "bytes_in",
-  "bytes_out",
-  "duration_ms",
-  "upstream",
-  "client_ip",
-  "protocol",
-  "user_agent",
-];
+/** The default line's keys (grpc_status and rejection are left out when undefined). */
+const FIELDS = DEFAULT_ACCESS_LOG_FIELDS.filter((f) => f !== "grpc_status" && f !== "rejection");
 
 function entry(over: Partial<AccessLogEntry> = {}): AccessLogEntry {
   return {
