@@ -279,7 +279,6 @@ Deno.test("validate: normalised shapes and defaults", () => {
   assert.deepEqual(c.plugins[0], {
     name: "p",
     path: "p.wasm",
-    phase: "on_request_headers",
     priority: 0,
     global: false,
     root_id: "",
