@@ -8,7 +8,8 @@
  */
 import assert from "node:assert/strict";
 import { itest, startLoomProcess, waitFor } from "./helpers.ts";
-import { startUpstream } from "./upstream.ts";
+import { startH2Upstream, startUpstream } from "./upstream.ts";
+import type { H2Stream } from "../src/http2/connection.ts";
 import { attr, type OtlpSpan, startOtlpReceiver } from "./otlp_util.ts";
 import { watModule } from "./wasm_util.ts";
 
@@ -297,6 +298,97 @@ listeners: [{ name: http, address: "127.0.0.1:\${PORT}", protocol: http }]
     } finally {
       await loom.close();
       await up.close();
+      await receiver.close();
+    }
+  },
+);
+
+itest(
+  "tracing: gRPC over an HTTP/2 upstream and a WebSocket upgrade are traced and carry traceparent",
+  async () => {
+    const receiver = startOtlpReceiver();
+    const grpcSeen: string[] = [];
+    const h2 = startH2Upstream((s: H2Stream) => {
+      const i = s.headers.indexOf("traceparent");
+      grpcSeen.push(i === -1 ? "" : s.headers[i + 1]);
+      (async () => {
+        while (await s.read() !== null) { /* drain */ }
+        s.respond([":status", "200", "content-type", "application/grpc"], false);
+        await s.write(new Uint8Array(5));
+        await s.end(["grpc-status", "0"]);
+      })().catch(() => {/* reset */});
+    });
+    const wsSeen: (string | null)[] = [];
+    const ws = startUpstream((req) => {
+      wsSeen.push(req.headers.get("traceparent"));
+      const { socket, response } = Deno.upgradeWebSocket(req);
+      socket.onmessage = (e) => socket.send(e.data);
+      return response;
+    });
+    const loom = await startLoomProcess(
+      `listeners: [{ name: grpc, address: "127.0.0.1:\${PORT}", protocol: h2c }]
+tracing: { sample_rate: 1.0 }
+upstreams:
+  - { name: svc, endpoints: ["127.0.0.1:${h2.port}"], protocol: h2c }
+  - { name: ws, endpoints: ["${ws.address}"] }
+routes:
+  - { id: greeter, path: /helloworld.Greeter/*, upstream: svc }
+  - { id: chat, path: /ws, upstream: ws }
+`,
+      15_000,
+      otelEnv(receiver.url),
+    );
+    const client = Deno.createHttpClient({ http1: false, http2: true });
+    try {
+      const grpcTrace = "f".repeat(32);
+      const res = await fetch(loom.url("/helloworld.Greeter/SayHello"), {
+        method: "POST",
+        client,
+        headers: {
+          "content-type": "application/grpc",
+          te: "trailers",
+          traceparent: `00-${grpcTrace}-${CLIENT_SPAN}-01`,
+        },
+        body: new Uint8Array(5),
+      });
+      assert.equal(res.status, 200);
+      await res.arrayBuffer();
+      const server = await waitFor(
+        "the gRPC call's server span",
+        () => spansOf(receiver.spans, grpcTrace).find((s) => s.kind === 2 && s.name === "POST greeter"),
+      );
+      const attempt = await waitFor(
+        "the gRPC call's attempt",
+        () => spansOf(receiver.spans, grpcTrace).find((s) => s.name === "upstream svc"),
+      );
+      assert.equal(attr(server, "rpc.grpc.status_code"), 0);
+      assert.equal(attempt.parentSpanId, server.spanId);
+      assert.equal(grpcSeen[0], `00-${grpcTrace}-${attempt.spanId}-01`);
+
+      // WebSocket (HTTP/1.1 Upgrade): no parent, sample_rate 1: a root span whose attempt is the upstream's parent.
+      const sock = new WebSocket(loom.url("/ws").replace("http:", "ws:"));
+      await new Promise<void>((resolve, reject) => {
+        sock.onopen = () => sock.send("ping");
+        sock.onmessage = () => resolve();
+        sock.onerror = () => reject(new Error("websocket failed"));
+      });
+      sock.close();
+      const wsServer = await waitFor(
+        "the WebSocket's server span",
+        () => receiver.spans.find((s) => s.kind === 2 && s.name === "GET chat"),
+        10_000,
+      );
+      assert.equal(attr(wsServer, "http.response.status_code"), 101);
+      assert.equal(wsServer.parentSpanId || undefined, undefined, "a root span");
+      const wsAttempt = receiver.spans.find((s) =>
+        s.traceId === wsServer.traceId && s.name === "upstream ws"
+      )!;
+      assert.equal(wsSeen[0], `00-${wsServer.traceId}-${wsAttempt.spanId}-01`);
+    } finally {
+      client.close();
+      await loom.close();
+      await h2.close();
+      await ws.close();
       await receiver.close();
     }
   },
