@@ -5,16 +5,13 @@
  * and the Loom format's top-level `cors` block.
  */
 import assert from "node:assert/strict";
-import { freePort, itest, startLoom } from "./helpers.ts";
+import { itest, startLoom } from "./helpers.ts";
+import { startDualLoom } from "./mw_auth_util.ts";
 import { startUpstream } from "./upstream.ts";
 
 itest("cors: preflight, actual request, disallowed origin, plain OPTIONS (HTTP/1.1 and h2c)", async () => {
   const up = startUpstream(() => new Response("hi", { headers: { "x-request-id": "r1" } }));
-  const h2cPort = freePort();
-  const loom = await startLoom(`
-listeners:
-  - { name: http, address: "127.0.0.1:\${PORT}", protocol: http }
-  - { name: h2c, address: "127.0.0.1:${h2cPort}", protocol: h2c }
+  const gw = await startDualLoom(`
 upstreams: [{ name: up, endpoints: ["${up.address}"] }]
 routes:
   - id: api
@@ -29,15 +26,8 @@ routes:
           allow_credentials: true
           max_age: 300
 `);
-  const h2 = Deno.createHttpClient({ http1: false, http2: true });
   try {
-    for (
-      const [proto, base, client] of [["HTTP/1.1", loom.url(""), undefined], [
-        "h2c",
-        `http://127.0.0.1:${h2cPort}`,
-        h2,
-      ]] as const
-    ) {
+    for (const [proto, base, client] of gw.protocols) {
       const before = up.seen.length;
       // What Chromium sends before a credentialed PUT with a JSON body.
       const pf = await fetch(base + "/api/items/1", {
@@ -92,11 +82,10 @@ routes:
       await plain.body?.cancel();
       assert.equal(up.seen.length, n + 1, "an OPTIONS that is no preflight goes upstream");
     }
-    const metrics = await (await fetch(loom.admin("/metrics"))).text();
+    const metrics = await (await fetch(gw.loom.admin("/metrics"))).text();
     assert.match(metrics, /loom_rejections_total\{route="api",middleware="cors",reason="origin"\} 2/);
   } finally {
-    h2.close();
-    await loom.close();
+    await gw.close();
     await up.close();
   }
 });

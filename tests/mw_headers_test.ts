@@ -1,7 +1,8 @@
 /** Header transforms and the security headers preset through a running gateway (HTTP/1.1 and h2c). */
 import assert from "node:assert/strict";
-import { freePort, itest, startLoom } from "./helpers.ts";
+import { itest } from "./helpers.ts";
 import { startUpstream } from "./upstream.ts";
+import { startDualLoom } from "./mw_auth_util.ts";
 
 itest(
   "headers: rename/set/remove with variables both ways; security_headers preset (HTTP/1.1 and h2c)",
@@ -11,11 +12,7 @@ itest(
         headers: { "x-internal": "secret", "x-frame-options": "SAMEORIGIN", "x-upstream-version": "7" },
       })
     );
-    const h2cPort = freePort();
-    const loom = await startLoom(`
-listeners:
-  - { name: http, address: "127.0.0.1:\${PORT}", protocol: http }
-  - { name: h2c, address: "127.0.0.1:${h2cPort}", protocol: h2c }
+    const gw = await startDualLoom(`
 upstreams: [{ name: up, endpoints: ["${up.address}"] }]
 routes:
   - id: web
@@ -33,15 +30,8 @@ routes:
             set: { x-request: "\${request_id}" }
       - security_headers: { referrer_policy: no-referrer }
 `);
-    const h2 = Deno.createHttpClient({ http1: false, http2: true });
     try {
-      for (
-        const [proto, base, client] of [["HTTP/1.1", loom.url(""), undefined], [
-          "h2c",
-          `http://127.0.0.1:${h2cPort}`,
-          h2,
-        ]] as const
-      ) {
+      for (const [proto, base, client] of gw.protocols) {
         const r = await fetch(base + "/web/x", {
           client,
           headers: { "x-legacy-user": "ada", cookie: "s=1", "user-agent": "t/1", "x-request-id": "abc-123" },
@@ -67,8 +57,7 @@ routes:
         assert.equal(r.headers.get("strict-transport-security"), null, "HSTS only on https");
       }
     } finally {
-      h2.close();
-      await loom.close();
+      await gw.close();
       await up.close();
     }
   },

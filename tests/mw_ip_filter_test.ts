@@ -4,14 +4,12 @@
  * proxy; the upstream sees the chain with the peer appended.
  */
 import assert from "node:assert/strict";
-import { freePort, itest, startLoom } from "./helpers.ts";
+import { itest } from "./helpers.ts";
+import { startDualLoom } from "./mw_auth_util.ts";
 import { startUpstream } from "./upstream.ts";
 
-function config(up: string, h2cPort: number, trusted: string): string {
+function config(up: string, trusted: string): string {
   return `
-listeners:
-  - { name: http, address: "127.0.0.1:\${PORT}", protocol: http }
-  - { name: h2c, address: "127.0.0.1:${h2cPort}", protocol: h2c }
 upstreams: [{ name: up, endpoints: ["${up}"] }]
 trusted_proxies: ${trusted}
 routes:
@@ -28,17 +26,9 @@ itest("ip_filter: client IP through trusted proxies only; allow and deny (HTTP/1
   const up = startUpstream((req) =>
     Response.json({ client: req.headers.get("x-client"), xff: req.headers.get("x-forwarded-for") })
   );
-  const h2cPort = freePort();
-  const loom = await startLoom(config(up.address, h2cPort, '["127.0.0.1/32"]'));
-  const h2 = Deno.createHttpClient({ http1: false, http2: true });
+  const gw = await startDualLoom(config(up.address, '["127.0.0.1/32"]'));
   try {
-    for (
-      const [proto, base, client] of [["HTTP/1.1", loom.url(""), undefined], [
-        "h2c",
-        `http://127.0.0.1:${h2cPort}`,
-        h2,
-      ]] as const
-    ) {
+    for (const [proto, base, client] of gw.protocols) {
       const ok = await fetch(base + "/office/x", {
         client,
         headers: { "x-forwarded-for": "203.0.113.5, 198.51.100.7" },
@@ -59,22 +49,20 @@ itest("ip_filter: client IP through trusted proxies only; allow and deny (HTTP/1
         assert.equal(r.status, status, `${proto} ${xff}`);
       }
     }
-    const metrics = await (await fetch(loom.admin("/metrics"))).text();
+    const metrics = await (await fetch(gw.loom.admin("/metrics"))).text();
     assert.match(metrics, /loom_rejections_total\{route="office",middleware="ip_filter",reason="denied"\} 2/);
     assert.match(
       metrics,
       /loom_rejections_total\{route="office",middleware="ip_filter",reason="not_allowed"\} 4/,
     );
   } finally {
-    h2.close();
-    await loom.close();
+    await gw.close();
   }
 
   // Without trusted proxies a client cannot claim an address.
-  const h2cPort2 = freePort();
-  const strict = await startLoom(config(up.address, h2cPort2, "[]"));
+  const strict = await startDualLoom(config(up.address, "[]"));
   try {
-    const r = await fetch(strict.url("/office/x"), { headers: { "x-forwarded-for": "198.51.100.7" } });
+    const r = await fetch(strict.loom.url("/office/x"), { headers: { "x-forwarded-for": "198.51.100.7" } });
     await r.body?.cancel();
     assert.equal(r.status, 403);
   } finally {
