@@ -16,6 +16,8 @@ export const LAYERS: readonly (readonly string[])[] = [
   ["core"], // the request types everyone shares: context, headers, bodies, deadlines, local replies
   ["config", "http2"], // config is data (uses the router's pattern parser to validate); HTTP/2 codec
   ["http1", "http3", "observability"], // HTTP/1.1 and HTTP/3 codecs; metrics, logs, request ids
+  ["k8s"], // the Kubernetes Gateway API as a config source: resources → a LoomConfig (runtime uses it)
+  ["ebpf"], // the libbpf FFI shim and Loom's BPF programs: a leaf (config types, logs, metrics below it)
   ["grpc"], // gRPC framing, statuses, timeouts, the health-check client
   ["upstream"], // endpoints, pools, balancing, health, resilience: knows no routes
   ["proxy"], // forwarding to an upstream, header policy, tunnels

@@ -29,6 +29,7 @@ import {
   routeMirrorType,
   stickyType,
 } from "./route_actions.ts";
+import { gatewayApiType } from "./gateway_api.ts";
 
 /** RFC 9110 token characters: what a method or header name may contain. */
 const TOKEN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
@@ -208,6 +209,16 @@ const route = t.object({
   ),
   headers: opt(t.map(matcher), undefined, "Request headers that must match."),
   query_params: opt(t.map(matcher), undefined, "Query parameters that must match."),
+  path_regex: opt(
+    t.string({ check: checkRegex }),
+    undefined,
+    'A regular expression the whole path must match too (anchored), e.g. "/v[0-9]+/.*" with path "/*".',
+  ),
+  listeners: opt(
+    t.list(t.string(), { minItems: 1 }),
+    undefined,
+    "Names of the listeners whose requests this route serves; every listener when absent.",
+  ),
   upstream: opt(
     t.string(),
     undefined,
@@ -565,6 +576,11 @@ export const loomSchema: Type = t.object({
     corsType,
     undefined,
     "CORS for every route (the Loom format's block; same options as the cors middleware).",
+  ),
+  gateway_api: opt(
+    gatewayApiType,
+    undefined,
+    "Listeners, routes and upstreams from the Kubernetes Gateway API (manifests or the API server).",
   ),
   cache: opt(
     topLevelCacheType,

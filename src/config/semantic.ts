@@ -61,7 +61,7 @@ export function checkSemantics(config: Obj, positions: Map<string, Position>): C
     });
     return first;
   };
-  unique("listeners", "name", "listener name");
+  const listenerNames = unique("listeners", "name", "listener name");
   const upstreams = unique("upstreams", "name", "upstream name");
   const plugins = unique("plugins", "name", "plugin name");
   unique("routes", "id", "route id");
@@ -72,6 +72,11 @@ export function checkSemantics(config: Obj, positions: Map<string, Position>): C
     // Written-but-invalid values were already reported: test presence by position, not value.
     const written = (key: string) => route[key] !== undefined || positions.has(`${p}.${key}`);
     const actions = ROUTE_ACTIONS.filter(written);
+    (Array.isArray(route.listeners) ? route.listeners as unknown[] : []).forEach((l, k) => {
+      if (typeof l === "string" && !listenerNames.has(l)) {
+        at(`${p}.listeners[${k}]`, `listener "${l}" is not defined${known(listenerNames)}`);
+      }
+    });
     if (actions.length === 0) {
       at(p, 'route needs "upstream", "backends", "redirect" or "direct_response"');
     } else if (actions.length > 1) {

@@ -17,6 +17,7 @@ import type {
   TracingConfig,
 } from "./observability.ts";
 import type { Resource } from "./resources.ts";
+import type { GatewayApiConfig } from "./gateway_api.ts";
 import type { TopLevelRateLimit } from "./middleware/rate_limit.ts";
 import type { TopLevelCache } from "./middleware/cache.ts";
 export type { MiddlewareEntry };
@@ -114,6 +115,10 @@ export interface RouteConfig {
   methods?: string[];
   headers?: Record<string, ValueMatcher>;
   query_params?: Record<string, ValueMatcher>;
+  /** A regular expression the whole normalised path must match too (anchored). */
+  path_regex?: string;
+  /** Listener names whose requests the route serves; undefined = every listener. */
+  listeners?: string[];
   /** Exactly one of `upstream`, `backends`, `redirect` and `direct_response` is set. */
   upstream?: string;
   plugins: string[];
@@ -394,6 +399,8 @@ export interface LoomConfig {
   cors?: CorsOptions;
   /** Loom format: a response cache in front of every route (the cache middleware). */
   cache?: TopLevelCache;
+  /** The Kubernetes Gateway API as a source of listeners, routes and upstreams (src/k8s/). */
+  gateway_api?: GatewayApiConfig;
 }
 
 /** One validation problem, located in the YAML source. */

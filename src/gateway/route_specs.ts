@@ -27,6 +27,8 @@ export function specsFromConfig<T>(
     methods: r.methods,
     headers: r.headers,
     query: r.query_params,
+    pathRegex: r.path_regex,
+    listeners: r.listeners,
     priority: r.priority,
     order: r.order,
     data: payload ? payload(r) : r,

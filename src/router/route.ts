@@ -46,6 +46,8 @@ export class Route<T> implements CompiledRoute<T> {
   readonly #headerTests: ValueTest[];
   readonly #queryNames: string[];
   readonly #queryTests: ValueTest[];
+  readonly #pathRegex: RegExp | null;
+  readonly #listeners: readonly string[] | null;
 
   /** Compiles `spec`; throws an `Error` naming the route on any invalid part. */
   constructor(spec: RouteSpec<T>) {
@@ -98,6 +100,13 @@ export class Route<T> implements CompiledRoute<T> {
       this.#queryNames.push(name);
       this.#queryTests.push(new ValueTest(m, `${what} query "${name}"`));
     }
+    try {
+      // No "g"/"y" flag: those make `test` stateful across requests.
+      this.#pathRegex = spec.pathRegex === undefined ? null : new RegExp(`^(?:${spec.pathRegex})$`);
+    } catch (e) {
+      throw new Error(`${what}: invalid path regex "${spec.pathRegex}": ${(e as Error).message}`);
+    }
+    this.#listeners = spec.listeners?.length ? spec.listeners : null;
     this.matcherCount = (methods ? 1 : 0) + this.#headerNames.length + this.#queryNames.length;
     this.staticMatch = this.paramNames.length === 0
       ? Object.freeze({ route: this, params: EMPTY_PARAMS, prefix: this.prefix, rest: "" })
@@ -113,7 +122,9 @@ export class Route<T> implements CompiledRoute<T> {
       const h = input.host;
       if (h.length <= this.#hostSuffix.length || !h.endsWith(this.#hostSuffix)) return false;
     }
+    if (this.#listeners !== null && !this.#listeners.includes(input.listener ?? "")) return false;
     if (this.#methods !== null && !this.#methods.includes(input.method)) return false;
+    if (this.#pathRegex !== null && !this.#pathRegex.test(input.path)) return false;
     const hn = this.#headerNames;
     for (let i = 0; i < hn.length; i++) {
       if (!this.#headerTests[i].test(input.header(hn[i]))) return false;

@@ -25,6 +25,13 @@ export interface RouteSpec<T> {
   headers?: Record<string, ValueMatcher>;
   /** Query parameter matchers (names are case-sensitive, values decoded). */
   query?: Record<string, ValueMatcher>;
+  /**
+   * A regular expression the whole normalised path must match (anchored: `^(?:re)$`), besides `path`
+   * (write `path: "/*"` for a route matched by the expression alone). Gateway API RegularExpression paths.
+   */
+  pathRegex?: string;
+  /** Names of the listeners whose requests this route serves; undefined (or empty) = every listener. */
+  listeners?: readonly string[];
   /** Explicit priority: higher wins over every other precedence rule. Default 0. */
   priority?: number;
   /** Config order: the last tie-breaker (lower first). */
@@ -44,6 +51,8 @@ export interface MatchInput {
   header(name: string): string | undefined;
   /** Raw query string without "?" ("" if none). */
   query: string;
+  /** Name of the listener the request arrived on (routes with `listeners` need it). */
+  listener?: string;
 }
 
 /** A route after compilation; read-only view for callers. */

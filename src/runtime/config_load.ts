@@ -20,6 +20,7 @@ import { QUIC_TLS, quicTls } from "../listeners/h3.ts";
 import { readKeyFile } from "../middleware/api_key/index.ts";
 import { parseKeyFile } from "../middleware/jwt/keys.ts";
 import { checkPluginModule } from "../wasm/check.ts";
+import type { GatewayApiSource } from "../k8s/source.ts";
 
 /** A config load: the result, and the digest of the config and its files (null when the file did not validate). */
 export interface WholeConfig {
@@ -64,11 +65,15 @@ const CHECKS: ResourceChecks = {
 };
 
 /**
- * Loads and validates the config at `path`, then reads and checks every file
- * it names; any problem makes the result `ok: false` with located errors.
+ * Loads and validates the config at `path` (through `gatewayApi` when given: see src/k8s/source.ts),
+ * then reads and checks every file it names; any problem makes the result `ok: false` with located errors.
  */
-export async function loadWholeConfig(path: string): Promise<WholeConfig> {
-  const result = await loadConfig(path);
+export async function loadWholeConfig(
+  path: string,
+  gatewayApi?: GatewayApiSource,
+): Promise<WholeConfig> {
+  // A file with a `gateway_api` block is loaded with the Gateway API's listeners, routes and upstreams.
+  const result = await gatewayApi?.load(path) ?? await loadConfig(path);
   if (!result.ok) return { result, hash: null };
   const contents = await readResources(result.resources);
   const hash = resourceHash(result.config, contents);

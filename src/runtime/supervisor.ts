@@ -15,6 +15,7 @@ import { basename, dirname, resolve } from "node:path";
 import type { LoomConfig } from "../config/types.ts";
 import { type ConfigError, formatErrors, formatWarnings } from "../config/mod.ts";
 import { loadWholeConfig } from "./config_load.ts";
+import { GatewayApiSource } from "../k8s/source.ts";
 import { counterKey, CounterSlots } from "../upstream/counters.ts";
 import { sharedRegionsFor } from "../gateway/snapshot.ts";
 import { Endpoint } from "../upstream/endpoint.ts";
@@ -86,17 +87,24 @@ export class Supervisor implements AdminBackend {
   private signalHandlers: [Deno.Signal, () => void][] = [];
   /** YAML paths of the current config's `${VAR}` values (redacted by GET /config). */
   private envPaths: readonly string[] = [];
+  /** The Gateway API source (listeners, routes, upstreams from Kubernetes resources; idle without `gateway_api`). */
+  gatewayApi!: GatewayApiSource;
 
   private constructor(private cfg: LoomConfig, readonly opts: SupervisorOptions) {}
 
   /** Loads the config and starts everything; throws ConfigInvalidError with all errors. */
   static async start(opts: SupervisorOptions): Promise<Supervisor> {
-    const { result: res, hash } = await loadWholeConfig(opts.configPath);
+    let sup: Supervisor | null = null;
+    const gatewayApi = new GatewayApiSource((trigger) => sup?.requestReload(trigger));
+    const { result: res, hash } = await loadWholeConfig(opts.configPath, gatewayApi);
+    if (!res.ok || res.runErrors.length > 0) gatewayApi.close();
     if (!res.ok) throw new ConfigInvalidError(formatErrors(res.errors, opts.configPath));
     // E.g. an admin API beyond loopback without auth: loadable (and reloadable), but not startable.
     if (res.runErrors.length > 0) throw new ConfigInvalidError(formatErrors(res.runErrors, opts.configPath));
     warnConfig(res.warnings, opts.configPath);
     const s = new Supervisor(res.config, opts);
+    s.gatewayApi = gatewayApi;
+    sup = s;
     s.envPaths = res.envPaths;
     s.appliedHash = hash;
     try {
@@ -105,6 +113,7 @@ export class Supervisor implements AdminBackend {
       await s.shutdown(0);
       throw e;
     }
+    void gatewayApi.publish();
     return s;
   }
 
@@ -327,10 +336,12 @@ export class Supervisor implements AdminBackend {
   }
 
   private async doReload(trigger: string): Promise<ReloadResult> {
-    const { result: res, hash } = await loadWholeConfig(this.opts.configPath);
+    const { result: res, hash } = await loadWholeConfig(this.opts.configPath, this.gatewayApi);
     if (hash !== null && hash === this.appliedHash) {
       // E.g. a file write and a SIGHUP for the same change: the first applied it.
       this.rejected = null;
+      // Gateway API status may change without the config (a route that attaches nowhere).
+      void this.gatewayApi.publish();
       logger.debug("config unchanged; reload skipped", { trigger });
       return { ok: true };
     }
@@ -380,6 +391,7 @@ export class Supervisor implements AdminBackend {
     }
     this.appliedHash = hash;
     this.ownMetrics.reload(true);
+    void this.gatewayApi.publish();
     logger.info("config reloaded", { routes: next.routes.length, upstreams: next.upstreams.length, trigger });
     return { ok: true };
   }
@@ -499,6 +511,7 @@ export class Supervisor implements AdminBackend {
       for (const [sig, f] of this.signalHandlers) Deno.removeSignalListener(sig, f);
       clearTimeout(this.debounceTimer);
       this.watcher?.close();
+      this.gatewayApi?.close();
       this.health.stop();
       clearInterval(this.sampler);
       this.runtimeMetrics.sampler.stop();
