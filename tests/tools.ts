@@ -52,6 +52,22 @@ const TOOLS = {
       "test -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 && test -e /usr/aarch64-linux-gnu/lib/libgcc_s.so.1",
     apt: "libc6-arm64-cross libgcc-s1-arm64-cross",
   },
+  // eBPF (tests/ebpf_test.ts): loading and attaching BPF programs needs root (or CAP_BPF with
+  // CAP_NET_ADMIN) and cgroup v2; libbpf1 is what Loom loads, bpftool what the tests look with.
+  root: {
+    check: `test "$(id -u)" = 0 && grep -q ' cgroup2 ' /proc/self/mounts`,
+    hint: "run as root (CI does) on a host with cgroup v2 mounted",
+  },
+  libbpf1: { check: "ls /usr/lib/*/libbpf.so.1 /lib/*/libbpf.so.1 2>/dev/null | grep -q .", apt: "libbpf1" },
+  bpftool: { check: "command -v bpftool", apt: "bpftool" },
+  // Runs a Loom with the eBPF capabilities dropped (tests/ebpf_test.ts).
+  capsh: { check: "command -v capsh", apt: "libcap2-bin" },
+  // The committed BPF objects are Debian 12's clang 14 output (tests/ebpf_objects_test.ts rebuilds them).
+  "clang 14 bpf": {
+    check:
+      "command -v llvm-strip && test -f /usr/include/bpf/bpf_helpers.h && clang --version | grep -q 'clang version 14\\.'",
+    apt: "clang llvm libbpf-dev linux-libc-dev",
+  },
   "plugins/sdk-rust/http_filter.wasm": {
     check: `test -f '${SDK_RUST_WASM}'`,
     hint: "build it with scripts/build_sdk_rust.sh (plugins/sdk-rust/README.md)",

@@ -555,6 +555,36 @@ export const loomSchema: Type = t.object({
     {},
     "How config changes are picked up (SIGHUP and POST /reload always reload).",
   ),
+  ebpf: opt(
+    t.object({
+      enabled: opt(
+        t.bool(),
+        false,
+        "Use eBPF (Linux 5.7+, root or CAP_BPF with CAP_NET_ADMIN, cgroup v2, libbpf1); " +
+          "without them one warning says what is missing and Loom runs without it.",
+      ),
+      socket_redirect: opt(
+        t.bool(),
+        true,
+        "Local hops (a client on this host to Loom, Loom to a local upstream) skip the TCP/IP stack: " +
+          "sock_ops + sk_msg redirect between the two sockets.",
+      ),
+      splice_tunnels: opt(
+        t.bool(),
+        false,
+        "WebSocket and other upgraded tunnels between plain TCP connections are spliced in the kernel " +
+          "(sk_skb); TLS tunnels stay in user space.",
+      ),
+      cgroup: opt(
+        t.string({ check: (s) => s.startsWith("/") ? undefined : "expected an absolute path" }),
+        undefined,
+        "The cgroup v2 directory whose sockets socket_redirect watches; default: the cgroup2 mount point " +
+          "(every process of the host).",
+      ),
+    }),
+    undefined,
+    "eBPF acceleration (off unless enabled).",
+  ),
   trusted_proxies: opt(
     t.list(t.string({ check: cidrError, description: 'An address or CIDR range, e.g. "10.0.0.0/8".' })),
     [],

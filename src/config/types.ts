@@ -364,6 +364,18 @@ export interface ReloadConfig {
   debounce: number;
 }
 
+/** eBPF acceleration (`ebpf:`, src/ebpf/). */
+export interface EbpfConfig {
+  /** Default false. */
+  enabled: boolean;
+  /** Local hops skip the TCP/IP stack (sock_ops + sk_msg). Default true. */
+  socket_redirect: boolean;
+  /** Upgraded tunnels between plain TCP connections are spliced in the kernel (sk_skb). Default false. */
+  splice_tunnels: boolean;
+  /** cgroup v2 directory socket_redirect attaches to; undefined = the cgroup2 mount point. */
+  cgroup?: string;
+}
+
 /** Services Loom starts itself (the demo echo upstream of the default config). */
 export interface DemoConfig {
   echo?: { address: string; hostname: string; port: number };
@@ -386,6 +398,8 @@ export interface LoomConfig {
   drain_timeout: number;
   /** How config changes are picked up. Default: watched, 100ms debounce. */
   reload?: ReloadConfig;
+  /** eBPF acceleration (`ebpf:`); absent = off. */
+  ebpf?: EbpfConfig;
   /** Addresses / CIDR ranges of proxies in front of Loom, whose X-Forwarded-For and Forwarded are kept. Default []. */
   trusted_proxies: string[];
   /** Accepted and validated for compatibility with Loom configs; implemented by later issues. */

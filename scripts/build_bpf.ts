@@ -1,0 +1,224 @@
+/**
+ * Builds Loom's BPF programs (`deno task build:bpf`): each C source under src/ebpf/bpf/ is compiled
+ * with `clang -O2 -g -target bpf` against the kernel's UAPI headers (linux-libc-dev) and libbpf's
+ * bpf_helpers.h (libbpf-dev), then `llvm-strip -g` drops the DWARF (the BTF libbpf needs stays).
+ * The objects are committed beside their sources, and src/ebpf/objects.ts is generated with each
+ * object as base64 plus the SHA-256 of what it was built from (sources, headers it includes and
+ * the build flags), so running Loom, the bundle and the compiled binary need no compiler and carry
+ * the objects inside. tests/ebpf_objects_test.ts fails when a source changed and its object was not
+ * rebuilt.
+ *
+ * Debian 12's clang 14 built the committed objects; the build is reproducible with it (the source
+ * directory is mapped to "." in what little debug data is left).
+ *
+ * Usage: deno run -A scripts/build_bpf.ts [--check]
+ *   --check   build into memory and compare with the committed files (exit 1 if they differ)
+ *
+ * @module
+ */
+
+const ROOT = new URL("../", import.meta.url);
+const BPF_DIR = "src/ebpf/bpf/";
+const OBJECTS_TS = "src/ebpf/objects.ts";
+
+/** One object to build. */
+export interface BpfTarget {
+  /** Key in objects.ts. */
+  name: string;
+  /** C source in src/ebpf/bpf/. */
+  source: string;
+  /** Preprocessor definitions (-D). */
+  defines: readonly string[];
+  /** Object file written beside the source. */
+  object: string;
+}
+
+/** Every object Loom embeds. */
+export const TARGETS: readonly BpfTarget[] = [
+  { name: "redirect", source: "redirect.bpf.c", defines: [], object: "redirect.bpf.o" },
+  {
+    name: "redirect_compat",
+    source: "redirect.bpf.c",
+    defines: ["LOOM_COMPAT"],
+    object: "redirect_compat.bpf.o",
+  },
+  { name: "splice", source: "splice.bpf.c", defines: [], object: "splice.bpf.o" },
+];
+
+/** Flags every object is built with (part of the source hash: other flags, other object). */
+export const CFLAGS: readonly string[] = ["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"];
+
+const path = (rel: string) => new URL(rel, ROOT).pathname;
+
+/** The headers of src/ebpf/bpf/ a source includes with "…" (one level; they include none of ours). */
+function localIncludes(text: string): string[] {
+  return [...text.matchAll(/^#include "([^"]+)"/gm)].map((m) => m[1]).sort();
+}
+
+async function sha256Hex(data: Uint8Array): Promise<string> {
+  const d = await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>);
+  return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** SHA-256 over the flags, the defines and the text of the source and the headers it includes. */
+export async function sourceHash(t: BpfTarget): Promise<string> {
+  const src = Deno.readTextFileSync(path(BPF_DIR + t.source));
+  const parts = [
+    `cflags ${CFLAGS.join(" ")}`,
+    `defines ${t.defines.join(" ")}`,
+    `${t.source}\n${src}`,
+    ...localIncludes(src).map((h) => `${h}\n${Deno.readTextFileSync(path(BPF_DIR + h))}`),
+  ];
+  return await sha256Hex(new TextEncoder().encode(parts.join("\n\u0000\n")));
+}
+
+/** The multiarch include directory with asm/types.h (x86_64-linux-gnu, aarch64-linux-gnu). */
+function multiarchInclude(): string {
+  const arch = Deno.build.arch === "aarch64" ? "aarch64" : "x86_64";
+  return `/usr/include/${arch}-linux-gnu`;
+}
+
+async function run(cmd: string, args: string[]): Promise<void> {
+  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  if (!out.success) {
+    const err = new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout);
+    throw new Error(`${cmd} ${args.join(" ")} failed:\n${err}`);
+  }
+}
+
+/** Compiles one target into `outFile`. */
+export async function compile(t: BpfTarget, outFile: string): Promise<void> {
+  const dir = path(BPF_DIR);
+  await run("clang", [
+    ...CFLAGS,
+    `-I${multiarchInclude()}`,
+    ...t.defines.map((d) => `-D${d}`),
+    `-fdebug-prefix-map=${dir}=.`,
+    `-fdebug-compilation-dir=.`,
+    "-c",
+    dir + t.source,
+    "-o",
+    outFile,
+  ]);
+  await run("llvm-strip", ["-g", outFile]);
+}
+
+/** Builds every target; name → object bytes. */
+export async function buildAll(): Promise<Map<string, Uint8Array>> {
+  const tmp = await Deno.makeTempDir({ prefix: "loom-bpf-" });
+  try {
+    const out = new Map<string, Uint8Array>();
+    for (const t of TARGETS) {
+      const file = `${tmp}/${t.object}`;
+      await compile(t, file);
+      out.set(t.name, await Deno.readFile(file));
+    }
+    return out;
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+}
+
+function base64(bytes: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+/** The text of src/ebpf/objects.ts for these objects. */
+export async function objectsModule(objects: Map<string, Uint8Array>): Promise<string> {
+  const lines = [
+    "// Generated by scripts/build_bpf.ts (deno task build:bpf) from src/ebpf/bpf/: do not edit.",
+    "// Each object is embedded as base64, so the bundle and the compiled binary carry it.",
+    "",
+    "/** A BPF object built from src/ebpf/bpf/. */",
+    "export interface EmbeddedObject {",
+    "  /** The C source it was built from. */",
+    "  source: string;",
+    "  /** Preprocessor definitions it was built with. */",
+    "  defines: readonly string[];",
+    "  /** SHA-256 of the flags, defines, source and included headers (scripts/build_bpf.ts sourceHash). */",
+    "  sourceHash: string;",
+    "  /** SHA-256 of the object. */",
+    "  sha256: string;",
+    "  /** The ELF object, base64. */",
+    "  base64: string;",
+    "}",
+    "",
+    "/** The objects by name. */",
+    "export const OBJECTS: Readonly<Record<string, EmbeddedObject>> = {",
+  ];
+  for (const t of TARGETS) {
+    const bytes = objects.get(t.name)!;
+    lines.push(`  ${t.name}: {`);
+    lines.push(`    source: ${JSON.stringify(t.source)},`);
+    lines.push(`    defines: ${JSON.stringify(t.defines)},`);
+    lines.push(`    sourceHash: "${await sourceHash(t)}",`);
+    lines.push(`    sha256: "${await sha256Hex(bytes)}",`);
+    lines.push(`    base64:`);
+    const b64 = base64(bytes);
+    const chunks = b64.match(/.{1,100}/g) ?? [""];
+    chunks.forEach((ch, i) => lines.push(`      "${ch}"${i === chunks.length - 1 ? "," : " +"}`));
+    lines.push(`  },`);
+  }
+  lines.push("};", "");
+  lines.push("/** The bytes of object `name`. */");
+  lines.push("export function objectBytes(name: string): Uint8Array {");
+  lines.push("  const o = OBJECTS[name];");
+  lines.push("  if (o === undefined) throw new Error(`no BPF object ${name}`);");
+  lines.push("  const s = atob(o.base64);");
+  lines.push("  const out = new Uint8Array(s.length);");
+  lines.push("  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);");
+  lines.push("  return out;");
+  lines.push("}");
+  lines.push("");
+  return await formatTs(lines.join("\n"));
+}
+
+/** `text` as `deno fmt` (with this repository's settings) leaves it. */
+async function formatTs(text: string): Promise<string> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["fmt", "--ext=ts", "-"],
+    cwd: path(""),
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode(text));
+  await w.close();
+  const out = await child.output();
+  if (!out.success) throw new Error(`deno fmt: ${new TextDecoder().decode(out.stderr)}`);
+  return new TextDecoder().decode(out.stdout);
+}
+
+async function main(): Promise<void> {
+  const check = Deno.args.includes("--check");
+  const objects = await buildAll();
+  const module = await objectsModule(objects);
+  if (check) {
+    let stale = 0;
+    for (const t of TARGETS) {
+      const committed = await Deno.readFile(path(BPF_DIR + t.object)).catch(() => new Uint8Array());
+      if (base64(committed) !== base64(objects.get(t.name)!)) {
+        console.error(`${BPF_DIR}${t.object} differs from a rebuild of ${t.source}`);
+        stale++;
+      }
+    }
+    if (Deno.readTextFileSync(path(OBJECTS_TS)) !== module) {
+      console.error(`${OBJECTS_TS} differs from the one the build writes`);
+      stale++;
+    }
+    if (stale > 0) Deno.exit(1);
+    console.log("BPF objects are up to date");
+    return;
+  }
+  for (const t of TARGETS) {
+    await Deno.writeFile(path(BPF_DIR + t.object), objects.get(t.name)!);
+    console.log(`built ${BPF_DIR}${t.object} (${objects.get(t.name)!.length} bytes)`);
+  }
+  Deno.writeTextFileSync(path(OBJECTS_TS), module);
+  console.log(`wrote ${OBJECTS_TS}`);
+}
+
+if (import.meta.main) await main();
