@@ -114,12 +114,19 @@ export function resolveServiceRef(
   if (ref.port === undefined) {
     return { reason: "BackendNotFound", message: `backendRef to Service ${ns}/${name} needs a port` };
   }
-  const sp = (svc.spec?.ports ?? []).find((p: Json) => p.port === ref.port);
+  const sp = (Array.isArray(svc.spec?.ports) ? svc.spec.ports : []).find((p: Json) => p.port === ref.port);
   if (sp === undefined) {
     return { reason: "BackendNotFound", message: `Service ${ns}/${name} has no port ${ref.port}` };
   }
   const protocol = sp.appProtocol === "kubernetes.io/h2c" ? "h2c" as const : undefined;
-  return { key: `${ns}/${name}:${ref.port}`, endpoints: serviceEndpoints(res, svc, sp), protocol };
+  try {
+    return { key: `${ns}/${name}:${ref.port}`, endpoints: serviceEndpoints(res, svc, sp), protocol };
+  } catch (e) {
+    return {
+      reason: "BackendNotFound",
+      message: `Service ${ns}/${name}: malformed endpoints: ${(e as Error).message}`,
+    };
+  }
 }
 
 /** The ready endpoints of a Service port. */

@@ -67,6 +67,9 @@ const byAge = (a: K8sObject, b: K8sObject) => {
 
 const ROUTE_KINDS = ["HTTPRoute", "GRPCRoute"];
 
+/** `v` when it is a list of objects-or-values, else nothing (a malformed field is ignored, never thrown on). */
+const listOf = (v: unknown): Json[] => Array.isArray(v) ? v.filter((x) => x !== null && x !== undefined) : [];
+
 /** One Gateway listener and what became of it. */
 interface ListenerState {
   gw: K8sObject;
@@ -148,7 +151,7 @@ export async function translate(res: ResourceSet, opts: TranslateOptions): Promi
     const gen = gw.metadata?.generation;
     const gwNs = gw.metadata?.namespace ?? "default";
     const states: ListenerState[] = [];
-    for (const l of (gw.spec?.listeners ?? []) as Json[]) {
+    for (const l of listOf(gw.spec?.listeners)) {
       const protocol = String(l.protocol ?? "");
       const port = Number(l.port);
       const hostname: string | undefined = typeof l.hostname === "string"
@@ -172,8 +175,9 @@ export async function translate(res: ResourceSet, opts: TranslateOptions): Promi
       let resolved: [boolean, string, string] = [true, "ResolvedRefs", "References resolved"];
       let conflicted: [boolean, string, string] = [false, "NoConflicts", "No conflicts"];
       // Route kinds.
-      const wanted: { group?: string; kind: string }[] = l.allowedRoutes?.kinds ??
-        ROUTE_KINDS.map((kind) => ({ group: GATEWAY_GROUP, kind }));
+      const wanted: { group?: string; kind: string }[] = Array.isArray(l.allowedRoutes?.kinds)
+        ? l.allowedRoutes.kinds
+        : ROUTE_KINDS.map((kind) => ({ group: GATEWAY_GROUP, kind }));
       st.kinds = wanted.filter((k) =>
         (k.group ?? GATEWAY_GROUP) === GATEWAY_GROUP && ROUTE_KINDS.includes(k.kind)
       )
@@ -196,7 +200,7 @@ export async function translate(res: ResourceSet, opts: TranslateOptions): Promi
         if ((l.tls?.mode ?? "Terminate") !== "Terminate") {
           accepted = [false, "UnsupportedValue", "Only TLS mode Terminate is supported"];
         }
-        for (const ref of (l.tls?.certificateRefs ?? []) as Json[]) {
+        for (const ref of listOf(l.tls?.certificateRefs)) {
           const ns = ref.namespace ?? gwNs;
           const name = String(ref.name ?? "");
           const fail = (reason: string, message: string) => resolved = [false, reason, message];
@@ -301,9 +305,15 @@ export async function translate(res: ResourceSet, opts: TranslateOptions): Promi
     const parents: { parentRef: unknown; controllerName: string; conditions: Condition[] }[] = [];
     const bindings = new Map<string, { loomName: string; host?: string; port: number }>();
     const attachedTo: ListenerState[] = [];
-    const hostnames: string[] = route.spec?.hostnames ?? [];
-    const rules: RulesResult = kind === "HTTPRoute" ? httpRouteRules(route, ctx) : grpcRouteRules(route, ctx);
-    for (const ref of (route.spec?.parentRefs ?? []) as Json[]) {
+    const hostnames: string[] = listOf(route.spec?.hostnames).filter((x) => typeof x === "string");
+    let rules: RulesResult;
+    try {
+      rules = kind === "HTTPRoute" ? httpRouteRules(route, ctx) : grpcRouteRules(route, ctx);
+    } catch (e) {
+      // A malformed spec (a list that is not one, a wrong type): the route is not accepted.
+      rules = { templates: [], refProblems: [], invalid: `malformed spec: ${(e as Error).message}` };
+    }
+    for (const ref of listOf(route.spec?.parentRefs)) {
       if ((ref.group ?? GATEWAY_GROUP) !== GATEWAY_GROUP || (ref.kind ?? "Gateway") !== "Gateway") continue;
       const gwNs = ref.namespace ?? ns;
       const gw = gateways.find((g) => g.metadata?.namespace === gwNs && g.metadata?.name === ref.name);
