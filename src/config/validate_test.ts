@@ -226,6 +226,7 @@ Deno.test("validate: normalised shapes and defaults", () => {
     body_timeout: 30_000,
     max_connections: 10_000,
     max_header_bytes: 65_536,
+    max_headers: 100,
     write_buffer: 65_536,
   });
   const u = c.upstreams[0];
