@@ -25,7 +25,7 @@ import { readManifests } from "./manifests.ts";
 import { mergeTranslation } from "./merge.ts";
 import { rejectOwners, translate, type Translation } from "./translate.ts";
 import type { StatusEntry } from "./status.ts";
-import type { ResourceSet } from "./types.ts";
+import type { Condition, ResourceSet } from "./types.ts";
 import { KubeSource } from "./kube.ts";
 
 /** Where resources come from: a manifests directory or the API server. */
@@ -69,13 +69,17 @@ class ManifestBackend implements ResourceBackend {
     for (const s of statuses) {
       const who = `${s.kind} ${s.namespace ? s.namespace + "/" : ""}${s.name}`;
       const conds = [
-        ...(s.status.conditions ?? []),
-        ...(s.status.listeners ?? []).flatMap((l: { conditions: unknown[] }) => l.conditions),
-        ...(s.status.parents ?? []).flatMap((p: { conditions: unknown[] }) => p.conditions),
-      ] as { type: string; status: string; reason: string; message: string }[];
-      for (const c of conds) {
+        ...(s.status.conditions ?? []).map((c: Condition) => ["", c] as const),
+        ...(s.status.listeners ?? []).flatMap((l: { name: string; conditions: Condition[] }) =>
+          l.conditions.map((c) => [` listener ${l.name}`, c] as const)
+        ),
+        ...(s.status.parents ?? []).flatMap((p: { parentRef: { name?: string }; conditions: Condition[] }) =>
+          p.conditions.map((c) => [` parent ${p.parentRef?.name}`, c] as const)
+        ),
+      ] as (readonly [string, Condition])[];
+      for (const [where, c] of conds) {
         const bad = c.type === "Conflicted" ? c.status === "True" : c.status !== "True";
-        if (bad) lines.push(`${who}: ${c.type}=${c.status} ${c.reason}: ${c.message}`);
+        if (bad) lines.push(`${who}${where}: ${c.type}=${c.status} ${c.reason}: ${c.message}`);
       }
     }
     const text = lines.join("\n");
