@@ -102,7 +102,7 @@ routes:
         return text.includes("api_key=") ? text : undefined;
       });
       assert.ok(!log.includes("file-key-0001") && !log.includes("old-plain-key-0001"), log);
-      assert.match(log, /"path":"\/api\/x\?a=1&api_key=\[REDACTED\]"/);
+      assert.match(log, /"path":"\/api\/x","query":"a=1&api_key=\[REDACTED\]"/);
       assert.match(log, /"rejection":"api_key\/expired"/);
     } finally {
       close();
