@@ -84,6 +84,11 @@ export function createAdminApp(backend: AdminBackend, cfg: AdminConfig): Hono {
   app.get("/plugins", async (c) => {
     return c.json(await backend.plugins?.() ?? currentPluginManager()?.describe() ?? []);
   });
+  // eBPF acceleration: programs attached, cgroup, counters read from the BPF maps, spliced tunnels.
+  app.get("/ebpf", async (c) => {
+    if (backend.ebpf === undefined) return c.json({ error: "not found" }, 404);
+    return c.json(await backend.ebpf());
+  });
   app.post("/reload", async (c) => {
     const result = await backend.reload();
     if (result.ok) {

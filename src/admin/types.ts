@@ -64,6 +64,8 @@ export interface AdminBackend {
    * the count dropped. Optional: backends without it answer 501.
    */
   purgeCache?(what: { key?: string; prefix?: string }): Promise<number>;
+  /** eBPF acceleration: what is attached and its counters (GET /ebpf); optional: without it 404. */
+  ebpf?(): unknown | Promise<unknown>;
   /** Prometheus text, already merged across workers. */
   metrics(): Promise<string>;
   /** What the live dashboard shows (GET /dashboard/state); optional: without it no dashboard. */

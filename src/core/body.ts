@@ -68,6 +68,10 @@ export interface RawStream {
   close(): void;
   /** Close the tunnel after this many ms without bytes either way (the listener's idle_timeout); 0 = never. */
   readonly idleTimeout?: number;
+  /** Ends the writing side (TCP half-close); absent where the stream cannot (then it is closed whole). */
+  closeWrite?(): Promise<void>;
+  /** The plain TCP connection under the stream (no TLS, no wrapper), which the kernel may splice. */
+  readonly conn?: Deno.Conn;
 }
 
 /** Implemented by the HTTP/1.1 engine: takes a head already serialised as bytes. */

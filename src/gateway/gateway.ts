@@ -14,7 +14,7 @@ import type { Snapshot } from "./snapshot.ts";
 import { encodePath, normalizePath, splitTarget, stripPrefix } from "../router/mod.ts";
 import { grpcKindOf } from "../core/grpc_reply.ts";
 import { grpcStatusLabel, watchGrpcStatus } from "../grpc/status.ts";
-import { TUNNEL_OBSERVER } from "../proxy/tunnel.ts";
+import { TUNNEL_OBSERVER, TUNNEL_SPLICER, type TunnelSplicer } from "../proxy/tunnel.ts";
 import { respondError } from "../core/respond.ts";
 import type { GatewayMetrics } from "../observability/gateway_metrics.ts";
 import type { AccessLog, AccessLogEntry } from "../observability/access_log.ts";
@@ -47,6 +47,8 @@ export function hostForRouting(authority: string): string {
 export class Gateway {
   /** The current snapshot; replaced whole on reload. */
   snapshot: Snapshot;
+  /** Hands upgraded tunnels to the kernel (eBPF splice_tunnels); set by the instance. */
+  splicer: TunnelSplicer | null = null;
 
   constructor(
     snapshot: Snapshot,
@@ -105,7 +107,10 @@ export class Gateway {
     ctx.params = m.params as Record<string, string>;
     ctx.pathRest = m.rest;
     // Upgrades are rare: only they pay for the vars map that lets the tunnel count itself.
-    if (ctx.upgrade !== undefined && this.metrics !== null) ctx.vars.set(TUNNEL_OBSERVER, this.metrics);
+    if (ctx.upgrade !== undefined) {
+      if (this.metrics !== null) ctx.vars.set(TUNNEL_OBSERVER, this.metrics);
+      if (this.splicer !== null) ctx.vars.set(TUNNEL_SPLICER, this.splicer);
+    }
     const upPath = rt.rewrite !== null
       ? rt.rewrite(m.params, m.rest)
       : rt.stripPrefix

@@ -727,6 +727,9 @@ class Http1Writer implements UpgradableWriter {
       write: (d) => c.conn.write(d),
       close: () => c.destroy(),
       idleTimeout: c.server.cfg.idle_timeout,
+      closeWrite: () => c.conn.closeWrite(),
+      // TLS listeners' connections carry records; the splicer also refuses wrappers (sniffed h2c).
+      conn: c.scheme === "http" ? c.conn : undefined,
     };
   }
 }

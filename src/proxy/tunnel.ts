@@ -1,14 +1,23 @@
 /**
  * The Upgrade path (WebSocket over HTTP/1.1): after the upstream answers 101,
- * the client and upstream streams are spliced byte for byte until either side
- * closes. Frames are not parsed here; both peers speak the new protocol, so
- * text and binary messages, ping/pong and close codes pass unchanged.
+ * the client and upstream streams are spliced byte for byte until both sides
+ * have closed. Frames are not parsed here; both peers speak the new protocol, so
+ * text and binary messages, ping/pong and close codes pass unchanged. End of
+ * stream from one side is passed on as a half-close (the other direction goes
+ * on); an error on either side closes both.
  *
  * Before the 101 is relayed, the upstream's Sec-WebSocket-Protocol must be
  * one the client offered (RFC 6455 4.1). Open tunnels are counted in metrics
  * and closed after the listener's idle timeout without a byte either way.
  * A tunnel lives on its own connections (never returned to a pool), so a
  * reload that removes its route or upstream does not cut it.
+ *
+ * With a {@linkcode TunnelSplicer} in `ctx.vars` (eBPF `splice_tunnels`), a
+ * tunnel between two plain TCP connections is handed to the kernel once the
+ * bytes already read are written: the kernel then moves the data, and the
+ * reads here only see each side's end of stream or error (and forward anything
+ * the kernel leaves to the process). Before a half-close is passed on, the
+ * bytes the kernel moved from that side must have reached the other socket.
  */
 import type { RequestContext } from "../core/context.ts";
 import type { RawStream, UpgradableWriter } from "../core/body.ts";
@@ -19,6 +28,34 @@ import { UpstreamFailure } from "./exchange.ts";
 
 /** Key in `ctx.vars` of the observer that counts tunnels (set by the gateway for upgrade requests). */
 export const TUNNEL_OBSERVER = "loom.tunnel";
+
+/** Key in `ctx.vars` of the kernel splicer (set by the gateway for upgrade requests when eBPF splicing is on). */
+export const TUNNEL_SPLICER = "loom.splicer";
+
+/** A tunnel handed to the kernel; `a` is the client side, `b` the upstream side. */
+export interface SplicedTunnel {
+  /** Bytes the kernel moved from the client and from the upstream so far. */
+  bytes(): { fromA: number; fromB: number };
+  /** Resolves once every byte the kernel took from that side is queued on the other socket. */
+  drained(from: "a" | "b"): Promise<void>;
+  /** Counts bytes the process itself wrote to a side after the handover (the drain accounting needs them). */
+  wrote(to: "a" | "b", n: number): void;
+  /** Takes both sockets back from the kernel (before they are closed); idempotent. */
+  release(): void;
+}
+
+/** Hands tunnels between two plain TCP connections to the kernel (src/ebpf/splice.ts implements it). */
+export interface TunnelSplicer {
+  /**
+   * `forward(toClient, toUpstream)` writes bytes still found in the sockets' queues before the
+   * handover. Null: the tunnel stays in user space.
+   */
+  splice(
+    client: Deno.Conn,
+    upstream: Deno.Conn,
+    forward: (toClient: Uint8Array, toUpstream: Uint8Array) => Promise<void>,
+  ): Promise<SplicedTunnel | null>;
+}
 
 /** Counts WebSocket tunnels (GatewayMetrics implements it). */
 export interface TunnelObserver {
@@ -65,8 +102,13 @@ export async function tunnel(ctx: RequestContext, pc: PooledConn, res: ParsedRes
         pc.conn.close();
       } catch { /* closed */ }
     },
+    closeWrite: () => pc.conn.closeWrite(),
+    // Plain TCP only: an upstream TLS connection's bytes are records.
+    conn: pc.pool.tls === null ? pc.conn : undefined,
   };
+  let spliced: SplicedTunnel | null = null;
   const closeBoth = () => {
+    spliced?.release();
     client.close();
     up.close();
   };
@@ -75,37 +117,115 @@ export async function tunnel(ctx: RequestContext, pc: PooledConn, res: ParsedRes
   obs?.websocketOpened(route);
   // Idle timeout: one coarse timer per tunnel checks the time of the last byte.
   let last = Date.now();
+  let kernelBytes = 0;
   const idle = client.idleTimeout ?? 0;
   const timer = idle > 0
     ? setInterval(() => {
+      if (spliced !== null) {
+        // Bytes the kernel moves do not pass here: its counters tell whether any moved.
+        const b = spliced.bytes();
+        if (b.fromA + b.fromB !== kernelBytes) {
+          kernelBytes = b.fromA + b.fromB;
+          last = Date.now();
+        }
+      }
       if (Date.now() - last >= idle) closeBoth();
     }, Math.max(50, Math.min(1000, idle / 4)))
     : undefined;
+  const toUp = (n: number) => (ctx.bytesIn += n, last = Date.now());
+  const toClient = (n: number) => (ctx.bytesOut += n, last = Date.now());
   try {
+    const splicer = ctx.vars.get(TUNNEL_SPLICER) as TunnelSplicer | undefined;
+    if (splicer !== undefined && client.conn !== undefined && up.conn !== undefined) {
+      // What was read with the heads goes first, by the process; then the kernel takes over.
+      await Promise.all([drainLeftover(client, up, toUp), drainLeftover(up, client, toClient)]);
+      spliced = await splicer.splice(client.conn, up.conn, async (c, u) => {
+        if (c.length > 0) await writeAll(client as unknown as Deno.Conn, c);
+        if (u.length > 0) await writeAll(up as unknown as Deno.Conn, u);
+        toClient(c.length);
+        toUp(u.length);
+      }).catch(() => null);
+    }
+    // Each direction ends with end of stream (passed on as a half-close once drained) or an error
+    // (both sides closed at once); the tunnel ends when both have.
+    const end = (ok: boolean) => {
+      if (!ok) closeBoth();
+    };
+    const fromClient: Handover = {
+      drained: () => spliced?.drained("a"),
+      wrote: (n) => spliced?.wrote("b", n),
+    };
+    const fromUpstream: Handover = {
+      drained: () => spliced?.drained("b"),
+      wrote: (n) => spliced?.wrote("a", n),
+    };
     await Promise.all([
-      pipe(client, up, (n) => (ctx.bytesIn += n, last = Date.now())).finally(closeBoth),
-      pipe(up, client, (n) => (ctx.bytesOut += n, last = Date.now())).finally(closeBoth),
+      pipe(client, up, toUp, fromClient).then(end),
+      pipe(up, client, toClient, fromUpstream).then(end),
     ]);
+  } catch {
+    // A write of the leftovers failed: the tunnel ends.
   } finally {
     clearInterval(timer);
+    if (spliced !== null) {
+      const b = spliced.bytes();
+      ctx.bytesIn += b.fromA;
+      ctx.bytesOut += b.fromB;
+    }
+    closeBoth();
     obs?.websocketClosed(route);
   }
 }
 
-async function pipe(from: RawStream, to: RawStream, count: (n: number) => void): Promise<void> {
+/** Writes `from`'s leftover bytes to `to` (once). */
+async function drainLeftover(from: RawStream, to: RawStream, count: (n: number) => void): Promise<void> {
+  if (from.leftover.length === 0) return;
+  const data = from.leftover;
+  (from as { leftover: Uint8Array }).leftover = new Uint8Array(0);
+  await writeAll({ write: (d: Uint8Array) => to.write(d) } as Deno.Conn, data);
+  count(data.length);
+}
+
+/** A direction of a spliced tunnel: the kernel's bytes of it, and the process's own writes. */
+interface Handover {
+  /** Undefined when not spliced; else resolves once the kernel's bytes of this direction have arrived. */
+  drained(): Promise<void> | undefined;
+  wrote(n: number): void;
+}
+
+/**
+ * Copies `from` to `to` until end of stream, then half-closes `to`. True at end of stream, false on
+ * an error or where a half-close is not possible (the caller closes both). In a spliced tunnel,
+ * bytes read here arrived after what the kernel moved (a socket leaves the kernel's map when it
+ * closes, and its last bytes come this way): they, and the half-close, wait until the kernel's
+ * bytes of this direction have been queued on `to`.
+ */
+async function pipe(
+  from: RawStream,
+  to: RawStream,
+  count: (n: number) => void,
+  h: Handover,
+): Promise<boolean> {
   try {
-    if (from.leftover.length > 0) {
-      await writeAll({ write: (d: Uint8Array) => to.write(d) } as Deno.Conn, from.leftover);
-      count(from.leftover.length);
-    }
+    await drainLeftover(from, to, count);
     const buf = new Uint8Array(32 * 1024);
     for (;;) {
       const n = await from.read(buf);
-      if (n === null) return;
+      if (n === null) break;
+      const kernelFirst = h.drained();
+      if (kernelFirst !== undefined) {
+        await kernelFirst;
+        h.wrote(n);
+      }
       await writeAll({ write: (d: Uint8Array) => to.write(d) } as Deno.Conn, buf.subarray(0, n));
       count(n);
     }
+    await h.drained();
+    if (to.closeWrite === undefined) return false;
+    await to.closeWrite();
+    return true;
   } catch {
     // Either side reset: the tunnel ends.
+    return false;
   }
 }

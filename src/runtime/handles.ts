@@ -8,6 +8,7 @@ import type { CounterSlotsSnapshot } from "../upstream/counters.ts";
 import type { UpstreamInfo } from "../upstream/upstream.ts";
 import type { PluginInfo } from "../wasm/mod.ts";
 import type { RecentError } from "../observability/recent_errors.ts";
+import type { SplicingInfo } from "../ebpf/tunnels.ts";
 import { GatewayInstance, type InstanceOptions, type ReloadReport } from "./instance.ts";
 import { workerUrl } from "../build.ts";
 
@@ -17,6 +18,8 @@ export interface InstanceHandle {
   metrics(): Promise<MetricsSnapshot>;
   upstreams(): Promise<UpstreamInfo[]>;
   plugins(): Promise<PluginInfo[]>;
+  /** This instance's eBPF tunnel splicing (GET /ebpf). */
+  ebpf(): Promise<SplicingInfo>;
   /** The instance's last failed requests, newest first (the dashboard). */
   recentErrors(): Promise<RecentError[]>;
   /** Drops cached responses of this instance; `shared` stores (Redis) only when `shared`. */
@@ -49,6 +52,9 @@ export class LocalHandle implements InstanceHandle {
   plugins(): Promise<PluginInfo[]> {
     return Promise.resolve(this.instance.plugins());
   }
+  ebpf(): Promise<SplicingInfo> {
+    return Promise.resolve(this.instance.ebpf());
+  }
   recentErrors(): Promise<RecentError[]> {
     return Promise.resolve(this.instance.recentErrors());
   }
@@ -70,6 +76,7 @@ export type ToWorker =
   | { type: "metrics"; id: number }
   | { type: "upstreams"; id: number }
   | { type: "plugins"; id: number }
+  | { type: "ebpf"; id: number }
   | { type: "errors"; id: number }
   | { type: "purge"; id: number; what: CachePurge; shared: boolean }
   | { type: "shutdown"; id: number; drainMs: number };
@@ -146,6 +153,9 @@ export class WorkerHandle implements InstanceHandle {
   }
   plugins(): Promise<PluginInfo[]> {
     return this.call({ type: "plugins", id: this.nextId++ });
+  }
+  ebpf(): Promise<SplicingInfo> {
+    return this.call({ type: "ebpf", id: this.nextId++ });
   }
   recentErrors(): Promise<RecentError[]> {
     return this.call({ type: "errors", id: this.nextId++ });

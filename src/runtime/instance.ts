@@ -19,6 +19,7 @@ import { CounterSlots, type CounterSlotsSnapshot } from "../upstream/counters.ts
 import type { UpstreamInfo } from "../upstream/upstream.ts";
 import { VERSION } from "../version.ts";
 import type { PluginInfo } from "../wasm/mod.ts";
+import { type SplicingInfo, TunnelSplicing } from "../ebpf/tunnels.ts";
 import { purgeCaches } from "../middleware/cache/index.ts";
 
 /** A listener of any engine. */
@@ -64,6 +65,8 @@ export interface InstanceOptions {
 export class GatewayInstance {
   readonly gateway: Gateway;
   readonly metrics: GatewayMetrics;
+  /** eBPF splice_tunnels of this isolate (off unless the config turns it on). */
+  readonly splicing: TunnelSplicing;
   private listeners: RunningListener[] = [];
   private counters: CounterSlots;
   private readonly reusePort: boolean;
@@ -81,6 +84,9 @@ export class GatewayInstance {
       createAccessLog(opts.config.access_log),
       new RecentErrors(),
     );
+    this.splicing = new TunnelSplicing(this.metrics.registry);
+    this.splicing.configure(opts.config.ebpf);
+    this.gateway.splicer = this.splicing;
   }
 
   /** Builds the instance and opens its listeners; throws (closing what opened) on failure. */
@@ -163,6 +169,7 @@ export class GatewayInstance {
     const next = buildSnapshot(config, this.counters, old, this.metrics);
     this.gateway.snapshot = next;
     retireSnapshot(old, next);
+    this.splicing.configure(config.ebpf);
     return { errors: this.reloadListeners(config), addresses: this.addresses() };
   }
 
@@ -218,7 +225,13 @@ export class GatewayInstance {
   }
 
   metricsSnapshot(): MetricsSnapshot {
+    this.splicing.refreshMetrics();
     return this.metrics.registry.snapshot();
+  }
+
+  /** This isolate's tunnel splicing (GET /ebpf, merged over workers by the supervisor). */
+  ebpf(): SplicingInfo {
+    return this.splicing.info();
   }
 
   upstreams(): UpstreamInfo[] {
@@ -252,6 +265,7 @@ export class GatewayInstance {
     ]);
     clearTimeout(timer);
     for (const l of this.listeners) l.closeAll();
+    this.splicing.close();
     await this.gateway.accessLog?.close();
   }
 }

@@ -34,6 +34,8 @@ import { startEcho } from "../demo/echo.ts";
 import { type InstanceHandle, LocalHandle, WorkerHandle } from "./handles.ts";
 import { VERSION } from "../version.ts";
 import { mergePluginInfo, type PluginInfo } from "../wasm/mod.ts";
+import { EbpfManager, type EbpfStatus, type RedirectTargets } from "../ebpf/mod.ts";
+import type { SplicingInfo } from "../ebpf/tunnels.ts";
 
 /** Options of `Supervisor.start`. */
 export interface SupervisorOptions {
@@ -70,6 +72,8 @@ export class Supervisor implements AdminBackend {
   private readonly counters = new CounterSlots();
   /** Reload counts and health verdicts live here (the main isolate); request metrics come from instances. */
   private readonly ownMetrics = new GatewayMetrics(VERSION);
+  /** eBPF socket_redirect (process-wide; tunnel splicing is per instance). */
+  private readonly ebpfManager = new EbpfManager(this.ownMetrics.registry);
   private readonly health = new HealthMonitor(
     this.counters,
     (u, e, healthy) => this.ownMetrics.healthStatus(u, e, healthy),
@@ -133,6 +137,8 @@ export class Supervisor implements AdminBackend {
       }
     }
     this.health.update(cfg);
+    // After the listeners: their bound ports go into the programs' maps.
+    this.ebpfManager.apply(cfg.ebpf, this.ebpfTargets(cfg));
     if (cfg.admin.enabled) this.admin = startAdminServer(this, cfg.admin);
     this.startDashboard();
     this.syncOtlp(cfg);
@@ -381,6 +387,7 @@ export class Supervisor implements AdminBackend {
     this.envPaths = res.envPaths;
     this.syncOtlp(next);
     this.health.update(next);
+    this.ebpfManager.apply(next.ebpf, this.ebpfTargets(next));
     this.syncWatch();
     if (listenerErrors.length > 0) {
       // Routes and upstreams are applied; only these listeners failed to open (a retry reloads again).
@@ -396,9 +403,25 @@ export class Supervisor implements AdminBackend {
     return { ok: true };
   }
 
+  /** What socket_redirect accelerates: the TCP listeners bound now and the upstream endpoints. */
+  private ebpfTargets(cfg: LoomConfig): RedirectTargets {
+    return {
+      listeners: Object.values(this.addresses()).filter((a) => a.transport === "tcp"),
+      upstreams: cfg.upstreams.flatMap((u) => u.endpoints.map((e) => ({ host: e.hostname, port: e.port }))),
+    };
+  }
+
+  /** GET /ebpf: socket_redirect here, tunnel splicing of every instance. */
+  async ebpf(): Promise<EbpfStatus & { splice_tunnels: { instances: SplicingInfo[] } }> {
+    const st = this.ebpfManager.status();
+    const instances = await Promise.all(this.handles.map((h) => h.ebpf()));
+    return { ...st, splice_tunnels: { ...st.splice_tunnels, instances } };
+  }
+
   /** Every isolate's metrics (the process and runtime series refreshed first). */
   private async snapshots(): Promise<MetricsSnapshot[]> {
     const snaps = await Promise.all(this.handles.map((h) => h.metrics()));
+    this.ebpfManager.refreshMetrics();
     this.processMetrics.update();
     this.runtimeMetrics.update();
     snaps.push(this.ownMetrics.registry.snapshot());
@@ -520,6 +543,8 @@ export class Supervisor implements AdminBackend {
         await Promise.race([this.otlp.stop(true), new Promise((r) => setTimeout(r, 2000))]);
       }
       await Promise.all(this.handles.map((h) => h.shutdown(drainMs)));
+      // Links closed, nothing pinned: the redirected sockets still open keep it until they close.
+      this.ebpfManager.close();
       // Spans still batched go out before the process ends.
       await retireExporters(undefined);
       await this.admin?.shutdown();

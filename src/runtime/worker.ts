@@ -45,6 +45,8 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
         return send({ type: "reply", id: m.id, data: instance!.upstreams() });
       case "plugins":
         return send({ type: "reply", id: m.id, data: instance!.plugins() });
+      case "ebpf":
+        return send({ type: "reply", id: m.id, data: instance!.ebpf() });
       case "errors":
         return send({ type: "reply", id: m.id, data: instance!.recentErrors() });
       case "purge":
