@@ -60,6 +60,7 @@ itest("gateway api: list + watch against an API server stand-in, status by the L
       "status written",
       () => routeCond(stub.get("HTTPRoute", NS, "r1"), "Accepted")?.status === "True",
     );
+    await waitFor("gateway status", () => cond(stub.get("Gateway", NS, "same-namespace"), "Programmed"));
     assert.equal(cond(stub.get("GatewayClass", undefined, "loom"), "Accepted").status, "True");
     const gw = stub.get("Gateway", NS, "same-namespace");
     assert.equal(cond(gw, "Programmed").status, "True");

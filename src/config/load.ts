@@ -4,7 +4,7 @@ import { dirname, resolve } from "node:path";
 import { LineCounter, parseDocument } from "yaml";
 import type { ConfigError, LoadResult } from "./types.ts";
 import type { EnvLookup } from "./env.ts";
-import { validateDocument } from "./validate.ts";
+import { validateDocument, type ValidateResult } from "./validate.ts";
 
 /**
  * Parses and validates config `text`. Pure apart from reading `Deno.env` when no
@@ -25,7 +25,11 @@ export function parseConfig(
   const lineCounter = new LineCounter();
   // uniqueKeys (the default) makes duplicate keys syntax errors rather than silent overrides.
   const doc = parseDocument(text, { lineCounter, prettyErrors: true });
-  const r = validateDocument(doc, lineCounter, lookup, baseDir);
+  return loadResultOf(validateDocument(doc, lineCounter, lookup, baseDir), file);
+}
+
+/** A validation's outcome as a {@link LoadResult} of `file`. */
+export function loadResultOf(r: ValidateResult, file: string): LoadResult {
   return r.config
     ? {
       ok: true,

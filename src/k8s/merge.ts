@@ -11,6 +11,7 @@
 import { type Document, isMap, isSeq, LineCounter, parseDocument, type YAMLMap, type YAMLSeq } from "yaml";
 import type { ConfigError, LoadResult } from "../config/types.ts";
 import { validateDocument } from "../config/validate.ts";
+import { loadResultOf } from "../config/load.ts";
 import { MIDDLEWARE_REF } from "./rules.ts";
 import type { Translation } from "./translate.ts";
 
@@ -87,20 +88,7 @@ export function mergeTranslation(
       append(doc, "routes", routes.map((x) => x.r));
     }
     const r = validateDocument(doc, lineCounter, env, baseDir);
-    if (r.config !== undefined) {
-      return {
-        result: {
-          ok: true,
-          config: r.config,
-          source: file,
-          warnings: r.warnings,
-          runErrors: r.runErrors,
-          envPaths: r.envPaths,
-          resources: r.resources,
-        },
-        dropped,
-      };
-    }
+    if (r.config !== undefined) return { result: loadResultOf(r, file), dropped };
     // Errors in generated routes: drop those routes and try again; anything else is the file's.
     const bad = new Map<number, ConfigError>();
     for (const e of r.errors) {

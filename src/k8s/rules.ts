@@ -115,6 +115,15 @@ function validRegex(re: string): boolean {
 /** A header value Loom would read as a template: refused (Gateway API values are literal). */
 const templated = (v: unknown) => typeof v === "string" && v.includes("${");
 
+/** One route's translation state: its kind, namespace, the context, the result and its problem sink. */
+interface Scope {
+  kind: string;
+  ns: string;
+  ctx: RuleContext;
+  res: RulesResult;
+  invalid: (why: string) => void;
+}
+
 interface FilterOut {
   middleware: unknown[];
   mirror: Record<string, unknown>[];
@@ -139,15 +148,9 @@ function headerEdits(m: Json): Record<string, unknown> | string {
 }
 
 /** Translates a filter list (of a rule, or of one backendRef when `backend`). */
-function filters(
-  list: Json[] | undefined,
-  backend: boolean,
-  routeKind: string,
-  ns: string,
-  ctx: RuleContext,
-  refProblems: RefProblem[],
-  invalid: (why: string) => void,
-): FilterOut {
+function filters(list: Json[] | undefined, backend: boolean, sc: Scope): FilterOut {
+  const { kind: routeKind, ns, ctx, invalid } = sc;
+  const refProblems = sc.res.refProblems;
   const out: FilterOut = { middleware: [], mirror: [], plugins: [], fail: false };
   const headers: Record<string, unknown> = {};
   for (const f of list ?? []) {
@@ -232,19 +235,17 @@ function filters(
 /** backendRefs → the route's action (`upstream`, `backends` or a 500). */
 function backendAction(
   refs: BackendRef[] | undefined,
-  routeKind: string,
-  ns: string,
-  ctx: RuleContext,
   retry: Record<string, unknown> | undefined,
-  refProblems: RefProblem[],
-  invalid: (why: string) => void,
-): Record<string, unknown> {
+  sc: Scope,
+) {
+  const { kind: routeKind, ns, ctx } = sc;
+  const refProblems = sc.res.refProblems;
   const fail = { direct_response: { status: 500 } };
   if (!refs || refs.length === 0) return fail;
   let valid = 0;
   const backends = refs.map((ref, i) => {
     const weight = typeof ref.weight === "number" ? ref.weight : 1;
-    const own = filters(ref.filters, true, routeKind, ns, ctx, refProblems, invalid);
+    const own = filters(ref.filters, true, sc);
     const r = resolveServiceRef(ctx.res, ref, routeKind, ns);
     const b: Record<string, unknown> = { name: `b${i}`, weight, middleware: own.middleware };
     if ("reason" in r) {
@@ -316,15 +317,9 @@ interface RuleShared {
   rewrite?: Json;
 }
 
-function ruleShared(
-  rule: Json,
-  routeKind: string,
-  ns: string,
-  ctx: RuleContext,
-  res: RulesResult,
-  invalid: (w: string) => void,
-): RuleShared {
-  const f = filters(rule.filters, false, routeKind, ns, ctx, res.refProblems, invalid);
+function ruleShared(rule: Json, sc: Scope): RuleShared {
+  const invalid = sc.invalid;
+  const f = filters(rule.filters, false, sc);
   const fields: Record<string, unknown> = { middleware: f.middleware, plugins: f.plugins };
   if (f.mirror.length > 0) fields.mirror = f.mirror;
   const t = rule.timeouts ?? {};
@@ -357,21 +352,14 @@ export function httpRouteRules(route: K8sObject, ctx: RuleContext): RulesResult 
   const ns = route.metadata?.namespace ?? "default";
   const res: RulesResult = { templates: [], refProblems: [] };
   const invalid = (why: string) => res.invalid ??= why;
+  const sc: Scope = { kind: "HTTPRoute", ns, ctx, res, invalid };
   (route.spec?.rules ?? []).forEach((rule: Json, ri: number) => {
-    const shared = ruleShared(rule, "HTTPRoute", ns, ctx, res, invalid);
+    const shared = ruleShared(rule, sc);
     const action = shared.fields.direct_response !== undefined
       ? {}
       : shared.redirect !== undefined
       ? { redirect: shared.redirect }
-      : backendAction(
-        rule.backendRefs,
-        "HTTPRoute",
-        ns,
-        ctx,
-        retryPolicy(rule.retry),
-        res.refProblems,
-        invalid,
-      );
+      : backendAction(rule.backendRefs, retryPolicy(rule.retry), sc);
     const rw = shared.rewrite;
     if (rw?.hostname !== undefined) shared.fields.host_rewrite = rw.hostname;
     const matches = rule.matches?.length ? rule.matches : [{}];
@@ -423,20 +411,15 @@ export function grpcRouteRules(route: K8sObject, ctx: RuleContext): RulesResult 
   const ns = route.metadata?.namespace ?? "default";
   const res: RulesResult = { templates: [], refProblems: [] };
   const invalid = (why: string) => res.invalid ??= why;
+  const sc: Scope = { kind: "GRPCRoute", ns, ctx, res, invalid };
   (route.spec?.rules ?? []).forEach((rule: Json, ri: number) => {
-    const shared = ruleShared(rule, "GRPCRoute", ns, ctx, res, invalid);
+    const shared = ruleShared(rule, sc);
     if (shared.redirect !== undefined || shared.rewrite !== undefined) {
       return invalid("GRPCRoute takes no RequestRedirect or URLRewrite");
     }
-    const action = shared.fields.direct_response !== undefined ? {} : backendAction(
-      rule.backendRefs,
-      "GRPCRoute",
-      ns,
-      ctx,
-      retryPolicy(rule.retry),
-      res.refProblems,
-      invalid,
-    );
+    const action = shared.fields.direct_response !== undefined
+      ? {}
+      : backendAction(rule.backendRefs, retryPolicy(rule.retry), sc);
     const matches = rule.matches?.length ? rule.matches : [{}];
     matches.forEach((m: Json, mi: number) => {
       const service: string | undefined = m.method?.service;
