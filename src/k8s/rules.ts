@@ -347,12 +347,21 @@ function ruleShared(rule: Json, sc: Scope): RuleShared {
   return { fields, redirect, needsPort, rewrite: f.rewrite };
 }
 
+function scopeOf(kind: string, route: K8sObject, ctx: RuleContext): Scope {
+  const res: RulesResult = { templates: [], refProblems: [] };
+  return {
+    kind,
+    ns: route.metadata?.namespace ?? "default",
+    ctx,
+    res,
+    invalid: (why) => res.invalid ??= why,
+  };
+}
+
 /** The templates of an HTTPRoute's rules. */
 export function httpRouteRules(route: K8sObject, ctx: RuleContext): RulesResult {
-  const ns = route.metadata?.namespace ?? "default";
-  const res: RulesResult = { templates: [], refProblems: [] };
-  const invalid = (why: string) => res.invalid ??= why;
-  const sc: Scope = { kind: "HTTPRoute", ns, ctx, res, invalid };
+  const sc = scopeOf("HTTPRoute", route, ctx);
+  const { ns, res, invalid } = sc;
   (route.spec?.rules ?? []).forEach((rule: Json, ri: number) => {
     const shared = ruleShared(rule, sc);
     const action = shared.fields.direct_response !== undefined
@@ -408,10 +417,8 @@ export function httpRouteRules(route: K8sObject, ctx: RuleContext): RulesResult 
 
 /** The templates of a GRPCRoute's rules: method matches onto `/service/method`. */
 export function grpcRouteRules(route: K8sObject, ctx: RuleContext): RulesResult {
-  const ns = route.metadata?.namespace ?? "default";
-  const res: RulesResult = { templates: [], refProblems: [] };
-  const invalid = (why: string) => res.invalid ??= why;
-  const sc: Scope = { kind: "GRPCRoute", ns, ctx, res, invalid };
+  const sc = scopeOf("GRPCRoute", route, ctx);
+  const { ns, res, invalid } = sc;
   (route.spec?.rules ?? []).forEach((rule: Json, ri: number) => {
     const shared = ruleShared(rule, sc);
     if (shared.redirect !== undefined || shared.rewrite !== undefined) {
