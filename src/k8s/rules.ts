@@ -361,7 +361,7 @@ function scopeOf(kind: string, route: K8sObject, ctx: RuleContext): Scope {
 /** The templates of an HTTPRoute's rules. */
 export function httpRouteRules(route: K8sObject, ctx: RuleContext): RulesResult {
   const sc = scopeOf("HTTPRoute", route, ctx);
-  const { ns, res, invalid } = sc;
+  const { res, invalid } = sc;
   (route.spec?.rules ?? []).forEach((rule: Json, ri: number) => {
     const shared = ruleShared(rule, sc);
     const action = shared.fields.direct_response !== undefined
@@ -418,7 +418,7 @@ export function httpRouteRules(route: K8sObject, ctx: RuleContext): RulesResult 
 /** The templates of a GRPCRoute's rules: method matches onto `/service/method`. */
 export function grpcRouteRules(route: K8sObject, ctx: RuleContext): RulesResult {
   const sc = scopeOf("GRPCRoute", route, ctx);
-  const { ns, res, invalid } = sc;
+  const { res, invalid } = sc;
   (route.spec?.rules ?? []).forEach((rule: Json, ri: number) => {
     const shared = ruleShared(rule, sc);
     if (shared.redirect !== undefined || shared.rewrite !== undefined) {
