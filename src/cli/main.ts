@@ -12,6 +12,7 @@ import { formatErrors, formatWarnings } from "../config/mod.ts";
 import { logger, type LogLevel, setLogLevel } from "../observability/logger.ts";
 import { ConfigInvalidError, Supervisor } from "../runtime/supervisor.ts";
 import { loadWholeConfig } from "../runtime/config_load.ts";
+import { GatewayApiSource } from "../k8s/source.ts";
 import { VERSION } from "../version.ts";
 import { shippedFile, versionReport } from "../build.ts";
 
@@ -98,7 +99,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case "validate": {
       // Everything `run` checks: the files the config names are read and checked too.
-      const res = (await loadWholeConfig(args.config)).result;
+      // The Gateway API's parts too (the manifests, or the API server read without taking the Lease).
+      const gatewayApi = new GatewayApiSource(() => {}, true);
+      const res = (await loadWholeConfig(args.config, gatewayApi).finally(() => gatewayApi.close())).result;
       if (!res.ok) {
         console.error(formatErrors(res.errors, args.config));
         console.error(`${args.config}: ${res.errors.length} error(s)`);

@@ -366,7 +366,8 @@ function defaultServer(): string {
 /** The API server source: informers for every kind, a Lease, status PATCHes. */
 export class KubeSource {
   readonly client: KubeClient;
-  readonly elector: LeaseElector;
+  /** The Lease election (null: a source that only reads, as `loom validate` uses). */
+  readonly elector: LeaseElector | null;
   readonly #informers: Informer[];
   readonly #abort = new AbortController();
   #statuses: readonly StatusEntry[] = [];
@@ -378,6 +379,7 @@ export class KubeSource {
     readonly settings: KubernetesSourceConfig,
     readonly controller: string,
     onChange: () => void,
+    elect = true,
   ) {
     this.client = new KubeClient(settings.server ?? defaultServer(), settings.token_file, settings.ca_file);
     this.#informers = KINDS.map((kind) => {
@@ -406,7 +408,7 @@ export class KubeSource {
     ]);
     const identity = settings.identity ?? Deno.env.get("POD_NAME") ??
       `${Deno.hostname()}-${crypto.randomUUID().slice(0, 8)}`;
-    this.elector = new LeaseElector(
+    this.elector = !elect ? null : new LeaseElector(
       this.client,
       settings.lease.namespace ?? defaultNamespace(),
       settings.lease.name,
@@ -429,7 +431,7 @@ export class KubeSource {
   }
 
   async #write(): Promise<void> {
-    if (!this.elector.leader) return;
+    if (!this.elector?.leader) return;
     const now = microTime(Date.now());
     for (const s of this.#statuses) {
       const a = API_PATHS[s.kind];
@@ -457,6 +459,6 @@ export class KubeSource {
 
   close(): void {
     this.#abort.abort();
-    void this.elector.close().finally(() => this.client.close());
+    void (this.elector?.close() ?? Promise.resolve()).finally(() => this.client.close());
   }
 }

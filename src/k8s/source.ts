@@ -105,8 +105,11 @@ export class GatewayApiSource {
   #published: readonly StatusEntry[] = [];
   #written = new Map<string, string>();
 
-  /** `onChange` asks for a reload (debounced by the caller). */
-  constructor(private readonly onChange: (trigger: string) => void) {}
+  /**
+   * `onChange` asks for a reload (debounced by the caller). `readOnly` (`loom validate`): the API server
+   * is read but no Lease is taken and no status written.
+   */
+  constructor(private readonly onChange: (trigger: string) => void, private readonly readOnly = false) {}
 
   /** The statuses last published. */
   statuses(): readonly StatusEntry[] {
@@ -201,7 +204,7 @@ export class GatewayApiSource {
     const changed = () => this.onChange("gateway-api");
     this.#backend = g.manifests !== undefined
       ? new ManifestBackend(g.manifests, changed)
-      : new KubeSource(g.kubernetes!, g.controller_name, changed);
+      : new KubeSource(g.kubernetes!, g.controller_name, changed, !this.readOnly);
     return this.#backend;
   }
 
