@@ -2,17 +2,22 @@
  * A/B of the in-process cost per proxied request (bench/inproc.ts) between a
  * git revision and the working tree, in one run: alternating A B A B on the
  * same machine, medians and the ratio. The revision is checked out into a
- * temporary worktree (removed at the end).
+ * temporary worktree (removed at the end); both sides run the working tree's
+ * bench/inproc.ts and harness, so only src/ differs.
  *
- *   deno run -A bench/ab.ts <rev> [rounds=5] [requests=200000]
+ *   deno run -A bench/ab.ts <rev> [rounds=5] [requests=200000] [--access-log]
+ *
+ * `--access-log` is passed to bench/inproc.ts (the JSON access log on, to a file).
  */
-const rev = Deno.args[0];
+const flags = Deno.args.filter((a) => a.startsWith("--"));
+const positional = Deno.args.filter((a) => !a.startsWith("--"));
+const rev = positional[0];
 if (rev === undefined) {
   console.error("usage: deno run -A bench/ab.ts <rev> [rounds] [requests]");
   Deno.exit(2);
 }
-const rounds = Number(Deno.args[1] ?? 5);
-const requests = String(Deno.args[2] ?? 200_000);
+const rounds = Number(positional[1] ?? 5);
+const requests = String(positional[2] ?? 200_000);
 const root = new URL("..", import.meta.url).pathname;
 const dir = await Deno.makeTempDir({ prefix: "loom-ab-" });
 
@@ -24,13 +29,24 @@ async function run(cmd: string, args: string[], cwd: string): Promise<string> {
 }
 
 async function cpuPerRequest(cwd: string): Promise<number> {
-  const out = await run(Deno.execPath(), ["run", "-A", "--unstable-net", "bench/inproc.ts", requests], cwd);
+  const out = await run(Deno.execPath(), [
+    "run",
+    "-A",
+    "--unstable-net",
+    "bench/inproc.ts",
+    requests,
+    ...flags,
+  ], cwd);
   const m = /([\d.]+) µs CPU/.exec(out);
   if (m === null) throw new Error("unexpected output: " + out);
   return Number(m[1]);
 }
 
 await run("git", ["worktree", "add", "--detach", dir, rev], root);
+// Both sides measured by the working tree's harness: the A/B is of src/ alone.
+for (const f of ["bench/inproc.ts", "bench/inproc_harness.ts"]) {
+  await Deno.copyFile(`${root}${f}`, `${dir}/${f}`);
+}
 try {
   const a: number[] = [], b: number[] = [];
   for (let i = 0; i < rounds; i++) {

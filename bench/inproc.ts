@@ -4,19 +4,25 @@
  * connections (client and upstream), so the figure is stable on a noisy
  * machine and shows what our own code costs on top of the syscalls.
  *
- *   deno run -A --unstable-net bench/inproc.ts [requests]
+ *   deno run -A --unstable-net bench/inproc.ts [requests] [--access-log]
+ *
+ * `--access-log`: the default JSON access log on, to a temporary file.
  */
 import { GET_REQUEST, runInproc } from "./inproc_harness.ts";
 
-const total = Number(Deno.args[0] ?? 200_000);
+const args = Deno.args.filter((a) => !a.startsWith("--"));
+const withLog = Deno.args.includes("--access-log");
+const total = Number(args[0] ?? 200_000);
+const logDir = withLog ? Deno.makeTempDirSync({ prefix: "loom-inproc-" }) : "";
 const { cpu, wall, requests } = await runInproc(
   `listeners: [{name: http, address: "127.0.0.1:9", protocol: http}]
 upstreams: [{name: up, endpoints: ["127.0.0.1:1"]}]
 routes: [{id: all, path: "/*", upstream: up}]
-access_log: {enabled: false}`,
+access_log: ${withLog ? `{enabled: true, path: "${logDir}/access.log"}` : "{enabled: false}"}`,
   GET_REQUEST,
   total,
 );
+if (withLog) Deno.removeSync(logDir, { recursive: true });
 console.log(
   `in-process cost per proxied request: ${cpu.toFixed(2)} µs CPU (${
     wall.toFixed(2)

@@ -47,6 +47,12 @@ interface Options {
   noNginx: boolean;
   /** Cache hits: nginx with proxy_cache, Loom with the cache middleware (both fresh for 10m). */
   cache: boolean;
+  /** The realistic scenario (see REALISTIC_ROUTES): 10 routes with parameters, middleware, logs, 2 endpoints. */
+  realistic: boolean;
+  /** Access logs to a file on both sides (JSON lines; nginx buffered like Loom's batches). */
+  accessLog: boolean;
+  /** Extra arguments for Loom's `deno run` (e.g. `--v8-flags=--max-semi-space-size=16`). */
+  loomFlags: string[];
 }
 
 const VARIANT_IDS = ["direct", "nginx", "loom-1w", "loom-auto"];
@@ -61,6 +67,11 @@ const USAGE = `Usage: deno task bench [flags]
   --idle-timeout S   longest wait for an idle machine before each run (default 20)
   --no-nginx         act as if nginx were missing (Deno upstream, no nginx proxy)
   --cache            cache hits: nginx proxy_cache vs Loom's cache middleware (the upstream is asked once)
+  --realistic        10 routes with parameters, a headers middleware, metrics, access logs to a file,
+                     2 upstream endpoints (health-checked by Loom); nginx configured to match
+  --access-log       access logs to a file on both sides (JSON lines; implied by --realistic)
+  --no-access-log    with --realistic: access logs off on both sides
+  --loom-flag F      extra \`deno run\` flag for Loom (repeatable), e.g. --loom-flag=--v8-flags=--max-semi-space-size=16
   -h, --help         this text`;
 
 function parseOptions(argv: string[]): Options | string {
@@ -73,7 +84,11 @@ function parseOptions(argv: string[]): Options | string {
     quick: false,
     noNginx: false,
     cache: false,
+    realistic: false,
+    accessLog: false,
+    loomFlags: [],
   };
+  let logSet: boolean | null = null;
   const set: Partial<Record<"rounds" | "duration" | "warmup" | "idleTimeout", boolean>> = {};
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].includes("=")
@@ -121,6 +136,21 @@ function parseOptions(argv: string[]): Options | string {
       case "--cache":
         o.cache = true;
         break;
+      case "--realistic":
+        o.realistic = true;
+        break;
+      case "--access-log":
+        logSet = true;
+        break;
+      case "--no-access-log":
+        logSet = false;
+        break;
+      case "--loom-flag": {
+        const f = inline ?? argv[++i];
+        if (!f) return "--loom-flag needs a value";
+        o.loomFlags.push(f);
+        break;
+      }
       case "-h":
       case "--help":
         return "";
@@ -128,6 +158,7 @@ function parseOptions(argv: string[]): Options | string {
         return `unknown argument "${argv[i]}"`;
     }
   }
+  o.accessLog = logSet ?? o.realistic;
   if (o.quick) {
     if (!set.rounds) o.rounds = 1;
     if (!set.duration) o.duration = 3;
@@ -142,7 +173,7 @@ function parseOptions(argv: string[]): Options | string {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-function which(name: string): string | null {
+export function which(name: string): string | null {
   const dirs = (Deno.env.get("PATH") ?? "").split(":").concat(["/usr/sbin", "/sbin", "/usr/local/sbin"]);
   for (const d of dirs) {
     if (!d) continue;
@@ -180,7 +211,7 @@ function systemCpu(): SystemCpu {
 }
 
 /** The process and all its descendants (nginx master + workers), by scanning /proc. */
-function processTree(root: number): number[] {
+export function processTree(root: number): number[] {
   const children = new Map<number, number[]>();
   for (const e of Deno.readDirSync("/proc")) {
     if (!/^\d+$/.test(e.name)) continue;
@@ -210,7 +241,7 @@ function pidAlive(pid: number): boolean {
 }
 
 /** utime+stime in seconds of a process tree (all threads of every process). */
-function treeCpuSeconds(root: number): number {
+export function treeCpuSeconds(root: number): number {
   let ticks = 0;
   for (const pid of processTree(root)) {
     const t = readText(`/proc/${pid}/stat`);
@@ -222,13 +253,13 @@ function treeCpuSeconds(root: number): number {
 }
 
 /** Sum of VmRSS over a process tree, KiB (shared pages of nginx master/worker count twice). */
-function treeRssKiB(root: number): number {
+export function treeRssKiB(root: number): number {
   let kib = 0;
   for (const pid of processTree(root)) kib += parseVmRssKiB(readText(`/proc/${pid}/status`) ?? "");
   return kib;
 }
 
-function freePort(): number {
+export function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
@@ -238,7 +269,7 @@ function freePort(): number {
 // ---------------------------------------------------------------------------
 // Processes we start; all are killed by cleanup()
 
-interface Proc {
+export interface Proc {
   name: string;
   pid: number;
   child: Deno.ChildProcess;
@@ -257,7 +288,7 @@ function pin(cpus: string | null): string[] {
 }
 
 /** Starts argv with stdout+stderr to `log`; `sh -c exec` keeps the pid of the final program. */
-function spawn(name: string, argv: string[], log: string, cwd = REPO): Proc {
+export function spawn(name: string, argv: string[], log: string, cwd = REPO): Proc {
   const child = new Deno.Command("sh", {
     args: ["-c", 'exec "$@" >"$0" 2>&1', log, ...argv],
     cwd,
@@ -271,12 +302,12 @@ function spawn(name: string, argv: string[], log: string, cwd = REPO): Proc {
   return p;
 }
 
-function logTail(p: Proc, lines = 20): string {
+export function logTail(p: Proc, lines = 20): string {
   const t = readText(p.log) ?? "";
   return t.trimEnd().split("\n").slice(-lines).join("\n");
 }
 
-async function stop(p: Proc): Promise<void> {
+export async function stop(p: Proc): Promise<void> {
   if (p.exited) return;
   const tree = processTree(p.pid);
   try {
@@ -295,7 +326,7 @@ async function stop(p: Proc): Promise<void> {
 
 let cleaning: Promise<void> | null = null;
 
-function cleanup(): Promise<void> {
+export function cleanup(): Promise<void> {
   cleaning ??= (async () => {
     await Promise.all(procs.map(stop));
     if (tmpDir) {
@@ -354,7 +385,7 @@ async function waitReady(p: Proc, port: number, timeoutMs: number): Promise<void
   while (Date.now() < deadline) {
     if (p.exited) throw new Error(`${p.name} exited during start-up:\n${logTail(p)}`);
     try {
-      const r = await httpGet(port, "/file");
+      const r = await httpGet(port, scenario.probePath);
       if (r.status === 200 && r.body === BODY_SIZE) return;
       last = `status ${r.status}, body ${r.body} bytes`;
     } catch (e) {
@@ -368,10 +399,92 @@ async function waitReady(p: Proc, port: number, timeoutMs: number): Promise<void
 }
 
 // ---------------------------------------------------------------------------
-// Servers
+// Scenarios
 
-function nginxCommonHttp(dir: string): string {
-  return `  access_log off;
+/**
+ * The realistic scenario's routes: Loom path pattern, the equivalent nginx
+ * location regex, and the request wrk sends for it (wrk cycles through all ten).
+ */
+export const REALISTIC_ROUTES: readonly { id: string; loom: string; nginx: string; request: string }[] = [
+  { id: "user", loom: "/api/users/{id}", nginx: "^/api/users/[^/]+$", request: "/api/users/42" },
+  {
+    id: "user-orders",
+    loom: "/api/users/{id}/orders",
+    nginx: "^/api/users/[^/]+/orders$",
+    request: "/api/users/42/orders",
+  },
+  {
+    id: "user-order",
+    loom: "/api/users/{id}/orders/{order}",
+    nginx: "^/api/users/[^/]+/orders/[^/]+$",
+    request: "/api/users/42/orders/1001",
+  },
+  {
+    id: "product",
+    loom: "/api/products/{sku}",
+    nginx: "^/api/products/[^/]+$",
+    request: "/api/products/AB-123",
+  },
+  {
+    id: "product-reviews",
+    loom: "/api/products/{sku}/reviews",
+    nginx: "^/api/products/[^/]+/reviews$",
+    request: "/api/products/AB-123/reviews?page=2",
+  },
+  { id: "search", loom: "/api/search", nginx: "^/api/search$", request: "/api/search?q=shoes&sort=price" },
+  {
+    id: "cart-item",
+    loom: "/api/carts/{cart}/items/{item}",
+    nginx: "^/api/carts/[^/]+/items/[^/]+$",
+    request: "/api/carts/c-77/items/5",
+  },
+  {
+    id: "session",
+    loom: "/api/sessions/{sid}",
+    nginx: "^/api/sessions/[^/]+$",
+    request: "/api/sessions/s9f3a",
+  },
+  {
+    id: "inventory",
+    loom: "/v2/inventory/{warehouse}/{sku}",
+    nginx: "^/v2/inventory/[^/]+/[^/]+$",
+    request: "/v2/inventory/berlin/AB-123",
+  },
+  { id: "static", loom: "/static/*", nginx: "^/static/", request: "/static/css/site.css" },
+];
+
+/** What the servers and wrk are configured for (set by main, or by bench/profile.ts through configureRig). */
+export interface Scenario {
+  realistic: boolean;
+  accessLog: boolean;
+  cache: boolean;
+  /** Extra `deno run` flags for Loom. */
+  loomFlags: string[];
+  /** The path of the start-up sanity check. */
+  probePath: string;
+}
+
+let scenario: Scenario = {
+  realistic: false,
+  accessLog: false,
+  cache: false,
+  loomFlags: [],
+  probePath: "/file",
+};
+
+/** nginx's JSON access-log format, the fields of Loom's default line. */
+const NGINX_JSON_LOG = `log_format loomjson escape=json '{"time":"$time_iso8601","request_id":"$request_id",'
+    '"route":"","method":"$request_method","path":"$uri","query":"$args","status":$status,'
+    '"bytes_in":$request_length,"bytes_out":$bytes_sent,"duration_ms":$request_time,'
+    '"upstream":"$upstream_addr","client_ip":"$remote_addr","protocol":"$server_protocol",'
+    '"user_agent":"$http_user_agent"}';`;
+
+function nginxCommonHttp(dir: string, accessLog = false): string {
+  // Buffered like Loom's batches (64 KiB or 100 ms, whichever first): one write per batch on both sides.
+  const log = accessLog
+    ? `  ${NGINX_JSON_LOG}\n  access_log ${dir}/access.log loomjson buffer=64k flush=100ms;`
+    : "  access_log off;";
+  return `${log}
   keepalive_requests 1000000;
   keepalive_timeout 65s;
   client_body_temp_path ${dir}/client_body;
@@ -391,16 +504,26 @@ events { worker_connections 4096; }
 `;
 }
 
-async function startNginxUpstream(nginx: string, port: number): Promise<Proc> {
+// ---------------------------------------------------------------------------
+// Servers
+
+/** The upstream: nginx serving the 1 KiB file on each port (realistic: for every path, and /health). */
+export async function startNginxUpstream(nginx: string, ports: number[]): Promise<Proc> {
   const dir = `${tmpDir}/upstream-nginx`;
   Deno.mkdirSync(`${dir}/www`, { recursive: true });
   Deno.writeFileSync(`${dir}/www/file`, new Uint8Array(BODY_SIZE).fill(0x61));
+  const listen = ports.map((p) => `    listen 127.0.0.1:${p};`).join("\n");
+  const locations = scenario.realistic
+    ? `    location = /health { return 200 "UP\\n"; }
+    location / { try_files /file =404; }`
+    : "";
   const conf = `${nginxMain(dir)}http {
 ${nginxCommonHttp(dir)}
   default_type application/octet-stream;
   server {
-    listen 127.0.0.1:${port};
+${listen}
     root ${dir}/www;
+${locations}
   }
 }
 `;
@@ -410,16 +533,18 @@ ${nginxCommonHttp(dir)}
     [...pin("0"), nginx, "-p", `${dir}/`, "-e", `${dir}/error.log`, "-c", `${dir}/nginx.conf`],
     `${dir}/stdout.log`,
   );
-  await waitReady(p, port, 10_000);
+  for (const port of ports) await waitReady(p, port, 10_000);
   return p;
 }
 
-async function startDenoUpstream(port: number): Promise<Proc> {
+async function startDenoUpstream(ports: number[]): Promise<Proc> {
   const dir = `${tmpDir}/upstream-deno`;
   Deno.mkdirSync(dir, { recursive: true });
   const script = `const body = new Uint8Array(${BODY_SIZE}).fill(0x61);
-Deno.serve({ hostname: "127.0.0.1", port: ${port}, onListen() {} }, () =>
-  new Response(body, { headers: { "content-type": "application/octet-stream" } }));
+for (const port of ${JSON.stringify(ports)}) {
+  Deno.serve({ hostname: "127.0.0.1", port, onListen() {} }, () =>
+    new Response(body, { headers: { "content-type": "application/octet-stream" } }));
+}
 `;
   Deno.writeTextFileSync(`${dir}/upstream.ts`, script);
   const p = spawn(
@@ -428,18 +553,15 @@ Deno.serve({ hostname: "127.0.0.1", port: ${port}, onListen() {} }, () =>
     `${dir}/stdout.log`,
     dir,
   );
-  await waitReady(p, port, 30_000);
+  for (const port of ports) await waitReady(p, port, 30_000);
   return p;
 }
 
-async function startNginxProxy(
-  nginx: string,
-  port: number,
-  upstreamPort: number,
-  cache: boolean,
-): Promise<Proc> {
+/** nginx as the reverse proxy (1 worker), configured like Loom for the scenario. */
+export async function startNginxProxy(nginx: string, port: number, upstreamPorts: number[]): Promise<Proc> {
   const dir = `${tmpDir}/proxy-nginx`;
   Deno.mkdirSync(dir, { recursive: true });
+  const cache = scenario.cache;
   // --cache: every hit from proxy_cache (a 10m zone; the upstream answer has no Cache-Control).
   const cachePath = cache
     ? `  proxy_cache_path ${dir}/cache levels=1:2 keys_zone=loom:10m max_size=100m inactive=10m;\n`
@@ -447,21 +569,39 @@ async function startNginxProxy(
   const cacheUse = cache
     ? `      proxy_cache loom;\n      proxy_cache_valid 200 10m;\n      proxy_cache_lock on;\n`
     : "";
+  const servers = upstreamPorts.map((p) => `    server 127.0.0.1:${p};`).join("\n");
+  let locations: string;
+  if (scenario.realistic) {
+    // What Loom does on every proxied request: forwarding headers and a request id, the route's
+    // response header (the headers middleware), nothing else.
+    const proxy = `proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $host;
+      proxy_set_header X-Request-ID $request_id;
+      add_header X-Served-By loom-bench always;`;
+    locations = REALISTIC_ROUTES.map((r) => `    location ~ ${r.nginx} {\n      ${proxy}\n    }`).join("\n") +
+      `\n    location / { return 404; }`;
+  } else {
+    locations = `    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+${cacheUse}    }`;
+  }
   const conf = `${nginxMain(dir)}http {
-${nginxCommonHttp(dir)}
+${nginxCommonHttp(dir, scenario.accessLog)}
 ${cachePath}
   upstream up {
-    server 127.0.0.1:${upstreamPort};
+${servers}
     keepalive 128;
     keepalive_requests 1000000;
   }
   server {
     listen 127.0.0.1:${port};
-    location / {
-      proxy_pass http://up;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-${cacheUse}    }
+${locations}
   }
 }
 `;
@@ -475,17 +615,37 @@ ${cacheUse}    }
   return p;
 }
 
-async function startLoom(
-  id: string,
+/** Loom's YAML for the scenario. */
+export function loomConfig(
   workers: number | "auto",
-  cpus: string | null,
   port: number,
-  upstreamPort: number,
-  cache: boolean,
-): Promise<Proc> {
-  const dir = `${tmpDir}/${id}`;
-  Deno.mkdirSync(dir, { recursive: true });
-  const yaml = `# generated by bench/run.ts
+  adminPort: number,
+  upstreamPorts: number[],
+  dir: string,
+): string {
+  const endpoints = upstreamPorts.map((p) => `      - "127.0.0.1:${p}"`).join("\n");
+  const accessLog = scenario.accessLog
+    ? `access_log:\n  enabled: true\n  path: ${dir}/access.log`
+    : `access_log:\n  enabled: false`;
+  let routes: string;
+  let health = "";
+  if (scenario.realistic) {
+    health = `    load_balancer: round_robin
+    health_check: { path: /health, interval: 1s, timeout: 1s }\n`;
+    routes = REALISTIC_ROUTES.map((r) =>
+      `  - id: ${r.id}
+    path: ${r.loom}
+    methods: [GET, HEAD]
+    upstream: up
+    middleware: [{headers: {response: {set: {x-served-by: loom-bench}}}}]`
+    ).join("\n");
+  } else {
+    routes = `  - id: all
+    path: /*
+    upstream: up
+${scenario.cache ? "    middleware: [{cache: {default_ttl: 10m}}]" : ""}`;
+  }
+  return `# generated by bench/run.ts
 workers: ${workers}
 drain_timeout: 1s
 listeners:
@@ -493,27 +653,42 @@ listeners:
     address: "127.0.0.1:${port}"
     protocol: http
 admin:
-  address: "127.0.0.1:${freePort()}"
-access_log:
-  enabled: false
+  address: "127.0.0.1:${adminPort}"
+${accessLog}
 upstreams:
   - name: up
     endpoints:
-      - "127.0.0.1:${upstreamPort}"
-routes:
-  - id: all
-    path: /*
-    upstream: up
-${cache ? "    middleware: [{cache: {default_ttl: 10m}}]\n" : ""}`;
-  Deno.writeTextFileSync(`${dir}/loom.yaml`, yaml);
+${endpoints}
+${health}routes:
+${routes}
+`;
+}
+
+/** Loom pinned to `cpus` (null: unpinned). */
+export async function startLoom(
+  id: string,
+  workers: number | "auto",
+  cpus: string | null,
+  port: number,
+  upstreamPorts: number[],
+  wrapper: string[] = [],
+  denoFlags: string[] = [],
+  cwd = REPO,
+): Promise<Proc> {
+  const dir = `${tmpDir}/${id}`;
+  Deno.mkdirSync(dir, { recursive: true });
+  Deno.writeTextFileSync(`${dir}/loom.yaml`, loomConfig(workers, port, freePort(), upstreamPorts, dir));
   const p = spawn(
     `Loom (${id})`,
     [
       ...pin(cpus),
+      ...wrapper,
       Deno.execPath(),
       "run",
       "-A",
       "--unstable-net",
+      ...scenario.loomFlags,
+      ...denoFlags,
       "src/cli/main.ts",
       "run",
       "-c",
@@ -522,6 +697,7 @@ ${cache ? "    middleware: [{cache: {default_ttl: 10m}}]\n" : ""}`;
       "error",
     ],
     `${dir}/loom.log`,
+    cwd,
   );
   await waitReady(p, port, 60_000);
   return p;
@@ -565,11 +741,104 @@ interface Run {
 let wrkLuaPath = "";
 let wrkBin = "";
 
-async function runWrk(port: number, conns: number, seconds: number): Promise<{ text: string; code: number }> {
+/** WRK_LUA, plus (realistic) a `request` function cycling through the routes' requests. */
+function wrkLua(): string {
+  if (!scenario.realistic) return WRK_LUA;
+  const paths = REALISTIC_ROUTES.map((r) => `"${r.request}"`).join(", ");
+  return `${WRK_LUA}
+local paths = { ${paths} }
+local reqs = {}
+local i = 0
+init = function(args)
+  for k, p in ipairs(paths) do reqs[k] = wrk.format("GET", p) end
+end
+request = function()
+  i = i % #reqs + 1
+  return reqs[i]
+end
+`;
+}
+
+/**
+ * Sets up what the servers and wrk need (temp dir, pinning, wrk script) for `s`;
+ * returns the temp dir. main() calls it; so does bench/profile.ts.
+ */
+export function configureRig(s: Scenario, tools: { wrk: string; taskset: string | null }): string {
+  scenario = s;
+  wrkBin = tools.wrk;
+  taskset = navigator.hardwareConcurrency < 2 ? null : tools.taskset;
+  tmpDir = Deno.makeTempDirSync({ prefix: "loom-bench-" });
+  Deno.chmodSync(tmpDir, 0o755); // nginx workers run as "nobody" when started by root
+  wrkLuaPath = `${tmpDir}/report.lua`;
+  Deno.writeTextFileSync(wrkLuaPath, wrkLua());
+  return tmpDir;
+}
+
+/** Options of the rig's other tools (bench/profile.ts, bench/ab_wrk.ts). */
+export interface RigOptions {
+  conns: number[];
+  duration: number;
+  realistic: boolean;
+  accessLog: boolean;
+  loomFlags: string[];
+}
+
+/** Takes one of the flags the rig's tools share; false when `flag` is not one of them. */
+export function rigFlag(o: RigOptions, flag: string, value: () => string): boolean {
+  switch (flag) {
+    case "--conns":
+      o.conns = value().split(",").map(Number);
+      return true;
+    case "--duration":
+      o.duration = Number(value());
+      return true;
+    case "--realistic":
+      o.realistic = o.accessLog = true;
+      return true;
+    case "--access-log":
+      o.accessLog = true;
+      return true;
+    case "--no-access-log":
+      o.accessLog = false;
+      return true;
+    case "--loom-flag":
+      o.loomFlags.push(value());
+      return true;
+    default:
+      return false;
+  }
+}
+
+/**
+ * The rig for a tool: wrk and nginx found, configureRig for `o`, the nginx
+ * upstream started on its port(s) (two with `realistic`).
+ */
+export async function startRig(
+  o: RigOptions,
+): Promise<{ nginx: string; tmp: string; ups: number[]; upstream: Proc }> {
+  const wrk = which("wrk"), nginx = which("nginx");
+  if (wrk === null || nginx === null) throw new Error("wrk and nginx are required");
+  const tmp = configureRig({
+    realistic: o.realistic,
+    accessLog: o.accessLog,
+    cache: false,
+    loomFlags: o.loomFlags,
+    probePath: o.realistic ? REALISTIC_ROUTES[0].request : "/file",
+  }, { wrk, taskset: which("taskset") });
+  const ups = o.realistic ? [freePort(), freePort()] : [freePort()];
+  return { nginx, tmp, ups, upstream: await startNginxUpstream(nginx, ups) };
+}
+
+/** wrk pinned to CPU 0 against `port` for `seconds` (the output, with the shell's `times`). */
+export async function runWrk(
+  port: number,
+  conns: number,
+  seconds: number,
+): Promise<{ text: string; code: number }> {
   const cmd = [...pin("0"), wrkBin, "-t1", `-c${conns}`, `-d${seconds}s`, "--latency", "-s", wrkLuaPath]
     .map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
   const child = new Deno.Command("sh", {
-    args: ["-c", `${cmd} http://127.0.0.1:${port}/file; code=$?; times; exit $code`],
+    args: ["-c", `${cmd} http://127.0.0.1:${port}${scenario.probePath}; code=$?; times; exit $code`],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -589,7 +858,7 @@ async function runWrk(port: number, conns: number, seconds: number): Promise<{ t
 }
 
 /** Waits (bounded) until the machine is idle: < 0.15 busy cores over 1 s. */
-async function waitIdle(timeoutS: number): Promise<{ busy: number; ok: boolean }> {
+export async function waitIdle(timeoutS: number): Promise<{ busy: number; ok: boolean }> {
   const deadline = Date.now() + timeoutS * 1000;
   for (;;) {
     const a = systemCpu();
@@ -832,15 +1101,11 @@ async function main(): Promise<number> {
     );
     return 0;
   }
-  wrkBin = wrk;
   const nginx = opts.noNginx ? null : which("nginx");
-  taskset = which("taskset");
+  const tasksetBin = which("taskset");
   const ncpu = navigator.hardwareConcurrency;
-  if (!taskset) console.log("bench: taskset not found (util-linux); running everything unpinned.");
-  else if (ncpu < 2) {
-    console.log("bench: only 1 CPU; running everything unpinned.");
-    taskset = null;
-  }
+  if (!tasksetBin) console.log("bench: taskset not found (util-linux); running everything unpinned.");
+  else if (ncpu < 2) console.log("bench: only 1 CPU; running everything unpinned.");
   if (!nginx) {
     console.log(
       `bench: nginx ${
@@ -853,23 +1118,28 @@ async function main(): Promise<number> {
 
   // Loom runs the working tree as it is now; record that, not the tree at the end of the run.
   const git = await output("git", ["-C", REPO, "describe", "--always", "--dirty"]);
-  tmpDir = Deno.makeTempDirSync({ prefix: "loom-bench-" });
-  Deno.chmodSync(tmpDir, 0o755); // nginx workers run as "nobody" when started by root
-  wrkLuaPath = `${tmpDir}/report.lua`;
-  Deno.writeTextFileSync(wrkLuaPath, WRK_LUA);
+  configureRig({
+    realistic: opts.realistic,
+    accessLog: opts.accessLog,
+    cache: opts.cache,
+    loomFlags: opts.loomFlags,
+    probePath: opts.realistic ? REALISTIC_ROUTES[0].request : "/file",
+  }, { wrk, taskset: tasksetBin });
 
   const want = (id: string) => !opts.only || opts.only.has(id);
   const started = new Date();
   const variants: Variant[] = [];
-  const upstreamPort = freePort();
+  // The realistic scenario balances over two endpoints (two ports of the one upstream process).
+  const upstreamPorts = opts.realistic ? [freePort(), freePort()] : [freePort()];
+  const upstreamPort = upstreamPorts[0];
   console.log(`bench: temp dir ${tmpDir}`);
   const upstream = nginx
-    ? await startNginxUpstream(nginx, upstreamPort)
-    : await startDenoUpstream(upstreamPort);
+    ? await startNginxUpstream(nginx, upstreamPorts)
+    : await startDenoUpstream(upstreamPorts);
   const upstreamDesc = nginx
     ? `nginx static 1 KiB file, 1 worker, pinned to CPU 0`
     : `Deno.serve returning 1 KiB, pinned to CPU 0 (no nginx)`;
-  console.log(`bench: upstream ${upstreamDesc} on 127.0.0.1:${upstreamPort}`);
+  console.log(`bench: upstream ${upstreamDesc} on 127.0.0.1:${upstreamPorts.join(", ")}`);
 
   const add = async (
     id: string,
@@ -893,20 +1163,20 @@ async function main(): Promise<number> {
       "nginx",
       "nginx proxy, 1 worker",
       "CPU 1",
-      (p) => startNginxProxy(nginx, p, upstreamPort, opts.cache),
+      (p) => startNginxProxy(nginx, p, upstreamPorts),
     );
   }
   await add(
     "loom-1w",
     "Loom workers: 1",
     "CPU 1",
-    (p) => startLoom("loom-1w", 1, "1", p, upstreamPort, opts.cache),
+    (p) => startLoom("loom-1w", 1, "1", p, upstreamPorts),
   );
   await add(
     "loom-auto",
     `Loom workers: auto (${ncpu})`,
     "unpinned",
-    (p) => startLoom("loom-auto", "auto", null, p, upstreamPort, opts.cache),
+    (p) => startLoom("loom-auto", "auto", null, p, upstreamPorts),
   );
   if (variants.length === 0) throw new Error("no variant started");
 
@@ -979,7 +1249,20 @@ async function main(): Promise<number> {
   const machine = await machineDescription(nginx, opts.noNginx, git);
   const stamp = started.toISOString().replace(/\.\d+Z$/, "Z").replaceAll(":", "-");
   const setup = [
-    `- Upstream: ${upstreamDesc}; requests are \`GET /file\`.`,
+    opts.realistic
+      ? `- Upstream: ${upstreamDesc}, on two ports (two endpoints). --realistic: ${REALISTIC_ROUTES.length} routes ` +
+        "with parameters, wrk cycling through one request per route (`/api/users/42`, ...); Loom: a `headers` middleware " +
+        "setting a response header on every route, metrics (always on), round robin over the two endpoints with " +
+        "active health checks every 1 s; nginx: one regex `location` per route, `add_header`, X-Forwarded-* and " +
+        "X-Request-ID like Loom's, `upstream` with the two servers and `keepalive 128` (nginx OSS has no active checks)."
+      : `- Upstream: ${upstreamDesc}; requests are \`GET /file\`.`,
+    ...(opts.accessLog
+      ? [
+        "- Access logs on both sides, to a file in the temp dir: Loom's JSON lines (batched: 64 KiB or 100 ms); " +
+        "nginx `log_format escape=json` with the same fields, `access_log ... buffer=64k flush=100ms`.",
+      ]
+      : ["- Access logs off on both sides."]),
+    ...(opts.loomFlags.length ? [`- Loom's extra deno flags: \`${opts.loomFlags.join(" ")}\`.`] : []),
     ...(opts.cache
       ? [
         "- --cache: cache hits. nginx: `proxy_cache` (zone on disk in the temp dir, `proxy_cache_valid 200 10m`, " +
@@ -1023,7 +1306,9 @@ async function main(): Promise<number> {
 
   const outDir = `${REPO}/bench/results`;
   Deno.mkdirSync(outDir, { recursive: true });
-  const outFile = `${outDir}/${stamp}${opts.cache ? "-cache" : ""}${opts.quick ? "-quick" : ""}.md`;
+  const outFile = `${outDir}/${stamp}${opts.cache ? "-cache" : ""}${opts.realistic ? "-realistic" : ""}${
+    opts.accessLog && !opts.realistic ? "-logs" : ""
+  }${opts.quick ? "-quick" : ""}.md`;
   Deno.writeTextFileSync(outFile, md);
   console.log(`\n${machine.join("\n")}\n\n${summary}\n`);
   if (problems.length) console.log(`Problems seen:\n${problems.map((p) => `- ${p}`).join("\n")}\n`);

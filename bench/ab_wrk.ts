@@ -1,0 +1,188 @@
+/**
+ * A/B of Loom variants over real sockets, on the rig of bench/run.ts (nginx
+ * upstream and wrk on CPU 0, each Loom on CPU 1, one at a time): alternating
+ * rounds, medians of the proxy's CPU µs per request (utime+stime from /proc,
+ * which the machine's other load barely moves), p99 and RSS. Optionally nginx
+ * in the same rotation, for ratios.
+ *
+ *   deno run -A --unstable-net bench/ab_wrk.ts [--rounds N] [--duration S] [--conns 64,1]
+ *       [--realistic] [--access-log] [--loom-flag F] [--nginx] [--] VARIANT...
+ *
+ * A VARIANT is the extra `deno run` flags of one Loom, space-separated ("" for
+ * none), optionally prefixed by `@<git rev> ` to run that revision's src/ (a
+ * temporary worktree) instead of the working tree's:
+ *
+ *   bench/ab_wrk.ts --nginx -- "@HEAD" ""                        HEAD against the working tree
+ *   bench/ab_wrk.ts -- "" "--v8-flags=--max-semi-space-size=4"   a V8 flag
+ */
+import {
+  cleanup,
+  freePort,
+  type Proc,
+  rigFlag,
+  runWrk,
+  startLoom,
+  startNginxProxy,
+  startRig,
+  treeCpuSeconds,
+  treeRssKiB,
+} from "./run.ts";
+import { formatFixed, formatLatency, markdownTable, median, parseWrkOutput } from "./parse.ts";
+
+const REPO = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+
+interface Variant {
+  label: string;
+  rev: string | null;
+  flags: string[];
+  port: number;
+  proc?: Proc;
+  worktree?: string;
+}
+
+function parseArgs(argv: string[]) {
+  const o = {
+    rounds: 3,
+    duration: 6,
+    conns: [64, 1],
+    realistic: false,
+    accessLog: false,
+    loomFlags: [] as string[],
+    nginx: false,
+    variants: [] as string[],
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--") {
+      o.variants.push(...argv.slice(i + 1));
+      break;
+    }
+    const [flag, inline] = a.includes("=") && a.startsWith("--")
+      ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)]
+      : [a, undefined];
+    const val = () => inline ?? argv[++i];
+    if (rigFlag(o, flag, val)) continue;
+    if (flag === "--rounds") o.rounds = Number(val());
+    else if (flag === "--nginx") o.nginx = true;
+    else o.variants.push(a);
+  }
+  return o;
+}
+
+async function git(args: string[]): Promise<void> {
+  const r = await new Deno.Command("git", { args, cwd: REPO, stdout: "null", stderr: "piped" }).output();
+  if (!r.success) throw new Error(`git ${args.join(" ")}: ${new TextDecoder().decode(r.stderr)}`);
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(Deno.args);
+  if (o.variants.length === 0) o.variants = [""];
+  const { nginx, tmp, ups, upstream } = await startRig(o);
+  const variants: Variant[] = o.variants.map((v) => {
+    const m = /^@(\S+)\s*(.*)$/.exec(v.trim());
+    const rev = m ? m[1] : null;
+    const flags = [...o.loomFlags, ...(m ? m[2] : v).split(/\s+/).filter(Boolean)];
+    return { label: v.trim() === "" ? "working tree" : v.trim(), rev, flags, port: freePort() };
+  });
+  const worktrees: string[] = [];
+  try {
+    for (const [i, v] of variants.entries()) {
+      let cwd = REPO;
+      if (v.rev !== null) {
+        cwd = `${tmp}/tree-${i}`;
+        await git(["worktree", "add", "--detach", cwd, v.rev]);
+        worktrees.push(cwd);
+      }
+      v.proc = await startLoom(`loom-${i}`, 1, "1", v.port, ups, [], v.flags, cwd);
+      console.log(`ab: ${v.label} ready (pid ${v.proc.pid})`);
+    }
+    let ng: Proc | null = null;
+    const ngPort = freePort();
+    if (o.nginx) ng = await startNginxProxy(nginx, ngPort, ups);
+    const all: { label: string; port: number; proc: Proc }[] = [
+      ...(ng ? [{ label: "nginx", port: ngPort, proc: ng }] : []),
+      ...variants.map((v) => ({ label: v.label, port: v.port, proc: v.proc! })),
+    ];
+    for (const x of all) await runWrk(x.port, 64, 3); // warm-up
+    type Row = {
+      label: string;
+      conns: number;
+      round: number;
+      cpu: number;
+      p99: number;
+      rps: number;
+      rss: number;
+    };
+    const rows: Row[] = [];
+    for (let round = 1; round <= o.rounds; round++) {
+      for (const conns of o.conns) {
+        for (const x of all) {
+          const a = treeCpuSeconds(x.proc.pid), ua = treeCpuSeconds(upstream.pid);
+          const { text } = await runWrk(x.port, conns, o.duration);
+          const w = parseWrkOutput(text);
+          const cpu = (treeCpuSeconds(x.proc.pid) - a) * 1e6 / Math.max(1, w.requests);
+          const up = (treeCpuSeconds(upstream.pid) - ua) * 1e6 / Math.max(1, w.requests);
+          const rss = treeRssKiB(x.proc.pid) / 1024;
+          rows.push({ label: x.label, conns, round, cpu, p99: w.p99Us, rps: w.rps, rss });
+          console.log(
+            `  round ${round} c${conns} ${x.label}: ${formatFixed(cpu, 1)} µs/req, p99 ${
+              formatLatency(w.p99Us)
+            }, ${Math.round(w.rps)} req/s, upstream ${formatFixed(up, 1)} µs/req, RSS ${
+              formatFixed(rss, 0)
+            } MiB${w.totalErrors ? `, ${w.totalErrors} ERRORS` : ""}`,
+          );
+        }
+      }
+    }
+    const table: string[][] = [];
+    for (const conns of o.conns) {
+      for (const x of all) {
+        const rs = rows.filter((r) => r.label === x.label && r.conns === conns);
+        const ratio = (f: (r: Row) => number) => {
+          if (!ng) return "—";
+          const per = rs.map((r) => {
+            const n = rows.find((q) => q.label === "nginx" && q.conns === conns && q.round === r.round)!;
+            return f(r) / f(n);
+          });
+          return formatFixed(median(per), 2);
+        };
+        table.push([
+          x.label,
+          `c${conns}`,
+          formatFixed(median(rs.map((r) => r.cpu)), 1),
+          ratio((r) => r.cpu),
+          formatLatency(median(rs.map((r) => r.p99))),
+          ratio((r) => r.p99),
+          String(Math.round(median(rs.map((r) => r.rps)))),
+          formatFixed(median(rs.map((r) => r.rss)), 0),
+        ]);
+      }
+    }
+    console.log(
+      `\n${o.realistic ? "realistic" : "bare"}, access logs ${
+        o.accessLog ? "on" : "off"
+      }; medians of ${o.rounds} ` +
+        `alternating rounds of ${o.duration} s\n`,
+    );
+    console.log(markdownTable(
+      ["variant", "conns", "CPU µs/req", "× nginx", "p99", "p99 × nginx", "req/s", "RSS MiB"],
+      table,
+    ));
+  } finally {
+    await cleanup();
+    for (const w of worktrees) await git(["worktree", "remove", "--force", w]).catch(() => {});
+    if (worktrees.length) await git(["worktree", "prune"]).catch(() => {});
+  }
+}
+
+if (import.meta.main) {
+  Deno.addSignalListener("SIGINT", () => void cleanup().finally(() => Deno.exit(130)));
+  try {
+    await main();
+    Deno.exit(0);
+  } catch (e) {
+    console.error(`ab_wrk: ${(e as Error).stack ?? e}`);
+    await cleanup();
+    Deno.exit(1);
+  }
+}
