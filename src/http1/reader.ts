@@ -8,6 +8,7 @@
  */
 import { HeaderList } from "../core/headers.ts";
 import type { BodyReader } from "../core/body.ts";
+import type { BufferPool } from "../net/buffer_pool.ts";
 
 /** Raised for malformed framing; `status` is what the peer should be told. */
 export class FramingError extends Error {
@@ -28,9 +29,31 @@ export class ConnReader {
    * fill() joins it instead of starting a second read into the same buffer.
    */
   pending: Promise<number> | null = null;
+  /**
+   * With a pool: the small buffer an idle connection reads into (see idle()), else null.
+   * The full-size buffer is taken from the pool when bytes need room and given back once idle.
+   */
+  private readonly small: Uint8Array | null;
+  /**
+   * The full-size buffer in use was handed out in views that someone may still hold (a request
+   * body the handler did not read to its end): it is not given back to the pool, only dropped.
+   */
+  private tainted = false;
 
-  constructor(readonly conn: Deno.Conn, size = 64 * 1024) {
-    this.buf = new Uint8Array(size);
+  /**
+   * @param size the buffer size (`pool.size` when a pool is given)
+   * @param pool where full-size buffers come from and go back to; with it the reader starts on a
+   *   small buffer of `idleSize` bytes, enough for most request heads, and reads bodies with a
+   *   pooled one (see fillBody)
+   */
+  constructor(
+    readonly conn: Deno.Conn,
+    size = 64 * 1024,
+    private readonly pool: BufferPool | null = null,
+    idleSize = 1024,
+  ) {
+    this.small = pool === null ? null : new Uint8Array(Math.min(idleSize, pool.size));
+    this.buf = this.small ?? new Uint8Array(size);
   }
 
   get available(): number {
@@ -40,12 +63,14 @@ export class ConnReader {
   /**
    * Reads more bytes after `end`, compacting or growing the buffer (up to
    * `maxSize`) when full. Resolves with the number of bytes read; 0 on EOF.
+   * Not an async function: an idle connection waits in here, and each
+   * suspended async frame costs it a few hundred bytes.
    */
-  async fill(maxSize = this.buf.length): Promise<number> {
+  fill(maxSize = this.buf.length): Promise<number> {
     if (this.pending !== null) {
       const p = this.pending;
       this.pending = null;
-      return await p;
+      return p;
     }
     if (this.end === this.buf.length) {
       if (this.start > 0) {
@@ -53,26 +78,79 @@ export class ConnReader {
         this.end -= this.start;
         this.start = 0;
       } else if (this.buf.length < maxSize) {
-        const grown = new Uint8Array(Math.min(maxSize, this.buf.length * 2));
-        grown.set(this.buf.subarray(0, this.end));
-        this.buf = grown;
+        this.moveTo(
+          this.buf === this.small && maxSize >= this.pool!.size
+            ? this.pool!.take()
+            : new Uint8Array(Math.min(maxSize, this.buf.length * 2)),
+        );
       } else {
-        throw new FramingError(431, "message head too large");
+        return Promise.reject(new FramingError(431, "message head too large"));
       }
     }
-    const n = await this.conn.read(this.buf.subarray(this.end));
+    return this.conn.read(this.buf.subarray(this.end)).then(this.onRead);
+  }
+
+  private readonly onRead = (n: number | null): number => {
     if (n === null) {
       this.eof = true;
       return 0;
     }
     this.end += n;
     return n;
+  };
+
+  /**
+   * The last read filled the small buffer to its end: more bytes are likely waiting. A body
+   * reader then reads more (with a full-size buffer) before handing out a part of what was
+   * declared, so that a body chunk comes whole, as it would have with a large buffer.
+   */
+  get cramped(): boolean {
+    return this.buf === this.small && this.end === this.buf.length && this.pending === null;
+  }
+
+  /** fill() for body bytes: read with a full-size buffer, not the small idle one. */
+  fillBody(): Promise<number> {
+    if (this.buf === this.small && this.pending === null) this.moveTo(this.pool!.take());
+    return this.fill();
+  }
+
+  /** Copies the unread bytes to the start of `next`, which becomes the buffer; a full-size one left goes back. */
+  private moveTo(next: Uint8Array): void {
+    next.set(this.buf.subarray(this.start, this.end));
+    this.end -= this.start;
+    this.start = 0;
+    this.release();
+    this.buf = next;
+  }
+
+  /** The full-size buffer is no longer used: back to the pool, unless views of it may still be held. */
+  private release(): void {
+    const b = this.buf;
+    if (b === this.small) return;
+    if (this.pool !== null && !this.tainted) this.pool.give(b);
+    this.tainted = false;
   }
 
   /** Drops consumed bytes so a fresh message starts at offset 0 when the buffer is empty. */
   reset(): void {
     // Not while a read is in flight: it writes at the old `end`.
     if (this.start === this.end && this.pending === null) this.start = this.end = 0;
+  }
+
+  /**
+   * Between messages: with nothing buffered and no read in flight, the
+   * full-size buffer goes back to the pool and the next read (an idle wait,
+   * as a rule) uses the small one. `viewsOut`: the last message's body was
+   * handed out in views that may still be held (see `tainted`).
+   */
+  idle(viewsOut = false): void {
+    if (viewsOut && this.buf !== this.small) this.tainted = true;
+    if (this.start !== this.end || this.pending !== null) return;
+    this.start = this.end = 0;
+    if (this.small !== null && this.buf !== this.small) {
+      this.release();
+      this.buf = this.small;
+    }
   }
 }
 
@@ -84,22 +162,27 @@ export class LengthBodyReader implements BodyReader {
   onFirstRead: (() => Promise<void>) | null = null;
   /** Called after each read with the byte count (timeouts, accounting), and with 0 once complete. */
   onProgress: ((n: number) => void) | null = null;
+  /** read() answered null: whoever read the body is done with the views it was given. */
+  ended = false;
 
   constructor(readonly r: ConnReader, readonly length: number) {
     this.remaining = length;
   }
 
   async read(): Promise<Uint8Array | null> {
-    if (this.remaining === 0) return null;
+    if (this.remaining === 0) {
+      this.ended = true;
+      return null;
+    }
     const r = this.r;
-    if (r.available === 0) {
+    if (r.available === 0 || (r.available < this.remaining && r.cramped)) {
       if (this.onFirstRead !== null) {
         const f = this.onFirstRead;
         this.onFirstRead = null;
         await f();
       }
       r.reset();
-      if (await r.fill() === 0) throw new FramingError(400, "body ended early");
+      if (await r.fillBody() === 0) throw new FramingError(400, "body ended early");
     }
     const n = Math.min(r.available, this.remaining);
     const view = r.buf.subarray(r.start, r.start + n);
@@ -124,7 +207,7 @@ export class CloseDelimitedReader implements BodyReader {
     const r = this.r;
     if (r.available === 0) {
       r.reset();
-      if (await r.fill() === 0) {
+      if (await r.fillBody() === 0) {
         this.done = true;
         return null;
       }
@@ -155,6 +238,11 @@ export class ChunkedBodyReader implements BodyReader {
 
   constructor(readonly r: ConnReader, readonly maxTrailerBytes = 16 * 1024, readonly isRequest = true) {}
 
+  /** read() answered null: whoever read the body is done with the views it was given. */
+  get ended(): boolean {
+    return this.done;
+  }
+
   private get errStatus(): number {
     return this.isRequest ? 400 : 502;
   }
@@ -165,7 +253,7 @@ export class ChunkedBodyReader implements BodyReader {
       this.onFirstRead = null;
       await f();
     }
-    if (await this.r.fill() === 0) throw new FramingError(this.errStatus, "chunked body ended early");
+    if (await this.r.fillBody() === 0) throw new FramingError(this.errStatus, "chunked body ended early");
   }
 
   /** Reads a CRLF-terminated line; returns [start, end) of its content within r.buf. */
@@ -230,7 +318,7 @@ export class ChunkedBodyReader implements BodyReader {
       }
       this.left = size;
     }
-    if (r.available === 0) {
+    if (r.available === 0 || (r.available < this.left && r.cramped)) {
       r.reset();
       await this.more();
     }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { ChunkedBodyReader, ConnReader, FramingError, LengthBodyReader } from "./reader.ts";
+import { BufferPool } from "../net/buffer_pool.ts";
 
 const enc = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
 const dec = (b: Uint8Array) => String.fromCharCode(...b);
@@ -141,4 +142,53 @@ Deno.test("ConnReader: fill() joins a read already in flight instead of racing i
   release(5);
   assert.equal(dec((await got)!), "hello");
   assert.equal(r.pending, null);
+});
+
+Deno.test("ConnReader with a pool: heads in the small buffer, bodies in a pooled one that goes back when idle", async () => {
+  const pool = new BufferPool(64, 4);
+  const head = "GET / HTTP/1.1\r\n\r\n";
+  const body = "x".repeat(40);
+  const conn = new SlowConn(enc(head + body + head), 1000);
+  const r = new ConnReader(conn.asConn(), pool.size, pool, 32);
+  const small = r.buf;
+  assert.equal(small.length, 32);
+  // The first read fills the small buffer (the head and the start of the body)...
+  await r.fill();
+  assert.equal(r.buf, small);
+  r.start += head.length;
+  // ...and the body, which is longer than what is buffered, is read whole with a pooled buffer.
+  const br = new LengthBodyReader(r, body.length);
+  assert.equal(dec((await br.read())!), body);
+  assert.equal(r.buf.length, 64);
+  assert.equal(await br.read(), null);
+  assert.ok(br.ended);
+  // Between messages, the next head is already buffered: the pooled buffer stays.
+  r.idle();
+  assert.equal(r.buf.length, 64);
+  r.start = r.end;
+  r.idle();
+  assert.equal(r.buf, small);
+  assert.equal(pool.idle, 1);
+});
+
+Deno.test("ConnReader with a pool: a buffer whose views may still be held is not given back", async () => {
+  const pool = new BufferPool(64, 4);
+  const conn = new SlowConn(enc("x".repeat(50)), 1000);
+  const r = new ConnReader(conn.asConn(), pool.size, pool, 16);
+  const br = new LengthBodyReader(r, 50);
+  const view = (await br.read())!;
+  assert.equal(view.length, 50);
+  // The handler did not read on to the end: its view must not be handed to another connection.
+  r.idle(!br.ended);
+  assert.equal(r.buf.length, 16);
+  assert.equal(pool.idle, 0);
+});
+
+Deno.test("ConnReader with a pool: a head larger than the small buffer grows into a pooled one", async () => {
+  const pool = new BufferPool(64, 4);
+  const head = "GET /" + "a".repeat(30) + " HTTP/1.1\r\n\r\n";
+  const r = new ConnReader(new SlowConn(enc(head), 1000).asConn(), pool.size, pool, 16);
+  while (r.available < head.length) await r.fill(1024);
+  assert.equal(dec(r.buf.subarray(r.start, r.end)), head);
+  assert.equal(r.buf.length, 64);
 });

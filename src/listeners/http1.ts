@@ -25,6 +25,8 @@ import type { ListenerConfig } from "../config/types.ts";
 import { logger } from "../observability/logger.ts";
 import type { ListenerTls, TlsUse } from "./tls.ts";
 import { TlsMaterial } from "./tls_reload.ts";
+import { pool16k } from "../net/buffer_pool.ts";
+import { connectionClosed, connectionOpened } from "../net/memory_return.ts";
 
 /** What the engine calls for each request; it must finish `ctx.res`. */
 export interface RequestHandler {
@@ -35,6 +37,8 @@ export interface RequestHandler {
 export interface ConnectionHooks {
   opened?(listener: string): void;
   closed?(listener: string): void;
+  /** A connection was refused: the listener had `max_connections` open. */
+  refused?(listener: string): void;
   /** An HTTP/2 client broke a protocol rule (`code`: the RFC 9113 error name sent back). */
   protocolError?(listener: string, code: string): void;
 }
@@ -177,6 +181,7 @@ export class Http1Listener {
         continue;
       }
       if (this.cfg.max_connections > 0 && this.conns.size >= this.cfg.max_connections) {
+        this.hooks.refused?.(this.cfg.name);
         conn.write(REFUSED).catch(() => {}).finally(() => conn.close());
         continue;
       }
@@ -184,9 +189,11 @@ export class Http1Listener {
       const c = new Http1Connection(conn, this, scheme);
       this.conns.add(c);
       this.hooks.opened?.(this.cfg.name);
+      connectionOpened();
       c.serve().finally(() => {
         this.conns.delete(c);
         this.hooks.closed?.(this.cfg.name);
+        connectionClosed();
       });
     }
   }
@@ -247,8 +254,13 @@ export class Http1Connection implements Expirable {
   /** In a request (between head and response end): shutdown waits for it. */
   private busy = false;
   draining = false;
-  /** Output buffer for heads and coalesced small bodies (grown on demand). */
-  out: Uint8Array = new Uint8Array(0);
+  /**
+   * Output buffer for heads and coalesced small bodies: taken from the pool by the first
+   * reserve() of a response (grown on demand), given back when the connection goes idle.
+   */
+  out: Uint8Array = NO_OUT;
+  /** Writes of `out` in flight: it goes back to the pool only when none is. */
+  writing = 0;
   /**
    * The most response bytes copied into `out` at once (listener `write_buffer`): a
    * larger chunk is written from where it lies, and nothing is read for the response
@@ -271,7 +283,8 @@ export class Http1Connection implements Expirable {
     readonly scheme: "http" | "https",
     private onContext?: (ctx: RequestContext) => void,
   ) {
-    this.r = new ConnReader(conn, 16 * 1024);
+    // Heads are read into a 1 KiB buffer, bodies into a pooled 16 KiB one (idle: only the small one).
+    this.r = new ConnReader(conn, pool16k.size, pool16k);
     this.coalesce = server.cfg.write_buffer ?? MAX_COALESCE;
     const ra = conn.remoteAddr as Deno.NetAddr;
     this.remoteIp = ra.hostname ?? "";
@@ -359,7 +372,7 @@ export class Http1Connection implements Expirable {
         if (hasBareCr(r.buf, r.start + crChecked, r.end)) return -4;
         crChecked = r.available - 1;
       }
-      r.reset();
+      r.idle();
       // Joins the disconnect detector's read when one is in flight (see watchClient).
       const n = await r.fill(cfg.max_header_bytes + 4);
       if (n === 0) return -1;
@@ -387,7 +400,7 @@ export class Http1Connection implements Expirable {
           else if (end === -4) await this.reject(400, "bare CR");
           return; // -1: EOF or closed (a timeout answered 408 meanwhile)
         }
-        const head = parseRequestHead(r.buf, r.start, end);
+        const head = parseRequestHead(r.buf, r.start, end, this.server.cfg.max_headers ?? 100);
         if (head.error) return await this.reject(head.status, head.reason);
         // Any CONNECT, whatever its target form, would turn the upstream connection into a tunnel.
         if (head.method === "CONNECT") return await this.reject(501, "CONNECT not supported");
@@ -414,9 +427,10 @@ export class Http1Connection implements Expirable {
 
         const w = new Http1Writer(this, head.method === "HEAD", head.minor, head.close);
         let body = EMPTY_BODY;
+        let br: ChunkedBodyReader | LengthBodyReader | null = null;
         const cfg = this.server.cfg;
         if (head.chunked || head.contentLength > 0) {
-          const br = head.chunked ? new ChunkedBodyReader(r) : new LengthBodyReader(r, head.contentLength);
+          br = head.chunked ? new ChunkedBodyReader(r) : new LengthBodyReader(r, head.contentLength);
           // The first wait for body bytes starts the body timer (and sends 100 Continue when asked).
           br.onFirstRead = head.expectContinue ? this.armBodyContinue : this.armBody;
           const onProgress = (n: number) => {
@@ -466,9 +480,14 @@ export class Http1Connection implements Expirable {
         this.ctx = null;
         this.busy = false;
         if (!w.finished || w.mustClose || this.closed) return;
+        // The handler read its body to the end (it saw null), so it holds none of the reader's views.
+        const viewsOut = br !== null && !br.ended;
         // Unread request body left behind (e.g. an early response): drain a little, else close.
-        if (body !== EMPTY_BODY && !(await drainBody(body))) return;
+        if (br !== null && !(await drainBody(br))) return;
         if (this.draining) return;
+        // Idle until the next request: the large buffers go back to their pool.
+        r.idle(viewsOut);
+        if (this.writing === 0) this.releaseOut();
       }
     } catch {
       // Connection-level I/O error: nothing to answer.
@@ -484,7 +503,8 @@ export class Http1Connection implements Expirable {
   watchClient(): void {
     const r = this.r;
     if (r.pending !== null || this.closed) return;
-    r.reset();
+    // No body to read: the request's buffer goes back, and the read waits with the small one.
+    r.idle();
     if (r.end === r.buf.length) return; // pipelined bytes fill the buffer: nothing to watch with
     // Parked on the reader: whoever reads next (head or a pipelined body) joins this read.
     r.pending = r.fill().then(this.onWatchRead, this.onWatchError);
@@ -525,11 +545,29 @@ export class Http1Connection implements Expirable {
   /** Ensures `out` holds at least `n` bytes, keeping its first `n` bytes... callers fill it in order. */
   reserve(n: number): Uint8Array {
     if (this.out.length < n) {
-      const grown = new Uint8Array(Math.max(n, 16 * 1024, this.out.length * 2));
-      grown.set(this.out);
-      this.out = grown;
+      if (this.out.length === 0 && n <= pool16k.size) this.out = pool16k.take();
+      else {
+        const grown = new Uint8Array(Math.max(n, pool16k.size, this.out.length * 2));
+        grown.set(this.out);
+        this.releaseOut();
+        this.out = grown;
+      }
     }
     return this.out;
+  }
+
+  /** Gives `out` back when no write of it is in flight (else, and when grown, it is left to the collector). */
+  releaseOut(): void {
+    if (this.out === NO_OUT) return;
+    if (this.writing === 0) pool16k.give(this.out);
+    this.out = NO_OUT;
+  }
+
+  /** Writes `out[0, n)`; `writing` counts it while in flight (and stays up when it fails: `out` is not reused). */
+  async writeOut(n: number): Promise<void> {
+    this.writing++;
+    await writeAll(this.conn, this.out.subarray(0, n));
+    this.writing--;
   }
 
   /** Encodes `text` into `out` at `offset`; returns the end offset. */
@@ -673,14 +711,16 @@ class Http1Writer implements UpgradableWriter {
       }
       this.pending = 0;
       const data = out.subarray(0, o);
+      c.writing++;
       const n = await c.conn.write(data);
       if (n < o) await writeRest(c.conn, data, n);
+      c.writing--;
       this.count(o);
       return;
     }
     let o = this.pending;
     if (prefix !== "") o = c.put(prefix, o);
-    if (o > 0) await writeAll(c.conn, c.out.subarray(0, o));
+    if (o > 0) await c.writeOut(o);
     this.pending = 0;
     await writeAll(c.conn, chunk);
     if (this.chunked) await writeAll(c.conn, CRLF);
@@ -703,7 +743,7 @@ class Http1Writer implements UpgradableWriter {
     this.finished = true;
     if (o === 0) return RESOLVED; // the common case: the body already carried everything
     this.count(o);
-    return writeAll(c.conn, c.out.subarray(0, o));
+    return c.writeOut(o);
   }
 
   abort(): void {
@@ -717,7 +757,7 @@ class Http1Writer implements UpgradableWriter {
     this.mustClose = true; // the connection never returns to HTTP
     const c = this.c;
     const o = c.put(headText("HTTP/1.1 101 Switching Protocols\r\n", headers, ""), 0);
-    await writeAll(c.conn, c.out.subarray(0, o));
+    await c.writeOut(o);
     const r = c.r;
     const leftover = r.buf.slice(r.start, r.end);
     r.start = r.end;
@@ -735,6 +775,8 @@ class Http1Writer implements UpgradableWriter {
 }
 
 const CRLF = new Uint8Array([13, 10]);
+/** `out` of a connection that holds no output buffer (between responses). */
+const NO_OUT = new Uint8Array(0);
 const RESOLVED: Promise<void> = Promise.resolve();
 /** Largest head+body written with one copy and one syscall, unless the listener says (`write_buffer`). */
 const MAX_COALESCE = 64 * 1024;
