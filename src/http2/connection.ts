@@ -25,6 +25,8 @@ import {
   PREFACE,
   SettingId,
 } from "./frame.ts";
+import { pool16k, pool64k } from "../net/buffer_pool.ts";
+import { arm, disarm, type Expirable } from "../core/deadline.ts";
 
 /** The byte stream under a connection: Deno.Conn / Deno.TlsConn satisfy it; node TLS sockets are adapted to it by the caller. */
 export interface H2Transport {
@@ -87,8 +89,12 @@ const EMPTY = new Uint8Array(0);
 const EMPTY_FIELDS: string[] = [];
 const RESOLVED: Promise<void> = Promise.resolve();
 const noop = () => {};
-/** Read buffer size; must exceed FRAME_HEADER_SIZE + our max frame size by a wide margin. */
-const READ_BUFFER = 128 * 1024;
+/**
+ * What an idle connection reads into (the client's next HEADERS, a PING, SETTINGS): frames
+ * that need more room, and streams that are sending bodies, get a pooled 64 KiB buffer (which
+ * exceeds FRAME_HEADER_SIZE + our max frame size by a wide margin).
+ */
+const IDLE_READ_BUFFER = 1024;
 /** Our SETTINGS_MAX_FRAME_SIZE (we never advertise more than the default). */
 const LOCAL_MAX_FRAME = DEFAULT_MAX_FRAME_SIZE;
 /** peerMaxConcurrentStreams when the peer's SETTINGS leave it unlimited. */
@@ -164,6 +170,8 @@ export class H2Stream {
   /** @internal */ _done: PromiseWithResolvers<void> | null = null;
   /** @internal Server: an extended CONNECT tunnel (ending our side does not end the exchange). */
   _tunnel = false;
+  /** @internal Counted in the connection's `receiving` (the peer may still send DATA on it). */
+  _rx = false;
 
   /** @internal */
   constructor(conn: H2Connection, id: number, sendWindow: number, recvWindow: number, client: boolean) {
@@ -349,7 +357,7 @@ function checkTrailers(f: string[]): boolean {
 }
 
 /** One HTTP/2 connection over a byte stream, in the server or the client role. */
-export class H2Connection {
+export class H2Connection implements Expirable {
   /** Peer SETTINGS received; rejects (H2Error) if the connection dies first. */
   readonly ready: Promise<void>;
   /** Transport closed (never rejects). */
@@ -381,7 +389,8 @@ export class H2Connection {
   private peerMaxFrame = DEFAULT_MAX_FRAME_SIZE;
   private peerMaxHeaderList = Infinity;
   private gotSettings = false;
-  private settingsTimer: ReturnType<typeof setTimeout> | undefined;
+  /** @internal When our SETTINGS must have been acknowledged (the shared deadline sweeper: see expire). */
+  deadline = 0;
 
   // Connection flow control.
   private connSendWindow = DEFAULT_WINDOW;
@@ -391,7 +400,8 @@ export class H2Connection {
   // Stream ids and lifecycle.
   private nextStreamId = 1;
   private lastPeerStreamId = 0;
-  private readonly recentlyReset = new Set<number>();
+  /** Made on the first reset (most connections never reset a stream). */
+  private recentlyReset: Set<number> | null = null;
   /** Server: ranges [first, last, first, last, ...] of client stream ids skipped, so implicitly closed (RFC 9113 §5.1.1). */
   private readonly skipped: number[] = [];
   private sentGoaway = false;
@@ -404,9 +414,15 @@ export class H2Connection {
   private readonly closedD = Promise.withResolvers<void>();
 
   // Reading.
+  /** What frames are read into: `small`, or a large (pooled) one while frames or bodies stream in. */
   private rbuf: Uint8Array;
+  private readonly small: Uint8Array;
   private rpos = 0;
   private rend = 0;
+  /** Bytes the last transport read brought. */
+  private lastRead = 0;
+  /** Open streams whose peer may still send DATA (not ended its side). */
+  private receiving = 0;
   private prefaceLeft: number;
   /** Stream of a header block awaiting CONTINUATION frames, else 0. */
   private contStream = 0;
@@ -415,8 +431,9 @@ export class H2Connection {
   private contLen = 0;
 
   // Writing.
-  private out = new FrameWriter();
-  private spare = new FrameWriter();
+  // Their buffers come from the pool with the first frame and go back once written (idle: none).
+  private out = new FrameWriter(pool16k);
+  private spare = new FrameWriter(pool16k);
   private writing = false;
   private flushQueued = false;
   private closeAfterFlush = false;
@@ -464,8 +481,13 @@ export class H2Connection {
     this.closed = this.closedD.promise;
 
     const leftover = opts.leftover;
-    this.rbuf = new Uint8Array(Math.max(READ_BUFFER, (leftover?.length ?? 0) * 2));
+    this.rbuf = this.small = new Uint8Array(IDLE_READ_BUFFER);
     if (leftover && leftover.length > 0) {
+      if (leftover.length > IDLE_READ_BUFFER) {
+        this.rbuf = leftover.length <= pool64k.size / 2
+          ? pool64k.take()
+          : new Uint8Array(leftover.length + pool64k.size);
+      }
       this.rbuf.set(leftover);
       this.rend = leftover.length;
     }
@@ -486,14 +508,14 @@ export class H2Connection {
     }
     this.scheduleFlush();
     const settingsTimeout = opts.settingsTimeout ?? 10_000;
-    if (settingsTimeout > 0) {
-      this.settingsTimer = setTimeout(() => {
-        this.settingsTimer = undefined;
-        if (!this.settingsAcked) this.connError(ErrorCode.SETTINGS_TIMEOUT, "SETTINGS not acknowledged");
-      }, settingsTimeout);
-    }
+    if (settingsTimeout > 0) arm(this, settingsTimeout);
     if (this.kaInterval > 0) this.kaTimer = setTimeout(this.kaFn, this.kaInterval);
     void this.readLoop();
+  }
+
+  /** @internal The SETTINGS acknowledgement did not come in time (RFC 9113 §6.5.3). */
+  expire(): void {
+    if (!this.settingsAcked) this.connError(ErrorCode.SETTINGS_TIMEOUT, "SETTINGS not acknowledged");
   }
 
   /** Server role: expects the 24-byte client preface, then SETTINGS. */
@@ -542,6 +564,9 @@ export class H2Connection {
     this.nextStreamId += 2;
     const s = new H2Stream(this, id, this.peerIws, this.peerViewIws, true);
     this.streams.set(id, s);
+    // The response is to come.
+    s._rx = true;
+    this.receiving++;
     this.out.headers(id, block, endStream, this.peerMaxFrame);
     if (endStream) s._localEnded = true;
     this.scheduleFlush();
@@ -574,19 +599,16 @@ export class H2Connection {
   // ---------------------------------------------------------------- reading
 
   private async readLoop(): Promise<void> {
-    let err = new H2Error(ErrorCode.CANCEL, "HTTP/2 connection closed");
+    let err: H2Error | null = null;
     try {
       if (this.rend > 0) this.parse();
       // After a connection error keep draining input until the GOAWAY is flushed and the transport closed.
       while (!this.tClosed) {
-        if (this.rbuf.length - this.rend < LOCAL_MAX_FRAME + 9) {
-          this.rbuf.copyWithin(0, this.rpos, this.rend);
-          this.rend -= this.rpos;
-          this.rpos = 0;
-        }
+        this.roomToRead();
         const n = await this.t.read(this.rbuf.subarray(this.rend));
         if (n === null) break;
         this.reads++;
+        this.lastRead = n;
         this.rend += n;
         this.parse();
       }
@@ -596,7 +618,40 @@ export class H2Connection {
       }
     }
     this.readDone = true;
-    this.teardown(err);
+    // No read in flight any more, and parsed frames left no views of it behind: the buffer can go.
+    this.useSmall();
+    this.teardown(err ?? new H2Error(ErrorCode.CANCEL, "HTTP/2 connection closed"));
+  }
+
+  /**
+   * Picks the buffer for the next read. Nothing buffered: the small one, unless streams are
+   * sending bodies and the last read was large (more is on its way). A frame in part: a large
+   * one with room for the biggest frame.
+   */
+  private roomToRead(): void {
+    if (this.rpos === this.rend) {
+      this.rpos = this.rend = 0;
+      if (this.receiving > 0 && this.lastRead >= IDLE_READ_BUFFER) {
+        if (this.rbuf === this.small) this.rbuf = pool64k.take();
+      } else this.useSmall();
+      return;
+    }
+    if (this.rbuf.length - this.rend >= LOCAL_MAX_FRAME + 9) return;
+    const part = this.rbuf.subarray(this.rpos, this.rend);
+    if (this.rbuf === this.small) {
+      this.rbuf = pool64k.take();
+      this.rbuf.set(part);
+    } else this.rbuf.copyWithin(0, this.rpos, this.rend);
+    this.rend -= this.rpos;
+    this.rpos = 0;
+  }
+
+  /** Back to the small read buffer (nothing buffered): a large one goes back to the pool. */
+  private useSmall(): void {
+    if (this.rbuf === this.small) return;
+    pool64k.give(this.rbuf);
+    this.rbuf = this.small;
+    this.rpos = this.rend = 0;
   }
 
   private parse(): void {
@@ -710,7 +765,7 @@ export class H2Connection {
     if (s === undefined) {
       this.returnConnCredit(len);
       if (this.isIdle(sid)) return this.connError(ErrorCode.PROTOCOL_ERROR, "DATA on idle stream");
-      if (!this.recentlyReset.has(sid)) this.streamErrorId(sid, ErrorCode.STREAM_CLOSED);
+      if (!this.recentlyReset?.has(sid)) this.streamErrorId(sid, ErrorCode.STREAM_CLOSED);
       return;
     }
     if (s.remoteEnded || (!this.isServer && !s._gotResponse)) {
@@ -828,7 +883,7 @@ export class H2Connection {
     }
     if ((sid & 1) === 0) return this.connError(ErrorCode.PROTOCOL_ERROR, "even stream id from a client");
     if (sid <= this.lastPeerStreamId) {
-      if (this.recentlyReset.has(sid)) return; // trailers in flight for a stream we reset
+      if (this.recentlyReset?.has(sid)) return; // trailers in flight for a stream we reset
       // A stream id lower than one already used, never opened itself: RFC 9113 §5.1.1.
       if (this.wasSkipped(sid)) return this.connError(ErrorCode.PROTOCOL_ERROR, "stream id went backwards");
       return this.connError(ErrorCode.STREAM_CLOSED, "HEADERS on a closed stream");
@@ -853,6 +908,9 @@ export class H2Connection {
       s.remoteEnded = true;
       s.headersEnded = true;
       if (cl > 0) return this.streamError(s, ErrorCode.PROTOCOL_ERROR);
+    } else {
+      s._rx = true;
+      this.receiving++;
     }
     if (this.onStream) {
       try {
@@ -897,6 +955,7 @@ export class H2Connection {
 
   private remoteEnd(s: H2Stream): void {
     s.remoteEnded = true;
+    this.unreceive(s);
     if (this.isServer && s._contentLength >= 0 && s._received !== s._contentLength) {
       return this.streamError(s, ErrorCode.PROTOCOL_ERROR);
     }
@@ -924,8 +983,7 @@ export class H2Connection {
     if ((flags & Flag.ACK) !== 0) {
       if (len !== 0) return this.connError(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS ACK with payload");
       if (!this.settingsAcked) {
-        if (this.settingsTimer !== undefined) clearTimeout(this.settingsTimer);
-        this.settingsTimer = undefined;
+        disarm(this);
         // From here on the peer counts our advertised stream window, not the default.
         this.settingsAcked = true;
         const delta = this.iws - this.peerViewIws;
@@ -1286,7 +1344,7 @@ export class H2Connection {
   }
 
   private rememberReset(id: number): void {
-    const r = this.recentlyReset;
+    const r = this.recentlyReset ??= new Set();
     r.add(id);
     if (r.size > RESET_MEMORY) r.delete(r.values().next().value!);
   }
@@ -1340,10 +1398,19 @@ export class H2Connection {
   private closeStream(s: H2Stream): void {
     if (s._closed) return;
     s._closed = true;
+    this.unreceive(s);
     this.streams.delete(s.id);
     s._done?.resolve();
     if (this.streams.size === 0 && (this.sentGoaway || this.recvGoaway) && !this.dead && this.goawayAcked) {
       this.closeSoon();
+    }
+  }
+
+  /** s no longer counts as receiving (ended by the peer, or closed). */
+  private unreceive(s: H2Stream): void {
+    if (s._rx) {
+      s._rx = false;
+      this.receiving--;
     }
   }
 
@@ -1429,9 +1496,9 @@ export class H2Connection {
   }
 
   private clearTimers(): void {
-    if (this.settingsTimer !== undefined) clearTimeout(this.settingsTimer);
+    disarm(this);
     if (this.kaTimer !== undefined) clearTimeout(this.kaTimer);
-    this.settingsTimer = this.kaTimer = undefined;
+    this.kaTimer = undefined;
   }
 
   private closeTransport(): void {
@@ -1473,6 +1540,7 @@ export class H2Connection {
         let off = 0;
         while (off < chunk.length) off += await this.t.write(off === 0 ? chunk : chunk.subarray(off));
         w.length = 0;
+        w.release();
         // Writers held back by maxBufferedOutput fill the other buffer while this one is written.
         if (this.sendQueue.length > 0) this.pump();
       }
@@ -1484,6 +1552,7 @@ export class H2Connection {
       return;
     }
     this.writing = false;
+    this.out.release();
     if (this.closeAfterFlush) this.closeTransport();
     this.maybeResolveClosed();
   }

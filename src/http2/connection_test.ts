@@ -906,3 +906,37 @@ Deno.test("raw: WINDOW_UPDATE of 0 and bad SETTINGS values are connection errors
     await srv.close();
   }
 });
+
+/** What an idle connection holds: its read buffer's size and its two frame writers' buffer sizes. */
+function buffers(c: H2Connection): { read: number; out: number; spare: number } {
+  const i = c as unknown as { rbuf: Uint8Array; out: { buf: Uint8Array }; spare: { buf: Uint8Array } };
+  return { read: i.rbuf.length, out: i.out.buf.length, spare: i.spare.buf.length };
+}
+
+Deno.test("client↔server: an idle connection holds a 1 KiB read buffer and no frame buffers, after 2 MiB both ways", async () => {
+  const srv = startServer(echo);
+  const c = await connectClient(srv.port);
+  try {
+    await bounded(20_000, async () => {
+      const idle = { read: 1024, out: 0, spare: 0 };
+      // Fresh: SETTINGS exchanged, nothing else.
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(buffers(c), idle);
+      assert.deepEqual(buffers(srv.conns[0]), idle);
+      const body = pattern(2 * 1024 * 1024);
+      const s = c.request(req(srv.port, "POST", "/echo"), false);
+      const upload = writeChunked(s, body).then(() => s.end());
+      assert.equal(field(await s.response, ":status"), "200");
+      assert.ok(sameBytes(await readAll(s), body));
+      await upload;
+      await s.done;
+      // Streaming took the large buffers; idle again, they went back to their pools.
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(buffers(c), idle);
+      assert.deepEqual(buffers(srv.conns[0]), idle);
+    });
+  } finally {
+    await closeClient(c);
+    await srv.close();
+  }
+});

@@ -5,6 +5,7 @@
  * such buffers so a batch can be written to the transport while the next one
  * is being built, without allocating per frame.
  */
+import type { BufferPool } from "../net/buffer_pool.ts";
 
 /** Frame types (RFC 9113 §6). */
 export const FrameType = {
@@ -82,27 +83,41 @@ export const DEFAULT_WINDOW = 65535;
 
 const EMPTY = new Uint8Array(0);
 
-/** Appends encoded frames to a growable buffer. */
+/**
+ * Appends encoded frames to a growable buffer. The buffer is taken (from a
+ * pool, when one is given) by the first frame and given back by release()
+ * once its bytes are written: an idle connection holds none.
+ */
 export class FrameWriter {
   /** The buffer; bytes [0, length) are pending output. */
-  buf: Uint8Array;
+  buf: Uint8Array = EMPTY;
   /** Number of pending bytes. */
   length = 0;
 
-  /** Creates a writer with an initial capacity. */
-  constructor(capacity = 16384) {
-    this.buf = new Uint8Array(capacity);
-  }
+  /** `pool`: where the buffer comes from and goes back to (else one of 16 KiB is allocated). */
+  constructor(private readonly pool: BufferPool | null = null) {}
 
   /** Makes room for n more bytes. */
   ensure(n: number): void {
     const need = this.length + n;
     if (need <= this.buf.length) return;
-    let cap = this.buf.length * 2;
+    if (this.buf.length === 0 && this.pool !== null && need <= this.pool.size) {
+      this.buf = this.pool.take();
+      return;
+    }
+    let cap = Math.max(this.buf.length * 2, 16384);
     while (cap < need) cap *= 2;
     const b = new Uint8Array(cap);
     b.set(this.buf.subarray(0, this.length));
+    if (this.pool !== null) this.pool.give(this.buf);
     this.buf = b;
+  }
+
+  /** Nothing pending and nothing of the buffer in use (no write in flight): it goes back to the pool. */
+  release(): void {
+    if (this.length !== 0 || this.buf === EMPTY) return;
+    this.pool?.give(this.buf);
+    this.buf = EMPTY;
   }
 
   /** Writes a 9-byte frame header; the caller has ensured room for it. */

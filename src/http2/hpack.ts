@@ -98,6 +98,9 @@ for (let i = 0; i < STATIC_LEN; i++) {
   if (value !== "") (e.values ??= new Map()).set(value, i + 1);
 }
 
+/** The slots of a table that never had an entry (shared, never written: grow() replaces it first). */
+const NO_ENTRIES: string[] = [];
+
 /** Bytes an entry counts against the table size (RFC 7541 §4.1). */
 const ENTRY_OVERHEAD = 32;
 /** Default SETTINGS_HEADER_TABLE_SIZE (RFC 9113 §6.5.2). */
@@ -114,9 +117,10 @@ const ENCODER_TABLE_CAP = 65536;
  * number of the newest entry and `inserted - count` that of the oldest.
  */
 class DynamicTable {
-  names: string[] = new Array(16).fill("");
-  values: string[] = new Array(16).fill("");
-  mask = 15;
+  // Empty until the first insertion: many connections never index a field.
+  names: string[] = NO_ENTRIES;
+  values: string[] = NO_ENTRIES;
+  mask = 0;
   /** Slot of the next insertion. */
   tail = 0;
   count = 0;
@@ -175,7 +179,7 @@ class DynamicTable {
   protected onEvict(_name: string, _value: string, _abs: number): void {}
 
   private grow(): void {
-    const n = this.names.length;
+    const n = this.names.length === 0 ? 8 : this.names.length;
     const names: string[] = new Array(n * 2).fill("");
     const values: string[] = new Array(n * 2).fill("");
     for (let i = 0; i < this.count; i++) {
@@ -447,7 +451,7 @@ export class HpackDecoder {
   private table: DynamicTable;
   private maxTableSize: number;
   // Per-block state, fields rather than locals so helpers need no result objects.
-  private block: Uint8Array = new Uint8Array(0);
+  private block: Uint8Array = EMPTY;
   private blockBuf: Buffer | null = null;
   private p = 0;
 

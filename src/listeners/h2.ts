@@ -27,6 +27,8 @@ import { type StreamConnInfo, type StreamProtocol, StreamRequests } from "./stre
 import { contextFor, peerChain, verifyClientCert } from "./tls.ts";
 import { TlsMaterial } from "./tls_reload.ts";
 import { logger } from "../observability/logger.ts";
+import { arm, disarm } from "../core/deadline.ts";
+import { connectionClosed, connectionOpened } from "../net/memory_return.ts";
 
 /** Length of the preface's request line, `PRI * HTTP/2.0\r\n`: no HTTP/1.1 request starts with it. */
 const PREFACE_LINE = 16;
@@ -158,6 +160,7 @@ export class H2Listener {
         continue;
       }
       if (this.full()) {
+        this.hooks.refused?.(this.cfg.name);
         conn.close();
         continue;
       }
@@ -189,14 +192,16 @@ export class H2Listener {
     let n = 0;
     // Leading bytes equal to the preface's.
     let same = 0;
+    // The shared deadline sweeper, not a timer per connection.
+    const deadline = { deadline: 0, expire: () => conn.close() };
     try {
       while (same === n && n < PREFACE.length) {
-        const timer = setTimeout(() => conn.close(), this.cfg.read_header_timeout);
+        arm(deadline, this.cfg.read_header_timeout);
         let got: number | null;
         try {
           got = await conn.read(buf.subarray(n));
         } finally {
-          clearTimeout(timer);
+          disarm(deadline);
         }
         if (got === null) break;
         n += got;
@@ -219,6 +224,7 @@ export class H2Listener {
 
   private onTls(sock: tls.TLSSocket): void {
     if (this.closing || this.full()) {
+      if (!this.closing) this.hooks.refused?.(this.cfg.name);
       sock.destroy();
       return;
     }
@@ -253,9 +259,11 @@ export class H2Listener {
     const c = new Http1Connection(conn, this, info.scheme, info.stamp ?? undefined);
     this.h1.add(c);
     this.hooks.opened?.(this.cfg.name);
+    connectionOpened();
     c.serve().finally(() => {
       this.h1.delete(c);
       this.hooks.closed?.(this.cfg.name);
+      connectionClosed();
     });
   }
 
@@ -273,9 +281,11 @@ export class H2Listener {
     });
     this.h2.set(c, st);
     this.hooks.opened?.(this.cfg.name);
+    connectionOpened();
     c.closed.then(() => {
       this.h2.delete(c);
       this.hooks.closed?.(this.cfg.name);
+      connectionClosed();
     });
     c.ready.catch(() => {});
     if (this.closing) c.goaway();

@@ -282,6 +282,8 @@ export class StreamRequests {
     if (s.oversized) return refuseStream(s, 431, "request header fields too large");
     if (typeof s.malformed === "string") return refuseStream(s, 400, `malformed request: ${s.malformed}`);
     const { method, path, authority, protocol, headers } = requestHead(s.headers);
+    // The listener's max_headers, as for HTTP/1.1 (split cookie crumbs count once: they are one field there).
+    if (headers.size > (this.cfg.max_headers ?? 100)) return refuseStream(s, 431, "too many header fields");
     const proto = this.proto;
     // RFC 8441: `CONNECT` with `:protocol: websocket` is a WebSocket handshake; routing, plugins and
     // the upstream (an HTTP/1.1 Upgrade) see it as the GET it replaces. Other CONNECTs are refused.
