@@ -189,18 +189,30 @@ export interface TestLoomProcess {
  * substitution as startLoom (`env` added to the environment), and waits (bounded) until /ready answers 200.
  * Why: a Loom of its own (e.g. `workers:` isolates, SIGTERM handling) whose
  * stderr can go into assertion messages; a crash or hang there fails one test,
- * not the test runner.
+ * not the test runner. `runtimeArgs` go to `deno run` (e.g. `--v8-flags=...`).
  */
 export async function startLoomProcess(
   yaml: string,
   readyMs = 15_000,
   env?: Record<string, string>,
+  runtimeArgs: string[] = [],
 ): Promise<TestLoomProcess> {
   const { configPath, port, adminPort } = prepareConfig(yaml);
   const main = new URL("../src/cli/main.ts", import.meta.url).pathname;
   const child = new Deno.Command(Deno.execPath(), {
     env,
-    args: ["run", "-A", "--unstable-net", main, "run", "-c", configPath, "--log-level", "error"],
+    args: [
+      "run",
+      "-A",
+      "--unstable-net",
+      ...runtimeArgs,
+      main,
+      "run",
+      "-c",
+      configPath,
+      "--log-level",
+      "error",
+    ],
     stdout: "null",
     stderr: "piped",
   }).spawn();

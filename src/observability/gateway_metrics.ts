@@ -62,6 +62,7 @@ export class GatewayMetrics {
   readonly configReloadsTotal: Counter;
   readonly activeConnections: Gauge;
   readonly listenerAcceptFailuresTotal: Counter;
+  readonly connectionsRefusedTotal: Counter;
   readonly buildInfo: Gauge;
   readonly upstreamRetriesTotal: Counter;
   readonly circuitBreakerState: Gauge;
@@ -134,6 +135,11 @@ export class GatewayMetrics {
     this.listenerAcceptFailuresTotal = r.counter(
       "loom_listener_accept_failures_total",
       "Times a listener was found taking no new connections (then reopened), by listener.",
+      ["listener"],
+    );
+    this.connectionsRefusedTotal = r.counter(
+      "loom_connections_refused_total",
+      "Client connections refused because the listener had max_connections open, by listener.",
       ["listener"],
     );
     // "max": every isolate reports 1; summing would show the worker count.
@@ -354,6 +360,11 @@ export class GatewayMetrics {
   /** `listener` was found taking no new connections (it is reopened). */
   listenerAcceptFailed(listener: string): void {
     this.listenerAcceptFailuresTotal.labels(listener).value++;
+  }
+
+  /** `listener` refused a connection: it had max_connections open. */
+  connectionRefused(listener: string): void {
+    this.connectionsRefusedTotal.labels(listener).value++;
   }
 
   #connection(listener: string, protocol: string): GaugeChild {

@@ -116,6 +116,7 @@ export class GatewayInstance {
       closed: (name: string) => this.metrics.connectionClosed(name, l.protocol),
       protocolError: (name: string, code: string) => this.metrics.http2ProtocolError(name, code),
       acceptFailed: (name: string) => this.metrics.listenerAcceptFailed(name),
+      refused: (name: string) => this.metrics.connectionRefused(name),
     };
     const hostname = l.hostname || "0.0.0.0";
     switch (l.protocol) {
