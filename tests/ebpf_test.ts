@@ -36,6 +36,7 @@ import {
   tunnelRoundTrip,
 } from "./ebpf_util.ts";
 import { setLogLevel, setLogOutput } from "../src/observability/logger.ts";
+import { spliceTesting } from "../src/ebpf/splice.ts";
 
 const NEEDS = ["root", "libbpf1", "bpftool"] as const;
 const opts = { needs: NEEDS, timeoutMs: 180_000 };
@@ -231,11 +232,14 @@ itest(
         if (mode === "off") continue;
         const inst = (await ebpfStatus(loom)).splice_tunnels.instances[0];
         if (mode === "splice") {
-          assert.equal(inst.spliced, cases.length, JSON.stringify(inst));
+          // A client that half-closes as soon as the 101 arrives may do so during the handover:
+          // that tunnel stays in user space ("closed").
+          assert.equal(inst.spliced + (inst.skipped.closed ?? 0), cases.length, JSON.stringify(inst));
+          assert.ok(inst.spliced >= cases.length - 4, JSON.stringify(inst));
           assert.ok(inst.bytes > 20_000_000, `kernel bytes ${inst.bytes}`);
           assert.equal(inst.current.active, 0);
           assert.equal(inst.current.program.skb_dropped, 0);
-          assert.equal(metricValue(metrics, "loom_ebpf_spliced_tunnels_total"), cases.length);
+          assert.equal(metricValue(metrics, "loom_ebpf_spliced_tunnels_total"), inst.spliced);
           assert.ok(metricValue(metrics, "loom_ebpf_spliced_bytes_total") > 20_000_000);
         } else {
           // Both hops local: socket_redirect has them, splicing leaves them be.
@@ -380,3 +384,78 @@ itest("ebpf: enabled without what it needs: one warning naming it, and Loom serv
     echo.close();
   }
 }, { ...opts, needs: [...NEEDS, "capsh"] });
+
+itest(
+  "ebpf with workers: 2: every worker splices its own tunnels; GET /ebpf and metrics add them up",
+  async () => {
+    const { echo, tun, v6 } = peers();
+    const loom = await startLoomProcess(
+      "workers: 2\n" + config(echo.port, tun.port, v6, ebpfBlock({ redirect: false, splice: true })),
+    );
+    try {
+      const failures: string[] = [];
+      await inParallel(16, 8, async (i) => {
+        const why = await tunnelRoundTrip(loom.port, "/tunnel", 100_000 * i, 200_000 * i);
+        if (why !== "") failures.push(`${i}: ${why}`);
+      });
+      assert.deepEqual(failures, []);
+      const st = await (await fetch(loom.admin("/ebpf"))).json();
+      const instances = st.splice_tunnels.instances as {
+        spliced: number;
+        skipped: Record<string, number>;
+        current: { attached: boolean };
+      }[];
+      assert.equal(instances.length, 2);
+      assert.ok(instances.every((i) => i.current.attached), JSON.stringify(instances));
+      const spliced = instances.reduce((a, i) => a + i.spliced, 0);
+      // The small tunnels half-close at once: they may end during the handover ("closed").
+      assert.equal(
+        spliced + instances.reduce((a, i) => a + (i.skipped.closed ?? 0), 0),
+        16,
+        JSON.stringify(instances),
+      );
+      assert.ok(spliced >= 12, JSON.stringify(instances));
+      const metrics = await (await fetch(loom.admin("/metrics"))).text();
+      assert.equal(metricValue(metrics, "loom_ebpf_spliced_tunnels_total"), spliced);
+    } finally {
+      await loom.close();
+      echo.close();
+      tun.close();
+    }
+  },
+  opts,
+);
+
+itest(
+  "ebpf splice_tunnels: bytes that come before both sockets are in go through Loom, then the kernel takes over",
+  async () => {
+    const { echo, tun, v6 } = peers();
+    const loom = await startLoom(
+      config(echo.port, tun.port, v6, ebpfBlock({ redirect: false, splice: true })),
+    );
+    spliceTesting.pauseBetweenInsertsMs = 30;
+    try {
+      const failures: string[] = [];
+      // The clients send a first burst at once after the 101, so bytes reach the client's socket while
+      // the upstream's is not in the map yet: the program leaves that direction to Loom. Loom forwards
+      // the burst; after the pause the kernel takes the rest.
+      await inParallel(12, 6, async (i) => {
+        const pace = { burst: 200_000, pauseMs: 300 };
+        const why = await tunnelRoundTrip(loom.port, "/tunnel", 3_000_000 + i * 100_003, 1_000_000, pace);
+        if (why !== "") failures.push(`${i}: ${why}`);
+      });
+      assert.deepEqual(failures, []);
+      const inst = (await ebpfStatus(loom)).splice_tunnels.instances[0];
+      assert.ok(inst.current.program.skb_passed_bytes > 0, JSON.stringify(inst));
+      // Each client's 2.8 MB after the pause went through the kernel, and the upstreams' answers.
+      assert.ok(inst.current.program.skb_redirect_bytes > 12 * 2_800_000, JSON.stringify(inst));
+      assert.equal(inst.current.program.skb_dropped, 0);
+    } finally {
+      spliceTesting.pauseBetweenInsertsMs = 0;
+      await loom.close();
+      echo.close();
+      tun.close();
+    }
+  },
+  opts,
+);

@@ -121,10 +121,17 @@ export function startTunnelUpstream(): Peer {
 }
 
 /**
- * One tunnel through Loom to {@linkcode startTunnelUpstream}: sends `up` random bytes, half-closes,
- * reads until end of stream. "" when every byte arrived both ways, else what went wrong.
+ * One tunnel through Loom to {@linkcode startTunnelUpstream}: sends `up` random bytes (the first
+ * `burst` of them, then a pause of `pauseMs`, then the rest), half-closes, reads until end of
+ * stream. "" when every byte arrived both ways, else what went wrong.
  */
-export async function tunnelRoundTrip(port: number, path: string, up: number, down: number): Promise<string> {
+export async function tunnelRoundTrip(
+  port: number,
+  path: string,
+  up: number,
+  down: number,
+  pace: { burst: number; pauseMs: number } = { burst: up, pauseMs: 0 },
+): Promise<string> {
   const c = await Deno.connect({ hostname: "127.0.0.1", port });
   try {
     await writeAll(
@@ -139,7 +146,9 @@ export async function tunnelRoundTrip(port: number, path: string, up: number, do
     const [got] = await Promise.all([
       readToEnd(c, rest),
       (async () => {
-        await writeAll(c, data);
+        await writeAll(c, data.subarray(0, pace.burst));
+        if (pace.pauseMs > 0) await new Promise((r) => setTimeout(r, pace.pauseMs));
+        await writeAll(c, data.subarray(pace.burst));
         await c.closeWrite();
       })(),
     ]);

@@ -12,15 +12,21 @@
  * 2. Each socket's receive queue is emptied with non-blocking reads and forwarded by the tunnel,
  *    until a pass reads less than it asked for on both (a read that returns less has taken every
  *    segment that was queued, whole). So no partly read segment is left behind.
- * 3. The peer entries are written, then both sockets go into the SOCKHASH; from then on the kernel
- *    takes each arriving segment. Bytes that arrived between steps 2 and 3 wait in the queue:
- *    SO_RCVLOWAT is set, which calls the socket's data-ready hook, now the verdict's.
- * 4. The tunnel keeps one read pending on each socket: the kernel consumes all data, so a read
- *    ends only with end of stream or an error (and anything the verdict ever left to the process
- *    would still be forwarded by it, in order).
- * 5. At end of stream from one side, the half-close is forwarded only after every byte the kernel
- *    took from that side is queued on the other socket: the program counts them per socket, and
- *    TCP_INFO's bytes_acked plus SIOCOUTQ count what the other socket has queued since step 3.
+ * 3. The peer entries are written, then the client's socket goes into the SOCKHASH, then the
+ *    upstream's (which often talks first). Bytes that arrived between steps 2 and 3 wait in the
+ *    queue: SO_RCVLOWAT is set, which calls the socket's data-ready hook, now the verdict's. The
+ *    program decides per direction, segment by segment (see splice.bpf.c): a segment that comes
+ *    before the peer is in the map goes to the process, and so does everything after it until the
+ *    process has forwarded all of it; only then does the kernel take over that direction. A
+ *    socket whose insertion fails leaves its direction with the process. Nothing is ever deleted
+ *    from the map while the tunnel lives: that would drop what its receive queue holds.
+ * 4. The tunnel keeps one read pending on each socket: what the program leaves to the process is
+ *    read and forwarded in order (and counted back in loom_splice_forwarded); otherwise a read
+ *    ends with end of stream or an error.
+ * 5. Bytes read by the process after the kernel moved some of that direction (a socket leaves the
+ *    map when it closes), and the half-close at end of stream, are forwarded only after every byte
+ *    the kernel took from that side is queued on the other socket: the program counts them per
+ *    socket, and TCP_INFO's bytes_acked plus SIOCOUTQ count what the other socket has queued.
  *
  * What stays in user space: TLS on either side (the bytes are records only the process can
  * decrypt), HTTP/1.1 upgrades on h2c/grpc listeners (their connection is wrapped after sniffing),
@@ -35,17 +41,35 @@ import { loaded, readStats } from "./redirect.ts";
 import { bytesQueued, findSocketFd, kickDataReady, recvNow, socketCookie } from "./sockets.ts";
 
 /** Indices of loom_stats in splice.bpf.c. */
-const STATS = ["skb_redirects", "skb_redirect_bytes", "skb_dropped", "skb_passed"] as const;
+const STATS = [
+  "skb_redirects",
+  "skb_redirect_bytes",
+  "skb_dropped",
+  "skb_passed",
+  "skb_passed_bytes",
+] as const;
 
 /** Counters of the splice program (since it was loaded). */
 export type SpliceProgramStats = Record<(typeof STATS)[number], number>;
 
-/** sizeof(struct loom_splice_end): peer key, bytes, segments. */
-const END_SIZE = SOCK_KEY_SIZE + 16;
+/** sizeof(struct loom_splice_end): peer key, bytes, segments, passed, state, pad. */
+const END_SIZE = SOCK_KEY_SIZE + 32;
+/** Offsets in it. */
+const END_BYTES = SOCK_KEY_SIZE;
+const END_PASSED = SOCK_KEY_SIZE + 16;
+const END_STATE = SOCK_KEY_SIZE + 24;
+/** enum of splice.bpf.c: who moves a direction. */
+const STATE_NAMES = ["new", "kernel", "process"] as const;
 /** Step 2 gives up (the tunnel stays in user space) after this many passes that filled their reads. */
 const MAX_DRAIN_PASSES = 64;
 /** Bytes step 2 asks for per read. */
 const DRAIN_READ = 256 * 1024;
+
+/**
+ * Tests only: a pause between the two sockets' insertions, so that bytes arrive while only the
+ * client's socket is in the map (the direction the program then leaves to the process).
+ */
+export const spliceTesting = { pauseBetweenInsertsMs: 0 };
 
 /** Why a tunnel stayed in user space (a metric label). */
 export type SkipReason = "tls" | "not_tcp" | "no_socket" | "busy" | "closed" | "error" | "stopped";
@@ -103,6 +127,7 @@ export class Splicer {
     private readonly obj: BpfObject,
     readonly socks: BpfMap,
     readonly ends: BpfMap,
+    readonly forwarded: BpfMap,
     private readonly statsMap: BpfMap,
     private readonly attachment: BpfAttachment,
   ) {}
@@ -113,7 +138,14 @@ export class Splicer {
     try {
       const socks = obj.map("loom_splice_socks");
       const att = attachToMap(obj.program("loom_splice_verdict"), socks, AttachType.SK_SKB_STREAM_VERDICT);
-      return new Splicer(obj, socks, obj.map("loom_splice_ends"), obj.map("loom_stats"), att);
+      return new Splicer(
+        obj,
+        socks,
+        obj.map("loom_splice_ends"),
+        obj.map("loom_splice_forwarded"),
+        obj.map("loom_stats"),
+        att,
+      );
     } catch (e) {
       obj.close();
       throw e;
@@ -171,23 +203,35 @@ export class Splicer {
     const endA = new Uint8Array(END_SIZE), endB = new Uint8Array(END_SIZE);
     endA.set(kb, 0);
     endB.set(ka, 0);
-    const undo = () => {
-      this.socks.delete(ka);
-      this.socks.delete(kb);
+    const zero = new Uint8Array(8);
+    const entries = () => {
       this.ends.delete(ka);
       this.ends.delete(kb);
+      this.forwarded.delete(ka);
+      this.forwarded.delete(kb);
     };
-    if (this.ends.update(ka, endA) !== 0 || this.ends.update(kb, endB) !== 0) {
-      undo();
+    if (
+      this.ends.update(ka, endA) !== 0 || this.ends.update(kb, endB) !== 0 ||
+      this.forwarded.update(ka, zero) !== 0 || this.forwarded.update(kb, zero) !== 0
+    ) {
+      entries();
       return this.skip("error");
     }
-    if (this.socks.update(kb, fdValue(fdB)) !== 0 || this.socks.update(ka, fdValue(fdA)) !== 0) {
-      undo();
-      return this.skip("error");
+    // The client's socket first: the upstream, which may be talking already, joins second and so
+    // finds its peer in the map. Once one is in, nothing is deleted before the tunnel ends.
+    const rc = this.socks.update(ka, fdValue(fdA));
+    if (rc !== 0) {
+      entries();
+      // EOPNOTSUPP: no longer established (the client half-closed meanwhile).
+      return this.skip(rc === -95 ? "closed" : "error");
     }
+    if (spliceTesting.pauseBetweenInsertsMs > 0) {
+      await new Promise((r) => setTimeout(r, spliceTesting.pauseBetweenInsertsMs));
+    }
+    const inB = this.socks.update(kb, fdValue(fdB)) === 0;
     kickDataReady(fdA);
     kickDataReady(fdB);
-    const pair = new Pair(this, ka, kb, fdA, fdB, cookieA, cookieB, baseA, baseB);
+    const pair = new Pair(this, ka, kb, fdA, fdB, cookieA, cookieB, baseA, baseB, inB);
     this.pairs.add(pair);
     this.splicedCount++;
     return pair;
@@ -205,8 +249,19 @@ export class Splicer {
 
   /** Bytes the program moved for `key`'s socket (0 once released). */
   sent(key: Uint8Array): number {
+    return this.end(key)?.bytes ?? 0;
+  }
+
+  /** The program's entry for `key`'s socket. */
+  end(key: Uint8Array): { bytes: number; passed: number; state: string } | null {
     const v = new Uint8Array(END_SIZE);
-    return this.ends.lookup(key, v) ? Number(new DataView(v.buffer).getBigUint64(SOCK_KEY_SIZE, true)) : 0;
+    if (!this.ends.lookup(key, v)) return null;
+    const d = new DataView(v.buffer);
+    return {
+      bytes: Number(d.getBigUint64(END_BYTES, true)),
+      passed: Number(d.getBigUint64(END_PASSED, true)),
+      state: STATE_NAMES[d.getUint32(END_STATE, true)] ?? "?",
+    };
   }
 
   /** No new splices; the object closes when the last pair ends (now, if there is none). */
@@ -233,7 +288,7 @@ export class Splicer {
       skipped: { ...this.skipped },
       bytes: this.movedBytes + live,
       program: this.closed
-        ? { skb_redirects: 0, skb_redirect_bytes: 0, skb_dropped: 0, skb_passed: 0 }
+        ? { skb_redirects: 0, skb_redirect_bytes: 0, skb_dropped: 0, skb_passed: 0, skb_passed_bytes: 0 }
         : readStats(this.statsMap, STATS) as SpliceProgramStats,
       pairs: [...this.pairs].slice(0, 100).map((p) => p.describe()),
     };
@@ -268,6 +323,8 @@ class Pair implements SplicedPair {
     private readonly cookieB: bigint,
     private readonly baseA: bigint,
     private readonly baseB: bigint,
+    /** Whether the upstream's socket joined the map (the client's always did). */
+    private readonly inB: boolean,
   ) {}
 
   bytes(): { fromA: number; fromB: number } {
@@ -275,9 +332,16 @@ class Pair implements SplicedPair {
     return { fromA: this.s.sent(this.ka), fromB: this.s.sent(this.kb) };
   }
 
+  /** Bytes the process forwarded from the other side to `to`, once written. */
   wrote(to: "a" | "b", n: number): void {
+    if (this.released) return;
     if (to === "a") this.jsToA += BigInt(n);
     else this.jsToB += BigInt(n);
+    // What the other side's socket has had forwarded: the program hands that direction to the
+    // kernel once this equals what it left to the process.
+    const v = new Uint8Array(8);
+    new DataView(v.buffer).setBigUint64(0, to === "a" ? this.jsToA : this.jsToB, true);
+    this.s.forwarded.update(to === "a" ? this.kb : this.ka, v);
   }
 
   alive(): boolean {
@@ -307,9 +371,11 @@ class Pair implements SplicedPair {
     this.released = true;
     // Sockets first: the program sees no more segments of this pair, then the entries go.
     this.s.socks.delete(this.ka);
-    this.s.socks.delete(this.kb);
-    this.s.ends.delete(this.ka);
-    this.s.ends.delete(this.kb);
+    if (this.inB) this.s.socks.delete(this.kb);
+    for (const k of [this.ka, this.kb]) {
+      this.s.ends.delete(k);
+      this.s.forwarded.delete(k);
+    }
     this.s.done(this, this.finalBytes.fromA + this.finalBytes.fromB);
   }
 
@@ -320,7 +386,11 @@ class Pair implements SplicedPair {
     this.released = true;
   }
 
+  /** "client <=> upstream (client→upstream kernel, upstream→client process)". */
   describe(): string {
-    return `${formatSockKey(this.ka)} <=> ${formatSockKey(this.kb)}`;
+    const a = this.s.end(this.ka)?.state ?? "-", b = this.s.end(this.kb)?.state ?? "-";
+    return `${formatSockKey(this.ka)} <=> ${formatSockKey(this.kb)} (client→upstream ${a}, upstream→client ${
+      this.inB ? b : "process (not in the map)"
+    })`;
   }
 }

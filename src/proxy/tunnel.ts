@@ -38,7 +38,10 @@ export interface SplicedTunnel {
   bytes(): { fromA: number; fromB: number };
   /** Resolves once every byte the kernel took from that side is queued on the other socket. */
   drained(from: "a" | "b"): Promise<void>;
-  /** Counts bytes the process itself wrote to a side after the handover (the drain accounting needs them). */
+  /**
+   * Counts bytes the process forwarded to a side after the handover, once written (the drain
+   * accounting needs them, and the kernel takes a direction over once the process caught up).
+   */
   wrote(to: "a" | "b", n: number): void;
   /** Takes both sockets back from the kernel (before they are closed); idempotent. */
   release(): void;
@@ -213,11 +216,9 @@ async function pipe(
       const n = await from.read(buf);
       if (n === null) break;
       const kernelFirst = h.drained();
-      if (kernelFirst !== undefined) {
-        await kernelFirst;
-        h.wrote(n);
-      }
+      if (kernelFirst !== undefined) await kernelFirst;
       await writeAll({ write: (d: Uint8Array) => to.write(d) } as Deno.Conn, buf.subarray(0, n));
+      if (kernelFirst !== undefined) h.wrote(n);
       count(n);
     }
     await h.drained();
