@@ -195,6 +195,35 @@ export function openApiDocument(metricsPath = "/metrics"): Record<string, unknow
           responses: { "200": json({ type: "array", items: ref("Plugin") }), ...COMMON },
         },
       },
+      "/ebpf": {
+        get: {
+          summary:
+            "eBPF acceleration: programs attached, cgroup, counters from the BPF maps, spliced tunnels",
+          operationId: "ebpf",
+          responses: {
+            "200": json({
+              type: "object",
+              properties: {
+                enabled: { type: "boolean" },
+                active: { type: "boolean" },
+                missing: { type: "array", items: { type: "string" }, description: "What eBPF lacks here" },
+                kernel: { type: "string" },
+                libbpf: { type: ["string", "null"] },
+                socket_redirect: {
+                  type: "object",
+                  description: "Programs, cgroup, mode, map sizes and the counters of the redirect programs",
+                },
+                splice_tunnels: {
+                  type: "object",
+                  description: "Per instance: tunnels spliced, bytes, and why others stayed in user space",
+                },
+              },
+            }),
+            "404": error("Not supported by this backend"),
+            ...COMMON,
+          },
+        },
+      },
       "/reload": {
         post: {
           summary: "Re-read and apply the config file (all or nothing)",
