@@ -102,7 +102,15 @@ routes: [{ id: f, path: /f/*, upstream: up }]
     }, 3000);
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(Deno.readTextFileSync(logPath).trim().split("\n").length, 4, "successes are not logged");
-    assert.deepEqual(Object.keys(lines[1]), ["status", "method", "path", "query", "host", "listener", "trace_id"]);
+    assert.deepEqual(Object.keys(lines[1]), [
+      "status",
+      "method",
+      "path",
+      "query",
+      "host",
+      "listener",
+      "trace_id",
+    ]);
     assert.deepEqual(lines[1], {
       status: 503,
       method: "GET",

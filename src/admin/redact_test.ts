@@ -239,7 +239,10 @@ Deno.test("redactConfig: values from ${ENV}, with the host and port derived from
 });
 
 Deno.test("redactConfig: api_key middleware key hashes, top level and per route", () => {
-  const entry = { name: "api_key", options: { header: "x-api-key", keys: [{ key: "sha256:ab12", name: "shop" }] } };
+  const entry = {
+    name: "api_key",
+    options: { header: "x-api-key", keys: [{ key: "sha256:ab12", name: "shop" }] },
+  };
   const out = redactConfig({ middleware: [entry], routes: [{ id: "r", middleware: [entry] }] }) as {
     middleware: { options: { keys: { key: string; name: string }[] } }[];
     routes: { middleware: { options: { keys: { key: string; name: string }[] } }[] }[];

@@ -144,7 +144,11 @@ const listener = t.object({
   body_timeout: opt(t.duration(), "30s", "Longest pause while receiving a request body."),
   max_connections: opt(t.int({ min: 0 }), 10000, "Concurrent connections per worker; 0 = unlimited."),
   max_header_bytes: opt(t.size(), "64KB", "Largest request head; beyond it the answer is 431."),
-  max_headers: opt(t.int({ min: 1 }), 100, "Most header fields in a request (HTTP/1.1, 2, 3); beyond it 431."),
+  max_headers: opt(
+    t.int({ min: 1 }),
+    100,
+    "Most header fields in a request (HTTP/1.1, 2, 3); beyond it 431.",
+  ),
   write_buffer: opt(
     t.size(),
     "64KB",
@@ -461,8 +465,6 @@ const plugin = t.object({
     "Keys of config whose values GET /config shows; all other config values are redacted.",
   ),
 });
-
-const stringList = t.list(t.string());
 
 /** No value in the message: the token is a secret. */
 const checkAdminToken = (s: string): string | undefined =>
