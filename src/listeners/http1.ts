@@ -359,7 +359,9 @@ export class Http1Connection implements Expirable {
     let sawBytes = r.available > 0;
     /** Offset from r.start up to which an incomplete head was checked for a bare CR. */
     let crChecked = 0;
-    arm(this, sawBytes ? cfg.read_header_timeout : cfg.idle_timeout);
+    // The timer is set only before waiting (a head already buffered needs none), once per phase:
+    // idle until the first bytes, then read_header_timeout (one clock read per request, not two).
+    let armed = false;
     for (;;) {
       // RFC 9112 2.2: ignore at least one empty line before the request line.
       while (r.available >= 2 && r.buf[r.start] === 13 && r.buf[r.start + 1] === 10) r.start += 2;
@@ -372,13 +374,17 @@ export class Http1Connection implements Expirable {
         if (hasBareCr(r.buf, r.start + crChecked, r.end)) return -4;
         crChecked = r.available - 1;
       }
+      if (!armed) {
+        arm(this, sawBytes ? cfg.read_header_timeout : cfg.idle_timeout);
+        armed = true;
+      }
       r.idle();
       // Joins the disconnect detector's read when one is in flight (see watchClient).
       const n = await r.fill(cfg.max_header_bytes + 4);
       if (n === 0) return -1;
       if (!sawBytes) {
         sawBytes = true;
-        arm(this, cfg.read_header_timeout);
+        armed = false;
       }
     }
   }

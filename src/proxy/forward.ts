@@ -154,10 +154,12 @@ async function attempt(
   try {
     for (let stale = 0;; stale++) {
       failure = "";
-      let pc = stale === 0 ? pool.takeIdle(Date.now()) : null;
+      let now = Date.now();
+      let pc = stale === 0 ? pool.takeIdle(now) : null;
       if (pc === null) {
         try {
-          pc = await pool.openNew(Math.min(opt.connectTimeout, Math.max(1, totalDeadline - Date.now())));
+          pc = await pool.openNew(Math.min(opt.connectTimeout, Math.max(1, totalDeadline - now)));
+          now = Date.now();
         } catch (e) {
           const kind = e instanceof ConnectError ? e.kind : "refused";
           obs?.upstreamError(up.name, ep.address, "connect_" + kind);
@@ -167,7 +169,7 @@ async function attempt(
         }
       }
       try {
-        return status = await exchange(ctx, pc, head, perTry, totalDeadline, discard);
+        return status = await exchange(ctx, pc, head, perTry, totalDeadline, discard, now);
       } catch (e) {
         if (!(e instanceof UpstreamFailure)) throw e;
         if (
