@@ -10,7 +10,8 @@
  *
  * A VARIANT is the extra `deno run` flags of one Loom, space-separated ("" for
  * none), optionally prefixed by `@<git rev> ` to run that revision's src/ (a
- * temporary worktree) instead of the working tree's:
+ * temporary worktree) instead of the working tree's; `floor` is
+ * bench/floor_proxy.ts (the runtime's socket I/O alone, no gateway logic):
  *
  *   bench/ab_wrk.ts --nginx -- "@HEAD" ""                        HEAD against the working tree
  *   bench/ab_wrk.ts -- "" "--v8-flags=--max-semi-space-size=4"   a V8 flag
@@ -18,14 +19,18 @@
 import {
   cleanup,
   freePort,
+  pin,
   type Proc,
+  rigDir,
   rigFlag,
   runWrk,
+  spawn,
   startLoom,
   startNginxProxy,
   startRig,
   treeCpuSeconds,
   treeRssKiB,
+  waitReady,
 } from "./run.ts";
 import { formatFixed, formatLatency, markdownTable, median, parseWrkOutput } from "./parse.ts";
 
@@ -74,6 +79,17 @@ async function git(args: string[]): Promise<void> {
   if (!r.success) throw new Error(`git ${args.join(" ")}: ${new TextDecoder().decode(r.stderr)}`);
 }
 
+/** bench/floor_proxy.ts on CPU 1. */
+async function startFloor(port: number, upstreamPort: number): Promise<Proc> {
+  const p = spawn(
+    "floor proxy",
+    [...pin("1"), Deno.execPath(), "run", "-A", "bench/floor_proxy.ts", String(port), String(upstreamPort)],
+    `${rigDir()}/floor.log`,
+  );
+  await waitReady(p, port, 30_000);
+  return p;
+}
+
 async function main(): Promise<void> {
   const o = parseArgs(Deno.args);
   if (o.variants.length === 0) o.variants = [""];
@@ -93,7 +109,9 @@ async function main(): Promise<void> {
         await git(["worktree", "add", "--detach", cwd, v.rev]);
         worktrees.push(cwd);
       }
-      v.proc = await startLoom(`loom-${i}`, 1, "1", v.port, ups, [], v.flags, cwd);
+      v.proc = v.label === "floor"
+        ? await startFloor(v.port, ups[0])
+        : await startLoom(`loom-${i}`, 1, "1", v.port, ups, [], v.flags, cwd);
       console.log(`ab: ${v.label} ready (pid ${v.proc.pid})`);
     }
     let ng: Proc | null = null;

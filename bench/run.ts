@@ -279,10 +279,15 @@ export interface Proc {
 
 const procs: Proc[] = [];
 let tmpDir = "";
+
+/** The rig's temp dir (removed by cleanup). */
+export function rigDir(): string {
+  return tmpDir;
+}
 let taskset: string | null = null;
 
 /** Command prefix pinning to `cpus` ("0", "1") when taskset exists and the CPU exists. */
-function pin(cpus: string | null): string[] {
+export function pin(cpus: string | null): string[] {
   if (!cpus || !taskset) return [];
   return [taskset, "-c", cpus];
 }
@@ -379,7 +384,8 @@ async function httpGet(
   }
 }
 
-async function waitReady(p: Proc, port: number, timeoutMs: number): Promise<void> {
+/** Waits until `port` answers the scenario's probe request with 200 and the 1 KiB body. */
+export async function waitReady(p: Proc, port: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = "";
   while (Date.now() < deadline) {

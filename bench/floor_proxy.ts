@@ -1,0 +1,69 @@
+/**
+ * The floor of an HTTP/1.1 reverse proxy on Deno's socket API: per request one
+ * read and one write each way on Deno.TcpConn, pooled upstream connections,
+ * and nothing else (no parsing beyond finding the response's end, no routing,
+ * no headers added). Not a proxy anyone should run: it assumes a request fits
+ * one read and every response has a Content-Length. bench/ab_wrk.ts runs it
+ * (variant `floor`) to show what the runtime's I/O costs per request before
+ * any gateway logic, next to nginx and Loom.
+ *
+ *   deno run -A bench/floor_proxy.ts <port> <upstream port>
+ */
+const [port, upstreamPort] = Deno.args.map(Number);
+const idle: Deno.TcpConn[] = [];
+const latin1 = new TextDecoder("latin1");
+
+/** The response's total length once its head is in `buf[0, got)`, else -1. */
+function responseLength(buf: Uint8Array, got: number): number {
+  const head = latin1.decode(buf.subarray(0, got));
+  const end = head.indexOf("\r\n\r\n");
+  if (end === -1) return -1;
+  const m = /\r\ncontent-length: *(\d+)/i.exec(head.slice(0, end));
+  return end + 4 + (m === null ? 0 : Number(m[1]));
+}
+
+/** `Connection: close` in the request (searched as "close\r" in the bytes). */
+function asksClose(req: Uint8Array, n: number): boolean {
+  for (let i = req.indexOf(99, 0); i !== -1 && i + 5 < n; i = req.indexOf(99, i + 1)) {
+    if (
+      req[i + 1] === 108 && req[i + 2] === 111 && req[i + 3] === 115 && req[i + 4] === 101 &&
+      req[i + 5] === 13
+    ) {
+      return true;
+    }
+  }
+  return false;
+}
+
+async function serve(client: Deno.TcpConn): Promise<void> {
+  client.setNoDelay(true);
+  const req = new Uint8Array(16 * 1024), res = new Uint8Array(64 * 1024);
+  for (;;) {
+    const n = await client.read(req);
+    if (n === null) return client.close();
+    let up = idle.pop();
+    if (up === undefined) {
+      up = await Deno.connect({ hostname: "127.0.0.1", port: upstreamPort });
+      up.setNoDelay(true);
+    }
+    await up.write(req.subarray(0, n));
+    let got = 0, need = -1;
+    while (need === -1 || got < need) {
+      const m = await up.read(res.subarray(got));
+      if (m === null) throw new Error("upstream closed");
+      got += m;
+      if (need === -1) need = responseLength(res, got);
+    }
+    idle.push(up);
+    await client.write(res.subarray(0, got));
+    if (asksClose(req, n)) return client.close(); // the harness's start-up probe
+  }
+}
+
+for await (const c of Deno.listen({ hostname: "127.0.0.1", port })) {
+  serve(c as Deno.TcpConn).catch(() => {
+    try {
+      c.close();
+    } catch { /* closed */ }
+  });
+}
