@@ -670,6 +670,20 @@ ${routes}
 `;
 }
 
+/**
+ * The V8 flags Loom is started with by `deno task start` (deno.json), so the
+ * bench measures Loom as it is run: the young generation's size (see
+ * bench/README.md, Memory).
+ */
+export function startTaskV8Flags(): string[] {
+  try {
+    const start = JSON.parse(Deno.readTextFileSync(`${REPO}/deno.json`)).tasks?.start ?? "";
+    return (start as string).split(/\s+/).filter((a) => a.startsWith("--v8-flags="));
+  } catch {
+    return [];
+  }
+}
+
 /** Loom pinned to `cpus` (null: unpinned). */
 export async function startLoom(
   id: string,
@@ -693,6 +707,7 @@ export async function startLoom(
       "run",
       "-A",
       "--unstable-net",
+      ...startTaskV8Flags(),
       ...scenario.loomFlags,
       ...denoFlags,
       "src/cli/main.ts",
