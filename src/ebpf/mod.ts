@@ -232,7 +232,8 @@ export class EbpfManager {
     if (this.counters === null) return;
     const t = this.totals();
     for (const k of Object.keys(t) as (keyof RedirectStats)[]) {
-      this.counters[k].inc(t[k] - this.reported[k]);
+      // Series appear once something happened: with eBPF off, /metrics has none of them.
+      if (t[k] > this.reported[k]) this.counters[k].inc(t[k] - this.reported[k]);
     }
     this.reported = t;
   }

@@ -69,7 +69,7 @@ export class TunnelSplicing {
       ),
     };
     registry?.gauge("loom_ebpf_spliced_tunnels_active", "Tunnels spliced in the kernel now.", [], {
-      collect: () => [[{}, this.activePairs()]],
+      collect: () => this.current === null && this.retiring.size === 0 ? [] : [[{}, this.activePairs()]],
     });
   }
 
@@ -186,10 +186,12 @@ export class TunnelSplicing {
     const m = this.metrics;
     if (m === null) return;
     const t = this.totals();
-    m.spliced.inc(t.spliced - this.reported.spliced);
-    m.bytes.inc(t.bytes - this.reported.bytes);
+    // Series appear once something happened: with eBPF off, /metrics has none of them.
+    if (t.spliced > this.reported.spliced) m.spliced.inc(t.spliced - this.reported.spliced);
+    if (t.bytes > this.reported.bytes) m.bytes.inc(t.bytes - this.reported.bytes);
     for (const [k, v] of Object.entries(t.skipped)) {
-      m.skipped.labels(k).inc(v - (this.reported.skipped[k] ?? 0));
+      const before = this.reported.skipped[k] ?? 0;
+      if (v > before) m.skipped.labels(k).inc(v - before);
     }
     this.reported = t;
   }
