@@ -9,12 +9,13 @@
  * measured wrk run). With `--requests` the figures are also given in µs per
  * request (the sampled time in the window ÷ N).
  *
- * Stages: each sample is charged to the innermost frame that is Loom's own
- * code (a `src/` file), classified by file and function (STAGES); runtime
- * frames above it (ops, promise machinery, TextEncoder...) count with that
- * stage. Samples with no Loom frame at all are runtime-only: the event loop
- * and microtask queue ("(program)", promise jobs), garbage collection, and
- * the rest by name.
+ * Stages: a sample in a socket read or write op is I/O (its time is mostly
+ * the system call's); any other is charged to the innermost frame that is
+ * Loom's own code (a `src/` file), classified by file and function (STAGES),
+ * so runtime frames above it (promise machinery, TextEncoder...) count with
+ * that stage. Samples with no Loom frame at all are runtime-only: the event
+ * loop and microtask queue ("(program)", promise jobs), garbage collection,
+ * and the rest by name.
  */
 import { formatFixed, markdownTable } from "./parse.ts";
 
@@ -70,6 +71,10 @@ export function stageOf(url: string, fn: string): string | null {
   }
   return "other Loom code";
 }
+
+/** Socket and file I/O ops: their time is mostly the system call's (the kernel's TCP path on loopback). */
+const IO_OPS = /^op_(read|write|write_sync|read_sync|net_\w+|readv|writev)$/;
+export const IO_STAGE = "I/O ops (read, write: the system calls)";
 
 /** Runtime-only samples, by the leaf frame's name. */
 function runtimeKind(fn: string, url: string): string {
@@ -139,7 +144,7 @@ export function summarise(p: CpuProfile, fromUs = -Infinity, toUs = Infinity): P
     add(out.functions, `${fn} (${file || "native"}${file ? ":" + (n.callFrame.lineNumber + 1) : ""})`, dt);
     if (fn === "(garbage collector)") out.gcUs += dt;
     else if (/[Pp]romise|^then$|[Mm]icrotask|[Aa]wait|^resolve$/.test(fn)) out.promiseUs += dt;
-    add(out.stages, stageFor(n.id) ?? runtimeKind(fn, n.callFrame.url), dt);
+    add(out.stages, IO_OPS.test(fn) ? IO_STAGE : stageFor(n.id) ?? runtimeKind(fn, n.callFrame.url), dt);
   }
   return out;
 }

@@ -64,7 +64,8 @@ Deno.test("summarise: samples charged to the innermost Loom frame, in the window
   const s = summarise(p, 1100, 1600); // the last two samples fall outside
   assert.equal(s.samples, 5);
   assert.equal(s.idleUs, 100);
-  assert.equal(s.stages.get("upstream exchange (response head, body relay)"), 300);
+  assert.equal(s.stages.get("upstream exchange (response head, body relay)"), 100);
+  assert.equal(s.stages.get("I/O ops (read, write: the system calls)"), 200);
   assert.equal(s.gcUs, 100);
   assert.equal(s.functions.get("op_write (native)"), 200);
 });
