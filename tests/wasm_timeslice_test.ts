@@ -6,10 +6,9 @@
  * for the suspended callback, then moves to the recreated VM.
  */
 import assert from "node:assert/strict";
-import wabtInit from "wabt";
 import { itest, startLoom, yamlOf } from "./helpers.ts";
 import { get } from "./gateway_util.ts";
-import { KITCHEN } from "./wasm_util.ts";
+import { KITCHEN, watModule } from "./wasm_util.ts";
 import { startUpstream, type TestUpstream } from "./upstream.ts";
 
 /** A minimal plugin: on_request_headers loops forever when the request has `x-spin`, else continues. */
@@ -61,18 +60,6 @@ const CONFIGURE_SPIN_WAT = `(module
         (unreachable)))
     (i32.const 0)))`;
 
-async function spinModule(wat = SPIN_WAT): Promise<string> {
-  const wabt = await wabtInit();
-  const m = wabt.parseWat("spin.wat", wat);
-  try {
-    const path = await Deno.makeTempFile({ suffix: ".wasm" });
-    await Deno.writeFile(path, new Uint8Array(m.toBinary({}).buffer));
-    return path;
-  } finally {
-    m.destroy();
-  }
-}
-
 /**
  * Sends a runaway request to /spin and, until it is answered, requests to
  * /plain (no plugin) and /ok (another plugin) one after another; returns the
@@ -117,7 +104,7 @@ itest(
   "wasm timeslice: other routes are served while a runaway callback runs; it ends at its timeout",
   async () => {
     const app = startUpstream({ echo: "app" });
-    const spin = await spinModule();
+    const spin = await watModule(SPIN_WAT);
     const loom = await startLoom(yaml(app, spin, "timeslice"));
     try {
       const r = await duringRunaway(loom.url);
@@ -145,7 +132,7 @@ itest(
 
 itest("wasm timeslice: inline isolation keeps other requests waiting for the runaway callback", async () => {
   const app = startUpstream({ echo: "app" });
-  const spin = await spinModule();
+  const spin = await watModule(SPIN_WAT);
   const loom = await startLoom(yaml(app, spin, "inline"));
   try {
     const r = await duringRunaway(loom.url);
@@ -162,7 +149,7 @@ itest("wasm timeslice: inline isolation keeps other requests waiting for the run
 
 itest("wasm timeslice: a request to the same plugin waits for its suspended VM, then is served", async () => {
   const app = startUpstream({ echo: "app" });
-  const spin = await spinModule();
+  const spin = await watModule(SPIN_WAT);
   const loom = await startLoom(yaml(app, spin, "timeslice"));
   try {
     const t0 = performance.now();
@@ -188,7 +175,7 @@ itest(
   "wasm timeslice: a runaway VM start-up (on_configure) is sliced too, and stopped at its timeout",
   async () => {
     const app = startUpstream({ echo: "app" });
-    const spin = await spinModule(CONFIGURE_SPIN_WAT);
+    const spin = await watModule(CONFIGURE_SPIN_WAT);
     const loom = await startLoom(yaml(app, spin, "timeslice"));
     try {
       for (const p of ["/ok/w", "/plain/w", "/spin/w"]) assert.equal((await get(loom.url(p))).status, 200);
