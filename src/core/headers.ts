@@ -109,3 +109,21 @@ export function isConnectionField(k: string): boolean {
   return k === "connection" || k === "keep-alive" || k === "transfer-encoding" || k === "upgrade" ||
     k === "proxy-connection" || k === "content-length";
 }
+
+/**
+ * Adds `token` to Vary unless it (or `*`) is listed already, case-insensitively. Existing Vary lines are
+ * merged into one, so the field reads as one list whichever middleware added to it.
+ */
+export function addVary(h: HeaderList, token: string): void {
+  const cur = h.getJoined("vary");
+  if (cur === undefined) {
+    h.append("vary", token);
+    return;
+  }
+  const want = token.toLowerCase();
+  for (const part of cur.split(",")) {
+    const t = part.trim().toLowerCase();
+    if (t === want || t === "*") return;
+  }
+  h.set("vary", cur + ", " + token);
+}

@@ -24,7 +24,7 @@
  * @module
  */
 import type { RequestContext } from "../../core/context.ts";
-import type { HeaderList } from "../../core/headers.ts";
+import { addVary as addVaryToken, type HeaderList } from "../../core/headers.ts";
 import type { BodyFilter, Middleware, ResponseHead } from "../../core/middleware.ts";
 import type { CompressEncoding, CompressOptions } from "../../config/middleware/compress.ts";
 import { createCompressor, supported } from "./codec.ts";
@@ -35,14 +35,7 @@ const DIGITS = /^[0-9]{1,15}$/;
 
 /** Adds `Accept-Encoding` to Vary unless it (or `*`) is listed already. */
 export function addVary(h: HeaderList): void {
-  const v = h.getJoined("vary");
-  if (v !== undefined) {
-    for (const part of v.split(",")) {
-      const t = part.trim().toLowerCase();
-      if (t === "accept-encoding" || t === "*") return;
-    }
-  }
-  h.append("vary", "Accept-Encoding");
+  addVaryToken(h, "Accept-Encoding");
 }
 
 /** Makes strong ETags weak (`"x"` → `W/"x"`): the compressed bytes are not the upstream's. */

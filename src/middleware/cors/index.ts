@@ -22,7 +22,7 @@
  * @module
  */
 import type { RequestContext } from "../../core/context.ts";
-import { HeaderList } from "../../core/headers.ts";
+import { addVary, HeaderList } from "../../core/headers.ts";
 import type { Middleware } from "../../core/middleware.ts";
 import type { CorsOptions } from "../../config/middleware/cors.ts";
 import { reject } from "../reject.ts";
@@ -57,14 +57,6 @@ export function originMatcher(origins: readonly string[]): { any: boolean; test(
 
 function escape(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-}
-
-function addVary(h: HeaderList, value: string): void {
-  const cur = h.getJoined("vary");
-  if (cur === undefined) h.append("vary", value);
-  else if (!cur.toLowerCase().split(",").some((v) => v.trim() === value.toLowerCase() || v.trim() === "*")) {
-    h.set("vary", cur + ", " + value);
-  }
 }
 
 /** The middleware for `o` (built once per snapshot); `enabled: false` hooks nothing. */
