@@ -11,7 +11,10 @@
  * A VARIANT is the extra `deno run` flags of one Loom, space-separated ("" for
  * none), optionally prefixed by `@<git rev> ` to run that revision's src/ (a
  * temporary worktree) instead of the working tree's; `floor` is
- * bench/floor_proxy.ts (the runtime's socket I/O alone, no gateway logic):
+ * bench/floor_proxy.ts (the runtime's socket I/O alone, no gateway logic),
+ * `ffi-floor` the same proxy on libc sockets and epoll through FFI
+ * (bench/ffi_floor_proxy.ts; `ffi-floor:async` or `ffi-floor:block` for its
+ * other ways of waiting):
  *
  *   bench/ab_wrk.ts --nginx -- "@HEAD" ""                        HEAD against the working tree
  *   bench/ab_wrk.ts -- "" "--v8-flags=--max-semi-space-size=4"   a V8 flag
@@ -79,12 +82,15 @@ async function git(args: string[]): Promise<void> {
   if (!r.success) throw new Error(`git ${args.join(" ")}: ${new TextDecoder().decode(r.stderr)}`);
 }
 
-/** bench/floor_proxy.ts on CPU 1. */
-async function startFloor(port: number, upstreamPort: number): Promise<Proc> {
+/** bench/floor_proxy.ts (`floor`) or bench/ffi_floor_proxy.ts (`ffi-floor[:mode]`) on CPU 1. */
+async function startFloor(label: string, port: number, upstreamPort: number): Promise<Proc> {
+  const [script, ...mode] = label.startsWith("ffi-floor")
+    ? ["bench/ffi_floor_proxy.ts", ...label.split(":").slice(1)]
+    : ["bench/floor_proxy.ts"];
   const p = spawn(
-    "floor proxy",
-    [...pin("1"), Deno.execPath(), "run", "-A", "bench/floor_proxy.ts", String(port), String(upstreamPort)],
-    `${rigDir()}/floor.log`,
+    label,
+    [...pin("1"), Deno.execPath(), "run", "-A", script, String(port), String(upstreamPort), ...mode],
+    `${rigDir()}/${label.replace(":", "-")}.log`,
   );
   await waitReady(p, port, 30_000);
   return p;
@@ -109,8 +115,8 @@ async function main(): Promise<void> {
         await git(["worktree", "add", "--detach", cwd, v.rev]);
         worktrees.push(cwd);
       }
-      v.proc = v.label === "floor"
-        ? await startFloor(v.port, ups[0])
+      v.proc = v.label === "floor" || /^ffi-floor(:\w+)?$/.test(v.label)
+        ? await startFloor(v.label, v.port, ups[0])
         : await startLoom(`loom-${i}`, 1, "1", v.port, ups, [], v.flags, cwd);
       console.log(`ab: ${v.label} ready (pid ${v.proc.pid})`);
     }
