@@ -135,12 +135,43 @@ const listener = t.object({
   name: req(t.string(), "Unique listener name."),
   address: req(listenAddress('Listen address "[host]:port": ":8080", "0.0.0.0:8080", "[::1]:8080".')),
   protocol: req(
-    t.enum(["http", "https", "h2c", "http3", "grpc", "grpcs"]),
-    "Protocol served on this listener.",
+    t.enum(["http", "https", "h2c", "http3", "grpc", "grpcs", "tcp"]),
+    "Protocol served on this listener (tcp: byte streams proxied to an upstream, TLS passed through).",
   ),
   tls: opt(tls),
+  upstream: opt(
+    t.string(),
+    undefined,
+    "tcp: the upstream connections go to (when no sni_routes entry matches).",
+  ),
+  sni_routes: opt(
+    t.list(t.object({
+      server_names: req(
+        t.list(
+          t.string({
+            pattern: "^(\\*\\.)?[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*\\.?$",
+            patternMessage: 'a server name is a host name or "*." and a domain',
+          }),
+          { minItems: 1 },
+        ),
+        'Host names of the TLS ClientHello (SNI): exact, or "*.example.com" for any subdomain.',
+      ),
+      upstream: req(t.string(), "The upstream of connections whose SNI matches."),
+    })),
+    undefined,
+    "tcp: TLS passthrough by SNI (the ClientHello is read, never terminated).",
+  ),
+  plugins: opt(
+    t.list(t.string()),
+    undefined,
+    "tcp: Proxy-Wasm network filters (plugin names), in order, on every connection.",
+  ),
   read_header_timeout: opt(t.duration(), "10s", "Time allowed to receive a complete request head."),
-  idle_timeout: opt(t.duration(), "60s", "Keep-alive idle time between requests."),
+  idle_timeout: opt(
+    t.duration(),
+    "60s",
+    "Keep-alive idle time between requests (tcp: time without a byte either way; 0 = none).",
+  ),
   body_timeout: opt(t.duration(), "30s", "Longest pause while receiving a request body."),
   max_connections: opt(t.int({ min: 0 }), 10000, "Concurrent connections per worker; 0 = unlimited."),
   max_header_bytes: opt(t.size(), "64KB", "Largest request head; beyond it the answer is 431."),

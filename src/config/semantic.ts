@@ -133,11 +133,61 @@ export function checkSemantics(config: Obj, positions: Map<string, Position>): C
         `listeners[${i}].protocol`,
       );
     }
+    checkTcpListener(l, `listeners[${i}]`, protocol, upstreams, plugins, positions, at);
   });
 
   checkPorts(config, at);
   checkMiddleware(config, upstreams, positions, at);
   return errors;
+}
+
+/** A tcp listener's upstreams, SNI routes and network filters; the tcp-only keys elsewhere. */
+function checkTcpListener(
+  l: Obj,
+  p: string,
+  protocol: string | undefined,
+  upstreams: Map<string, number>,
+  plugins: Map<string, number>,
+  positions: Map<string, Position>,
+  at: (path: string, message: string, posPath?: string) => void,
+): void {
+  const written = (key: string) => l[key] !== undefined || positions.has(`${p}.${key}`);
+  if (protocol !== "tcp") {
+    for (const key of ["upstream", "sni_routes", "plugins"]) {
+      if (written(key)) at(`${p}.${key}`, `"${key}" is for tcp listeners only (this one is ${protocol})`);
+    }
+    return;
+  }
+  if (written("tls")) {
+    at(`${p}.tls`, "tcp listeners pass TLS through (routed by SNI with sni_routes): no tls block");
+  }
+  if (!written("upstream") && !written("sni_routes")) {
+    at(p, 'a tcp listener needs "upstream", "sni_routes" or both', `${p}.protocol`);
+  }
+  const up = str(l.upstream);
+  if (up !== undefined && !upstreams.has(up)) {
+    at(`${p}.upstream`, `upstream "${up}" is not defined${known(upstreams)}`);
+  }
+  const seen = new Map<string, string>();
+  list(l.sni_routes).forEach((r, k) => {
+    const rp = `${p}.sni_routes[${k}]`;
+    const ru = str(r.upstream);
+    if (ru !== undefined && !upstreams.has(ru)) {
+      at(`${rp}.upstream`, `upstream "${ru}" is not defined${known(upstreams)}`);
+    }
+    (Array.isArray(r.server_names) ? r.server_names as unknown[] : []).forEach((n, j) => {
+      if (typeof n !== "string") return;
+      const name = n.toLowerCase().replace(/\.$/, "");
+      const prev = seen.get(name);
+      if (prev !== undefined) at(`${rp}.server_names[${j}]`, `server name "${n}" is also in ${prev}`);
+      else seen.set(name, `${rp}.server_names[${j}]`);
+    });
+  });
+  (Array.isArray(l.plugins) ? l.plugins as unknown[] : []).forEach((name, j) => {
+    if (typeof name === "string" && !plugins.has(name)) {
+      at(`${p}.plugins[${j}]`, `plugin "${name}" is not defined under top-level plugins${known(plugins)}`);
+    }
+  });
 }
 
 /** Middleware options that depend on the rest of the config (an upstream's name) or on each other. */

@@ -23,7 +23,7 @@ import type { TopLevelCache } from "./middleware/cache.ts";
 export type { MiddlewareEntry };
 
 /** Listener protocols of Loom's format. */
-export type ListenerProtocol = "http" | "https" | "h2c" | "http3" | "grpc" | "grpcs";
+export type ListenerProtocol = "http" | "https" | "h2c" | "http3" | "grpc" | "grpcs" | "tcp";
 
 export interface TlsConfig {
   cert_file: string;
@@ -91,6 +91,12 @@ export interface ListenerConfig {
   write_buffer: number;
   /** HTTP/2 limits; defaults apply when absent. */
   http2?: Http2Limits;
+  /** tcp: the upstream of connections no `sni_routes` entry takes; none = such connections are closed. */
+  upstream?: string;
+  /** tcp: TLS passthrough by the ClientHello's server name (exact, or "*.domain" for any subdomain). */
+  sni_routes?: { server_names: string[]; upstream: string }[];
+  /** tcp: Proxy-Wasm network filters by plugin name, in order. */
+  plugins?: string[];
 }
 
 /** A header or query matcher (the router's own type: config is data for it). */
