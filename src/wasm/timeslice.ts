@@ -78,6 +78,9 @@ export class CallClock {
   private sliceStart = 0;
   private wallDeadline = 0;
 
+  /** A VM shared by plugins: the budget of the callback about to start (its plugin's timeout); null = `timeout`. */
+  budget: (() => number) | null = null;
+
   constructor(private timeout: number) {}
 
   /** Sets the time budget of the calls that follow (VM start-up has its own). */
@@ -87,7 +90,10 @@ export class CallClock {
 
   /** A plain (synchronous) guest call begins; the outermost one sets the deadline. */
   enter(): void {
-    if (this.depth === 0) this.deadline = performance.now() + this.timeout;
+    if (this.depth === 0) {
+      if (this.budget !== null) this.timeout = this.budget();
+      this.deadline = performance.now() + this.timeout;
+    }
     this.depth++;
   }
 
@@ -98,6 +104,7 @@ export class CallClock {
 
   /** An outermost sliced callback begins. */
   startSliced(): void {
+    if (this.budget !== null) this.timeout = this.budget();
     const now = performance.now();
     this.spent = 0;
     this.sliceStart = now;

@@ -33,6 +33,8 @@ export interface LocalResponse {
 /** What the VM needs of a stream (one HTTP request through this plugin). */
 export interface StreamHost {
   readonly id: number;
+  /** Its plugin: in a VM shared by plugins (vm_group.ts) host calls act for it; absent = the VM's first. */
+  readonly plugin?: VmHost;
   map(type: number): MapView | null;
   buffer(type: number): Uint8Array | null;
   setBuffer(type: number, data: Uint8Array): boolean;
@@ -56,6 +58,8 @@ export interface VmHost {
   readonly vmConfig: Uint8Array;
   readonly pluginConfig: Uint8Array;
   readonly timeout: number;
+  /** Running time of its root context's start-up (on_vm_start, on_configure); absent = `timeout`. */
+  readonly startTimeout?: number;
   /** Absent = inline (plugins default to timeslice: plugin.ts). */
   readonly isolation?: Isolation;
   property(path: string[]): Uint8Array | null | undefined;
@@ -175,6 +179,17 @@ export class PluginVM {
   readonly mem: GuestMemory;
   /** Root context id (ids come from one counter per VM; 0 is the VM itself). */
   readonly rootContextId: number;
+  /**
+   * Root contexts and their plugins: one (rootContextId) unless plugins
+   * share the VM (vm_group.ts), each with a root context of its own.
+   */
+  private readonly roots = new Map<number, VmHost>();
+  private readonly rootIds = new Map<VmHost, number>();
+  /** More than one plugin has a root context here: host calls find theirs by the effective context. */
+  private shared = false;
+  /** Roots whose start-up runs, and its time budget (ms). */
+  private readonly setupMs = new Map<number, number>();
+  private readonly primary: VmHost;
   /** Set on the first trap/timeout: the VM is never called again. */
   failed: Error | null = null;
   /** Stream contexts attached to this VM, by context id. */
@@ -198,7 +213,8 @@ export class PluginVM {
   private fns: Partial<Record<Callback, Fn>> = {};
   private pfns: Partial<Record<Callback | Batch, Entry>> = {};
 
-  constructor(module: WebAssembly.Module, readonly abi: AbiVersion, readonly host: VmHost) {
+  constructor(module: WebAssembly.Module, readonly abi: AbiVersion, host: VmHost) {
+    this.primary = host;
     this.sliced = host.isolation === "timeslice";
     this.clock = new CallClock(host.timeout);
     this.mem = new GuestMemory(this.clock);
@@ -228,6 +244,8 @@ export class PluginVM {
     }
     this.mem.attach(this.memory, alloc as Fn);
     this.rootContextId = this.nextId++;
+    this.roots.set(this.rootContextId, host);
+    this.rootIds.set(host, this.rootContextId);
     if (jobs.size > 0) this.slicer!.serve(ex["loom:serve"]);
   }
 
@@ -266,6 +284,72 @@ export class PluginVM {
   /** A fresh stream context id. */
   newContextId(): number {
     return this.nextId++;
+  }
+
+  /** The plugin (VmHost) host calls act for: the one of the effective context. */
+  get host(): VmHost {
+    return this.shared ? this.hostOf(this.effective) : this.primary;
+  }
+
+  /** The plugin context `ctx` belongs to (a root context's, or a stream's); the first one otherwise. */
+  hostOf(ctx: number): VmHost {
+    return this.roots.get(ctx) ?? this.streams.get(ctx)?.plugin ?? this.primary;
+  }
+
+  /** The root context `ctx` belongs to: itself for a root context, its plugin's for a stream. */
+  rootOf(ctx: number): number {
+    if (this.roots.has(ctx)) return ctx;
+    const p = this.streams.get(ctx)?.plugin;
+    return p === undefined ? this.rootContextId : this.rootFor(p);
+  }
+
+  /** The root context id of plugin `host` in this VM (rootContextId for a VM of one plugin). */
+  rootFor(host: VmHost): number {
+    return this.shared ? this.rootIds.get(host) ?? this.rootContextId : this.rootContextId;
+  }
+
+  /** Whether `ctx` is a live root context here. */
+  isRoot(ctx: number): boolean {
+    return this.roots.has(ctx);
+  }
+
+  /**
+   * A root context for one more plugin sharing this VM (vm_group.ts): its
+   * id; the plugin's calls then get its own timeout.
+   */
+  addRoot(host: VmHost): number {
+    const id = this.nextId++;
+    this.roots.set(id, host);
+    this.rootIds.set(host, id);
+    this.shared = true;
+    this.clock.budget ??= () => this.budget();
+    return id;
+  }
+
+  /** A root context was deleted (its plugin retired). */
+  removeRoot(id: number): void {
+    const h = this.roots.get(id);
+    if (h === undefined) return;
+    this.roots.delete(id);
+    if (this.rootIds.get(h) === id) this.rootIds.delete(h);
+  }
+
+  /**
+   * Calls on root context `root` (and, for rootContextId, the module's start
+   * code) run with budget `ms` (its start-up), or again with its plugin's
+   * timeout when null.
+   */
+  setupBudget(root: number, ms: number | null): void {
+    if (ms === null) this.setupMs.delete(root);
+    else this.setupMs.set(root, ms);
+    this.clock.budget ??= () => this.budget();
+  }
+
+  /** The time budget of the callback about to run (CallClock.budget). */
+  private budget(): number {
+    if (!this.shared) return this.setupMs.get(this.rootContextId) ?? this.primary.timeout;
+    const root = this.rootOf(this.effective);
+    return this.setupMs.get(root) ?? this.hostOf(root).timeout;
   }
 
   /** Whether the module exports callback `cb`. */
@@ -325,8 +409,8 @@ export class PluginVM {
     } catch { /* recorded */ }
   }
 
-  /** Delivers an http_call answer to the root context. */
-  deliverHttpCall(token: number, res: CalloutData): void {
+  /** Delivers an http_call answer to the root context (`root`: the caller's, in a shared VM). */
+  deliverHttpCall(token: number, res: CalloutData, root = this.rootContextId): void {
     this.deliver(
       "proxy_on_http_call_response",
       res,
@@ -334,17 +418,26 @@ export class PluginVM {
       res.headers.length,
       res.body.length,
       res.trailers.length,
+      root,
     );
   }
 
   /**
    * Calls a root-context callout callback (http_call answer, gRPC event) with
-   * `data` readable for its duration. False when the VM is failed (the
-   * callout should be dropped).
+   * `data` readable for its duration, on root context `root` (the caller's
+   * in a shared VM). False when the VM is failed (the callout should be
+   * dropped).
    */
-  deliver(cb: Callback, data: CalloutData, token: number, x: number, y = 0, z = 0): boolean {
+  deliver(
+    cb: Callback,
+    data: CalloutData,
+    token: number,
+    x: number,
+    y = 0,
+    z = 0,
+    root = this.rootContextId,
+  ): boolean {
     if (this.failed !== null) return false;
-    const root = this.rootContextId;
     const slicer = this.slicer;
     if (slicer !== null) {
       const p = this.pfns[cb];
