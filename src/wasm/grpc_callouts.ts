@@ -50,6 +50,8 @@ const RESERVED = new Set(["content-type", "te", "grpc-timeout", "connection", "t
 interface Callout {
   readonly token: number;
   readonly vm: PluginVM;
+  /** The root context its events go to: the caller's (a VM shared by plugins has one per plugin). */
+  readonly root: number;
   readonly call: boolean;
   /** Null until the HTTP/2 stream is open. */
   h2: H2Stream | null;
@@ -135,10 +137,10 @@ export class GrpcCallouts implements GrpcHost {
     return Status.OK;
   }
 
-  /** Drops every callout of a VM that failed or was deleted (no callbacks). */
-  dropVM(vm: PluginVM): void {
+  /** Drops every callout of a VM that failed or was deleted, or only those of its root context `root` (no callbacks). */
+  dropVM(vm: PluginVM, root?: number): void {
     for (const c of [...this.live.values()]) {
-      if (c.vm !== vm) continue;
+      if (c.vm !== vm || (root !== undefined && c.root !== root)) continue;
       this.end(c);
       c.h2?.reset(ErrorCode.CANCEL);
     }
@@ -166,6 +168,7 @@ export class GrpcCallouts implements GrpcHost {
     const c: Callout = {
       token,
       vm,
+      root: vm.rootOf(vm.effective),
       call,
       h2: null,
       queued: [],
@@ -359,6 +362,9 @@ function deliver(
     },
     c.token,
     n,
+    0,
+    0,
+    c.root,
   );
 }
 

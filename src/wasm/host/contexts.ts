@@ -66,7 +66,7 @@ export function contextFunctions(vm: PluginVM): HostFunctions {
     },
     proxy_set_effective_context: (id: number) => {
       id >>>= 0;
-      if (id !== vm.rootContextId && !vm.streams.has(id)) return Status.BAD_ARGUMENT;
+      if (!vm.isRoot(id) && !vm.streams.has(id)) return Status.BAD_ARGUMENT;
       vm.effective = id;
       return Status.OK;
     },

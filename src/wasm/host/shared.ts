@@ -2,7 +2,8 @@
  * Shared data and shared queue host functions. Both stores are isolate-wide
  * (VmHost.shared), as in Envoy per worker: shared data is a key-value store
  * with compare-and-swap; a queue belongs to the VM id that registered it,
- * and its owner's root context gets `proxy_on_queue_ready` per item.
+ * and the root context that registered it (in a VM shared by plugins, that
+ * plugin's) gets `proxy_on_queue_ready` per item.
  *
  * @module
  */
@@ -35,7 +36,7 @@ export function sharedFunctions(vm: PluginVM): HostFunctions {
       const store = host.shared;
       const key = host.vmId + "\0" + mem.str(np, nl);
       let token = store.queueByName.get(key);
-      const root = vm.rootContextId;
+      const root = vm.rootOf(vm.effective);
       const owner = (t: number) => vm.fire("proxy_on_queue_ready", root, root, t);
       if (token === undefined) {
         token = store.nextQueue++;
