@@ -72,4 +72,18 @@ export function detectAbi(exportNames: readonly string[]): AbiVersion | null {
 }
 
 /** WASI errno values the shim returns. */
-export const Errno = { SUCCESS: 0, BADF: 8, INVAL: 28, NOSYS: 52 } as const;
+export const Errno = {
+  SUCCESS: 0,
+  ACCES: 2,
+  BADF: 8,
+  FBIG: 22,
+  INVAL: 28,
+  IO: 29,
+  ISDIR: 31,
+  MFILE: 33,
+  NOENT: 44,
+  NOSYS: 52,
+  NOTDIR: 54,
+  ROFS: 69,
+  NOTCAPABLE: 76,
+} as const;

@@ -20,6 +20,7 @@ import { PluginTimeout, ProcExit, StaleVM } from "./errors.ts";
 import type { MapView } from "./header_maps.ts";
 import { hostImports } from "./host/mod.ts";
 import { GuestMemory } from "./memory.ts";
+import type { Sandbox } from "./preopens.ts";
 import { PluginOutput } from "./wasi.ts";
 import { CallClock, type Entry, entryOf, loomImports, servingJobs, Timeslicer } from "./timeslice.ts";
 
@@ -62,6 +63,10 @@ export interface VmHost {
   readonly startTimeout?: number;
   /** Absent = inline (plugins default to timeslice: plugin.ts). */
   readonly isolation?: Isolation;
+  /** Its read-only directories (`files:`: WASI preopens and read_file); absent = none. */
+  readonly sandbox?: Sandbox | null;
+  /** The DNS server of `dns_resolve` (`dns_server:`); absent = the system's resolver. */
+  readonly dnsServer?: { ipAddr: string; port: number };
   property(path: string[]): Uint8Array | null | undefined;
   tickPeriod(ms: number): void;
   httpCall(
@@ -332,6 +337,24 @@ export class PluginVM {
     if (h === undefined) return;
     this.roots.delete(id);
     if (this.rootIds.get(h) === id) this.rootIds.delete(h);
+    this.rootGone(id);
+  }
+
+  /** Host resources of root contexts (timers, DNS lookups: host/completions.ts), released when they go. */
+  private readonly releasers = new Map<number, (() => void)[]>();
+
+  /** Runs `f` once root context `root` is removed or the VM fails (at once when that happened already). */
+  onRootGone(root: number, f: () => void): void {
+    if (this.failed !== null || !this.roots.has(root)) return f();
+    const list = this.releasers.get(root);
+    if (list === undefined) this.releasers.set(root, [f]);
+    else list.push(f);
+  }
+
+  private rootGone(root: number): void {
+    const list = this.releasers.get(root);
+    this.releasers.delete(root);
+    for (const f of list ?? []) f();
   }
 
   /**
@@ -426,7 +449,7 @@ export class PluginVM {
    * Calls a root-context callout callback (http_call answer, gRPC event) with
    * `data` readable for its duration, on root context `root` (the caller's
    * in a shared VM). False when the VM is failed (the callout should be
-   * dropped).
+   * dropped). `done` runs once the callback has run (or failed).
    */
   deliver(
     cb: Callback,
@@ -436,6 +459,7 @@ export class PluginVM {
     y = 0,
     z = 0,
     root = this.rootContextId,
+    done?: () => void,
   ): boolean {
     if (this.failed !== null) return false;
     const slicer = this.slicer;
@@ -444,7 +468,7 @@ export class PluginVM {
       if (p === undefined) return true;
       // The data is set once the call owns the VM, not while another callback is suspended.
       try {
-        slicer.enter(p, root, data, root, token, x, y, z).catch(() => {});
+        slicer.enter(p, root, data, root, token, x, y, z).catch(() => {}).finally(done);
       } catch { /* the VM is failed now; its streams were told */ }
       return true;
     }
@@ -455,6 +479,7 @@ export class PluginVM {
       /* the VM is failed now; its streams were told */
     } finally {
       this.callout = null;
+      done?.();
     }
     return true;
   }
@@ -488,6 +513,7 @@ export class PluginVM {
       : e;
     // A panic's message (Go's runtime writes it to stderr, then exits or traps) goes with the failure.
     this.failedOutput = this.output.take();
+    for (const root of [...this.releasers.keys()]) this.rootGone(root);
     this.onFail?.(this.failed);
   }
 

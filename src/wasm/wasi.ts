@@ -4,7 +4,8 @@
  * (collected per callback: one entry per callback and stream, so a Go
  * panic's message and traceback are one entry), clocks, randomness and
  * `poll_oneoff` (clock subscriptions fire at once: a callback never sleeps)
- * work, and everything else (files, environment, arguments) is absent.
+ * work, the plugin's read-only directories (`files:`) are preopened
+ * (wasi_files.ts), and everything else (environment, arguments) is absent.
  * `proc_exit` ends the VM, never the process.
  *
  * @module
@@ -13,6 +14,8 @@ import { Errno } from "./abi.ts";
 import { ProcExit } from "./errors.ts";
 import type { GuestMemory } from "./memory.ts";
 import type { HostFunctions } from "./host/mod.ts";
+import type { Sandbox } from "./preopens.ts";
+import { wasiFileFunctions } from "./wasi_files.ts";
 import { logger } from "../observability/logger.ts";
 
 /** Most text kept of one callback's output per stream (the rest is cut). */
@@ -61,12 +64,21 @@ const SUBSCRIPTION = 48;
 const EVENT = 32;
 const EVENT_CLOCK = 0, EVENT_FD_READ = 1;
 
-/** The WASI functions of one VM (`wasi_snapshot_preview1` and `wasi_unstable`), by name. */
-export function wasiFunctions(mem: GuestMemory, output: PluginOutput): HostFunctions {
+/**
+ * The WASI functions of one VM (`wasi_snapshot_preview1` and `wasi_unstable`),
+ * by name; `sandbox` holds the plugin's read-only directories (null: none).
+ */
+export function wasiFunctions(
+  mem: GuestMemory,
+  output: PluginOutput,
+  sandbox: Sandbox | null = null,
+): HostFunctions {
   const E = Errno;
+  const files = wasiFileFunctions(mem, sandbox);
   return {
+    ...files,
     fd_write: (fd: number, iovs: number, n: number, nwritten: number) => {
-      if (fd !== 1 && fd !== 2) return E.BADF;
+      if (fd !== 1 && fd !== 2) return files.fd_write(fd as never);
       const dv = mem.view();
       let total = 0;
       for (let i = 0; i < n; i++) {
@@ -103,19 +115,13 @@ export function wasiFunctions(mem: GuestMemory, output: PluginOutput): HostFunct
       mem.setU32(neventsPtr, n);
       return E.SUCCESS;
     },
-    fd_read: () => E.BADF,
-    fd_close: () => E.SUCCESS,
-    fd_seek: () => E.BADF,
     fd_fdstat_get: (fd: number, ptr: number) => {
-      if (fd > 2) return E.BADF;
+      if (fd > 2) return files.fd_fdstat_get(fd as never, ptr as never);
       const m = mem.u8();
       m.fill(0, ptr >>> 0, (ptr >>> 0) + 24);
       m[ptr >>> 0] = 2; // character device
       return E.SUCCESS;
     },
-    // EBADF (not ENOSYS) tells wasi-libc there are no preopened directories.
-    fd_prestat_get: () => E.BADF,
-    fd_prestat_dir_name: () => E.BADF,
     // i64 parameters arrive as BigInt.
     clock_time_get: ((id: number, _precision: bigint, ptr: number) => {
       const ns = id === 0
