@@ -566,6 +566,11 @@ export class PluginManager {
     this.pending = [];
   }
 
+  /** The plugin named `name` (a tcp listener's network filters: wasm/network.ts). */
+  get(name: string): Plugin | undefined {
+    return this.plugins.get(name);
+  }
+
   /**
    * The chain for a route's `plugins:` list plus every `global: true` plugin,
    * or null when both are empty (routes without plugins pay nothing).

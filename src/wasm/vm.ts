@@ -166,6 +166,12 @@ const CALLBACKS = [
   "proxy_on_grpc_receive_trailing_metadata",
   "proxy_on_grpc_close",
   "proxy_on_foreign_function",
+  // Network (L4) filters: network.ts.
+  "proxy_on_new_connection",
+  "proxy_on_downstream_data",
+  "proxy_on_upstream_data",
+  "proxy_on_downstream_connection_close",
+  "proxy_on_upstream_connection_close",
 ] as const;
 /** A guest callback name. */
 export type Callback = typeof CALLBACKS[number];

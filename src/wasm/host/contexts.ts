@@ -1,8 +1,8 @@
 /**
  * Stream and context control host functions: resume or reset the effective
  * stream, answer it locally, switch the effective context, and
- * `proxy_done`. Downstream/upstream (TCP) streams do not exist here: their
- * calls succeed and do nothing.
+ * `proxy_done`. On a connection's stream (network filters, wasm/network.ts)
+ * continue and close act on its downstream or upstream direction.
  *
  * @module
  */
@@ -10,6 +10,11 @@ import { Status, StreamType } from "../abi.ts";
 import { decodePairs, localResponseHeaders } from "../header_maps.ts";
 import type { PluginVM } from "../vm.ts";
 import type { HostFunctions } from "./mod.ts";
+
+/** Whether the effective context is a connection's (network filter) stream. */
+function network(vm: PluginVM): boolean {
+  return (vm.stream() as { kind?: string } | null)?.kind === "network";
+}
 
 /** `proxy_continue_stream`, `proxy_close_stream` and their ABI 0.1.0 names, local responses, contexts. */
 export function contextFunctions(vm: PluginVM): HostFunctions {
@@ -54,12 +59,13 @@ export function contextFunctions(vm: PluginVM): HostFunctions {
     proxy_continue_response: () => continueStream(StreamType.HTTP_RESPONSE),
     proxy_resume_http_request: () => continueStream(StreamType.HTTP_REQUEST),
     proxy_resume_http_response: () => continueStream(StreamType.HTTP_RESPONSE),
-    proxy_resume_downstream: () => Status.OK,
-    proxy_resume_upstream: () => Status.OK,
+    // ABI 0.1.0's network calls act on network streams (wasm/network.ts); elsewhere they do nothing.
+    proxy_resume_downstream: () => network(vm) ? continueStream(StreamType.DOWNSTREAM) : Status.OK,
+    proxy_resume_upstream: () => network(vm) ? continueStream(StreamType.UPSTREAM) : Status.OK,
     proxy_reset_http_request: () => closeStream(StreamType.HTTP_REQUEST),
     proxy_reset_http_response: () => closeStream(StreamType.HTTP_RESPONSE),
-    proxy_close_downstream: () => Status.OK,
-    proxy_close_upstream: () => Status.OK,
+    proxy_close_downstream: () => network(vm) ? closeStream(StreamType.DOWNSTREAM) : Status.OK,
+    proxy_close_upstream: () => network(vm) ? closeStream(StreamType.UPSTREAM) : Status.OK,
     proxy_clear_route_cache: () => {
       vm.stream()?.clearRouteCache();
       return Status.OK;
