@@ -19,6 +19,7 @@ function bufferOf(vm: PluginVM, type: number): Uint8Array | null {
       return vm.host.pluginConfig;
     case BufferType.HTTP_CALL_RESPONSE_BODY:
     case BufferType.GRPC_RECEIVE_BUFFER:
+    case BufferType.CALL_DATA: // proxy_on_foreign_function's data (host/completions.ts)
       return vm.callout?.body ?? null;
     default:
       return vm.stream()?.buffer(type) ?? null;

@@ -56,7 +56,8 @@ export function hostImports(
   loom: Record<string, WebAssembly.ImportValue>,
 ): WebAssembly.Imports {
   const env = envFunctions(vm);
-  const wasi = wasiFunctions(vm.mem, vm.output);
+  // WASI state (descriptors) is the VM's: its preopens are those of the plugin that created it.
+  const wasi = wasiFunctions(vm.mem, vm.output, vm.host.sandbox ?? null);
   const out: Record<string, Record<string, WebAssembly.ImportValue>> = {};
   for (const imp of WebAssembly.Module.imports(module)) {
     const ns = out[imp.module] ??= {};
