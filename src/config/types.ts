@@ -326,6 +326,13 @@ export interface PluginConfig {
   isolation?: "timeslice" | "inline";
   /** Keys of `config` whose values `GET /config` shows; every other value there is redacted. */
   public_config_keys?: string[];
+  /**
+   * Read-only directories the plugin may read (WASI preopens and the `read_file` foreign function):
+   * `dir` on the host (absolute once loaded from a file), `as` the path the plugin uses.
+   */
+  files?: { dir: string; as: string }[];
+  /** DNS server ("ip:port") of the `dns_resolve` foreign function; absent = the system's resolver. */
+  dns_server?: string;
 }
 
 export interface AdminConfig {

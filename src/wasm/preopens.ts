@@ -12,6 +12,18 @@
  * @module
  */
 import { isAbsolute, join, normalize, resolve, sep } from "node:path";
+import type { PluginConfig } from "../config/types.ts";
+
+/** Sandboxes by plugin config: built once per plugin definition, not per VM or call. */
+const sandboxes = new WeakMap<object, Sandbox | null>();
+
+/** The sandbox of a plugin config's `files` (null without any). */
+export function sandboxOf(cfg: Pick<PluginConfig, "files"> | undefined): Sandbox | null {
+  if (cfg === undefined) return null;
+  let s = sandboxes.get(cfg);
+  if (s === undefined) sandboxes.set(cfg, s = cfg.files?.length ? new Sandbox(cfg.files) : null);
+  return s;
+}
 
 /** Largest file a plugin may read (bytes): reads are synchronous, so they stay short. */
 export const MAX_FILE = 16 * 1024 * 1024;

@@ -20,7 +20,7 @@ import { PluginTimeout, ProcExit, StaleVM } from "./errors.ts";
 import type { MapView } from "./header_maps.ts";
 import { hostImports } from "./host/mod.ts";
 import { GuestMemory } from "./memory.ts";
-import type { Sandbox } from "./preopens.ts";
+import type { PluginConfig } from "../config/types.ts";
 import { PluginOutput } from "./wasi.ts";
 import { CallClock, type Entry, entryOf, loomImports, servingJobs, Timeslicer } from "./timeslice.ts";
 
@@ -63,10 +63,8 @@ export interface VmHost {
   readonly startTimeout?: number;
   /** Absent = inline (plugins default to timeslice: plugin.ts). */
   readonly isolation?: Isolation;
-  /** Its read-only directories (`files:`: WASI preopens and read_file); absent = none. */
-  readonly sandbox?: Sandbox | null;
-  /** The DNS server of `dns_resolve` (`dns_server:`); absent = the system's resolver. */
-  readonly dnsServer?: { ipAddr: string; port: number };
+  /** Its config's host features: read-only `files` (preopens.ts) and `dns_server` (host/dns.ts). */
+  readonly cfg?: Pick<PluginConfig, "files" | "dns_server">;
   property(path: string[]): Uint8Array | null | undefined;
   tickPeriod(ms: number): void;
   httpCall(

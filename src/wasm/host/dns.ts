@@ -53,6 +53,13 @@ function direct(name: string, types: readonly RecordType[]): Uint8Array | null {
   return answer(Status.OK, types.map((t) => t === "A" ? "127.0.0.1" : "::1").join("\n"));
 }
 
+/** `dns_server` ("ip:port", "[v6]:port"; checked by the config schema) as Deno.resolveDns takes it. */
+function nameServerOf(s: string | undefined): { ipAddr: string; port: number } | undefined {
+  if (s === undefined) return undefined;
+  const colon = s.lastIndexOf(":");
+  return { ipAddr: s.slice(0, colon).replace(/^\[(.*)\]$/, "$1"), port: Number(s.slice(colon + 1)) };
+}
+
 /** Resolves `name` for `types` through the resolver: the answer bytes. */
 async function lookup(
   name: string,
@@ -111,7 +118,7 @@ export function dnsResolve(vm: PluginVM, arg: Uint8Array): Uint8Array | number {
   } else {
     const t = timer = setTimeout(() => abort.abort(), DNS_TIMEOUT_MS);
     Deno.unrefTimer(t);
-    lookup(name, types, abort.signal, vm.hostOf(root).dnsServer).then(
+    lookup(name, types, abort.signal, nameServerOf(vm.hostOf(root).cfg?.dns_server)).then(
       finish,
       (e) => finish(answer(Status.INTERNAL_FAILURE, String(e))),
     );

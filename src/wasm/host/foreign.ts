@@ -17,6 +17,7 @@ import { deflateSync, inflateSync } from "node:zlib";
 import { Status } from "../abi.ts";
 import type { PluginVM } from "../vm.ts";
 import type { HostFunctions } from "./mod.ts";
+import { sandboxOf } from "../preopens.ts";
 import { dnsResolve } from "./dns.ts";
 import { cancelTimer, setTimer } from "./timers.ts";
 
@@ -55,8 +56,8 @@ const FOREIGN: Record<string, Foreign> = {
  * INTERNAL_FAILURE: larger than 16 MiB or unreadable.
  */
 function readFile(vm: PluginVM, arg: Uint8Array): Uint8Array | number {
-  const sandbox = vm.host.sandbox;
-  if (sandbox === undefined || sandbox === null) return Status.BAD_ARGUMENT;
+  const sandbox = sandboxOf(vm.host.cfg);
+  if (sandbox === null) return Status.BAD_ARGUMENT;
   const r = sandbox.readFile(new TextDecoder().decode(arg));
   if (r instanceof Uint8Array) return r;
   return r === "not_found"

@@ -13,6 +13,7 @@ import { Errno, Status } from "../abi.ts";
 import { logger } from "../../observability/logger.ts";
 import type { PluginVM } from "../vm.ts";
 import { wasiFunctions } from "../wasi.ts";
+import { sandboxOf } from "../preopens.ts";
 import { bufferFunctions } from "./buffers.ts";
 import { contextFunctions } from "./contexts.ts";
 import { foreignFunctions } from "./foreign.ts";
@@ -57,7 +58,7 @@ export function hostImports(
 ): WebAssembly.Imports {
   const env = envFunctions(vm);
   // WASI state (descriptors) is the VM's: its preopens are those of the plugin that created it.
-  const wasi = wasiFunctions(vm.mem, vm.output, vm.host.sandbox ?? null);
+  const wasi = wasiFunctions(vm.mem, vm.output, sandboxOf(vm.host.cfg));
   const out: Record<string, Record<string, WebAssembly.ImportValue>> = {};
   for (const imp of WebAssembly.Module.imports(module)) {
     const ns = out[imp.module] ??= {};
