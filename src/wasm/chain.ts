@@ -165,7 +165,7 @@ export class ChainRun implements RunState {
     const t0 = performance.now();
     let action: number | Promise<number>;
     try {
-      action = s.vm.call("loom:start", s.id, s.id, s.vm.rootContextId, a, b);
+      action = s.vm.call("loom:start", s.id, s.id, s.vm.rootFor(s.plugin), a, b);
     } catch (e) {
       return this.startFailed(s, e, t0, a, b);
     }

@@ -68,7 +68,7 @@ export async function runPlugins(
       }
       run.streams.push(s);
       try {
-        const r = vm.call("proxy_on_context_create", s.id, s.id, vm.rootContextId);
+        const r = vm.call("proxy_on_context_create", s.id, s.id, vm.rootFor(p));
         if (typeof r !== "number") await r;
       } catch (e) {
         if (e instanceof StaleVM && (await s.rebind())) continue;

@@ -192,7 +192,7 @@ export class NetworkSession {
       const s = new NetStream(session, p, vm);
       session.streams.push(s);
       session.reversed.unshift(s);
-      if ((await session.call(s, "proxy_on_context_create", "on_context_create", vm.rootContextId, 0)) < 0) {
+      if ((await session.call(s, "proxy_on_context_create", "on_context_create", vm.rootFor(p), 0)) < 0) {
         if (session.closed) return session;
       }
     }

@@ -4,10 +4,12 @@
  * - A module is read, instrumented (binary.ts) and compiled once per
  *   content and memory limit, off the event loop (compile.ts); each plugin
  *   gets one VM per isolate (worker), started in the background and reused
- *   by every request; a request gets one stream context per plugin.
+ *   by every request; a request gets one stream context per plugin. Plugins
+ *   with the same non-empty vm_id, module, vm_config, memory limit and
+ *   isolation share one VM, each with its own root context (vm_group.ts).
  * - A VM that traps, times out or exits is dropped; the next request creates
  *   a fresh one. One that failed to start is retried in the background with
- *   backoff (1 s .. 60 s), with or without requests.
+ *   backoff (1 s .. 60 s), with or without requests (vm_group.ts).
  * - Shared data, shared queues and plugin-defined metrics are isolate-wide,
  *   as in Envoy (per worker); http_call goes to a configured upstream.
  *
@@ -23,8 +25,8 @@ import { GrpcCallouts } from "./grpc_callouts.ts";
 import { call } from "../proxy/call.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import type { ConnectionPool } from "../upstream/pool.ts";
-import { StaleVM } from "./errors.ts";
-import { type CalloutData, type Isolation, PluginVM, type SharedStores, type VmHost } from "./vm.ts";
+import type { CalloutData, Isolation, PluginVM, SharedStores, VmHost } from "./vm.ts";
+import { groupKey, type GroupMember, VmGroup } from "./vm_group.ts";
 
 const enc = new TextEncoder();
 const log = logger.child({ component: "wasm" });
@@ -54,6 +56,8 @@ export interface PluginInfo {
   loops_instrumented: number;
   /** Isolates (workers) reporting this plugin; `GET /plugins` sums vms and errors over them. */
   workers: number;
+  /** The other plugins running in the same VM (same vm_id, module and vm_config); `vms` counts that VM's. */
+  vm_shared_with: string[];
 }
 
 /**
@@ -88,19 +92,11 @@ export function mergePluginInfo(lists: readonly PluginInfo[][]): PluginInfo[] {
 export const DEFAULT_ISOLATION: Isolation = "timeslice";
 /** Longest running time of a VM's start-up (`_initialize`/`_start`, on_vm_start, on_configure) by default (ms). */
 export const DEFAULT_START_TIMEOUT = 10_000;
-/** Background retries of a VM that failed to start: the first after this long, doubling up to the cap (ms). */
-const RETRY_FIRST_MS = 1000;
-const RETRY_MAX_MS = 60_000;
-/** Crash-loop cap: at most this many VM starts per plugin and isolate per window. */
-const VM_RESTARTS_PER_WINDOW = 10;
-const VM_RESTART_WINDOW_MS = 1000;
-/** The same VM failure within this time is counted, not logged again (ms). */
-const FAILURE_LOG_REPEAT_MS = 60_000;
 /** Longest wait for in-flight requests, then for proxy_done, when a plugin is retired. */
 const ROOT_DONE_WAIT_MS = 10_000;
 
 /** A configured plugin in one isolate. */
-export class Plugin implements VmHost {
+export class Plugin implements VmHost, GroupMember {
   readonly pluginName: string;
   /** Envoy's root_id: SDKs (AssemblyScript, C++) look their root context factory up by it. */
   readonly rootId: string;
@@ -116,8 +112,10 @@ export class Plugin implements VmHost {
   /** The module is being read and compiled (off the event loop); getVM waits for it. */
   private loading: Promise<void> | null = null;
   loadError: string | null = null;
+  /** The VM holding this plugin's started root context (set by its group). */
   vm: PluginVM | null = null;
-  vms = 0;
+  /** Its VM and the plugins sharing it; null until the module is compiled. */
+  group: VmGroup | null = null;
   errors = 0;
   lastError: string | null = null;
   lastErrorAt: string | null = null;
@@ -130,11 +128,7 @@ export class Plugin implements VmHost {
   wantsResponseHeaders = false;
   wantsResponseBody = false;
   readonly onlyLog: boolean;
-  private retryAt = 0;
   private tickTimer: ReturnType<typeof setInterval> | undefined;
-  /** Start times of the most recent VMs (crash-loop cap). */
-  private starts: number[] = [];
-  private capLogged = false;
   /** VM whose root context's on_done returned false: it waits for proxy_done. */
   private pendingDone: PluginVM | null = null;
   private doneTimer: ReturnType<typeof setTimeout> | undefined;
@@ -166,8 +160,9 @@ export class Plugin implements VmHost {
    * running before its first request.
    */
   load(): void {
-    const loading = this.manager.compile(this.cfg.path, this.cfg.memory_limit).then((c) => {
+    const loading = this.manager.compile(this.cfg.path, this.cfg.memory_limit, this.vmId !== "").then((c) => {
       this.compiled = c;
+      if (!this.retired) this.group = this.manager.joinGroup(this, c);
       // A module without a callback gets nothing for it: a body it does not look at streams past uncopied.
       const exported = new Set(WebAssembly.Module.exports(c.module).map((e) => e.name));
       const has = (...names: string[]) => names.some((n) => exported.has("proxy_on_" + n));
@@ -194,144 +189,22 @@ export class Plugin implements VmHost {
   }
 
   /**
-   * The running VM, created (and configured) on demand; null when it cannot
-   * start. While a new VM starts (`_initialize`, on_vm_start, on_configure;
+   * The running VM with this plugin's root context, created (and
+   * configured) on demand by its group; null when it cannot start. While a
+   * VM or the root context starts (`_initialize`, on_vm_start, on_configure;
    * in timeslice mode sliced like any callback) this returns a Promise,
    * shared by every caller, that never rejects.
    */
   getVM(): PluginVM | null | Promise<PluginVM | null> {
     if (this.vm !== null && this.vm.failed === null) return this.vm;
-    if (this.starting !== null) return this.starting;
     if (this.loading !== null) return this.loading.then(() => this.getVM());
-    if (this.compiled === null || this.retired) return null;
-    const now = performance.now();
-    if (now < this.retryAt) return null;
-    // Crash-loop cap (spec "Plugin crashes"): a plugin that traps on every request
-    // would otherwise cost a VM instantiation per request.
-    while (this.starts.length > 0 && now - this.starts[0] >= VM_RESTART_WINDOW_MS) this.starts.shift();
-    if (this.starts.length >= VM_RESTARTS_PER_WINDOW) {
-      this.retryAt = this.starts[0] + VM_RESTART_WINDOW_MS;
-      if (!this.capLogged) {
-        this.capLogged = true;
-        log.warn("plugin VM re-creation rate capped; requests fail (or skip it) until the window passes", {
-          plugin: this.cfg.name,
-          max_per_second: VM_RESTARTS_PER_WINDOW,
-        });
-      }
-      return null;
-    }
-    this.capLogged = false;
-    this.starts.push(now);
-    this.vm = null;
+    if (this.group === null || this.retired) return null;
+    return this.group.vmFor(this);
+  }
+
+  /** Its VM was lost (GroupMember): ticks stop. */
+  lostVM(): void {
     this.stopTicks();
-    let vm: PluginVM | undefined;
-    try {
-      vm = new PluginVM(this.compiled.module, this.compiled.abi, this);
-      this.vms++;
-      vm.onFail = (e) => this.vmFailed(vm!, e);
-      const starting = this.startVM(vm, now);
-      this.starting = starting;
-      starting.then(() => this.starting = null);
-      return starting;
-    } catch (e) {
-      return this.startFailed(vm, e, now);
-    }
-  }
-
-  private starting: Promise<PluginVM | null> | null = null;
-
-  /** A new VM's start-up (getVM): each step sliced in timeslice mode, plain calls inline. */
-  private async startVM(vm: PluginVM, now: number): Promise<PluginVM | null> {
-    try {
-      // Start-up is bounded by its own (larger) running time: a Go runtime's start on a busy machine.
-      vm.setCallTimeout(this.startTimeout);
-      await vm.start();
-      const root = vm.rootContextId;
-      await vm.call("proxy_on_context_create", root, root, 0);
-      if (
-        vm.has("proxy_on_vm_start") &&
-        (await vm.call("proxy_on_vm_start", root, root, this.vmConfig.length)) === 0
-      ) {
-        throw new Error("proxy_on_vm_start returned false");
-      }
-      if (
-        vm.has("proxy_on_configure") &&
-        (await vm.call("proxy_on_configure", root, root, this.pluginConfig.length)) === 0
-      ) {
-        throw new Error("proxy_on_configure returned false (plugin rejected its configuration)");
-      }
-      if (vm.failed !== null) throw vm.failed;
-      vm.setCallTimeout(this.timeout);
-      this.vm = vm;
-      this.failedStarts = 0;
-      return vm;
-    } catch (e) {
-      return this.startFailed(vm, e instanceof StaleVM ? vm.failed ?? e : e, now);
-    }
-  }
-
-  private startFailed(vm: PluginVM | undefined, e: unknown, now: number): null {
-    const msg = e instanceof Error ? e.message : String(e);
-    if (vm !== undefined && vm.failed === null) vm.fail(new Error(msg));
-    else if (vm === undefined) this.recordError(msg);
-    this.retryAt = now + 1000;
-    this.stopTicks();
-    this.logFailure("plugin VM failed to start", msg, vm?.failedOutput ?? "");
-    // Retried in the background too (a plugin without traffic, say one that only ticks, comes back).
-    this.failedStarts++;
-    this.scheduleRetry(Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** (this.failedStarts - 1)));
-    return null;
-  }
-
-  /** VM starts that failed in a row (background retry backoff). */
-  private failedStarts = 0;
-  private retryTimer: ReturnType<typeof setTimeout> | undefined;
-
-  /** Starts a VM in `ms` unless one runs by then (or the plugin was retired). */
-  private scheduleRetry(ms: number): void {
-    clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      if (this.retired || (this.vm !== null && this.vm.failed === null) || this.starting !== null) return;
-      if (performance.now() < this.retryAt) return this.scheduleRetry(this.retryAt - performance.now());
-      void this.getVM();
-    }, Math.max(0, ms));
-    Deno.unrefTimer(this.retryTimer as unknown as number);
-  }
-
-  /** The last failure logged and how often it repeated since (a crash loop logs its panic once). */
-  private lastLogged = { msg: "", at: -Infinity, repeated: 0 };
-
-  /**
-   * Logs a VM failure with what the plugin wrote meanwhile (a panic's
-   * message); the same failure again within a minute is only counted, and
-   * the count goes with the next one logged.
-   */
-  private logFailure(what: string, msg: string, output: string): void {
-    const key = msg + "\0" + output;
-    const now = performance.now();
-    const last = this.lastLogged;
-    if (last.msg === key && now - last.at < FAILURE_LOG_REPEAT_MS) {
-      last.repeated++;
-      return;
-    }
-    const fields: Record<string, unknown> = { plugin: this.cfg.name, error: msg };
-    if (output !== "") fields.output = output;
-    if (last.repeated > 0) fields.previous_repeated = last.repeated;
-    log.error(what, fields);
-    this.lastLogged = { msg: key, at: now, repeated: 0 };
-  }
-
-  private vmFailed(vm: PluginVM, e: Error): void {
-    this.recordError(e.message);
-    this.logFailure("plugin VM failed; it will be recreated", e.message, vm.failedOutput);
-    if (this.vm === vm) {
-      this.vm = null;
-      this.stopTicks();
-    }
-    this.manager.grpc.dropVM(vm);
-    // Its streams fail cleanly; streams of other plugins are untouched.
-    for (const s of [...vm.streams.values()]) (s as { vmFailed?: (e: Error) => void }).vmFailed?.(e);
   }
 
   private durations = new Map<string, HistogramChild | null>();
@@ -361,7 +234,8 @@ export class Plugin implements VmHost {
       // Timeslice: ticks do not pile up behind a long (suspended) callback.
       if (pending) return;
       try {
-        const r = cur.call("proxy_on_tick", cur.rootContextId, cur.rootContextId);
+        const root = cur.rootFor(this);
+        const r = cur.call("proxy_on_tick", root, root);
         if (typeof r !== "number") {
           pending = true;
           r.catch(() => {}).finally(() => pending = false);
@@ -386,12 +260,17 @@ export class Plugin implements VmHost {
    */
   retire(): void {
     this.retired = true;
-    clearTimeout(this.retryTimer);
+    this.manager.leaveGroup(this);
     const vm = this.vm;
     if (vm === null || vm.failed !== null) return this.stopTicks();
     const started = performance.now();
+    // Only this plugin's streams: a shared VM serves other plugins meanwhile.
+    const busy = () => {
+      for (const s of vm.streams.values()) if (s.plugin === undefined || s.plugin === this) return true;
+      return false;
+    };
     const whenIdle = () => {
-      if (vm.streams.size > 0 && performance.now() - started < ROOT_DONE_WAIT_MS) {
+      if (busy() && performance.now() - started < ROOT_DONE_WAIT_MS) {
         const t = setTimeout(whenIdle, 20);
         Deno.unrefTimer(t as unknown as number);
         return;
@@ -403,7 +282,7 @@ export class Plugin implements VmHost {
 
   private async rootDone(vm: PluginVM): Promise<void> {
     if (vm.failed !== null) return this.stopTicks();
-    const root = vm.rootContextId;
+    const root = vm.rootFor(this);
     let done = true;
     try {
       done = (await vm.call("proxy_on_done", root, root)) !== 0;
@@ -419,7 +298,7 @@ export class Plugin implements VmHost {
 
   /** proxy_done from a VM (VmHost). */
   done(vm: PluginVM, contextId: number): boolean {
-    if (this.pendingDone !== vm || contextId !== vm.rootContextId) return false;
+    if (this.pendingDone !== vm || contextId !== vm.rootFor(this)) return false;
     this.pendingDone = null;
     clearTimeout(this.doneTimer);
     // Deferred like the reference host: on_delete must not run inside the proxy_done call.
@@ -432,8 +311,11 @@ export class Plugin implements VmHost {
     clearTimeout(this.doneTimer);
     this.stopTicks();
     if (this.vm === vm) this.vm = null;
-    vm.fire("proxy_on_delete", vm.rootContextId, vm.rootContextId);
-    this.manager.grpc.dropVM(vm);
+    const root = vm.rootFor(this);
+    vm.fire("proxy_on_delete", root, root);
+    // Only its own root context's callouts: a shared VM's other plugins keep theirs.
+    this.manager.grpc.dropVM(vm, root);
+    vm.removeRoot(root);
   }
 
   property(path: string[]): Uint8Array | null | undefined {
@@ -460,7 +342,8 @@ export class Plugin implements VmHost {
     trailers: [string, string][],
     timeoutMs: number,
   ): number | null {
-    return this.manager.httpCall(vm, upstream, headers, body, trailers, timeoutMs);
+    // The answer goes to this plugin's root context (a shared VM has one per plugin).
+    return this.manager.httpCall(vm, upstream, headers, body, trailers, timeoutMs, vm.rootFor(this));
   }
 
   info(): PluginInfo {
@@ -471,13 +354,14 @@ export class Plugin implements VmHost {
       priority: this.cfg.priority,
       abi_version: this.compiled?.abi ?? null,
       failure_policy: this.cfg.failure_policy,
-      vms: this.vms,
+      vms: this.group?.vms ?? 0,
       running: this.vm !== null && this.vm.failed === null,
       errors: this.errors,
       last_error: this.lastError,
       last_error_at: this.lastErrorAt,
       loops_instrumented: this.compiled?.loops ?? 0,
       workers: 1,
+      vm_shared_with: this.group?.sharedWith(this) ?? [],
     };
   }
 }
@@ -511,6 +395,8 @@ export function currentPluginManager(): PluginManager | null {
 /** All plugins of one gateway isolate, carried from snapshot to snapshot across reloads. */
 export class PluginManager {
   private plugins = new Map<string, Plugin>();
+  /** VMs shared by plugins, by sharing key (vm_group.ts). */
+  private groups = new Map<string, VmGroup>();
   private upstreams: ReadonlyMap<string, CallUpstream> = new Map();
   private registry: Registry | null = null;
   private durations: Histogram | null = null;
@@ -602,17 +488,20 @@ export class PluginManager {
   /**
    * Reads, instruments and compiles a module, off the event loop and cached
    * by content (compile.ts: the config-time check compiled it already).
+   * `hash`: the content's SHA-256 too (hex), for sharing VMs by module.
    */
   async compile(
     path: string,
     memoryLimit: number,
-  ): Promise<CompiledModule & { abi: NonNullable<CompiledModule["abi"]> }> {
+    hash = false,
+  ): Promise<CompiledModule & { abi: NonNullable<CompiledModule["abi"]>; hash: string }> {
     let bytes: Uint8Array;
     try {
       bytes = await Deno.readFile(path);
     } catch (e) {
       throw new WasmLoadError(`cannot read ${path}: ${e instanceof Error ? e.message : e}`);
     }
+    const digest = hash ? await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>) : null;
     let c: CompiledModule;
     try {
       c = await compileModule(bytes, memoryLimit);
@@ -625,7 +514,36 @@ export class PluginManager {
         `${path}: not a Proxy-Wasm module (no proxy_abi_version_0_1_0/0_2_0/0_2_1 export)`,
       );
     }
-    return { ...c, abi };
+    const hex = digest === null
+      ? ""
+      : Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+    return { ...c, abi, hash: hex };
+  }
+
+  /**
+   * The VM group of a plugin whose module is compiled: the one of its
+   * sharing key (same vm_id, module, vm_config, memory limit, isolation:
+   * vm_group.ts), kept across reloads while any plugin uses it, or a new one.
+   */
+  joinGroup(
+    p: Plugin,
+    c: CompiledModule & { abi: NonNullable<CompiledModule["abi"]>; hash: string },
+  ): VmGroup {
+    const key = groupKey(p.vmId, c.hash, p.cfg.memory_limit, p.isolation, p.vmConfig);
+    let g = key === null ? undefined : this.groups.get(key);
+    if (g === undefined) {
+      g = new VmGroup(key, c.module, c.abi, (vm, root) => this.grpc.dropVM(vm, root));
+      if (key !== null) this.groups.set(key, g);
+    }
+    g.add(p);
+    return g;
+  }
+
+  /** A plugin retired: it leaves its group, and a group left empty is forgotten (its VM ends with it). */
+  leaveGroup(p: Plugin): void {
+    const g = p.group;
+    if (g === null || !g.remove(p) || g.key === null) return;
+    if (this.groups.get(g.key) === g) this.groups.delete(g.key);
   }
 
   /** Plugin metrics and the loom_plugin_* metrics go to `registry` (once). */
@@ -728,6 +646,7 @@ export class PluginManager {
     body: Uint8Array,
     _trailers: [string, string][],
     timeoutMs: number,
+    root = vm.rootContextId,
   ): number | null {
     const up = this.upstreams.get(upstream);
     if (up === undefined) return null;
@@ -745,7 +664,7 @@ export class PluginManager {
     method ??= "GET", path ??= "/", authority ??= "";
     lower.set("host", authority);
     const ep = up.select({ header: (n) => lower.get(n), clientIp: "" });
-    const deliver = (r: CalloutData) => vm.deliverHttpCall(token, r);
+    const deliver = (r: CalloutData) => vm.deliverHttpCall(token, r, root);
     // As Envoy: a call that fails (no endpoint, connect error, timeout) is answered with no headers.
     const failed = () => deliver({ headers: [], body: new Uint8Array(0), trailers: [] });
     if (ep === null) {

@@ -61,7 +61,7 @@ export class Stream implements StreamHost {
     vm.streams.set(this.id, this);
     this.failure = null;
     try {
-      await vm.call("proxy_on_context_create", this.id, this.id, vm.rootContextId);
+      await vm.call("proxy_on_context_create", this.id, this.id, vm.rootFor(this.plugin));
       this.fresh = true;
     } catch (e) {
       if (e instanceof StaleVM) return this.rebind(); // that VM failed too before our turn
