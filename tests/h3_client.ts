@@ -46,15 +46,19 @@ export async function h3Client(port: number, caPem: string, serverName = "localh
     conn,
     control,
     serverFrames,
-    /** Sends one request (a HEADERS frame from `fields`, or `raw` bytes); returns the response head and body (text and bytes). */
+    /**
+     * Sends one request (a HEADERS frame from `fields`, or `raw` bytes); returns the response head and body
+     * (text and bytes). `open`: the request stream is left unfinished (an upload that stalls).
+     */
     async request(
       fields: string[],
       raw?: Uint8Array,
+      open = false,
     ): Promise<{ fields: string[]; body: string; bytes: Uint8Array }> {
       const s = await conn.createBidirectionalStream();
       const w = s.writable.getWriter();
       await w.write(raw ?? encodeFrame(FrameType.HEADERS, encodeFieldSection(fields)));
-      await w.close();
+      if (!open) await w.close();
       const rd = s.readable.getReader();
       const sr = new StreamReader(async () => {
         const x = await rd.read();

@@ -15,6 +15,7 @@ import { EMPTY_BODY } from "../core/body.ts";
 import { RequestContext } from "../core/context.ts";
 import { HeaderList, isConnectionField } from "../core/headers.ts";
 import type { ListenerConfig } from "../config/types.ts";
+import { arm, disarm, type Expirable } from "../core/deadline.ts";
 import type { RequestHandler } from "./http1.ts";
 import { fieldSectionSize } from "../http2/fields.ts";
 
@@ -97,20 +98,51 @@ export function requestHead(f: string[]): StreamRequestHead {
   return { method, path, authority, protocol, headers };
 }
 
-/** A request stream's DATA as a BodyReader; its trailers once the body ended. */
-export class StreamBodyReader implements BodyReader {
+/**
+ * A request stream's DATA as a BodyReader; its trailers once the body ended.
+ * While the gateway waits for DATA the listener's `body_timeout` runs (as
+ * HTTP/1.1's): a client that stalls its upload before any response began
+ * gets `408 Request Timeout` and the request stops upstream. Once the
+ * response has begun the stream is left alone (bidirectional streams).
+ */
+export class StreamBodyReader implements BodyReader, Expirable {
   trailers: HeaderList | null = null;
+  deadline = 0;
 
-  constructor(private s: FieldStream, readonly length: number, private ctx: RequestContext) {}
+  constructor(
+    private s: FieldStream,
+    readonly length: number,
+    private ctx: RequestContext,
+    private w: StreamWriter,
+    private timeoutMs: number,
+  ) {}
 
   async read(): Promise<Uint8Array | null> {
-    const d = await this.s.read();
+    // Only while no response has begun: a stream that is answering (a gRPC or other bidirectional
+    // stream) may keep its upload open and quiet as long as it likes.
+    if (this.timeoutMs > 0 && !this.w.headSent) arm(this, this.timeoutMs);
+    let d: Uint8Array | null;
+    try {
+      d = await this.s.read();
+    } finally {
+      disarm(this);
+    }
     if (d === null) {
       if (this.s.trailers !== null) this.trailers = toList(this.s.trailers);
       return null;
     }
     this.ctx.bytesIn += d.length;
     return d;
+  }
+
+  expire(): void {
+    const ctx = this.ctx;
+    if (ctx.aborted || this.w.headSent) return;
+    // The request stops upstream; whatever the proxy answers now goes nowhere (the writer is finished).
+    ctx.abort();
+    this.w.timedOut();
+    ctx.status = 408;
+    ctx.rejection = "request_timeout";
   }
 }
 
@@ -119,6 +151,7 @@ export class StreamWriter<S extends FieldStream = FieldStream> implements Respon
   headSent = false;
   ctx: RequestContext | null = null;
   protected ended = false;
+  private timed = false;
 
   /** @param extra fields the listener adds to every final response (alt-svc), or null. */
   constructor(
@@ -129,6 +162,8 @@ export class StreamWriter<S extends FieldStream = FieldStream> implements Respon
   ) {}
 
   writeHead(status: number, headers: HeaderList, bodyLength: number): void {
+    // Finished already (the request timed out): a late answer has no stream to go to.
+    if (this.ended) return;
     this.headSent = true;
     if (this.ctx) this.ctx.status = status;
     // The client is gone (it reset the stream or broke its connection): nobody to answer, and no
@@ -172,7 +207,19 @@ export class StreamWriter<S extends FieldStream = FieldStream> implements Respon
   }
 
   abort(): void {
-    this.s.reset(this.abortCode);
+    // After a timeout's 408 the stream is the 408's: the aborted exchange must not reset it.
+    if (!this.timed) this.s.reset(this.abortCode);
+  }
+
+  /** The request body stalled past body_timeout before any response: answered 408. */
+  timedOut(): void {
+    if (this.ended || this.headSent) return;
+    this.ended = true;
+    this.timed = true;
+    this.headSent = true;
+    // A complete 408 while the upload is unfinished: the codecs then stop it without error (RFC 9113 §8.1,
+    // RFC 9114 §4.1).
+    refuseStream(this.s, 408, "request timeout");
   }
 
   /** The response is complete (its last frame is on its way). */
@@ -319,7 +366,7 @@ export class StreamRequests {
     if (extended) ctx.upgrade = protocol;
     else if (!s.headersEnded) {
       const cl = headers.get("content-length");
-      ctx.body = new StreamBodyReader(s, cl !== undefined ? Number(cl) : -1, ctx);
+      ctx.body = new StreamBodyReader(s, cl !== undefined ? Number(cl) : -1, ctx, w, this.cfg.body_timeout);
     }
     if (conn.stamp !== null) conn.stamp(ctx);
     w.ctx = ctx;
