@@ -21,6 +21,7 @@ import { topLevelCacheType } from "./middleware/cache.ts";
 import { opt, req, t, type Type } from "./dsl.ts";
 import { ENDPOINT_PATTERN, LISTEN_ADDRESS_PATTERN, parseAddress } from "./address.ts";
 import { cidrError } from "../net/cidr.ts";
+import { isIP } from "node:net";
 import type { EndpointConfig, ValueMatcher } from "./types.ts";
 import {
   backendsType,
@@ -449,6 +450,38 @@ const upstream = t.object({
   tls: opt(upstreamTls),
 });
 
+/** A directory of a plugin's `files`: it must exist when the config is loaded. */
+const checkDir = (s: string): string | undefined => {
+  try {
+    if (!Deno.statSync(s).isDirectory) return `not a directory: ${s}`;
+  } catch (e) {
+    return e instanceof Deno.errors.NotFound
+      ? `directory not found: ${s}`
+      : `cannot read ${s}: ${(e as Error).message}`;
+  }
+  return undefined;
+};
+
+/** The path a plugin sees a directory as: absolute, without `..`. */
+const checkGuestPath = (s: string): string | undefined =>
+  !s.startsWith("/")
+    ? `expected an absolute path like "/data", got "${s}"`
+    : s.split("/").some((p) => p === "..")
+    ? `"${s}" must not contain ".."`
+    : undefined;
+
+const pluginFiles = t.object({
+  dir: req(t.string({ file: true, check: checkDir }), "Directory on the host (relative to the config file)."),
+  as: req(t.string({ check: checkGuestPath }), 'The path the plugin opens it by, e.g. "/data".'),
+});
+
+/** dns_server: "ip:port" (an IP address: it is what is asked, not looked up). */
+const checkDnsServer = (s: string): string | undefined => {
+  const a = parseAddress(s, true);
+  if (!a.ok) return a.error;
+  return isIP(a.value.hostname) === 0 ? `"${s}": the DNS server must be an IP address` : undefined;
+};
+
 const plugin = t.object({
   name: req(t.string(), "Unique plugin name, referenced by routes."),
   path: req(t.string({ file: true }), "Path of the .wasm file."),
@@ -498,6 +531,17 @@ const plugin = t.object({
     t.list(t.string()),
     undefined,
     "Keys of config whose values GET /config shows; all other config values are redacted.",
+  ),
+  files: opt(
+    t.list(pluginFiles),
+    undefined,
+    "Read-only directories the plugin may read: WASI preopened directories (open/fopen, std::fs, os) " +
+      "and the read_file foreign function, sandboxed to them (no .., no symlink out).",
+  ),
+  dns_server: opt(
+    t.string({ check: checkDnsServer }),
+    undefined,
+    'DNS server of the dns_resolve foreign function, "ip:port"; absent: the system\'s resolver.',
   ),
 });
 
