@@ -9,6 +9,7 @@ import { buildSnapshot, retireSnapshot } from "../gateway/snapshot.ts";
 import { Http1Listener } from "../listeners/http1.ts";
 import { H2Listener } from "../listeners/h2.ts";
 import { H3Listener } from "../listeners/h3.ts";
+import { TcpListener } from "../listeners/tcp.ts";
 import { needsNodeTls } from "../listeners/tls.ts";
 import { GatewayMetrics } from "../observability/gateway_metrics.ts";
 import { createAccessLog } from "../observability/access_log.ts";
@@ -30,6 +31,8 @@ interface RunningListener {
   drained(): Promise<void>;
   closeAll(): void;
   reloadTls?(cfg: ListenerConfig): void;
+  /** Takes changed settings in place (true), keeping its socket; false = reopen it (tcp listeners). */
+  update?(cfg: ListenerConfig): boolean;
   /** TCP TLS listeners: the Alt-Svc value advertising HTTP/3, or null. */
   setAltSvc?(value: string | null): void;
 }
@@ -136,6 +139,18 @@ export class GatewayInstance {
       case "grpc":
       case "grpcs":
         return new H2Listener(l, this.gateway, hooks, reusePort);
+      case "tcp": {
+        const opts: Deno.TcpListenOptions & { reusePort?: boolean } = { hostname, port: l.port };
+        if (reusePort) opts.reusePort = true;
+        // The snapshot current at accept time: a reload applies to new connections only.
+        return new TcpListener(
+          Deno.listen(opts),
+          l,
+          () => this.gateway.snapshot,
+          hooks,
+          this.metrics.registry,
+        );
+      }
       case "http3":
         try {
           // A listener changed by a reload keeps draining on its UDP socket: the new one takes it over.
@@ -183,7 +198,8 @@ export class GatewayInstance {
         kept.push(l);
         // Same settings, maybe renewed files: TLS listeners re-read their certificates in place.
         l.reloadTls?.(w);
-      } else this.retire(l, config.drain_timeout);
+      } else if (w !== undefined && l.update?.(w)) kept.push(l);
+      else this.retire(l, config.drain_timeout);
     }
     const errors: string[] = [];
     const have = new Set(kept.map((l) => l.cfg.name));

@@ -164,7 +164,7 @@ export class NetworkSession {
    * connection.
    */
   static async start(
-    manager: PluginManager,
+    manager: Pick<PluginManager, "get">,
     names: readonly string[],
     conn: NetworkConnectionInfo,
     sink: NetworkSink,
