@@ -1,0 +1,238 @@
+// Test network (L4) filter for tcp listeners (issue 14 item 10; ABI 0.2.1, C against the ABI, no libc).
+// The plugin configuration is a list of words that switch behaviours on:
+//
+//   upper   downstream bytes (client to upstream) are upper-cased
+//   line    downstream bytes are held (Pause) until a window holds a newline; then the window
+//           goes on prefixed with "[<window length>]" (it saw what it held plus the new bytes)
+//   hold    a window containing "HOLD" is paused; the next tick continues it with
+//           proxy_continue_stream(DOWNSTREAM) from the root context (proxy_set_effective_context)
+//   tag     the first upstream bytes of a connection (upstream to client) are prefixed with
+//           "up=<upstream.address>;src=<source.address>;dst=<destination.address>;sni=<SNI>;"
+//   pausenew  on_new_connection pauses; the next tick continues the connection
+//
+// Always: a window containing "QUIT" is dropped and the connection closed (proxy_close_stream);
+// "TRAP" traps. Counters (GET /metrics, wasm_ prefixed): net_connections, net_downstream_bytes,
+// net_upstream_bytes, net_close_downstream_{local,remote,unknown}, net_close_upstream_{...},
+// net_deleted, and net_sni_<server name> per connection with an SNI.
+//
+// Build: deno task build:plugins (clang --target=wasm32 -O2 -nostdlib -Wl,--no-entry).
+
+typedef unsigned int u32;
+typedef long long i64;
+typedef unsigned long size_t;
+
+#define IMPORT(name) __attribute__((import_module("env"), import_name(#name)))
+#define EXPORT(name) __attribute__((export_name(#name)))
+
+IMPORT(proxy_log) u32 proxy_log(u32 level, const char *p, size_t n);
+IMPORT(proxy_get_buffer_bytes) u32 proxy_get_buffer_bytes(u32 type, u32 start, u32 max, char **ptr, size_t *size);
+IMPORT(proxy_set_buffer_bytes) u32 proxy_set_buffer_bytes(u32 type, u32 start, u32 len, const char *p, size_t n);
+IMPORT(proxy_get_property) u32 proxy_get_property(const char *p, size_t pl, char **v, size_t *vl);
+IMPORT(proxy_set_effective_context) u32 proxy_set_effective_context(u32 ctx);
+IMPORT(proxy_continue_stream) u32 proxy_continue_stream(u32 type);
+IMPORT(proxy_close_stream) u32 proxy_close_stream(u32 type);
+IMPORT(proxy_set_tick_period_milliseconds) u32 proxy_set_tick_period_milliseconds(u32 ms);
+IMPORT(proxy_define_metric) u32 proxy_define_metric(u32 type, const char *n, size_t nl, u32 *id);
+IMPORT(proxy_increment_metric) u32 proxy_increment_metric(u32 id, i64 offset);
+
+enum {
+  BUFFER_DOWNSTREAM_DATA = 2,
+  BUFFER_UPSTREAM_DATA = 3,
+  BUFFER_PLUGIN_CONFIGURATION = 7,
+  STREAM_DOWNSTREAM = 2,
+  CONTINUE = 0,
+  PAUSE = 1,
+  METRIC_COUNTER = 0,
+};
+
+// clang turns copy loops into memcpy calls: here is one (volatile, so it is not turned into itself).
+void *memcpy(void *d, const void *s, size_t n) {
+  volatile char *dd = d;
+  const char *ss = s;
+  for (size_t i = 0; i < n; i++) dd[i] = ss[i];
+  return d;
+}
+
+static char arena[1024 * 1024];
+static size_t arena_used;
+
+EXPORT(proxy_on_memory_allocate) void *proxy_on_memory_allocate(size_t n) {
+  n = (n + 7) & ~(size_t)7;
+  if (arena_used + n > sizeof(arena)) arena_used = 0; // results are used at once
+  void *p = arena + arena_used;
+  arena_used += n;
+  return p;
+}
+
+static size_t slen(const char *s) {
+  size_t n = 0;
+  while (s[n]) n++;
+  return n;
+}
+static int has(const char *hay, size_t hl, const char *needle) {
+  size_t nl = slen(needle);
+  for (size_t i = 0; i + nl <= hl; i++) {
+    size_t j = 0;
+    while (j < nl && hay[i + j] == needle[j]) j++;
+    if (j == nl) return 1;
+  }
+  return 0;
+}
+
+// A small text builder.
+static char out[8192];
+static size_t ol;
+static void o_mem(const char *s, size_t n) {
+  for (size_t i = 0; i < n && ol < sizeof(out); i++) out[ol++] = s[i];
+}
+static void o_str(const char *s) { o_mem(s, slen(s)); }
+static void o_u(unsigned long long v) {
+  char d[20];
+  int n = 0;
+  do d[n++] = '0' + v % 10, v /= 10;
+  while (v);
+  while (n && ol < sizeof(out)) out[ol++] = d[--n];
+}
+
+static u32 counter(const char *name, size_t n) {
+  u32 id = 0;
+  proxy_define_metric(METRIC_COUNTER, name, n, &id);
+  return id;
+}
+static void count(const char *name, i64 by) { proxy_increment_metric(counter(name, slen(name)), by); }
+
+static void property(const char *path, size_t pl) {
+  char *v = 0;
+  size_t vl = 0;
+  if (proxy_get_property(path, pl, &v, &vl) == 0) o_mem(v, vl);
+}
+
+// Configuration words.
+static int f_upper, f_line, f_hold, f_tag, f_pausenew;
+
+// Per connection: whether its first upstream bytes were seen (by context id).
+static u32 seen_ctx[256];
+// Contexts waiting for the next tick: held data, or a paused new connection.
+static u32 waiting[64];
+static u32 nwaiting;
+
+EXPORT(proxy_abi_version_0_2_1) void proxy_abi_version_0_2_1(void) {}
+
+EXPORT(proxy_on_context_create) void proxy_on_context_create(u32 ctx, u32 parent) {}
+
+EXPORT(proxy_on_vm_start) u32 proxy_on_vm_start(u32 root, u32 size) { return 1; }
+
+EXPORT(proxy_on_configure) u32 proxy_on_configure(u32 root, u32 size) {
+  char *c = 0;
+  size_t cl = 0;
+  proxy_get_buffer_bytes(BUFFER_PLUGIN_CONFIGURATION, 0, size, &c, &cl);
+  f_upper = has(c, cl, "upper");
+  f_line = has(c, cl, "line");
+  f_hold = has(c, cl, "hold");
+  f_tag = has(c, cl, "tag");
+  f_pausenew = has(c, cl, "pausenew");
+  if (f_hold || f_pausenew) proxy_set_tick_period_milliseconds(10);
+  return 1;
+}
+
+EXPORT(proxy_on_tick) void proxy_on_tick(u32 root) {
+  for (u32 i = 0; i < nwaiting; i++) {
+    if (proxy_set_effective_context(waiting[i]) == 0) proxy_continue_stream(STREAM_DOWNSTREAM);
+  }
+  nwaiting = 0;
+  proxy_set_effective_context(root);
+}
+
+static void wait_tick(u32 ctx) {
+  if (nwaiting < sizeof(waiting) / sizeof(waiting[0])) waiting[nwaiting++] = ctx;
+}
+
+EXPORT(proxy_on_new_connection) u32 proxy_on_new_connection(u32 ctx) {
+  count("net_connections", 1);
+  seen_ctx[ctx & 255] = 0;
+  char *v = 0;
+  size_t vl = 0;
+  const char *p = "connection.requested_server_name";
+  if (proxy_get_property(p, slen(p), &v, &vl) == 0 && vl > 0) {
+    ol = 0;
+    o_str("net_sni_");
+    o_mem(v, vl);
+    proxy_increment_metric(counter(out, ol), 1);
+  }
+  if (f_pausenew) {
+    wait_tick(ctx);
+    return PAUSE;
+  }
+  return CONTINUE;
+}
+
+EXPORT(proxy_on_downstream_data) u32 proxy_on_downstream_data(u32 ctx, u32 size, u32 eos) {
+  count("net_downstream_bytes", size);
+  if (size == 0) return CONTINUE;
+  char *d = 0;
+  size_t dl = 0;
+  if (proxy_get_buffer_bytes(BUFFER_DOWNSTREAM_DATA, 0, size, &d, &dl) != 0) return CONTINUE;
+  if (has(d, dl, "TRAP")) __builtin_trap();
+  if (has(d, dl, "QUIT")) {
+    proxy_set_buffer_bytes(BUFFER_DOWNSTREAM_DATA, 0, size, "", 0);
+    proxy_close_stream(STREAM_DOWNSTREAM);
+    return CONTINUE;
+  }
+  if (f_hold && has(d, dl, "HOLD")) {
+    wait_tick(ctx);
+    return PAUSE;
+  }
+  if (f_line && !eos && !has(d, dl, "\n")) return PAUSE;
+  if (f_upper) {
+    for (size_t i = 0; i < dl; i++)
+      if (d[i] >= 'a' && d[i] <= 'z') d[i] -= 32;
+    proxy_set_buffer_bytes(BUFFER_DOWNSTREAM_DATA, 0, size, d, dl);
+  }
+  if (f_line) {
+    ol = 0;
+    o_str("[");
+    o_u(dl);
+    o_str("]");
+    proxy_set_buffer_bytes(BUFFER_DOWNSTREAM_DATA, 0, 0, out, ol); // prepend
+  }
+  return CONTINUE;
+}
+
+EXPORT(proxy_on_upstream_data) u32 proxy_on_upstream_data(u32 ctx, u32 size, u32 eos) {
+  count("net_upstream_bytes", size);
+  if (f_tag && size > 0 && seen_ctx[ctx & 255] != ctx) {
+    seen_ctx[ctx & 255] = ctx;
+    ol = 0;
+    o_str("up=");
+    property("upstream.address", 16);
+    o_str(";src=");
+    property("source.address", 14);
+    o_str(";dst=");
+    property("destination.address", 19);
+    o_str(";sni=");
+    property("connection.requested_server_name", 32);
+    o_str(";");
+    proxy_set_buffer_bytes(BUFFER_UPSTREAM_DATA, 0, 0, out, ol); // prepend
+  }
+  return CONTINUE;
+}
+
+static void closed(const char *side, u32 peer) {
+  ol = 0;
+  o_str("net_close_");
+  o_str(side);
+  o_str(peer == 1 ? "_local" : peer == 2 ? "_remote" : "_unknown");
+  proxy_increment_metric(counter(out, ol), 1);
+}
+
+EXPORT(proxy_on_downstream_connection_close) void proxy_on_downstream_connection_close(u32 ctx, u32 peer) {
+  closed("downstream", peer);
+}
+
+EXPORT(proxy_on_upstream_connection_close) void proxy_on_upstream_connection_close(u32 ctx, u32 peer) {
+  closed("upstream", peer);
+}
+
+EXPORT(proxy_on_done) u32 proxy_on_done(u32 ctx) { return 1; }
+
+EXPORT(proxy_on_delete) void proxy_on_delete(u32 ctx) { count("net_deleted", 1); }
