@@ -7,19 +7,18 @@
  * (its isolation and timeout, a trap fails the VM as any callback's).
  *
  * SDKs without that callback (the Go SDK) get completions as shared queue
- * items instead: when the root context registered a queue named
- * {@link COMPLETION_QUEUE}, each one is an item there (the token, 4 bytes
- * little-endian, then the data), announced by `proxy_on_queue_ready`.
+ * items instead: a root context that names one of its queues with the
+ * foreign function `completions_to_queue` gets each completion as an item
+ * there (the token, 4 bytes little-endian, then the data), announced by
+ * `proxy_on_queue_ready`.
  *
  * A root context that goes (retired, or its VM failed) drops its pending
  * work: its cleanups run and nothing is delivered to it any more.
  *
  * @module
  */
+import { Status } from "../abi.ts";
 import type { PluginVM } from "../vm.ts";
-
-/** The shared queue name that asks for completions as queue items. */
-export const COMPLETION_QUEUE = "loom.completions";
 
 const EMPTY = new Uint8Array(0);
 
@@ -30,6 +29,8 @@ export type Kind = "timer" | "dns";
 interface RootState {
   /** Pending work by token: its kind and its cleanup (clear a timer, abort a lookup). */
   pending: Map<number, { kind: Kind; cancel: () => void }>;
+  /** The shared queue completions go to (`completions_to_queue`); absent = proxy_on_foreign_function. */
+  queue?: number;
 }
 
 /** Per VM: the token counter and each root context's pending work. */
@@ -58,12 +59,8 @@ export function pendingCount(vm: PluginVM, root: number, kind: Kind): number {
   return n;
 }
 
-/**
- * Registers pending work for root context `root`: a fresh token; `cancel`
- * runs when the work is dropped ({@link settle}, {@link cancel}, or the
- * root context going).
- */
-export function begin(vm: PluginVM, root: number, kind: Kind, cancel: () => void): number {
+/** The state of root context `root`, created with its cleanup when the root context goes. */
+function rootState(vm: PluginVM, root: number): RootState {
   const s = vmState(vm);
   let r = s.roots.get(root);
   if (r === undefined) {
@@ -75,6 +72,16 @@ export function begin(vm: PluginVM, root: number, kind: Kind, cancel: () => void
       state.pending.clear();
     });
   }
+  return r;
+}
+
+/**
+ * Registers pending work for root context `root`: a fresh token; `cancel`
+ * runs when the work is dropped ({@link cancel}, or the root context going).
+ */
+export function begin(vm: PluginVM, root: number, kind: Kind, cancel: () => void): number {
+  const s = vmState(vm);
+  const r = rootState(vm, root);
   // Tokens skip 0 and wrap within u32.
   const token = s.next;
   s.next = s.next >= 0xffffffff ? 1 : s.next + 1;
@@ -115,10 +122,9 @@ export function complete(
   done?: () => void,
 ): void {
   if (vm.failed !== null || !vm.isRoot(root)) return done?.();
-  const host = vm.hostOf(root);
-  const queue = host.shared.queueByName.get(host.vmId + "\0" + COMPLETION_QUEUE);
-  const q = queue === undefined ? undefined : host.shared.queues.get(queue);
-  if (q !== undefined && q.vmId === host.vmId) {
+  const queue = vmState(vm).roots.get(root)?.queue;
+  const q = queue === undefined ? undefined : vm.hostOf(root).shared.queues.get(queue);
+  if (q !== undefined) {
     const item = new Uint8Array(4 + data.length);
     new DataView(item.buffer).setUint32(0, token, true);
     item.set(data, 4);
@@ -138,4 +144,22 @@ export function complete(
     done,
   );
   if (!delivered) done?.();
+}
+
+/**
+ * `completions_to_queue`: arg = a shared queue id (u32 LE) from
+ * proxy_register_shared_queue, or empty to go back to
+ * proxy_on_foreign_function. NOT_FOUND for an unknown queue.
+ */
+export function completionsToQueue(vm: PluginVM, arg: Uint8Array): Uint8Array | number {
+  const r = rootState(vm, callerRoot(vm));
+  if (arg.length === 0) {
+    delete r.queue;
+    return new Uint8Array(0);
+  }
+  if (arg.length !== 4) return Status.BAD_ARGUMENT;
+  const id = new DataView(arg.buffer, arg.byteOffset, 4).getUint32(0, true);
+  if (!vm.host.shared.queues.has(id)) return Status.NOT_FOUND;
+  r.queue = id;
+  return new Uint8Array(0);
 }

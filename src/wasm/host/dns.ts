@@ -114,7 +114,7 @@ export function dnsResolve(vm: PluginVM, arg: Uint8Array): Uint8Array | number {
   const now = direct(name, types);
   if (now !== null) {
     // Never within the calling callback: the token is the plugin's before its answer.
-    setTimeout(() => finish(now), 0);
+    timer = setTimeout(() => finish(now), 0);
   } else {
     const t = timer = setTimeout(() => abort.abort(), DNS_TIMEOUT_MS);
     Deno.unrefTimer(t);

@@ -18,6 +18,7 @@ import { Status } from "../abi.ts";
 import type { PluginVM } from "../vm.ts";
 import type { HostFunctions } from "./mod.ts";
 import { sandboxOf } from "../preopens.ts";
+import { completionsToQueue } from "./completions.ts";
 import { dnsResolve } from "./dns.ts";
 import { cancelTimer, setTimer } from "./timers.ts";
 
@@ -47,6 +48,7 @@ const FOREIGN: Record<string, Foreign> = {
   set_timer: setTimer,
   cancel_timer: cancelTimer,
   read_file: readFile,
+  completions_to_queue: completionsToQueue,
 };
 
 /**
