@@ -122,6 +122,11 @@ export function openApiDocument(metricsPath = "/metrics"): Record<string, unknow
             errors: { type: "integer" },
             last_error: { type: ["string", "null"] },
             workers: { type: "integer" },
+            vm_shared_with: {
+              type: "array",
+              items: { type: "string" },
+              description: "Plugins running in the same VM (same vm_id, module and vm_config)",
+            },
           },
         },
       },

@@ -502,7 +502,12 @@ const plugin = t.object({
     "Proxy-Wasm root id (Envoy's root_id): SDKs pick the root context registered under this name.",
   ),
   config: opt(t.any(), undefined, "Plugin configuration (string or mapping, passed as JSON)."),
-  vm_id: opt(t.string(), undefined, "Proxy-Wasm vm_id (plugin_vm_id; shared queues are resolved by it)."),
+  vm_id: opt(
+    t.string(),
+    undefined,
+    "Proxy-Wasm vm_id (plugin_vm_id): plugins with the same non-empty vm_id, module and vm_config share one VM, " +
+      "each with its own root context; shared queues are resolved by it.",
+  ),
   vm_config: opt(
     t.any(),
     undefined,
