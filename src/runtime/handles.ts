@@ -11,6 +11,7 @@ import type { RecentError } from "../observability/recent_errors.ts";
 import type { SplicingInfo } from "../ebpf/tunnels.ts";
 import { GatewayInstance, type InstanceOptions, type ReloadReport } from "./instance.ts";
 import { workerUrl } from "../build.ts";
+import { compiledByKey, type ModuleAnswer, type ModuleRequest } from "../wasm/compile.ts";
 
 /** Control surface of one instance. */
 export interface InstanceHandle {
@@ -79,13 +80,15 @@ export type ToWorker =
   | { type: "ebpf"; id: number }
   | { type: "errors"; id: number }
   | { type: "purge"; id: number; what: CachePurge; shared: boolean }
-  | { type: "shutdown"; id: number; drainMs: number };
+  | { type: "shutdown"; id: number; drainMs: number }
+  | ModuleAnswer;
 
 /** Messages from a worker. */
 export type FromWorker =
   | { type: "started"; addresses: Record<string, Deno.NetAddr> }
   | { type: "failed"; error: string }
-  | { type: "reply"; id: number; data?: unknown; error?: string };
+  | { type: "reply"; id: number; data?: unknown; error?: string }
+  | ModuleRequest;
 
 /** An instance in a worker isolate. */
 export class WorkerHandle implements InstanceHandle {
@@ -96,6 +99,11 @@ export class WorkerHandle implements InstanceHandle {
   private constructor(private worker: Worker) {
     worker.addEventListener("message", (e: MessageEvent<FromWorker>) => {
       const m = e.data;
+      if (m.type === "module") {
+        // A plugin module the config check compiled here: the worker gets it instead of compiling it.
+        void compiledByKey(m.key).then((module) => worker.postMessage({ type: "module", id: m.id, module }));
+        return;
+      }
       if (m.type !== "reply") return;
       const call = this.calls.get(m.id);
       if (call === undefined) return;

@@ -34,6 +34,7 @@ import { startEcho } from "../demo/echo.ts";
 import { type InstanceHandle, LocalHandle, WorkerHandle } from "./handles.ts";
 import { VERSION } from "../version.ts";
 import { mergePluginInfo, type PluginInfo } from "../wasm/mod.ts";
+import { countCompilations } from "../wasm/compile.ts";
 import { EbpfManager, type EbpfStatus, type RedirectTargets } from "../ebpf/mod.ts";
 import type { SplicingInfo } from "../ebpf/tunnels.ts";
 
@@ -123,6 +124,8 @@ export class Supervisor implements AdminBackend {
 
   private async boot(): Promise<void> {
     const cfg = this.cfg;
+    // Plugin modules are compiled in this isolate (the config check); workers get them from here.
+    countCompilations(this.ownMetrics.registry);
     if (cfg.demo.echo) this.echo = startEcho(cfg.demo.echo.hostname || "127.0.0.1", cfg.demo.echo.port);
     this.counters.reserve(cfg.upstreams);
     this.counters.regions.reserve(sharedRegionsFor(cfg));

@@ -8,6 +8,7 @@ import type { FromWorker, ToWorker } from "./handles.ts";
 import { logger, type LogLevel, setLogLevel } from "../observability/logger.ts";
 import { prepareTracing, retireExporters } from "../observability/tracing.ts";
 import { RuntimeMetrics } from "../observability/process_metrics.ts";
+import { countCompilations, moduleSourceVia, useModuleSource } from "../wasm/compile.ts";
 
 let instance: GatewayInstance | null = null;
 /** This isolate's heap and event-loop series (the main isolate has its own). */
@@ -16,6 +17,10 @@ let runtime: RuntimeMetrics | null = null;
 function send(m: FromWorker): void {
   self.postMessage(m);
 }
+
+// Plugin modules come compiled from the main isolate (its config check compiled them).
+const modules = moduleSourceVia(send);
+useModuleSource(modules.source);
 
 self.onmessage = async (e: MessageEvent<ToWorker>) => {
   const m = e.data;
@@ -27,6 +32,7 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
           await prepareTracing(m.opts.config.tracing);
           instance = GatewayInstance.start(m.opts);
           runtime = new RuntimeMetrics(instance.metrics.registry);
+          countCompilations(instance.metrics.registry);
           send({ type: "started", addresses: instance.addresses() });
         } catch (err) {
           send({ type: "failed", error: String(err) });
@@ -51,6 +57,8 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
         return send({ type: "reply", id: m.id, data: instance!.recentErrors() });
       case "purge":
         return send({ type: "reply", id: m.id, data: await instance!.purgeCache(m.what, m.shared) });
+      case "module":
+        return modules.answer(m);
       case "shutdown":
         await instance?.shutdown(m.drainMs);
         runtime?.sampler.stop();

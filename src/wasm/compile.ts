@@ -9,11 +9,18 @@
  * compiles only modules that changed. Where no worker can be started, the
  * same steps run in line.
  *
+ * Gateway worker isolates (`workers: N`) compile nothing themselves: they
+ * ask the main isolate, whose config check compiled every module already,
+ * for the `WebAssembly.Module` by content key ({@link useModuleSource},
+ * {@link compiledByKey}); a `Module` posted to a worker shares its compiled
+ * code. A worker whose request fails compiles on its own.
+ *
  * @module
  */
 import { type AbiVersion, detectAbi } from "./abi.ts";
 import { instrument } from "./binary.ts";
 import { workerUrl } from "../build.ts";
+import type { CounterChild, Registry } from "../observability/metrics.ts";
 
 /** An instrumented, compiled plugin module. */
 export interface CompiledModule {
@@ -35,6 +42,90 @@ export interface CompileJob {
 export type CompileAnswer =
   | { id: number; module: WebAssembly.Module; loops: number }
   | { id: number; error: string };
+
+/** A module as another isolate gets it: compiled already, with what the instrumentation reported. */
+export interface SharedModule {
+  module: WebAssembly.Module;
+  loops: number;
+}
+
+/**
+ * Where this isolate gets compiled modules by content key before compiling
+ * them itself (a gateway worker: the main isolate); null = compile here.
+ */
+export type ModuleSource = (key: string) => Promise<SharedModule | null>;
+
+let source: ModuleSource | null = null;
+
+/** Makes this isolate ask `s` for modules first (worker.ts sets its parent isolate). */
+export function useModuleSource(s: ModuleSource | null): void {
+  source = s;
+}
+
+/** A gateway worker's request to the main isolate for the module of content key `key`. */
+export interface ModuleRequest {
+  type: "module";
+  id: number;
+  key: string;
+}
+
+/** The main isolate's answer: the module, or null (the worker compiles it itself). */
+export interface ModuleAnswer {
+  type: "module";
+  id: number;
+  module: SharedModule | null;
+}
+
+/**
+ * A module source that asks another isolate with `post` (worker.ts: the
+ * main isolate); `answer` takes its {@link ModuleAnswer}s. Unanswered
+ * requests fail after `timeoutMs` (the worker compiles then).
+ */
+export function moduleSourceVia(
+  post: (r: ModuleRequest) => void,
+  timeoutMs = 10_000,
+): { source: ModuleSource; answer(a: ModuleAnswer): void } {
+  let next = 1;
+  const waiting = new Map<number, (m: SharedModule | null) => void>();
+  return {
+    source: (key) =>
+      new Promise((resolve) => {
+        const id = next++;
+        const timer = setTimeout(() => waiting.delete(id) && resolve(null), timeoutMs);
+        waiting.set(id, (m) => {
+          clearTimeout(timer);
+          resolve(m);
+        });
+        post({ type: "module", id, key });
+      }),
+    answer: (a) => {
+      const done = waiting.get(a.id);
+      waiting.delete(a.id);
+      done?.(a.module);
+    },
+  };
+}
+
+/** Compilations run by this isolate (not answered from the cache or by the module source). */
+let compilations = 0;
+/** Series of loom_wasm_module_compilations_total fed by this isolate. */
+const counters: CounterChild[] = [];
+
+/**
+ * Counts this isolate's module compilations in `registry` as
+ * loom_wasm_module_compilations_total (once per registry; one registry per
+ * isolate: merged over isolates, the process's compilations).
+ */
+export function countCompilations(registry: Registry): void {
+  try {
+    const c = registry.counter(
+      "loom_wasm_module_compilations_total",
+      "Plugin modules instrumented and compiled (once per content and memory limit; workers share them).",
+    ).labels();
+    c.inc(compilations);
+    counters.push(c);
+  } catch { /* registered already */ }
+}
 
 /** Compiled modules by content digest and limit, most recently used last. */
 const cache = new Map<string, Promise<CompiledModule>>();
@@ -60,7 +151,7 @@ export async function compileModule(bytes: Uint8Array, memoryLimit: number): Pro
     cache.set(key, hit);
     return hit;
   }
-  const p = compileUncached(bytes, maxPages);
+  const p = compileUncached(bytes, maxPages, key);
   cache.set(key, p);
   if (cache.size > MAX_CACHED) cache.delete(cache.keys().next().value!);
   p.catch(() => cache.get(key) === p && cache.delete(key));
@@ -72,10 +163,44 @@ async function digest(bytes: Uint8Array): Promise<string> {
   return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-async function compileUncached(bytes: Uint8Array, maxPages: number): Promise<CompiledModule> {
-  const r = await viaWorker(bytes, maxPages) ?? await inLine(bytes, maxPages);
+/**
+ * The module compiled for content key `key` (as {@link compileModule} makes
+ * them) if this isolate has it or is compiling it; null otherwise, or when
+ * its compilation failed (the asking isolate compiles it and reports the error).
+ */
+export async function compiledByKey(key: string): Promise<SharedModule | null> {
+  const p = cache.get(key);
+  if (p === undefined) return null;
+  try {
+    const c = await p;
+    return { module: c.module, loops: c.loops };
+  } catch {
+    return null;
+  }
+}
+
+async function compileUncached(bytes: Uint8Array, maxPages: number, key: string): Promise<CompiledModule> {
+  const r = await shared(key) ?? await compiled(bytes, maxPages);
   const abi = detectAbi(WebAssembly.Module.exports(r.module).map((e) => e.name));
   return { module: r.module, abi, loops: r.loops };
+}
+
+/** The module from this isolate's module source; null without one, or when it fails (compiled here then). */
+async function shared(key: string): Promise<SharedModule | null> {
+  if (source === null) return null;
+  try {
+    const r = await source(key);
+    return r !== null && r.module instanceof WebAssembly.Module ? r : null;
+  } catch {
+    return null;
+  }
+}
+
+async function compiled(bytes: Uint8Array, maxPages: number): Promise<SharedModule> {
+  const r = await viaWorker(bytes, maxPages) ?? await inLine(bytes, maxPages);
+  compilations++;
+  for (const c of counters) c.inc();
+  return r;
 }
 
 async function inLine(
@@ -108,8 +233,10 @@ function viaWorker(
       else if ("error" in a) reject(new Error(a.error));
       else resolve({ module: a.module, loops: a.loops });
     });
-    // A copy: the caller keeps its bytes (a config load hashes and reports them).
-    w.postMessage({ id, bytes: bytes.slice(), maxPages } satisfies CompileJob);
+    // A copy (the caller keeps its bytes: a config load hashes and reports them), transferred:
+    // cloning a 3 MB array into the message costs the event loop a few ms more than slice().
+    const copy = bytes.slice();
+    w.postMessage({ id, bytes: copy, maxPages } satisfies CompileJob, [copy.buffer]);
   });
 }
 
@@ -119,6 +246,8 @@ function viaWorker(
  * not happen while requests are served (a reload adding the first plugin).
  */
 export function warmCompileWorker(): void {
+  // An isolate with a module source (a gateway worker) starts one only if it must compile.
+  if (source !== null) return;
   if (compileWorker() !== null && jobs.size === 0) idle();
 }
 
