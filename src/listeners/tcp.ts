@@ -30,7 +30,15 @@ import { logger } from "../observability/logger.ts";
 import type { Counter, Registry } from "../observability/metrics.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import type { Upstream } from "../upstream/upstream.ts";
-import { type Direction, DOWNSTREAM, MAX_HELD, NetworkSession, PeerType, UPSTREAM } from "../wasm/network.ts";
+import {
+  checkNetworkFilters,
+  type Direction,
+  DOWNSTREAM,
+  MAX_HELD,
+  NetworkSession,
+  PeerType,
+  UPSTREAM,
+} from "../wasm/network.ts";
 import type { PluginManager } from "../wasm/plugin.ts";
 import type { ConnectionHooks } from "./http1.ts";
 
@@ -125,6 +133,7 @@ export class TcpListener {
     this.addr = listener.addr as Deno.NetAddr;
     this.sni = new SniTable(cfg.sni_routes ?? []);
     this.metrics = tcpMetrics(registry);
+    checkNetworkFilters(routing().plugins, cfg.plugins ?? [], cfg.name);
     void this.acceptLoop();
   }
 
@@ -141,6 +150,7 @@ export class TcpListener {
     if (cfg.protocol !== "tcp" || cfg.address !== this.cfg.address || this.closing) return false;
     this.cfg = cfg;
     this.sni = new SniTable(cfg.sni_routes ?? []);
+    checkNetworkFilters(this.routing().plugins, cfg.plugins ?? [], cfg.name);
     return true;
   }
 
@@ -240,7 +250,7 @@ class TcpConnection {
       }, {
         write: (dir, data, eos) => this.write(dir, data, eos),
         close: (why) => this.close(why),
-      });
+      }, cfg.name);
       this.session = session;
       if (this.closed) return this.count("closed");
       const connected = await this.connect(upstream);

@@ -70,6 +70,35 @@ const NETWORK_CBS: readonly Callback[] = [
 /** Plugins already warned about: listed as a network filter, exporting none of the network callbacks. */
 const warned = new WeakSet<Plugin>();
 
+/**
+ * Warns once per plugin that `listener` lists as a network filter but that
+ * exports none of the network callbacks (a config mistake: an HTTP filter),
+ * as soon as its module is compiled.
+ */
+export function checkNetworkFilters(
+  manager: Pick<PluginManager, "get">,
+  names: readonly string[],
+  listener: string,
+): void {
+  for (const name of names) {
+    const p = manager.get(name);
+    if (p === undefined) continue;
+    Promise.resolve(p.getVM()).then((vm) => {
+      if (vm !== null) warnUnlessNetwork(p, vm, listener);
+    }, () => {});
+  }
+}
+
+function warnUnlessNetwork(p: Plugin, vm: PluginVM, listener: string): void {
+  if (warned.has(p) || NETWORK_CBS.some((cb) => vm.has(cb))) return;
+  warned.add(p);
+  log.warn("plugin listed as a network filter exports no network callback; it sees no data", {
+    plugin: p.pluginName,
+    listener,
+    expected: NETWORK_CBS.join(", "),
+  });
+}
+
 /** One plugin's stream context on one connection. */
 class NetStream implements StreamHost {
   readonly id: number;
@@ -168,6 +197,7 @@ export class NetworkSession {
     names: readonly string[],
     conn: NetworkConnectionInfo,
     sink: NetworkSink,
+    listener = "",
   ): Promise<NetworkSession | null> {
     if (names.length === 0) return null;
     const session = new NetworkSession(conn, sink);
@@ -182,13 +212,7 @@ export class NetworkSession {
         session.close(`plugin ${p.pluginName} has no VM`);
         return session;
       }
-      if (!NETWORK_CBS.some((cb) => vm.has(cb)) && !warned.has(p)) {
-        warned.add(p);
-        log.warn("plugin listed as a network filter exports no network callback; it sees no data", {
-          plugin: p.pluginName,
-          expected: NETWORK_CBS.join(", "),
-        });
-      }
+      warnUnlessNetwork(p, vm, listener);
       const s = new NetStream(session, p, vm);
       session.streams.push(s);
       session.reversed.unshift(s);
