@@ -8,8 +8,9 @@
  * Loom's own host features are foreign functions too, so every SDK reaches
  * them unchanged: `dns_resolve` (dns.ts), `set_timer` / `cancel_timer`
  * (timers.ts), whose outcomes come later through proxy_on_foreign_function
- * (completions.ts), and `read_file` (a file of the plugin's read-only
- * directories, preopens.ts). plugins/README.md documents the conventions.
+ * or, after `completions_to_queue`, a shared queue (completions.ts), and
+ * `read_file` (a file of the plugin's read-only directories, preopens.ts).
+ * plugins/README.md documents the conventions.
  *
  * @module
  */
