@@ -11,7 +11,7 @@
 //   pausenew  on_new_connection pauses; the next tick continues the connection
 //
 // Always: a window containing "QUIT" is dropped and the connection closed (proxy_close_stream);
-// "TRAP" traps. Counters (GET /metrics, wasm_ prefixed): net_connections, net_downstream_bytes,
+// "TRAP" traps (both looked for in a window's first 256 bytes only, unless a mode reads it all). Counters (GET /metrics, wasm_ prefixed): net_connections, net_downstream_bytes,
 // net_upstream_bytes, net_close_downstream_{local,remote,unknown}, net_close_upstream_{...},
 // net_deleted, and net_sni_<server name> per connection with an SNI.
 //
@@ -171,7 +171,11 @@ EXPORT(proxy_on_downstream_data) u32 proxy_on_downstream_data(u32 ctx, u32 size,
   if (size == 0) return CONTINUE;
   char *d = 0;
   size_t dl = 0;
-  if (proxy_get_buffer_bytes(BUFFER_DOWNSTREAM_DATA, 0, size, &d, &dl) != 0) return CONTINUE;
+  // The magic words are looked for in a window's first 256 bytes unless a mode reads it all.
+  int all = f_upper || f_line || f_hold;
+  if (proxy_get_buffer_bytes(BUFFER_DOWNSTREAM_DATA, 0, all || size < 256 ? size : 256, &d, &dl) != 0) {
+    return CONTINUE;
+  }
   if (has(d, dl, "TRAP")) __builtin_trap();
   if (has(d, dl, "QUIT")) {
     proxy_set_buffer_bytes(BUFFER_DOWNSTREAM_DATA, 0, size, "", 0);
