@@ -24,6 +24,7 @@ import { concat } from "../net/bytes.ts";
 import { logger } from "../observability/logger.ts";
 import { BufferType, StreamType } from "./abi.ts";
 import type { Plugin, PluginManager } from "./plugin.ts";
+import { hostPort, i64 } from "./properties.ts";
 import type { Callback, LocalResponse, PluginVM, StreamHost } from "./vm.ts";
 
 const EMPTY = new Uint8Array(0);
@@ -442,11 +443,11 @@ export class NetworkSession {
     const c = this.conn;
     switch (key) {
       case "source.address":
-        return enc.encode(hostPort(c.source));
+        return enc.encode(hostPort(c.source.hostname, c.source.port));
       case "source.port":
         return i64(c.source.port);
       case "destination.address":
-        return enc.encode(hostPort(c.destination));
+        return enc.encode(hostPort(c.destination.hostname, c.destination.port));
       case "destination.port":
         return i64(c.destination.port);
       case "upstream.address":
@@ -461,14 +462,4 @@ export class NetworkSession {
         return undefined;
     }
   }
-}
-
-function hostPort(a: Deno.NetAddr): string {
-  return a.hostname.includes(":") ? `[${a.hostname}]:${a.port}` : `${a.hostname}:${a.port}`;
-}
-
-function i64(n: number): Uint8Array {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigInt64(0, BigInt(Math.trunc(n)), true);
-  return b;
 }

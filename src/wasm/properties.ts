@@ -134,7 +134,8 @@ function encodeValue(v: unknown): Uint8Array | undefined {
   return enc.encode(JSON.stringify(v));
 }
 
-function i64(n: number): Uint8Array {
+/** An integer property: 8 bytes, little-endian (network filters' properties too: network.ts). */
+export function i64(n: number): Uint8Array {
   const b = new Uint8Array(8);
   new DataView(b.buffer).setBigInt64(0, BigInt(Math.trunc(n)), true);
   return b;
@@ -147,7 +148,8 @@ function pairsOf(h: HeaderList): Uint8Array {
   return encodePairs(out);
 }
 
-function hostPort(ip: string, port: number): string {
+/** "ip:port", IPv6 in brackets, as Envoy's address properties. */
+export function hostPort(ip: string, port: number): string {
   return ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;
 }
 
