@@ -346,16 +346,24 @@ static u32 do_read(void) {
   return PAUSE;
 }
 
-static u32 do_wasi(void) {
-  size_t dl, pl;
+// The preopen x-dir, with x-path copied to `path` (its length in *pl); 0 (and a 404 sent) when missing.
+static u32 dir_and_path(size_t *pl) {
+  size_t dl;
   char *d = req_header("x-dir", &dl);
-  char *p = req_header("x-path", &pl);
+  char *p = req_header("x-path", pl);
   u32 dir = d ? preopen(d, dl) : 0;
-  if (!dir || !p || pl >= sizeof(path)) {
+  if (!dir || !p || *pl >= sizeof(path)) {
     respond(404, "no preopen", 10);
-    return PAUSE;
+    return 0;
   }
-  copy(path, p, pl);
+  copy(path, p, *pl);
+  return dir;
+}
+
+static u32 do_wasi(void) {
+  size_t pl;
+  u32 dir = dir_and_path(&pl);
+  if (!dir) return PAUSE;
   u32 fd = 0;
   u32 err = path_open(dir, 1, path, pl, 0, RIGHT_FD_READ | RIGHT_FD_SEEK | RIGHT_FD_FILESTAT_GET, 0, 0, &fd);
   pair_u("x-errno", err);
@@ -382,15 +390,9 @@ static u32 do_wasi(void) {
 }
 
 static u32 do_write(void) {
-  size_t dl, pl;
-  char *d = req_header("x-dir", &dl);
-  char *p = req_header("x-path", &pl);
-  u32 dir = d ? preopen(d, dl) : 0;
-  if (!dir || !p || pl >= sizeof(path)) {
-    respond(404, "no preopen", 10);
-    return PAUSE;
-  }
-  copy(path, p, pl);
+  size_t pl;
+  u32 dir = dir_and_path(&pl);
+  if (!dir) return PAUSE;
   u32 fd = 0;
   pair_u("x-errno", path_open(dir, 1, path, pl, O_CREAT | O_TRUNC, RIGHT_FD_READ | RIGHT_FD_WRITE, 0, 0, &fd));
   pair_u("x-errno2", path_open(dir, 1, path, pl, 0, RIGHT_FD_WRITE, 0, 0, &fd));
