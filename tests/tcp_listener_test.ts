@@ -5,7 +5,9 @@
  * passthrough by SNI to two TLS upstreams.
  */
 import assert from "node:assert/strict";
-import { itest, startLoom, waitFor, writeConfig } from "./helpers.ts";
+import { itest, startLoom, startLoomProcess, waitFor, writeConfig, writeTempConfig } from "./helpers.ts";
+import { loadConfig } from "../src/config/mod.ts";
+import { PLUGINS } from "./wasm_util.ts";
 import { metricValue } from "./gateway_util.ts";
 import { TestCa } from "./tls_util.ts";
 import { metrics, readAll, readText, roundTrip, startEcho, tcpYaml, writeAll } from "./tcp_util.ts";
@@ -240,3 +242,53 @@ itest("tcp: TLS passthrough by SNI to two TLS upstreams; the default and a close
     Deno.removeSync(dir, { recursive: true });
   }
 }, { needs: ["openssl"] });
+
+itest("tcp: workers: 2 share the port; fresh connections through a network filter all succeed", async () => {
+  const a = startEcho("A");
+  const plugins = [{ name: "net", path: PLUGINS + "network.wasm", config: "upper" }];
+  const loom = await startLoomProcess(
+    "workers: 2\n" +
+      tcpYaml({ upstream: "echo", plugins: ["net"] }, [{ name: "echo", endpoints: [a.address] }]) +
+      `plugins: ${JSON.stringify(plugins)}\n`,
+  );
+  try {
+    assert.equal((await (await fetch(loom.admin("/info"))).json()).workers, 2);
+    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => roundTrip(loom.port, `c${i}`)));
+    results.forEach((r, i) => assert.equal(r, `A:C${i}|eof`, loom.log()));
+    const m = await metrics(loom);
+    assert.equal(metricValue(m, "loom_tcp_connections_total", { result: "proxied" }), 40);
+  } finally {
+    await loom.close();
+    a.close();
+  }
+});
+
+itest("tcp: config errors name the YAML path and line", async () => {
+  const path = writeTempConfig(`listeners:
+  - name: t
+    address: "127.0.0.1:1"
+    protocol: tcp
+    tls: { cert_file: a.pem, key_file: a.key }
+    sni_routes:
+      - { server_names: ["a.example", "bad name"], upstream: nope }
+  - name: h
+    address: "127.0.0.1:2"
+    protocol: http
+    plugins: [x]
+upstreams: [{ name: up, endpoints: ["127.0.0.1:3"] }]
+`);
+  try {
+    const r = await loadConfig(path);
+    assert.ok(!r.ok);
+    const got = r.errors.map((e) => `${e.line} ${e.path}: ${e.message}`);
+    const want = [
+      /^5 listeners\[0\]\.tls: tcp listeners pass TLS through/,
+      /^7 listeners\[0\]\.sni_routes\[0\]\.server_names\[1\]: a server name is a host name/,
+      /^7 listeners\[0\]\.sni_routes\[0\]\.upstream: upstream "nope" is not defined/,
+      /^11 listeners\[1\]\.plugins: "plugins" is for tcp listeners only/,
+    ];
+    for (const w of want) assert.ok(got.some((g) => w.test(g)), `${w} in\n${got.join("\n")}`);
+  } finally {
+    Deno.removeSync(path);
+  }
+});
