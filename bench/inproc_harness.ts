@@ -7,7 +7,7 @@
 import { parseConfig } from "../src/config/mod.ts";
 import { Http1Listener } from "../src/listeners/http1.ts";
 import { Gateway } from "../src/gateway/gateway.ts";
-import { buildSnapshot } from "../src/gateway/snapshot.ts";
+import { buildSnapshot, loadSnapshotCode } from "../src/gateway/snapshot.ts";
 import { CounterSlots } from "../src/upstream/counters.ts";
 import { setDialer } from "../src/upstream/pool.ts";
 import { GatewayMetrics } from "../src/observability/gateway_metrics.ts";
@@ -132,6 +132,7 @@ export async function runInproc(
   const res = parseConfig(configYaml, "inproc.yaml");
   if (!res.ok) throw new Error(JSON.stringify(res.errors));
   const cfg = res.config;
+  await loadSnapshotCode(cfg);
   // The access log as the config says (a file or nothing), as a running instance opens it.
   const gateway = new Gateway(
     buildSnapshot(cfg, CounterSlots.local()),

@@ -16,7 +16,6 @@ import { adminAuth } from "./auth.ts";
 import { adminGuard, exposedWithoutAuth, forbidden } from "./guard.ts";
 import { redactConfig } from "./redact.ts";
 import type { AdminBackend } from "./types.ts";
-import { currentPluginManager } from "../wasm/mod.ts";
 import { mountDashboard } from "./dashboard.ts";
 import { openApiDocument } from "./openapi.ts";
 
@@ -82,7 +81,9 @@ export function createAdminApp(backend: AdminBackend, cfg: AdminConfig): Hono {
   );
   // Plugins of this isolate's gateway unless the backend merges workers itself.
   app.get("/plugins", async (c) => {
-    return c.json(await backend.plugins?.() ?? currentPluginManager()?.describe() ?? []);
+    if (backend.plugins !== undefined) return c.json(await backend.plugins());
+    // A backend without plugins() (tests): the isolate's manager, loading the Wasm host only here.
+    return c.json((await import("../wasm/mod.ts")).currentPluginManager()?.describe() ?? []);
   });
   // eBPF acceleration: programs attached, cgroup, counters read from the BPF maps, spliced tunnels.
   app.get("/ebpf", async (c) => {

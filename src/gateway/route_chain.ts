@@ -9,9 +9,8 @@
 import type { RequestContext } from "../core/context.ts";
 import type { Middleware } from "../core/middleware.ts";
 import { respondError } from "../core/respond.ts";
-import type { RouteConfig, StickyConfig } from "../config/types.ts";
+import type { LoomConfig, RouteConfig, StickyConfig } from "../config/types.ts";
 import { forward, type ForwardOptions, type ProxyObserver } from "../proxy/forward.ts";
-import { forwardH2 } from "../proxy/h2_forward.ts";
 import type { PluginChain } from "../wasm/mod.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import { compileChain, compileInnerChain, type Endpoint } from "../middleware/compose.ts";
@@ -19,7 +18,6 @@ import { createMiddleware, type MiddlewareEnv } from "../middleware/registry.ts"
 import { call } from "../proxy/call.ts";
 import { redirect } from "../middleware/redirect/index.ts";
 import { grpcWebEntry } from "../middleware/grpc_web/index.ts";
-import { wasmPlugins } from "../middleware/wasm/index.ts";
 import { backendEntryScope, entryScope, scopedEnv } from "../middleware/shared.ts";
 import { mirror } from "../middleware/mirror/index.ts";
 import { directResponse } from "../middleware/direct_response/index.ts";
@@ -33,6 +31,47 @@ export interface RouteChains {
   readonly optionsHandler: Endpoint;
 }
 
+type ForwardH2 = typeof import("../proxy/h2_forward.ts").forwardH2;
+
+/**
+ * Code only some configs use, set by {@link loadRouteCode}: HTTP/2 forwarding
+ * (with the HTTP/2 codec and client pool under it) and the Proxy-Wasm filter.
+ */
+let forwardH2: ForwardH2 | null = null;
+let wasmPlugins: typeof import("../middleware/wasm/index.ts").wasmPlugins | null = null;
+let loadingH2: Promise<ForwardH2> | null = null;
+
+function loadForwardH2(): Promise<ForwardH2> {
+  return loadingH2 ??= import("../proxy/h2_forward.ts").then((m) => forwardH2 = m.forwardH2);
+}
+
+/**
+ * Loads what `config`'s routes need beyond HTTP/1.1 proxying: HTTP/2 forwarding
+ * when a listener can carry HTTP/2 or an upstream speaks it, the plugin filter
+ * when plugins are defined. Awaited before a snapshot of `config` is built.
+ */
+export async function loadRouteCode(config: LoomConfig): Promise<void> {
+  const h2 = config.listeners.some((l) => l.protocol !== "http" && l.protocol !== "tcp") ||
+    config.upstreams.some((u) => u.protocol === "h2" || u.protocol === "h2c");
+  if (h2) await loadForwardH2();
+  if (config.plugins.length > 0) wasmPlugins ??= (await import("../middleware/wasm/index.ts")).wasmPlugins;
+}
+
+/**
+ * gRPC over HTTP/1.1 listeners (gRPC-Web) is forwarded over HTTP/2 too; where
+ * the config gave no sign of HTTP/2, the first such request loads that code.
+ * Every later one calls it directly.
+ */
+function grpcOverH2(
+  ctx: RequestContext,
+  up: Upstream,
+  opt: ForwardOptions,
+  obs: ProxyObserver | null,
+): Promise<void> {
+  if (forwardH2 !== null) return forwardH2(ctx, up, ctx.upstreamTarget, opt, obs);
+  return loadForwardH2().then((f) => f(ctx, up, ctx.upstreamTarget, opt, obs));
+}
+
 /** The upstream phase: HTTP/2 for gRPC (trailers) and h2/h2c upstreams, else pooled HTTP/1.1. */
 export function proxyTerminal(
   up: Upstream,
@@ -41,12 +80,14 @@ export function proxyTerminal(
   obs: ProxyObserver | null,
 ): Endpoint {
   if (protocol === "h2" || protocol === "h2c") {
-    return (ctx) => forwardH2(ctx, up, ctx.upstreamTarget, opt, obs);
+    const h2 = forwardH2;
+    if (h2 === null) {
+      throw new Error("HTTP/2 forwarding is not loaded (loadRouteCode runs before a snapshot)");
+    }
+    return (ctx) => h2(ctx, up, ctx.upstreamTarget, opt, obs);
   }
   return (ctx: RequestContext) =>
-    ctx.grpc !== 0
-      ? forwardH2(ctx, up, ctx.upstreamTarget, opt, obs)
-      : forward(ctx, up, ctx.upstreamTarget, opt, obs);
+    ctx.grpc !== 0 ? grpcOverH2(ctx, up, opt, obs) : forward(ctx, up, ctx.upstreamTarget, opt, obs);
 }
 
 const noUpstream: Endpoint = (ctx) => respondError(ctx, 503, "route has no upstream");
@@ -123,7 +164,10 @@ export function routeMiddleware(
     ...global,
     ...route.middleware.map((m, i) => createMiddleware(m, scopedEnv(env, entryScope(route.id, i)))),
   ];
-  if (plugins !== null) list.push(wasmPlugins(plugins, route.timeout, env.reroute));
+  if (plugins !== null) {
+    if (wasmPlugins === null) throw new Error("the plugin filter is not loaded (loadRouteCode runs first)");
+    list.push(wasmPlugins(plugins, route.timeout, env.reroute));
+  }
   route.mirror?.forEach((m, i) => list.push(mirror(m, scopedEnv(env, `routes.${route.id}.mirror[${i}]`))));
   if (route.redirect !== undefined) list.push(redirect(route.redirect));
   return list;

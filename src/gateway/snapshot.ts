@@ -11,26 +11,24 @@ import type { CounterSlots } from "../upstream/counters.ts";
 import { Upstream } from "../upstream/upstream.ts";
 import type { ForwardOptions, ProxyObserver } from "../proxy/forward.ts";
 import { CidrSet } from "../net/cidr.ts";
-import { createMiddleware } from "../middleware/registry.ts";
+import { createMiddleware, loadMiddleware } from "../middleware/registry.ts";
 import { cors } from "../middleware/cors/index.ts";
-import { tracing } from "../middleware/tracing/index.ts";
 import { requestIdHeader } from "../middleware/request_id/index.ts";
-import { rateLimit } from "../middleware/rate_limit/index.ts";
 import { entryScope, scopedEnv, sharedRegionsOf } from "../middleware/shared.ts";
 import { topLevelRateLimit } from "../config/middleware/rate_limit.ts";
-import { cache } from "../middleware/cache/index.ts";
 import { topLevelCache } from "../config/middleware/cache.ts";
 import { GatewayMetrics } from "../observability/gateway_metrics.ts";
 import {
   compileRouteChains,
   forwardOptionsFor,
+  loadRouteCode,
   middlewareEnv,
   type RouteChains,
   routeMiddleware,
   routeTerminal,
 } from "./route_chain.ts";
 import type { RouteRef } from "../core/context.ts";
-import { type PluginChain, PluginManager } from "../wasm/mod.ts";
+import type { PluginChain, PluginManager } from "../wasm/mod.ts";
 import { rerouter } from "./reroute.ts";
 
 /** A route compiled for the request path. */
@@ -53,12 +51,72 @@ export interface Snapshot {
   readonly routes: readonly RouteRuntime[];
   readonly upstreams: ReadonlyMap<string, Upstream>;
   /** Plugin VMs of this isolate; carried over by reload so unchanged plugins keep their state. */
-  readonly plugins: PluginManager;
+  readonly plugins: Plugins;
   /** `trusted_proxies`: peers whose X-Forwarded-For / Forwarded name the client; null = none. */
   readonly trustedProxies: CidrSet | null;
 }
 
 let versions = 0;
+
+/** What a snapshot's plugins offer (a PluginManager, or {@link NO_PLUGINS}). */
+export type Plugins = Pick<
+  PluginManager,
+  "update" | "chain" | "get" | "retireReplaced" | "describe" | "attachMetrics"
+>;
+
+/** The plugins of an isolate whose configs never had any: the Wasm host is not even loaded. */
+const NO_PLUGINS: Plugins = {
+  update() {},
+  chain: () => null,
+  get: () => undefined,
+  retireReplaced() {},
+  describe: () => [],
+  attachMetrics() {},
+};
+
+/**
+ * Code only some configs use, loaded by {@link loadSnapshotCode}: the Wasm
+ * host, and top-level middleware that pull in more (OpenTelemetry, Redis
+ * clients). Left unset, none of it is compiled, which keeps a plain proxy's
+ * memory down (bench/README.md, Memory).
+ */
+const code: {
+  PluginManager?: typeof PluginManager;
+  tracing?: typeof import("../middleware/tracing/index.ts").tracing;
+  rateLimit?: typeof import("../middleware/rate_limit/index.ts").rateLimit;
+  cache?: typeof import("../middleware/cache/index.ts").cache;
+} = {};
+
+/** `value`, which {@link loadSnapshotCode} loads for a config that uses it. */
+function loaded<T>(value: T | undefined, what: string): T {
+  if (value === undefined) {
+    throw new Error(`${what} is not loaded (loadSnapshotCode runs before buildSnapshot)`);
+  }
+  return value;
+}
+
+/**
+ * Loads the code `config` needs that a snapshot does not always use (plugins,
+ * middleware, HTTP/2 forwarding): awaited before {@link buildSnapshot} of it,
+ * at start and on each reload, so that requests never wait for a module.
+ */
+export async function loadSnapshotCode(config: LoomConfig): Promise<void> {
+  const names = config.middleware.map((m) => m.name);
+  for (const r of config.routes) {
+    for (const m of r.middleware) names.push(m.name);
+    for (const b of r.backends ?? []) for (const m of b.middleware) names.push(m.name);
+  }
+  await loadMiddleware(names);
+  await loadRouteCode(config);
+  if (config.plugins.length > 0) code.PluginManager ??= (await import("../wasm/mod.ts")).PluginManager;
+  if (config.tracing?.enabled) code.tracing ??= (await import("../middleware/tracing/index.ts")).tracing;
+  if (topLevelRateLimit(config.rate_limit) !== null) {
+    code.rateLimit ??= (await import("../middleware/rate_limit/index.ts")).rateLimit;
+  }
+  if (topLevelCache(config.cache) !== null) {
+    code.cache ??= (await import("../middleware/cache/index.ts")).cache;
+  }
+}
 
 /** Scope (shared-memory id prefix) of the top-level `rate_limit` block's middleware. */
 const TOP_RATE_LIMIT = "rate_limit";
@@ -75,8 +133,9 @@ export function sharedRegionsFor(config: LoomConfig): Map<string, number> {
 }
 
 /**
- * Compiles `config` into a snapshot. Endpoints present in `previous` keep
- * their pools (and, through CounterSlots, their in-flight counts).
+ * Compiles `config` into a snapshot (its code loaded by {@link loadSnapshotCode}).
+ * Endpoints present in `previous` keep their pools (and, through CounterSlots,
+ * their in-flight counts).
  */
 export function buildSnapshot(
   config: LoomConfig,
@@ -88,7 +147,12 @@ export function buildSnapshot(
   for (const u of config.upstreams) {
     upstreams.set(u.name, new Upstream(u, counters, undefined, previous?.upstreams.get(u.name)));
   }
-  const plugins = previous?.plugins ?? new PluginManager();
+  let plugins = previous?.plugins ?? NO_PLUGINS;
+  // The first config with plugins brings the Wasm host; it stays for later reloads (their VMs' state).
+  if (plugins === NO_PLUGINS && config.plugins.length > 0) {
+    plugins = new (loaded(code.PluginManager, "the Wasm plugin host"))();
+    if (previous !== undefined && obs instanceof GatewayMetrics) plugins.attachMetrics(obs.registry);
+  }
   let router: Router<RouteRuntime> | null = null;
   plugins.update(config, upstreams);
   // One matcher for every route: proxies in front of Loom whose forwarding fields are kept.
@@ -104,16 +168,20 @@ export function buildSnapshot(
   const global = config.middleware.map((m, i) => createMiddleware(m, scopedEnv(env, entryScope(null, i))));
   // The Loom format's top-level `cache` block: a cache in front of every route (behind the limit and CORS).
   const topCache = topLevelCache(config.cache);
-  if (topCache !== null) global.unshift(cache(topCache, scopedEnv(env, TOP_CACHE)));
+  if (topCache !== null) global.unshift(loaded(code.cache, "cache")(topCache, scopedEnv(env, TOP_CACHE)));
   // The Loom format's top-level `rate_limit` block: a limit per client IP in front of every route.
   const topLimit = topLevelRateLimit(config.rate_limit);
-  if (topLimit !== null) global.unshift(rateLimit(topLimit, scopedEnv(env, TOP_RATE_LIMIT)));
+  if (topLimit !== null) {
+    global.unshift(loaded(code.rateLimit, "rate_limit")(topLimit, scopedEnv(env, TOP_RATE_LIMIT)));
+  }
   // The Loom format's top-level `cors` block: CORS in front of every route (and of its limit's 429s).
   if (config.cors !== undefined && config.cors.enabled) global.unshift(cors(config.cors));
   // The top-level `request_id` block: the request id on every response.
   if (config.request_id?.response_header) global.unshift(requestIdHeader(config.request_id.header));
   // The top-level `tracing` block: first of all, so its span holds every other middleware's.
-  if (config.tracing !== undefined && config.tracing.enabled) global.unshift(tracing(config.tracing));
+  if (config.tracing !== undefined && config.tracing.enabled) {
+    global.unshift(loaded(code.tracing, "tracing")(config.tracing));
+  }
   const routes: RouteRuntime[] = [];
   const specs = specsFromConfig(config.routes, (r) => {
     const up = r.upstream !== undefined ? upstreams.get(r.upstream) ?? null : null;

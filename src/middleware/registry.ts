@@ -1,8 +1,9 @@
 /**
  * Middleware by name: what a `middleware:` entry of the config turns into.
- * Built-in middleware are registered here; a middleware defined elsewhere
- * registers itself with {@link defineMiddleware} (options schema and
- * factory) before the config is loaded.
+ * Built-in middleware are registered here, their code loaded when a config
+ * first names them ({@link loadMiddleware}, before its snapshot is built); a
+ * middleware defined elsewhere registers itself with {@link defineMiddleware}
+ * (options schema and factory) before the config is loaded.
  *
  * @module
  */
@@ -11,32 +12,21 @@ import type { Middleware } from "../core/middleware.ts";
 import type { Type } from "../config/dsl.ts";
 import { type MiddlewareEntry, registerMiddlewareOptions } from "../config/middleware/mod.ts";
 import type { CallRequest, CallResponse } from "../proxy/call.ts";
-import {
-  headers,
-  type HeadersOptions,
-  securityHeaders,
-  type SecurityHeadersOptions,
-} from "./headers/index.ts";
-import { cors, type CorsOptions } from "./cors/index.ts";
-import { ipFilter, type IpFilterOptions } from "./ip_filter/index.ts";
-import { basicAuth, type BasicAuthOptions } from "./basic_auth/index.ts";
-import { forwardAuth, type ForwardAuthOptions } from "./forward_auth/index.ts";
-import { mtls, type MtlsOptions } from "./mtls/index.ts";
-import { jwt, type JwtOptions } from "./jwt/index.ts";
-import { apiKey, type ApiKeyOptions } from "./api_key/index.ts";
-import { bodyLimit } from "./body_limit/index.ts";
-import { compress } from "./compress/index.ts";
+import type { HeadersOptions, SecurityHeadersOptions } from "./headers/index.ts";
+import type { CorsOptions } from "./cors/index.ts";
+import type { IpFilterOptions } from "./ip_filter/index.ts";
+import type { BasicAuthOptions } from "./basic_auth/index.ts";
+import type { ForwardAuthOptions } from "./forward_auth/index.ts";
+import type { MtlsOptions } from "./mtls/index.ts";
+import type { JwtOptions } from "./jwt/index.ts";
+import type { ApiKeyOptions } from "./api_key/index.ts";
 import type { BodyLimitOptions } from "../config/middleware/body_limit.ts";
 import type { CompressOptions } from "../config/middleware/compress.ts";
 import type { SharedRegions } from "../core/shared_memory.ts";
-import { rateLimit } from "./rate_limit/index.ts";
 import type { RateLimitOptions } from "../config/middleware/rate_limit.ts";
-import { mirror } from "./mirror/index.ts";
 import type { MirrorOptions } from "../config/middleware/mirror.ts";
-import { fault } from "./fault/index.ts";
 import type { FaultOptions } from "../config/middleware/fault.ts";
 import type { RequestContext } from "../core/context.ts";
-import { cache } from "./cache/index.ts";
 import type { CacheOptions } from "../config/middleware/cache.ts";
 
 /** What a middleware may use besides its options, given when the snapshot is built. */
@@ -99,23 +89,93 @@ export const NO_ENV: MiddlewareEnv = {
 /** Builds a middleware from its validated, normalised options (once per snapshot). */
 export type MiddlewareFactory = (options: never, env: MiddlewareEnv) => Middleware;
 
-const factories = new Map<string, MiddlewareFactory>([
-  ["headers", (o: HeadersOptions) => headers(o)],
-  ["cors", (o: CorsOptions) => cors(o)],
-  ["ip_filter", (o: IpFilterOptions) => ipFilter(o)],
-  ["basic_auth", (o: BasicAuthOptions) => basicAuth(o)],
-  ["forward_auth", (o: ForwardAuthOptions, env) => forwardAuth(o, env)],
-  ["mtls", (o: MtlsOptions) => mtls(o)],
-  ["jwt", (o: JwtOptions, env) => jwt(o, env)],
-  ["api_key", (o: ApiKeyOptions) => apiKey(o)],
-  ["security_headers", (o: SecurityHeadersOptions) => securityHeaders(o)],
-  ["body_limit", (o: BodyLimitOptions) => bodyLimit(o)],
-  ["compress", (o: CompressOptions) => compress(o)],
-  ["rate_limit", (o: RateLimitOptions, env) => rateLimit(o, env)],
-  ["mirror", (o: MirrorOptions, env) => mirror(o, env)],
-  ["fault", (o: FaultOptions) => fault(o)],
-  ["cache", (o: CacheOptions, env) => cache(o, env)],
+/**
+ * Built-in middleware by name, each loaded by its first config that names it
+ * ({@link loadMiddleware}): a Loom that uses none of them never compiles
+ * their code, nor the npm packages behind some (jose, hash-wasm, zlib).
+ */
+const builtins = new Map<string, () => Promise<MiddlewareFactory>>([
+  ["headers", async () => {
+    const { headers } = await import("./headers/index.ts");
+    return (o: HeadersOptions) => headers(o);
+  }],
+  ["security_headers", async () => {
+    const { securityHeaders } = await import("./headers/index.ts");
+    return (o: SecurityHeadersOptions) => securityHeaders(o);
+  }],
+  ["cors", async () => {
+    const { cors } = await import("./cors/index.ts");
+    return (o: CorsOptions) => cors(o);
+  }],
+  ["ip_filter", async () => {
+    const { ipFilter } = await import("./ip_filter/index.ts");
+    return (o: IpFilterOptions) => ipFilter(o);
+  }],
+  ["basic_auth", async () => {
+    const { basicAuth } = await import("./basic_auth/index.ts");
+    return (o: BasicAuthOptions) => basicAuth(o);
+  }],
+  ["forward_auth", async () => {
+    const { forwardAuth } = await import("./forward_auth/index.ts");
+    return (o: ForwardAuthOptions, env) => forwardAuth(o, env);
+  }],
+  ["mtls", async () => {
+    const { mtls } = await import("./mtls/index.ts");
+    return (o: MtlsOptions) => mtls(o);
+  }],
+  ["jwt", async () => {
+    const { jwt } = await import("./jwt/index.ts");
+    return (o: JwtOptions, env) => jwt(o, env);
+  }],
+  ["api_key", async () => {
+    const { apiKey } = await import("./api_key/index.ts");
+    return (o: ApiKeyOptions) => apiKey(o);
+  }],
+  ["body_limit", async () => {
+    const { bodyLimit } = await import("./body_limit/index.ts");
+    return (o: BodyLimitOptions) => bodyLimit(o);
+  }],
+  ["compress", async () => {
+    const { compress } = await import("./compress/index.ts");
+    return (o: CompressOptions) => compress(o);
+  }],
+  ["rate_limit", async () => {
+    const { rateLimit } = await import("./rate_limit/index.ts");
+    return (o: RateLimitOptions, env) => rateLimit(o, env);
+  }],
+  ["mirror", async () => {
+    const { mirror } = await import("./mirror/index.ts");
+    return (o: MirrorOptions, env) => mirror(o, env);
+  }],
+  ["fault", async () => {
+    const { fault } = await import("./fault/index.ts");
+    return (o: FaultOptions) => fault(o);
+  }],
+  ["cache", async () => {
+    const { cache } = await import("./cache/index.ts");
+    return (o: CacheOptions, env) => cache(o, env);
+  }],
 ]);
+
+/** Factories ready to use: built-ins once loaded, and every {@link defineMiddleware}. */
+const factories = new Map<string, MiddlewareFactory>();
+
+/** Names of the built-in middleware (tools and tests that load them all). */
+export function builtinMiddleware(): string[] {
+  return [...builtins.keys()];
+}
+
+/**
+ * Loads the code of the middleware named in `names` (unknown names are left to
+ * {@link createMiddleware}'s error). Runs before a snapshot is built, never per request.
+ */
+export async function loadMiddleware(names: Iterable<string>): Promise<void> {
+  for (const name of new Set(names)) {
+    if (factories.has(name)) continue;
+    const load = builtins.get(name);
+    if (load !== undefined) factories.set(name, await load());
+  }
+}
 
 /**
  * Adds a middleware named `name`: `options` describes its config (validated
@@ -131,9 +191,15 @@ export function defineMiddleware<O>(
   factories.set(name, create as MiddlewareFactory);
 }
 
-/** The middleware for a validated config entry. */
+/** The middleware for a validated config entry (its code loaded by {@link loadMiddleware}). */
 export function createMiddleware(entry: MiddlewareEntry, env: MiddlewareEnv = NO_ENV): Middleware {
   const f = factories.get(entry.name);
-  if (f === undefined) throw new Error(`middleware "${entry.name}" is not defined`);
+  if (f === undefined) {
+    throw new Error(
+      builtins.has(entry.name)
+        ? `middleware "${entry.name}" is not loaded (loadMiddleware runs before a snapshot is built)`
+        : `middleware "${entry.name}" is not defined`,
+    );
+  }
   return (f as (o: unknown, env: MiddlewareEnv) => Middleware)(entry.options, env);
 }

@@ -16,10 +16,6 @@ import { loadConfig } from "../config/mod.ts";
 import { checkResources, readResources, type ResourceChecks, resourceHash } from "../config/resources.ts";
 import { readUsersFile } from "../config/middleware/basic_auth.ts";
 import { checkPair, loadListenerTls, needsNodeTls, parseCaBundle } from "../listeners/tls.ts";
-import { QUIC_TLS, quicTls } from "../listeners/h3.ts";
-import { readKeyFile } from "../middleware/api_key/index.ts";
-import { parseKeyFile } from "../middleware/jwt/keys.ts";
-import { checkPluginModule } from "../wasm/check.ts";
 import type { GatewayApiSource } from "../k8s/source.ts";
 
 /** A config load: the result, and the digest of the config and its files (null when the file did not validate). */
@@ -30,21 +26,27 @@ export interface WholeConfig {
 
 const text = (b: Uint8Array | undefined) => new TextDecoder().decode(b);
 
-/** Parsers of the files middleware options name, by middleware (each throws naming the file). */
-const MIDDLEWARE_FILES: Record<string, (file: string) => unknown> = {
-  basic_auth: readUsersFile,
-  api_key: readKeyFile,
-  jwt: parseKeyFile,
+/**
+ * Parsers of the files middleware options name, by middleware (each throws naming the file).
+ * The checks below import what only some configs need (Wasm, HTTP/3, jose) when a config has it.
+ */
+const MIDDLEWARE_FILES: Record<string, (file: string) => Promise<unknown>> = {
+  basic_auth: (f) => Promise.resolve(readUsersFile(f)),
+  api_key: async (f) => (await import("../middleware/api_key/index.ts")).readKeyFile(f),
+  jwt: async (f) => (await import("../middleware/jwt/keys.ts")).parseKeyFile(f),
 };
 
 const CHECKS: ResourceChecks = {
   plugin: async (r, files) => {
+    const { checkPluginModule } = await import("../wasm/check.ts");
     await checkPluginModule(files.get(r.plugin.path)!, r.plugin.path, r.plugin.memory_limit);
   },
-  listener_tls: (r) => {
+  listener_tls: async (r) => {
     // What the listener itself will load: HTTP/3 and fast-path https take one pair, the rest everything.
-    if (r.listener.protocol === "http3") loadListenerTls(quicTls(r.listener), QUIC_TLS);
-    else {loadListenerTls(r.tls, {
+    if (r.listener.protocol === "http3") {
+      const { QUIC_TLS, quicTls } = await import("../listeners/h3.ts");
+      loadListenerTls(quicTls(r.listener), QUIC_TLS);
+    } else {loadListenerTls(r.tls, {
         alpn: [],
         pairOnly: r.listener.protocol === "https" && !needsNodeTls(r.tls),
       });}
@@ -59,8 +61,8 @@ const CHECKS: ResourceChecks = {
       checkPair(text(files.get(cert_file)), text(files.get(key_file!)), cert_file, key_file!);
     }
   },
-  middleware_file: (r) => {
-    MIDDLEWARE_FILES[r.middleware]?.(r.file);
+  middleware_file: async (r) => {
+    await MIDDLEWARE_FILES[r.middleware]?.(r.file);
   },
 };
 

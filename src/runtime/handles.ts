@@ -38,11 +38,11 @@ export interface CachePurge {
 /** An instance in this isolate. */
 export class LocalHandle implements InstanceHandle {
   constructor(readonly instance: GatewayInstance) {}
-  static start(opts: InstanceOptions): LocalHandle {
-    return new LocalHandle(GatewayInstance.start(opts));
+  static async start(opts: InstanceOptions): Promise<LocalHandle> {
+    return new LocalHandle(await GatewayInstance.start(opts));
   }
   reload(config: LoomConfig, counters: CounterSlotsSnapshot): Promise<ReloadReport> {
-    return Promise.resolve(this.instance.reload(config, counters));
+    return this.instance.reload(config, counters);
   }
   metrics(): Promise<MetricsSnapshot> {
     return Promise.resolve(this.instance.metricsSnapshot());

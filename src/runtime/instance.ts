@@ -5,10 +5,10 @@
  */
 import type { ListenerConfig, LoomConfig } from "../config/types.ts";
 import { Gateway } from "../gateway/gateway.ts";
-import { buildSnapshot, retireSnapshot } from "../gateway/snapshot.ts";
+import { buildSnapshot, loadSnapshotCode, retireSnapshot } from "../gateway/snapshot.ts";
 import { Http1Listener } from "../listeners/http1.ts";
-import { H2Listener } from "../listeners/h2.ts";
-import { H3Listener } from "../listeners/h3.ts";
+import type { H2Listener } from "../listeners/h2.ts";
+import type { H3Listener } from "../listeners/h3.ts";
 import { TcpListener } from "../listeners/tcp.ts";
 import { needsNodeTls } from "../listeners/tls.ts";
 import { GatewayMetrics } from "../observability/gateway_metrics.ts";
@@ -20,8 +20,7 @@ import { CounterSlots, type CounterSlotsSnapshot } from "../upstream/counters.ts
 import type { UpstreamInfo } from "../upstream/upstream.ts";
 import { VERSION } from "../version.ts";
 import type { PluginInfo } from "../wasm/mod.ts";
-import { type SplicingInfo, TunnelSplicing } from "../ebpf/tunnels.ts";
-import { purgeCaches } from "../middleware/cache/index.ts";
+import type { SplicingInfo, TunnelSplicing } from "../ebpf/tunnels.ts";
 
 /** A listener of any engine. */
 interface RunningListener {
@@ -64,12 +63,54 @@ export interface InstanceOptions {
   reusePort: boolean;
 }
 
+/**
+ * Listener engines beyond HTTP/1.1 and eBPF splicing, loaded by {@link loadCode}
+ * for a config that has them: a plain HTTP/1.1 gateway never compiles them.
+ */
+const code: {
+  H2Listener?: typeof H2Listener;
+  H3Listener?: typeof H3Listener;
+  TunnelSplicing?: typeof TunnelSplicing;
+} = {};
+
+function loaded<T>(value: T | undefined, what: string): T {
+  if (value === undefined) {
+    throw new Error(`${what} is not loaded (loadCode runs before the instance uses it)`);
+  }
+  return value;
+}
+
+const wantsSplicing = (config: LoomConfig) => config.ebpf?.enabled === true && config.ebpf.splice_tunnels;
+
+/** Loads the code `config` needs (snapshot, listeners, eBPF), before start or a reload applies it. */
+async function loadCode(config: LoomConfig): Promise<void> {
+  await loadSnapshotCode(config);
+  for (const l of config.listeners) {
+    const h2 = l.protocol === "h2c" || l.protocol === "grpc" || l.protocol === "grpcs" ||
+      (l.protocol === "https" && needsNodeTls(l.tls!));
+    if (h2) code.H2Listener ??= (await import("../listeners/h2.ts")).H2Listener;
+    if (l.protocol === "http3") code.H3Listener ??= (await import("../listeners/h3.ts")).H3Listener;
+  }
+  if (wantsSplicing(config)) code.TunnelSplicing ??= (await import("../ebpf/tunnels.ts")).TunnelSplicing;
+}
+
+/** GET /ebpf of an instance whose configs never turned splicing on. */
+const NO_SPLICING: SplicingInfo = {
+  configured: false,
+  unavailable: "",
+  current: null,
+  retiring: 0,
+  spliced: 0,
+  skipped: {},
+  bytes: 0,
+};
+
 /** The gateway of one isolate. */
 export class GatewayInstance {
   readonly gateway: Gateway;
   readonly metrics: GatewayMetrics;
-  /** eBPF splice_tunnels of this isolate (off unless the config turns it on). */
-  readonly splicing: TunnelSplicing;
+  /** eBPF splice_tunnels of this isolate (null until a config turns it on). */
+  private splicing: TunnelSplicing | null = null;
   private listeners: RunningListener[] = [];
   private counters: CounterSlots;
   private readonly reusePort: boolean;
@@ -87,13 +128,21 @@ export class GatewayInstance {
       createAccessLog(opts.config.access_log),
       new RecentErrors(),
     );
-    this.splicing = new TunnelSplicing(this.metrics.registry);
-    this.splicing.configure(opts.config.ebpf);
-    this.gateway.splicer = this.splicing;
+    this.configureSplicing(opts.config);
+  }
+
+  /** Turns eBPF tunnel splicing on or off as `config` says (its code loaded by loadCode). */
+  private configureSplicing(config: LoomConfig): void {
+    if (this.splicing === null && wantsSplicing(config)) {
+      this.splicing = new (loaded(code.TunnelSplicing, "eBPF splicing"))(this.metrics.registry);
+      this.gateway.splicer = this.splicing;
+    }
+    this.splicing?.configure(config.ebpf);
   }
 
   /** Builds the instance and opens its listeners; throws (closing what opened) on failure. */
-  static start(opts: InstanceOptions): GatewayInstance {
+  static async start(opts: InstanceOptions): Promise<GatewayInstance> {
+    await loadCode(opts.config);
     const inst = new GatewayInstance(opts);
     try {
       for (const l of opts.config.listeners) {
@@ -132,13 +181,15 @@ export class GatewayInstance {
         const tls = l.tls!;
         // h2 via ALPN, SNI certificates and client certificates need node:tls (see listeners/h2.ts);
         // plain HTTP/1.1 over TLS stays on Deno.listenTls.
-        if (needsNodeTls(tls)) return new H2Listener(l, this.gateway, hooks, reusePort);
+        if (needsNodeTls(tls)) {
+          return new (loaded(code.H2Listener, "HTTP/2"))(l, this.gateway, hooks, reusePort);
+        }
         return Http1Listener.openTls(l, this.gateway, hooks, reusePort);
       }
       case "h2c":
       case "grpc":
       case "grpcs":
-        return new H2Listener(l, this.gateway, hooks, reusePort);
+        return new (loaded(code.H2Listener, "HTTP/2"))(l, this.gateway, hooks, reusePort);
       case "tcp": {
         const opts: Deno.TcpListenOptions & { reusePort?: boolean } = { hostname, port: l.port };
         if (reusePort) opts.reusePort = true;
@@ -154,10 +205,9 @@ export class GatewayInstance {
       case "http3":
         try {
           // A listener changed by a reload keeps draining on its UDP socket: the new one takes it over.
-          const prev = [...this.retiring].find((r): r is H3Listener =>
-            r instanceof H3Listener && r.canHandOver(l)
-          );
-          return new H3Listener(l, this.gateway, hooks, prev);
+          const H3 = loaded(code.H3Listener, "HTTP/3");
+          const prev = [...this.retiring].find((r): r is H3Listener => r instanceof H3 && r.canHandOver(l));
+          return new H3(l, this.gateway, hooks, prev);
         } catch (e) {
           // QUIC endpoints cannot share a UDP port (no SO_REUSEPORT): with workers, the first one serves it.
           if (reusePort && e instanceof Deno.errors.AddrInUse) return null;
@@ -179,13 +229,14 @@ export class GatewayInstance {
    * their connections are not disturbed. Closed listeners stop accepting at
    * once and let their connections finish, up to `drain_timeout`.
    */
-  reload(config: LoomConfig, counters: CounterSlotsSnapshot): ReloadReport {
+  async reload(config: LoomConfig, counters: CounterSlotsSnapshot): Promise<ReloadReport> {
+    await loadCode(config);
     this.counters = CounterSlots.attach(counters);
     const old = this.gateway.snapshot;
     const next = buildSnapshot(config, this.counters, old, this.metrics);
     this.gateway.snapshot = next;
     retireSnapshot(old, next);
-    this.splicing.configure(config.ebpf);
+    this.configureSplicing(config);
     return { errors: this.reloadListeners(config), addresses: this.addresses() };
   }
 
@@ -242,13 +293,13 @@ export class GatewayInstance {
   }
 
   metricsSnapshot(): MetricsSnapshot {
-    this.splicing.refreshMetrics();
+    this.splicing?.refreshMetrics();
     return this.metrics.registry.snapshot();
   }
 
   /** This isolate's tunnel splicing (GET /ebpf, merged over workers by the supervisor). */
   ebpf(): SplicingInfo {
-    return this.splicing.info();
+    return this.splicing?.info() ?? NO_SPLICING;
   }
 
   upstreams(): UpstreamInfo[] {
@@ -266,8 +317,9 @@ export class GatewayInstance {
   }
 
   /** Drops cached responses of this isolate's caches (Redis ones only when `shared`). */
-  purgeCache(what: { key?: string; prefix?: string }, shared: boolean): Promise<number> {
-    return purgeCaches(what, shared);
+  async purgeCache(what: { key?: string; prefix?: string }, shared: boolean): Promise<number> {
+    // Loaded here when no config used a cache (then there is none to purge): an admin call, not a request.
+    return (await import("../middleware/cache/index.ts")).purgeCaches(what, shared);
   }
 
   /** Stops accepting, lets busy connections finish up to `drainMs`, then closes everything. */
@@ -282,7 +334,7 @@ export class GatewayInstance {
     ]);
     clearTimeout(timer);
     for (const l of this.listeners) l.closeAll();
-    this.splicing.close();
+    this.splicing?.close();
     await this.gateway.accessLog?.close();
   }
 }

@@ -19,7 +19,7 @@ import { GatewayApiSource } from "../k8s/source.ts";
 import { counterKey, CounterSlots } from "../upstream/counters.ts";
 import { sharedRegionsFor } from "../gateway/snapshot.ts";
 import { Endpoint } from "../upstream/endpoint.ts";
-import { HealthMonitor } from "../upstream/health_check.ts";
+import type { HealthMonitor } from "../upstream/health_check.ts";
 import { GatewayMetrics } from "../observability/gateway_metrics.ts";
 import { mergeSnapshots, type MetricsSnapshot, renderMerged } from "../observability/metrics.ts";
 import { ProcessMetrics, RuntimeMetrics } from "../observability/process_metrics.ts";
@@ -27,16 +27,30 @@ import { OtlpMetricsExporter } from "../observability/otlp_metrics.ts";
 import type { DashboardState } from "../admin/dashboard.ts";
 import { cumulative, DashboardHistory } from "./dashboard.ts";
 import { logger } from "../observability/logger.ts";
-import { prepareTracing, retireExporters } from "../observability/tracing.ts";
+import type { TracingConfig } from "../config/observability.ts";
 import type { AdminBackend, GatewayInfo, ReloadResult, RouteInfo, UpstreamInfo } from "../admin/types.ts";
 import { type AdminServer, startAdminServer } from "../admin/server.ts";
 import { startEcho } from "../demo/echo.ts";
 import { type InstanceHandle, LocalHandle, WorkerHandle } from "./handles.ts";
 import { VERSION } from "../version.ts";
-import { mergePluginInfo, type PluginInfo } from "../wasm/mod.ts";
+import type { PluginInfo } from "../wasm/mod.ts";
 import { countCompilations } from "../wasm/compile.ts";
-import { EbpfManager, type EbpfStatus, type RedirectTargets } from "../ebpf/mod.ts";
+import type { EbpfManager, EbpfStatus, RedirectTargets } from "../ebpf/mod.ts";
 import type { SplicingInfo } from "../ebpf/tunnels.ts";
+
+/** observability/tracing.ts (OpenTelemetry's API under it), loaded by the first config with tracing on. */
+let tracingCode: typeof import("../observability/tracing.ts") | null = null;
+
+/** Tracing's exporter for `cfg` ready (see observability/tracing.ts). */
+async function prepareTracing(cfg: TracingConfig | undefined): Promise<void> {
+  if (cfg?.enabled) tracingCode ??= await import("../observability/tracing.ts");
+  await tracingCode?.prepareTracing(cfg);
+}
+
+/** Closes the exporters `cfg` does not use (none were made while tracing never loaded). */
+async function retireExporters(cfg: TracingConfig | undefined): Promise<void> {
+  await tracingCode?.retireExporters(cfg);
+}
 
 /** Options of `Supervisor.start`. */
 export interface SupervisorOptions {
@@ -73,12 +87,10 @@ export class Supervisor implements AdminBackend {
   private readonly counters = new CounterSlots();
   /** Reload counts and health verdicts live here (the main isolate); request metrics come from instances. */
   private readonly ownMetrics = new GatewayMetrics(VERSION);
-  /** eBPF socket_redirect (process-wide; tunnel splicing is per instance). */
-  private readonly ebpfManager = new EbpfManager(this.ownMetrics.registry);
-  private readonly health = new HealthMonitor(
-    this.counters,
-    (u, e, healthy) => this.ownMetrics.healthStatus(u, e, healthy),
-  );
+  /** eBPF socket_redirect (process-wide; tunnel splicing is per instance); loaded by the first config with `ebpf`. */
+  private ebpfManager: EbpfManager | null = null;
+  /** Active health checks; loaded by the first config that has some (then kept: it clears old verdicts). */
+  private health: HealthMonitor | null = null;
   private readonly startedAt = new Date().toISOString();
   /** process_* (the whole process) and this isolate's heap and event-loop series. */
   private readonly processMetrics = new ProcessMetrics(this.ownMetrics.registry);
@@ -133,15 +145,13 @@ export class Supervisor implements AdminBackend {
     const instOpts = { config: cfg, counters: this.counters.snapshot(), reusePort: n > 1 };
     // Tracing's exporter is ready before the first request (workers prepare their own).
     if (n === 1) await prepareTracing(cfg.tracing);
-    if (n === 1) this.handles.push(LocalHandle.start(instOpts));
+    if (n === 1) this.handles.push(await LocalHandle.start(instOpts));
     else {
       for (let i = 0; i < n; i++) {
         this.handles.push(await WorkerHandle.start(instOpts, this.opts.logLevel ?? "info", i));
       }
     }
-    this.health.update(cfg);
-    // After the listeners: their bound ports go into the programs' maps.
-    this.ebpfManager.apply(cfg.ebpf, this.ebpfTargets(cfg));
+    await this.applyOptional(cfg);
     if (cfg.admin.enabled) this.admin = startAdminServer(this, cfg.admin);
     this.startDashboard();
     this.syncOtlp(cfg);
@@ -273,7 +283,10 @@ export class Supervisor implements AdminBackend {
 
   /** Proxy-Wasm plugins of every worker, merged (VMs and errors summed). */
   async plugins(): Promise<PluginInfo[]> {
-    return mergePluginInfo(await Promise.all(this.handles.map((h) => h.plugins())));
+    const lists = await Promise.all(this.handles.map((h) => h.plugins()));
+    // Without plugins the Wasm host is never loaded (the dashboard asks every few seconds).
+    if (lists.every((l) => l.length === 0)) return [];
+    return (await import("../wasm/mod.ts")).mergePluginInfo(lists);
   }
 
   /**
@@ -389,8 +402,7 @@ export class Supervisor implements AdminBackend {
     this.cfg = next;
     this.envPaths = res.envPaths;
     this.syncOtlp(next);
-    this.health.update(next);
-    this.ebpfManager.apply(next.ebpf, this.ebpfTargets(next));
+    await this.applyOptional(next);
     this.syncWatch();
     if (listenerErrors.length > 0) {
       // Routes and upstreams are applied; only these listeners failed to open (a retry reloads again).
@@ -406,6 +418,28 @@ export class Supervisor implements AdminBackend {
     return { ok: true };
   }
 
+  /**
+   * Health checks and eBPF as `cfg` says, their code loaded by the first config that uses them
+   * (most configs use neither). After the listeners: their bound ports go into the programs' maps.
+   */
+  private async applyOptional(cfg: LoomConfig): Promise<void> {
+    if (this.health === null && cfg.upstreams.some((u) => u.health_check?.enabled === true)) {
+      const { HealthMonitor } = await import("../upstream/health_check.ts");
+      this.health = new HealthMonitor(
+        this.counters,
+        (u, e, healthy) => this.ownMetrics.healthStatus(u, e, healthy),
+      );
+      if (this.stopping !== null) this.health.stop();
+    }
+    this.health?.update(cfg);
+    if (this.ebpfManager === null && cfg.ebpf?.enabled) await this.loadEbpf();
+    this.ebpfManager?.apply(cfg.ebpf, this.ebpfTargets(cfg));
+  }
+
+  private async loadEbpf(): Promise<EbpfManager> {
+    return this.ebpfManager ??= new (await import("../ebpf/mod.ts")).EbpfManager(this.ownMetrics.registry);
+  }
+
   /** What socket_redirect accelerates: the TCP listeners bound now and the upstream endpoints. */
   private ebpfTargets(cfg: LoomConfig): RedirectTargets {
     return {
@@ -416,7 +450,7 @@ export class Supervisor implements AdminBackend {
 
   /** GET /ebpf: socket_redirect here, tunnel splicing of every instance. */
   async ebpf(): Promise<EbpfStatus & { splice_tunnels: { instances: SplicingInfo[] } }> {
-    const st = this.ebpfManager.status();
+    const st = (await this.loadEbpf()).status();
     const instances = await Promise.all(this.handles.map((h) => h.ebpf()));
     return { ...st, splice_tunnels: { ...st.splice_tunnels, instances } };
   }
@@ -424,7 +458,7 @@ export class Supervisor implements AdminBackend {
   /** Every isolate's metrics (the process and runtime series refreshed first). */
   private async snapshots(): Promise<MetricsSnapshot[]> {
     const snaps = await Promise.all(this.handles.map((h) => h.metrics()));
-    this.ebpfManager.refreshMetrics();
+    this.ebpfManager?.refreshMetrics();
     this.processMetrics.update();
     this.runtimeMetrics.update();
     snaps.push(this.ownMetrics.registry.snapshot());
@@ -538,7 +572,7 @@ export class Supervisor implements AdminBackend {
       clearTimeout(this.debounceTimer);
       this.watcher?.close();
       this.gatewayApi?.close();
-      this.health.stop();
+      this.health?.stop();
       clearInterval(this.sampler);
       this.runtimeMetrics.sampler.stop();
       // The last metrics go out while the workers can still answer (bounded: a collector may be down).
@@ -547,7 +581,7 @@ export class Supervisor implements AdminBackend {
       }
       await Promise.all(this.handles.map((h) => h.shutdown(drainMs)));
       // Links closed, nothing pinned: the redirected sockets still open keep it until they close.
-      this.ebpfManager.close();
+      this.ebpfManager?.close();
       // Spans still batched go out before the process ends.
       await retireExporters(undefined);
       await this.admin?.shutdown();

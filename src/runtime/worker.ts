@@ -30,7 +30,7 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
         setLogLevel(m.logLevel as LogLevel);
         try {
           await prepareTracing(m.opts.config.tracing);
-          instance = GatewayInstance.start(m.opts);
+          instance = await GatewayInstance.start(m.opts);
           runtime = new RuntimeMetrics(instance.metrics.registry);
           countCompilations(instance.metrics.registry);
           send({ type: "started", addresses: instance.addresses() });
@@ -40,7 +40,7 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
         return;
       case "reload": {
         await prepareTracing(m.config.tracing);
-        const data = instance!.reload(m.config, m.counters);
+        const data = await instance!.reload(m.config, m.counters);
         void retireExporters(m.config.tracing);
         return send({ type: "reply", id: m.id, data });
       }

@@ -8,7 +8,13 @@
 import { exportJWK, exportSPKI, generateKeyPair, type JWTPayload, SignJWT } from "jose";
 import type { Middleware } from "../../core/middleware.ts";
 import { parseConfig } from "../../config/load.ts";
-import { createMiddleware, type MiddlewareEnv, NO_ENV } from "../registry.ts";
+import {
+  builtinMiddleware,
+  createMiddleware,
+  loadMiddleware,
+  type MiddlewareEnv,
+  NO_ENV,
+} from "../registry.ts";
 
 /** A signing key and what the gateway is configured with. */
 export interface TestKey {
@@ -54,6 +60,9 @@ export function b64url(s: string | Uint8Array): string {
   for (const b of bytes) bin += String.fromCharCode(b);
   return btoa(bin).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 }
+
+// middlewareFrom builds any of them synchronously.
+await loadMiddleware(builtinMiddleware());
 
 /** A middleware built from `{name: options}` through the config loader (upstream `idp` defined). */
 export function middlewareFrom(name: string, options: unknown, env: MiddlewareEnv = NO_ENV): Middleware {
