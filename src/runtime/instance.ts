@@ -9,7 +9,7 @@ import { buildSnapshot, loadSnapshotCode, retireSnapshot } from "../gateway/snap
 import { Http1Listener } from "../listeners/http1.ts";
 import type { H2Listener } from "../listeners/h2.ts";
 import type { H3Listener } from "../listeners/h3.ts";
-import { TcpListener } from "../listeners/tcp.ts";
+import type { TcpListener } from "../listeners/tcp.ts";
 import { needsNodeTls } from "../listeners/tls.ts";
 import { GatewayMetrics } from "../observability/gateway_metrics.ts";
 import { createAccessLog } from "../observability/access_log.ts";
@@ -70,6 +70,7 @@ export interface InstanceOptions {
 const code: {
   H2Listener?: typeof H2Listener;
   H3Listener?: typeof H3Listener;
+  TcpListener?: typeof TcpListener;
   TunnelSplicing?: typeof TunnelSplicing;
 } = {};
 
@@ -90,6 +91,7 @@ async function loadCode(config: LoomConfig): Promise<void> {
       (l.protocol === "https" && needsNodeTls(l.tls!));
     if (h2) code.H2Listener ??= (await import("../listeners/h2.ts")).H2Listener;
     if (l.protocol === "http3") code.H3Listener ??= (await import("../listeners/h3.ts")).H3Listener;
+    if (l.protocol === "tcp") code.TcpListener ??= (await import("../listeners/tcp.ts")).TcpListener;
   }
   if (wantsSplicing(config)) code.TunnelSplicing ??= (await import("../ebpf/tunnels.ts")).TunnelSplicing;
 }
@@ -194,7 +196,7 @@ export class GatewayInstance {
         const opts: Deno.TcpListenOptions & { reusePort?: boolean } = { hostname, port: l.port };
         if (reusePort) opts.reusePort = true;
         // The snapshot current at accept time: a reload applies to new connections only.
-        return new TcpListener(
+        return new (loaded(code.TcpListener, "the tcp listener"))(
           Deno.listen(opts),
           l,
           () => this.gateway.snapshot,
