@@ -4,8 +4,8 @@
 //   upper   downstream bytes (client to upstream) are upper-cased
 //   line    downstream bytes are held (Pause) until a window holds a newline; then the window
 //           goes on prefixed with "[<window length>]" (it saw what it held plus the new bytes)
-//   hold    a window containing "HOLD" is paused; the next tick continues it with
-//           proxy_continue_stream(DOWNSTREAM) from the root context (proxy_set_effective_context)
+//   hold    a window containing "HOLD" is paused; the next tick appends "!" to the held bytes and
+//           continues them with proxy_continue_stream(DOWNSTREAM) (proxy_set_effective_context)
 //   tag     the first upstream bytes of a connection (upstream to client) are prefixed with
 //           "up=<upstream.address>;src=<source.address>;dst=<destination.address>;sni=<SNI>;"
 //   pausenew  on_new_connection pauses; the next tick continues the connection
@@ -137,7 +137,10 @@ EXPORT(proxy_on_configure) u32 proxy_on_configure(u32 root, u32 size) {
 
 EXPORT(proxy_on_tick) void proxy_on_tick(u32 root) {
   for (u32 i = 0; i < nwaiting; i++) {
-    if (proxy_set_effective_context(waiting[i]) == 0) proxy_continue_stream(STREAM_DOWNSTREAM);
+    if (proxy_set_effective_context(waiting[i]) != 0) continue;
+    // Held bytes are the stream's buffer outside a data callback too: mark them, then let them go.
+    proxy_set_buffer_bytes(BUFFER_DOWNSTREAM_DATA, 0xffffffff, 0, "!", 1);
+    proxy_continue_stream(STREAM_DOWNSTREAM);
   }
   nwaiting = 0;
   proxy_set_effective_context(root);

@@ -127,19 +127,18 @@ class NetStream implements StreamHost {
   map(): null {
     return null;
   }
+  /** The window of the running data callback; outside one, what a Pause holds (a tick may edit it). */
   buffer(type: number): Uint8Array | null {
-    if (type === BufferType.DOWNSTREAM_DATA) return this.window[DOWNSTREAM];
-    if (type === BufferType.UPSTREAM_DATA) return this.window[UPSTREAM];
-    return null;
+    const dir = dataDirection(type);
+    if (dir === -1) return null;
+    return this.window[dir] ?? (this.paused[dir] ? this.held[dir] : null);
   }
   setBuffer(type: number, data: Uint8Array): boolean {
-    const dir = type === BufferType.DOWNSTREAM_DATA
-      ? DOWNSTREAM
-      : type === BufferType.UPSTREAM_DATA
-      ? UPSTREAM
-      : -1;
-    if (dir === -1 || this.window[dir] === null) return false;
-    this.window[dir] = data;
+    const dir = dataDirection(type);
+    if (dir === -1) return false;
+    if (this.window[dir] !== null) this.window[dir] = data;
+    else if (this.paused[dir]) this.held[dir] = data;
+    else return false;
     return true;
   }
   property(path: string[]): Uint8Array | null | undefined {
@@ -164,6 +163,11 @@ class NetStream implements StreamHost {
     this.failure ??= e;
     this.session.failed(this);
   }
+}
+
+/** The direction of buffer type DOWNSTREAM_DATA or UPSTREAM_DATA; -1 for the others. */
+function dataDirection(type: number): Direction | -1 {
+  return type === BufferType.DOWNSTREAM_DATA ? DOWNSTREAM : type === BufferType.UPSTREAM_DATA ? UPSTREAM : -1;
 }
 
 /** Stream types of continue/close_stream: DOWNSTREAM and UPSTREAM (HTTP request/response taken alike). */
