@@ -13,8 +13,8 @@
  * temporary worktree) instead of the working tree's; `floor` is
  * bench/floor_proxy.ts (the runtime's socket I/O alone, no gateway logic),
  * `ffi-floor` the same proxy on libc sockets and epoll through FFI
- * (bench/ffi_floor_proxy.ts; `ffi-floor:async` or `ffi-floor:block` for its
- * other ways of waiting):
+ * (bench/ffi_floor_proxy.ts; `ffi-floor:<mode>` for its other ways of
+ * waiting: hybrid, async, block):
  *
  *   bench/ab_wrk.ts --nginx -- "@HEAD" ""                        HEAD against the working tree
  *   bench/ab_wrk.ts -- "" "--v8-flags=--max-semi-space-size=4"   a V8 flag
