@@ -202,3 +202,51 @@ itest(
     }
   },
 );
+
+/** The SDK filters of plugins/sdk-<lang>/ (tests/wasm_sdk_util.ts): their x-<lang>-config header shows the configuration. */
+const SDKS = ["go", "rust", "cpp"] as const;
+
+itest(
+  "wasm vm sharing: Go, Rust and C++ SDK filters keep a configuration per root context in one VM",
+  async () => {
+    const app = startUpstream({ echo: "app" });
+    const defs: PluginSpec[] = [];
+    const routes: [string, string[]][] = [];
+    for (const lang of SDKS) {
+      const path = new URL(`../plugins/sdk-${lang}/http_filter.wasm`, import.meta.url).pathname;
+      for (const config of ["one", "two", "reject"]) {
+        const name = `${lang}-${config}`;
+        defs.push({ name, path, root_id: `loom_${lang}`, vm_id: "sdk", config, phase: "on_request_headers" });
+        routes.push([name, [name]]);
+      }
+    }
+    const loom = await startLoom(yamlOf({ app, plugins: defs, pluginRoutes: routes }));
+    try {
+      // The good ones run; the refused ones joined their VM and were refused (modules load in the background).
+      const info = await waitFor("SDK plugins started or refused", async () => {
+        const info = await plugins(loom);
+        const settled = (l: string) =>
+          info[`${l}-one`]?.running && info[`${l}-two`]?.running && info[`${l}-reject`]?.errors > 0;
+        return SDKS.every(settled) && info;
+      });
+      for (const lang of SDKS) {
+        assert.deepEqual(info[`${lang}-one`].vm_shared_with, [`${lang}-reject`, `${lang}-two`]);
+        assert.equal(info[`${lang}-one`].vms, 1);
+        // Each root context has its own configuration (the SDKs keep a plugin context per root context id).
+        for (const config of ["one", "two", "one"]) {
+          const e = await echo(loom.url(`/${lang}-${config}/x`));
+          assert.equal(e.headers[`x-${lang}-config`], config, lang);
+        }
+        // The one refusing its configuration fails alone; its VM serves the others.
+        assert.equal((await get(loom.url(`/${lang}-reject/x`))).status, 500);
+        assert.equal(info[`${lang}-reject`].running, false);
+        assert.ok(info[`${lang}-reject`].errors >= 1);
+        assert.equal(info[`${lang}-one`].errors, 0);
+        assert.equal(info[`${lang}-two`].errors, 0);
+      }
+    } finally {
+      await loom.close();
+      await app.close();
+    }
+  },
+);

@@ -11,9 +11,10 @@
  * `proxy_on_context_create(root, 0)`, `proxy_on_vm_start(root)` (per root
  * context, as proxy-wasm-cpp-host's ContextBase::onStart) and
  * `proxy_on_configure(root)` with its own configuration, under its own
- * `start_timeout`. A member whose root context fails to start is retried
- * on its own (backoff) while the others serve; when none starts, the VM
- * start failed.
+ * `start_timeout`. In a shared VM a member whose root context is refused
+ * is retried on its own (backoff) while the VM serves the others; a
+ * plugin's own VM whose root context is refused did not start (a fresh VM
+ * is tried next).
  *
  * A VM that traps, times out or exits is lost to every member: their
  * streams fail, and the next use creates one new VM for all of them (each
@@ -159,9 +160,9 @@ export class VmGroup {
     return this.members.size === 0;
   }
 
-  /** Names of the members other than `m` (`GET /plugins` vm_shared_with). */
+  /** Names of the members other than `m`, sorted (`GET /plugins` vm_shared_with). */
   sharedWith(m: GroupMember): string[] {
-    return [...this.members].filter((o) => o !== m).map((o) => o.pluginName);
+    return [...this.members].filter((o) => o !== m).map((o) => o.pluginName).sort();
   }
 
   /**
@@ -236,22 +237,20 @@ export class VmGroup {
       return this.startFailed(vm, e instanceof StaleVM ? vm.failed ?? e : e, now);
     }
     const started: GroupMember[] = [];
-    let error: unknown = null;
     for (const m of [...this.members]) {
       const root = m === first ? vm.rootContextId : vm.addRoot(m);
       try {
         await this.startRoot(vm, m, root);
         started.push(m);
       } catch (e) {
-        // The VM itself failed (a trap): nothing runs in it; else only this root context is refused.
+        // The VM itself failed (a trap): nothing runs in it.
         if (vm.failed !== null) return this.startFailed(vm, vm.failed, now);
+        // A plugin's own VM: its start failed (a fresh VM next time). A shared VM keeps serving
+        // the others (and plugins joining later) while this root context is retried alone.
+        if (this.key === null) return this.startFailed(vm, e, now);
         vm.removeRoot(root);
-        error = e;
-        if (this.members.size > 1) this.rootFailed(m, e, now);
+        this.rootFailed(m, e, now);
       }
-    }
-    if (started.length === 0) {
-      return this.startFailed(vm, error ?? new Error("every plugin of the VM was retired"), now);
     }
     this.vm = vm;
     this.backoff.succeeded();
