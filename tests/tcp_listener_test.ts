@@ -81,6 +81,30 @@ itest("tcp: round robin over two endpoints; a down endpoint is retried past; non
     assert.deepEqual(await loom.sup.reload("test"), { ok: true });
     for (let i = 0; i < 3; i++) assert.equal(await roundTrip(loom.port, "r"), "A:r|eof");
 
+    // With outlier detection a refused connect ejects the endpoint: /upstreams shows it.
+    const ejecting = {
+      name: "ejecting",
+      endpoints: [deadAddr, a.address],
+      retry: { max_retries: 1 },
+      load_balancer: "round_robin",
+      outlier_detection: { consecutive_failures: 1, base_ejection_time: "1m" },
+    };
+    writeConfig(loom, tcpYaml({ upstream: "ejecting" }, [ejecting]));
+    assert.deepEqual(await loom.sup.reload("test"), { ok: true });
+    for (let i = 0; i < 2; i++) assert.equal(await roundTrip(loom.port, "e"), "A:e|eof");
+    const ups = await (await fetch(loom.admin("/upstreams"))).json();
+    const eps = (Array.isArray(ups) ? ups : ups.upstreams).find((u: { name: string }) =>
+      u.name === "ejecting"
+    )
+      .endpoints;
+    assert.deepEqual(
+      eps.map((e: { address: string; ejected?: boolean }) => [e.address, e.ejected === true]),
+      [
+        [deadAddr, true],
+        [a.address, false],
+      ],
+    );
+
     writeConfig(loom, tcpYaml({ upstream: "noretry" }, [{ name: "noretry", endpoints: [deadAddr] }]));
     assert.deepEqual(await loom.sup.reload("test"), { ok: true });
     assert.equal(await roundTrip(loom.port, "n"), "");

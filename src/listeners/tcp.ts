@@ -10,8 +10,9 @@
  * 2. The network filters (`plugins`, wasm/network.ts) see the new connection.
  * 3. An endpoint is chosen by the upstream's load balancer (endpoints that
  *    health checks or outlier detection marked down are skipped); a connect
- *    failure tries another endpoint when the upstream's `retry.max_retries`
- *    allows, bounded by its `connect_timeout` per attempt.
+ *    failure counts towards outlier detection and tries another endpoint when
+ *    the upstream's `retry.max_retries` allows, bounded by its
+ *    `connect_timeout` per attempt.
  * 4. Bytes are copied both ways with backpressure (one read in flight per
  *    direction, each written before the next read); an end of stream from
  *    one side half-closes the other; the connection ends when both
@@ -29,6 +30,7 @@ import { MAX_CLIENT_HELLO, peekClientHello } from "../net/tls_client_hello.ts";
 import { logger } from "../observability/logger.ts";
 import type { Counter, Registry } from "../observability/metrics.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
+import { outlierFailure, outlierSuccess } from "../upstream/outlier.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import {
   checkNetworkFilters,
@@ -312,11 +314,15 @@ class TcpConnection {
         this.count("no_endpoint");
         return null;
       }
+      const od = upstream.resilience?.outlier ?? null;
       try {
         this.up = await dial(ep, upstream.config.connect_timeout);
+        if (od !== null) outlierSuccess(ep, od, Date.now());
         if (this.closed) this.up.close();
         return ep;
       } catch (e) {
+        // A refused or timed-out connect counts towards the endpoint's ejection (as the HTTP path's do).
+        if (od !== null) outlierFailure(ep, od, upstream.endpoints, Date.now());
         log.debug("tcp upstream connect failed", {
           listener: this.cfg.name,
           upstream: upstream.name,
