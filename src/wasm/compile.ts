@@ -18,7 +18,6 @@
  * @module
  */
 import { type AbiVersion, detectAbi } from "./abi.ts";
-import { instrument } from "./binary.ts";
 import { workerUrl } from "../build.ts";
 import type { CounterChild, Registry } from "../observability/metrics.ts";
 
@@ -207,6 +206,8 @@ async function inLine(
   bytes: Uint8Array,
   maxPages: number,
 ): Promise<{ module: WebAssembly.Module; loops: number }> {
+  // Loaded here only: the supervisor and gateway workers import this module whether or not a config has plugins.
+  const { instrument } = await import("./binary.ts");
   const inst = instrument(bytes, { maxPages });
   return { module: await WebAssembly.compile(inst.bytes as Uint8Array<ArrayBuffer>), loops: inst.loops };
 }

@@ -75,14 +75,16 @@ function warmUp(module: WebAssembly.Module): void {
   ];
   for (const [cb, args] of steps) {
     const left = end - performance.now();
-    if (left <= 0 || vm.failed !== null) return;
+    if (left <= 0 || vm.failed !== null) break;
     vm.setCallTimeout(left);
     try {
       vm.callPlain(cb, args[0], ...args);
     } catch {
-      return;
+      break;
     }
   }
+  // Poisoned: nothing the plugin started (a timer, a DNS query) calls into it again.
+  vm.fail(new Error("warm-up over"));
 }
 
 /** The warm-up VM's plugin: no configuration, no upstreams, shared data of its own. */
