@@ -196,6 +196,13 @@ itest(
       assert.equal(info.qa.vms, 1);
       assert.equal(info.qb.vms, 1);
       assert.deepEqual(info.qb.vm_shared_with, ["qa"], "the retired qb left the VM");
+      // The old qb's root context is torn down once its requests are done (on_done, on_delete); qa keeps serving.
+      await waitFor(
+        "the retired root context deleted",
+        async () => (await q(loom.url("/a/x")))["x-q-root-deletes"] === "1",
+      );
+      assert.equal((await q(loom.url("/b/x")))["x-q-plugin"], "B2");
+      assert.equal((await q(loom.url("/a/x")))["x-q-plugin"], "reg-A", "qa's root context is untouched");
     } finally {
       await loom.close();
       await app.close();

@@ -9,6 +9,7 @@
 //   x-q-vm-starts   on_vm_start calls in this VM (one per root context)
 //   x-q-configures  on_configure calls in this VM
 //   x-q-count       requests this VM served (every plugin in it counts)
+//   x-q-root-deletes  root contexts deleted in this VM (a plugin retired by a reload)
 //
 // A configuration starting with "reg" registers the shared queue "jobs" in
 // on_configure. The request header x-q picks an action:
@@ -98,7 +99,7 @@ static void set_mem(const char *k, const char *v, size_t vl) {
 }
 
 // VM-wide state: every plugin sharing the VM sees and counts it.
-static u32 inits, vm_starts, configures, requests;
+static u32 inits, vm_starts, configures, requests, root_deletes;
 
 // Root contexts of this VM, one per plugin, with their own configuration.
 struct root {
@@ -109,6 +110,7 @@ struct root {
 static struct root roots[8];
 static u32 nroots;
 static struct root *root_of(u32 id) {
+  if (id == 0) return 0;
   for (u32 i = 0; i < nroots; i++)
     if (roots[i].id == id) return &roots[i];
   return 0;
@@ -147,6 +149,15 @@ EXPORT(proxy_on_configure) u32 proxy_on_configure(u32 id, u32 size) {
   u32 token = 0;
   if (starts(r->config, r->config_len, "reg")) return proxy_register_shared_queue("jobs", 4, &token) == 0;
   return 1;
+}
+
+// A root context's teardown (its plugin retired); stream contexts are no root context.
+EXPORT(proxy_on_done) u32 proxy_on_done(u32 id) { return 1; }
+EXPORT(proxy_on_delete) void proxy_on_delete(u32 id) {
+  struct root *r = root_of(id);
+  if (r == 0) return;
+  root_deletes++;
+  r->id = 0;
 }
 
 EXPORT(proxy_on_queue_ready) void proxy_on_queue_ready(u32 id, u32 token) {
@@ -197,6 +208,7 @@ EXPORT(proxy_on_request_headers) u32 proxy_on_request_headers(u32 ctx, u32 n, u3
   set_u("x-q-vm-starts", vm_starts);
   set_u("x-q-configures", configures);
   set_u("x-q-count", requests);
+  set_u("x-q-root-deletes", root_deletes);
   size_t al = 0;
   char *a = req_header("x-q", &al);
   if (a == 0) return CONTINUE;
