@@ -24,7 +24,7 @@ import { concat } from "../net/bytes.ts";
 import { logger } from "../observability/logger.ts";
 import { BufferType, StreamType } from "./abi.ts";
 import type { Plugin, PluginManager } from "./plugin.ts";
-import { hostPort, i64 } from "./properties.ts";
+import { addressProperty, type ConnectionAddresses } from "./properties.ts";
 import type { Callback, LocalResponse, PluginVM, StreamHost } from "./vm.ts";
 
 const EMPTY = new Uint8Array(0);
@@ -176,7 +176,7 @@ function directionOf(type: number): Direction {
 }
 
 /** The network filters of one connection. */
-export class NetworkSession {
+export class NetworkSession implements ConnectionAddresses {
   readonly streams: NetStream[] = [];
   /** Upstream order: the filters in reverse. */
   private reversed: NetStream[] = [];
@@ -444,26 +444,24 @@ export class NetworkSession {
 
   /** Connection properties in Envoy's names and encodings. */
   property(key: string): Uint8Array | null | undefined {
-    const c = this.conn;
-    switch (key) {
-      case "source.address":
-        return enc.encode(hostPort(c.source.hostname, c.source.port));
-      case "source.port":
-        return i64(c.source.port);
-      case "destination.address":
-        return enc.encode(hostPort(c.destination.hostname, c.destination.port));
-      case "destination.port":
-        return i64(c.destination.port);
-      case "upstream.address":
-        return this.upstreamAddress !== "" ? enc.encode(this.upstreamAddress) : null;
-      case "upstream.port": {
-        const m = /:(\d+)$/.exec(this.upstreamAddress);
-        return m ? i64(Number(m[1])) : null;
-      }
-      case "connection.requested_server_name":
-        return enc.encode(c.sni ?? "");
-      default:
-        return undefined;
-    }
+    if (key === "connection.requested_server_name") return enc.encode(this.conn.sni ?? "");
+    return addressProperty(key, this);
+  }
+
+  // ConnectionAddresses, for addressProperty.
+  get clientIp(): string {
+    return this.conn.source.hostname;
+  }
+  get clientPort(): number {
+    return this.conn.source.port;
+  }
+  get localAddr(): string {
+    return this.conn.destination.hostname;
+  }
+  get localPort(): number {
+    return this.conn.destination.port;
+  }
+  get upstreamAddr(): string {
+    return this.upstreamAddress;
   }
 }

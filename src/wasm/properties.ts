@@ -66,14 +66,12 @@ export function requestProperty(
     case "response.size":
       return i64(ctx.bytesOut);
     case "source.address":
-      return enc.encode(hostPort(ctx.clientIp, ctx.clientPort));
     case "source.port":
-      return i64(ctx.clientPort);
     case "destination.address":
-      // Envoy: the downstream connection's local address (the listener side), not the authority.
-      return ctx.localAddr !== "" ? enc.encode(hostPort(ctx.localAddr, ctx.localPort)) : null;
     case "destination.port":
-      return ctx.localPort > 0 ? i64(ctx.localPort) : null;
+    case "upstream.address":
+    case "upstream.port":
+      return addressProperty(key, ctx);
     case "connection.mtls":
       return new Uint8Array([ctx.clientCert !== null ? 1 : 0]);
     case "connection.requested_server_name":
@@ -85,12 +83,6 @@ export function requestProperty(
       return firstSan(ctx, "URI:");
     case "connection.dns_san_peer_certificate":
       return firstSan(ctx, "DNS:");
-    case "upstream.address":
-      return ctx.upstreamAddr !== "" ? enc.encode(ctx.upstreamAddr) : null;
-    case "upstream.port": {
-      const m = /:(\d+)$/.exec(ctx.upstreamAddr);
-      return m ? i64(Number(m[1])) : null;
-    }
     case "route_name":
     case "xds.route_name":
       return ctx.route !== null ? enc.encode(ctx.route.id) : null;
@@ -104,6 +96,39 @@ export function requestProperty(
       if (key.startsWith("xds.route_metadata") || key.startsWith("metadata")) {
         return metadataProperty(ctx, key);
       }
+      return undefined;
+  }
+}
+
+/** A connection's addresses as the address properties read them (a RequestContext, a network session). */
+export interface ConnectionAddresses {
+  readonly clientIp: string;
+  readonly clientPort: number;
+  /** The listener side; "" when unknown. */
+  readonly localAddr: string;
+  readonly localPort: number;
+  /** "host:port" of the upstream endpoint once chosen, else "". */
+  readonly upstreamAddr: string;
+}
+
+/** `source.*`, `destination.*` (the listener side, not the authority, as Envoy) and `upstream.*`. */
+export function addressProperty(key: string, a: ConnectionAddresses): Uint8Array | null | undefined {
+  switch (key) {
+    case "source.address":
+      return enc.encode(hostPort(a.clientIp, a.clientPort));
+    case "source.port":
+      return i64(a.clientPort);
+    case "destination.address":
+      return a.localAddr !== "" ? enc.encode(hostPort(a.localAddr, a.localPort)) : null;
+    case "destination.port":
+      return a.localPort > 0 ? i64(a.localPort) : null;
+    case "upstream.address":
+      return a.upstreamAddr !== "" ? enc.encode(a.upstreamAddr) : null;
+    case "upstream.port": {
+      const m = /:(\d+)$/.exec(a.upstreamAddr);
+      return m ? i64(Number(m[1])) : null;
+    }
+    default:
       return undefined;
   }
 }
@@ -134,8 +159,7 @@ function encodeValue(v: unknown): Uint8Array | undefined {
   return enc.encode(JSON.stringify(v));
 }
 
-/** An integer property: 8 bytes, little-endian (network filters' properties too: network.ts). */
-export function i64(n: number): Uint8Array {
+function i64(n: number): Uint8Array {
   const b = new Uint8Array(8);
   new DataView(b.buffer).setBigInt64(0, BigInt(Math.trunc(n)), true);
   return b;
@@ -148,8 +172,7 @@ function pairsOf(h: HeaderList): Uint8Array {
   return encodePairs(out);
 }
 
-/** "ip:port", IPv6 in brackets, as Envoy's address properties. */
-export function hostPort(ip: string, port: number): string {
+function hostPort(ip: string, port: number): string {
   return ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;
 }
 
