@@ -10,59 +10,76 @@ import { loadConfig } from "../src/config/mod.ts";
 import { PLUGINS } from "./wasm_util.ts";
 import { metricValue } from "./gateway_util.ts";
 import { TestCa } from "./tls_util.ts";
-import { metrics, readAll, readText, roundTrip, startEcho, tcpYaml, writeAll } from "./tcp_util.ts";
+import {
+  type Echo,
+  metrics,
+  readAll,
+  readText,
+  roundTrip,
+  startEcho,
+  tcpYaml,
+  withEchoLoom,
+  writeAll,
+} from "./tcp_util.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-itest("tcp: bytes both ways through a TCP echo upstream, half-close each way, counted", async () => {
-  const a = startEcho("A");
-  const loom = await startLoom(tcpYaml({ upstream: "echo" }, [{ name: "echo", endpoints: [a.address] }]));
-  try {
-    assert.equal(await roundTrip(loom.port, "hello"), "A:hello|eof");
-    // A larger stream, written while reading (backpressure both ways), arrives whole and in order.
-    const big = new Uint8Array(3 * 1024 * 1024).map((_, i) => 97 + (i % 26));
-    const c = await Deno.connect({ hostname: "127.0.0.1", port: loom.port });
-    const reading = readAll(c);
-    await writeAll(c, big);
-    await c.closeWrite();
-    const back = await reading;
-    c.close();
-    assert.equal(back.length, big.length + 6);
-    assert.equal(back, "A:" + dec.decode(big) + "|eof");
-    const m = await metrics(loom);
-    assert.equal(
-      metricValue(m, "loom_tcp_connections_total", { listener: "tcp", upstream: "echo", result: "proxied" }),
-      2,
-    );
-    assert.equal(
-      metricValue(m, "loom_tcp_bytes_total", { listener: "tcp", direction: "upstream" }),
-      big.length + 5,
-    );
-    await waitFor(
-      "no open connections",
-      async () =>
-        metricValue(await metrics(loom), "loom_active_connections", { listener: "tcp", protocol: "tcp" }) ===
-          0,
-    );
-  } finally {
-    await loom.close();
-    a.close();
-  }
-});
+itest(
+  "tcp: bytes both ways through a TCP echo upstream, half-close each way, counted",
+  () =>
+    withEchoLoom(
+      ["A"],
+      ([a]) => tcpYaml({ upstream: "echo" }, [{ name: "echo", endpoints: [a.address] }]),
+      async (loom) => {
+        assert.equal(await roundTrip(loom.port, "hello"), "A:hello|eof");
+        // A larger stream, written while reading (backpressure both ways), arrives whole and in order.
+        const big = new Uint8Array(3 * 1024 * 1024).map((_, i) => 97 + (i % 26));
+        const c = await Deno.connect({ hostname: "127.0.0.1", port: loom.port });
+        const reading = readAll(c);
+        await writeAll(c, big);
+        await c.closeWrite();
+        const back = await reading;
+        c.close();
+        assert.equal(back.length, big.length + 6);
+        assert.equal(back, "A:" + dec.decode(big) + "|eof");
+        const m = await metrics(loom);
+        assert.equal(
+          metricValue(m, "loom_tcp_connections_total", {
+            listener: "tcp",
+            upstream: "echo",
+            result: "proxied",
+          }),
+          2,
+        );
+        assert.equal(
+          metricValue(m, "loom_tcp_bytes_total", { listener: "tcp", direction: "upstream" }),
+          big.length + 5,
+        );
+        await waitFor(
+          "no open connections",
+          async () =>
+            metricValue(await metrics(loom), "loom_active_connections", {
+              listener: "tcp",
+              protocol: "tcp",
+            }) ===
+              0,
+        );
+      },
+    ),
+);
 
-itest("tcp: round robin over two endpoints; a down endpoint is retried past; none left closes", async () => {
-  const a = startEcho("A");
-  const b = startEcho("B");
+itest("tcp: round robin over two endpoints; a down endpoint is retried past; none left closes", () => {
   const dead = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const deadAddr = `127.0.0.1:${(dead.addr as Deno.NetAddr).port}`;
   dead.close(); // nothing listens there: connections are refused
-  const loom = await startLoom(tcpYaml({ upstream: "two" }, [
-    { name: "two", endpoints: [a.address, b.address], load_balancer: "round_robin" },
-    { name: "retrying", endpoints: [deadAddr, a.address], retry: { max_retries: 1 } },
-    { name: "noretry", endpoints: [deadAddr] },
-  ]));
-  try {
+  const yaml = ([a, b]: Echo[]) =>
+    tcpYaml({ upstream: "two" }, [{
+      name: "two",
+      endpoints: [a.address, b.address],
+      load_balancer: "round_robin",
+    }]);
+  return withEchoLoom(["A", "B"], yaml, async (loom, [a]) => {
     const tags = [];
     for (let i = 0; i < 4; i++) tags.push((await roundTrip(loom.port, "x"))[0]);
     assert.deepEqual(tags.sort(), ["A", "A", "B", "B"]);
@@ -117,30 +134,23 @@ itest("tcp: round robin over two endpoints; a down endpoint is retried past; non
       }),
       1,
     );
-  } finally {
-    await loom.close();
-    a.close();
-    b.close();
-  }
+  });
 });
 
-itest("tcp: an endpoint failing its health checks gets no connections", async () => {
-  const a = startEcho("A");
-  const b = startEcho("B");
-  b.health = 503;
-  const loom = await startLoom(tcpYaml({ upstream: "hc" }, [{
-    name: "hc",
-    endpoints: [a.address, b.address],
-    load_balancer: "round_robin",
-    health_check: {
-      path: "/health",
-      interval: "50ms",
-      timeout: "500ms",
-      healthy_threshold: 1,
-      unhealthy_threshold: 1,
-    },
-  }]));
-  try {
+itest("tcp: an endpoint failing its health checks gets no connections", () => {
+  const health_check = {
+    path: "/health",
+    interval: "50ms",
+    timeout: "500ms",
+    healthy_threshold: 1,
+    unhealthy_threshold: 1,
+  };
+  const yaml = ([a, b]: Echo[]) => {
+    b.health = 503;
+    const hc = { name: "hc", endpoints: [a.address, b.address], load_balancer: "round_robin", health_check };
+    return tcpYaml({ upstream: "hc" }, [hc]);
+  };
+  return withEchoLoom(["A", "B"], yaml, async (loom, [a, b]) => {
     await waitFor("B marked unhealthy", async () => {
       const ups = await (await fetch(loom.admin("/upstreams"))).json();
       const list = Array.isArray(ups) ? ups : ups.upstreams;
@@ -152,19 +162,15 @@ itest("tcp: an endpoint failing its health checks gets no connections", async ()
     for (let i = 0; i < 4; i++) assert.equal(await roundTrip(loom.port, "h"), "A:h|eof");
     assert.equal(b.conns, before);
     assert.ok(a.probes > 0 && b.probes > 0);
-  } finally {
-    await loom.close();
-    a.close();
-    b.close();
-  }
+  });
 });
 
-itest("tcp: idle connections close; a reload applies to new connections while old ones go on", async () => {
-  const a = startEcho("A");
-  const b = startEcho("B");
-  const ups = [{ name: "a", endpoints: [a.address] }, { name: "b", endpoints: [b.address] }];
-  const loom = await startLoom(tcpYaml({ upstream: "a", idle_timeout: "300ms" }, ups));
-  try {
+itest("tcp: idle connections close; a reload applies to new connections while old ones go on", () => {
+  const ups = (
+    [a, b]: Echo[],
+  ) => [{ name: "a", endpoints: [a.address] }, { name: "b", endpoints: [b.address] }];
+  const yaml = (echoes: Echo[]) => tcpYaml({ upstream: "a", idle_timeout: "300ms" }, ups(echoes));
+  return withEchoLoom(["A", "B"], yaml, async (loom, echoes) => {
     // Idle: nothing either way closes the connection (the client sees the end of stream).
     const idle = await Deno.connect({ hostname: "127.0.0.1", port: loom.port });
     assert.equal(await readAll(idle), "");
@@ -174,7 +180,7 @@ itest("tcp: idle connections close; a reload applies to new connections while ol
     await writeAll(old, enc.encode("1"));
     assert.equal(await readText(old, 3), "A:1");
     // Same upstreams, a changed listener (another default upstream, no idle limit): reopened on its port.
-    writeConfig(loom, tcpYaml({ upstream: "b", idle_timeout: "0s" }, ups));
+    writeConfig(loom, tcpYaml({ upstream: "b", idle_timeout: "0s" }, ups(echoes)));
     assert.deepEqual(await loom.sup.reload("test"), { ok: true });
     assert.equal(await roundTrip(loom.port, "2"), "B:2|eof");
     // The old connection still reaches A.
@@ -183,11 +189,7 @@ itest("tcp: idle connections close; a reload applies to new connections while ol
     await old.closeWrite();
     assert.equal(await readAll(old), "|eof");
     old.close();
-  } finally {
-    await loom.close();
-    a.close();
-    b.close();
-  }
+  });
 });
 
 itest("tcp: TLS passthrough by SNI to two TLS upstreams; the default and a closed unknown name", async () => {

@@ -3,6 +3,8 @@
  * a TCP echo upstream that answers HTTP health probes, readers, a round trip
  * with half-close, and the config of a tcp listener.
  */
+import { startLoom, type TestLoom } from "./helpers.ts";
+
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -158,4 +160,26 @@ export function tcpYaml(
 export async function metrics(loom: { admin(p: string): string }): Promise<string> {
   const res = await fetch(loom.admin("/metrics"));
   return await res.text();
+}
+
+/**
+ * Runs `test` on a Loom started from `yaml(echoes)`, with an echo upstream per
+ * tag in `tags`; Loom and the echoes are closed afterwards, whatever happened.
+ */
+export async function withEchoLoom(
+  tags: string[],
+  yaml: (echoes: Echo[]) => string,
+  test: (loom: TestLoom, echoes: Echo[]) => Promise<void>,
+): Promise<void> {
+  const echoes = tags.map((t) => startEcho(t));
+  try {
+    const loom = await startLoom(yaml(echoes));
+    try {
+      await test(loom, echoes);
+    } finally {
+      await loom.close();
+    }
+  } finally {
+    for (const e of echoes) e.close();
+  }
 }

@@ -6,9 +6,9 @@
  * proxy_close_stream, both close callbacks, failure policies.
  */
 import assert from "node:assert/strict";
-import { freePort, itest, startLoom, waitFor } from "./helpers.ts";
+import { freePort, itest, waitFor } from "./helpers.ts";
 import { metricValue } from "./gateway_util.ts";
-import { metrics, readAll, readText, startEcho, tcpYaml } from "./tcp_util.ts";
+import { type Echo, metrics, readAll, readText, tcpYaml, withEchoLoom } from "./tcp_util.ts";
 import { PLUGINS } from "./wasm_util.ts";
 
 const NETWORK = PLUGINS + "network.wasm";
@@ -20,158 +20,166 @@ async function send(c: Deno.Conn, text: string): Promise<void> {
   while (off < b.length) off += await c.write(b.subarray(off));
 }
 
-itest("wasm network: bytes rewritten both ways, connection properties, close callbacks", async () => {
-  const a = startEcho("A");
-  const plugins = [{ name: "net", path: NETWORK, config: "upper tag" }];
-  const loom = await startLoom(
-    tcpYaml({ upstream: "echo", plugins: ["net"] }, [{ name: "echo", endpoints: [a.address] }]) +
-      `plugins: ${JSON.stringify(plugins)}\n`,
+/**
+ * A tcp listener on ${PORT} to the echo upstream `a` (`listener` keys added),
+ * a second one on `port2` with the plugins in `second` when given, and network.c
+ * defined once per entry of `configs` (plugin name → its configuration words).
+ */
+function filterYaml(
+  a: Echo,
+  listener: Record<string, unknown>,
+  configs: Record<string, string>,
+  second?: { port: number; plugins: string[] },
+  policies: Record<string, string> = {},
+): string {
+  const plugins = Object.entries(configs).map(([name, config]) => ({
+    name,
+    path: NETWORK,
+    config,
+    ...(policies[name] !== undefined ? { failure_policy: policies[name] } : {}),
+  }));
+  const more = second === undefined
+    ? []
+    : [{ name: "second", address: `127.0.0.1:${second.port}`, upstream: "echo", plugins: second.plugins }];
+  return tcpYaml(
+    { upstream: "echo", ...listener },
+    [{ name: "echo", endpoints: [a.address] }],
+    `plugins: ${JSON.stringify(plugins)}`,
+    more,
   );
-  try {
-    const c = await Deno.connect({ hostname: "127.0.0.1", port: loom.port });
-    const src = `127.0.0.1:${c.localAddr.port}`;
-    await send(c, "hello, world");
-    await c.closeWrite();
-    const back = await readAll(c);
-    c.close();
-    // Downstream upper-cased before the upstream saw it; the first upstream bytes prefixed with properties.
-    assert.equal(back, `up=${a.address};src=${src};dst=127.0.0.1:${loom.port};sni=;A:HELLO, WORLD|eof`);
-    const m = await waitFor("the connection's teardown callbacks", async () => {
-      const m = await metrics(loom);
-      return metricValue(m, "wasm_net_deleted") === 1 ? m : undefined;
-    });
-    assert.equal(metricValue(m, "wasm_net_connections"), 1);
-    assert.equal(metricValue(m, "wasm_net_downstream_bytes"), 12);
-    assert.equal(metricValue(m, "wasm_net_upstream_bytes"), "A:HELLO, WORLD|eof".length);
-    // Both peers ended their side first: remote closes.
-    assert.equal(metricValue(m, "wasm_net_close_downstream_remote"), 1);
-    assert.equal(metricValue(m, "wasm_net_close_upstream_remote"), 1);
-    assert.equal(metricValue(m, "wasm_net_close_downstream_local"), 0);
-  } finally {
-    await loom.close();
-    a.close();
-  }
-});
+}
+
+itest(
+  "wasm network: bytes rewritten both ways, connection properties, close callbacks",
+  () =>
+    withEchoLoom(
+      ["A"],
+      ([a]) => filterYaml(a, { plugins: ["net"] }, { net: "upper tag" }),
+      async (loom, [a]) => {
+        const c = await Deno.connect({ hostname: "127.0.0.1", port: loom.port });
+        const src = `127.0.0.1:${c.localAddr.port}`;
+        await send(c, "hello, world");
+        await c.closeWrite();
+        const back = await readAll(c);
+        c.close();
+        // Downstream upper-cased before the upstream saw it; the first upstream bytes prefixed with properties.
+        assert.equal(back, `up=${a.address};src=${src};dst=127.0.0.1:${loom.port};sni=;A:HELLO, WORLD|eof`);
+        const m = await waitFor("the connection's teardown callbacks", async () => {
+          const m = await metrics(loom);
+          return metricValue(m, "wasm_net_deleted") === 1 ? m : undefined;
+        });
+        const counters = ["connections", "downstream_bytes", "upstream_bytes"].map((n) =>
+          metricValue(m, `wasm_net_${n}`)
+        );
+        assert.deepEqual(counters, [1, 12, "A:HELLO, WORLD|eof".length]);
+        // Both peers ended their side first: remote closes.
+        const closes = ["downstream_remote", "upstream_remote", "downstream_local"].map((n) =>
+          metricValue(m, `wasm_net_close_${n}`)
+        );
+        assert.deepEqual(closes, [1, 1, 0]);
+      },
+    ),
+);
 
 itest(
   "wasm network: Pause holds bytes until a newline; continue_stream from a tick; a paused new connection",
-  async () => {
-    const a = startEcho("A");
-    const plugins = [
-      { name: "line", path: NETWORK, config: "line" },
-      { name: "hold", path: NETWORK, config: "hold pausenew" },
-    ];
+  () => {
     const port2 = freePort();
-    const ups = [{ name: "echo", endpoints: [a.address] }];
-    const loom = await startLoom(
-      tcpYaml({ upstream: "echo", plugins: ["line"] }, ups, `plugins: ${JSON.stringify(plugins)}`, [
-        { name: "hold", address: `127.0.0.1:${port2}`, upstream: "echo", plugins: ["hold"] },
-      ]),
-    );
-    try {
-      // "ab" is held (no newline), then seen again with "cd\n" appended: the window is "abcd\n".
-      const c = await Deno.connect({ hostname: "127.0.0.1", port: loom.port });
-      await send(c, "ab");
-      await send(c, "cd\n");
-      assert.equal(await readText(c, 10), "A:[5]abcd\n");
-      await send(c, "x\n");
-      assert.equal(await readText(c, 5), "[2]x\n");
-      // A held tail without a newline goes on at the end of stream.
-      await send(c, "tail");
-      await c.closeWrite();
-      assert.equal(await readAll(c), "[4]tail|eof");
-      c.close();
+    const configs = { line: "line", hold: "hold pausenew" };
+    return withEchoLoom(
+      ["A"],
+      ([a]) => filterYaml(a, { plugins: ["line"] }, configs, { port: port2, plugins: ["hold"] }),
+      async (loom) => {
+        // "ab" is held (no newline), then seen again with "cd\n" appended: the window is "abcd\n".
+        const c = await Deno.connect({ hostname: "127.0.0.1", port: loom.port });
+        await send(c, "ab");
+        await send(c, "cd\n");
+        assert.equal(await readText(c, 10), "A:[5]abcd\n");
+        await send(c, "x\n");
+        assert.equal(await readText(c, 5), "[2]x\n");
+        // A held tail without a newline goes on at the end of stream.
+        await send(c, "tail");
+        await c.closeWrite();
+        assert.equal(await readAll(c), "[4]tail|eof");
+        c.close();
 
-      // Paused in on_new_connection (no upstream yet) and on "HOLD": each continued by the next tick.
-      const h = await Deno.connect({ hostname: "127.0.0.1", port: port2 });
-      await send(h, "HOLD me");
-      // The tick appended "!" to the held bytes (the buffer outside a data callback) before continuing.
-      assert.equal(await readText(h, 10), "A:HOLD me!");
-      await send(h, " then more");
-      await h.closeWrite();
-      assert.equal(await readAll(h), " then more|eof");
-      h.close();
-    } finally {
-      await loom.close();
-      a.close();
-    }
+        // Paused in on_new_connection (no upstream yet) and on "HOLD": each continued by the next tick.
+        const h = await Deno.connect({ hostname: "127.0.0.1", port: port2 });
+        await send(h, "HOLD me");
+        // The tick appended "!" to the held bytes (the buffer outside a data callback) before continuing.
+        assert.equal(await readText(h, 10), "A:HOLD me!");
+        await send(h, " then more");
+        await h.closeWrite();
+        assert.equal(await readAll(h), " then more|eof");
+        h.close();
+      },
+    );
   },
 );
 
 itest(
   "wasm network: proxy_close_stream closes; a trap closes under fail_closed and passes under fail_open",
-  async () => {
-    const a = startEcho("A");
-    const plugins = [
-      { name: "closed", path: NETWORK, config: "" },
-      { name: "open", path: NETWORK, config: "", failure_policy: "fail_open" },
-    ];
+  () => {
     const port2 = freePort();
-    const ups = [{ name: "echo", endpoints: [a.address] }];
-    const loom = await startLoom(
-      tcpYaml({ upstream: "echo", plugins: ["closed"] }, ups, `plugins: ${JSON.stringify(plugins)}`, [
-        { name: "open", address: `127.0.0.1:${port2}`, upstream: "echo", plugins: ["open"] },
-      ]),
-    );
-    try {
-      // QUIT: the window is dropped and the connection closed; the upstream never sees a byte.
-      const c = await Deno.connect({ hostname: "127.0.0.1", port: loom.port });
-      await send(c, "please QUIT now");
-      const back = await readAll(c);
-      c.close();
-      assert.ok(!back.includes("QUIT"), back);
-      assert.equal(a.conns, 0);
-      await waitFor("close callbacks of the closed connection", async () => {
+    return withEchoLoom(
+      ["A"],
+      ([a]) =>
+        filterYaml(a, { plugins: ["closed"] }, { closed: "", open: "" }, { port: port2, plugins: ["open"] }, {
+          open: "fail_open",
+        }),
+      async (loom, [a]) => {
+        // QUIT: the window is dropped and the connection closed; the upstream never sees a byte.
+        const c = await Deno.connect({ hostname: "127.0.0.1", port: loom.port });
+        await send(c, "please QUIT now");
+        const back = await readAll(c);
+        c.close();
+        assert.ok(!back.includes("QUIT"), back);
+        assert.equal(a.conns, 0);
+        await waitFor("close callbacks of the closed connection", async () => {
+          const m = await metrics(loom);
+          return metricValue(m, "wasm_net_close_downstream_local") === 1 &&
+            metricValue(m, "wasm_net_close_upstream_local") === 1;
+        });
+
+        // fail_closed: the trap closes the connection.
+        const t = await Deno.connect({ hostname: "127.0.0.1", port: loom.port });
+        await send(t, "TRAP");
+        assert.ok(!(await readAll(t)).includes("TRAP"));
+        t.close();
+        assert.equal(a.conns, 0);
+
+        // fail_open: the bytes pass the failed plugin unchanged, and later ones too.
+        const o = await Deno.connect({ hostname: "127.0.0.1", port: port2 });
+        await send(o, "TRAP");
+        assert.equal(await readText(o, 6), "A:TRAP");
+        await send(o, " after");
+        await o.closeWrite();
+        assert.equal(await readAll(o), " after|eof");
+        o.close();
         const m = await metrics(loom);
-        return metricValue(m, "wasm_net_close_downstream_local") === 1 &&
-          metricValue(m, "wasm_net_close_upstream_local") === 1;
-      });
-
-      // fail_closed: the trap closes the connection.
-      const t = await Deno.connect({ hostname: "127.0.0.1", port: loom.port });
-      await send(t, "TRAP");
-      assert.ok(!(await readAll(t)).includes("TRAP"));
-      t.close();
-      assert.equal(a.conns, 0);
-
-      // fail_open: the bytes pass the failed plugin unchanged, and later ones too.
-      const o = await Deno.connect({ hostname: "127.0.0.1", port: port2 });
-      await send(o, "TRAP");
-      assert.equal(await readText(o, 6), "A:TRAP");
-      await send(o, " after");
-      await o.closeWrite();
-      assert.equal(await readAll(o), " after|eof");
-      o.close();
-      const m = await metrics(loom);
-      assert.ok(metricValue(m, "loom_plugin_errors_total", { plugin: "closed" }) >= 1);
-      assert.ok(metricValue(m, "loom_plugin_errors_total", { plugin: "open" }) >= 1);
-    } finally {
-      await loom.close();
-      a.close();
-    }
+        for (const plugin of ["closed", "open"]) {
+          assert.ok(metricValue(m, "loom_plugin_errors_total", { plugin }) >= 1, plugin);
+        }
+      },
+    );
   },
 );
 
-itest("wasm network: connection.requested_server_name from a passed-through ClientHello", async () => {
-  const a = startEcho("A");
-  const plugins = [{ name: "net", path: NETWORK, config: "" }];
-  const loom = await startLoom(
-    tcpYaml({ sni_routes: [{ server_names: ["*.example"], upstream: "echo" }], plugins: ["net"] }, [
-      { name: "echo", endpoints: [a.address] },
-    ]) + `plugins: ${JSON.stringify(plugins)}\n`,
+itest("wasm network: connection.requested_server_name from a passed-through ClientHello", () => {
+  const routes = [{ server_names: ["*.example"], upstream: "echo" }];
+  return withEchoLoom(
+    ["A"],
+    ([a]) => filterYaml(a, { sni_routes: routes, plugins: ["net"] }, { net: "" }),
+    async (loom) => {
+      // The echo upstream does not speak TLS: the handshake fails, after Loom read the name.
+      const tcp = await Deno.connect({ hostname: "127.0.0.1", port: loom.port });
+      const tls = await Deno.startTls(tcp, { hostname: "svc.example" });
+      await assert.rejects(() => tls.handshake());
+      tls.close();
+      await waitFor(
+        "the SNI counter",
+        async () => metricValue(await metrics(loom), "wasm_net_sni_svc_example") === 1,
+      );
+    },
   );
-  try {
-    // The echo upstream does not speak TLS: the handshake fails, after Loom read the name.
-    const tcp = await Deno.connect({ hostname: "127.0.0.1", port: loom.port });
-    const tls = await Deno.startTls(tcp, { hostname: "svc.example" });
-    await assert.rejects(() => tls.handshake());
-    tls.close();
-    await waitFor(
-      "the SNI counter",
-      async () => metricValue(await metrics(loom), "wasm_net_sni_svc_example") === 1,
-    );
-  } finally {
-    await loom.close();
-    a.close();
-  }
 });
