@@ -287,3 +287,15 @@ function idle(): void {
   }, WORKER_IDLE_MS);
   Deno.unrefTimer(idleTimer as unknown as number);
 }
+
+/**
+ * Ends the compile worker now if it has no job (as its idle timeout does;
+ * the next compilation starts a new one). For bench/wasm_start.ts, which
+ * measures a reload that has to start it.
+ */
+export function endCompileWorker(): void {
+  if (jobs.size > 0 || worker === null) return;
+  clearTimeout(idleTimer);
+  worker.terminate();
+  worker = null;
+}
