@@ -223,6 +223,17 @@ ${files}
     const as = errs.find((e) => e.path === "plugins[0].files[1].as");
     assert.match(as?.message ?? "", /absolute path/);
 
+    const twice = parseConfig(
+      yaml("      - { dir: ./data, as: /data }\n      - { dir: ./data, as: /data/ }"),
+      `${tmp}/loom.yaml`,
+      {},
+      tmp,
+    );
+    assert.ok(!twice.ok);
+    assert.deepEqual(twice.ok ? [] : twice.errors.map((e) => [e.path, e.line, e.message]), [
+      ["plugins[0].files[1].as", 9, '"/data" is already plugins[0].files[0].as'],
+    ]);
+
     const dns = parseConfig(
       yaml("      - { dir: ./data, as: /data }", "dns.example:53"),
       `${tmp}/loom.yaml`,

@@ -64,6 +64,17 @@ export function checkSemantics(config: Obj, positions: Map<string, Position>): C
   const listenerNames = unique("listeners", "name", "listener name");
   const upstreams = unique("upstreams", "name", "upstream name");
   const plugins = unique("plugins", "name", "plugin name");
+  // A plugin's files: one directory per path it sees (it could not tell two apart).
+  list(config.plugins).forEach((plugin, i) => {
+    const seen = new Map<string, number>();
+    list(plugin.files).forEach((f, j) => {
+      const as = str(f.as)?.replace(/(.)\/+$/, "$1");
+      if (as === undefined) return;
+      const prev = seen.get(as);
+      if (prev === undefined) seen.set(as, j);
+      else at(`plugins[${i}].files[${j}].as`, `"${as}" is already plugins[${i}].files[${prev}].as`);
+    });
+  });
   unique("routes", "id", "route id");
 
   list(config.routes).forEach((route, i) => {
