@@ -91,7 +91,7 @@ export function wasiFunctions(
       return E.SUCCESS;
     },
     // Go's runtime sets flags on its standard streams.
-    fd_fdstat_set_flags: (fd: number) => fd <= 2 ? E.SUCCESS : E.BADF,
+    fd_fdstat_set_flags: (fd: number) => fd <= 2 ? E.SUCCESS : files.fd_fdstat_set_flags(fd as never),
     // Clock subscriptions fire at once (Go's usleep, Rust's thread::sleep): a callback never sleeps,
     // and stdout/stderr are always writable; reading (stdin) gets EBADF.
     poll_oneoff: (inPtr: number, outPtr: number, n: number, neventsPtr: number) => {

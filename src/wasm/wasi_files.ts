@@ -294,6 +294,8 @@ export function wasiFileFunctions(mem: GuestMemory, sandbox: Sandbox | null): Ho
       dv.setBigUint64(16, READ_RIGHTS, true);
       return E.SUCCESS;
     },
+    // Go's os sets O_NONBLOCK on what it opens: flags change nothing on a whole-file read.
+    fd_fdstat_set_flags: (fd: number) => fds.has(fd) ? E.SUCCESS : E.BADF,
     // Everything that would change a file or directory.
     fd_write: (fd: number) => readOnly(fd),
     fd_pwrite: (fd: number) => readOnly(fd),
