@@ -47,6 +47,13 @@ function vmState(vm: PluginVM): VmState {
   return s;
 }
 
+/** A token as a foreign function's result: 4 bytes, little-endian. */
+export function tokenBytes(token: number): Uint8Array {
+  const out = new Uint8Array(4);
+  new DataView(out.buffer).setUint32(0, token, true);
+  return out;
+}
+
 /** The root context a foreign function called now completes to: the effective context's. */
 export function callerRoot(vm: PluginVM): number {
   return vm.rootOf(vm.effective);

@@ -15,8 +15,7 @@
 import { isIP } from "node:net";
 import { Status } from "../abi.ts";
 import type { PluginVM } from "../vm.ts";
-import { begin, callerRoot, complete, isPending, pendingCount, settle } from "./completions.ts";
-import { tokenBytes } from "./timers.ts";
+import { begin, callerRoot, complete, isPending, pendingCount, settle, tokenBytes } from "./completions.ts";
 
 /** Most lookups one root context may have pending. */
 export const MAX_PENDING_DNS = 64;

@@ -12,7 +12,16 @@
  */
 import { Status } from "../abi.ts";
 import type { PluginVM } from "../vm.ts";
-import { begin, callerRoot, cancel, complete, isPending, pendingCount, settle } from "./completions.ts";
+import {
+  begin,
+  callerRoot,
+  cancel,
+  complete,
+  isPending,
+  pendingCount,
+  settle,
+  tokenBytes,
+} from "./completions.ts";
 
 /** Most timers one root context may have pending. */
 export const MAX_TIMERS = 1024;
@@ -20,13 +29,6 @@ export const MAX_TIMERS = 1024;
 const REPEAT = 1;
 
 const u32 = (b: Uint8Array, at: number) => new DataView(b.buffer, b.byteOffset, b.length).getUint32(at, true);
-
-/** The id as a 4-byte little-endian result. */
-export function tokenBytes(token: number): Uint8Array {
-  const out = new Uint8Array(4);
-  new DataView(out.buffer).setUint32(0, token, true);
-  return out;
-}
 
 /**
  * `set_timer`: arg = delay in ms (u32 LE), optionally flags (u32 LE, bit 0:
