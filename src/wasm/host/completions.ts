@@ -59,6 +59,11 @@ export function callerRoot(vm: PluginVM): number {
   return vm.rootOf(vm.effective);
 }
 
+/** Whether root context `root` can still take work (it was not removed, its VM did not fail). */
+export function live(vm: PluginVM, root: number): boolean {
+  return vm.failed === null && vm.isRoot(root);
+}
+
 /** How much pending work of `kind` root context `root` has. */
 export function pendingCount(vm: PluginVM, root: number, kind: Kind): number {
   let n = 0;
@@ -128,7 +133,7 @@ export function complete(
   data: Uint8Array = EMPTY,
   done?: () => void,
 ): void {
-  if (vm.failed !== null || !vm.isRoot(root)) return done?.();
+  if (!live(vm, root)) return done?.();
   const queue = vmState(vm).roots.get(root)?.queue;
   const q = queue === undefined ? undefined : vm.hostOf(root).shared.queues.get(queue);
   if (q !== undefined) {

@@ -61,6 +61,8 @@ Deno.test("completions: a root context removed (its plugin retired) drops its wo
   dnsResolve(vm, new TextEncoder().encode("127.0.0.1"));
   vm.removeRoot(root);
   assert.equal(pendingCount(vm, root, "dns"), 0);
+  // A callback still running for it (on_delete) gets no new work.
+  assert.equal(setTimer(vm, le(0)), Status.INTERNAL_FAILURE);
   await nextTurn();
   assert.equal(calls(), 0);
 });

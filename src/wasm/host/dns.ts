@@ -15,7 +15,16 @@
 import { isIP } from "node:net";
 import { Status } from "../abi.ts";
 import type { PluginVM } from "../vm.ts";
-import { begin, callerRoot, complete, isPending, pendingCount, settle, tokenBytes } from "./completions.ts";
+import {
+  begin,
+  callerRoot,
+  complete,
+  isPending,
+  live,
+  pendingCount,
+  settle,
+  tokenBytes,
+} from "./completions.ts";
 
 /** Most lookups one root context may have pending. */
 export const MAX_PENDING_DNS = 64;
@@ -96,7 +105,8 @@ export function dnsResolve(vm: PluginVM, arg: Uint8Array): Uint8Array | number {
   if (isIP(name) === 0 && !NAME.test(name)) return Status.BAD_ARGUMENT;
   const types: RecordType[] = type === "" ? ["A", "AAAA"] : [type];
   const root = callerRoot(vm);
-  if (pendingCount(vm, root, "dns") >= MAX_PENDING_DNS) return Status.INTERNAL_FAILURE;
+  // A root context already gone (a callback after its removal) takes no work: nothing could deliver it.
+  if (!live(vm, root) || pendingCount(vm, root, "dns") >= MAX_PENDING_DNS) return Status.INTERNAL_FAILURE;
   const abort = new AbortController();
   let timer: ReturnType<typeof setTimeout> | undefined;
   const token = begin(vm, root, "dns", () => {

@@ -41,7 +41,8 @@ export function setTimer(vm: PluginVM, arg: Uint8Array): Uint8Array | number {
   // A repeating timer of 0 ms would run back to back.
   const delay = Math.max(repeat ? 1 : 0, u32(arg, 0));
   const root = callerRoot(vm);
-  if (pendingCount(vm, root, "timer") >= MAX_TIMERS) return Status.INTERNAL_FAILURE;
+  // A root context already gone (a callback after its removal) takes no work: nothing could deliver it.
+  if (!live(vm, root) || pendingCount(vm, root, "timer") >= MAX_TIMERS) return Status.INTERNAL_FAILURE;
   let handle: ReturnType<typeof setTimeout> | undefined;
   const token = begin(vm, root, "timer", () => clearTimeout(handle));
   const arm = () => {
