@@ -18,6 +18,7 @@ import {
   cancel,
   complete,
   isPending,
+  live,
   pendingCount,
   settle,
   tokenBytes,
