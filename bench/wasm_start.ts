@@ -12,8 +12,9 @@
  *    running gateway (with a plugin already) with a request loop on a route
  *    without plugins, a 1 ms timer measuring the event loop's lag, and each
  *    request's latency. Each round has three windows in rotating order: a
- *    reload while the compile worker runs (it did the last compilation), a
- *    reload that has to start it (ended before; as after its 5 minutes idle),
+ *    reload while the compile worker runs (a gateway with plugins keeps it),
+ *    a reload that has to start it (ended before: the first plugin of a
+ *    gateway that had none, or a compile worker that crashed),
  *    and one of the same length without a reload (the machine's own stalls:
  *    other processes, GC). Medians of each, and the verdict against the
  *    target (no request waits more than 10 ms).

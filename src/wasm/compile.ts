@@ -131,10 +131,17 @@ const cache = new Map<string, Promise<CompiledModule>>();
 const MAX_CACHED = 64;
 /**
  * A compile worker with no job for this long is ended (it would keep the
- * process alive). Long: starting one holds the event loop ~20-40 ms, so it
- * is started with the plugin manager (before serving) and kept.
+ * process alive), unless a plugin manager keeps it ({@link warmCompileWorker}).
  */
 const WORKER_IDLE_MS = 300_000;
+/**
+ * Set once a plugin manager runs in this isolate (its config has plugins):
+ * the compile worker is kept for the isolate's life. Starting one holds the
+ * event loop 20-40 ms (Deno's Worker constructor waits for the new isolate),
+ * which a reload adding a module after the idle timeout would cost every
+ * request in flight; an idle one holds ~20 MiB.
+ */
+let kept = false;
 
 /**
  * The module `bytes` instrumented for `memoryLimit` bytes of linear memory
@@ -242,13 +249,15 @@ function viaWorker(
 }
 
 /**
- * Starts the compile worker now (the plugin manager does, at gateway start):
- * creating a worker holds the event loop for tens of milliseconds, which must
- * not happen while requests are served (a reload adding the first plugin).
+ * Starts the compile worker now and keeps it (the plugin manager does, at
+ * gateway start): creating a worker holds the event loop for tens of
+ * milliseconds, which must not happen while requests are served (a reload
+ * adding a module).
  */
 export function warmCompileWorker(): void {
   // An isolate with a module source (a gateway worker) starts one only if it must compile.
   if (source !== null) return;
+  kept = true;
   if (compileWorker() !== null && jobs.size === 0) idle();
 }
 
@@ -280,6 +289,7 @@ function compileWorker(): Worker | null {
 
 function idle(): void {
   clearTimeout(idleTimer);
+  if (kept) return;
   idleTimer = setTimeout(() => {
     if (jobs.size > 0 || worker === null) return;
     worker.terminate();
@@ -289,9 +299,9 @@ function idle(): void {
 }
 
 /**
- * Ends the compile worker now if it has no job (as its idle timeout does;
- * the next compilation starts a new one). For bench/wasm_start.ts, which
- * measures a reload that has to start it.
+ * Ends the compile worker now if it has no job (kept or not; the next
+ * compilation starts a new one). For bench/wasm_start.ts, which measures a
+ * reload that has to start it.
  */
 export function endCompileWorker(): void {
   if (jobs.size > 0 || worker === null) return;
