@@ -61,11 +61,20 @@ function direct(name: string, types: readonly RecordType[]): Uint8Array | null {
   return answer(Status.OK, types.map((t) => t === "A" ? "127.0.0.1" : "::1").join("\n"));
 }
 
-/** `dns_server` ("ip:port", "[v6]:port"; checked by the config schema) as Deno.resolveDns takes it. */
-function nameServerOf(s: string | undefined): { ipAddr: string; port: number } | undefined {
-  if (s === undefined) return undefined;
+type NameServer = { ipAddr: string; port: number } | undefined;
+
+/** Name servers by plugin config: parsed once per plugin definition. */
+const nameServers = new WeakMap<object, NameServer>();
+
+/** A config's `dns_server` ("ip:port", "[v6]:port"; checked by the config schema) as Deno.resolveDns takes it. */
+function nameServerOf(cfg: { dns_server?: string } | undefined): NameServer {
+  const s = cfg?.dns_server;
+  if (cfg === undefined || s === undefined) return undefined;
+  if (nameServers.has(cfg)) return nameServers.get(cfg);
   const colon = s.lastIndexOf(":");
-  return { ipAddr: s.slice(0, colon).replace(/^\[(.*)\]$/, "$1"), port: Number(s.slice(colon + 1)) };
+  const ns = { ipAddr: s.slice(0, colon).replace(/^\[(.*)\]$/, "$1"), port: Number(s.slice(colon + 1)) };
+  nameServers.set(cfg, ns);
+  return ns;
 }
 
 /** Resolves `name` for `types` through the resolver: the answer bytes. */
@@ -73,7 +82,7 @@ async function lookup(
   name: string,
   types: readonly RecordType[],
   signal: AbortSignal,
-  nameServer: { ipAddr: string; port: number } | undefined,
+  nameServer: NameServer,
 ): Promise<Uint8Array> {
   const results = await Promise.allSettled(
     types.map((t) => Deno.resolveDns(name, t, nameServer ? { signal, nameServer } : { signal })),
@@ -127,7 +136,7 @@ export function dnsResolve(vm: PluginVM, arg: Uint8Array): Uint8Array | number {
   } else {
     const t = timer = setTimeout(() => abort.abort(), DNS_TIMEOUT_MS);
     Deno.unrefTimer(t);
-    lookup(name, types, abort.signal, nameServerOf(vm.hostOf(root).cfg?.dns_server)).then(
+    lookup(name, types, abort.signal, nameServerOf(vm.hostOf(root).cfg)).then(
       finish,
       (e) => finish(answer(Status.INTERNAL_FAILURE, String(e))),
     );
