@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import wabtInit from "wabt";
 import { Status } from "../abi.ts";
-import { PluginVM, type SharedStores } from "../vm.ts";
+import { PluginVM, type SharedStores, type VmHost } from "../vm.ts";
 import { pendingCount } from "./completions.ts";
 import { dnsResolve, MAX_PENDING_DNS } from "./dns.ts";
 import { cancelTimer, MAX_TIMERS, setTimer } from "./timers.ts";
@@ -21,18 +21,9 @@ async function counterVM(): Promise<{ vm: PluginVM; calls: () => number }> {
   );
   const module = new WebAssembly.Module(new Uint8Array(m.toBinary({}).buffer));
   m.destroy();
-  const vm = new PluginVM(module, "0.2.1", {
-    pluginName: "t",
-    rootId: "",
-    vmId: "",
-    vmConfig: new Uint8Array(0),
-    pluginConfig: new Uint8Array(0),
-    timeout: 50,
-    property: () => undefined,
-    tickPeriod: () => {},
-    httpCall: () => null,
-    shared: { queues: new Map() } as SharedStores,
-  });
+  // Only what the VM and these host functions read of a plugin.
+  const host = { pluginName: "t", vmId: "", timeout: 50, shared: { queues: new Map() } as SharedStores };
+  const vm = new PluginVM(module, "0.2.1", host as unknown as VmHost);
   vm.effective = vm.rootContextId;
   return { vm, calls: () => (vm.instance.exports.calls as () => number)() };
 }
