@@ -17,7 +17,11 @@
  *    gateway that had none, or a compile worker that crashed),
  *    and one of the same length without a reload (the machine's own stalls:
  *    other processes, GC). Medians of each, and the verdict against the
- *    target (no request waits more than 10 ms).
+ *    target (no request waits more than 10 ms). On Linux the main thread's
+ *    schedstat splits the longest stall into the time it waited for a CPU
+ *    (the machine's load, this process's other threads) and its hold of the
+ *    loop on a CPU (work on the event loop), which a busy shared machine
+ *    does not inflate.
  *
  *   deno run -A --unstable-net bench/wasm_start.ts [--rounds N]
  */
@@ -125,13 +129,40 @@ const pluginsOf = (path: string) =>
 Deno.writeTextFileSync(configPath, base + pluginsOf(bigModule(-1)));
 const sup = await Supervisor.start({ configPath, watch: false });
 
-/** The measured window's worst event-loop lag and request latency, and its request count. */
-let win = { lag: 0, req: 0, requests: 0 }, measuring = false;
-let last = performance.now();
+/**
+ * The main thread's time on a CPU and waiting for one so far (ns; Linux
+ * schedstat), null elsewhere: how much of a stall was the machine's (other
+ * processes, or this process's other threads, holding the CPUs) rather than
+ * work on the event loop.
+ */
+function schedstat(): [number, number] | null {
+  try {
+    const [run, wait] = Deno.readTextFileSync("/proc/thread-self/schedstat").split(" ").map(Number);
+    return [run, wait];
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The measured window's worst event-loop lag (and how much of it the thread
+ * waited for a CPU), its longest hold of the event loop on a CPU (a lag less
+ * the thread's wait for a CPU meanwhile: the work on the loop, whatever the
+ * machine's load), worst request latency, and its request count.
+ */
+type Window = { lag: number; wait: number; busy: number; req: number; requests: number };
+const empty = (): Window => ({ lag: 0, wait: 0, busy: 0, req: 0, requests: 0 });
+let win = empty(), measuring = false;
+let last = performance.now(), lastSched = schedstat();
 const lagTimer = setInterval(() => {
-  const now = performance.now();
-  if (measuring) win.lag = Math.max(win.lag, now - last - 1);
-  last = now;
+  const now = performance.now(), sched = schedstat();
+  const lag = now - last - 1;
+  const wait = sched !== null && lastSched !== null ? (sched[1] - lastSched[1]) / 1e6 : NaN;
+  if (measuring) {
+    if (lag > win.lag) win.lag = lag, win.wait = wait;
+    win.busy = Math.max(win.busy, lag - (wait || 0));
+  }
+  last = now, lastSched = sched;
 }, 1);
 let stop = false;
 const client = (async () => {
@@ -154,7 +185,7 @@ async function running(): Promise<void> {
 
 /** Measures `ms` of the request loop without a reload. */
 async function idleWindow(ms: number) {
-  win = { lag: 0, req: 0, requests: 0 };
+  win = empty();
   measuring = true;
   await sleep(ms);
   measuring = false;
@@ -167,7 +198,7 @@ let modules = 0;
 async function reloadWindow(coldWorker: boolean) {
   const path = bigModule(modules++);
   if (coldWorker) endCompileWorker();
-  win = { lag: 0, req: 0, requests: 0 };
+  win = empty();
   measuring = true;
   const t0 = performance.now();
   Deno.writeTextFileSync(configPath, base + pluginsOf(path));
@@ -183,9 +214,10 @@ async function reloadWindow(coldWorker: boolean) {
 
 await running();
 await sleep(300);
-type Window = { lag: number; req: number; requests: number };
 const idle: Window[] = [], warmReload: (Window & { took: number })[] = [], coldReload: typeof warmReload = [];
-const show = (w: Window) => `stall ${f1(w.lag)} ms, slowest of ${w.requests} requests ${f1(w.req)} ms`;
+const show = (w: Window) =>
+  `stall ${f1(w.lag)} ms (${f1(w.wait)} waiting for a CPU), longest hold ${f1(w.busy)} ms, slowest of ` +
+  `${w.requests} requests ${f1(w.req)} ms`;
 for (let r = 0; r < ROUNDS; r++) {
   // Rotating the order: drift in the machine's load hits all three alike.
   const kinds = ["warm", "cold", "idle"];
@@ -207,7 +239,9 @@ stop = true;
 await client;
 clearInterval(lagTimer);
 const med = (xs: Window[]) =>
-  `longest event-loop stall ${f1(median(xs.map((x) => x.lag)))} ms, slowest request ${
+  `longest event-loop stall ${f1(median(xs.map((x) => x.lag)))} ms (of it waiting for a CPU: ${
+    f1(median(xs.map((x) => x.wait)))
+  } ms), longest hold of the loop on a CPU ${f1(median(xs.map((x) => x.busy)))} ms, slowest request ${
     f1(median(xs.map((x) => x.req)))
   } ms`;
 const took = (xs: { took: number }[]) => median(xs.map((x) => x.took)).toFixed(0);
@@ -224,6 +258,7 @@ console.log(
 );
 console.log(`  no reload (the machine's own):                         ${med(idle)}`);
 const worst = (xs: Window[]) => median(xs.map((x) => x.req));
+const hold = (xs: Window[]) => median(xs.map((x) => x.busy));
 const verdict = (xs: Window[]) => worst(xs) <= TARGET_MS ? "met" : "missed";
 console.log(
   `target (no request waits more than ${TARGET_MS} ms during the reload): ${
@@ -232,6 +267,15 @@ console.log(
     `worker running (${f1(worst(warmReload))} ms), ${verdict(coldReload)} when it must start (${
       f1(worst(coldReload))
     } ms); without a reload the slowest request took ${f1(worst(idle))} ms`,
+);
+console.log(
+  `the loop's own longest hold on a CPU (the machine's waits taken out): ${
+    f1(hold(warmReload))
+  } ms with the ` +
+    `compile worker running, ${f1(hold(coldReload))} ms when it must start, ${f1(hold(idle))} ms without a ` +
+    `reload: ${
+      hold(warmReload) <= TARGET_MS ? "within" : "over"
+    } the ${TARGET_MS} ms target with the worker running`,
 );
 await sup.shutdown(500);
 await upstream.shutdown();
