@@ -18,6 +18,7 @@
  *
  *   bench/ab_wrk.ts --nginx -- "@HEAD" ""                        HEAD against the working tree
  *   bench/ab_wrk.ts -- "" "--v8-flags=--max-semi-space-size=4"   a V8 flag
+ *   bench/ab_wrk.ts --nginx -- "" "LOOM_HTTP1_IO=ffi"            NAME=value words: that Loom's environment
  */
 import {
   cleanup,
@@ -43,6 +44,8 @@ interface Variant {
   label: string;
   rev: string | null;
   flags: string[];
+  /** NAME=value words of the variant: that Loom's environment (`env` before deno). */
+  env: string[];
   port: number;
   proc?: Proc;
   worktree?: string;
@@ -103,8 +106,11 @@ async function main(): Promise<void> {
   const variants: Variant[] = o.variants.map((v) => {
     const m = /^@(\S+)\s*(.*)$/.exec(v.trim());
     const rev = m ? m[1] : null;
-    const flags = [...o.loomFlags, ...(m ? m[2] : v).split(/\s+/).filter(Boolean)];
-    return { label: v.trim() === "" ? "working tree" : v.trim(), rev, flags, port: freePort() };
+    const words = (m ? m[2] : v).split(/\s+/).filter(Boolean);
+    const isEnv = (w: string) => /^[A-Z_][A-Z0-9_]*=/.test(w);
+    const flags = [...o.loomFlags, ...words.filter((w) => !isEnv(w))];
+    const env = words.filter(isEnv);
+    return { label: v.trim() === "" ? "working tree" : v.trim(), rev, flags, env, port: freePort() };
   });
   const worktrees: string[] = [];
   try {
@@ -117,7 +123,16 @@ async function main(): Promise<void> {
       }
       v.proc = v.label === "floor" || /^ffi-floor(:\w+)?$/.test(v.label)
         ? await startFloor(v.label, v.port, ups[0])
-        : await startLoom(`loom-${i}`, 1, "1", v.port, ups, [], v.flags, cwd);
+        : await startLoom(
+          `loom-${i}`,
+          1,
+          "1",
+          v.port,
+          ups,
+          v.env.length ? ["env", ...v.env] : [],
+          v.flags,
+          cwd,
+        );
       console.log(`ab: ${v.label} ready (pid ${v.proc.pid})`);
     }
     let ng: Proc | null = null;

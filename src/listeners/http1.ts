@@ -27,6 +27,7 @@ import type { ListenerTls, TlsUse } from "./tls.ts";
 import { TlsMaterial } from "./tls_reload.ts";
 import { pool16k } from "../net/buffer_pool.ts";
 import { connectionClosed, connectionOpened } from "../net/memory_return.ts";
+import { FfiConn, FfiListener } from "../net/ffi/conn.ts";
 
 /** What the engine calls for each request; it must finish `ctx.res`. */
 export interface RequestHandler {
@@ -62,6 +63,30 @@ function listenTls(cfg: ListenerConfig, port: number, t: ListenerTls, reusePort:
   return Deno.listenTls(opts);
 }
 
+/**
+ * `LOOM_HTTP1_IO=ffi`: plaintext HTTP/1.1 listeners take their sockets from
+ * net/ffi (libc and epoll through FFI) instead of Deno's. A prototype for
+ * measuring (bench/README.md, "An FFI socket path"); read once at load.
+ */
+const FFI_IO = (() => {
+  try {
+    return Deno.env.get("LOOM_HTTP1_IO") === "ffi";
+  } catch {
+    return false;
+  }
+})();
+
+/** An FfiListener on `l`'s address, which is closed first (SO_REUSEPORT: workers bind it each). */
+function onFfiSockets(l: Deno.Listener): Deno.Listener {
+  const a = l.addr as Deno.NetAddr;
+  l.close();
+  return FfiListener.listen({
+    hostname: a.hostname,
+    port: a.port,
+    reusePort: true,
+  }) as unknown as Deno.Listener;
+}
+
 /** A running HTTP/1.1 listener. */
 export class Http1Listener {
   private conns = new Set<Http1Connection>();
@@ -88,6 +113,7 @@ export class Http1Listener {
     readonly handler: RequestHandler,
     readonly hooks: ConnectionHooks = {},
   ) {
+    if (FFI_IO && cfg.protocol === "http") this.listener = listener = onFfiSockets(listener);
     this.addr = listener.addr as Deno.NetAddr;
     this.finished = this.acceptLoop();
   }
@@ -775,7 +801,7 @@ class Http1Writer implements UpgradableWriter {
       idleTimeout: c.server.cfg.idle_timeout,
       closeWrite: () => c.conn.closeWrite(),
       // TLS listeners' connections carry records; the splicer also refuses wrappers (sniffed h2c).
-      conn: c.scheme === "http" ? c.conn : undefined,
+      conn: c.scheme === "http" && !(c.conn instanceof FfiConn) ? c.conn : undefined,
     };
   }
 }

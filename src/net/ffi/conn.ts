@@ -27,6 +27,7 @@ import {
   EPOLLHUP,
   EPOLLIN,
   EPOLLOUT,
+  EPOLLRDHUP,
   IPPROTO_TCP,
   type Libc,
   MSG_NOSIGNAL,
@@ -44,8 +45,8 @@ import {
 } from "./libc.ts";
 import { type Poller, poller, pollerUnavailable, type PollTarget } from "./poller.ts";
 
+/** setsockopt values (their pointers are taken per call: UnsafePointer.of needs the FFI permission, and this module loads without it). */
 const ONE = new Int32Array([1]), ZERO = new Int32Array([0]);
-const ONE_PTR = Deno.UnsafePointer.of(ONE), ZERO_PTR = Deno.UnsafePointer.of(ZERO);
 /** Result of a try that would block. */
 const AGAIN = -2;
 
@@ -56,6 +57,12 @@ function closedError(): Error {
 /** A connected non-blocking socket (accepted by FfiListener). */
 export class FfiConn implements PollTarget {
   private mayRead = true;
+  /**
+   * The peer's FIN was reported (EPOLLRDHUP, never cleared, as in tokio): a
+   * short read then does not mean the socket is drained, the end of stream
+   * is still to be read, and no further edge would come for it.
+   */
+  private peerClosed = false;
   private mayWrite = true;
   private closed = false;
   private rBuf: Uint8Array | null = null;
@@ -82,7 +89,8 @@ export class FfiConn implements PollTarget {
     for (;;) {
       const n = sys.recv(this.fd, Deno.UnsafePointer.of(buf), BigInt(buf.length), 0);
       if (n >= 0) {
-        if (n < buf.length && n > 0) this.mayRead = false; // short read: the queue is empty now
+        // A short read emptied the queue: the next read waits for an edge (unless a FIN is pending).
+        if (n < buf.length && n > 0 && !this.peerClosed) this.mayRead = false;
         return n;
       }
       const e = errno();
@@ -154,7 +162,8 @@ export class FfiConn implements PollTarget {
   /** The poller's edge: finishes a waiting read or write. */
   onReady(events: number): void {
     if (this.closed) return;
-    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) this.peerClosed = true;
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
       this.mayRead = true;
       const buf = this.rBuf;
       if (buf !== null) {
@@ -215,7 +224,13 @@ export class FfiConn implements PollTarget {
   /** TCP_NODELAY on or off. */
   setNoDelay(noDelay = true): void {
     if (!this.closed) {
-      this.libc.sys.setsockopt(this.fd, IPPROTO_TCP, TCP_NODELAY, noDelay ? ONE_PTR : ZERO_PTR, 4);
+      this.libc.sys.setsockopt(
+        this.fd,
+        IPPROTO_TCP,
+        TCP_NODELAY,
+        Deno.UnsafePointer.of(noDelay ? ONE : ZERO),
+        4,
+      );
     }
   }
 
@@ -261,8 +276,12 @@ export class FfiListener implements PollTarget, AsyncIterable<FfiConn> {
       sys.close(fd);
       return e;
     };
-    if (sys.setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, ONE_PTR, 4) < 0) throw fail("setsockopt");
-    if (o.reusePort && sys.setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, ONE_PTR, 4) < 0) throw fail("setsockopt");
+    if (sys.setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, Deno.UnsafePointer.of(ONE), 4) < 0) {
+      throw fail("setsockopt");
+    }
+    if (o.reusePort && sys.setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, Deno.UnsafePointer.of(ONE), 4) < 0) {
+      throw fail("setsockopt");
+    }
     if (sys.bind(fd, Deno.UnsafePointer.of(sa), sa.length) < 0) throw fail("bind");
     if (sys.listen(fd, o.backlog ?? 511) < 0) throw fail("listen");
     return new FfiListener(p, fd, localAddr(p.libc, fd));

@@ -109,6 +109,33 @@ Deno.test({
 });
 
 Deno.test({
+  name: "FfiConn: data and FIN queued together: a short read, then the end of stream (no edge lost)",
+  ignore: !linux,
+  async fn() {
+    const l = FfiListener.listen({ hostname: "127.0.0.1", port: 0 });
+    const [client, server] = await Promise.all([
+      Deno.connect({ hostname: "127.0.0.1", port: l.addr.port }),
+      l.accept(),
+    ]);
+    const buf = new Uint8Array(1024);
+    for (let i = 0; i < 3; i++) {
+      // One exchange first, so the server's socket has seen a short read and waits for an edge.
+      await client.write(new Uint8Array([i]));
+      assert.equal(await server.read(buf), 1);
+    }
+    // Both are in the server's receive queue before it reads: one edge for the two.
+    await client.write(new Uint8Array([7, 8, 9]));
+    await client.closeWrite();
+    assert.equal(await server.read(buf), 3);
+    assert.equal(await server.read(buf), null);
+    client.close();
+    server.close();
+    l.close();
+    await poller()!.stopped();
+  },
+});
+
+Deno.test({
   name: "FfiConn/FfiListener: close fails a pending read and a pending accept with BadResource",
   ignore: !linux,
   async fn() {

@@ -18,7 +18,12 @@ export const SOL_SOCKET = 1, SO_REUSEADDR = 2, SO_REUSEPORT = 15, IPPROTO_TCP = 
 /** epoll_ctl(2) operations. */
 export const EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2;
 /** epoll event bits. */
-export const EPOLLIN = 0x1, EPOLLOUT = 0x4, EPOLLERR = 0x8, EPOLLHUP = 0x10, EPOLLET = 1 << 31;
+export const EPOLLIN = 0x1,
+  EPOLLOUT = 0x4,
+  EPOLLERR = 0x8,
+  EPOLLHUP = 0x10,
+  EPOLLRDHUP = 0x2000,
+  EPOLLET = 1 << 31;
 /** send(2): no SIGPIPE on a closed peer (EPIPE instead). */
 export const MSG_NOSIGNAL = 0x4000;
 /** shutdown(2) how. */

@@ -2,20 +2,23 @@
  * One epoll instance per isolate that tells the FFI sockets (conn.ts) when
  * they are ready, beside Deno's own event loop.
  *
- * Why this shape (bench/README.md, "An FFI socket path"): a `nonblocking`
- * FFI call runs on a thread of Deno's blocking pool and costs about 10 µs of
- * CPU per return (two context switches, a futex and an eventfd write), more
- * than the socket op it replaces. So the poller sleeps in a synchronous
- * epoll_wait for at most WAIT_MS while there is traffic, and only an idle
- * poller waits on the pool thread. While it sleeps synchronously Deno's event
- * loop cannot run, so Deno's own epoll instances (its reactor: the upstream
- * sockets, timers' wake-ups, other listeners) are nested in this one: when
- * they have events the poller wakes and hands the thread back to Deno. Before
- * each sleep it yields one macrotask (setImmediate), so the promise callbacks
- * of what it dispatched have run and Deno's loop has polled its own I/O.
+ * While sockets are ready the poller looks with synchronous epoll_wait calls
+ * (timeout 0): no promise per socket op, one system call per batch. When
+ * nothing is ready it waits with a `nonblocking` epoll_wait, which Deno runs
+ * on a thread of its blocking pool so that its event loop goes on; that costs
+ * about 10 µs of CPU per return on one core (two context switches, a futex
+ * and an eventfd write), so it is paid once per idle period, not per op.
+ *
+ * `LOOM_FFI_POLL=wait` sleeps in a synchronous epoll_wait for up to WAIT_MS
+ * first, with Deno's own epoll instances nested in this one so that its I/O
+ * wakes the poller. That is what makes bench/ffi_floor_proxy.ts beat nginx,
+ * but it is only sound when no Deno op is on the request path: an op whose
+ * result Deno has not yet collected signals no fd, and Loom's upstream
+ * sockets are Deno's (measured: the upstream read then waits out the 1 ms,
+ * about 1.2 ms per request at c1). See bench/README.md, "An FFI socket path".
  *
  * Sockets are registered once, edge-triggered for reading and writing (as
- * tokio does): no epoll_ctl per request.
+ * tokio does), with EPOLLRDHUP: no epoll_ctl per request.
  *
  * @module
  */
@@ -25,6 +28,7 @@ import {
   EPOLLET,
   EPOLLIN,
   EPOLLOUT,
+  EPOLLRDHUP,
   EV_DATA,
   EV_SIZE,
   type Libc,
@@ -48,7 +52,7 @@ const INTERNAL: PollTarget = { onReady() {} };
 
 const immediate = () => new Promise<void>((r) => setImmediate(r));
 
-/** How the poller waits: `wait` (the default) or `async` (always on a pool thread; for comparison). */
+/** How an idle poller waits: `async` (on a pool thread) or `wait` (synchronously first, up to WAIT_MS). */
 export type PollMode = "wait" | "async";
 
 /** The isolate's socket poller. */
@@ -69,7 +73,7 @@ export class Poller {
   readonly nested: number[] = [];
   readonly ep: number;
 
-  constructor(readonly libc: Libc, readonly mode: PollMode = "wait") {
+  constructor(readonly libc: Libc, readonly mode: PollMode = "async") {
     const { sys } = libc;
     this.ep = sys.epoll_create1(SOCK_CLOEXEC);
     if (this.ep < 0) throw sysError("epoll_create1", libc.errno());
@@ -102,7 +106,7 @@ export class Poller {
 
   /** Watches `fd` (a non-blocking socket) for reading and writing until `remove`. */
   add(fd: number, target: PollTarget): void {
-    this.ctl(fd, EPOLLIN | EPOLLOUT | EPOLLET);
+    this.ctl(fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
     this.targets[fd] = target;
     this.count++;
     if (!this.running) this.done = this.loop();
@@ -148,22 +152,25 @@ export class Poller {
     const sleepHere = this.mode === "wait" && this.nested.length > 0;
     this.running = true;
     try {
-      for (;;) {
+      while (this.count > 0) {
         let n = sys.epoll_wait(this.ep, this.eventsPtr, MAX_EVENTS, 0);
-        if (n > 0) this.dispatch(n);
-        if (n > 0 && !this.denoReady) {
+        if (n > 0) {
+          this.dispatch(n);
           await null; // the dispatched reads' callbacks start; then look again without sleeping
           continue;
         }
-        this.denoReady = false;
-        // About to sleep: first a macrotask, so the callbacks of what was dispatched have run and
-        // Deno's loop has polled its own sockets and timers.
+        // Nothing ready: one macrotask, so the callbacks of what was dispatched have run to their
+        // next wait and Deno's loop has had a turn; then look once more before sleeping.
         await immediate();
-        if (this.count === 0) break;
-        n = sleepHere ? sys.epoll_wait(this.ep, this.eventsPtr, MAX_EVENTS, WAIT_MS) : 0;
-        if (n === 0) n = await sys.epoll_wait_async(this.ep, this.eventsPtr, MAX_EVENTS, -1);
+        n = sys.epoll_wait(this.ep, this.eventsPtr, MAX_EVENTS, 0);
+        if (n === 0 && sleepHere && !this.denoReady) {
+          n = sys.epoll_wait(this.ep, this.eventsPtr, MAX_EVENTS, WAIT_MS);
+        }
+        this.denoReady = false;
+        if (n === 0 && this.count > 0) {
+          n = await sys.epoll_wait_async(this.ep, this.eventsPtr, MAX_EVENTS, -1);
+        }
         if (n > 0) this.dispatch(n);
-        if (this.count === 0) break;
       }
     } finally {
       this.running = false;
@@ -188,10 +195,18 @@ function denoEpollFds(own: number): number[] {
 
 let shared: Poller | null | undefined;
 
-/** The isolate's poller, made on first use; null where FFI sockets are unavailable (see `pollerUnavailable`). */
-export function poller(mode?: PollMode): Poller | null {
+/**
+ * The isolate's poller, made on first use (its mode from `LOOM_FFI_POLL`,
+ * `async` unless it says `wait`); null where FFI sockets are unavailable
+ * (see `pollerUnavailable`).
+ */
+export function poller(): Poller | null {
   if (shared !== undefined) return shared;
   const libc = openLibc();
+  let mode: PollMode = "async";
+  try {
+    if (Deno.env.get("LOOM_FFI_POLL") === "wait") mode = "wait";
+  } catch { /* no env permission: the default */ }
   shared = libc === null ? null : new Poller(libc, mode);
   return shared;
 }
