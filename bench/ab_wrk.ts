@@ -51,7 +51,8 @@ interface Variant {
   worktree?: string;
 }
 
-function parseArgs(argv: string[]) {
+/** The options and variants of a command line (bench/ffi_profile.ts reads its own the same way). */
+export function parseArgs(argv: string[]) {
   const o = {
     rounds: 3,
     duration: 6,

@@ -28,48 +28,41 @@
  * Linux only (epoll, accept4; the epoll_event layout is x86_64's or aarch64's).
  */
 
-const AF_INET = 2, SOCK_STREAM = 1, SOCK_NONBLOCK = 0o4000, SOCK_CLOEXEC = 0o2000000;
-const SOL_SOCKET = 1, SO_REUSEADDR = 2, IPPROTO_TCP = 6, TCP_NODELAY = 1;
-const EPOLL_CTL_ADD = 1;
-const EPOLLIN = 0x1, EPOLLOUT = 0x4, EPOLLET = 1 << 31;
+import {
+  AF_INET,
+  EAGAIN,
+  EINPROGRESS,
+  EINTR,
+  EPOLL_CTL_ADD,
+  EPOLLET,
+  EPOLLIN,
+  EPOLLOUT,
+  EV_DATA,
+  EV_SIZE,
+  IPPROTO_TCP,
+  MSG_NOSIGNAL,
+  openLibc,
+  SO_REUSEADDR,
+  SOCK_CLOEXEC,
+  SOCK_NONBLOCK,
+  SOCK_STREAM,
+  sockaddr,
+  SOL_SOCKET,
+  TCP_NODELAY,
+  unavailableReason,
+} from "../src/net/ffi/libc.ts";
+import { asksClose, responseLength } from "./floor_http.ts";
+
 /**
  * Sockets are registered once, edge-triggered for both directions (as tokio
  * does): no epoll_ctl per request, and epoll_wait does not poll every socket
  * it reported last time again (level-triggered costs a tcp_poll per event).
  */
 const SOCKET_EVENTS = EPOLLIN | EPOLLOUT | EPOLLET;
-const MSG_NOSIGNAL = 0x4000;
-const EINTR = 4, EAGAIN = 11, EINPROGRESS = 115;
 
-const libc = Deno.dlopen("libc.so.6", {
-  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  setsockopt: { parameters: ["i32", "i32", "i32", "pointer", "u32"], result: "i32" },
-  bind: { parameters: ["i32", "pointer", "u32"], result: "i32" },
-  listen: { parameters: ["i32", "i32"], result: "i32" },
-  accept4: { parameters: ["i32", "pointer", "pointer", "i32"], result: "i32" },
-  connect: { parameters: ["i32", "pointer", "u32"], result: "i32" },
-  // ssize_t results are read as i32 (the low half of the return register on
-  // x86_64 and aarch64): an `isize` result would be a BigInt per call. The
-  // lengths are `usize` BigInts: a JavaScript number there takes Deno's slow
-  // call path (measured 0.8 µs against 0.2 µs per recv).
-  recv: { parameters: ["i32", "pointer", "usize", "i32"], result: "i32" },
-  send: { parameters: ["i32", "pointer", "usize", "i32"], result: "i32" },
-  close: { parameters: ["i32"], result: "i32" },
-  epoll_create1: { parameters: ["i32"], result: "i32" },
-  epoll_ctl: { parameters: ["i32", "i32", "i32", "pointer"], result: "i32" },
-  epoll_wait: { parameters: ["i32", "pointer", "i32", "i32"], result: "i32" },
-  epoll_wait_async: {
-    name: "epoll_wait",
-    parameters: ["i32", "pointer", "i32", "i32"],
-    result: "i32",
-    nonblocking: true,
-  },
-  __errno_location: { parameters: [], result: "pointer" },
-});
-const sys = libc.symbols;
-/** The main thread's errno (synchronous calls run on it). */
-const errnoView = new Deno.UnsafePointerView(sys.__errno_location()!);
-const errno = () => errnoView.getInt32(0);
+const libc = openLibc();
+if (libc === null) throw new Error(unavailableReason());
+const { sys, errno } = libc;
 
 const [port, upstreamPort] = Deno.args.map(Number);
 const mode = Deno.args[2] ?? "wait";
@@ -79,14 +72,6 @@ if (!["hybrid", "async", "wait", "block"].includes(mode)) {
 /** `wait` mode's longest synchronous sleep in epoll_wait, ms. */
 const WAIT_MS = 1;
 
-/** struct sockaddr_in for 127.0.0.1:`p`. */
-function loopback(p: number): Uint8Array {
-  const a = new Uint8Array(16), v = new DataView(a.buffer);
-  v.setUint16(0, AF_INET, true);
-  v.setUint16(2, p, false);
-  a.set([127, 0, 0, 1], 4);
-  return a;
-}
 const one = new Int32Array([1]);
 const onePtr = Deno.UnsafePointer.of(one);
 
@@ -95,8 +80,6 @@ function check(r: number, what: string): number {
   return r;
 }
 
-// struct epoll_event is packed (12 bytes) on x86_64, 16 bytes elsewhere.
-const EV_SIZE = Deno.build.arch === "x86_64" ? 12 : 16, EV_DATA = Deno.build.arch === "x86_64" ? 4 : 8;
 const MAX_EVENTS = 256;
 const events = new Uint8Array(EV_SIZE * MAX_EVENTS), eventsView = new DataView(events.buffer);
 const eventsPtr = Deno.UnsafePointer.of(events);
@@ -108,42 +91,6 @@ function ctl(op: number, fd: number, mask: number): void {
   ctlView.setUint32(0, mask, true);
   ctlView.setInt32(EV_DATA, fd, true);
   check(sys.epoll_ctl(ep, op, fd, ctlPtr), "epoll_ctl");
-}
-
-const latin1 = new TextDecoder("latin1");
-
-/**
- * The response's total length once its head is in `buf[0, got)`, else -1.
- * Only the head is decoded (the body can be most of what was read).
- */
-function responseLength(buf: Uint8Array, got: number): number {
-  let end = -1;
-  for (let i = 3; i < got; i++) {
-    if (buf[i] === 10 && buf[i - 1] === 13 && buf[i - 2] === 10 && buf[i - 3] === 13) {
-      end = i - 3;
-      break;
-    }
-  }
-  if (end === -1) return -1;
-  const m = /\r\ncontent-length: *(\d+)/i.exec(latin1.decode(buf.subarray(0, end)));
-  return end + 4 + (m === null ? 0 : Number(m[1]));
-}
-
-/**
- * `Connection: close` in the request (searched as "close\r" in its `n` bytes).
- * A loop, not `indexOf`: that scans the whole 16 KiB buffer when no 'c' follows
- * (measured: 15-20 % of the proxy's CPU, about 4 µs per request).
- */
-function asksClose(req: Uint8Array, n: number): boolean {
-  for (let i = 0; i + 5 < n; i++) {
-    if (
-      req[i] === 99 && req[i + 1] === 108 && req[i + 2] === 111 && req[i + 3] === 115 &&
-      req[i + 4] === 101 && req[i + 5] === 13
-    ) {
-      return true;
-    }
-  }
-  return false;
 }
 
 const REQ_SIZE = 16 * 1024, RES_SIZE = 64 * 1024;
@@ -180,7 +127,7 @@ function closePair(p: Pair): void {
   }
 }
 
-const upstreamAddr = loopback(upstreamPort);
+const upstreamAddr = sockaddr("127.0.0.1", upstreamPort);
 const upstreamAddrPtr = Deno.UnsafePointer.of(upstreamAddr);
 
 function connectUpstream(p: Pair): void {
@@ -284,7 +231,7 @@ function onUpstreamReadable(p: Pair): void {
 
 const lfd = check(sys.socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), "socket");
 check(sys.setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, onePtr, 4), "setsockopt");
-const listenAddr = loopback(port);
+const listenAddr = sockaddr("127.0.0.1", port);
 check(sys.bind(lfd, Deno.UnsafePointer.of(listenAddr), 16), `bind 127.0.0.1:${port}`);
 check(sys.listen(lfd, 511), "listen");
 ctl(EPOLL_CTL_ADD, lfd, EPOLLIN);

@@ -25,7 +25,6 @@ import {
   type Proc,
   processTree,
   rigDir,
-  rigFlag,
   runWrk,
   spawn,
   startNginxProxy,
@@ -35,6 +34,7 @@ import {
   which,
 } from "./run.ts";
 import { formatFixed, markdownTable, median, parsePidStat, parseWrkOutput } from "./parse.ts";
+import { parseArgs } from "./ab_wrk.ts";
 import { parseStraceSummary, perfSummary } from "./profile.ts";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -69,31 +69,8 @@ function startProxy(label: string, port: number, upstreamPort: number): Proc {
 }
 
 async function main(): Promise<void> {
-  const o = {
-    rounds: 3,
-    duration: 6,
-    conns: [64, 1],
-    realistic: false,
-    accessLog: false,
-    loomFlags: [] as string[],
-    strace: false,
-    perf: false,
-    variants: [] as string[],
-  };
-  const argv = Deno.args;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === "--") {
-      o.variants.push(...argv.slice(i + 1));
-      break;
-    }
-    const val = () => argv[++i];
-    if (rigFlag(o, a, val)) continue;
-    if (a === "--rounds") o.rounds = Number(val());
-    else if (a === "--strace") o.strace = true;
-    else if (a === "--perf") o.perf = true;
-    else o.variants.push(a);
-  }
+  const strace = Deno.args.includes("--strace"), perf = Deno.args.includes("--perf");
+  const o = parseArgs(Deno.args.filter((a) => a !== "--strace" && a !== "--perf"));
   if (o.variants.length === 0) {
     o.variants = ["nginx", "floor", "ffi-floor", "ffi-floor:async", "ffi-floor:block"];
   }
@@ -158,7 +135,7 @@ async function main(): Promise<void> {
   ));
   console.log();
 
-  if (o.strace) {
+  if (strace) {
     for (const conns of o.conns) {
       const per: Map<string, number>[] = [];
       for (const x of all) {
@@ -188,27 +165,23 @@ async function main(): Promise<void> {
     }
   }
 
-  if (o.perf) {
+  if (perf) {
     const perfBin = which("perf");
     if (perfBin === null) console.log("perf not installed: apt-get install -y linux-perf\n");
     for (const x of perfBin === null ? [] : all.filter((x) => x.label !== "nginx")) {
       const data = `${tmp}/perf-${x.label.replace(":", "-")}.data`;
-      const rec = new Deno.Command(perfBin!, {
-        args: ["record", "-e", "cpu-clock", "-F", "4999", "-o", data, "-p", String(x.proc.pid)],
+      // perf samples the proxy for as long as `sleep` runs, which covers the wrk run.
+      const sampling = new Deno.Command(perfBin!, {
+        args: ["record", "-e", "cpu-clock", "-F", "4999", "-o", data, "-p", String(x.proc.pid), "--", "sleep"]
+          .concat(String(o.duration + 1)),
         stdout: "null",
         stderr: "null",
-      }).spawn();
-      await sleep(500);
+      }).output();
       await runWrk(x.port, 64, o.duration);
-      rec.kill("SIGINT");
-      await rec.status;
-      const report = new TextDecoder().decode(
-        (await new Deno.Command(perfBin!, {
-          args: ["report", "-i", data, "--no-children", "--sort", "dso,sym", "--stdio", "-q"],
-          stdout: "piped",
-          stderr: "null",
-        }).output()).stdout,
-      );
+      await sampling;
+      const args = ["report", "-i", data, "--no-children", "--sort", "dso,sym", "--stdio", "-q"];
+      const out = await new Deno.Command(perfBin!, { args, stdout: "piped", stderr: "null" }).output();
+      const report = new TextDecoder().decode(out.stdout);
       console.log(`## ${x.label} under perf, c64 (cpu-clock samples)\n`);
       console.log(perfSummary(report));
       console.log();
@@ -219,14 +192,10 @@ async function main(): Promise<void> {
 
 if (import.meta.main) {
   Deno.addSignalListener("SIGINT", () => void cleanup().finally(() => Deno.exit(130)));
-  let code = 0;
-  try {
-    await main();
-  } catch (e) {
+  const code = await main().then(() => 0, (e) => {
     console.error(`ffi_profile: ${(e as Error).stack ?? e}`);
-    code = 1;
-  } finally {
-    await cleanup();
-  }
+    return 1;
+  });
+  await cleanup();
   Deno.exit(code);
 }

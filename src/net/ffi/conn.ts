@@ -54,24 +54,84 @@ function closedError(): Error {
   return new Deno.errors.BadResource("connection closed");
 }
 
+/**
+ * One direction of a socket: whether it may be ready, and the call waiting
+ * for it. `attempt` does the system call: a count, AGAIN, or it throws.
+ */
+class Side<T> {
+  may = true;
+  private buf: Uint8Array | null = null;
+  private resolve: ((v: T) => void) | null = null;
+  private reject: ((e: Error) => void) | null = null;
+
+  constructor(
+    private readonly attempt: (buf: Uint8Array) => number,
+    private readonly result: (n: number) => T,
+  ) {}
+
+  /** Done at once when the socket takes it (a settled promise), else when the poller says it may be. */
+  start(buf: Uint8Array): Promise<T> {
+    if (this.buf !== null) return Promise.reject(new Deno.errors.Busy("operation already pending"));
+    if (this.may) {
+      try {
+        const n = this.attempt(buf);
+        if (n !== AGAIN) return Promise.resolve(this.result(n));
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    return new Promise((resolve, reject) => {
+      this.buf = buf;
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
+
+  /** The poller's edge for this direction: the waiting call tries again. */
+  ready(): void {
+    this.may = true;
+    const buf = this.buf;
+    if (buf === null) return;
+    const resolve = this.resolve!, reject = this.reject!;
+    try {
+      const n = this.attempt(buf);
+      if (n === AGAIN) return;
+      this.clear();
+      resolve(this.result(n));
+    } catch (e) {
+      this.clear();
+      reject(e as Error);
+    }
+  }
+
+  /** Fails the waiting call (the socket was closed). */
+  fail(e: Error): void {
+    const reject = this.reject;
+    this.clear();
+    reject?.(e);
+  }
+
+  private clear(): void {
+    this.buf = null;
+    this.resolve = this.reject = null;
+  }
+}
+
 /** A connected non-blocking socket (accepted by FfiListener). */
 export class FfiConn implements PollTarget {
-  private mayRead = true;
   /**
    * The peer's FIN was reported (EPOLLRDHUP, never cleared, as in tokio): a
    * short read then does not mean the socket is drained, the end of stream
    * is still to be read, and no further edge would come for it.
    */
   private peerClosed = false;
-  private mayWrite = true;
   private closed = false;
-  private rBuf: Uint8Array | null = null;
-  private rResolve: ((n: number | null) => void) | null = null;
-  private rReject: ((e: Error) => void) | null = null;
-  private wData: Uint8Array | null = null;
-  private wResolve: ((n: number) => void) | null = null;
-  private wReject: ((e: Error) => void) | null = null;
   private readonly libc: Libc;
+  private readonly r: Side<number | null> = new Side(
+    (b) => this.transfer(this.r, false, b),
+    (n) => n === 0 ? null : n,
+  );
+  private readonly w: Side<number> = new Side((d) => this.transfer(this.w, true, d), (n) => n);
 
   constructor(
     private readonly p: Poller,
@@ -83,120 +143,49 @@ export class FfiConn implements PollTarget {
     p.add(fd, this);
   }
 
-  /** recv into `buf`: bytes read, 0 for end of stream, AGAIN; throws on errors. */
-  private tryRead(buf: Uint8Array): number {
+  /**
+   * recv into `buf` (`send` false) or send of it: the count (0 from recv: the
+   * end of the stream), or AGAIN and that side waits for an edge; throws on
+   * errors.
+   */
+  private transfer(side: { may: boolean }, send: boolean, buf: Uint8Array): number {
     const { sys, errno } = this.libc;
     for (;;) {
-      const n = sys.recv(this.fd, Deno.UnsafePointer.of(buf), BigInt(buf.length), 0);
+      const p = Deno.UnsafePointer.of(buf), len = BigInt(buf.length);
+      const n = send ? sys.send(this.fd, p, len, MSG_NOSIGNAL) : sys.recv(this.fd, p, len, 0);
       if (n >= 0) {
         // A short read emptied the queue: the next read waits for an edge (unless a FIN is pending).
-        if (n < buf.length && n > 0 && !this.peerClosed) this.mayRead = false;
+        if (!send && n < buf.length && n > 0 && !this.peerClosed) side.may = false;
         return n;
       }
       const e = errno();
       if (e === EINTR) continue;
       if (e === EAGAIN) {
-        this.mayRead = false;
+        side.may = false;
         return AGAIN;
       }
-      throw sysError("recv", e);
+      throw sysError(send ? "send" : "recv", e);
     }
   }
 
   /** Reads into `buf`; null at the end of the stream (as Deno.Conn.read). */
   read(buf: Uint8Array): Promise<number | null> {
     if (this.closed) return Promise.reject(closedError());
-    if (this.rBuf !== null) return Promise.reject(new Deno.errors.Busy("read already pending"));
-    if (buf.length === 0) return Promise.resolve(0);
-    if (this.mayRead) {
-      try {
-        const n = this.tryRead(buf);
-        if (n !== AGAIN) return Promise.resolve(n === 0 ? null : n);
-      } catch (e) {
-        return Promise.reject(e);
-      }
-    }
-    return new Promise((resolve, reject) => {
-      this.rBuf = buf;
-      this.rResolve = resolve;
-      this.rReject = reject;
-    });
-  }
-
-  /** send of `data`: bytes taken, AGAIN; throws on errors. */
-  private trySend(data: Uint8Array): number {
-    const { sys, errno } = this.libc;
-    for (;;) {
-      const n = sys.send(this.fd, Deno.UnsafePointer.of(data), BigInt(data.length), MSG_NOSIGNAL);
-      if (n >= 0) return n;
-      const e = errno();
-      if (e === EINTR) continue;
-      if (e === EAGAIN) {
-        this.mayWrite = false;
-        return AGAIN;
-      }
-      throw sysError("send", e);
-    }
+    return buf.length === 0 ? Promise.resolve(0) : this.r.start(buf);
   }
 
   /** Writes some of `data` (resolves with how much, as Deno.Conn.write). */
   write(data: Uint8Array): Promise<number> {
     if (this.closed) return Promise.reject(closedError());
-    if (this.wData !== null) return Promise.reject(new Deno.errors.Busy("write already pending"));
-    if (data.length === 0) return Promise.resolve(0);
-    if (this.mayWrite) {
-      try {
-        const n = this.trySend(data);
-        if (n !== AGAIN) return Promise.resolve(n);
-      } catch (e) {
-        return Promise.reject(e);
-      }
-    }
-    return new Promise((resolve, reject) => {
-      this.wData = data;
-      this.wResolve = resolve;
-      this.wReject = reject;
-    });
+    return data.length === 0 ? Promise.resolve(0) : this.w.start(data);
   }
 
-  /** The poller's edge: finishes a waiting read or write. */
+  /** The poller's edge: a waiting read or write tries again. */
   onReady(events: number): void {
     if (this.closed) return;
     if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) this.peerClosed = true;
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-      this.mayRead = true;
-      const buf = this.rBuf;
-      if (buf !== null) {
-        const resolve = this.rResolve!, reject = this.rReject!;
-        try {
-          const n = this.tryRead(buf);
-          if (n !== AGAIN) {
-            this.rBuf = this.rResolve = this.rReject = null;
-            resolve(n === 0 ? null : n);
-          }
-        } catch (e) {
-          this.rBuf = this.rResolve = this.rReject = null;
-          reject(e as Error);
-        }
-      }
-    }
-    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
-      this.mayWrite = true;
-      const data = this.wData;
-      if (data !== null) {
-        const resolve = this.wResolve!, reject = this.wReject!;
-        try {
-          const n = this.trySend(data);
-          if (n !== AGAIN) {
-            this.wData = this.wResolve = this.wReject = null;
-            resolve(n);
-          }
-        } catch (e) {
-          this.wData = this.wResolve = this.wReject = null;
-          reject(e as Error);
-        }
-      }
-    }
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) this.r.ready();
+    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) this.w.ready();
   }
 
   /** Half-closes: no more writes (the peer reads the end of the stream). */
@@ -214,11 +203,8 @@ export class FfiConn implements PollTarget {
     this.closed = true;
     this.p.remove(this.fd);
     this.libc.sys.close(this.fd);
-    const rr = this.rReject, wr = this.wReject;
-    this.rBuf = this.rResolve = this.rReject = null;
-    this.wData = this.wResolve = this.wReject = null;
-    rr?.(closedError());
-    wr?.(closedError());
+    this.r.fail(closedError());
+    this.w.fail(closedError());
   }
 
   /** TCP_NODELAY on or off. */

@@ -6,17 +6,47 @@ import { netAddr, sockaddr } from "./libc.ts";
 const linux = Deno.build.os === "linux";
 
 async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
+  const parts: Uint8Array<ArrayBuffer>[] = [];
   const buf = new Uint8Array(64 * 1024);
-  for (;;) {
-    const n = await conn.read(buf);
-    if (n === null) break;
-    parts.push(buf.slice(0, n));
-  }
-  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
-  let off = 0;
-  for (const p of parts) out.set(p, (off += p.length) - p.length);
-  return out;
+  for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) parts.push(buf.slice(0, n));
+  return new Uint8Array(await new Blob(parts).arrayBuffer());
+}
+
+/** An FFI listener on a free loopback port, a Deno client connected to it and the accepted FfiConn. */
+async function pair(): Promise<{ l: FfiListener; client: Deno.TcpConn; server: FfiConn }> {
+  const l = FfiListener.listen({ hostname: "127.0.0.1", port: 0 });
+  const [client, server] = await Promise.all([
+    Deno.connect({ hostname: "127.0.0.1", port: l.addr.port }),
+    l.accept(),
+  ]);
+  return { l, client, server };
+}
+
+/**
+ * A Linux-only test on pair()'s sockets; whatever the test left open is closed
+ * after it, and the test ends once the poller has nothing left (no FFI call pending).
+ */
+function pairTest(
+  name: string,
+  fn: (p: { l: FfiListener; client: Deno.TcpConn; server: FfiConn }) => Promise<void>,
+) {
+  Deno.test({
+    name,
+    ignore: !linux,
+    async fn() {
+      const p = await pair();
+      try {
+        await fn(p);
+      } finally {
+        for (const c of [p.client, p.server, p.l]) {
+          try {
+            c.close();
+          } catch { /* closed by the test */ }
+        }
+        await poller()!.stopped();
+      }
+    },
+  });
 }
 
 async function writeAll(conn: { write(d: Uint8Array): Promise<number> }, data: Uint8Array): Promise<void> {
@@ -33,17 +63,11 @@ Deno.test("ffi sockaddr: IPv4 and IPv6 literals round-trip through netAddr", () 
   assert.equal(netAddr(sockaddr("0.0.0.0", 0)).hostname, "0.0.0.0");
 });
 
-Deno.test({
-  name: "FfiListener/FfiConn: accept, read, write, end of stream, addresses, half-close",
-  ignore: !linux,
-  async fn() {
-    const l = FfiListener.listen({ hostname: "127.0.0.1", port: 0 });
+pairTest(
+  "FfiListener/FfiConn: accept, read, write, end of stream, addresses, half-close",
+  async ({ l, client, server }) => {
     assert.equal(l.addr.hostname, "127.0.0.1");
     assert.ok(l.addr.port > 0);
-    const [client, server] = await Promise.all([
-      Deno.connect({ hostname: "127.0.0.1", port: l.addr.port }),
-      l.accept(),
-    ]);
     assert.ok(server instanceof FfiConn);
     assert.equal(server.remoteAddr.port, (client.localAddr as Deno.NetAddr).port);
     assert.equal(server.localAddr.port, l.addr.port);
@@ -67,20 +91,12 @@ Deno.test({
     assert.equal(await server.read(buf), null);
     server.close();
     assert.throws(() => server.close(), Deno.errors.BadResource);
-    l.close();
-    await poller()!.stopped();
   },
-});
+);
 
-Deno.test({
-  name: "FfiConn: 8 MiB each way through full socket buffers (writes wait for the poller), bytes in order",
-  ignore: !linux,
-  async fn() {
-    const l = FfiListener.listen({ hostname: "127.0.0.1", port: 0 });
-    const [client, server] = await Promise.all([
-      Deno.connect({ hostname: "127.0.0.1", port: l.addr.port }),
-      l.accept(),
-    ]);
+pairTest(
+  "FfiConn: 8 MiB each way through full socket buffers (writes wait for the poller), bytes in order",
+  async ({ client, server }) => {
     const size = 8 * 1024 * 1024;
     const data = new Uint8Array(size);
     for (let i = 0; i < size; i++) data[i] = (i * 7 + (i >> 13)) & 0xff;
@@ -101,22 +117,12 @@ Deno.test({
     await echo;
     assert.equal(got.length, size);
     assert.ok(got.every((v, i) => v === data[i]), "echoed bytes differ");
-    client.close();
-    server.close();
-    l.close();
-    await poller()!.stopped();
   },
-});
+);
 
-Deno.test({
-  name: "FfiConn: data and FIN queued together: a short read, then the end of stream (no edge lost)",
-  ignore: !linux,
-  async fn() {
-    const l = FfiListener.listen({ hostname: "127.0.0.1", port: 0 });
-    const [client, server] = await Promise.all([
-      Deno.connect({ hostname: "127.0.0.1", port: l.addr.port }),
-      l.accept(),
-    ]);
+pairTest(
+  "FfiConn: data and FIN queued together: a short read, then the end of stream (no edge lost)",
+  async ({ client, server }) => {
     const buf = new Uint8Array(1024);
     for (let i = 0; i < 3; i++) {
       // One exchange first, so the server's socket has seen a short read and waits for an edge.
@@ -128,22 +134,12 @@ Deno.test({
     await client.closeWrite();
     assert.equal(await server.read(buf), 3);
     assert.equal(await server.read(buf), null);
-    client.close();
-    server.close();
-    l.close();
-    await poller()!.stopped();
   },
-});
+);
 
-Deno.test({
-  name: "FfiConn/FfiListener: close fails a pending read and a pending accept with BadResource",
-  ignore: !linux,
-  async fn() {
-    const l = FfiListener.listen({ hostname: "127.0.0.1", port: 0 });
-    const [client, server] = await Promise.all([
-      Deno.connect({ hostname: "127.0.0.1", port: l.addr.port }),
-      l.accept(),
-    ]);
+pairTest(
+  "FfiConn/FfiListener: close fails a pending read and a pending accept with BadResource",
+  async ({ l, client, server }) => {
     const read = server.read(new Uint8Array(10));
     server.close();
     await assert.rejects(read, Deno.errors.BadResource);
@@ -151,12 +147,11 @@ Deno.test({
     // The client sees the close.
     assert.equal(await client.read(new Uint8Array(10)), null);
     client.close();
-    const accept = l.accept();
+    const accept = assert.rejects(l.accept(), Deno.errors.BadResource);
     l.close();
-    await assert.rejects(accept, Deno.errors.BadResource);
-    await poller()!.stopped();
+    await accept;
   },
-});
+);
 
 Deno.test({
   name: "FfiListener: a port in use is AddrInUse",

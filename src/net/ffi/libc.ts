@@ -46,6 +46,7 @@ const SYMBOLS = {
   listen: { parameters: ["i32", "i32"], result: "i32" },
   accept4: { parameters: ["i32", "pointer", "pointer", "i32"], result: "i32" },
   getsockname: { parameters: ["i32", "pointer", "pointer"], result: "i32" },
+  connect: { parameters: ["i32", "pointer", "u32"], result: "i32" },
   // ssize_t results are read as i32 (the low half of the return register on
   // x86_64 and aarch64; lengths here are far below 2 GiB): an `isize` result
   // is a BigInt per call. Lengths are `usize` BigInts: a JavaScript number
