@@ -136,13 +136,25 @@ const sup = await Supervisor.start({ configPath, watch: false });
  * work on the event loop.
  */
 function schedstat(): [number, number] | null {
+  if (schedFile === null) return null;
   try {
-    const [run, wait] = Deno.readTextFileSync("/proc/thread-self/schedstat").split(" ").map(Number);
+    // Re-read through one open file (read every millisecond: opening it each time cost ~3 % of the loop).
+    schedFile.seekSync(0, Deno.SeekMode.Start);
+    const n = schedFile.readSync(schedBuf) ?? 0;
+    const [run, wait] = new TextDecoder().decode(schedBuf.subarray(0, n)).split(" ").map(Number);
     return [run, wait];
   } catch {
     return null;
   }
 }
+const schedBuf = new Uint8Array(128);
+const schedFile = (() => {
+  try {
+    return Deno.openSync("/proc/thread-self/schedstat");
+  } catch {
+    return null;
+  }
+})();
 
 /**
  * The measured window's worst event-loop lag (and how much of it the thread

@@ -280,6 +280,9 @@ export class PluginVM {
       return;
     }
     return (async () => {
+      // The first slice in a task of its own: right after the instantiation (2-4 ms for a Go module) it held
+      // the event loop for both.
+      await new Promise((r) => setTimeout(r, 0));
       // A one-off JSPI stack per step: start-up runs once per VM.
       for (const f of steps) await slicer.enter(entryOf(undefined, f), 0, null);
     })();
