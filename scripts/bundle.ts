@@ -2,7 +2,8 @@
  * `deno task bundle [--out dir]`: Loom as JavaScript that needs only a Deno binary (2.9).
  *
  *   dist/loom.js                      the CLI, every module and npm package inlined (`deno bundle`)
- *   dist/loom-worker.js, ...          one bundle per worker entry point (src/build.ts WORKERS)
+ *   dist/loom-worker.js, ...          the worker entry points (src/build.ts WORKERS)
+ *   dist/<name>-<hash>.js             chunks: code the entries share, and code loaded on demand
  *   dist/config/loom.yaml             the default config (and its JSON Schema)
  *   dist/plugins/<name>/*.wasm        the example Proxy-Wasm plugins
  *
@@ -39,17 +40,62 @@ export interface BundleResult {
   files: Map<string, number>;
 }
 
-/** Bundles `entry` (repository-relative) to `out` and stamps `commit` into it (the CLI must have the stamp). */
-async function bundleOne(entry: string, out: string, commit: string, shebang = ""): Promise<void> {
-  await run(Deno.execPath(), ["bundle", "--quiet", "--platform", "deno", "--output", out, entry], {
-    cwd: ROOT,
-    env: { NO_COLOR: "1" },
-  });
-  const js = Deno.readTextFileSync(out);
-  if (shebang !== "" && !js.includes(COMMIT_PLACEHOLDER)) {
-    throw new Error(`${out}: the commit placeholder of src/build.ts is missing; cannot stamp the build`);
+/** What an earlier bundle in the directory wrote: its chunks (every top-level .js file). */
+function removeOldScripts(dir: string): void {
+  for (const e of Deno.readDirSync(dir)) {
+    if (e.isFile && e.name.endsWith(".js")) Deno.removeSync(`${dir}/${e.name}`);
   }
-  Deno.writeTextFileSync(out, shebang + asciiOnly(js.replaceAll(COMMIT_PLACEHOLDER, JSON.stringify(commit))));
+}
+
+/**
+ * Bundles the CLI and the worker entry points together into `dir`, split into chunks
+ * (`--code-splitting`): code that only some configs use (HTTP/2, HTTP/3, Wasm, most middleware,
+ * eBPF; see bench/README.md, Memory) is in chunks that `import()` reads when a config needs them,
+ * so a plain proxy never even parses it, and the workers share the chunks the CLI uses. Every
+ * file is stamped with `commit` (the placeholder is in one chunk), the CLI's entry gets the
+ * shebang. Returns the names of the files written.
+ */
+async function bundleAll(dir: string, commit: string): Promise<string[]> {
+  const tmp = Deno.makeTempDirSync({ dir, prefix: ".bundle-" });
+  try {
+    const entries = ["src/cli/main.ts", ...Object.values(WORKERS).map((w) => w.source)];
+    await run(
+      Deno.execPath(),
+      ["bundle", "--quiet", "--platform", "deno", "--code-splitting", "--outdir", tmp, ...entries],
+      { cwd: ROOT, env: { NO_COLOR: "1" } },
+    );
+    // Entries come out at their path under src/, chunks beside them at the top: the entries move up
+    // to their names (nothing imports an entry) and their imports of chunks ("../chunk-X.js") with them.
+    const entryNames = new Map<string, string>([
+      ["cli/main.js", "loom.js"],
+      ...Object.values(WORKERS).map((w): [string, string] => [
+        w.source.replace(/^src\/(.*)\.ts$/, "$1.js"),
+        w.bundle,
+      ]),
+    ]);
+    const chunks = [...Deno.readDirSync(tmp)].filter((e) => e.isFile).map((e) => e.name);
+    removeOldScripts(dir);
+    let stamped = false;
+    const written: string[] = [];
+    for (const from of [...entryNames.keys(), ...chunks]) {
+      let js = Deno.readTextFileSync(`${tmp}/${from}`);
+      if (from.includes("/")) js = js.replace(/((?:\bfrom|\bimport)\s*\(?\s*)"(?:\.\.\/)+/g, '$1"./');
+      stamped ||= js.includes(COMMIT_PLACEHOLDER);
+      const name = entryNames.get(from) ?? from;
+      const shebang = name === "loom.js" ? BUNDLE_SHEBANG : "";
+      Deno.writeTextFileSync(
+        `${dir}/${name}`,
+        shebang + asciiOnly(js.replaceAll(COMMIT_PLACEHOLDER, JSON.stringify(commit))),
+      );
+      written.push(name);
+    }
+    if (!stamped) {
+      throw new Error(`the commit placeholder of src/build.ts is missing; cannot stamp the build`);
+    }
+    return written.sort();
+  } finally {
+    Deno.removeSync(tmp, { recursive: true });
+  }
 }
 
 /**
@@ -73,9 +119,8 @@ export async function buildBundle(
     throw new Error("the bundle needs its own directory");
   }
   const main = `${dir}/loom.js`;
-  await bundleOne("src/cli/main.ts", main, commit, BUNDLE_SHEBANG);
+  const scripts = await bundleAll(dir, commit);
   Deno.chmodSync(main, 0o755);
-  for (const w of Object.values(WORKERS)) await bundleOne(w.source, `${dir}/${w.bundle}`, commit);
   const assets = shippedAssets();
   for (const a of ["config", "plugins"]) {
     try {
@@ -86,9 +131,7 @@ export async function buildBundle(
   }
   copyInto(dir, assets);
   const files = new Map<string, number>();
-  for (const f of ["loom.js", ...Object.values(WORKERS).map((w) => w.bundle)]) {
-    files.set(f, Deno.statSync(`${dir}/${f}`).size);
-  }
+  for (const f of scripts) files.set(f, Deno.statSync(`${dir}/${f}`).size);
   for (const f of assets) files.set(f, Deno.statSync(`${dir}/${f}`).size);
   // The bundle must run: its own version (cheap, and it proves the stamp and the inlined npm packages).
   const v = await capture(Deno.execPath(), ["run", "-A", "--unstable-net", "--no-config", main, "version"]);
