@@ -12,7 +12,8 @@
  *
  * A VARIANT is the extra `deno run` flags of one Loom, space-separated ("" for
  * none), optionally prefixed by `bundle ` to run dist/loom.js (`deno task
- * bundle` first; `--dist DIR` for another bundle directory) instead of src/cli/main.ts; `deno` is an idle Deno script
+ * bundle` first; `--dist DIR` for another bundle directory, `bundle:DIR ` for
+ * this variant's) instead of src/cli/main.ts; `deno` is an idle Deno script
  * (the runtime's own floor, after start only):
  *
  *   bench/memory.ts -- "" "bundle" "--v8-flags=--max-semi-space-size=4" deno
@@ -87,17 +88,19 @@ function parseArgs(argv: string[]): Options {
 interface Variant {
   label: string;
   bundle: boolean;
+  /** The bundle's directory (`bundle:DIR`); null: `--dist`. */
+  dist: string | null;
   idle: boolean;
   flags: string[];
 }
 
 function variantOf(spec: string): Variant {
   const s = spec.trim();
-  if (s === "deno") return { label: "deno (idle script)", bundle: false, idle: true, flags: [] };
-  const bundle = s === "bundle" || s.startsWith("bundle ");
-  const flags = (bundle ? s.slice("bundle".length) : s).split(/\s+/).filter(Boolean);
-  const label = `${bundle ? "bundle" : "source"}${flags.length ? " " + flags.join(" ") : ""}`;
-  return { label, bundle, idle: false, flags };
+  if (s === "deno") return { label: "deno (idle script)", bundle: false, idle: true, dist: null, flags: [] };
+  const m = /^bundle(?::(\S+))?(?:\s+|$)/.exec(s);
+  const flags = (m ? s.slice(m[0].length) : s).split(/\s+/).filter(Boolean);
+  const label = `${m ? m[0].trim() : "source"}${flags.length ? " " + flags.join(" ") : ""}`;
+  return { label, bundle: m !== null, idle: false, dist: m?.[1] ?? null, flags };
 }
 
 /** Starts `v` on CPU 1 and waits until it serves (an idle script: until it has started). */
@@ -115,7 +118,14 @@ async function startVariant(
     Deno.writeTextFileSync(script, `console.log("ready"); setInterval(() => {}, 1 << 30);\n`);
     const p = spawn(v.label, [...pin("1"), Deno.execPath(), "run", ...v.flags, script], `${dir}/log`);
     const deadline = Date.now() + 10_000;
-    while (!(Deno.readTextFileSync(p.log)).includes("ready")) {
+    const started = () => {
+      try {
+        return Deno.readTextFileSync(p.log).includes("ready");
+      } catch {
+        return false; // the shell has not opened the log yet
+      }
+    };
+    while (!started()) {
       if (Date.now() > deadline || p.exited) throw new Error("idle deno did not start");
       await sleep(50);
     }
@@ -126,7 +136,7 @@ async function startVariant(
       .replaceAll("{{ADMIN}}", String(freePort())).replaceAll("{{UPSTREAM}}", String(ups[0]))
     : loomConfig(1, port, freePort(), ups, dir);
   Deno.writeTextFileSync(`${dir}/loom.yaml`, yaml);
-  const entry = v.bundle ? [`${o.dist}/loom.js`] : ["src/cli/main.ts"];
+  const entry = v.bundle ? [`${v.dist ?? o.dist}/loom.js`] : ["src/cli/main.ts"];
   const p = spawn(
     `Loom (${v.label})`,
     [
@@ -192,11 +202,12 @@ async function measure(v: Variant, i: number, round: number, ups: number[], o: O
 async function main(): Promise<void> {
   const o = parseArgs(Deno.args);
   const variants = o.variants.map(variantOf);
-  if (variants.some((v) => v.bundle)) {
+  for (const v of variants.filter((v) => v.bundle)) {
+    const dir = v.dist ?? o.dist;
     try {
-      Deno.statSync(`${o.dist}/loom.js`);
+      Deno.statSync(`${dir}/loom.js`);
     } catch {
-      throw new Error(`${o.dist}/loom.js is missing: run \`deno task bundle --out ${o.dist}\` first`);
+      throw new Error(`${dir}/loom.js is missing: run \`deno task bundle --out ${dir}\` first`);
     }
   }
   const { ups } = await startRig({

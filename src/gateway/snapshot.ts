@@ -95,18 +95,23 @@ function loaded<T>(value: T | undefined, what: string): T {
   return value;
 }
 
+/** The names of every middleware entry of `config` (top level, routes, backends). */
+function middlewareNames(config: LoomConfig): string[] {
+  const names = config.middleware.map((m) => m.name);
+  for (const r of config.routes) {
+    for (const m of r.middleware) names.push(m.name);
+    for (const b of r.backends ?? []) for (const m of b.middleware) names.push(m.name);
+  }
+  return names;
+}
+
 /**
  * Loads the code `config` needs that a snapshot does not always use (plugins,
  * middleware, HTTP/2 forwarding): awaited before {@link buildSnapshot} of it,
  * at start and on each reload, so that requests never wait for a module.
  */
 export async function loadSnapshotCode(config: LoomConfig): Promise<void> {
-  const names = config.middleware.map((m) => m.name);
-  for (const r of config.routes) {
-    for (const m of r.middleware) names.push(m.name);
-    for (const b of r.backends ?? []) for (const m of b.middleware) names.push(m.name);
-  }
-  await loadMiddleware(names);
+  await loadMiddleware(middlewareNames(config));
   await loadRouteCode(config);
   if (config.plugins.length > 0) code.PluginManager ??= (await import("../wasm/mod.ts")).PluginManager;
   if (config.tracing?.enabled) code.tracing ??= (await import("../middleware/tracing/index.ts")).tracing;
@@ -123,9 +128,14 @@ const TOP_RATE_LIMIT = "rate_limit";
 /** Scope of the top-level `cache` block's middleware (its store is kept across reloads by it). */
 const TOP_CACHE = "cache";
 
-/** The shared memory blocks `config`'s middleware need (the supervisor reserves them before posting it). */
-export function sharedRegionsFor(config: LoomConfig): Map<string, number> {
+/**
+ * The shared memory blocks `config`'s middleware need (the supervisor reserves them before posting it).
+ * Their code is loaded first: a middleware declares its blocks when its module loads.
+ */
+export async function sharedRegionsFor(config: LoomConfig): Promise<Map<string, number>> {
+  await loadMiddleware(middlewareNames(config));
   const top = topLevelRateLimit(config.rate_limit);
+  if (top !== null) code.rateLimit ??= (await import("../middleware/rate_limit/index.ts")).rateLimit;
   return sharedRegionsOf(
     config,
     top === null ? [] : [[TOP_RATE_LIMIT, { name: "rate_limit", options: top }]],

@@ -95,66 +95,31 @@ export type MiddlewareFactory = (options: never, env: MiddlewareEnv) => Middlewa
  * their code, nor the npm packages behind some (jose, hash-wasm, zlib).
  */
 const builtins = new Map<string, () => Promise<MiddlewareFactory>>([
-  ["headers", async () => {
-    const { headers } = await import("./headers/index.ts");
-    return (o: HeadersOptions) => headers(o);
-  }],
-  ["security_headers", async () => {
-    const { securityHeaders } = await import("./headers/index.ts");
-    return (o: SecurityHeadersOptions) => securityHeaders(o);
-  }],
-  ["cors", async () => {
-    const { cors } = await import("./cors/index.ts");
-    return (o: CorsOptions) => cors(o);
-  }],
-  ["ip_filter", async () => {
-    const { ipFilter } = await import("./ip_filter/index.ts");
-    return (o: IpFilterOptions) => ipFilter(o);
-  }],
-  ["basic_auth", async () => {
-    const { basicAuth } = await import("./basic_auth/index.ts");
-    return (o: BasicAuthOptions) => basicAuth(o);
-  }],
-  ["forward_auth", async () => {
-    const { forwardAuth } = await import("./forward_auth/index.ts");
-    return (o: ForwardAuthOptions, env) => forwardAuth(o, env);
-  }],
-  ["mtls", async () => {
-    const { mtls } = await import("./mtls/index.ts");
-    return (o: MtlsOptions) => mtls(o);
-  }],
-  ["jwt", async () => {
-    const { jwt } = await import("./jwt/index.ts");
-    return (o: JwtOptions, env) => jwt(o, env);
-  }],
-  ["api_key", async () => {
-    const { apiKey } = await import("./api_key/index.ts");
-    return (o: ApiKeyOptions) => apiKey(o);
-  }],
-  ["body_limit", async () => {
-    const { bodyLimit } = await import("./body_limit/index.ts");
-    return (o: BodyLimitOptions) => bodyLimit(o);
-  }],
-  ["compress", async () => {
-    const { compress } = await import("./compress/index.ts");
-    return (o: CompressOptions) => compress(o);
-  }],
-  ["rate_limit", async () => {
-    const { rateLimit } = await import("./rate_limit/index.ts");
-    return (o: RateLimitOptions, env) => rateLimit(o, env);
-  }],
-  ["mirror", async () => {
-    const { mirror } = await import("./mirror/index.ts");
-    return (o: MirrorOptions, env) => mirror(o, env);
-  }],
-  ["fault", async () => {
-    const { fault } = await import("./fault/index.ts");
-    return (o: FaultOptions) => fault(o);
-  }],
-  ["cache", async () => {
-    const { cache } = await import("./cache/index.ts");
-    return (o: CacheOptions, env) => cache(o, env);
-  }],
+  ["headers", () => import("./headers/index.ts").then((m) => (o: HeadersOptions) => m.headers(o))],
+  [
+    "security_headers",
+    () => import("./headers/index.ts").then((m) => (o: SecurityHeadersOptions) => m.securityHeaders(o)),
+  ],
+  ["cors", () => import("./cors/index.ts").then((m) => (o: CorsOptions) => m.cors(o))],
+  ["ip_filter", () => import("./ip_filter/index.ts").then((m) => (o: IpFilterOptions) => m.ipFilter(o))],
+  ["basic_auth", () => import("./basic_auth/index.ts").then((m) => (o: BasicAuthOptions) => m.basicAuth(o))],
+  [
+    "forward_auth",
+    () =>
+      import("./forward_auth/index.ts").then((m) => (o: ForwardAuthOptions, env) => m.forwardAuth(o, env)),
+  ],
+  ["mtls", () => import("./mtls/index.ts").then((m) => (o: MtlsOptions) => m.mtls(o))],
+  ["jwt", () => import("./jwt/index.ts").then((m) => (o: JwtOptions, env) => m.jwt(o, env))],
+  ["api_key", () => import("./api_key/index.ts").then((m) => (o: ApiKeyOptions) => m.apiKey(o))],
+  ["body_limit", () => import("./body_limit/index.ts").then((m) => (o: BodyLimitOptions) => m.bodyLimit(o))],
+  ["compress", () => import("./compress/index.ts").then((m) => (o: CompressOptions) => m.compress(o))],
+  [
+    "rate_limit",
+    () => import("./rate_limit/index.ts").then((m) => (o: RateLimitOptions, env) => m.rateLimit(o, env)),
+  ],
+  ["mirror", () => import("./mirror/index.ts").then((m) => (o: MirrorOptions, env) => m.mirror(o, env))],
+  ["fault", () => import("./fault/index.ts").then((m) => (o: FaultOptions) => m.fault(o))],
+  ["cache", () => import("./cache/index.ts").then((m) => (o: CacheOptions, env) => m.cache(o, env))],
 ]);
 
 /** Factories ready to use: built-ins once loaded, and every {@link defineMiddleware}. */

@@ -140,7 +140,7 @@ export class Supervisor implements AdminBackend {
     countCompilations(this.ownMetrics.registry);
     if (cfg.demo.echo) this.echo = startEcho(cfg.demo.echo.hostname || "127.0.0.1", cfg.demo.echo.port);
     this.counters.reserve(cfg.upstreams);
-    this.counters.regions.reserve(sharedRegionsFor(cfg));
+    this.counters.regions.reserve(await sharedRegionsFor(cfg));
     const n = Math.max(1, cfg.workers);
     const instOpts = { config: cfg, counters: this.counters.snapshot(), reusePort: n > 1 };
     // Tracing's exporter is ready before the first request (workers prepare their own).
@@ -387,7 +387,7 @@ export class Supervisor implements AdminBackend {
     let listenerErrors: string[];
     try {
       this.counters.reserve(next.upstreams);
-      this.counters.regions.reserve(sharedRegionsFor(next));
+      this.counters.regions.reserve(await sharedRegionsFor(next));
       const counters = this.counters.snapshot();
       if (this.handles[0] instanceof LocalHandle) await prepareTracing(next.tracing);
       const reports = await Promise.all(this.handles.map((h) => h.reload(next, counters)));
