@@ -468,7 +468,8 @@ export class PluginVM {
     root = this.rootContextId,
     done?: () => void,
   ): boolean {
-    if (this.failed !== null) return false;
+    // A root context deleted since the call (its plugin retired) gets nothing, as in the reference host.
+    if (this.failed !== null || !this.roots.has(root)) return false;
     const slicer = this.slicer;
     if (slicer !== null) {
       const p = this.pfns[cb];

@@ -37,7 +37,8 @@ export function sharedFunctions(vm: PluginVM): HostFunctions {
       const key = host.vmId + "\0" + mem.str(np, nl);
       let token = store.queueByName.get(key);
       const root = vm.rootOf(vm.effective);
-      const owner = (t: number) => vm.fire("proxy_on_queue_ready", root, root, t);
+      // Not to a root context deleted since (its plugin retired), as the reference host: an SDK would panic.
+      const owner = (t: number) => vm.isRoot(root) && vm.fire("proxy_on_queue_ready", root, root, t);
       if (token === undefined) {
         token = store.nextQueue++;
         store.queueByName.set(key, token);
