@@ -252,6 +252,8 @@ export class VmGroup {
         this.rootFailed(m, e, now);
       }
     }
+    // The start code's budget, in case its first member retired meanwhile (its root context never started).
+    vm.setupBudget(vm.rootContextId, null);
     this.vm = vm;
     this.backoff.succeeded();
     for (const m of started) {
