@@ -137,6 +137,101 @@ itest("tcp: round robin over two endpoints; a down endpoint is retried past; non
   });
 });
 
+itest(
+  "tcp: the upstream's bulkhead caps open connections: one queued until a slot frees, one refused",
+  () => {
+    const bulkhead = { max_concurrent: 1, queue_size: 1, timeout: "30s" };
+    const yaml = (bh: Record<string, unknown>) => ([a]: Echo[]) =>
+      tcpYaml({ upstream: "capped" }, [{ name: "capped", endpoints: [a.address], bulkhead: bh }]);
+    return withEchoLoom(["A"], yaml(bulkhead), async (loom, [a]) => {
+      const first = await Deno.connect({ hostname: "127.0.0.1", port: loom.port });
+      await writeAll(first, enc.encode("1"));
+      assert.equal(await readText(first, 3), "A:1");
+      // The slot is taken: the second connection waits in the queue (it has not reached the upstream).
+      const second = await Deno.connect({ hostname: "127.0.0.1", port: loom.port });
+      await writeAll(second, enc.encode("2"));
+      await first.closeWrite();
+      assert.equal(await readAll(first), "|eof");
+      first.close();
+      // The first one's end hands its slot to the queued one.
+      assert.equal(await readText(second, 3), "A:2");
+      await second.closeWrite();
+      assert.equal(await readAll(second), "|eof");
+      second.close();
+      assert.equal(a.conns, 2);
+
+      // No queue: while the slot is held, a further connection is closed at once and counted.
+      writeConfig(loom, yaml({ max_concurrent: 1, queue_size: 0 })([a]));
+      assert.deepEqual(await loom.sup.reload("test"), { ok: true });
+      const holder = await Deno.connect({ hostname: "127.0.0.1", port: loom.port });
+      await writeAll(holder, enc.encode("h"));
+      assert.equal(await readText(holder, 3), "A:h");
+      assert.equal(await roundTrip(loom.port, "refused"), "");
+      assert.equal(a.conns, 3);
+      const overflow = { listener: "tcp", upstream: "capped", result: "overflow" };
+      assert.equal(metricValue(await metrics(loom), "loom_tcp_connections_total", overflow), 1);
+      holder.close();
+      await waitFor(
+        "the holder's slot given back",
+        async () =>
+          metricValue(await metrics(loom), "loom_active_connections", {
+            listener: "tcp",
+            protocol: "tcp",
+          }) === 0,
+      );
+      assert.equal(await roundTrip(loom.port, "again"), "A:again|eof");
+    });
+  },
+);
+
+itest(
+  "tcp: a failed connect opens the endpoint's circuit breaker; an open circuit is passed by or closes",
+  () => {
+    const dead = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const deadAddr = `127.0.0.1:${(dead.addr as Deno.NetAddr).port}`;
+    dead.close(); // nothing listens there: connections are refused
+    const circuit_breaker = { failure_threshold: 1, timeout: "1m" };
+    const yaml = (endpoints: string[]) =>
+      tcpYaml({ upstream: "cb" }, [{ name: "cb", endpoints, load_balancer: "round_robin", circuit_breaker }]);
+    return withEchoLoom(["A"], () => yaml([deadAddr]), async (loom, [a]) => {
+      const count = async (result: string) =>
+        metricValue(await metrics(loom), "loom_tcp_connections_total", {
+          listener: "tcp",
+          upstream: "cb",
+          result,
+        });
+      // The refused connect opens the circuit; the next connection is closed without a connect.
+      assert.equal(await roundTrip(loom.port, "x"), "");
+      assert.equal(await count("connect_failed"), 1);
+      assert.equal(await roundTrip(loom.port, "y"), "");
+      assert.equal(await count("circuit_open"), 1);
+      assert.equal(await count("connect_failed"), 1);
+      assert.equal(
+        metricValue(await metrics(loom), "loom_circuit_breaker_state", {
+          upstream: "cb",
+          endpoint: deadAddr,
+        }),
+        1,
+      );
+
+      // A second endpoint (the open breaker kept across the reload): round robin without retries would send
+      // every other connection to the refusing one; the open circuit sends them all to A.
+      writeConfig(loom, yaml([deadAddr, a.address]));
+      assert.deepEqual(await loom.sup.reload("test"), { ok: true });
+      for (let i = 0; i < 4; i++) assert.equal(await roundTrip(loom.port, `r${i}`), `A:r${i}|eof`);
+      assert.equal(await count("connect_failed"), 1);
+      const ups = await (await fetch(loom.admin("/upstreams"))).json();
+      const eps = (Array.isArray(ups) ? ups : ups.upstreams).find((u: { name: string }) =>
+        u.name === "cb"
+      ).endpoints;
+      assert.deepEqual(
+        eps.map((e: { address: string; circuit: string }) => [e.address, e.circuit]),
+        [[deadAddr, "open"], [a.address, "closed"]],
+      );
+    });
+  },
+);
+
 itest("tcp: an endpoint failing its health checks gets no connections", () => {
   const health_check = {
     path: "/health",

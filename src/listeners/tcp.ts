@@ -8,11 +8,15 @@
  *    Without `sni_routes` nothing is read first (server-speaks-first
  *    protocols work).
  * 2. The network filters (`plugins`, wasm/network.ts) see the new connection.
- * 3. An endpoint is chosen by the upstream's load balancer (endpoints that
- *    health checks or outlier detection marked down are skipped); a connect
- *    failure counts towards outlier detection and tries another endpoint when
- *    the upstream's `retry.max_retries` allows, bounded by its
- *    `connect_timeout` per attempt.
+ * 3. The upstream's bulkhead admits the connection (it holds a slot for its
+ *    whole life, as Envoy's max_connections: a connection is what a byte
+ *    stream has to count), waiting in its queue as requests do; refused, it
+ *    is closed at once. An endpoint is chosen by the upstream's load
+ *    balancer (endpoints that health checks or outlier detection marked down
+ *    are skipped, an open circuit breaker sends it to another endpoint, all
+ *    open closes it); a connect failure counts towards outlier detection and
+ *    the breaker, and tries another endpoint when the upstream's
+ *    `retry.max_retries` allows, bounded by its `connect_timeout` per attempt.
  * 4. Bytes are copied both ways with backpressure (one read in flight per
  *    direction, each written before the next read); an end of stream from
  *    one side half-closes the other; the connection ends when both
@@ -29,6 +33,8 @@ import { connectionClosed, connectionOpened } from "../net/memory_return.ts";
 import { MAX_CLIENT_HELLO, peekClientHello } from "../net/tls_client_hello.ts";
 import { logger } from "../observability/logger.ts";
 import type { Counter, Registry } from "../observability/metrics.ts";
+import type { Bulkhead } from "../upstream/bulkhead.ts";
+import { ADMITTED, DENIED } from "../upstream/circuit_breaker.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import { outlierFailure, outlierSuccess } from "../upstream/outlier.ts";
 import type { Upstream } from "../upstream/upstream.ts";
@@ -42,6 +48,7 @@ import {
   UPSTREAM,
 } from "../wasm/network.ts";
 import type { PluginManager } from "../wasm/plugin.ts";
+import type { ProxyObserver } from "../proxy/forward.ts";
 import type { ConnectionHooks } from "./http1.ts";
 
 const EMPTY = new Uint8Array(0);
@@ -101,7 +108,8 @@ function tcpMetrics(r: Registry | null): TcpMetrics | null {
       connections: r.counter(
         "loom_tcp_connections_total",
         "Connections of tcp listeners by outcome: proxied (upstream connected), no_route, " +
-          "no_endpoint, connect_failed, closed (by a filter or before the upstream was chosen).",
+          "no_endpoint, connect_failed, overflow (the upstream's bulkhead was full), circuit_open " +
+          "(every endpoint's circuit breaker open), closed (by a filter or before the upstream was chosen).",
         ["listener", "upstream", "result"],
       ),
       bytes: r.counter(
@@ -131,6 +139,8 @@ export class TcpListener {
     readonly routing: () => TcpRouting,
     readonly hooks: ConnectionHooks = {},
     registry: Registry | null = null,
+    /** Told about circuit breaker state changes (the gateway's metrics). */
+    readonly observer: Pick<ProxyObserver, "circuitState"> | null = null,
   ) {
     this.addr = listener.addr as Deno.NetAddr;
     this.sni = new SniTable(cfg.sni_routes ?? []);
@@ -229,6 +239,7 @@ class TcpConnection {
   async run(): Promise<void> {
     const cfg = this.cfg;
     let ep: Endpoint | null = null;
+    let slot: Bulkhead | null = null;
     try {
       this.armIdle();
       let first: Uint8Array = EMPTY;
@@ -255,6 +266,13 @@ class TcpConnection {
       }, cfg.name);
       this.session = session;
       if (this.closed) return this.count("closed");
+      // The bulkhead after the filters, as Envoy's tcp_proxy (the last filter) checks its limit.
+      const bh = upstream.resilience?.bulkhead ?? null;
+      if (bh !== null) {
+        if (!bh.tryEnter() && !(await bh.wait())) return this.count("overflow");
+        slot = bh;
+        if (this.closed) return this.count("closed");
+      }
       const connected = await this.connect(upstream);
       if (connected === null || this.closed) return;
       ep = connected;
@@ -267,6 +285,7 @@ class TcpConnection {
       clearTimeout(this.idleTimer);
       this.close("");
       ep?.end();
+      slot?.leave();
       const peer = (d: Direction) => this.ended[d] ? PeerType.REMOTE : PeerType.LOCAL;
       await this.session?.finish(peer(DOWNSTREAM), this.up !== null ? peer(UPSTREAM) : null);
     }
@@ -308,20 +327,38 @@ class TcpConnection {
     const clientIp = this.down.remoteAddr.hostname;
     const input = { header: () => undefined, clientIp };
     let tried: Endpoint | undefined;
+    const rs = upstream.resilience;
+    const od = rs?.outlier ?? null;
     for (let i = 0; i < attempts; i++) {
-      const ep = upstream.select(input, tried);
+      let ep = upstream.select(input, tried);
+      let token = ADMITTED;
+      if (rs?.breakers === true) {
+        // An open circuit sends the connection to another endpoint, if any admits it (as HTTP requests).
+        let denied = false;
+        for (let k = 0; ep !== null; k++) {
+          token = this.admit(upstream, ep);
+          if (token !== DENIED) break;
+          denied = true;
+          ep = k + 1 < rs.endpoints.length ? upstream.select(input, ep) : null;
+        }
+        if (ep === null && denied) {
+          this.count("circuit_open");
+          return null;
+        }
+      }
       if (ep === null) {
         this.count("no_endpoint");
         return null;
       }
-      const od = upstream.resilience?.outlier ?? null;
       try {
         this.up = await dial(ep, upstream.config.connect_timeout);
+        this.verdict(upstream, ep, token, true);
         if (od !== null) outlierSuccess(ep, od, Date.now());
         if (this.closed) this.up.close();
         return ep;
       } catch (e) {
-        // A refused or timed-out connect counts towards the endpoint's ejection (as the HTTP path's do).
+        // A refused or timed-out connect counts towards the endpoint's ejection and its breaker (as HTTP's do).
+        this.verdict(upstream, ep, token, false);
         if (od !== null) outlierFailure(ep, od, upstream.endpoints, Date.now());
         log.debug("tcp upstream connect failed", {
           listener: this.cfg.name,
@@ -335,6 +372,24 @@ class TcpConnection {
     }
     this.count("connect_failed");
     return null;
+  }
+
+  /** Asks `ep`'s circuit breaker for a connection: a token for {@link verdict}, or DENIED. */
+  private admit(upstream: Upstream, ep: Endpoint): number {
+    const b = ep.breaker!;
+    const before = b.state;
+    const token = b.admit(Date.now());
+    if (b.state !== before) this.owner.observer?.circuitState?.(upstream.name, ep.address, b.state);
+    return token;
+  }
+
+  /** Tells `ep`'s circuit breaker (if any) whether the connect it admitted with `token` succeeded. */
+  private verdict(upstream: Upstream, ep: Endpoint, token: number, ok: boolean): void {
+    const b = ep.breaker;
+    if (b === null) return;
+    const before = b.state;
+    b.record(token, ok, Date.now());
+    if (b.state !== before) this.owner.observer?.circuitState?.(upstream.name, ep.address, b.state);
   }
 
   /** Copies one direction: reads the source, hands the bytes to the filters (or writes them on). */

@@ -202,6 +202,7 @@ export class GatewayInstance {
           () => this.gateway.snapshot,
           hooks,
           this.metrics.registry,
+          this.metrics,
         );
       }
       case "http3":
