@@ -17,66 +17,7 @@
 //
 // Build: deno task build:plugins (clang --target=wasm32 -O2 -nostdlib -Wl,--no-entry).
 
-typedef unsigned int u32;
-typedef unsigned long size_t;
-
-#define IMPORT(name) __attribute__((import_module("env"), import_name(#name)))
-#define EXPORT(name) __attribute__((export_name(#name)))
-
-IMPORT(proxy_get_buffer_bytes)
-u32 proxy_get_buffer_bytes(u32 type, u32 start, u32 max, char **ptr, size_t *size);
-IMPORT(proxy_get_header_map_value)
-u32 proxy_get_header_map_value(u32 map, const char *k, size_t kl, char **vp, size_t *vl);
-IMPORT(proxy_replace_header_map_value)
-u32 proxy_replace_header_map_value(u32 map, const char *k, size_t kl, const char *v, size_t vl);
-IMPORT(proxy_set_effective_context) u32 proxy_set_effective_context(u32 ctx);
-IMPORT(proxy_continue_stream) u32 proxy_continue_stream(u32 type);
-IMPORT(proxy_get_status) u32 proxy_get_status(u32 *code, char **ptr, size_t *size);
-IMPORT(proxy_define_metric) u32 proxy_define_metric(u32 type, const char *n, size_t nl, u32 *id);
-IMPORT(proxy_increment_metric) u32 proxy_increment_metric(u32 id, long long delta);
-IMPORT(proxy_grpc_call)
-u32 proxy_grpc_call(const char *up, size_t upl, const char *svc, size_t svcl, const char *m, size_t ml,
-                    const char *md, size_t mdl, const char *msg, size_t msgl, u32 timeout, u32 *token);
-IMPORT(proxy_grpc_stream)
-u32 proxy_grpc_stream(const char *up, size_t upl, const char *svc, size_t svcl, const char *m, size_t ml,
-                      const char *md, size_t mdl, u32 *token);
-IMPORT(proxy_grpc_send) u32 proxy_grpc_send(u32 token, const char *msg, size_t len, u32 end);
-IMPORT(proxy_grpc_cancel) u32 proxy_grpc_cancel(u32 token);
-IMPORT(proxy_grpc_close) u32 proxy_grpc_close(u32 token);
-
-enum {
-  MAP_REQUEST_HEADERS = 0,
-  MAP_GRPC_INITIAL = 4,
-  MAP_GRPC_TRAILING = 5,
-  BUFFER_GRPC_RECEIVE = 5,
-  BUFFER_PLUGIN_CONFIGURATION = 7,
-  CONTINUE = 0,
-  PAUSE = 1,
-};
-
-static char arena[64 * 1024];
-static size_t arena_used;
-
-EXPORT(proxy_on_memory_allocate) void *proxy_on_memory_allocate(size_t n) {
-  n = (n + 7) & ~(size_t)7;
-  if (arena_used + n > sizeof(arena)) arena_used = 0; // results are copied out at once
-  void *p = arena + arena_used;
-  arena_used += n;
-  return p;
-}
-
-static size_t slen(const char *s) {
-  size_t n = 0;
-  while (s[n]) n++;
-  return n;
-}
-static int eq(const char *a, size_t al, const char *b) {
-  size_t bl = slen(b);
-  if (al != bl) return 0;
-  for (size_t i = 0; i < al; i++)
-    if (a[i] != b[i]) return 0;
-  return 1;
-}
+#include "proxy_wasm_c.h"
 
 static char upstream[128];
 static size_t upstream_len;
@@ -133,13 +74,6 @@ EXPORT(proxy_on_configure) u32 proxy_on_configure(u32 root, u32 size) {
 static const char metadata[] = {1, 0, 0, 0, 6, 0, 0, 0, 11, 0, 0, 0, 'x', '-', 'm', 'e', 't', 'a', 0,
                                 'f', 'r', 'o', 'm', '-', 'p', 'l', 'u', 'g', 'i', 'n', 0};
 static const char svc[] = "test.Echo";
-
-static char *req_header(const char *name, size_t *len) {
-  char *v = 0;
-  *len = 0;
-  if (proxy_get_header_map_value(MAP_REQUEST_HEADERS, name, slen(name), &v, len) != 0) return 0;
-  return v;
-}
 
 static int claim(u32 token, u32 ctx) {
   for (int i = 0; i < SLOTS; i++)

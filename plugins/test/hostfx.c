@@ -26,46 +26,12 @@
 //
 // Build: deno task build:plugins (clang --target=wasm32 -O2 -nostdlib -Wl,--no-entry).
 
-typedef unsigned int u32;
-typedef unsigned short u16;
-typedef unsigned long long u64;
-typedef long long i64;
-typedef unsigned long size_t;
+#define PW_ARENA_SIZE (256 * 1024)
+#define PW_OUT_SIZE 65536
+#include "proxy_wasm_c.h"
 
-#define IMPORT(name) __attribute__((import_module("env"), import_name(#name)))
-#define WASI(name) __attribute__((import_module("wasi_snapshot_preview1"), import_name(#name)))
-#define EXPORT(name) __attribute__((export_name(#name)))
-
-IMPORT(proxy_get_buffer_bytes) u32 proxy_get_buffer_bytes(u32 type, u32 start, u32 max, char **ptr, size_t *size);
-IMPORT(proxy_get_header_map_value)
-u32 proxy_get_header_map_value(u32 map, const char *k, size_t kl, char **vp, size_t *vl);
-IMPORT(proxy_send_local_response)
-u32 proxy_send_local_response(u32 status, const char *d, size_t dl, const char *b, size_t bl, const char *h, size_t hl,
-                              u32 grpc);
-IMPORT(proxy_call_foreign_function)
-u32 proxy_call_foreign_function(const char *n, size_t nl, const char *a, size_t al, char **r, size_t *rl);
-IMPORT(proxy_set_shared_data) u32 proxy_set_shared_data(const char *k, size_t kl, const char *v, size_t vl, u32 cas);
-IMPORT(proxy_get_shared_data) u32 proxy_get_shared_data(const char *k, size_t kl, char **v, size_t *vl, u32 *cas);
-IMPORT(proxy_register_shared_queue) u32 proxy_register_shared_queue(const char *n, size_t nl, u32 *id);
-IMPORT(proxy_dequeue_shared_queue) u32 proxy_dequeue_shared_queue(u32 id, char **p, size_t *n);
-
-WASI(fd_prestat_get) u32 fd_prestat_get(u32 fd, void *prestat);
-WASI(fd_prestat_dir_name) u32 fd_prestat_dir_name(u32 fd, char *p, size_t n);
-WASI(path_open)
-u32 path_open(u32 fd, u32 dirflags, const char *p, size_t n, u32 oflags, u64 rights, u64 inheriting, u32 fdflags,
-              u32 *out);
-WASI(fd_read) u32 fd_read(u32 fd, const void *iovs, size_t n, size_t *nread);
-WASI(fd_seek) u32 fd_seek(u32 fd, i64 offset, u32 whence, u64 *pos);
-WASI(fd_close) u32 fd_close(u32 fd);
-WASI(fd_filestat_get) u32 fd_filestat_get(u32 fd, void *stat);
-WASI(fd_readdir) u32 fd_readdir(u32 fd, char *buf, size_t n, u64 cookie, size_t *used);
-
+// WASI rights and open flags this plugin asks for.
 enum {
-  MAP_REQUEST_HEADERS = 0,
-  BUFFER_PLUGIN_CONFIGURATION = 7,
-  BUFFER_CALL_DATA = 8,
-  CONTINUE = 0,
-  PAUSE = 1,
   RIGHT_FD_READ = 1 << 1,
   RIGHT_FD_SEEK = 1 << 2,
   RIGHT_FD_WRITE = 1 << 6,
@@ -74,63 +40,6 @@ enum {
   O_CREAT = 1,
   O_TRUNC = 8,
 };
-
-// clang turns copy and fill loops into memcpy/memset calls: here they are (volatile, so not into themselves).
-void *memcpy(void *d, const void *s, size_t n) {
-  volatile char *dd = d;
-  const char *ss = s;
-  for (size_t i = 0; i < n; i++) dd[i] = ss[i];
-  return d;
-}
-void *memset(void *d, int c, size_t n) {
-  volatile char *dd = d;
-  for (size_t i = 0; i < n; i++) dd[i] = (char)c;
-  return d;
-}
-
-static char arena[256 * 1024];
-static size_t arena_used;
-
-EXPORT(proxy_on_memory_allocate) void *proxy_on_memory_allocate(size_t n) {
-  n = (n + 7) & ~(size_t)7;
-  if (arena_used + n > sizeof(arena)) arena_used = 0; // results are used at once
-  void *p = arena + arena_used;
-  arena_used += n;
-  return p;
-}
-
-static size_t slen(const char *s) {
-  size_t n = 0;
-  while (s[n]) n++;
-  return n;
-}
-static int eq(const char *a, size_t al, const char *b) {
-  size_t bl = slen(b);
-  if (al != bl) return 0;
-  for (size_t i = 0; i < al; i++)
-    if (a[i] != b[i]) return 0;
-  return 1;
-}
-static void copy(char *d, const char *s, size_t n) {
-  for (size_t i = 0; i < n; i++) d[i] = s[i];
-}
-
-// A small text builder.
-static char out[65536];
-static size_t ol;
-static void o_str(const char *s) {
-  for (; *s && ol < sizeof(out); s++) out[ol++] = *s;
-}
-static void o_mem(const char *s, size_t n) {
-  for (size_t i = 0; i < n && ol < sizeof(out); i++) out[ol++] = s[i];
-}
-static void o_u(u64 v) {
-  char d[20];
-  int n = 0;
-  do d[n++] = '0' + v % 10, v /= 10;
-  while (v);
-  while (n && ol < sizeof(out)) out[ol++] = d[--n];
-}
 
 // The configuration ("fx" when empty) prefixes every shared data key.
 static char cfg[32] = "fx";
@@ -248,40 +157,19 @@ EXPORT(proxy_on_queue_ready) void proxy_on_queue_ready(u32 root, u32 q) {
   while (proxy_dequeue_shared_queue(q, &p, &n) == 0 && n >= 4) completed(le32(p), p + 4, n - 4);
 }
 
-static char *req_header(const char *name, size_t *len) {
-  char *v = 0;
-  *len = 0;
-  if (proxy_get_header_map_value(MAP_REQUEST_HEADERS, name, slen(name), &v, len) != 0) return 0;
-  return v;
-}
-
-// Local response headers: count, (key len, value len)*, then key\0value\0 each (at most 4 pairs).
-static char pairs[1024];
-static size_t pairs_len;
-static const char *pk[4];
-static char pv[4][24];
-static size_t np;
+// Numbers as local response header values (at most 4 a response).
+static char numbers[4][24];
 static void pair_u(const char *k, u64 v) {
-  char d[20], *dst = pv[np];
+  char d[20], *dst = numbers[np];
   int n = 0;
   do d[n++] = '0' + v % 10, v /= 10;
   while (v);
   while (n) *dst++ = d[--n];
   *dst = 0;
-  pk[np++] = k;
+  pair(k, numbers[np]);
 }
 static void respond(u32 status, const char *body, size_t bl) {
-  size_t o = 4 + np * 8;
-  *(u32 *)pairs = np;
-  for (size_t i = 0; i < np; i++) {
-    size_t kl = slen(pk[i]), vl = slen(pv[i]);
-    *(u32 *)(pairs + 4 + i * 8) = kl;
-    *(u32 *)(pairs + 8 + i * 8) = vl;
-    copy(pairs + o, pk[i], kl + 1), o += kl + 1;
-    copy(pairs + o, pv[i], vl + 1), o += vl + 1;
-  }
-  pairs_len = o;
-  np = 0;
+  encode_pairs();
   proxy_send_local_response(status, "", 0, body, bl, pairs, pairs_len, -1);
 }
 

@@ -17,58 +17,10 @@
 //
 // Build: deno task build:plugins (clang --target=wasm32 -O2 -nostdlib -Wl,--no-entry).
 
-typedef unsigned int u32;
-typedef long long i64;
-typedef unsigned long size_t;
+#define PW_ARENA_SIZE (1024 * 1024)
+#define PW_OUT_SIZE 8192
+#include "proxy_wasm_c.h"
 
-#define IMPORT(name) __attribute__((import_module("env"), import_name(#name)))
-#define EXPORT(name) __attribute__((export_name(#name)))
-
-IMPORT(proxy_log) u32 proxy_log(u32 level, const char *p, size_t n);
-IMPORT(proxy_get_buffer_bytes) u32 proxy_get_buffer_bytes(u32 type, u32 start, u32 max, char **ptr, size_t *size);
-IMPORT(proxy_set_buffer_bytes) u32 proxy_set_buffer_bytes(u32 type, u32 start, u32 len, const char *p, size_t n);
-IMPORT(proxy_get_property) u32 proxy_get_property(const char *p, size_t pl, char **v, size_t *vl);
-IMPORT(proxy_set_effective_context) u32 proxy_set_effective_context(u32 ctx);
-IMPORT(proxy_continue_stream) u32 proxy_continue_stream(u32 type);
-IMPORT(proxy_close_stream) u32 proxy_close_stream(u32 type);
-IMPORT(proxy_set_tick_period_milliseconds) u32 proxy_set_tick_period_milliseconds(u32 ms);
-IMPORT(proxy_define_metric) u32 proxy_define_metric(u32 type, const char *n, size_t nl, u32 *id);
-IMPORT(proxy_increment_metric) u32 proxy_increment_metric(u32 id, i64 offset);
-
-enum {
-  BUFFER_DOWNSTREAM_DATA = 2,
-  BUFFER_UPSTREAM_DATA = 3,
-  BUFFER_PLUGIN_CONFIGURATION = 7,
-  STREAM_DOWNSTREAM = 2,
-  CONTINUE = 0,
-  PAUSE = 1,
-  METRIC_COUNTER = 0,
-};
-
-// clang turns copy loops into memcpy calls: here is one (volatile, so it is not turned into itself).
-void *memcpy(void *d, const void *s, size_t n) {
-  volatile char *dd = d;
-  const char *ss = s;
-  for (size_t i = 0; i < n; i++) dd[i] = ss[i];
-  return d;
-}
-
-static char arena[1024 * 1024];
-static size_t arena_used;
-
-EXPORT(proxy_on_memory_allocate) void *proxy_on_memory_allocate(size_t n) {
-  n = (n + 7) & ~(size_t)7;
-  if (arena_used + n > sizeof(arena)) arena_used = 0; // results are used at once
-  void *p = arena + arena_used;
-  arena_used += n;
-  return p;
-}
-
-static size_t slen(const char *s) {
-  size_t n = 0;
-  while (s[n]) n++;
-  return n;
-}
 static int has(const char *hay, size_t hl, const char *needle) {
   size_t nl = slen(needle);
   for (size_t i = 0; i + nl <= hl; i++) {
@@ -77,21 +29,6 @@ static int has(const char *hay, size_t hl, const char *needle) {
     if (j == nl) return 1;
   }
   return 0;
-}
-
-// A small text builder.
-static char out[8192];
-static size_t ol;
-static void o_mem(const char *s, size_t n) {
-  for (size_t i = 0; i < n && ol < sizeof(out); i++) out[ol++] = s[i];
-}
-static void o_str(const char *s) { o_mem(s, slen(s)); }
-static void o_u(unsigned long long v) {
-  char d[20];
-  int n = 0;
-  do d[n++] = '0' + v % 10, v /= 10;
-  while (v);
-  while (n && ol < sizeof(out)) out[ol++] = d[--n];
 }
 
 static u32 counter(const char *name, size_t n) {

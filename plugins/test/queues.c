@@ -22,46 +22,9 @@
 //
 // Build: deno task build:plugins (clang --target=wasm32 -O2 -nostdlib -Wl,--no-entry).
 
-typedef unsigned int u32;
-typedef unsigned long long u64;
-typedef unsigned long size_t;
+#define PW_OUT_SIZE 512
+#include "proxy_wasm_c.h"
 
-#define IMPORT(name) __attribute__((import_module("env"), import_name(#name)))
-#define EXPORT(name) __attribute__((export_name(#name)))
-
-IMPORT(proxy_get_buffer_bytes) u32 proxy_get_buffer_bytes(u32 type, u32 start, u32 max, char **ptr, size_t *size);
-IMPORT(proxy_get_header_map_value)
-u32 proxy_get_header_map_value(u32 map, const char *k, size_t kl, char **vp, size_t *vl);
-IMPORT(proxy_replace_header_map_value)
-u32 proxy_replace_header_map_value(u32 map, const char *k, size_t kl, const char *v, size_t vl);
-IMPORT(proxy_get_property) u32 proxy_get_property(const char *p, size_t pl, char **v, size_t *vl);
-IMPORT(proxy_register_shared_queue) u32 proxy_register_shared_queue(const char *n, size_t nl, u32 *token);
-IMPORT(proxy_resolve_shared_queue)
-u32 proxy_resolve_shared_queue(const char *vm, size_t vml, const char *n, size_t nl, u32 *token);
-IMPORT(proxy_enqueue_shared_queue) u32 proxy_enqueue_shared_queue(u32 token, const char *d, size_t dl);
-IMPORT(proxy_dequeue_shared_queue) u32 proxy_dequeue_shared_queue(u32 token, char **d, size_t *dl);
-IMPORT(proxy_set_shared_data) u32 proxy_set_shared_data(const char *k, size_t kl, const char *v, size_t vl, u32 cas);
-IMPORT(proxy_get_shared_data)
-u32 proxy_get_shared_data(const char *k, size_t kl, char **v, size_t *vl, u32 *cas);
-
-enum { MAP_REQUEST_HEADERS = 0, BUFFER_PLUGIN_CONFIGURATION = 7, CONTINUE = 0 };
-
-static char arena[64 * 1024];
-static size_t arena_used;
-
-EXPORT(proxy_on_memory_allocate) void *proxy_on_memory_allocate(size_t n) {
-  n = (n + 7) & ~(size_t)7;
-  if (arena_used + n > sizeof(arena)) arena_used = 0; // results are used at once
-  void *p = arena + arena_used;
-  arena_used += n;
-  return p;
-}
-
-static size_t slen(const char *s) {
-  size_t n = 0;
-  while (s[n]) n++;
-  return n;
-}
 static int starts(const char *a, size_t al, const char *b) {
   size_t bl = slen(b);
   if (al < bl) return 0;
@@ -69,33 +32,10 @@ static int starts(const char *a, size_t al, const char *b) {
     if (a[i] != b[i]) return 0;
   return 1;
 }
-static void copy(char *d, const char *s, size_t n) {
-  for (size_t i = 0; i < n; i++) d[i] = s[i];
-}
-
-// A small text builder.
-static char out[512];
-static size_t ol;
-static void o_str(const char *s) {
-  for (; *s && ol < sizeof(out); s++) out[ol++] = *s;
-}
-static void o_mem(const char *s, size_t n) {
-  for (size_t i = 0; i < n && ol < sizeof(out); i++) out[ol++] = s[i];
-}
-static void o_u(u64 v) {
-  char d[20];
-  int n = 0;
-  do d[n++] = '0' + v % 10, v /= 10;
-  while (v);
-  while (n && ol < sizeof(out)) out[ol++] = d[--n];
-}
 static void set_u(const char *k, u64 v) {
   ol = 0;
   o_u(v);
-  proxy_replace_header_map_value(MAP_REQUEST_HEADERS, k, slen(k), out, ol);
-}
-static void set_mem(const char *k, const char *v, size_t vl) {
-  proxy_replace_header_map_value(MAP_REQUEST_HEADERS, k, slen(k), v, vl);
+  set_req(k, out, ol);
 }
 
 // VM-wide state: every plugin sharing the VM sees and counts it.
@@ -173,13 +113,6 @@ EXPORT(proxy_on_queue_ready) void proxy_on_queue_ready(u32 id, u32 token) {
   }
 }
 
-static char *req_header(const char *name, size_t *len) {
-  char *v = 0;
-  *len = 0;
-  if (proxy_get_header_map_value(MAP_REQUEST_HEADERS, name, slen(name), &v, len) != 0) return 0;
-  return v;
-}
-
 static void enqueue(const char *item, size_t il) {
   static char item_copy[128], vm[128];
   if (il > sizeof(item_copy)) il = sizeof(item_copy);
@@ -195,14 +128,14 @@ static void enqueue(const char *item, size_t il) {
   u32 es = rs == 0 ? proxy_enqueue_shared_queue(token, item_copy, il) : 99;
   ol = 0;
   o_u(rs), o_str(":"), o_u(es);
-  set_mem("x-q-enq", out, ol);
+  set_req("x-q-enq", out, ol);
 }
 
 EXPORT(proxy_on_request_headers) u32 proxy_on_request_headers(u32 ctx, u32 n, u32 eos) {
   requests++;
   u32 root = stream_root[ctx & 255];
   struct root *r = root_of(root);
-  if (r) set_mem("x-q-plugin", r->config, r->config_len);
+  if (r) set_req("x-q-plugin", r->config, r->config_len);
   set_u("x-q-root", root);
   set_u("x-q-inits", inits);
   set_u("x-q-vm-starts", vm_starts);
@@ -218,7 +151,7 @@ EXPORT(proxy_on_request_headers) u32 proxy_on_request_headers(u32 ctx, u32 n, u3
     char *v = 0;
     size_t vl = 0;
     u32 cas = 0;
-    if (proxy_get_shared_data("queues.got", 10, &v, &vl, &cas) == 0) set_mem("x-q-got", v, vl);
+    if (proxy_get_shared_data("queues.got", 10, &v, &vl, &cas) == 0) set_req("x-q-got", v, vl);
   } else if (starts(a, al, "trap")) {
     __builtin_trap();
   }
