@@ -6,9 +6,9 @@
  * proxy_close_stream, both close callbacks, failure policies.
  */
 import assert from "node:assert/strict";
-import { freePort, itest, waitFor } from "./helpers.ts";
+import { freePort, itest, waitFor, writeConfig } from "./helpers.ts";
 import { metricValue } from "./gateway_util.ts";
-import { type Echo, metrics, readAll, readText, tcpYaml, withEchoLoom } from "./tcp_util.ts";
+import { type Echo, metrics, readAll, readText, roundTrip, tcpYaml, withEchoLoom } from "./tcp_util.ts";
 import { PLUGINS } from "./wasm_util.ts";
 
 const NETWORK = PLUGINS + "network.wasm";
@@ -163,6 +163,82 @@ itest(
       },
     );
   },
+);
+
+itest(
+  "wasm network: an upstream that never connected: the downstream's close (local), no upstream close",
+  () => {
+    const dead = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const deadAddr = `127.0.0.1:${(dead.addr as Deno.NetAddr).port}`;
+    dead.close(); // nothing listens there: the connect is refused
+    const plugins = [{ name: "net", path: NETWORK, config: "" }];
+    return withEchoLoom(
+      [],
+      () =>
+        tcpYaml(
+          { upstream: "dead", plugins: ["net"] },
+          [{ name: "dead", endpoints: [deadAddr] }],
+          `plugins: ${JSON.stringify(plugins)}`,
+        ),
+      async (loom) => {
+        const c = await Deno.connect({ hostname: "127.0.0.1", port: loom.port });
+        assert.equal(await readAll(c), "");
+        c.close();
+        // As Envoy's wasm filter before tcp_proxy: the failed connect closes the downstream (LOCAL); the
+        // filter hears of no upstream connection, then its context ends.
+        const m = await waitFor("the connection's teardown callbacks", async () => {
+          const m = await metrics(loom);
+          return metricValue(m, "wasm_net_deleted") === 1 ? m : undefined;
+        });
+        const seen = ["connections", "close_downstream_local", "close_downstream_remote"].map((n) =>
+          metricValue(m, `wasm_net_${n}`)
+        );
+        assert.deepEqual(seen, [1, 1, 0]);
+        for (const peer of ["local", "remote", "unknown"]) {
+          assert.equal(metricValue(m, `wasm_net_close_upstream_${peer}`), 0, peer);
+        }
+        assert.equal(
+          metricValue(m, "loom_tcp_connections_total", {
+            listener: "tcp",
+            upstream: "dead",
+            result: "connect_failed",
+          }),
+          1,
+        );
+      },
+    );
+  },
+);
+
+itest(
+  "wasm network: a reload replacing the filter: established connections keep the old one, new ones get the new",
+  () =>
+    withEchoLoom(
+      ["A"],
+      ([a]) => filterYaml(a, { plugins: ["net"] }, { net: "upper" }),
+      async (loom, [a]) => {
+        const old = await Deno.connect({ hostname: "127.0.0.1", port: loom.port });
+        await send(old, "one");
+        assert.equal(await readText(old, 5), "A:ONE");
+        // The same plugin name with another configuration: a new plugin (and VM); the old one retires.
+        writeConfig(loom, filterYaml(a, { plugins: ["net"] }, { net: "" }));
+        assert.deepEqual(await loom.sup.reload("test"), { ok: true });
+        assert.equal(await roundTrip(loom.port, "new"), "A:new|eof");
+        // As in Envoy, a connection keeps the filter chain it was accepted with (its plugin, VM and root context).
+        await send(old, "two");
+        assert.equal(await readText(old, 3), "TWO");
+        const deleted = async () => metricValue(await metrics(loom), "wasm_net_deleted");
+        const before = await deleted();
+        await old.closeWrite();
+        assert.equal(await readAll(old), "|eof");
+        old.close();
+        // Its end deletes its stream context, then the retired plugin's root context (its last user gone).
+        await waitFor(
+          "the old stream and root contexts deleted",
+          async () => (await deleted()) === before + 2,
+        );
+      },
+    ),
 );
 
 itest("wasm network: connection.requested_server_name from a passed-through ClientHello", () => {

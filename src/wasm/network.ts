@@ -14,7 +14,9 @@
  * (later bytes are appended and it is called again) until it returns
  * Continue or calls `proxy_continue_stream` for that direction; held bytes
  * are capped per direction (the reader waits beyond {@link MAX_HELD}).
- * `proxy_close_stream` closes the connection. A filter that fails (trap,
+ * `proxy_close_stream` closes the whole connection for either stream type,
+ * as Envoy does (it closes the downstream connection for UPSTREAM too, and
+ * tcp_proxy then the upstream one). A filter that fails (trap,
  * timeout, no VM) closes the connection under `fail_closed`; under
  * `fail_open` it is skipped and bytes pass it unchanged.
  *
@@ -344,7 +346,7 @@ export class NetworkSession implements ConnectionAddresses {
     }).catch(() => {});
   }
 
-  /** proxy_close_stream from `s`: the connection ends (both sides, as tcp_proxy does). */
+  /** proxy_close_stream from `s`: the connection ends, both sides, whichever `dir` (Envoy's closeStream too). */
   closeBy(s: NetStream, dir: Direction): void {
     this.close(`plugin ${s.plugin.pluginName} closed the ${dir === DOWNSTREAM ? "downstream" : "upstream"}`);
   }
@@ -413,7 +415,9 @@ export class NetworkSession implements ConnectionAddresses {
 
   /**
    * The connection is gone: the close callbacks (the upstream's only once it
-   * was connected), then on_done, on_log and on_delete. Runs once.
+   * was connected: when the connect failed, Envoy's filter hears of no
+   * upstream either, only of the downstream's local close), then on_done,
+   * on_log and on_delete. Runs once.
    */
   async finish(downstreamPeer: number, upstreamPeer: number | null): Promise<void> {
     if (this.finished) return;

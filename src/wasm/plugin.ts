@@ -264,14 +264,24 @@ export class Plugin implements VmHost, GroupMember {
     const vm = this.vm;
     if (vm === null || vm.failed !== null) return this.stopTicks();
     const started = performance.now();
-    // Only this plugin's streams: a shared VM serves other plugins meanwhile.
+    // Only this plugin's streams: a shared VM serves other plugins meanwhile. A tcp connection
+    // (network stream) keeps the root context however long it lives, as in Envoy, where each
+    // connection's filter holds the plugin handle whose release shuts the root context down.
+    let connections = false;
     const busy = () => {
-      for (const s of vm.streams.values()) if (s.plugin === undefined || s.plugin === this) return true;
-      return false;
+      connections = false;
+      let any = false;
+      for (const s of vm.streams.values()) {
+        if (s.plugin !== undefined && s.plugin !== this) continue;
+        any = true;
+        if ((s as { kind?: string }).kind === "network") connections = true;
+      }
+      return any;
     };
     const whenIdle = () => {
-      if (busy() && performance.now() - started < ROOT_DONE_WAIT_MS) {
-        const t = setTimeout(whenIdle, 20);
+      const waited = performance.now() - started;
+      if (busy() && (connections || waited < ROOT_DONE_WAIT_MS) && vm.failed === null) {
+        const t = setTimeout(whenIdle, waited < ROOT_DONE_WAIT_MS ? 20 : 1000);
         Deno.unrefTimer(t as unknown as number);
         return;
       }
