@@ -4,13 +4,15 @@
  * plugins/test/queues.c: one start of the module, a root context per plugin
  * with its own configuration, a shared queue registered by one plugin and
  * fed by another, a trap that gives every plugin of the VM one fresh VM, and
- * a reload that adds a changed plugin's root context to the running VM.
+ * a reload that adds a changed plugin's root context to the running VM,
+ * and the plugins' stdout/stderr logged under the plugin that wrote it.
  */
 import assert from "node:assert/strict";
-import { itest, startLoom, waitFor, writeConfig, yamlOf } from "./helpers.ts";
+import { type ConfigParts, itest, startLoom, waitFor, writeConfig, yamlOf } from "./helpers.ts";
 import { echo, get, postReload } from "./gateway_util.ts";
 import { PLUGINS, type PluginSpec } from "./wasm_util.ts";
 import { startUpstream } from "./upstream.ts";
+import { getLogLevel, setLogLevel, setLogOutput } from "../src/observability/logger.ts";
 
 const QUEUES = PLUGINS + "queues.wasm";
 
@@ -51,6 +53,14 @@ const shared = (name: string, config: string): PluginSpec => ({
   config,
   failure_policy: "fail_closed",
 });
+
+/** Plugins qa (configuration "reg-A": it registers the queue "jobs") and qb sharing one VM, on routes /a and /b. */
+const pairYaml = (app: ConfigParts["app"], bConfig: string): string =>
+  yamlOf({
+    app,
+    plugins: [shared("qa", "reg-A"), shared("qb", bConfig)],
+    pluginRoutes: [["a", ["qa"]], ["b", ["qb"]]],
+  });
 
 itest(
   "wasm vm sharing: one VM per vm_id and module, a root context per plugin, queues between plugins",
@@ -123,11 +133,7 @@ itest(
   "wasm vm sharing: a trap gives every plugin of the VM one fresh VM, each root context configured again",
   async () => {
     const app = startUpstream({ echo: "app" });
-    const loom = await startLoom(yamlOf({
-      app,
-      plugins: [shared("qa", "reg-A"), shared("qb", "B")],
-      pluginRoutes: [["a", ["qa"]], ["b", ["qb"]]],
-    }));
+    const loom = await startLoom(pairYaml(app, "B"));
     try {
       await running(loom, ["qa", "qb"]);
       assert.equal((await q(loom.url("/b/x")))["x-q-count"], "1");
@@ -170,17 +176,11 @@ itest(
   "wasm vm sharing: a reload that changes one plugin gives it a new root context in the running VM",
   async () => {
     const app = startUpstream({ echo: "app" });
-    const parts = (bConfig: string) =>
-      yamlOf({
-        app,
-        plugins: [shared("qa", "reg-A"), shared("qb", bConfig)],
-        pluginRoutes: [["a", ["qa"]], ["b", ["qb"]]],
-      });
-    const loom = await startLoom(parts("B"));
+    const loom = await startLoom(pairYaml(app, "B"));
     try {
       await running(loom, ["qa", "qb"]);
       const before = await q(loom.url("/b/x"));
-      writeConfig(loom, parts("B2"));
+      writeConfig(loom, pairYaml(app, "B2"));
       assert.equal((await postReload(loom)).status, 200);
       const b = await waitFor("qb with its new configuration", async () => {
         const h = await q(loom.url("/b/x"));
@@ -204,6 +204,39 @@ itest(
       assert.equal((await q(loom.url("/b/x")))["x-q-plugin"], "B2");
       assert.equal((await q(loom.url("/a/x")))["x-q-plugin"], "reg-A", "qa's root context is untouched");
     } finally {
+      await loom.close();
+      await app.close();
+    }
+  },
+);
+
+itest(
+  "wasm vm sharing: what a plugin writes to stdout and stderr is logged under the plugin whose callback wrote it",
+  async () => {
+    const app = startUpstream({ echo: "app" });
+    const loom = await startLoom(pairYaml(app, "B"));
+    const lines: string[] = [];
+    const prevOutput = setLogOutput((l) => void lines.push(l));
+    const prevLevel = getLogLevel();
+    setLogLevel("info");
+    try {
+      await running(loom, ["qa", "qb"]);
+      // The callback's output is logged when it ends, before the request goes upstream.
+      await q(loom.url("/b/x"), "say");
+      await q(loom.url("/a/x"), "say");
+      const said = lines.map((l) => JSON.parse(l) as Record<string, string>)
+        .filter((e) => e.msg.startsWith("plugin: "))
+        .map((e) => `${e.level} ${e.plugin} ${e.msg}`);
+      // qb is the VM's second plugin (the VM's output was all logged under the first, qa).
+      assert.deepEqual(said, [
+        "info qb plugin: B says hi",
+        "warn qb plugin: B warns",
+        "info qa plugin: reg-A says hi",
+        "warn qa plugin: reg-A warns",
+      ]);
+    } finally {
+      setLogOutput(prevOutput);
+      setLogLevel(prevLevel);
       await loom.close();
       await app.close();
     }

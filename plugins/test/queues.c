@@ -16,6 +16,8 @@
 //   enqueue:<item>  resolves "jobs" by vm_id (plugin_vm_id, or the header
 //                   x-q-vm) and enqueues <item>; x-q-enq = resolve:enqueue status
 //   read            x-q-got = the shared data "queues.got"
+//   say             writes "<configuration> says hi" to stdout and "<configuration>
+//                   warns" to stderr (WASI fd_write: the host logs them)
 //   trap            traps (the VM fails)
 // on_queue_ready dequeues every item and sets the shared data "queues.got" to
 // "<root id>:<that root's configuration>:<item>".
@@ -131,6 +133,20 @@ static void enqueue(const char *item, size_t il) {
   set_req("x-q-enq", out, ol);
 }
 
+// Writes "<the root context's configuration><text>" to fd 1 or 2.
+static void say(u32 fd, struct root *r, const char *text) {
+  struct {
+    const char *p;
+    size_t n;
+  } iov;
+  size_t w;
+  ol = 0;
+  if (r) o_mem(r->config, r->config_len);
+  o_str(text);
+  iov.p = out, iov.n = ol;
+  fd_write(fd, &iov, 1, &w);
+}
+
 EXPORT(proxy_on_request_headers) u32 proxy_on_request_headers(u32 ctx, u32 n, u32 eos) {
   requests++;
   u32 root = stream_root[ctx & 255];
@@ -152,6 +168,9 @@ EXPORT(proxy_on_request_headers) u32 proxy_on_request_headers(u32 ctx, u32 n, u3
     size_t vl = 0;
     u32 cas = 0;
     if (proxy_get_shared_data("queues.got", 10, &v, &vl, &cas) == 0) set_req("x-q-got", v, vl);
+  } else if (starts(a, al, "say")) {
+    say(1, r, " says hi\n");
+    say(2, r, " warns\n");
   } else if (starts(a, al, "trap")) {
     __builtin_trap();
   }

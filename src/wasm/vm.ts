@@ -227,7 +227,7 @@ export class PluginVM {
     this.sliced = host.isolation === "timeslice";
     this.clock = new CallClock(host.timeout);
     this.mem = new GuestMemory(this.clock);
-    this.output = new PluginOutput(host.pluginName);
+    this.output = new PluginOutput(() => this.host.pluginName);
     this.slicer = this.sliced ? new Timeslicer(this, this.clock) : null;
     this.instance = new WebAssembly.Instance(
       module,

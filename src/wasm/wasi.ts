@@ -29,10 +29,24 @@ const MAX_OUTPUT = 8192;
 export class PluginOutput {
   private out = "";
   private err = "";
+  /** The plugin the pending text is logged under. */
+  private plugin = "";
 
-  constructor(private readonly pluginName: string) {}
+  /**
+   * `currentPlugin` names the plugin host calls act for at the moment (the
+   * VM's `host`): in a VM shared by plugins (vm_group.ts), the one whose
+   * context the running callback is on.
+   */
+  constructor(private readonly currentPlugin: () => string) {}
 
+  /** Adds text the plugin wrote to `fd` (1 or 2) in the current callback. */
   write(fd: number, text: string): void {
+    // Under the plugin writing it, as proxy_log does; text pending for another one is logged as its own first.
+    const plugin = this.currentPlugin();
+    if (plugin !== this.plugin) {
+      this.flush();
+      this.plugin = plugin;
+    }
     if (fd === 1) {
       if (this.out.length < MAX_OUTPUT) this.out += text.slice(0, MAX_OUTPUT - this.out.length);
     } else if (this.err.length < MAX_OUTPUT) this.err += text.slice(0, MAX_OUTPUT - this.err.length);
@@ -43,8 +57,8 @@ export class PluginOutput {
     if (this.out === "" && this.err === "") return;
     const out = trimEnd(this.out), err = trimEnd(this.err);
     this.out = this.err = "";
-    if (out !== "") logger.info("plugin: " + out, { plugin: this.pluginName });
-    if (err !== "") logger.warn("plugin: " + err, { plugin: this.pluginName });
+    if (out !== "") logger.info("plugin: " + out, { plugin: this.plugin });
+    if (err !== "") logger.warn("plugin: " + err, { plugin: this.plugin });
   }
 
   /** What the callback wrote, stderr first, unlogged (the VM failed: its failure carries it); "" when nothing. */
