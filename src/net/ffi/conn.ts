@@ -249,9 +249,11 @@ export class FfiListener implements PollTarget, AsyncIterable<FfiConn> {
     p.add(fd, this);
   }
 
-  /** Binds and listens; throws where FFI sockets are unavailable (not Linux, no --allow-ffi). */
-  static listen(o: FfiListenOptions): FfiListener {
-    const p = poller();
+  /**
+   * Binds and listens; throws where FFI sockets are unavailable (not Linux, no --allow-ffi).
+   * @param p the poller (the isolate's by default; tests pass one of their own)
+   */
+  static listen(o: FfiListenOptions, p: Poller | null = poller()): FfiListener {
     if (p === null) throw new Error(pollerUnavailable());
     const { sys, errno } = p.libc;
     const sa = sockaddr(o.hostname, o.port);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { FfiConn, FfiListener } from "./conn.ts";
-import { poller } from "./poller.ts";
-import { netAddr, sockaddr } from "./libc.ts";
+import { Poller, poller } from "./poller.ts";
+import { netAddr, openLibc, sockaddr } from "./libc.ts";
 
 const linux = Deno.build.os === "linux";
 
@@ -164,5 +164,54 @@ Deno.test({
     );
     taken.close();
     await poller()!.stopped();
+  },
+});
+
+Deno.test({
+  name: "Poller wait mode: Deno's own sockets keep working while it sleeps synchronously (its epolls nested)",
+  ignore: !linux,
+  async fn() {
+    const p = new Poller(openLibc()!, "wait");
+    assert.ok(p.nested.length > 0, "Deno's epoll instances were not found in /proc/self/fd");
+    const l = FfiListener.listen({ hostname: "127.0.0.1", port: 0 }, p);
+    // A Deno echo server beside it: its traffic must get through while the poller sleeps in epoll_wait.
+    const deno = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const denoEcho = (async () => {
+      const c = await deno.accept();
+      const b = new Uint8Array(4096);
+      for (let n = await c.read(b); n !== null; n = await c.read(b)) await writeAll(c, b.subarray(0, n));
+      c.close();
+    })();
+    const [client, server] = await Promise.all([
+      Deno.connect({ hostname: "127.0.0.1", port: l.addr.port }),
+      l.accept(),
+    ]);
+    const up = await Deno.connect({ hostname: "127.0.0.1", port: (deno.addr as Deno.NetAddr).port });
+    // Each message goes client -> FFI server -> Deno echo -> FFI server -> client.
+    const relay = (async () => {
+      const b = new Uint8Array(4096);
+      for (let n = await server.read(b); n !== null; n = await server.read(b)) {
+        await writeAll(up, b.subarray(0, n));
+        let got = 0;
+        while (got < n) got += (await up.read(b.subarray(got, n)))!;
+        await writeAll(server, b.subarray(0, n));
+      }
+      await server.closeWrite();
+    })();
+    const buf = new Uint8Array(100);
+    for (let i = 0; i < 50; i++) {
+      const msg = new TextEncoder().encode(`message ${i}`);
+      await writeAll(client, msg);
+      let got = 0;
+      while (got < msg.length) got += (await client.read(buf.subarray(got)))!;
+      assert.equal(new TextDecoder().decode(buf.subarray(0, got)), `message ${i}`);
+    }
+    await client.closeWrite();
+    await relay;
+    assert.equal(await client.read(buf), null);
+    up.close();
+    await denoEcho;
+    for (const c of [client, server, l, deno]) c.close();
+    await p.stopped();
   },
 });
