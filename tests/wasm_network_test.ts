@@ -241,6 +241,56 @@ itest(
     ),
 );
 
+// ABI 0.2.1's continue/close_stream(DOWNSTREAM | UPSTREAM) and ABI 0.1.0's resume_downstream/upstream and
+// close_downstream/upstream: network.c and its 0.1.0 build (network_0_1_0.c) through the same steps.
+for (const [abi, file] of [["0.2.1", "network.wasm"], ["0.1.0", "network_0_1_0.wasm"]]) {
+  itest(
+    `wasm network (ABI ${abi}): each direction paused and continued from a tick; closed by either stream type`,
+    () =>
+      withEchoLoom(
+        ["A"],
+        ([a]) => {
+          const plugins = [{ name: "ctl", path: PLUGINS + file, config: "pausenew hold upctl" }];
+          return tcpYaml(
+            { upstream: "echo", plugins: ["ctl"] },
+            [{ name: "echo", endpoints: [a.address] }],
+            `plugins: ${JSON.stringify(plugins)}`,
+          );
+        },
+        async (loom, [a]) => {
+          // The new connection and "HOLD" (downstream) wait for a tick, which resumes the downstream.
+          const c = await Deno.connect({ hostname: "127.0.0.1", port: loom.port });
+          await send(c, "HOLD me");
+          assert.equal(await readText(c, 10), "A:HOLD me!");
+          // Known once the module is compiled (it is: its callbacks ran).
+          const info = await (await fetch(loom.admin("/plugins"))).json() as {
+            name: string;
+            abi_version: string;
+          }[];
+          assert.equal(info.find((p) => p.name === "ctl")?.abi_version, abi);
+          // The echo of "WAIT" is paused on its way back (upstream); the tick appends "!" and resumes the upstream.
+          await send(c, " WAIT");
+          assert.equal(await readText(c, 6), " WAIT!");
+          // The echo of "BYE" closes the upstream stream: the whole connection, as Envoy's closeStream.
+          await send(c, " BYE");
+          assert.equal(await readAll(c), "");
+          c.close();
+          // "QUIT" closes the downstream stream.
+          const q = await Deno.connect({ hostname: "127.0.0.1", port: loom.port });
+          await send(q, "QUIT");
+          assert.ok(!(await readAll(q)).includes("QUIT"));
+          q.close();
+          assert.equal(a.conns, 1);
+          await waitFor("both connections' close callbacks", async () => {
+            const m = await metrics(loom);
+            return metricValue(m, "wasm_net_close_downstream_local") === 2 &&
+              metricValue(m, "wasm_net_deleted") === 2;
+          });
+        },
+      ),
+  );
+}
+
 itest("wasm network: connection.requested_server_name from a passed-through ClientHello", () => {
   const routes = [{ server_names: ["*.example"], upstream: "echo" }];
   return withEchoLoom(

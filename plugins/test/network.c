@@ -1,4 +1,6 @@
 // Test network (L4) filter for tcp listeners (issue 14 item 10; ABI 0.2.1, C against the ABI, no libc).
+// network_0_1_0.c builds it for ABI 0.1.0 (NETWORK_ABI_0_1_0): the marker, and proxy_resume_downstream /
+// proxy_resume_upstream / proxy_close_downstream / proxy_close_upstream for continue_stream / close_stream.
 // The plugin configuration is a list of words that switch behaviours on:
 //
 //   upper   downstream bytes (client to upstream) are upper-cased
@@ -9,6 +11,8 @@
 //   tag     the first upstream bytes of a connection (upstream to client) are prefixed with
 //           "up=<upstream.address>;src=<source.address>;dst=<destination.address>;sni=<SNI>;"
 //   pausenew  on_new_connection pauses; the next tick continues the connection
+//   upctl   upstream bytes (upstream to client) containing "WAIT" are paused; the next tick appends "!"
+//           and continues them (UPSTREAM); upstream bytes containing "BYE" close the UPSTREAM stream
 //
 // Always: a window containing "QUIT" is dropped and the connection closed (proxy_close_stream);
 // "TRAP" traps (both looked for in a window's first 256 bytes only, unless a mode reads it all). Counters (GET /metrics, wasm_ prefixed): net_connections, net_downstream_bytes,
@@ -44,16 +48,32 @@ static void property(const char *path, size_t pl) {
   if (proxy_get_property(path, pl, &v, &vl) == 0) o_mem(v, vl);
 }
 
+enum { STREAM_UPSTREAM = 3 };
+
+#ifdef NETWORK_ABI_0_1_0
+// ABI 0.1.0's names: one function per direction, no stream type argument.
+IMPORT(proxy_resume_downstream) u32 proxy_resume_downstream(void);
+IMPORT(proxy_resume_upstream) u32 proxy_resume_upstream(void);
+IMPORT(proxy_close_downstream) u32 proxy_close_downstream(void);
+IMPORT(proxy_close_upstream) u32 proxy_close_upstream(void);
+EXPORT(proxy_abi_version_0_1_0) void proxy_abi_version_0_1_0(void) {}
+static u32 resume(u32 stream) { return stream == STREAM_UPSTREAM ? proxy_resume_upstream() : proxy_resume_downstream(); }
+static u32 close_side(u32 stream) { return stream == STREAM_UPSTREAM ? proxy_close_upstream() : proxy_close_downstream(); }
+#else
+EXPORT(proxy_abi_version_0_2_1) void proxy_abi_version_0_2_1(void) {}
+static u32 resume(u32 stream) { return proxy_continue_stream(stream); }
+static u32 close_side(u32 stream) { return proxy_close_stream(stream); }
+#endif
+
 // Configuration words.
-static int f_upper, f_line, f_hold, f_tag, f_pausenew;
+static int f_upper, f_line, f_hold, f_tag, f_pausenew, f_upctl;
 
 // Per connection: whether its first upstream bytes were seen (by context id).
 static u32 seen_ctx[256];
-// Contexts waiting for the next tick: held data, or a paused new connection.
+// Contexts waiting for the next tick: held data, or a paused new connection; the stream type of each.
 static u32 waiting[64];
+static u32 waiting_stream[64];
 static u32 nwaiting;
-
-EXPORT(proxy_abi_version_0_2_1) void proxy_abi_version_0_2_1(void) {}
 
 EXPORT(proxy_on_context_create) void proxy_on_context_create(u32 ctx, u32 parent) {}
 
@@ -68,7 +88,8 @@ EXPORT(proxy_on_configure) u32 proxy_on_configure(u32 root, u32 size) {
   f_hold = has(c, cl, "hold");
   f_tag = has(c, cl, "tag");
   f_pausenew = has(c, cl, "pausenew");
-  if (f_hold || f_pausenew) proxy_set_tick_period_milliseconds(10);
+  f_upctl = has(c, cl, "upctl");
+  if (f_hold || f_pausenew || f_upctl) proxy_set_tick_period_milliseconds(10);
   return 1;
 }
 
@@ -76,15 +97,16 @@ EXPORT(proxy_on_tick) void proxy_on_tick(u32 root) {
   for (u32 i = 0; i < nwaiting; i++) {
     if (proxy_set_effective_context(waiting[i]) != 0) continue;
     // Held bytes are the stream's buffer outside a data callback too: mark them, then let them go.
-    proxy_set_buffer_bytes(BUFFER_DOWNSTREAM_DATA, 0xffffffff, 0, "!", 1);
-    proxy_continue_stream(STREAM_DOWNSTREAM);
+    u32 up = waiting_stream[i] == STREAM_UPSTREAM;
+    proxy_set_buffer_bytes(up ? BUFFER_UPSTREAM_DATA : BUFFER_DOWNSTREAM_DATA, 0xffffffff, 0, "!", 1);
+    resume(waiting_stream[i]);
   }
   nwaiting = 0;
   proxy_set_effective_context(root);
 }
 
-static void wait_tick(u32 ctx) {
-  if (nwaiting < sizeof(waiting) / sizeof(waiting[0])) waiting[nwaiting++] = ctx;
+static void wait_tick(u32 ctx, u32 stream) {
+  if (nwaiting < sizeof(waiting) / sizeof(waiting[0])) waiting_stream[nwaiting] = stream, waiting[nwaiting++] = ctx;
 }
 
 EXPORT(proxy_on_new_connection) u32 proxy_on_new_connection(u32 ctx) {
@@ -100,7 +122,7 @@ EXPORT(proxy_on_new_connection) u32 proxy_on_new_connection(u32 ctx) {
     proxy_increment_metric(counter(out, ol), 1);
   }
   if (f_pausenew) {
-    wait_tick(ctx);
+    wait_tick(ctx, STREAM_DOWNSTREAM);
     return PAUSE;
   }
   return CONTINUE;
@@ -119,11 +141,11 @@ EXPORT(proxy_on_downstream_data) u32 proxy_on_downstream_data(u32 ctx, u32 size,
   if (has(d, dl, "TRAP")) __builtin_trap();
   if (has(d, dl, "QUIT")) {
     proxy_set_buffer_bytes(BUFFER_DOWNSTREAM_DATA, 0, size, "", 0);
-    proxy_close_stream(STREAM_DOWNSTREAM);
+    close_side(STREAM_DOWNSTREAM);
     return CONTINUE;
   }
   if (f_hold && has(d, dl, "HOLD")) {
-    wait_tick(ctx);
+    wait_tick(ctx, STREAM_DOWNSTREAM);
     return PAUSE;
   }
   if (f_line && !eos && !has(d, dl, "\n")) return PAUSE;
@@ -157,6 +179,20 @@ EXPORT(proxy_on_upstream_data) u32 proxy_on_upstream_data(u32 ctx, u32 size, u32
     property("connection.requested_server_name", 32);
     o_str(";");
     proxy_set_buffer_bytes(BUFFER_UPSTREAM_DATA, 0, 0, out, ol); // prepend
+  }
+  if (f_upctl && size > 0) {
+    char *d = 0;
+    size_t dl = 0;
+    if (proxy_get_buffer_bytes(BUFFER_UPSTREAM_DATA, 0, size, &d, &dl) != 0) return CONTINUE;
+    if (has(d, dl, "BYE")) {
+      proxy_set_buffer_bytes(BUFFER_UPSTREAM_DATA, 0, size, "", 0);
+      close_side(STREAM_UPSTREAM);
+      return CONTINUE;
+    }
+    if (has(d, dl, "WAIT")) {
+      wait_tick(ctx, STREAM_UPSTREAM);
+      return PAUSE;
+    }
   }
   return CONTINUE;
 }
