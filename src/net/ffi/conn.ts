@@ -222,7 +222,9 @@ export class FfiConn implements PollTarget {
 
   /** Not used by Loom on plaintext listeners; present for the Deno.Conn shape. */
   setKeepAlive(): void {}
+  /** A no-op: what keeps the process alive is the poller's pending wait, not a socket. */
   ref(): void {}
+  /** A no-op (see ref). */
   unref(): void {}
 }
 
@@ -343,9 +345,12 @@ export class FfiListener implements PollTarget, AsyncIterable<FfiConn> {
     w?.reject(new Deno.errors.BadResource("listener closed"));
   }
 
+  /** A no-op: what keeps the process alive is the poller's pending wait, not a socket. */
   ref(): void {}
+  /** A no-op (see ref). */
   unref(): void {}
 
+  /** Accepted connections until the listener is closed (as `for await (const c of Deno.listen(...))`). */
   async *[Symbol.asyncIterator](): AsyncGenerator<FfiConn> {
     for (;;) {
       try {
@@ -357,6 +362,7 @@ export class FfiListener implements PollTarget, AsyncIterable<FfiConn> {
     }
   }
 
+  /** Closes the listener unless it is closed (`using`). */
   [Symbol.dispose](): void {
     if (!this.closed) this.close();
   }

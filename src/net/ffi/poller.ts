@@ -71,6 +71,7 @@ export class Poller {
   private readonly wakeFd: number;
   /** fds of Deno's epoll instances nested in ours ([] when /proc/self/fd was unreadable). */
   readonly nested: number[] = [];
+  /** The poller's epoll fd. */
   readonly ep: number;
 
   constructor(readonly libc: Libc, readonly mode: PollMode = "async") {
