@@ -12,8 +12,9 @@
  * `LOOM_FFI_POLL=wait` sleeps in a synchronous epoll_wait for up to WAIT_MS
  * first, with Deno's own epoll instances nested in this one so that its I/O
  * wakes the poller. That is what makes bench/ffi_floor_proxy.ts beat nginx,
- * but it is only sound when no Deno op is on the request path: an op whose
- * result Deno has not yet collected signals no fd, and Loom's upstream
+ * but it is only sound when no Deno op is on the request path: Deno acts on
+ * its sockets' events only when tokio turns its I/O driver, every 61
+ * scheduler ticks while JavaScript keeps the loop busy, and Loom's upstream
  * sockets are Deno's (measured: the upstream read then waits out the 1 ms,
  * about 1.2 ms per request at c1). See bench/README.md, "An FFI socket path".
  *
