@@ -417,8 +417,8 @@ class TcpConnection {
         return;
       }
       this.last = performance.now();
-      // With filters the bytes outlive this read (a filter may hold them): a copy.
-      await this.forward(dir, session === null ? buf.subarray(0, n) : buf.slice(0, n));
+      // The next read reuses buf once the bytes were written (a filter that holds them copies them).
+      await this.forward(dir, buf.subarray(0, n));
       while (session !== null && !this.closed && session.held(dir) > MAX_HELD) await session.progress();
     }
   }

@@ -240,9 +240,14 @@ export class NetworkSession implements ConnectionAddresses {
     return session;
   }
 
-  /** Bytes from the client (DOWNSTREAM) or the upstream (UPSTREAM), in order; eos = that side half-closed. */
+  /**
+   * Bytes from the client (DOWNSTREAM) or the upstream (UPSTREAM), in order;
+   * eos = that side half-closed. `bytes` may be a view of the caller's read
+   * buffer, reused once the promise resolves: they are copied only if a
+   * filter holds them (a Pause) rather than once per read.
+   */
   data(dir: Direction, bytes: Uint8Array, eos: boolean): Promise<void> {
-    return this.enqueue(dir, () => this.process(dir, 0, bytes, eos));
+    return this.enqueue(dir, () => this.process(dir, 0, bytes, eos, bytes.buffer));
   }
 
   /** Bytes held back by the filters in direction `dir`. */
@@ -270,8 +275,18 @@ export class NetworkSession implements ConnectionAddresses {
     return next;
   }
 
-  /** Runs `bytes` through the filters of `dir` from position `from`, then to the sink. */
-  private async process(dir: Direction, from: number, bytes: Uint8Array, eos: boolean): Promise<void> {
+  /**
+   * Runs `bytes` through the filters of `dir` from position `from`, then to
+   * the sink. Views of `borrowed` (the reader's buffer) are copied before a
+   * filter holds them.
+   */
+  private async process(
+    dir: Direction,
+    from: number,
+    bytes: Uint8Array,
+    eos: boolean,
+    borrowed: ArrayBufferLike | null = null,
+  ): Promise<void> {
     const order = dir === DOWNSTREAM ? this.streams : this.reversed;
     const cb = DATA_CB[dir];
     for (let k = from; k < order.length; k++) {
@@ -298,7 +313,7 @@ export class NetworkSession implements ConnectionAddresses {
         continue;
       }
       if (r > 0) {
-        s.held[dir] = out;
+        s.held[dir] = out.buffer === borrowed ? out.slice() : out;
         s.heldEos[dir] = eos;
         s.paused[dir] = true;
         return;
