@@ -13,6 +13,7 @@ import { TestCa } from "./tls_util.ts";
 import {
   type Echo,
   metrics,
+  noOpenConnections,
   readAll,
   readText,
   roundTrip,
@@ -56,15 +57,7 @@ itest(
           metricValue(m, "loom_tcp_bytes_total", { listener: "tcp", direction: "upstream" }),
           big.length + 5,
         );
-        await waitFor(
-          "no open connections",
-          async () =>
-            metricValue(await metrics(loom), "loom_active_connections", {
-              listener: "tcp",
-              protocol: "tcp",
-            }) ===
-              0,
-        );
+        await noOpenConnections(loom);
       },
     ),
 );
@@ -171,14 +164,7 @@ itest(
       const overflow = { listener: "tcp", upstream: "capped", result: "overflow" };
       assert.equal(metricValue(await metrics(loom), "loom_tcp_connections_total", overflow), 1);
       holder.close();
-      await waitFor(
-        "the holder's slot given back",
-        async () =>
-          metricValue(await metrics(loom), "loom_active_connections", {
-            listener: "tcp",
-            protocol: "tcp",
-          }) === 0,
-      );
+      await noOpenConnections(loom); // the holder's slot given back
       assert.equal(await roundTrip(loom.port, "again"), "A:again|eof");
     });
   },

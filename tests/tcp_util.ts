@@ -3,7 +3,8 @@
  * a TCP echo upstream that answers HTTP health probes, readers, a round trip
  * with half-close, and the config of a tcp listener.
  */
-import { startLoom, type TestLoom } from "./helpers.ts";
+import { startLoom, type TestLoom, waitFor } from "./helpers.ts";
+import { metricValue } from "./gateway_util.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -160,6 +161,15 @@ export function tcpYaml(
 export async function metrics(loom: { admin(p: string): string }): Promise<string> {
   const res = await fetch(loom.admin("/metrics"));
   return await res.text();
+}
+
+/** Waits until the tcp listener "tcp" has no open connection (every one's teardown ran). */
+export async function noOpenConnections(loom: { admin(p: string): string }): Promise<void> {
+  await waitFor(
+    "no open tcp connections",
+    async () =>
+      metricValue(await metrics(loom), "loom_active_connections", { listener: "tcp", protocol: "tcp" }) === 0,
+  );
 }
 
 /**
