@@ -27,7 +27,7 @@ import { OtlpMetricsExporter } from "../observability/otlp_metrics.ts";
 import type { DashboardState } from "../admin/dashboard.ts";
 import { cumulative, DashboardHistory } from "./dashboard.ts";
 import { logger } from "../observability/logger.ts";
-import type { TracingConfig } from "../config/observability.ts";
+import { prepareTracing, retireExporters } from "./tracing_load.ts";
 import type { AdminBackend, GatewayInfo, ReloadResult, RouteInfo, UpstreamInfo } from "../admin/types.ts";
 import { type AdminServer, startAdminServer } from "../admin/server.ts";
 import { startEcho } from "../demo/echo.ts";
@@ -37,20 +37,6 @@ import type { PluginInfo } from "../wasm/mod.ts";
 import { countCompilations } from "../wasm/compile.ts";
 import type { EbpfManager, EbpfStatus, RedirectTargets } from "../ebpf/mod.ts";
 import type { SplicingInfo } from "../ebpf/tunnels.ts";
-
-/** observability/tracing.ts (OpenTelemetry's API under it), loaded by the first config with tracing on. */
-let tracingCode: typeof import("../observability/tracing.ts") | null = null;
-
-/** Tracing's exporter for `cfg` ready (see observability/tracing.ts). */
-async function prepareTracing(cfg: TracingConfig | undefined): Promise<void> {
-  if (cfg?.enabled) tracingCode ??= await import("../observability/tracing.ts");
-  await tracingCode?.prepareTracing(cfg);
-}
-
-/** Closes the exporters `cfg` does not use (none were made while tracing never loaded). */
-async function retireExporters(cfg: TracingConfig | undefined): Promise<void> {
-  await tracingCode?.retireExporters(cfg);
-}
 
 /** Options of `Supervisor.start`. */
 export interface SupervisorOptions {

@@ -6,7 +6,7 @@
 import { GatewayInstance } from "./instance.ts";
 import type { FromWorker, ToWorker } from "./handles.ts";
 import { logger, type LogLevel, setLogLevel } from "../observability/logger.ts";
-import { prepareTracing, retireExporters } from "../observability/tracing.ts";
+import { prepareTracing, retireExporters } from "./tracing_load.ts";
 import { RuntimeMetrics } from "../observability/process_metrics.ts";
 import { countCompilations, moduleSourceVia, useModuleSource } from "../wasm/compile.ts";
 
