@@ -58,6 +58,8 @@ export class H2Listener {
   private sweeper: ReturnType<typeof setInterval>;
   private readonly settings;
   readonly addr: Deno.NetAddr;
+  /** node:tls binds asynchronously: resolves once the server accepts, rejects when it cannot bind. */
+  readonly listening: Promise<void> | undefined;
   /** The HTTP/1.1 connections' `alt-svc` line (see setAltSvc). */
   altSvcLine = "";
   private readonly streams: StreamRequests;
@@ -127,6 +129,10 @@ export class H2Listener {
       const port = (probe.addr as Deno.NetAddr).port;
       probe.close();
       // Deno 2.9.6's node:net honours `reusePort`, so workers each run their own server.
+      this.listening = new Promise<void>((resolve, reject) => {
+        server.once("listening", resolve);
+        server.once("error", reject);
+      });
       server.listen({ port, host: hostname, reusePort });
       this.addr = { transport: "tcp", hostname, port };
     } else {

@@ -34,6 +34,8 @@ interface RunningListener {
   update?(cfg: ListenerConfig): boolean;
   /** TCP TLS listeners: the Alt-Svc value advertising HTTP/3, or null. */
   setAltSvc?(value: string | null): void;
+  /** Set when the socket binds asynchronously (node:tls): resolves once it accepts, rejects when it cannot. */
+  readonly listening?: Promise<void>;
 }
 
 /**
@@ -151,6 +153,8 @@ export class GatewayInstance {
         const running = inst.open(l, opts.reusePort);
         if (running !== null) inst.listeners.push(running);
       }
+      // Ready means accepting: nobody is told the address before every socket takes connections.
+      await Promise.all(inst.listeners.map((l) => l.listening));
     } catch (e) {
       for (const l of inst.listeners) l.closeAll();
       throw e;
@@ -240,10 +244,10 @@ export class GatewayInstance {
     this.gateway.snapshot = next;
     retireSnapshot(old, next);
     this.configureSplicing(config);
-    return { errors: this.reloadListeners(config), addresses: this.addresses() };
+    return { errors: await this.reloadListeners(config), addresses: this.addresses() };
   }
 
-  private reloadListeners(config: LoomConfig): string[] {
+  private async reloadListeners(config: LoomConfig): Promise<string[]> {
     const wanted = new Map(config.listeners.map((l) => [l.name, l]));
     const kept: RunningListener[] = [];
     for (const l of this.listeners) {
@@ -262,6 +266,12 @@ export class GatewayInstance {
       try {
         const running = this.open(l, this.reusePort);
         if (running !== null) {
+          try {
+            await running.listening;
+          } catch (e) {
+            running.closeAll();
+            throw e;
+          }
           kept.push(running);
           logger.info("listener opened by reload", { listener: l.name, address: l.address });
         }
