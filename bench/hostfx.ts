@@ -14,7 +14,7 @@
  * @module
  */
 import wabtInit from "wabt";
-import { compileModule } from "../src/wasm/compile.ts";
+import { compileModule, endCompileWorker } from "../src/wasm/compile.ts";
 import { PluginVM, type SharedStores } from "../src/wasm/vm.ts";
 import { sandboxOf } from "../src/wasm/preopens.ts";
 import { setTimer } from "../src/wasm/host/timers.ts";
@@ -119,3 +119,5 @@ for (const isolation of ["inline", "timeslice"] as const) {
     );
   }
 }
+// The compile worker keeps the process alive otherwise.
+endCompileWorker();
