@@ -79,10 +79,10 @@ export async function h3Client(port: number, caPem: string, serverName = "localh
   };
 }
 
-/** The field list of a GET for `path` on authority localhost, plus `extra` name/value pairs. */
-export const GET = (path: string, extra: string[] = []) => [
+/** The field list of a `method` request for `path` on authority localhost, plus `extra` name/value pairs. */
+const fieldsOf = (method: string, path: string, extra: string[]) => [
   ":method",
-  "GET",
+  method,
   ":scheme",
   "https",
   ":authority",
@@ -91,6 +91,12 @@ export const GET = (path: string, extra: string[] = []) => [
   path,
   ...extra,
 ];
+
+/** The field list of a GET for `path` on authority localhost, plus `extra` name/value pairs. */
+export const GET = (path: string, extra: string[] = []) => fieldsOf("GET", path, extra);
+
+/** The field list of a POST for `path` on authority localhost, plus `extra` name/value pairs. */
+export const POST = (path: string, extra: string[] = []) => fieldsOf("POST", path, extra);
 
 /**
  * An http3 listener for a test config: a CA and a localhost certificate (openssl) in a temp folder, a free
