@@ -38,7 +38,6 @@ const EMPTY_LINES: number[] = [0, 0];
 /** Parsed framing and connection facts shared by requests and responses. */
 export class ParsedHead {
   readonly error = false as const;
-  headers: HeaderList = EMPTY_HEADERS;
   /** Content-Length, or -1 when absent. */
   contentLength = -1;
   chunked = false;
@@ -52,6 +51,7 @@ export class ParsedHead {
 
 /** A parsed request head. */
 export class ParsedRequest extends ParsedHead {
+  headers: HeaderList = EMPTY_HEADERS;
   method = "";
   target = "";
   /** Raw Host field value (undefined when absent). */
@@ -61,12 +61,99 @@ export class ParsedRequest extends ParsedHead {
   expectContinue = false;
 }
 
-/** A parsed response head. */
+/**
+ * A parsed response head. Its field list is built on first use of `headers`:
+ * an HTTP/1.1 client gets the upstream's lines copied as bytes (`lines`,
+ * `hop`), so the proxy's common path builds no name, key or value string
+ * beyond the framing fields (measured: 0.9 → 0.4 µs per nginx response head).
+ */
 export class ParsedResponse extends ParsedHead {
   status = 0;
   reason = "";
   /** Absolute offsets in the parsed buffer: head start, status line end, then [lineStart, lineEnd) per field. */
   lines: number[] = EMPTY_LINES;
+  /**
+   * Per field, by its name's bytes: 1 for a hop-by-hop field (Connection, Keep-Alive,
+   * Proxy-Connection, TE, Transfer-Encoding, Upgrade, HTTP2-Settings, Content-Length, Host),
+   * 2 for Via, else 0.
+   */
+  hop: number[] = EMPTY_HOP;
+  /** The head as decoded (latin1 offsets of `lines` minus `lines[0]`). */
+  text = "";
+  private list: HeaderList | null = null;
+
+  /** The fields as a list (names as received, lower-case keys, trimmed values), built once. */
+  get headers(): HeaderList {
+    if (this.list !== null) return this.list;
+    const n = this.hop.length;
+    const names = new Array<string>(n), keys = new Array<string>(n), values = new Array<string>(n);
+    for (let i = 0; i < n; i++) {
+      const name = this.key(i, false);
+      names[i] = name;
+      keys[i] = name.toLowerCase();
+      values[i] = this.value(i);
+    }
+    return this.list = new HeaderList(names, keys, values);
+  }
+
+  /** Field `i`'s name, lower-cased when `lower`. */
+  key(i: number, lower = true): string {
+    const base = this.lines[0];
+    const from = this.lines[2 + 2 * i] - base;
+    const name = this.text.slice(from, this.text.indexOf(":", from));
+    return lower ? name.toLowerCase() : name;
+  }
+
+  /** Field `i`'s value without the whitespace around it (as scanFields delimits it). */
+  value(i: number): string {
+    const t = this.text;
+    const base = this.lines[0];
+    let a = t.indexOf(":", this.lines[2 + 2 * i] - base) + 1;
+    let b = this.lines[3 + 2 * i] - base - 2;
+    while (a < b && (t.charCodeAt(a) === SP || t.charCodeAt(a) === HTAB)) a++;
+    while (b > a && (t.charCodeAt(b - 1) === SP || t.charCodeAt(b - 1) === HTAB)) b--;
+    return t.slice(a, b);
+  }
+}
+
+const EMPTY_HOP: number[] = [];
+
+/** Whether `buf[s, s + lit.length)` is `lit` (lower-case a-z, 0-9, '-') in any letter case. */
+function nameIs(buf: Uint8Array, s: number, lit: string): boolean {
+  // `| 0x20` folds only letters onto these characters: "content_length" is not "content-length".
+  for (let i = 0; i < lit.length; i++) if ((buf[s + i] | 0x20) !== lit.charCodeAt(i)) return false;
+  return true;
+}
+
+// What responseField returns: a field the response rule drops; Via; the framing fields read here.
+const F_HOP = 1, F_VIA = 2, F_CONTENT_LENGTH = 4, F_TRANSFER_ENCODING = 8, F_CONNECTION = 16;
+
+/** The response rule's kind of the field name in `buf[s, e)` (0: an end-to-end field), from its bytes. */
+function responseField(buf: Uint8Array, s: number, e: number): number {
+  switch (e - s) {
+    case 2:
+      return nameIs(buf, s, "te") ? F_HOP : 0;
+    case 3:
+      return nameIs(buf, s, "via") ? F_VIA : 0;
+    case 4:
+      return nameIs(buf, s, "host") ? F_HOP : 0;
+    case 7:
+      return nameIs(buf, s, "upgrade") ? F_HOP : 0;
+    case 10:
+      return nameIs(buf, s, "connection") ? F_HOP | F_CONNECTION : nameIs(buf, s, "keep-alive") ? F_HOP : 0;
+    case 14:
+      return nameIs(buf, s, "content-length")
+        ? F_HOP | F_CONTENT_LENGTH
+        : nameIs(buf, s, "http2-settings")
+        ? F_HOP
+        : 0;
+    case 16:
+      return nameIs(buf, s, "proxy-connection") ? F_HOP : 0;
+    case 17:
+      return nameIs(buf, s, "transfer-encoding") ? F_HOP | F_TRANSFER_ENCODING : 0;
+    default:
+      return 0;
+  }
 }
 
 const ascii = new TextDecoder();
@@ -81,15 +168,16 @@ function fail(status: number, reason: string): HeadError {
  * appears (rejected at once instead of waiting for a CRLFCRLF that never comes).
  */
 export function findHeadEnd(buf: Uint8Array, from: number, to: number): number {
-  let i = buf.indexOf(LF, from);
-  while (i !== -1 && i < to) {
+  // A loop, not indexOf per line: a builtin call per field line cost more than the bytes' scan
+  // (0.3 against 0.2 µs for nginx's 240-byte response head), and indexOf looks past `to`.
+  for (let i = from; i < to; i++) {
+    if (buf[i] !== LF) continue;
     if (i === from || buf[i - 1] !== CR) {
       // A bare LF; but allow leading CRLFs before a request line (RFC 9112 2.2) to be checked by caller.
       return -2;
     }
     // CRLF CRLF: previous line empty.
     if (i >= from + 3 && buf[i - 2] === LF && buf[i - 3] === CR) return i + 1;
-    i = buf.indexOf(LF, i + 1);
   }
   return -1;
 }
@@ -288,7 +376,7 @@ function buildHead(
     else if (minor === 0 && connection.includes("keep-alive")) close = false;
     if (!connection.includes("upgrade")) upgrade = undefined;
   } else upgrade = undefined;
-  out.headers = new HeaderList(names, keys, values);
+  (out as ParsedRequest).headers = new HeaderList(names, keys, values);
   out.contentLength = contentLength;
   out.chunked = chunked;
   out.minor = minor;
@@ -414,19 +502,53 @@ export function parseResponseHead(
     ? latin1(buf, start, end)
     : ascii.decode(buf.subarray(start, end));
   const res = new ParsedResponse();
-  const err = buildHead(text, n, minor, false, res);
-  if (err !== null) return fail(502, "invalid upstream framing: " + err.reason);
-  res.status = status;
-  res.reason = reasonEnd > p + 13 ? text.slice(p + 13 - start, reasonEnd - start) : "";
+  // The framing rules of buildHead, reading only the framing fields' values.
+  let contentLength = -1, chunked = false, teSeen = false;
+  let connection: string[] | null = null;
   // Raw field line ranges let an HTTP/1.1 proxy copy kept lines as bytes instead of re-encoding them.
   // A plain array: allocating even a small typed array costs ~0.5-1 µs here.
   const lines: number[] = new Array(2 + 2 * n);
+  const hop: number[] = new Array(n);
   lines[0] = start;
   lines[1] = reasonEnd + 2;
   for (let i = 0; i < n; i++) {
-    lines[2 + 2 * i] = offs[i * F] + start;
-    lines[3 + 2 * i] = offs[i * F + 5] + start;
+    const o = i * F;
+    lines[2 + 2 * i] = offs[o] + start;
+    lines[3 + 2 * i] = offs[o + 5] + start;
+    const kind = responseField(buf, offs[o] + start, offs[o + 1] + start);
+    hop[i] = kind & (F_HOP | F_VIA);
+    if (kind <= F_VIA) continue;
+    const value = text.slice(offs[o + 2], offs[o + 3]);
+    if (kind & F_CONTENT_LENGTH) {
+      if (contentLength !== -1) return fail(502, "invalid upstream framing: duplicate Content-Length");
+      const len = parseLength(value);
+      if (len < 0) return fail(502, "invalid upstream framing: invalid Content-Length");
+      contentLength = len;
+    } else if (kind & F_TRANSFER_ENCODING) {
+      if (teSeen) return fail(502, "invalid upstream framing: duplicate Transfer-Encoding");
+      teSeen = true;
+      if (value.toLowerCase() !== "chunked") {
+        return fail(502, "invalid upstream framing: unsupported Transfer-Encoding");
+      }
+      chunked = true;
+    } else connection = connection === null ? tokenList(value) : connection.concat(tokenList(value));
   }
+  if (chunked && contentLength !== -1) {
+    return fail(502, "invalid upstream framing: both Content-Length and Transfer-Encoding");
+  }
+  res.contentLength = contentLength;
+  res.chunked = chunked;
+  res.minor = minor;
+  res.connection = connection;
+  res.close = minor === 0;
+  if (connection !== null) {
+    if (connection.includes("close")) res.close = true;
+    else if (minor === 0 && connection.includes("keep-alive")) res.close = false;
+  }
+  res.status = status;
+  res.reason = reasonEnd > p + 13 ? text.slice(p + 13 - start, reasonEnd - start) : "";
+  res.text = text;
+  res.hop = hop;
   res.lines = lines;
   return res;
 }

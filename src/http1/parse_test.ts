@@ -212,3 +212,29 @@ Deno.test("parseResponseHead: valid and invalid status lines map to 502", () => 
     assert.equal(r.status, 502);
   }
 });
+
+Deno.test("parseResponseHead: fields classified from bytes, the list built on first use", () => {
+  const text = "HTTP/1.1 200 OK\r\nServer: nginx\r\nCONTENT-length: 3\r\nX-Pad:  a b \t\r\nvIa: 1.0 up\r\n" +
+    "Keep-Alive: timeout=5\r\nContent_Length: 9\r\nHost: h\r\nte: trailers\r\nx-e: \xe9\r\n\r\n";
+  const b = bytes(text);
+  const r = parseResponseHead(b, 0, findHeadEnd(b, 0, b.length)) as ParsedResponse;
+  assert.ok(!r.error);
+  assert.equal(r.contentLength, 3);
+  // 1: hop-by-hop (Host too), 2: Via; a look-alike with "_" is an ordinary field here.
+  assert.deepEqual(r.hop, [0, 1, 0, 2, 1, 0, 1, 1, 0]);
+  assert.equal(r.key(1), "content-length");
+  assert.equal(r.key(1, false), "CONTENT-length");
+  assert.deepEqual(r.headers.entries(), [
+    ["Server", "nginx"],
+    ["CONTENT-length", "3"],
+    ["X-Pad", "a b"],
+    ["vIa", "1.0 up"],
+    ["Keep-Alive", "timeout=5"],
+    ["Content_Length", "9"],
+    ["Host", "h"],
+    ["te", "trailers"],
+    ["x-e", "\xe9"],
+  ]);
+  assert.equal(r.headers.get("via"), "1.0 up");
+  assert.equal(r.headers, r.headers); // built once
+});

@@ -375,56 +375,72 @@ export class Http1Connection implements Expirable {
     if (!this.busy) this.destroy();
   }
 
+  /** readHead's state: offset from r.start up to which an incomplete head was checked for a bare CR. */
+  private crChecked = 0;
+
   /**
-   * Reads until a complete head is buffered: its end offset, or -1 (EOF or
-   * closed), -2 (bare LF), -3 (too large), -4 (bare CR).
+   * A complete head buffered in `r` (empty lines before it skipped): its end
+   * offset, or -2 (bare LF), -3 (too large), -4 (bare CR), or NEED_MORE.
    */
-  private async readHead(): Promise<number> {
+  private headIn(): number {
     const r = this.r;
     const cfg = this.server.cfg;
-    let sawBytes = r.available > 0;
-    /** Offset from r.start up to which an incomplete head was checked for a bare CR. */
-    let crChecked = 0;
-    // The timer is set only before waiting (a head already buffered needs none), once per phase:
-    // idle until the first bytes, then read_header_timeout (one clock read per request, not two).
-    let armed = false;
-    for (;;) {
-      // RFC 9112 2.2: ignore at least one empty line before the request line.
-      while (r.available >= 2 && r.buf[r.start] === 13 && r.buf[r.start + 1] === 10) r.start += 2;
-      if (r.available > 0) {
-        const end = findHeadEnd(r.buf, r.start, r.end);
-        // A head that arrived whole in one read must respect the limit too.
-        if (end !== -1) return end - r.start > cfg.max_header_bytes ? -3 : end;
-        if (r.available >= cfg.max_header_bytes) return -3;
-        // Incomplete: a bare CR means it never completes (a head is read whole in one read as a rule).
-        if (hasBareCr(r.buf, r.start + crChecked, r.end)) return -4;
-        crChecked = r.available - 1;
-      }
-      if (!armed) {
-        arm(this, sawBytes ? cfg.read_header_timeout : cfg.idle_timeout);
-        armed = true;
-      }
-      r.idle();
-      // Joins the disconnect detector's read when one is in flight (see watchClient).
-      const n = await r.fill(cfg.max_header_bytes + 4);
-      if (n === 0) return -1;
-      if (!sawBytes) {
-        sawBytes = true;
-        armed = false;
-      }
-    }
+    // RFC 9112 2.2: ignore at least one empty line before the request line.
+    while (r.available >= 2 && r.buf[r.start] === 13 && r.buf[r.start + 1] === 10) r.start += 2;
+    if (r.available === 0) return NEED_MORE;
+    const end = findHeadEnd(r.buf, r.start, r.end);
+    // A head that arrived whole in one read must respect the limit too.
+    if (end !== -1) return end - r.start > cfg.max_header_bytes ? -3 : end;
+    if (r.available >= cfg.max_header_bytes) return -3;
+    // Incomplete: a bare CR means it never completes (a head is read whole in one read as a rule).
+    if (hasBareCr(r.buf, r.start + this.crChecked, r.end)) return -4;
+    this.crChecked = r.available - 1;
+    return NEED_MORE;
+  }
+
+  /**
+   * Reads until a complete head is buffered: its end offset, or -1 (EOF or
+   * closed), -2 (bare LF), -3 (too large), -4 (bare CR). The wait is written
+   * out in serve (an async call per request less); this is its first look.
+   */
+  private readHead(): number {
+    this.crChecked = 0;
+    return this.headIn();
   }
 
   async serve(): Promise<void> {
     const r = this.r;
     try {
       while (!this.closed && !this.draining) {
-        let end: number;
-        try {
-          end = await this.readHead();
-        } catch (e) {
-          if (e instanceof FramingError) await this.reject(e.status, e.message);
-          return;
+        let sawBytes = r.available > 0;
+        let end = this.readHead();
+        if (end === NEED_MORE) {
+          const cfg = this.server.cfg;
+          // The timer is set only before waiting (a head already buffered needs none), once per phase:
+          // idle until the first bytes, then read_header_timeout (one clock read per request, not two).
+          let armed = false;
+          try {
+            do {
+              if (!armed) {
+                arm(this, sawBytes ? cfg.read_header_timeout : cfg.idle_timeout);
+                armed = true;
+              }
+              r.idle();
+              // Joins the disconnect detector's read when one is in flight (see watchClient).
+              if (await r.fill(cfg.max_header_bytes + 4) === 0) {
+                end = -1;
+                break;
+              }
+              if (!sawBytes) {
+                sawBytes = true;
+                armed = false;
+              }
+              end = this.headIn();
+            } while (end === NEED_MORE);
+          } catch (e) {
+            if (e instanceof FramingError) await this.reject(e.status, e.message);
+            return;
+          }
         }
         if (end < 0 || this.closed) {
           if (end === -2) await this.reject(400, "bare LF");
@@ -807,6 +823,8 @@ class Http1Writer implements UpgradableWriter {
 }
 
 const CRLF = new Uint8Array([13, 10]);
+/** headIn: no complete head buffered yet. */
+const NEED_MORE = -5;
 /** `out` of a connection that holds no output buffer (between responses). */
 const NO_OUT = new Uint8Array(0);
 const RESOLVED: Promise<void> = Promise.resolve();

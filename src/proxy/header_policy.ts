@@ -477,6 +477,18 @@ export function filterResponseHeaders(
   h.append("via", via === undefined ? v : via + ", " + v);
 }
 
+/** What {@linkcode copyResponseHead} reads of a parsed response head (http1/parse.ts's ParsedResponse). */
+export interface RawResponseHead {
+  /** Absolute offsets in the buffer: head start, status line end, then [lineStart, lineEnd) per field. */
+  readonly lines: readonly number[];
+  /** Per field: 1 hop-by-hop (by name, Host included), 2 Via, 0 other. */
+  readonly hop: readonly number[];
+  /** Lower-cased tokens of the Connection fields, or null. */
+  readonly connection: string[] | null;
+  /** Field `i`'s lower-case name. */
+  key(i: number): string;
+}
+
 /**
  * HTTP/1.1 fast path of {@linkcode filterResponseHeaders}: copies the
  * upstream's status line and kept field lines as bytes from `src` (the
@@ -486,22 +498,21 @@ export function filterResponseHeaders(
  */
 export function copyResponseHead(
   src: Uint8Array,
-  lines: readonly number[],
-  h: HeaderList,
-  connection: string[] | null,
+  res: RawResponseHead,
   dst: Uint8Array,
   via: Uint8Array,
 ): number {
   // Kept lines are copied in contiguous runs: usually one or two copies per head.
-  const keys = h.keys;
+  const { lines, hop, connection } = res;
+  // Connection naming other fields (not just keep-alive or close): their names are compared.
+  const named = connection !== null && namesFields(connection);
   let o = 0;
   let runStart = lines[0];
   let runEnd = lines[1];
-  for (let i = 0; i < keys.length; i++) {
-    const k = keys[i];
+  for (let i = 0; i < hop.length; i++) {
     const b = lines[3 + 2 * i];
-    const drop = isHopByHop(k) || (connection !== null && connection.includes(k));
-    if (!drop && k === "via") return -1; // joining Via values: take the string path
+    const drop = hop[i] === 1 || (named && connection!.includes(res.key(i)));
+    if (!drop && hop[i] === 2) return -1; // joining Via values: take the string path
     if (drop) {
       if (runEnd > runStart) {
         if (o + (runEnd - runStart) > dst.length) return -1;
@@ -520,4 +531,10 @@ export function copyResponseHead(
   dst[7] = 49; // an "HTTP/1.0" upstream: we answer as HTTP/1.1
   dst.set(via, o);
   return o + via.length;
+}
+
+/** Whether Connection tokens name a field beyond the hop-by-hop ones (and "close", which names none). */
+function namesFields(tokens: readonly string[]): boolean {
+  for (let i = 0; i < tokens.length; i++) if (tokens[i] !== "close" && !isHopByHop(tokens[i])) return true;
+  return false;
 }
