@@ -16,7 +16,7 @@ import {
   writeRest,
 } from "../http1/reader.ts";
 import { findHeadEnd, hasBareCr, parseRequestHead } from "../http1/parse.ts";
-import { EMPTY_BODY, type RawStream, type UpgradableWriter } from "../core/body.ts";
+import { DONE, EMPTY_BODY, type RawStream, type UpgradableWriter } from "../core/body.ts";
 import { RequestContext } from "../core/context.ts";
 import type { HeaderList } from "../core/headers.ts";
 import { arm, disarm, type Expirable } from "../core/deadline.ts";
@@ -776,7 +776,7 @@ class Http1Writer implements UpgradableWriter {
   }
 
   end(trailers?: HeaderList | null): Promise<void> {
-    if (this.finished) return RESOLVED;
+    if (this.finished) return DONE;
     if (!this.headSent) throw new Error("end before writeHead");
     const c = this.c;
     let o = this.pending;
@@ -789,7 +789,7 @@ class Http1Writer implements UpgradableWriter {
       }
     }
     this.finished = true;
-    if (o === 0) return RESOLVED; // the common case: the body already carried everything
+    if (o === 0) return DONE; // the common case: the body already carried everything
     this.count(o);
     return c.writeOut(o);
   }
@@ -827,6 +827,5 @@ const CRLF = new Uint8Array([13, 10]);
 const NEED_MORE = -5;
 /** `out` of a connection that holds no output buffer (between responses). */
 const NO_OUT = new Uint8Array(0);
-const RESOLVED: Promise<void> = Promise.resolve();
 /** Largest head+body written with one copy and one syscall, unless the listener says (`write_buffer`). */
 const MAX_COALESCE = 64 * 1024;

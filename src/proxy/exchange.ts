@@ -9,7 +9,7 @@
  * is relayed instead of becoming a 502.
  */
 import type { RequestContext } from "../core/context.ts";
-import type { BodyReader, RawHeadWriter, ResponseWriter } from "../core/body.ts";
+import { type BodyReader, DONE, type RawHeadWriter, type ResponseWriter } from "../core/body.ts";
 import { armAt, disarm } from "../core/deadline.ts";
 import { BodyLimitError } from "../core/body_limit.ts";
 import { findHeadEnd, type ParsedResponse, parseResponseHead, tokenList } from "../http1/parse.ts";
@@ -146,7 +146,9 @@ export async function exchange(
           throw CLIENT_GONE;
         }
       }
-      await ctx.res.end(null);
+      // The HTTP/1.1 writer's end has nothing left to write once the body went out: not awaited then.
+      const ended = ctx.res.end(null);
+      if (ended !== DONE) await ended;
     } else {
       const reader: BodyReader = res.chunked
         ? new ChunkedBodyReader(r, 16 * 1024, false)
