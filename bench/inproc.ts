@@ -4,15 +4,26 @@
  * connections (client and upstream), so the figure is stable on a noisy
  * machine and shows what our own code costs on top of the syscalls.
  *
- *   deno run -A --unstable-net bench/inproc.ts [requests] [--access-log]
+ *   deno run -A --unstable-net bench/inproc.ts [requests] [--access-log] [--floor]
  *
  * `--access-log`: the default JSON access log on, to a temporary file.
+ * `--floor`: the floor proxy's loop on the same harness instead of Loom
+ * (runInprocFloor): Loom's figure minus the floor's is Loom's own code.
  */
-import { GET_REQUEST, runInproc } from "./inproc_harness.ts";
+import { GET_REQUEST, runInproc, runInprocFloor } from "./inproc_harness.ts";
 
 const args = Deno.args.filter((a) => !a.startsWith("--"));
 const withLog = Deno.args.includes("--access-log");
 const total = Number(args[0] ?? 200_000);
+if (Deno.args.includes("--floor")) {
+  const { cpu, wall, requests } = await runInprocFloor(GET_REQUEST, total);
+  console.log(
+    `in-process cost per request of the floor proxy: ${cpu.toFixed(2)} µs CPU (${
+      wall.toFixed(2)
+    } µs wall), ${requests} requests`,
+  );
+  Deno.exit(0);
+}
 const logDir = withLog ? Deno.makeTempDirSync({ prefix: "loom-inproc-" }) : "";
 const { cpu, wall, requests } = await runInproc(
   `listeners: [{name: http, address: "127.0.0.1:9", protocol: http}]

@@ -12,6 +12,7 @@ import { CounterSlots } from "../src/upstream/counters.ts";
 import { setDialer } from "../src/upstream/pool.ts";
 import { GatewayMetrics } from "../src/observability/gateway_metrics.ts";
 import { createAccessLog } from "../src/observability/access_log.ts";
+import { asksClose, responseLength } from "./floor_http.ts";
 
 const enc = new TextEncoder();
 
@@ -192,6 +193,65 @@ export async function runInproc(
     close() {},
   } as unknown as Deno.Listener;
   new Http1Listener(listener, cfg.listeners[0], gateway);
+  client.push(request);
+  await finished;
+  const n = total - 1000;
+  return { cpu: (cpuMicros() - cpu0) / n, wall: (performance.now() - t0) * 1000 / n, requests: n };
+}
+
+/**
+ * The floor of {@link runInproc}: bench/floor_proxy.ts's loop (one read and
+ * one write each way, no parsing beyond the response's length, no gateway) on
+ * the same in-memory connections, upstream and client. What it costs is the
+ * harness's share and the promises of four socket operations; Loom's figure
+ * minus this one is what Loom's own code adds per request.
+ */
+export async function runInprocFloor(request: Uint8Array, total: number): Promise<InprocResult> {
+  let pending = 0, need = -1;
+  const up: MemConn = new MemConn((d) => {
+    if (need === -1) {
+      const text = latin1.decode(d);
+      const end = text.indexOf("\r\n\r\n");
+      need = end + 4 + contentLength(text, end);
+    }
+    pending += d.length;
+    if (pending >= need) {
+      pending = 0;
+      need = -1;
+      queueMicrotask(() => up.push(RESPONSE_1K));
+    }
+  });
+  let done = 0, t0 = 0, cpu0 = 0;
+  let finish!: () => void;
+  const finished = new Promise<void>((r) => finish = r);
+  const client: MemConn = new MemConn((d) => {
+    if (d.length < 1024) return;
+    done++;
+    if (done === 1000) {
+      t0 = performance.now();
+      cpu0 = cpuMicros();
+    }
+    if (done === total) finish();
+    else queueMicrotask(() => client.push(request));
+  });
+  const serve = async () => {
+    const req = new Uint8Array(16 * 1024), res = new Uint8Array(64 * 1024);
+    for (;;) {
+      const n = await client.read(req);
+      if (n === null) return;
+      await up.write(req.subarray(0, n));
+      let got = 0, want = -1;
+      while (want === -1 || got < want) {
+        const m = await up.read(res.subarray(got));
+        if (m === null) throw new Error("upstream closed");
+        got += m;
+        if (want === -1) want = responseLength(res, got);
+      }
+      await client.write(res.subarray(0, got));
+      if (asksClose(req, n)) return;
+    }
+  };
+  serve();
   client.push(request);
   await finished;
   const n = total - 1000;
