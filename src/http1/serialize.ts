@@ -71,7 +71,8 @@ export function encodeLatin1Into(text: string, buf: Uint8Array, offset: number):
     for (let i = 0; i < len; i++) buf[offset + i] = text.charCodeAt(i);
     return offset + len;
   }
-  const { read, written } = encoder.encodeInto(text, buf.subarray(offset));
+  // At offset 0 (upstream heads) the buffer itself: a view less per request.
+  const { read, written } = encoder.encodeInto(text, offset === 0 ? buf : buf.subarray(offset));
   if (read === text.length && written === text.length) return offset + written;
   for (let i = 0; i < text.length; i++) buf[offset + i] = text.charCodeAt(i) & 0xff;
   return offset + text.length;

@@ -247,16 +247,26 @@ function xffValue(ctx: RequestContext): string {
   return st.xff === undefined ? ctx.peerIp : st.xff + ", " + ctx.peerIp;
 }
 
+// The last Forwarded element built, by its parts: clients repeat them (one string less per request).
+let lastFwdIp = "", lastFwdScheme = "", lastFwdAuthority = "", lastFwd = "";
+
 /** Loom's Forwarded: `for`, `proto` and `host` of this hop, after a trusted proxy's elements. */
 function forwardedValue(ctx: RequestContext): string {
-  let f = "for=" + forwardedFor(ctx.peerIp) + ";proto=" + ctx.scheme;
-  if (ctx.authority !== "") f += ";host=" + forwardedHost(ctx.authority);
-  return st.fwd === undefined ? f : st.fwd + ", " + f;
+  const ip = ctx.peerIp, scheme = ctx.scheme, authority = ctx.authority;
+  if (ip !== lastFwdIp || scheme !== lastFwdScheme || authority !== lastFwdAuthority) {
+    let f = "for=" + forwardedFor(ip) + ";proto=" + scheme;
+    if (authority !== "") f += ";host=" + forwardedHost(authority);
+    lastFwdIp = ip;
+    lastFwdScheme = scheme;
+    lastFwdAuthority = authority;
+    lastFwd = f;
+  }
+  return st.fwd === undefined ? lastFwd : st.fwd + ", " + lastFwd;
 }
 
-/** Loom's Via: the client's list, then "<client version> loom". */
+/** Loom's Via: the client's list, then "<client version> loom" (a constant for HTTP/1.1 clients). */
 function viaValue(ctx: RequestContext): string {
-  const v = viaVersion(ctx.protocol) + " loom";
+  const v = ctx.protocol === "HTTP/1.1" ? "1.1 loom" : viaVersion(ctx.protocol) + " loom";
   return st.via === undefined ? v : st.via + ", " + v;
 }
 
