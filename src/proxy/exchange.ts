@@ -241,8 +241,9 @@ function toFailure(e: unknown, pc: PooledConn): UpstreamFailure {
 /**
  * Streams the request body upstream after the head (already encoded in
  * pc.out[0, headLen)). Chunked/unknown-length bodies are re-encoded.
- * Never throws: failures are recorded on `x` and close the upstream connection
- * so the response side notices.
+ * Never throws: a failed client read is recorded on `pc` and closes the
+ * upstream connection so the response side notices; a failed upstream write
+ * leaves the response side to read what the upstream answered.
  */
 async function sendBody(body: BodyReader, pc: PooledConn, headLen: number): Promise<void> {
   const chunked = body.length < 0;
@@ -299,8 +300,11 @@ async function sendBody(body: BodyReader, pc: PooledConn, headLen: number): Prom
     if (tail > 0) await writeAll(pc.conn, pc.out.subarray(0, tail));
     pc.uploadDone = true;
   } catch {
-    // Upstream write failed (closed, reset, early response): the response side reports it.
-    pc.close();
+    // Upstream write failed (closed, reset, early response): the response side reports it. The
+    // connection stays open for that read: an upstream that answered (say 413) and closed while the
+    // upload was still coming has its answer in our receive buffer, and the kernel hands it over
+    // before the reset; closing here lost it (502 instead of 413). It is never reused
+    // (uploadDone stays false).
   }
 }
 
