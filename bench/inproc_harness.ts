@@ -140,28 +140,8 @@ export async function runInproc(
     new GatewayMetrics("bench"),
     createAccessLog(cfg.access_log),
   );
-  // Upstream: answers each request write with the canned response.
-  // Upstream: answers once a whole request (head + Content-Length body) was written,
-  // however many writes it took (a streamed upload arrives in several).
-  setDialer(() => {
-    let pending = 0;
-    let need = -1;
-    const up: MemConn = new MemConn((d) => {
-      if (need === -1) {
-        // The harness's own cost stays small: one shared decoder, the length found without a RegExp.
-        const text = latin1.decode(d);
-        const end = text.indexOf("\r\n\r\n");
-        need = end + 4 + contentLength(text, end);
-      }
-      pending += d.length;
-      if (pending >= need) {
-        pending = 0;
-        need = -1;
-        queueMicrotask(() => up.push(response));
-      }
-    });
-    return Promise.resolve(up as unknown as Deno.TcpConn);
-  });
+  // Upstream: the canned response for each whole request.
+  setDialer(() => Promise.resolve(cannedUpstream(response) as unknown as Deno.TcpConn));
 
   let done = 0;
   let finish!: () => void;
@@ -200,16 +180,16 @@ export async function runInproc(
 }
 
 /**
- * The floor of {@link runInproc}: bench/floor_proxy.ts's loop (one read and
- * one write each way, no parsing beyond the response's length, no gateway) on
- * the same in-memory connections, upstream and client. What it costs is the
- * harness's share and the promises of four socket operations; Loom's figure
- * minus this one is what Loom's own code adds per request.
+ * An in-memory upstream connection that answers `response` once a whole
+ * request (head + Content-Length body) was written to it, however many writes
+ * it took (a streamed upload arrives in several).
  */
-export async function runInprocFloor(request: Uint8Array, total: number): Promise<InprocResult> {
-  let pending = 0, need = -1;
+function cannedUpstream(response: Uint8Array): MemConn {
+  let pending = 0;
+  let need = -1;
   const up: MemConn = new MemConn((d) => {
     if (need === -1) {
+      // The harness's own cost stays small: one shared decoder, the length found without a RegExp.
       const text = latin1.decode(d);
       const end = text.indexOf("\r\n\r\n");
       need = end + 4 + contentLength(text, end);
@@ -218,9 +198,21 @@ export async function runInprocFloor(request: Uint8Array, total: number): Promis
     if (pending >= need) {
       pending = 0;
       need = -1;
-      queueMicrotask(() => up.push(RESPONSE_1K));
+      queueMicrotask(() => up.push(response));
     }
   });
+  return up;
+}
+
+/**
+ * The floor of {@link runInproc}: bench/floor_proxy.ts's loop (one read and
+ * one write each way, no parsing beyond the response's length, no gateway) on
+ * the same in-memory connections, upstream and client. What it costs is the
+ * harness's share and the promises of four socket operations; Loom's figure
+ * minus this one is what Loom's own code adds per request.
+ */
+export async function runInprocFloor(request: Uint8Array, total: number): Promise<InprocResult> {
+  const up = cannedUpstream(RESPONSE_1K);
   let done = 0, t0 = 0, cpu0 = 0;
   let finish!: () => void;
   const finished = new Promise<void>((r) => finish = r);
