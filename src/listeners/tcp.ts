@@ -36,7 +36,7 @@ import type { Counter, Registry } from "../observability/metrics.ts";
 import type { Bulkhead } from "../upstream/bulkhead.ts";
 import { ADMITTED, DENIED } from "../upstream/circuit_breaker.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
-import { outlierFailure, outlierSuccess } from "../upstream/outlier.ts";
+import { admit, judge } from "../upstream/resilience.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import {
   checkNetworkFilters,
@@ -328,7 +328,6 @@ class TcpConnection {
     const input = { header: () => undefined, clientIp };
     let tried: Endpoint | undefined;
     const rs = upstream.resilience;
-    const od = rs?.outlier ?? null;
     for (let i = 0; i < attempts; i++) {
       let ep = upstream.select(input, tried);
       let token = ADMITTED;
@@ -336,7 +335,7 @@ class TcpConnection {
         // An open circuit sends the connection to another endpoint, if any admits it (as HTTP requests).
         let denied = false;
         for (let k = 0; ep !== null; k++) {
-          token = this.admit(upstream, ep);
+          token = admit(upstream.name, ep, Date.now(), this.owner.observer);
           if (token !== DENIED) break;
           denied = true;
           ep = k + 1 < rs.endpoints.length ? upstream.select(input, ep) : null;
@@ -352,14 +351,12 @@ class TcpConnection {
       }
       try {
         this.up = await dial(ep, upstream.config.connect_timeout);
-        this.verdict(upstream, ep, token, true);
-        if (od !== null) outlierSuccess(ep, od, Date.now());
+        judge(upstream.name, rs, ep, token, true, Date.now(), this.owner.observer);
         if (this.closed) this.up.close();
         return ep;
       } catch (e) {
         // A refused or timed-out connect counts towards the endpoint's ejection and its breaker (as HTTP's do).
-        this.verdict(upstream, ep, token, false);
-        if (od !== null) outlierFailure(ep, od, upstream.endpoints, Date.now());
+        judge(upstream.name, rs, ep, token, false, Date.now(), this.owner.observer);
         log.debug("tcp upstream connect failed", {
           listener: this.cfg.name,
           upstream: upstream.name,
@@ -372,24 +369,6 @@ class TcpConnection {
     }
     this.count("connect_failed");
     return null;
-  }
-
-  /** Asks `ep`'s circuit breaker for a connection: a token for {@link verdict}, or DENIED. */
-  private admit(upstream: Upstream, ep: Endpoint): number {
-    const b = ep.breaker!;
-    const before = b.state;
-    const token = b.admit(Date.now());
-    if (b.state !== before) this.owner.observer?.circuitState?.(upstream.name, ep.address, b.state);
-    return token;
-  }
-
-  /** Tells `ep`'s circuit breaker (if any) whether the connect it admitted with `token` succeeded. */
-  private verdict(upstream: Upstream, ep: Endpoint, token: number, ok: boolean): void {
-    const b = ep.breaker;
-    if (b === null) return;
-    const before = b.state;
-    b.record(token, ok, Date.now());
-    if (b.state !== before) this.owner.observer?.circuitState?.(upstream.name, ep.address, b.state);
   }
 
   /** Copies one direction: reads the source, hands the bytes to the filters (or writes them on). */

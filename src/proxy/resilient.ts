@@ -13,8 +13,7 @@ import type { RequestContext } from "../core/context.ts";
 import type { BodyReader } from "../core/body.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import { ADMITTED, DENIED } from "../upstream/circuit_breaker.ts";
-import { outlierFailure, outlierSuccess } from "../upstream/outlier.ts";
-import type { Resilience } from "../upstream/resilience.ts";
+import { admit, judge, type Resilience } from "../upstream/resilience.ts";
 import { backoff, type RetryPolicy } from "../upstream/retry.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import { respondError } from "../core/respond.ts";
@@ -161,10 +160,7 @@ async function attempts(
       // An open circuit sends the request to another endpoint, if any admits it.
       let denied: Endpoint | null = null;
       for (let k = 0; ep !== null; k++) {
-        const b = ep.breaker!;
-        const before = b.state;
-        token = b.admit(now);
-        if (b.state !== before) obs?.circuitState?.(up.name, ep.address, b.state);
+        token = admit(up.name, ep, now, obs);
         if (token !== DENIED) break;
         denied ??= ep;
         ep = k + 1 < rs.endpoints.length ? up.select(ctx, ep) : null;
@@ -202,16 +198,7 @@ async function attempts(
       if (outcome === CLIENT) return;
     } else {
       const ok = outcome > 0 ? outcome < 500 : outcome <= DISCARDED ? DISCARDED - outcome < 500 : false;
-      const b = ep.breaker;
-      if (b !== null) {
-        const before = b.state;
-        b.record(token, ok, end);
-        if (b.state !== before) obs?.circuitState?.(up.name, ep.address, b.state);
-      }
-      if (rs.outlier !== null) {
-        if (ok) outlierSuccess(ep, rs.outlier, end);
-        else outlierFailure(ep, rs.outlier, rs.endpoints, end);
-      }
+      judge(up.name, rs, ep, token, ok, end, obs);
       if (outcome > 0 || outcome === ANSWERED) return;
     }
     // Nothing was sent (connect failure), or nothing was processed (refused) and the body can be resent.

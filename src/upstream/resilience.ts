@@ -13,6 +13,7 @@
 import type { OutlierDetectionConfig, UpstreamConfig } from "../config/types.ts";
 import { Bulkhead } from "./bulkhead.ts";
 import type { Endpoint } from "./endpoint.ts";
+import { outlierFailure, outlierSuccess } from "./outlier.ts";
 import { RetryBudget } from "./retry.ts";
 
 /** What the resilient forwarding path needs of an upstream. */
@@ -59,4 +60,48 @@ export function buildResilience(
     breakers: cb,
     retries,
   };
+}
+
+/** Told when an endpoint's circuit breaker changes state (the gateway's metrics). */
+export interface CircuitObserver {
+  circuitState?(upstream: string, endpoint: string, state: number): void;
+}
+
+/**
+ * Asks `ep`'s circuit breaker (it has one) to admit one more exchange of
+ * `upstream`: a token for {@link judge}, or DENIED while its circuit is open.
+ * A state change is told to `obs`.
+ */
+export function admit(upstream: string, ep: Endpoint, now: number, obs: CircuitObserver | null): number {
+  const b = ep.breaker!;
+  const before = b.state;
+  const token = b.admit(now);
+  if (b.state !== before) obs?.circuitState?.(upstream, ep.address, b.state);
+  return token;
+}
+
+/**
+ * The outcome of an exchange with `ep` that its breaker admitted with
+ * `token`: to the breaker, if any (a state change told to `obs`), then to
+ * outlier detection, if `rs` has it. HTTP requests and tcp connections alike.
+ */
+export function judge(
+  upstream: string,
+  rs: Resilience | null,
+  ep: Endpoint,
+  token: number,
+  ok: boolean,
+  now: number,
+  obs: CircuitObserver | null,
+): void {
+  const b = ep.breaker;
+  if (b !== null) {
+    const before = b.state;
+    b.record(token, ok, now);
+    if (b.state !== before) obs?.circuitState?.(upstream, ep.address, b.state);
+  }
+  if (rs !== null && rs.outlier !== null) {
+    if (ok) outlierSuccess(ep, rs.outlier, now);
+    else outlierFailure(ep, rs.outlier, rs.endpoints, now);
+  }
 }
