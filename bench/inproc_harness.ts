@@ -142,26 +142,7 @@ export async function runInproc(
   );
   // Upstream: the canned response for each whole request.
   setDialer(() => Promise.resolve(cannedUpstream(response) as unknown as Deno.TcpConn));
-
-  let done = 0;
-  let finish!: () => void;
-  const finished = new Promise<void>((r) => finish = r);
-  let t0 = 0;
-  let cpu0 = 0;
-  // Client: sends the next request when a full response arrived. Another response than RESPONSE_1K may
-  // come in several writes (or chunked, compressed): its end is its body's last bytes or the last chunk.
-  const tail = response === RESPONSE_1K ? null : response.subarray(response.length - 64);
-  const client: MemConn = new MemConn((d) => {
-    // head-only writes would be partial responses; RESPONSE_1K comes in one write
-    if (tail === null ? d.length < 1024 : !endsWith(d, tail) && !endsWith(d, LAST_CHUNK)) return;
-    done++;
-    if (done === 1000) {
-      t0 = performance.now();
-      cpu0 = cpuMicros();
-    }
-    if (done === total) finish();
-    else queueMicrotask(() => client.push(request));
-  });
+  const { client, result } = measuringClient(request, total, response);
   let accepted = false;
   const listener = {
     addr: ADDR,
@@ -174,9 +155,38 @@ export async function runInproc(
   } as unknown as Deno.Listener;
   new Http1Listener(listener, cfg.listeners[0], gateway);
   client.push(request);
-  await finished;
-  const n = total - 1000;
-  return { cpu: (cpuMicros() - cpu0) / n, wall: (performance.now() - t0) * 1000 / n, requests: n };
+  return result;
+}
+
+/**
+ * The client of a run: sends `request` again each time a whole `response`
+ * arrived, `total` times; the CPU and wall time per request after the first
+ * 1000 (warm-up). A response other than RESPONSE_1K may come in several writes
+ * (or chunked, compressed): its end is its body's last bytes or the last chunk.
+ */
+function measuringClient(
+  request: Uint8Array,
+  total: number,
+  response: Uint8Array,
+): { client: MemConn; result: Promise<InprocResult> } {
+  let done = 0, t0 = 0, cpu0 = 0;
+  let finish!: (r: InprocResult) => void;
+  const result = new Promise<InprocResult>((r) => finish = r);
+  const tail = response === RESPONSE_1K ? null : response.subarray(response.length - 64);
+  const client: MemConn = new MemConn((d) => {
+    // head-only writes would be partial responses; RESPONSE_1K comes in one write
+    if (tail === null ? d.length < 1024 : !endsWith(d, tail) && !endsWith(d, LAST_CHUNK)) return;
+    done++;
+    if (done === 1000) {
+      t0 = performance.now();
+      cpu0 = cpuMicros();
+    }
+    if (done === total) {
+      const n = total - 1000;
+      finish({ cpu: (cpuMicros() - cpu0) / n, wall: (performance.now() - t0) * 1000 / n, requests: n });
+    } else queueMicrotask(() => client.push(request));
+  });
+  return { client, result };
 }
 
 /**
@@ -211,21 +221,9 @@ function cannedUpstream(response: Uint8Array): MemConn {
  * harness's share and the promises of four socket operations; Loom's figure
  * minus this one is what Loom's own code adds per request.
  */
-export async function runInprocFloor(request: Uint8Array, total: number): Promise<InprocResult> {
+export function runInprocFloor(request: Uint8Array, total: number): Promise<InprocResult> {
   const up = cannedUpstream(RESPONSE_1K);
-  let done = 0, t0 = 0, cpu0 = 0;
-  let finish!: () => void;
-  const finished = new Promise<void>((r) => finish = r);
-  const client: MemConn = new MemConn((d) => {
-    if (d.length < 1024) return;
-    done++;
-    if (done === 1000) {
-      t0 = performance.now();
-      cpu0 = cpuMicros();
-    }
-    if (done === total) finish();
-    else queueMicrotask(() => client.push(request));
-  });
+  const { client, result } = measuringClient(request, total, RESPONSE_1K);
   const serve = async () => {
     const req = new Uint8Array(16 * 1024), res = new Uint8Array(64 * 1024);
     for (;;) {
@@ -245,7 +243,5 @@ export async function runInprocFloor(request: Uint8Array, total: number): Promis
   };
   serve();
   client.push(request);
-  await finished;
-  const n = total - 1000;
-  return { cpu: (cpuMicros() - cpu0) / n, wall: (performance.now() - t0) * 1000 / n, requests: n };
+  return result;
 }
