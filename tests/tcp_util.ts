@@ -5,6 +5,8 @@
  */
 import { startLoom, type TestLoom, waitFor } from "./helpers.ts";
 import { metricValue } from "./gateway_util.ts";
+import { serveConns } from "./upstream.ts";
+import { writeAll } from "../src/http1/reader.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -32,72 +34,50 @@ export function startEcho(
 ): Echo {
   const listener = listen();
   const port = (listener.addr as Deno.NetAddr).port;
-  const open = new Set<Deno.Conn>();
   const echo: Echo = {
     address: `127.0.0.1:${port}`,
     port,
     conns: 0,
     probes: 0,
     health: 200,
-    close: () => {
-      try {
-        listener.close();
-      } catch { /* closed */ }
-      for (const c of open) {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
-    },
+    close: () => served.close(),
   };
-  (async () => {
-    for (;;) {
-      let conn: Deno.Conn;
+  const served = serveConns(listener, (conn) => {
+    (async () => {
+      const buf = new Uint8Array(64 * 1024);
+      let first = true;
       try {
-        conn = await listener.accept();
-      } catch {
-        return;
-      }
-      open.add(conn);
-      (async () => {
-        const buf = new Uint8Array(64 * 1024);
-        let first = true;
-        try {
-          for (;;) {
-            const n = await conn.read(buf);
-            if (n === null) {
-              await writeAll(conn, enc.encode(`${first ? tag + ":" : ""}|eof`));
-              break;
-            }
-            const chunk = buf.subarray(0, n);
-            if (first && dec.decode(chunk).startsWith("GET /health")) {
-              echo.probes++;
-              await writeAll(
-                conn,
-                enc.encode(`HTTP/1.1 ${echo.health} x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`),
-              );
-              break;
-            }
-            if (first) echo.conns++, await writeAll(conn, enc.encode(tag + ":"));
-            first = false;
-            await writeAll(conn, chunk);
+        for (;;) {
+          const n = await conn.read(buf);
+          if (n === null) {
+            await writeAll(conn, enc.encode(`${first ? tag + ":" : ""}|eof`));
+            break;
           }
-        } catch { /* reset */ }
-        open.delete(conn);
-        try {
-          conn.close();
-        } catch { /* closed */ }
-      })();
-    }
-  })();
+          const chunk = buf.subarray(0, n);
+          if (first && dec.decode(chunk).startsWith("GET /health")) {
+            echo.probes++;
+            await writeAll(
+              conn,
+              enc.encode(`HTTP/1.1 ${echo.health} x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`),
+            );
+            break;
+          }
+          if (first) echo.conns++, await writeAll(conn, enc.encode(tag + ":"));
+          first = false;
+          await writeAll(conn, chunk);
+        }
+      } catch { /* reset */ }
+      served.open.delete(conn);
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    })();
+  });
   return echo;
 }
 
-/** Writes all of `b`. */
-export async function writeAll(c: Deno.Conn, b: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < b.length) off += await c.write(b.subarray(off));
-}
+/** Writes all of `b` (the engine's own loop over partial writes). */
+export { writeAll };
 
 /** Reads from `c` until `want` bytes came (or the end of stream): the text read. */
 export async function readText(c: Deno.Conn, want: number): Promise<string> {

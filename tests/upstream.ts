@@ -182,16 +182,34 @@ export interface RawUpstream {
 }
 
 /** Starts the raw flavour of {@linkcode startUpstream}. */
-function startRawUpstream(handler?: (c: RawUpstreamConn) => Promise<void>): RawUpstream {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  const up: RawUpstream = {
-    port,
-    address: `127.0.0.1:${port}`,
-    conns: 0,
-    requests: [],
-    raw: [],
-    ended: [],
+/** A test server's connections: each accepted one until the listener closes, and `close` for all. */
+export interface ServedConns<C extends Deno.Conn> {
+  /** The connections still open (a handler deletes one when it ends). */
+  readonly open: Set<C>;
+  /** Closes the listener and every open connection. */
+  close(): void;
+}
+
+/** Accepts on `listener` until it is closed, handing each connection to `onConn` and tracking it in `open`. */
+export function serveConns<C extends Deno.Conn>(
+  listener: Deno.Listener<C>,
+  onConn: (conn: C) => void,
+): ServedConns<C> {
+  const open = new Set<C>();
+  (async () => {
+    for (;;) {
+      let conn: C;
+      try {
+        conn = await listener.accept();
+      } catch {
+        return;
+      }
+      open.add(conn);
+      onConn(conn);
+    }
+  })();
+  return {
+    open,
     close: () => {
       try {
         listener.close();
@@ -203,70 +221,74 @@ function startRawUpstream(handler?: (c: RawUpstreamConn) => Promise<void>): RawU
       }
     },
   };
-  const open = new Set<Deno.TcpConn>();
-  (async () => {
-    for (;;) {
-      let conn: Deno.TcpConn;
+}
+
+function startRawUpstream(handler?: (c: RawUpstreamConn) => Promise<void>): RawUpstream {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const up: RawUpstream = {
+    port,
+    address: `127.0.0.1:${port}`,
+    conns: 0,
+    requests: [],
+    raw: [],
+    ended: [],
+    close: () => served.close(),
+  };
+  const served = serveConns(listener, (conn) => {
+    const idx = up.conns++;
+    up.raw[idx] = "";
+    up.ended[idx] = false;
+    let parsedUpTo = 0;
+    let eof = false;
+    let wake = null as (() => void) | null;
+    const closed = deferred();
+    const buf = new Uint8Array(64 * 1024);
+    (async () => {
       try {
-        conn = await listener.accept();
-      } catch {
-        return;
-      }
-      open.add(conn);
-      const idx = up.conns++;
-      up.raw[idx] = "";
-      up.ended[idx] = false;
-      let parsedUpTo = 0;
-      let eof = false;
-      let wake = null as (() => void) | null;
-      const closed = deferred();
-      const buf = new Uint8Array(64 * 1024);
-      (async () => {
+        for (;;) {
+          const n = await conn.read(buf);
+          if (n === null) break;
+          up.raw[idx] += latin1(buf.subarray(0, n));
+          wake?.();
+        }
+      } catch { /* reset */ }
+      eof = true;
+      up.ended[idx] = true;
+      served.open.delete(conn);
+      closed.resolve();
+      wake?.();
+    })();
+    const c: RawUpstreamConn = {
+      conn,
+      received: () => up.raw[idx],
+      async nextRequest() {
+        for (;;) {
+          const p = parseMessage(up.raw[idx].slice(parsedUpTo));
+          if (p !== null) {
+            parsedUpTo += p.used;
+            up.requests.push(p.msg);
+            return p.msg;
+          }
+          if (eof) return null;
+          await new Promise<void>((r) => wake = r);
+          wake = null;
+        }
+      },
+      write: async (data) => {
+        const b = typeof data === "string" ? enc.encode(data) : data;
+        let off = 0;
+        while (off < b.length) off += await conn.write(b.subarray(off));
+      },
+      close: () => {
         try {
-          for (;;) {
-            const n = await conn.read(buf);
-            if (n === null) break;
-            up.raw[idx] += latin1(buf.subarray(0, n));
-            wake?.();
-          }
-        } catch { /* reset */ }
-        eof = true;
-        up.ended[idx] = true;
-        open.delete(conn);
-        closed.resolve();
-        wake?.();
-      })();
-      const c: RawUpstreamConn = {
-        conn,
-        received: () => up.raw[idx],
-        async nextRequest() {
-          for (;;) {
-            const p = parseMessage(up.raw[idx].slice(parsedUpTo));
-            if (p !== null) {
-              parsedUpTo += p.used;
-              up.requests.push(p.msg);
-              return p.msg;
-            }
-            if (eof) return null;
-            await new Promise<void>((r) => wake = r);
-            wake = null;
-          }
-        },
-        write: async (data) => {
-          const b = typeof data === "string" ? enc.encode(data) : data;
-          let off = 0;
-          while (off < b.length) off += await conn.write(b.subarray(off));
-        },
-        close: () => {
-          try {
-            conn.close();
-          } catch { /* closed */ }
-        },
-        closed: closed.promise,
-      };
-      (handler ?? defaultRawHandler)(c).catch(() => {});
-    }
-  })();
+          conn.close();
+        } catch { /* closed */ }
+      },
+      closed: closed.promise,
+    };
+    (handler ?? defaultRawHandler)(c).catch(() => {});
+  });
   return up;
 }
 
