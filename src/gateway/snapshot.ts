@@ -76,15 +76,13 @@ const NO_PLUGINS: Plugins = {
 
 /**
  * Code only some configs use, loaded by {@link loadSnapshotCode}: the Wasm
- * host, and top-level middleware that pull in more (OpenTelemetry, Redis
- * clients). Left unset, none of it is compiled, which keeps a plain proxy's
- * memory down (bench/README.md, Memory).
+ * host and top-level tracing (OpenTelemetry); middleware come from the
+ * registry's loaders. Left unset, none of it is compiled, which keeps a plain
+ * proxy's memory down (bench/README.md, Memory).
  */
 const code: {
   PluginManager?: typeof PluginManager;
   tracing?: typeof import("../middleware/tracing/index.ts").tracing;
-  rateLimit?: typeof import("../middleware/rate_limit/index.ts").rateLimit;
-  cache?: typeof import("../middleware/cache/index.ts").cache;
 } = {};
 
 /** `value`, which {@link loadSnapshotCode} loads for a config that uses it. */
@@ -95,9 +93,15 @@ function loaded<T>(value: T | undefined, what: string): T {
   return value;
 }
 
-/** The names of every middleware entry of `config` (top level, routes, backends). */
+/**
+ * The names of every middleware `config` uses: its entries (top level, routes,
+ * backends) and the top-level `rate_limit` and `cache` blocks, which are those
+ * middleware in front of every route.
+ */
 function middlewareNames(config: LoomConfig): string[] {
   const names = config.middleware.map((m) => m.name);
+  if (topLevelRateLimit(config.rate_limit) !== null) names.push("rate_limit");
+  if (topLevelCache(config.cache) !== null) names.push("cache");
   for (const r of config.routes) {
     for (const m of r.middleware) names.push(m.name);
     for (const b of r.backends ?? []) for (const m of b.middleware) names.push(m.name);
@@ -115,12 +119,6 @@ export async function loadSnapshotCode(config: LoomConfig): Promise<void> {
   await loadRouteCode(config);
   if (config.plugins.length > 0) code.PluginManager ??= (await import("../wasm/mod.ts")).PluginManager;
   if (config.tracing?.enabled) code.tracing ??= (await import("../middleware/tracing/index.ts")).tracing;
-  if (topLevelRateLimit(config.rate_limit) !== null) {
-    code.rateLimit ??= (await import("../middleware/rate_limit/index.ts")).rateLimit;
-  }
-  if (topLevelCache(config.cache) !== null) {
-    code.cache ??= (await import("../middleware/cache/index.ts")).cache;
-  }
 }
 
 /** Scope (shared-memory id prefix) of the top-level `rate_limit` block's middleware. */
@@ -135,7 +133,6 @@ const TOP_CACHE = "cache";
 export async function sharedRegionsFor(config: LoomConfig): Promise<Map<string, number>> {
   await loadMiddleware(middlewareNames(config));
   const top = topLevelRateLimit(config.rate_limit);
-  if (top !== null) code.rateLimit ??= (await import("../middleware/rate_limit/index.ts")).rateLimit;
   return sharedRegionsOf(
     config,
     top === null ? [] : [[TOP_RATE_LIMIT, { name: "rate_limit", options: top }]],
@@ -178,11 +175,15 @@ export function buildSnapshot(
   const global = config.middleware.map((m, i) => createMiddleware(m, scopedEnv(env, entryScope(null, i))));
   // The Loom format's top-level `cache` block: a cache in front of every route (behind the limit and CORS).
   const topCache = topLevelCache(config.cache);
-  if (topCache !== null) global.unshift(loaded(code.cache, "cache")(topCache, scopedEnv(env, TOP_CACHE)));
+  if (topCache !== null) {
+    global.unshift(createMiddleware({ name: "cache", options: topCache }, scopedEnv(env, TOP_CACHE)));
+  }
   // The Loom format's top-level `rate_limit` block: a limit per client IP in front of every route.
   const topLimit = topLevelRateLimit(config.rate_limit);
   if (topLimit !== null) {
-    global.unshift(loaded(code.rateLimit, "rate_limit")(topLimit, scopedEnv(env, TOP_RATE_LIMIT)));
+    global.unshift(
+      createMiddleware({ name: "rate_limit", options: topLimit }, scopedEnv(env, TOP_RATE_LIMIT)),
+    );
   }
   // The Loom format's top-level `cors` block: CORS in front of every route (and of its limit's 429s).
   if (config.cors !== undefined && config.cors.enabled) global.unshift(cors(config.cors));
