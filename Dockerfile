@@ -45,5 +45,5 @@ EXPOSE 8080
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
   CMD ["/usr/local/bin/deno", "eval", "--no-config", "const r = await fetch(Deno.env.get('LOOM_HEALTH_URL')).catch(() => null); Deno.exit(r?.ok ? 0 : 1);"]
-ENTRYPOINT ["/usr/local/bin/deno", "run", "--allow-all", "--unstable-net", "--no-config", "/opt/loom/loom.js"]
+ENTRYPOINT ["/usr/local/bin/deno", "run", "--allow-all", "--unstable-net", "--v8-flags=--max-semi-space-size=4", "--no-config", "/opt/loom/loom.js"]
 CMD ["run", "-c", "/etc/loom/loom.yaml"]

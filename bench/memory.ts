@@ -14,9 +14,12 @@
  * none), optionally prefixed by `bundle ` to run dist/loom.js (`deno task
  * bundle` first; `--dist DIR` for another bundle directory, `bundle:DIR ` for
  * this variant's) instead of src/cli/main.ts; `deno` is an idle Deno script
- * (the runtime's own floor, after start only):
+ * (the runtime's own floor, after start only). Every Loom gets the V8 flags it
+ * is shipped with (the start task's, which the bundle's shebang repeats)
+ * before its own; `--v8-flags=--max-semi-space-size=0` gives V8's default
+ * young generation back:
  *
- *   bench/memory.ts -- "" "bundle" "--v8-flags=--max-semi-space-size=4" deno
+ *   bench/memory.ts -- "" "bundle" "bundle --v8-flags=--max-semi-space-size=0" deno
  *
  * `--config FILE` serves FILE instead of the bare config: `{{PORT}}`,
  * `{{ADMIN}}` and `{{UPSTREAM}}` in it become the listener's, the admin API's
@@ -32,6 +35,7 @@ import {
   runWrk,
   spawn,
   startRig,
+  startTaskV8Flags,
   stop,
   treeCpuSeconds,
   treeRssKiB,
@@ -146,6 +150,8 @@ async function startVariant(
       "-A",
       "--unstable-net",
       ...(v.bundle ? ["--no-config"] : []),
+      // As shipped (the start task's and the bundle's shebang's young generation); a variant's flags win.
+      ...startTaskV8Flags(),
       ...v.flags,
       ...entry,
       "run",

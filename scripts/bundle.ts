@@ -19,6 +19,7 @@ import {
   capture,
   copyInto,
   humanSize,
+  LOOM_V8_FLAGS,
   ROOT,
   run,
   shippedAssets,
@@ -28,7 +29,8 @@ import {
 const COMMIT_PLACEHOLDER = '"<loom-build-commit>"';
 
 /** The shebang of dist/loom.js: the flags Loom needs. */
-export const BUNDLE_SHEBANG = "#!/usr/bin/env -S deno run --allow-all --unstable-net --no-config\n";
+export const BUNDLE_SHEBANG =
+  `#!/usr/bin/env -S deno run --allow-all --unstable-net ${LOOM_V8_FLAGS} --no-config\n`;
 
 /** What {@linkcode buildBundle} wrote. */
 export interface BundleResult {

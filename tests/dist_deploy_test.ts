@@ -2,14 +2,15 @@
  * The deployment files agree with Loom and with each other: the Kubernetes ConfigMap's config validates
  * (admin beyond loopback, so authenticated) and its ports are the ones the Deployment's probes and the
  * Service use; the Dockerfile's HEALTHCHECK command really tells a healthy admin API from none, and it and
- * the systemd unit start the bundle with the flags it needs; the unit keeps its hardening.
+ * the systemd unit start the bundle with the flags it needs, as do the npm launcher and the deno.json tasks;
+ * the unit keeps its hardening.
  */
 import assert from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
 import { itest, startLoom, yamlOf } from "./helpers.ts";
 import { parseConfig } from "../src/config/mod.ts";
 import { BUNDLE_SHEBANG } from "../scripts/bundle.ts";
-import { capture, ROOT } from "../scripts/dist_common.ts";
+import { capture, LOOM_V8_FLAGS, ROOT } from "../scripts/dist_common.ts";
 
 // deno-lint-ignore no-explicit-any
 type Doc = any;
@@ -21,7 +22,7 @@ function manifests(): Doc[] {
   ).flatMap((e) => parseAllDocuments(Deno.readTextFileSync(`${dir}/${e.name}`)).map((d) => d.toJS()));
 }
 
-/** The flags of the bundle's shebang (`--allow-all --unstable-net --no-config`). */
+/** The flags of the bundle's shebang (`--allow-all --unstable-net --v8-flags=... --no-config`). */
 const BUNDLE_FLAGS = BUNDLE_SHEBANG.trim().split(/\s+/).slice(4);
 
 Deno.test("deploy: Kubernetes config validates; probes, ports, Service and PDB line up", () => {
@@ -137,4 +138,18 @@ Deno.test("deploy: the systemd unit runs the bundle with its flags, hardened", (
   };
   assert.deepEqual(Object.fromEntries(Object.keys(hardening).map((k) => [k, one(k)])), hardening);
   assert.equal(directives.has("MemoryDenyWriteExecute"), false, "V8 needs writable executable memory");
+});
+
+Deno.test("deploy: the npm launcher and the deno.json tasks run Loom with the bundle's flags", () => {
+  assert.ok(BUNDLE_FLAGS.includes(LOOM_V8_FLAGS), BUNDLE_SHEBANG);
+  // packaging/npm/bin/loom: `const args = ["run", ...flags, bundle, ...process.argv.slice(2)]`.
+  const launcher = Deno.readTextFileSync(`${ROOT}packaging/npm/bin/loom`);
+  const list = /const args = \[([^\]]*)\]/.exec(launcher)?.[1] ?? "";
+  const strings = [...list.matchAll(/"([^"]*)"/g)].map((m) => m[1]);
+  assert.deepEqual(strings, ["run", ...BUNDLE_FLAGS]);
+  const tasks = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks;
+  for (const name of ["start", "loom"]) {
+    const words = (tasks[name] as string).split(/\s+/);
+    assert.ok(words.includes(LOOM_V8_FLAGS), `deno task ${name}: ${tasks[name]}`);
+  }
 });
