@@ -87,14 +87,24 @@ async function git(args: string[]): Promise<void> {
 }
 
 /** bench/floor_proxy.ts (`floor`) or bench/ffi_floor_proxy.ts (`ffi-floor[:mode]`) on CPU 1. */
-async function startFloor(label: string, port: number, upstreamPort: number): Promise<Proc> {
+async function startFloor(label: string, port: number, upstreamPort: number, env: string[]): Promise<Proc> {
   const [script, ...mode] = label.startsWith("ffi-floor")
     ? ["bench/ffi_floor_proxy.ts", ...label.split(":").slice(1)]
     : ["bench/floor_proxy.ts"];
   const p = spawn(
     label,
-    [...pin("1"), Deno.execPath(), "run", "-A", script, String(port), String(upstreamPort), ...mode],
-    `${rigDir()}/${label.replace(":", "-")}.log`,
+    [
+      ...pin("1"),
+      ...(env.length ? ["env", ...env] : []),
+      Deno.execPath(),
+      "run",
+      "-A",
+      script,
+      String(port),
+      String(upstreamPort),
+      ...mode,
+    ],
+    `${rigDir()}/${label.replace(/[^\w-]+/g, "-")}.log`,
   );
   await waitReady(p, port, 30_000);
   return p;
@@ -122,18 +132,20 @@ async function main(): Promise<void> {
         await git(["worktree", "add", "--detach", cwd, v.rev]);
         worktrees.push(cwd);
       }
-      v.proc = v.label === "floor" || /^ffi-floor(:\w+)?$/.test(v.label)
-        ? await startFloor(v.label, v.port, ups[0])
-        : await startLoom(
-          `loom-${i}`,
-          1,
-          "1",
-          v.port,
-          ups,
-          v.env.length ? ["env", ...v.env] : [],
-          v.flags,
-          cwd,
-        );
+      const floor = v.flags[0] ?? "";
+      v.proc =
+        v.rev === null && v.flags.length === 1 && (floor === "floor" || /^ffi-floor(:\w+)?$/.test(floor))
+          ? await startFloor(floor, v.port, ups[0], v.env)
+          : await startLoom(
+            `loom-${i}`,
+            1,
+            "1",
+            v.port,
+            ups,
+            v.env.length ? ["env", ...v.env] : [],
+            v.flags,
+            cwd,
+          );
       console.log(`ab: ${v.label} ready (pid ${v.proc.pid})`);
     }
     let ng: Proc | null = null;

@@ -13,6 +13,12 @@ import { asksClose, responseLength } from "./floor_http.ts";
 
 const [port, upstreamPort] = Deno.args.map(Number);
 const idle: Deno.TcpConn[] = [];
+/** FLOOR_SPIN_US: CPU burnt per request, to see how a slower proxy's tail grows (bench/README.md, the tail). */
+const spinUs = Number(Deno.env.get("FLOOR_SPIN_US") ?? 0);
+function spin(): void {
+  const end = performance.now() + spinUs / 1000;
+  while (performance.now() < end) { /* burn */ }
+}
 
 async function serve(client: Deno.TcpConn): Promise<void> {
   client.setNoDelay(true);
@@ -20,6 +26,7 @@ async function serve(client: Deno.TcpConn): Promise<void> {
   for (;;) {
     const n = await client.read(req);
     if (n === null) return client.close();
+    if (spinUs > 0) spin();
     let up = idle.pop();
     if (up === undefined) {
       up = await Deno.connect({ hostname: "127.0.0.1", port: upstreamPort });
