@@ -7,8 +7,11 @@
  *
  *   deno run -A bench/ab.ts <rev> [rounds=5] [requests=200000] [--access-log]
  *
- * `--access-log` is passed to bench/inproc.ts (the JSON access log on, to a file).
+ * `--access-log` is passed to bench/inproc.ts (the JSON access log on, to a file). Both sides run with
+ * the V8 flags Loom is started with (deno.json's start task).
  */
+import { startTaskV8Flags } from "./run.ts";
+
 const flags = Deno.args.filter((a) => a.startsWith("--"));
 const positional = Deno.args.filter((a) => !a.startsWith("--"));
 const rev = positional[0];
@@ -33,6 +36,7 @@ async function cpuPerRequest(cwd: string): Promise<number> {
     "run",
     "-A",
     "--unstable-net",
+    ...startTaskV8Flags(), // as Loom is run (the young generation's size)
     "bench/inproc.ts",
     requests,
     ...flags,

@@ -87,7 +87,8 @@ export class ConnReader {
         return Promise.reject(new FramingError(431, "message head too large"));
       }
     }
-    return this.conn.read(this.buf.subarray(this.end)).then(this.onRead);
+    // From offset 0 the buffer itself is the target: a view less per read (most reads start there).
+    return this.conn.read(this.end === 0 ? this.buf : this.buf.subarray(this.end)).then(this.onRead);
   }
 
   private readonly onRead = (n: number | null): number => {
