@@ -9,6 +9,7 @@
 import { HeaderList } from "../core/headers.ts";
 import type { BodyReader } from "../core/body.ts";
 import type { BufferPool } from "../net/buffer_pool.ts";
+import { type ReadOp, readOpOf } from "../net/read_op.ts";
 
 /** Raised for malformed framing; `status` is what the peer should be told. */
 export class FramingError extends Error {
@@ -39,6 +40,8 @@ export class ConnReader {
    * body the handler did not read to its end): it is not given back to the pool, only dropped.
    */
   private tainted = false;
+  /** The connection's read op (src/net/read_op.ts: not Deno's Conn.read wrapper, whose Set churns old space). */
+  private readonly read: ReadOp;
 
   /**
    * @param size the buffer size (`pool.size` when a pool is given)
@@ -54,6 +57,7 @@ export class ConnReader {
   ) {
     this.small = pool === null ? null : new Uint8Array(Math.min(idleSize, pool.size));
     this.buf = this.small ?? new Uint8Array(size);
+    this.read = readOpOf(conn);
   }
 
   get available(): number {
@@ -88,11 +92,12 @@ export class ConnReader {
       }
     }
     // From offset 0 the buffer itself is the target: a view less per read (most reads start there).
-    return this.conn.read(this.end === 0 ? this.buf : this.buf.subarray(this.end)).then(this.onRead);
+    return this.read(this.end === 0 ? this.buf : this.buf.subarray(this.end)).then(this.onRead);
   }
 
+  // The buffer passed is never empty: 0 (the op) or null (a wrapped connection) is EOF.
   private readonly onRead = (n: number | null): number => {
-    if (n === null) {
+    if (n === null || n === 0) {
       this.eof = true;
       return 0;
     }
