@@ -26,6 +26,7 @@ import {
   SettingId,
 } from "./frame.ts";
 import { pool16k, pool64k } from "../net/buffer_pool.ts";
+import { type ReadOp, readOpOf } from "../net/read_op.ts";
 import { arm, disarm, type Expirable } from "../core/deadline.ts";
 
 /** The byte stream under a connection: Deno.Conn / Deno.TlsConn satisfy it; node TLS sockets are adapted to it by the caller. */
@@ -366,6 +367,8 @@ export class H2Connection implements Expirable {
   onGoaway?: (lastStreamId: number, code: number) => void;
 
   private readonly t: H2Transport;
+  /** The transport's read op (src/net/read_op.ts: Deno's Conn.read wrapper churns old space). */
+  private readonly readOp: ReadOp;
   private readonly isServer: boolean;
   private readonly enc = new HpackEncoder();
   private readonly dec = new HpackDecoder();
@@ -459,6 +462,7 @@ export class H2Connection implements Expirable {
 
   private constructor(t: H2Transport, opts: H2Options, isServer: boolean) {
     this.t = t;
+    this.readOp = readOpOf(t);
     this.isServer = isServer;
     this.maxConcurrent = opts.maxConcurrentStreams ?? 100;
     this.iws = Math.min(opts.initialWindowSize ?? 1 << 20, MAX_WINDOW);
@@ -605,8 +609,8 @@ export class H2Connection implements Expirable {
       // After a connection error keep draining input until the GOAWAY is flushed and the transport closed.
       while (!this.tClosed) {
         this.roomToRead();
-        const n = await this.t.read(this.rbuf.subarray(this.rend));
-        if (n === null) break;
+        const n = await this.readOp(this.rbuf.subarray(this.rend));
+        if (n === null || n === 0) break; // EOF (the buffer always has room, so 0 is EOF too)
         this.reads++;
         this.lastRead = n;
         this.rend += n;

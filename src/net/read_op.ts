@@ -30,7 +30,7 @@ const internal = (Deno as any)[(Deno as any).internal] as { core?: DenoCore } | 
 const core: DenoCore | null = typeof internal?.core?.read === "function" ? internal.core : null;
 let ridSymbol: symbol | null | undefined;
 
-function ridOf(conn: Deno.Conn): number | null {
+function ridOf(conn: Readable): number | null {
   if (ridSymbol === undefined) {
     ridSymbol = Object.getOwnPropertySymbols(conn).find((s) => s.description === "Deno.internal.rid") ?? null;
   }
@@ -39,8 +39,13 @@ function ridOf(conn: Deno.Conn): number | null {
   return typeof rid === "number" ? rid : null;
 }
 
+/** What can be read from: a `Deno.Conn` or a wrapper with the same `read`. */
+export interface Readable {
+  read(p: Uint8Array): Promise<number | null>;
+}
+
 /** The read op of `conn` (one closure per connection), or its own `read`. */
-export function readOpOf(conn: Deno.Conn): ReadOp {
+export function readOpOf(conn: Readable): ReadOp {
   const rid = core !== null && isDenoConn(conn) ? ridOf(conn) : null;
   if (rid !== null) {
     const c = core!;
@@ -56,7 +61,7 @@ const verdicts = new Map<object, boolean>();
  * Whether `conn.read` is Deno's own `Conn.read` (TcpConn, TlsConn, UnixConn), the one that wraps the op
  * with the Set: its source names the Set. Anything else (a wrapper, a Deno whose read differs) keeps its read.
  */
-function isDenoConn(conn: Deno.Conn): boolean {
+function isDenoConn(conn: Readable): boolean {
   let p = Object.getPrototypeOf(conn);
   while (p !== null && !Object.prototype.hasOwnProperty.call(p, "read")) p = Object.getPrototypeOf(p);
   if (p === null) return false;
