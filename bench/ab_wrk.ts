@@ -6,7 +6,13 @@
  * in the same rotation, for ratios.
  *
  *   deno run -A --unstable-net bench/ab_wrk.ts [--rounds N] [--duration S] [--conns 64,1]
- *       [--realistic] [--access-log] [--loom-flag F] [--nginx] [--] VARIANT...
+ *       [--realistic] [--access-log] [--loom-flag F] [--nginx] [--prewarm S] [--] VARIANT...
+ *
+ * `--prewarm S`: S seconds of the same load right before each measured run, so
+ * that p99 is the steady state's. Without it each variant is measured after
+ * idling while the others ran, and Loom's first second after an idle spell
+ * (re-optimised code, the heap grown back) weighs in its p99 (bench/README.md,
+ * the tail).
  *
  * A VARIANT is the extra `deno run` flags of one Loom, space-separated ("" for
  * none), optionally prefixed by `@<git rev> ` to run that revision's src/ (a
@@ -55,6 +61,7 @@ interface Variant {
 export function parseArgs(argv: string[]) {
   const o = {
     rounds: 3,
+    prewarm: 0,
     duration: 6,
     conns: [64, 1],
     realistic: false,
@@ -75,6 +82,7 @@ export function parseArgs(argv: string[]) {
     const val = () => inline ?? argv[++i];
     if (rigFlag(o, flag, val)) continue;
     if (flag === "--rounds") o.rounds = Number(val());
+    else if (flag === "--prewarm") o.prewarm = Number(val());
     else if (flag === "--nginx") o.nginx = true;
     else o.variants.push(a);
   }
@@ -169,6 +177,7 @@ async function main(): Promise<void> {
     for (let round = 1; round <= o.rounds; round++) {
       for (const conns of o.conns) {
         for (const x of all) {
+          if (o.prewarm > 0) await runWrk(x.port, conns, o.prewarm);
           const a = treeCpuSeconds(x.proc.pid), ua = treeCpuSeconds(upstream.pid);
           const { text } = await runWrk(x.port, conns, o.duration);
           const w = parseWrkOutput(text);
@@ -214,7 +223,9 @@ async function main(): Promise<void> {
       `\n${o.realistic ? "realistic" : "bare"}, access logs ${
         o.accessLog ? "on" : "off"
       }; medians of ${o.rounds} ` +
-        `alternating rounds of ${o.duration} s\n`,
+        `alternating rounds of ${o.duration} s${
+          o.prewarm > 0 ? `, each after ${o.prewarm} s of the same load` : ""
+        }\n`,
     );
     console.log(markdownTable(
       ["variant", "conns", "CPU µs/req", "× nginx", "p99", "p99 × nginx", "req/s", "RSS MiB"],
