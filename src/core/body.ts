@@ -69,6 +69,7 @@ export interface ResponseWriter {
 export interface RawStream {
   /** Bytes the client already sent after its request head. */
   readonly leftover: Uint8Array;
+  /** Reads into `buf` (never empty): the number of bytes; 0 or null at EOF. */
   read(buf: Uint8Array): Promise<number | null>;
   write(data: Uint8Array): Promise<number>;
   close(): void;

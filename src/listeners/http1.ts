@@ -27,6 +27,7 @@ import type { ListenerTls, TlsUse } from "./tls.ts";
 import { TlsMaterial } from "./tls_reload.ts";
 import { pool16k } from "../net/buffer_pool.ts";
 import { connectionClosed, connectionOpened } from "../net/memory_return.ts";
+import { readOpOf } from "../net/read_op.ts";
 import { FfiConn, FfiListener } from "../net/ffi/conn.ts";
 
 /** What the engine calls for each request; it must finish `ctx.res`. */
@@ -811,7 +812,7 @@ class Http1Writer implements UpgradableWriter {
     r.start = r.end;
     return {
       leftover,
-      read: (b) => c.conn.read(b),
+      read: readOpOf(c.conn),
       write: (d) => c.conn.write(d),
       close: () => c.destroy(),
       idleTimeout: c.server.cfg.idle_timeout,

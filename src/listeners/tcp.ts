@@ -30,6 +30,7 @@
  */
 import type { ListenerConfig } from "../config/types.ts";
 import { connectionClosed, connectionOpened } from "../net/memory_return.ts";
+import { readOpOf } from "../net/read_op.ts";
 import { MAX_CLIENT_HELLO, peekClientHello } from "../net/tls_client_hello.ts";
 import { logger } from "../observability/logger.ts";
 import type { Counter, Registry } from "../observability/metrics.ts";
@@ -376,10 +377,12 @@ class TcpConnection {
     const src = dir === DOWNSTREAM ? this.down : this.up!;
     const buf = new Uint8Array(CHUNK);
     const session = this.session;
+    const read = readOpOf(src); // not Conn.read's wrapper: src/net/read_op.ts
     for (;;) {
       let n: number | null;
       try {
-        n = await src.read(buf);
+        n = await read(buf);
+        if (n === 0) n = null; // EOF from the op
       } catch {
         n = null;
         // A reset: the whole connection ends (nothing more can be said either way).

@@ -24,6 +24,7 @@ import type { RawStream, UpgradableWriter } from "../core/body.ts";
 import type { ParsedResponse } from "../http1/parse.ts";
 import type { PooledConn } from "../upstream/pool.ts";
 import { writeAll } from "../http1/reader.ts";
+import { readOpOf } from "../net/read_op.ts";
 import { UpstreamFailure } from "./exchange.ts";
 
 /** Key in `ctx.vars` of the observer that counts tunnels (set by the gateway for upgrade requests). */
@@ -98,7 +99,7 @@ export async function tunnel(ctx: RequestContext, pc: PooledConn, res: ParsedRes
   pc.closed = true; // never back to the pool
   const up: RawStream = {
     leftover: upLeft,
-    read: (b) => pc.conn.read(b),
+    read: readOpOf(pc.conn),
     write: (d) => pc.conn.write(d),
     close: () => {
       try {
@@ -214,7 +215,7 @@ async function pipe(
     const buf = new Uint8Array(32 * 1024);
     for (;;) {
       const n = await from.read(buf);
-      if (n === null) break;
+      if (n === null || n === 0) break;
       const kernelFirst = h.drained();
       if (kernelFirst !== undefined) await kernelFirst;
       await writeAll({ write: (d: Uint8Array) => to.write(d) } as Deno.Conn, buf.subarray(0, n));
