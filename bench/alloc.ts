@@ -14,7 +14,7 @@
  * every run, so compare totals between revisions, not against zero.
  */
 import { Session } from "node:inspector";
-import { GET_REQUEST, runInproc } from "./inproc_harness.ts";
+import { bareConfig, GET_REQUEST, runInproc } from "./inproc_harness.ts";
 
 interface CallFrame {
   functionName: string;
@@ -35,10 +35,7 @@ for (let i = 0; i < Deno.args.length; i++) {
   else total = Number(a);
 }
 
-const CONFIG = `listeners: [{name: http, address: "127.0.0.1:9", protocol: http}]
-upstreams: [{name: up, endpoints: ["127.0.0.1:1"]}]
-routes: [{id: all, path: "/*", upstream: up}]
-access_log: {enabled: false}`;
+const CONFIG = bareConfig(null);
 
 await runInproc(CONFIG, GET_REQUEST, 50_000); // compiled and warm before sampling
 const session = new Session();

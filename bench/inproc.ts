@@ -10,7 +10,7 @@
  * `--floor`: the floor proxy's loop on the same harness instead of Loom
  * (runInprocFloor): Loom's figure minus the floor's is Loom's own code.
  */
-import { GET_REQUEST, runInproc, runInprocFloor } from "./inproc_harness.ts";
+import { bareConfig, GET_REQUEST, runInproc, runInprocFloor } from "./inproc_harness.ts";
 
 const args = Deno.args.filter((a) => !a.startsWith("--"));
 const withLog = Deno.args.includes("--access-log");
@@ -26,10 +26,7 @@ if (Deno.args.includes("--floor")) {
 }
 const logDir = withLog ? Deno.makeTempDirSync({ prefix: "loom-inproc-" }) : "";
 const { cpu, wall, requests } = await runInproc(
-  `listeners: [{name: http, address: "127.0.0.1:9", protocol: http}]
-upstreams: [{name: up, endpoints: ["127.0.0.1:1"]}]
-routes: [{id: all, path: "/*", upstream: up}]
-access_log: ${withLog ? `{enabled: true, path: "${logDir}/access.log"}` : "{enabled: false}"}`,
+  bareConfig(withLog ? `${logDir}/access.log` : null),
   GET_REQUEST,
   total,
 );

@@ -16,6 +16,17 @@ import { asksClose, responseLength } from "./floor_http.ts";
 
 const enc = new TextEncoder();
 
+/**
+ * The bare proxy's config (one route to one upstream), as bench/inproc.ts measures it and bench/alloc.ts
+ * profiles it; `accessLog`: the JSON access log's file, or null for none.
+ */
+export function bareConfig(accessLog: string | null): string {
+  return `listeners: [{name: http, address: "127.0.0.1:9", protocol: http}]
+upstreams: [{name: up, endpoints: ["127.0.0.1:1"]}]
+routes: [{id: all, path: "/*", upstream: up}]
+access_log: ${accessLog !== null ? `{enabled: true, path: "${accessLog}"}` : "{enabled: false}"}`;
+}
+
 /** A small GET, as wrk sends it. */
 export const GET_REQUEST: Uint8Array = enc.encode(
   "GET /file1k HTTP/1.1\r\nHost: 127.0.0.1:9201\r\nUser-Agent: wrk\r\n\r\n",

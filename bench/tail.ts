@@ -109,10 +109,16 @@ async function main(): Promise<void> {
     const runs = new Map<string, Run[]>();
     const measure = async (x: { label: string; port: number }, phase: string, round: number) => {
       const out = `${rigDir()}/tail-${round}.txt`;
-      const r = await new Deno.Command("sh", {
-        args: ["-c", [...pin("0"), client, x.port, o.conns, o.duration, "/file", out].join(" ")],
-        stderr: "piped",
-      }).output();
+      const [cmd, ...args] = [
+        ...pin("0"),
+        client,
+        String(x.port),
+        String(o.conns),
+        String(o.duration),
+        "/file",
+        out,
+      ];
+      const r = await new Deno.Command(cmd, { args, stderr: "piped" }).output();
       if (!r.success) throw new Error(`${x.label}: ${new TextDecoder().decode(r.stderr)}`);
       const text = Deno.readTextFileSync(out);
       if (o.keep) {
