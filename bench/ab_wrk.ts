@@ -52,6 +52,8 @@ interface Variant {
   flags: string[];
   /** NAME=value words of the variant: that Loom's environment (`env` before deno). */
   env: string[];
+  /** `floor` or `ffi-floor[:mode]`: that floor proxy instead of a Loom (its environment still applies). */
+  floor: string | null;
   port: number;
   proc?: Proc;
   worktree?: string;
@@ -127,9 +129,13 @@ async function main(): Promise<void> {
     const rev = m ? m[1] : null;
     const words = (m ? m[2] : v).split(/\s+/).filter(Boolean);
     const isEnv = (w: string) => /^[A-Z_][A-Z0-9_]*=/.test(w);
-    const flags = [...o.loomFlags, ...words.filter((w) => !isEnv(w))];
+    const own = words.filter((w) => !isEnv(w));
+    const floor = rev === null && own.length === 1 && /^(floor|ffi-floor(:\w+)?)$/.test(own[0])
+      ? own[0]
+      : null;
+    const flags = [...o.loomFlags, ...own];
     const env = words.filter(isEnv);
-    return { label: v.trim() === "" ? "working tree" : v.trim(), rev, flags, env, port: freePort() };
+    return { label: v.trim() === "" ? "working tree" : v.trim(), rev, flags, env, floor, port: freePort() };
   });
   const worktrees: string[] = [];
   try {
@@ -140,20 +146,16 @@ async function main(): Promise<void> {
         await git(["worktree", "add", "--detach", cwd, v.rev]);
         worktrees.push(cwd);
       }
-      const floor = v.flags[0] ?? "";
-      v.proc =
-        v.rev === null && v.flags.length === 1 && (floor === "floor" || /^ffi-floor(:\w+)?$/.test(floor))
-          ? await startFloor(floor, v.port, ups[0], v.env)
-          : await startLoom(
-            `loom-${i}`,
-            1,
-            "1",
-            v.port,
-            ups,
-            v.env.length ? ["env", ...v.env] : [],
-            v.flags,
-            cwd,
-          );
+      v.proc = v.floor !== null ? await startFloor(v.floor, v.port, ups[0], v.env) : await startLoom(
+        `loom-${i}`,
+        1,
+        "1",
+        v.port,
+        ups,
+        v.env.length ? ["env", ...v.env] : [],
+        v.flags,
+        cwd,
+      );
       console.log(`ab: ${v.label} ready (pid ${v.proc.pid})`);
     }
     let ng: Proc | null = null;
