@@ -33,29 +33,11 @@ import {
   waitReady,
   which,
 } from "./run.ts";
-import { formatFixed, markdownTable, median, parsePidStat, parseWrkOutput } from "./parse.ts";
+import { formatFixed, markdownTable, median, parseWrkOutput } from "./parse.ts";
 import { parseArgs } from "./ab_wrk.ts";
-import { parseStraceSummary, perfSummary } from "./profile.ts";
+import { parseStraceSummary, perfSummary, treeCounters } from "./profile.ts";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** user, system seconds and context switches of a process tree, all threads. */
-function counters(root: number): { user: number; sys: number; vcs: number; ivcs: number } {
-  let user = 0, sys = 0, vcs = 0, ivcs = 0;
-  for (const pid of processTree(root)) {
-    try {
-      const s = parsePidStat(Deno.readTextFileSync(`/proc/${pid}/stat`));
-      user += s.utime / 100;
-      sys += s.stime / 100;
-      for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
-        const st = Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/status`);
-        vcs += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0);
-        ivcs += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0);
-      }
-    } catch { /* exited */ }
-  }
-  return { user, sys, vcs, ivcs };
-}
 
 function startProxy(label: string, port: number, upstreamPort: number): Proc {
   const [script, ...mode] = label.startsWith("ffi-floor")
@@ -91,9 +73,9 @@ async function main(): Promise<void> {
   for (let round = 1; round <= o.rounds; round++) {
     for (const conns of o.conns) {
       for (const x of all) {
-        const a = counters(x.proc.pid);
+        const a = treeCounters(x.proc.pid);
         const w = parseWrkOutput((await runWrk(x.port, conns, o.duration)).text);
-        const b = counters(x.proc.pid), n = Math.max(1, w.requests);
+        const b = treeCounters(x.proc.pid), n = Math.max(1, w.requests);
         const r: Row = {
           label: x.label,
           conns,

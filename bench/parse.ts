@@ -154,6 +154,8 @@ export interface PidStat {
   ppid: number;
   utime: number;
   stime: number;
+  /** Minor page faults (field 10): pages the kernel mapped in, each a trap into system time. */
+  minflt: number;
 }
 
 /**
@@ -171,6 +173,7 @@ export function parsePidStat(text: string): PidStat {
     pid: Number(text.slice(0, open).trim()),
     comm: text.slice(open + 1, close),
     ppid: Number(rest[1]),
+    minflt: Number(rest[7]),
     utime: Number(rest[11]),
     stime: Number(rest[12]),
   };

@@ -95,17 +95,34 @@ function uptime(): number {
   return Number(Deno.readTextFileSync("/proc/uptime").split(" ")[0]);
 }
 
-/** utime and stime (seconds) summed over a process tree. */
-function treeTimes(root: number): { user: number; sys: number } {
-  let user = 0, sys = 0;
+/** CPU (seconds), context switches and minor page faults of a process tree, all threads. */
+export interface TreeCounters {
+  user: number;
+  sys: number;
+  /** Voluntary context switches (a thread slept: waited in epoll, a futex...). */
+  vcs: number;
+  /** Involuntary ones (a thread was preempted). */
+  ivcs: number;
+  minflt: number;
+}
+
+/** Reads the TreeCounters of `root` and its descendants from /proc. */
+export function treeCounters(root: number): TreeCounters {
+  const c: TreeCounters = { user: 0, sys: 0, vcs: 0, ivcs: 0, minflt: 0 };
   for (const pid of processTree(root)) {
     try {
       const s = parsePidStat(Deno.readTextFileSync(`/proc/${pid}/stat`));
-      user += s.utime / 100;
-      sys += s.stime / 100;
+      c.user += s.utime / 100;
+      c.sys += s.stime / 100;
+      c.minflt += s.minflt;
+      for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
+        const st = Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/status`);
+        c.vcs += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0);
+        c.ivcs += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0);
+      }
     } catch { /* exited */ }
   }
-  return { user, sys };
+  return c;
 }
 
 async function wrkRequests(port: number, conns: number, seconds: number): Promise<number> {
@@ -160,9 +177,9 @@ async function main(): Promise<void> {
       const rows: string[][] = [];
       for (const conns of o.conns) {
         for (const [name, p, port] of [["nginx", ng, ngPort], ["Loom", loom, loomPort]] as const) {
-          const a = treeTimes(p.pid);
+          const a = treeCounters(p.pid);
           const n = await wrkRequests(port, conns, o.duration);
-          const b = treeTimes(p.pid);
+          const b = treeCounters(p.pid);
           rows.push([
             name,
             `c${conns}`,
@@ -170,12 +187,26 @@ async function main(): Promise<void> {
             formatFixed((b.user - a.user) * 1e6 / n, 1),
             formatFixed((b.sys - a.sys) * 1e6 / n, 1),
             formatFixed((b.user + b.sys - a.user - a.sys) * 1e6 / n, 1),
+            formatFixed((b.vcs + b.ivcs - a.vcs - a.ivcs) / n, 2),
+            formatFixed((b.minflt - a.minflt) / n, 3),
           ]);
         }
       }
       console.log("## CPU per request, user and kernel\n");
       console.log(
-        markdownTable(["proxy", "conns", "requests", "user µs/req", "system µs/req", "total"], rows),
+        markdownTable(
+          [
+            "proxy",
+            "conns",
+            "requests",
+            "user µs/req",
+            "system µs/req",
+            "total",
+            "cs/req",
+            "minor faults/req",
+          ],
+          rows,
+        ),
       );
       console.log();
     }

@@ -147,7 +147,14 @@ Deno.test("/proc/<pid>/stat: comm with spaces and parentheses", () => {
     "4242 (nginx: a (b) c) S 4200 4242 4200 0 -1 4194624 1044 0 0 0 1234 567 0 0 20 0 3 0 7788 18293132 33603 " +
       "18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 1 0 0 0 0 0",
   );
-  assert.deepEqual(s, { pid: 4242, comm: "nginx: a (b) c", ppid: 4200, utime: 1234, stime: 567 });
+  assert.deepEqual(s, {
+    pid: 4242,
+    comm: "nginx: a (b) c",
+    ppid: 4200,
+    minflt: 1044,
+    utime: 1234,
+    stime: 567,
+  });
 });
 
 Deno.test("/proc/stat: busy, total, CPU count, busy cores", () => {
