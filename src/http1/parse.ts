@@ -8,6 +8,7 @@
  * one string once, and fields are sliced out of it (V8 slices are cheap).
  */
 import { HeaderList } from "../core/headers.ts";
+import { decodeAscii } from "../net/deno_core.ts";
 
 /** RFC 9110 tchar. */
 const TOKEN = new Uint8Array(256);
@@ -155,8 +156,6 @@ function responseField(buf: Uint8Array, s: number, e: number): number {
       return 0;
   }
 }
-
-const ascii = new TextDecoder();
 
 function fail(status: number, reason: string): HeadError {
   return { error: true, status, reason };
@@ -457,7 +456,7 @@ export function parseRequestHead(
   const n = scanFields(buf, p + 10, end, start, maxFields);
   if (typeof n !== "number") return n;
   // Method and target are ASCII-checked above; only field values may hold obs-text.
-  const text = sawHigh ? latin1(buf, start, end) : ascii.decode(buf.subarray(start, end));
+  const text = sawHigh ? latin1(buf, start, end) : decodeAscii(buf.subarray(start, end));
   const req = new ParsedRequest();
   const err = buildHead(text, n, minor, true, req);
   if (err !== null) return err;
@@ -500,7 +499,7 @@ export function parseResponseHead(
   // The reason phrase may hold obs-text too.
   const text = sawHigh || hasHighBytes(buf, p + 12, reasonEnd)
     ? latin1(buf, start, end)
-    : ascii.decode(buf.subarray(start, end));
+    : decodeAscii(buf.subarray(start, end));
   const res = new ParsedResponse();
   // The framing rules of buildHead, reading only the framing fields' values.
   let contentLength = -1, chunked = false, teSeen = false;

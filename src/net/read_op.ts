@@ -17,17 +17,11 @@
  *
  * @module
  */
+import { coreRead } from "./deno_core.ts";
 
 /** Reads into `buf` (never empty): the number of bytes; 0 (the op) or null (a connection's read) at EOF. */
 export type ReadOp = (buf: Uint8Array) => Promise<number | null>;
 
-interface DenoCore {
-  read(rid: number, buf: Uint8Array): Promise<number>;
-}
-
-// deno-lint-ignore no-explicit-any
-const internal = (Deno as any)[(Deno as any).internal] as { core?: DenoCore } | undefined;
-const core: DenoCore | null = typeof internal?.core?.read === "function" ? internal.core : null;
 let ridSymbol: symbol | null | undefined;
 
 function ridOf(conn: Readable): number | null {
@@ -46,10 +40,10 @@ export interface Readable {
 
 /** The read op of `conn` (one closure per connection), or its own `read`. */
 export function readOpOf(conn: Readable): ReadOp {
-  const rid = core !== null && isDenoConn(conn) ? ridOf(conn) : null;
+  const rid = coreRead !== null && isDenoConn(conn) ? ridOf(conn) : null;
   if (rid !== null) {
-    const c = core!;
-    return (buf) => c.read(rid, buf);
+    const read = coreRead!;
+    return (buf) => read(rid, buf);
   }
   return (buf) => conn.read(buf);
 }
