@@ -18,6 +18,9 @@ export class FramingError extends Error {
   }
 }
 
+/** A full buffer at its size limit: no room for the rest of a head. */
+const HEAD_TOO_LARGE = new FramingError(431, "message head too large");
+
 /** A connection plus its read buffer window `buf[start, end)`. */
 export class ConnReader {
   buf: Uint8Array;
@@ -76,6 +79,44 @@ export class ConnReader {
       this.pending = null;
       return p;
     }
+    const into = this.room(maxSize);
+    return into === null ? Promise.reject(HEAD_TOO_LARGE) : this.read(into).then(this.onRead);
+  }
+
+  /**
+   * fill() for a caller that awaits the read itself: the read's raw result,
+   * which the caller passes to {@linkcode filled} before anything else reads
+   * the buffer. One promise and one microtask less per read than fill()'s
+   * `.then`. Only when no read is pending (the upstream side has none).
+   */
+  readMore(maxSize = this.buf.length): Promise<number | null> {
+    const into = this.room(maxSize);
+    return into === null ? Promise.reject(HEAD_TOO_LARGE) : this.read(into);
+  }
+
+  /** Records the result of {@linkcode readMore}: the number of bytes read, 0 on EOF. */
+  filled(n: number | null): number {
+    return this.onRead(n);
+  }
+
+  /**
+   * Issues the next read now and parks it as {@linkcode pending}, with `then`
+   * and `otherwise` run in the same promise step as the reader's own
+   * bookkeeping (one promise less than `fill().then(then, otherwise)`).
+   * Only when no read is pending.
+   */
+  park(then: (n: number) => number, otherwise: (e: unknown) => number): void {
+    const into = this.room(this.buf.length);
+    if (into === null) {
+      this.pending = Promise.resolve(otherwise(HEAD_TOO_LARGE));
+      return;
+    }
+    this.parked = then;
+    this.pending = this.read(into).then(this.onParkedRead, otherwise);
+  }
+
+  /** Where the next read goes, after compacting or growing the buffer when full; null past `maxSize`. */
+  private room(maxSize: number): Uint8Array | null {
     if (this.end === this.buf.length) {
       if (this.start > 0) {
         this.buf.copyWithin(0, this.start, this.end);
@@ -88,11 +129,11 @@ export class ConnReader {
             : new Uint8Array(Math.min(maxSize, this.buf.length * 2)),
         );
       } else {
-        return Promise.reject(new FramingError(431, "message head too large"));
+        return null;
       }
     }
     // From offset 0 the buffer itself is the target: a view less per read (most reads start there).
-    return this.read(this.end === 0 ? this.buf : this.buf.subarray(this.end)).then(this.onRead);
+    return this.end === 0 ? this.buf : this.buf.subarray(this.end);
   }
 
   // The buffer passed is never empty: 0 (the op) or null (a wrapped connection) is EOF.
@@ -104,6 +145,9 @@ export class ConnReader {
     this.end += n;
     return n;
   };
+
+  private parked: ((n: number) => number) | null = null;
+  private readonly onParkedRead = (n: number | null): number => this.parked!(this.onRead(n));
 
   /**
    * The last read filled the small buffer to its end: more bytes are likely waiting. A body

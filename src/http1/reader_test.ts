@@ -192,3 +192,42 @@ Deno.test("ConnReader with a pool: a head larger than the small buffer grows int
   assert.equal(dec(r.buf.subarray(r.start, r.end)), head);
   assert.equal(r.buf.length, 64);
 });
+
+Deno.test("ConnReader.readMore/filled: the caller awaits the read and records it; 0 at EOF", async () => {
+  const conn = new SlowConn(enc("abcdef"), 4);
+  const r = new ConnReader(conn.asConn(), 16);
+  assert.equal(r.filled(await r.readMore()), 4);
+  assert.equal(r.filled(await r.readMore()), 2);
+  assert.equal(dec(r.buf.subarray(r.start, r.end)), "abcdef");
+  assert.equal(r.filled(await r.readMore()), 0);
+  assert.equal(r.eof, true);
+});
+
+Deno.test("ConnReader.readMore: a full buffer at its size limit rejects with 431, as fill() does", async () => {
+  const conn = new SlowConn(enc("x".repeat(64)), 64);
+  const r = new ConnReader(conn.asConn(), 8);
+  assert.equal(r.filled(await r.readMore(8)), 8);
+  await assert.rejects(r.readMore(8), (e) => e instanceof FramingError && e.status === 431);
+  await assert.rejects(r.fill(8), (e) => e instanceof FramingError && e.status === 431);
+});
+
+Deno.test("ConnReader.park: the parked read runs its continuation once, and the next fill() joins it", async () => {
+  const conn = new SlowConn(enc("GET / HTTP/1.1\r\n"), 5);
+  const r = new ConnReader(conn.asConn(), 64);
+  const seen: number[] = [];
+  r.park((n) => {
+    seen.push(n);
+    return n;
+  }, () => -1);
+  assert.notEqual(r.pending, null);
+  assert.equal(await r.fill(), 5); // joins the parked read: no second read into the buffer
+  assert.equal(conn.reads, 1);
+  assert.deepEqual(seen, [5]);
+  assert.equal(r.pending, null);
+  assert.equal(dec(r.buf.subarray(r.start, r.end)), "GET /");
+  // A read error goes to `otherwise`, whose value the joined fill() gets.
+  const failing = { read: () => Promise.reject(new Error("reset")) } as unknown as Deno.Conn;
+  const f = new ConnReader(failing, 64);
+  f.park((n) => n, () => 0);
+  assert.equal(await f.fill(), 0);
+});

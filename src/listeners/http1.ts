@@ -556,7 +556,7 @@ export class Http1Connection implements Expirable {
     r.idle();
     if (r.end === r.buf.length) return; // pipelined bytes fill the buffer: nothing to watch with
     // Parked on the reader: whoever reads next (head or a pipelined body) joins this read.
-    r.pending = r.fill().then(this.onWatchRead, this.onWatchError);
+    r.park(this.onWatchRead, this.onWatchError);
   }
 
   // Bound once per connection: body readers' first-wait hooks.

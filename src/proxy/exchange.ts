@@ -89,7 +89,9 @@ export async function exchange(
     for (let received = false; res === null; received = true) {
       let n: number;
       try {
-        n = await pc.r.fill(MAX_RESPONSE_HEAD + 4);
+        // The read's own promise awaited (readMore/filled): no `.then` step per read.
+        const got = await pc.r.readMore(MAX_RESPONSE_HEAD + 4);
+        n = pc.r.filled(got);
       } catch (e) {
         throw headReadFailure(e, pc, received);
       }
@@ -128,7 +130,7 @@ export async function exchange(
           let n: number;
           try {
             armAt(pc, Math.min(totalDeadline, Date.now() + perTryTimeout));
-            n = await r.fill();
+            n = r.filled(await r.readMore());
           } catch (e) {
             throw toFailure(e, pc);
           }
