@@ -8,9 +8,12 @@
  *   deno run -A bench/ab.ts <rev> [rounds=5] [requests=200000] [--access-log]
  *
  * `--access-log` is passed to bench/inproc.ts (the JSON access log on, to a file). Both sides run with
- * the V8 flags Loom is started with (deno.json's start task).
+ * the V8 flags Loom is started with (deno.json's start task), pinned to CPU 1 when `taskset` is there.
+ * The verdict is the median of the per-round ratios B/A: a round's A and B run back to back, so drift of
+ * the machine's load between rounds cancels out of each ratio.
  */
-import { startTaskV8Flags } from "./run.ts";
+import { median } from "./parse.ts";
+import { startTaskV8Flags, which } from "./run.ts";
 
 const flags = Deno.args.filter((a) => a.startsWith("--"));
 const positional = Deno.args.filter((a) => !a.startsWith("--"));
@@ -31,8 +34,11 @@ async function run(cmd: string, args: string[], cwd: string): Promise<string> {
   return text;
 }
 
+const taskset = navigator.hardwareConcurrency >= 2 ? which("taskset") : null;
+
 async function cpuPerRequest(cwd: string): Promise<number> {
-  const out = await run(Deno.execPath(), [
+  const out = await run(taskset ?? Deno.execPath(), [
+    ...(taskset === null ? [] : ["-c", "1", Deno.execPath()]),
     "run",
     "-A",
     "--unstable-net",
@@ -57,13 +63,18 @@ try {
     a.push(await cpuPerRequest(dir));
     b.push(await cpuPerRequest(root));
   }
-  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
   const ma = median(a), mb = median(b);
+  const ratios = b.map((x, i) => x / a[i]);
   console.log(`A ${rev}: ${ma.toFixed(2)} µs CPU/request (rounds ${a.map((x) => x.toFixed(2)).join(" ")})`);
   console.log(
     `B working tree: ${mb.toFixed(2)} µs CPU/request (rounds ${b.map((x) => x.toFixed(2)).join(" ")})`,
   );
-  console.log(`B/A = ${(mb / ma).toFixed(3)}`);
+  console.log(`B/A per round: ${ratios.map((r) => r.toFixed(3)).join(" ")}`);
+  console.log(
+    `B/A = ${median(ratios).toFixed(3)} (median of the per-round ratios; ${
+      ratios.filter((r) => r < 1).length
+    } of ${rounds} rounds below 1)`,
+  );
 } finally {
   await run("git", ["worktree", "remove", "--force", dir], root).catch(() => {});
 }
