@@ -108,7 +108,8 @@ export class ConnReader {
   park(then: (n: number) => number, otherwise: (e: unknown) => number): void {
     const into = this.room(this.buf.length);
     if (into === null) {
-      this.pending = Promise.resolve(otherwise(HEAD_TOO_LARGE));
+      // As a failed read: `otherwise` runs later, not inside the caller.
+      this.pending = Promise.reject(HEAD_TOO_LARGE).catch(otherwise);
       return;
     }
     this.parked = then;

@@ -231,3 +231,17 @@ Deno.test("ConnReader.park: the parked read runs its continuation once, and the 
   f.park((n) => n, () => 0);
   assert.equal(await f.fill(), 0);
 });
+
+Deno.test("ConnReader.park: with no room left, `otherwise` gets the 431 later, as for a failed read", async () => {
+  const conn = new SlowConn(enc("x".repeat(16)), 16);
+  const r = new ConnReader(conn.asConn(), 16);
+  assert.equal(await r.fill(16), 16);
+  const errors: unknown[] = [];
+  r.park((n) => n, (e) => {
+    errors.push(e);
+    return 0;
+  });
+  assert.equal(errors.length, 0); // not run inside park
+  assert.equal(await r.fill(), 0);
+  assert.ok(errors[0] instanceof FramingError && errors[0].status === 431);
+});
