@@ -30,12 +30,13 @@ import {
   startNginxProxy,
   startRig,
   stop,
+  treeCounters,
   waitReady,
   which,
 } from "./run.ts";
 import { formatFixed, markdownTable, median, parseWrkOutput } from "./parse.ts";
 import { parseArgs } from "./ab_wrk.ts";
-import { parseStraceSummary, perfSummary, treeCounters } from "./profile.ts";
+import { parseStraceSummary, perfSummary } from "./profile.ts";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

@@ -31,9 +31,10 @@ import {
   startNginxProxy,
   startRig,
   stop,
+  treeCounters,
   which,
 } from "./run.ts";
-import { formatFixed, markdownTable, parsePidStat, parseWrkOutput } from "./parse.ts";
+import { formatFixed, markdownTable, parseWrkOutput } from "./parse.ts";
 import { type CpuProfile, render, summarise } from "./cpuprofile.ts";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -93,36 +94,6 @@ function parse(argv: string[]): Opts {
 /** CLOCK_BOOTTIME in seconds (the clock of V8's profile timestamps on a VM that never suspends). */
 function uptime(): number {
   return Number(Deno.readTextFileSync("/proc/uptime").split(" ")[0]);
-}
-
-/** CPU (seconds), context switches and minor page faults of a process tree, all threads. */
-export interface TreeCounters {
-  user: number;
-  sys: number;
-  /** Voluntary context switches (a thread slept: waited in epoll, a futex...). */
-  vcs: number;
-  /** Involuntary ones (a thread was preempted). */
-  ivcs: number;
-  minflt: number;
-}
-
-/** Reads the TreeCounters of `root` and its descendants from /proc. */
-export function treeCounters(root: number): TreeCounters {
-  const c: TreeCounters = { user: 0, sys: 0, vcs: 0, ivcs: 0, minflt: 0 };
-  for (const pid of processTree(root)) {
-    try {
-      const s = parsePidStat(Deno.readTextFileSync(`/proc/${pid}/stat`));
-      c.user += s.utime / 100;
-      c.sys += s.stime / 100;
-      c.minflt += s.minflt;
-      for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
-        const st = Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/status`);
-        c.vcs += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0);
-        c.ivcs += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0);
-      }
-    } catch { /* exited */ }
-  }
-  return c;
 }
 
 async function wrkRequests(port: number, conns: number, seconds: number): Promise<number> {

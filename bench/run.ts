@@ -240,16 +240,42 @@ function pidAlive(pid: number): boolean {
   return !/\) [ZX] /.test(t);
 }
 
-/** utime+stime in seconds of a process tree (all threads of every process). */
-export function treeCpuSeconds(root: number): number {
-  let ticks = 0;
+/** CPU (seconds), context switches and minor page faults of a process tree, all threads. */
+export interface TreeCounters {
+  user: number;
+  sys: number;
+  /** Voluntary context switches (a thread slept: waited in epoll, a futex...). */
+  vcs: number;
+  /** Involuntary ones (a thread was preempted). */
+  ivcs: number;
+  minflt: number;
+}
+
+/** Reads the TreeCounters of `root` and its descendants from /proc. */
+export function treeCounters(root: number): TreeCounters {
+  const c: TreeCounters = { user: 0, sys: 0, vcs: 0, ivcs: 0, minflt: 0 };
   for (const pid of processTree(root)) {
     const t = readText(`/proc/${pid}/stat`);
-    if (!t) continue;
+    if (!t) continue; // exited
     const s = parsePidStat(t);
-    ticks += s.utime + s.stime;
+    c.user += s.utime / CLK_TCK;
+    c.sys += s.stime / CLK_TCK;
+    c.minflt += s.minflt;
+    try {
+      for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+        const st = readText(`/proc/${pid}/task/${task.name}/status`) ?? "";
+        c.vcs += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0);
+        c.ivcs += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0);
+      }
+    } catch { /* exited */ }
   }
-  return ticks / CLK_TCK;
+  return c;
+}
+
+/** utime+stime in seconds of a process tree (all threads of every process). */
+export function treeCpuSeconds(root: number): number {
+  const c = treeCounters(root);
+  return c.user + c.sys;
 }
 
 /** Sum of VmRSS over a process tree, KiB (shared pages of nginx master/worker count twice). */
