@@ -181,7 +181,6 @@ export interface RawUpstream {
   close(): void;
 }
 
-/** Starts the raw flavour of {@linkcode startUpstream}. */
 /** A test server's connections: each accepted one until the listener closes, and `close` for all. */
 export interface ServedConns<C extends Deno.Conn> {
   /** The connections still open (a handler deletes one when it ends). */
@@ -223,6 +222,7 @@ export function serveConns<C extends Deno.Conn>(
   };
 }
 
+/** Starts the raw flavour of {@linkcode startUpstream}. */
 function startRawUpstream(handler?: (c: RawUpstreamConn) => Promise<void>): RawUpstream {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
