@@ -96,8 +96,13 @@ async function git(args: string[]): Promise<void> {
   if (!r.success) throw new Error(`git ${args.join(" ")}: ${new TextDecoder().decode(r.stderr)}`);
 }
 
-/** bench/floor_proxy.ts (`floor`) or bench/ffi_floor_proxy.ts (`ffi-floor[:mode]`) on CPU 1. */
-async function startFloor(label: string, port: number, upstreamPort: number, env: string[]): Promise<Proc> {
+/** bench/floor_proxy.ts (`floor`) or bench/ffi_floor_proxy.ts (`ffi-floor[:mode]`) on CPU 1, ready. */
+export async function startFloor(
+  label: string,
+  port: number,
+  upstreamPort: number,
+  env: string[] = [],
+): Promise<Proc> {
   const [script, ...mode] = label.startsWith("ffi-floor")
     ? ["bench/ffi_floor_proxy.ts", ...label.split(":").slice(1)]
     : ["bench/floor_proxy.ts"];

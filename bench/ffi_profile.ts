@@ -21,35 +21,20 @@
 import {
   cleanup,
   freePort,
-  pin,
   type Proc,
   processTree,
-  rigDir,
   runWrk,
-  spawn,
   startNginxProxy,
   startRig,
   stop,
   treeCounters,
-  waitReady,
   which,
 } from "./run.ts";
 import { formatFixed, markdownTable, median, parseWrkOutput } from "./parse.ts";
-import { parseArgs } from "./ab_wrk.ts";
+import { parseArgs, startFloor } from "./ab_wrk.ts";
 import { parseStraceSummary, perfSummary } from "./profile.ts";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-function startProxy(label: string, port: number, upstreamPort: number): Proc {
-  const [script, ...mode] = label.startsWith("ffi-floor")
-    ? ["bench/ffi_floor_proxy.ts", ...label.split(":").slice(1)]
-    : ["bench/floor_proxy.ts"];
-  return spawn(
-    label,
-    [...pin("1"), Deno.execPath(), "run", "-A", script, String(port), String(upstreamPort), ...mode],
-    `${rigDir()}/${label.replace(":", "-")}.log`,
-  );
-}
 
 async function main(): Promise<void> {
   const strace = Deno.args.includes("--strace"), perf = Deno.args.includes("--perf");
@@ -63,8 +48,7 @@ async function main(): Promise<void> {
     const port = freePort();
     const proc = label === "nginx"
       ? await startNginxProxy(nginx, port, ups)
-      : startProxy(label, port, ups[0]);
-    if (label !== "nginx") await waitReady(proc, port, 30_000);
+      : await startFloor(label, port, ups[0]);
     all.push({ label, port, proc });
   }
   for (const x of all) await runWrk(x.port, 64, 3); // warm-up
