@@ -225,6 +225,8 @@ itest(
           const why = await tunnelRoundTrip(loom.port, "/tunnel", cases[i][0], cases[i][1]);
           if (why !== "") failures.push(`${mode} ${cases[i]}: ${why}`);
         });
+        // The splicer's counters with the failures: whether the kernel or Loom moved what went wrong.
+        if (failures.length > 0) failures.push(JSON.stringify((await ebpfStatus(loom)).splice_tunnels));
         assert.deepEqual(failures, []);
         const metrics = await (await fetch(loom.admin("/metrics"))).text();
         // Every tunnel's end reached Loom: none is still counted open.
@@ -398,8 +400,9 @@ itest(
         const why = await tunnelRoundTrip(loom.port, "/tunnel", 100_000 * i, 200_000 * i);
         if (why !== "") failures.push(`${i}: ${why}`);
       });
-      assert.deepEqual(failures, []);
       const st = await (await fetch(loom.admin("/ebpf"))).json();
+      if (failures.length > 0) failures.push(JSON.stringify(st.splice_tunnels));
+      assert.deepEqual(failures, []);
       const instances = st.splice_tunnels.instances as {
         spliced: number;
         skipped: Record<string, number>;
@@ -444,8 +447,9 @@ itest(
         const why = await tunnelRoundTrip(loom.port, "/tunnel", 3_000_000 + i * 100_003, 1_000_000, pace);
         if (why !== "") failures.push(`${i}: ${why}`);
       });
-      assert.deepEqual(failures, []);
       const inst = (await ebpfStatus(loom)).splice_tunnels.instances[0];
+      if (failures.length > 0) failures.push(JSON.stringify(inst));
+      assert.deepEqual(failures, []);
       assert.ok(inst.current.program.skb_passed_bytes > 0, JSON.stringify(inst));
       // Each client's 2.8 MB after the pause went through the kernel, and the upstreams' answers.
       assert.ok(inst.current.program.skb_redirect_bytes > 12 * 2_800_000, JSON.stringify(inst));

@@ -74,9 +74,56 @@ export function startBodyEcho(): Peer {
 }
 
 /**
- * A tunnel upstream: answers an Upgrade with 101, then sends `x-size` random bytes while it reads
- * the client's bytes until end of stream; then it sends SHA-256 of what it received and of what it
- * sent, and closes. The client's half-close is what makes it send those last 64 bytes.
+ * `n` bytes in 8-byte words, each the tag and the word's index (both 32-bit big-endian): a tunnel's
+ * own bytes, in which a byte out of place says where it came from (see {@linkcode divergence}).
+ */
+export function taggedBytes(tag: number, n: number): Uint8Array<ArrayBuffer> {
+  const words = new DataView(new ArrayBuffer(Math.ceil(n / 8) * 8));
+  for (let i = 0; i * 8 < n; i++) {
+    words.setUint32(i * 8, tag);
+    words.setUint32(i * 8 + 4, i);
+  }
+  return new Uint8Array(words.buffer, 0, n).slice();
+}
+
+/**
+ * Where `got` first differs from {@linkcode taggedBytes}(tag, want) and what follows there: bytes
+ * from another offset of the same stream (repeated or skipped), or not this tunnel's. "" if equal.
+ */
+export function divergence(got: Uint8Array, tag: number, want: number): string {
+  const expected = taggedBytes(tag, want);
+  let i = 0;
+  while (i < got.length && i < want && got[i] === expected[i]) i++;
+  if (i === want && got.length === want) return "";
+  if (i === got.length) return `the stream ends at byte ${i} of ${want}`;
+  if (i === want) return `${got.length - want} bytes after the last of ${want}`;
+  // The next word of this tunnel after the divergence tells which offset the stream went on with.
+  const t = [tag >>> 24, (tag >>> 16) & 255, (tag >>> 8) & 255, tag & 255];
+  let q = i;
+  while (
+    q + 8 <= got.length &&
+    !(got[q] === t[0] && got[q + 1] === t[1] && got[q + 2] === t[2] && got[q + 3] === t[3])
+  ) {
+    q++;
+  }
+  // Bytes of this stream from any offset reach a word start within 8 bytes; more is something else.
+  if (q - i >= 8 || q + 8 > got.length) {
+    return `at byte ${i} of ${want} come ${
+      q - i
+    } or more bytes that are not this tunnel's; ${got.length} bytes in all`;
+  }
+  const from = new DataView(got.buffer, got.byteOffset + q + 4, 4).getUint32(0) * 8 - (q - i);
+  const what = from < i
+    ? `bytes ${from}-${i - 1} again`
+    : `the upstream's byte ${from} (${from - i} skipped)`;
+  return `at byte ${i} of ${want} the stream goes on with ${what}; ${got.length} bytes in all`;
+}
+
+/**
+ * A tunnel upstream: answers an Upgrade with 101 (with a random `x-tag`), then sends `x-size`
+ * bytes ({@linkcode taggedBytes} with that tag) while it reads the client's bytes until end of
+ * stream; then it sends SHA-256 of what it received and of what it sent, and closes. The client's
+ * half-close is what makes it send those last 64 bytes.
  */
 export function startTunnelUpstream(): Peer {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -87,13 +134,14 @@ export function startTunnelUpstream(): Peer {
       (async () => {
         const { head, rest } = await readHead(c);
         const size = Number(/x-size: (\d+)/i.exec(head)?.[1] ?? "0");
+        const tag = crypto.getRandomValues(new Uint32Array(1))[0];
         await writeAll(
           c,
           new TextEncoder().encode(
-            "HTTP/1.1 101 Switching Protocols\r\nupgrade: test\r\nconnection: upgrade\r\n\r\n",
+            `HTTP/1.1 101 Switching Protocols\r\nupgrade: test\r\nconnection: upgrade\r\nx-tag: ${tag}\r\n\r\n`,
           ),
         );
-        const payload = randomBytes(size);
+        const payload = taggedBytes(tag, size);
         const [got] = await Promise.all([readToEnd(c, rest), writeAll(c, payload)]);
         const trailer = new Uint8Array(64);
         trailer.set(await sha256(got), 0);
@@ -152,11 +200,14 @@ export async function tunnelRoundTrip(
         await c.closeWrite();
       })(),
     ]);
-    if (got.length !== down + 64) return `received ${got.length} bytes, expected ${down + 64}`;
+    const tag = Number(/x-tag: (\d+)/i.exec(head)?.[1]);
+    // Where the answer went wrong, if it did: the last 64 bytes are the upstream's trailer.
+    const wrong = divergence(got.subarray(0, Math.max(0, got.length - 64)), tag, down);
+    if (got.length !== down + 64) return `received ${got.length} bytes, expected ${down + 64}: ${wrong}`;
     const t = got.subarray(down);
     if (!equalBytes(t.subarray(0, 32), await sha256(data))) return "the upstream received other bytes";
-    if (!equalBytes(t.subarray(32), await sha256(got.subarray(0, down)))) {
-      return "the client received other bytes";
+    if (!equalBytes(t.subarray(32), await sha256(got.subarray(0, down))) || wrong !== "") {
+      return `the client received other bytes: ${wrong}`;
     }
     return "";
   } finally {
