@@ -203,11 +203,13 @@ export async function tunnelRoundTrip(
     const tag = Number(/x-tag: (\d+)/i.exec(head)?.[1]);
     // Where the answer went wrong, if it did: the last 64 bytes are the upstream's trailer.
     const wrong = divergence(got.subarray(0, Math.max(0, got.length - 64)), tag, down);
-    if (got.length !== down + 64) return `received ${got.length} bytes, expected ${down + 64}: ${wrong}`;
+    if (got.length !== down + 64) {
+      return `tag ${tag}: received ${got.length} bytes, expected ${down + 64}: ${wrong}`;
+    }
     const t = got.subarray(down);
     if (!equalBytes(t.subarray(0, 32), await sha256(data))) return "the upstream received other bytes";
     if (!equalBytes(t.subarray(32), await sha256(got.subarray(0, down))) || wrong !== "") {
-      return `the client received other bytes: ${wrong}`;
+      return `tag ${tag}: the client received other bytes: ${wrong}`;
     }
     return "";
   } finally {
